@@ -1,0 +1,54 @@
+"""medviz: python app.py [--model NAME_OR_PATH] [--host 127.0.0.1] [--port 7860] [--auth-file FILE]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+# Privacy first: no analytics, and uploads/outputs in a private temp folder (not a shared cache).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="medviz-gradio-"))
+
+
+def read_auth_file(path: str) -> list[tuple[str, str]]:
+    """'user:password' per line (blank lines and # comments ignored)."""
+    pairs = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if ":" not in line:
+                raise SystemExit(f"{path}, line {number}: expected 'user:password'")
+            user, password = line.split(":", 1)
+            pairs.append((user, password))
+    if not pairs:
+        raise SystemExit(f"{path}: no 'user:password' line")
+    return pairs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="medviz: look inside medical text-to-image diffusion models")
+    parser.add_argument("--model", default="cxr-phantom", help="bundled model name or a local model path")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MEDVIZ_PORT", 7860)))
+    parser.add_argument("--auth-file", help="enable basic auth with 'user:password' lines from this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from medviz.ui.layout import build_demo
+
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.launch(server_name=args.host, server_port=args.port, share=False,
+                auth=read_auth_file(args.auth_file) if args.auth_file else None,
+                max_file_size="50mb", run_history=False, enable_monitoring=False, show_error=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
