@@ -43,7 +43,8 @@ def grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
     """Hermite step: 0 below edge0, 1 above edge1, exactly, with a C1 ramp between (float32)."""
     t = (np.asarray(x, dtype=np.float32) - np.float32(edge0)) * np.float32(1.0 / (edge1 - edge0))
-    np.clip(t, 0.0, 1.0, out=t)
+    np.maximum(t, 0.0, out=t)        # ufuncs in place: np.clip's Python wrapper costs more than the math
+    np.minimum(t, 1.0, out=t)
     return t * t * (3.0 - 2.0 * t)
 
 
@@ -75,30 +76,29 @@ def value_noise(rng: np.random.Generator, shape: tuple[int, int], u: np.ndarray,
     return top + (bottom - top) * fv
 
 
-def _hermite_matrix(coords: np.ndarray, cells: int) -> np.ndarray:
-    """(len(coords), cells) matrix of Hermite interpolation weights onto a wrapping lattice axis."""
+def _hermite_axis(coords: np.ndarray, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lattice indices (left, right) and Hermite weight of the right one, for coords on a wrapping axis."""
     coords = np.asarray(coords, dtype=np.float32)
     c0 = np.floor(coords)
     f = coords - c0
-    f = f * f * (3 - 2 * f)
-    i0 = c0.astype(np.int64) % cells
-    weights = np.zeros((coords.size, cells), np.float32)
-    rows = np.arange(coords.size)
-    np.add.at(weights, (rows, i0), 1 - f)
-    np.add.at(weights, (rows, (i0 + 1) % cells), f)
-    return weights
+    left = c0.astype(np.int64) % cells
+    return left, (left + 1) % cells, f * f * (3 - 2 * f)
 
 
 def grid_value_noise(rng: np.random.Generator, shape: tuple[int, int], u_axis: np.ndarray,
                      v_axis: np.ndarray) -> np.ndarray:
-    """Value noise on an axis-aligned grid (``u`` per column, ``v`` per row), as two small matmuls.
+    """Value noise on an axis-aligned grid (``u`` per column, ``v`` per row), interpolated separably.
 
     The same kind of field as ``value_noise`` (a wrapping random lattice with Hermite weights) at a
-    fraction of the cost, for fields whose coordinates are separable.
+    fraction of the cost. Rows then columns, with elementwise arithmetic only: a BLAS matmul would be
+    shorter but its rounding can depend on memory alignment, and renders must be bit-reproducible.
     """
     rows, cols = shape
     lattice = rng.standard_normal((rows, cols), dtype=np.float32)
-    return _hermite_matrix(v_axis, rows) @ lattice @ _hermite_matrix(u_axis, cols).T
+    top, bottom, fv = _hermite_axis(v_axis, rows)
+    left, right, fu = _hermite_axis(u_axis, cols)
+    by_row = lattice[top] * (1 - fv)[:, None] + lattice[bottom] * fv[:, None]        # (H, cols)
+    return by_row[:, left] * (1 - fu) + by_row[:, right] * fu
 
 
 def correlated_noise(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -40,6 +40,12 @@ def describe(domain: str, factors: Mapping[str, Any]) -> str:
     return f"{lesion} {factors['diameter_mm']:.1f} mm, type {factors['skin_type']}\n" + (", ".join(artifacts) or "no artifacts")
 
 
+def _is_clean(domain: str, factors: Mapping[str, Any]) -> bool:
+    if domain == "cxr":
+        return factors["effusion"] == "none" and not factors["cardiomegaly"] and not factors["devices"]
+    return not any(factors[a] for a in ("melanoma", "ruler", "hair", "gel_bubbles", "ink")) and factors["skin_type"] <= 4
+
+
 def contact_sheet(domain: str, out: str | Path, seed: int = 0, size: int = 256, columns: int = 6,
                   **strengths: float) -> Path:
     """Two rows of random phantoms and a row of one patient's true counterfactuals (mask outlined)."""
@@ -51,7 +57,8 @@ def contact_sheet(domain: str, out: str | Path, seed: int = 0, size: int = 256, 
     module = get_domain(domain)
     graph = module.build_graph(**strengths)
     samples = [graph.sample(seed + i) for i in range(2 * columns)]
-    base = samples[0]
+    # The counterfactual row starts from a clean patient, so that every "add" shows a change.
+    base = next((s for s in (graph.sample(seed + i) for i in range(200)) if _is_clean(domain, s.factors)), samples[0])
     figure, axes = plt.subplots(3, columns, figsize=(2.6 * columns, 3.2 * 3), facecolor="black")
     cmap = "gray" if domain == "cxr" else None
     for ax, sample in zip(axes[:2].ravel(), samples):
@@ -67,6 +74,9 @@ def contact_sheet(domain: str, out: str | Path, seed: int = 0, size: int = 256, 
         if sample is not base:
             mask = changed_mask(module.render, base, sample, size)
             ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8)
+            downstream = [k for k in graph.names if k not in sample.interventions and sample[k] != base[k]]
+            if downstream:
+                title += "\ndownstream: " + ", ".join(downstream[:3]) + ("..." if len(downstream) > 3 else "")
         ax.set_title(title, color="orange", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])

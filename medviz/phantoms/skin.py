@@ -37,7 +37,9 @@ SKIN_TYPES = (1, 2, 3, 4, 5, 6)
 SKIN_RGB = {1: (0.95, 0.82, 0.74), 2: (0.91, 0.74, 0.62), 3: (0.83, 0.64, 0.5),
             4: (0.69, 0.49, 0.35), 5: (0.5, 0.34, 0.24), 6: (0.33, 0.22, 0.16)}
 MELANIN_ABSORPTION = np.array([0.55, 0.95, 1.45], np.float32)
-MELANOMA_RATE = {1: 0.3, 2: 0.26, 3: 0.2, 4: 0.14, 5: 0.1, 6: 0.08}
+# Enriched like a referral set (ISIC 2019 has ~18% melanoma): near-balanced classes to train and measure
+# on, still more frequent on fair skin.
+MELANOMA_RATE = {1: 0.5, 2: 0.46, 3: 0.4, 4: 0.34, 5: 0.3, 6: 0.26}
 
 
 def build_graph(melanoma_ruler_strength: float = 0.5, ruler_base_rate: float = 0.1) -> CausalGraph:
@@ -114,16 +116,30 @@ def _skin(x: np.ndarray, y: np.ndarray, skin_type: int, seed: int) -> np.ndarray
     mottle = grid_value_noise(rng, (6, 6), (xs + 1) * 2.5, (ys + 1) * 2.5) * 0.6
     mottle += grid_value_noise(rng, (12, 12), (xs + 1) * 6, (ys + 1) * 6) * 0.4
     redness = grid_value_noise(rng, (5, 5), (xs + 1) * 2, (ys + 1) * 2)
-    angle = rng.uniform(0, np.pi)
-    ca, sa = math.cos(angle), math.sin(angle)
-    along, across = ca * x + sa * y, -sa * x + ca * y
-    furrow_a = value_noise(rng, (12, 48), (along + 1) * 6, (across + 1) * 24)
-    furrow_b = value_noise(rng, (48, 12), (along + 1) * 24, (across + 1) * 6)
-    furrows = smoothstep(0.12, 0.0, np.minimum(np.abs(furrow_a), np.abs(furrow_b)))
+    furrows = _furrows(x.shape[0])
+    # Each patient sees the same tileable furrow texture shifted and turned (one of 8 symmetries).
+    shift = rng.integers(0, x.shape[0], 2)
+    furrows = np.roll(furrows, tuple(int(v) for v in shift), axis=(0, 1))
+    turn = int(rng.integers(8))
+    furrows = np.rot90(furrows, turn % 4)
+    if turn >= 4:
+        furrows = furrows[:, ::-1]
     shade = 1.0 + 0.045 * mottle - 0.05 * furrows
     # Erythema: less green and blue where the red field is positive.
     tint = np.stack([np.ones_like(redness), 1.0 - 0.05 * np.maximum(redness, 0), 1.0 - 0.05 * np.maximum(redness, 0)], -1)
     return (shade[..., None] * base) * tint
+
+
+@functools.lru_cache(maxsize=8)
+def _furrows(size: int) -> np.ndarray:
+    """A tileable criss-cross of skin furrows (two families of noise ridges), computed once per size."""
+    rng = component_rng(0, "furrows")
+    x, y = grid(size)
+    family_a = value_noise(rng, (12, 48), (x + 1) * 6, (y + 1) * 24)
+    family_b = value_noise(rng, (48, 12), (x + 1) * 24, (y + 1) * 6)
+    texture = smoothstep(0.12, 0.0, np.minimum(np.abs(family_a), np.abs(family_b)))
+    texture.setflags(write=False)
+    return texture
 
 
 def _lesion(x: np.ndarray, y: np.ndarray, factors: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -138,10 +154,13 @@ def _lesion(x: np.ndarray, y: np.ndarray, factors: Mapping[str, Any], seed: int)
     rho = np.sqrt(dx * dx + dy * dy)
     theta = np.arctan2(dy, dx)
     # Asymmetry: low harmonics of the outline; irregular border: notches from higher harmonics.
-    outline = 1.0 + asym * (0.28 * np.cos(theta - phases[0]) + 0.18 * np.cos(2 * theta - phases[1]))
+    # The outline depends on the angle alone, so it is tabulated once and looked up per pixel.
+    table_angles = np.linspace(-np.pi, np.pi, 1025, dtype=np.float32)
+    outline = 1.0 + asym * (0.28 * np.cos(table_angles - phases[0]) + 0.18 * np.cos(2 * table_angles - phases[1]))
     for k in range(3, 13):
-        outline = outline + border * 0.11 * amps[k] / k ** 0.6 * np.cos(k * theta + phases[k])
-    q = rho / (radius * outline)
+        outline = outline + border * 0.11 * amps[k] / k ** 0.6 * np.cos(k * table_angles + phases[k])
+    index = np.rint((theta + np.float32(np.pi)) * np.float32(1024 / (2 * np.pi))).astype(np.intp)
+    q = rho / (radius * outline.astype(np.float32)[index])
     edge = 0.1 + 0.08 * (1.0 - border)
     inside = smoothstep(1.0 + edge / 2, 1.0 - edge / 2, q)
     # Melanin: denser centrally in nevi; patchy, eccentric in melanoma.
@@ -264,7 +283,7 @@ def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
     patch = patch * (1 - zone_alpha[..., None]) + zones * zone_alpha[..., None]
     rgb[win] = patch
     lesion_support = nothing.copy()
-    lesion_support[win] = (transmission[..., 0] != 1.0) | (zone_alpha > 0)
+    lesion_support[win] = np.any(transmission != 1.0, axis=-1) | (zone_alpha > 0)
     supports["lesion"], keys["lesion"] = lesion_support, tuple(factors[k] for k in lesion_keys)
 
     def blend(name: str, coverage: np.ndarray, colour: tuple[float, float, float], opacity: float, key: tuple):

@@ -146,7 +146,7 @@ def test_graph_declares_parents_before_children():
     assert {"support_devices", "devices", "effusion_severity"} <= graph.descendants("effusion")
 
 
-@pytest.mark.parametrize("domain,strength", [("cxr", 0.5), ("cxr", 0.2), ("skin", 0.5), ("skin", 0.0)])
+@pytest.mark.parametrize("domain,strength", [(d, s) for d in ("cxr", "skin") for s in (0.0, 0.2, 0.5)])
 def test_planted_link_matches_configured_strength(domain, strength):
     module = get_domain(domain)
     key = "effusion_device_strength" if domain == "cxr" else "melanoma_ruler_strength"

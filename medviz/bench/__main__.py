@@ -1,0 +1,58 @@
+"""python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
+
+Timings on a shared machine are noisy: each figure is the best of ``--repeats`` batches, and
+``--threads 1`` pins numpy/torch to one thread (use ``taskset -c 0`` to pin one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..phantoms import get_domain
+
+
+def bench_phantoms(size: int, n: int, repeats: int) -> list[dict]:
+    rows = []
+    for domain in ("cxr", "skin"):
+        module = get_domain(domain)
+        graph = module.build_graph()
+        samples = [graph.sample(seed) for seed in range(n)]
+        batches = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for sample in samples:
+                module.render(sample.factors, sample.seed, size)
+            batches.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for seed in range(n):
+            graph.sample(seed)
+        sampling = time.perf_counter() - start
+        best, median = min(batches), sorted(batches)[len(batches) // 2]
+        rows.append({"domain": domain, "size": size, "n": n, "best_images_per_s": n / best,
+                     "median_images_per_s": n / median, "sampling_ms": 1e3 * sampling / n})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medviz.bench")
+    parser.add_argument("name", choices=["phantoms"])
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", default=None, help="write the rows here as JSON")
+    args = parser.parse_args(argv)
+    rows = bench_phantoms(args.size, args.n, args.repeats)
+    print(f"{'domain':<8}{'size':>6}{'n':>6}{'best img/s':>12}{'median img/s':>14}{'sample ms':>11}")
+    for r in rows:
+        print(f"{r['domain']:<8}{r['size']:>6}{r['n']:>6}{r['best_images_per_s']:>12.1f}"
+              f"{r['median_images_per_s']:>14.1f}{r['sampling_ms']:>11.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
