@@ -17,7 +17,6 @@ ISIC layout: a CSV with an image id column (``image_name``, ``isic_id``, ``image
 from __future__ import annotations
 
 import csv
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,8 +216,3 @@ class CaptionedImages:
         tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))) * 2.0 - 1.0
         return {"pixel_values": tensor.float(), "caption": record.caption}
 
-
-def finite_labels(records: Sequence[Record], name: str) -> np.ndarray:
-    """The non-NaN values of one label across records."""
-    values = np.array([r.labels.get(name, math.nan) for r in records], dtype=float)
-    return values[~np.isnan(values)]

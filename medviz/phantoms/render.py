@@ -107,20 +107,6 @@ def correlated_noise(rng: np.random.Generator, size: int) -> np.ndarray:
     return (white[:-1, :-1] + white[1:, :-1] + white[:-1, 1:] + white[1:, 1:]) * np.float32(0.5)
 
 
-def fractal_noise(rng: np.random.Generator, size: int, base_cells: int, octaves: int,
-                  x: np.ndarray, y: np.ndarray, gain: float = 0.5) -> np.ndarray:
-    """Sum of value-noise octaves over coordinates in [-1, 1]; roughly unit variance."""
-    total = np.zeros_like(x)
-    amplitude, norm = 1.0, 0.0
-    cells = base_cells
-    for _ in range(octaves):
-        total += amplitude * value_noise(rng, (cells + 1, cells + 1), (x + 1) * cells / 2, (y + 1) * cells / 2)
-        norm += amplitude * amplitude
-        amplitude *= gain
-        cells *= 2
-    return total / np.sqrt(norm)
-
-
 class Stroke:
     """Draws anti-aliased polylines, discs and polygons into a float coverage map in [0, 1].
 
