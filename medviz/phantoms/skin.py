@@ -125,9 +125,19 @@ def _skin(x: np.ndarray, y: np.ndarray, skin_type: int, seed: int) -> np.ndarray
     if turn >= 4:
         furrows = furrows[:, ::-1]
     shade = 1.0 + 0.045 * mottle - 0.05 * furrows
+    rgb = shade[..., None] * base
     # Erythema: less green and blue where the red field is positive.
-    tint = np.stack([np.ones_like(redness), 1.0 - 0.05 * np.maximum(redness, 0), 1.0 - 0.05 * np.maximum(redness, 0)], -1)
-    return (shade[..., None] * base) * tint
+    rgb[..., 1:] *= (1.0 - 0.05 * np.maximum(redness, 0.0))[..., None]
+    return rgb
+
+
+@functools.lru_cache(maxsize=8)
+def _radius(size: int) -> np.ndarray:
+    """Distance of each pixel from the image centre (normalised units), computed once per size."""
+    x, y = grid(size)
+    radius = np.sqrt(x * x + y * y)
+    radius.setflags(write=False)
+    return radius
 
 
 @functools.lru_cache(maxsize=8)
@@ -162,34 +172,47 @@ def _lesion(x: np.ndarray, y: np.ndarray, factors: Mapping[str, Any], seed: int)
     index = np.rint((theta + np.float32(np.pi)) * np.float32(1024 / (2 * np.pi))).astype(np.intp)
     q = rho / (radius * outline.astype(np.float32)[index])
     edge = 0.1 + 0.08 * (1.0 - border)
+    # Everything below is computed on the lesion's own pixels only (a fraction of the window).
+    sel = q < 1.0 + edge / 2
+    q = q[sel]
     inside = smoothstep(1.0 + edge / 2, 1.0 - edge / 2, q)
     # Melanin: denser centrally in nevi; patchy, eccentric in melanoma.
     xs, ys = x[0] + 1, y[:, 0] + 1          # the window is axis-aligned: separable noise fields
-    patch = grid_value_noise(rng, (7, 7), xs * 3.0, ys * 3.0)
+    patch = grid_value_noise(rng, (7, 7), xs * 3.0, ys * 3.0)[sel]
     density = (0.75 + 0.35 * (1.0 - q * q) + varieg * 0.45 * patch) * (0.9 + 0.08 * factors["skin_type"])
     # Pigment network: a honeycomb of darker lines, regular in nevi, thick and broken in melanoma.
     # Two families of noise contours cross into a mesh of holes about 0.3-0.5 mm wide.
-    net_a = grid_value_noise(rng, (64, 64), xs * 30, ys * 30)
-    net_b = grid_value_noise(rng, (64, 64), xs * 30, ys * 30)
-    broken = grid_value_noise(rng, (10, 10), xs * 5, ys * 5)
+    net_a = grid_value_noise(rng, (64, 64), xs * 30, ys * 30)[sel]
+    net_b = grid_value_noise(rng, (64, 64), xs * 30, ys * 30)[sel]
+    broken = grid_value_noise(rng, (10, 10), xs * 5, ys * 5)[sel]
     width = 0.2 + 0.3 * varieg * np.clip(broken + 0.5, 0, 1.5)
     lines = 1.0 - smoothstep(0.0, 1.0, np.minimum(np.abs(net_a), np.abs(net_b)) / width)
     lines *= 1.0 - varieg * smoothstep(0.2, 0.6, broken)          # atypical network breaks up
     density = density + (0.45 + 0.35 * varieg) * lines * smoothstep(1.0, 0.55, q)
-    transmission = np.exp(-np.clip(density * inside, 0, None)[..., None] * MELANIN_ABSORPTION)
-    transmission = np.where(inside[..., None] > 0, transmission, np.float32(1.0))
+    transmission = np.ones((*x.shape, 3), np.float32)
+    transmission[sel] = np.exp(-np.maximum(density * inside, 0.0)[:, None] * MELANIN_ABSORPTION)
     # Colour zones of a variegated lesion: blue-grey veil, red vessels, white regression, black blotch.
+    # Each zone is a two-octave noise field in turned coordinates, so the blotches come out rounded
+    # and irregular rather than boxy.
     zones = np.zeros((*x.shape, 3), np.float32)
     alpha = np.zeros(x.shape, np.float32)
     if varieg > 0.3:
+        px, py = x[sel] + 1, y[sel] + 1
+        zone_rgb = np.zeros((q.size, 3), np.float32)
+        zone_alpha = np.zeros(q.size, np.float32)
+        core = smoothstep(1.0, 0.7, q) * inside * np.float32((varieg - 0.3) / 0.7)
         for colour, scale, threshold in (((0.38, 0.44, 0.55), 2.2, 0.55), ((0.72, 0.3, 0.32), 3.0, 0.75),
                                          ((0.88, 0.86, 0.84), 2.6, 0.8), ((0.08, 0.06, 0.06), 4.0, 0.6)):
-            field = grid_value_noise(rng, (9, 9), xs * scale, ys * scale)
-            weight = smoothstep(threshold, threshold + 0.35, field) * (varieg - 0.3) / 0.7
-            weight = weight * inside * smoothstep(1.0, 0.7, q)
-            zones = zones * (1 - weight[..., None]) + np.asarray(colour, np.float32) * weight[..., None]
-            alpha = alpha + weight * (1 - alpha)
-    return transmission, zones, np.clip(alpha * 0.85, 0.0, 1.0)
+            turn = float(rng.uniform(0, np.pi))
+            c, s_ = math.cos(turn), math.sin(turn)
+            u, v = (c * px - s_ * py) * scale, (s_ * px + c * py) * scale
+            field = 0.8 * value_noise(rng, (12, 12), u, v) + 0.45 * value_noise(rng, (24, 24), 2.3 * u, 2.3 * v)
+            weight = smoothstep(threshold, threshold + 0.35, field) * core
+            zone_rgb = zone_rgb * (1 - weight[:, None]) + np.asarray(colour, np.float32) * weight[:, None]
+            zone_alpha = zone_alpha + weight * (1 - zone_alpha)
+        zones[sel] = zone_rgb
+        alpha[sel] = np.minimum(zone_alpha * 0.85, 1.0)
+    return transmission, zones, alpha
 
 
 def _hair(size: int, count: int, seed: int) -> np.ndarray:
@@ -317,7 +340,7 @@ def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
     blend("ruler", ticks, (0.05, 0.05, 0.05), 0.9, (factors["ruler"],))
 
     if factors["vignette"] > 0:
-        r = np.sqrt(x * x + y * y)
+        r = _radius(size)
         aperture = 1.42 - 0.42 * factors["vignette"]
         light = smoothstep(aperture + 0.12, aperture - 0.08, r)
         rgb = rgb * light[..., None]
