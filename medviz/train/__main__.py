@@ -1,0 +1,121 @@
+"""python -m medviz.train {vae,text2image,oracle,bundle,recipe} --domain cxr|skin --out DIR [...]
+
+`recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
+text encoder + UNet and the oracle, and write the pipeline and oracle folders. Each job can be run on
+its own and resumes from its latest checkpoint in DIR. ``accelerate launch -m medviz.train ...`` runs
+the same jobs on several GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from .oracle import OracleConfig, train_oracle
+from .text2image import Text2ImageConfig, train_text2image
+from .vae import VAEConfig, train_vae
+
+
+def _add(parser: argparse.ArgumentParser, config_type) -> None:
+    for field in fields(config_type):
+        if field.name in ("domain", "out"):
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0].replace("None", "").strip("| "), str)
+        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default)
+
+
+def _config(config_type, args) -> object:
+    values = {f.name: getattr(args, f.name) for f in fields(config_type) if hasattr(args, f.name)}
+    return config_type(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medviz.train", description=__doc__.split("\n\n")[1])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig)):
+        sub = commands.add_parser(name)
+        sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
+        sub.add_argument("--out", required=True)
+        _add(sub, config_type)
+    bundle = commands.add_parser("bundle")
+    bundle.add_argument("--domain", choices=["cxr", "skin"], required=True)
+    bundle.add_argument("--out", required=True)
+    bundle.add_argument("--model-dir", required=True)
+    bundle.add_argument("--oracle-dir", required=True)
+    recipe = commands.add_parser("recipe")
+    recipe.add_argument("--domain", choices=["cxr", "skin"], required=True)
+    recipe.add_argument("--out", required=True)
+    recipe.add_argument("--model-dir", required=True)
+    recipe.add_argument("--oracle-dir", required=True)
+    recipe.add_argument("--preset", default="small")
+    recipe.add_argument("--n-images", type=int, default=20000)
+    recipe.add_argument("--vae-steps", type=int, default=4000)
+    recipe.add_argument("--unet-steps", type=int, default=20000)
+    recipe.add_argument("--oracle-steps", type=int, default=3000)
+    recipe.add_argument("--batch-size", type=int, default=64)
+    recipe.add_argument("--workers", type=int, default=None)
+    recipe.add_argument("--seed", type=int, default=0)
+    recipe.add_argument("--vae-budget-s", type=float, default=0.0, help="cut VAE steps to fit this many seconds")
+    recipe.add_argument("--unet-budget-s", type=float, default=0.0, help="cut UNet steps to fit this many seconds")
+    recipe.add_argument("--n-held-out", type=int, default=2000)
+    recipe.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                        help="weights of the written pipeline (float16 for transfer; upcast before use)")
+    args = parser.parse_args(argv)
+
+    if args.command == "vae":
+        print(json.dumps(train_vae(_config(VAEConfig, args)), indent=2))
+    elif args.command == "text2image":
+        print(json.dumps(train_text2image(_config(Text2ImageConfig, args)), indent=2))
+    elif args.command == "oracle":
+        print(json.dumps(train_oracle(_config(OracleConfig, args)), indent=2, default=str))
+    elif args.command == "bundle":
+        from .bundle import bundle_oracle, bundle_pipeline
+
+        bundle_pipeline(args.domain, args.out, args.model_dir, {})
+        bundle_oracle(args.out, args.oracle_dir)
+    else:
+        print(json.dumps(run_recipe(args), indent=2, default=str))
+    return 0
+
+
+def run_recipe(args) -> dict:
+    from .architectures import PRESETS
+    from .bundle import bundle_oracle, bundle_pipeline
+    from .data import render_phantoms
+
+    arch = PRESETS[args.preset]
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    images, factors = render_phantoms(args.domain, args.n_images, arch.image_size, 0, args.workers)
+    timings["render_s"] = time.perf_counter() - start
+    common = dict(domain=args.domain, out=args.out, preset=args.preset, seed=args.seed, workers=args.workers)
+    tic = time.perf_counter()
+    vae = train_vae(VAEConfig(steps=args.vae_steps, batch_size=min(args.batch_size, 64), n_images=args.n_images,
+                              time_budget_s=args.vae_budget_s, **common), images)
+    timings["vae_s"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    text2image = train_text2image(Text2ImageConfig(steps=args.unet_steps, batch_size=args.batch_size,
+                                                   n_images=args.n_images, time_budget_s=args.unet_budget_s,
+                                                   **common), images, factors)
+    timings["text2image_s"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    oracle = train_oracle(OracleConfig(steps=args.oracle_steps, n_images=args.n_images, n_held_out=args.n_held_out,
+                                       batch_size=max(args.batch_size, 128), **common), images, factors)
+    timings["oracle_s"] = time.perf_counter() - tic
+    timings["total_s"] = time.perf_counter() - start
+    import torch
+
+    hardware = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    facts = {"image_size": arch.image_size, "architecture": arch.to_dict(), "trained_on": hardware,
+             "recipe": {k: v for k, v in vars(args).items() if k not in ("command",)},
+             "results": {"vae": vae, "text2image": text2image, "oracle": oracle}, "timings": timings}
+    bundle_pipeline(args.domain, args.out, args.model_dir, facts, args.dtype)
+    bundle_oracle(args.out, args.oracle_dir)
+    return facts
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

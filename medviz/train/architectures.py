@@ -1,0 +1,107 @@
+"""Stable Diffusion architecture, small: the configs of the bundled models and of the test models.
+
+Same classes as SD v1.5 (``AutoencoderKL``, ``CLIPTextModel``, ``UNet2DConditionModel``), narrower and
+shallower so that the whole recipe runs on a 2-core CPU; the oracle is a small ``transformers`` ResNet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Sizes of one text-to-image model. ``image_size`` / 4 is the latent side (two VAE downsamplings)."""
+
+    image_size: int = 128
+    vae_channels: tuple[int, ...] = (32, 64, 128)
+    latent_channels: int = 4
+    unet_channels: tuple[int, ...] = (64, 128, 160)
+    attention_head_dim: int = 8
+    text_width: int = 192
+    text_layers: int = 4
+    text_heads: int = 4
+    max_tokens: int = 32
+    vocab_size: int = 1024
+    oracle_widths: tuple[int, ...] = (32, 64, 128, 256)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Architecture":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+PRESETS = {
+    "small": Architecture(),
+    "tiny": Architecture(image_size=32, vae_channels=(8, 16), unet_channels=(16, 32), attention_head_dim=4,
+                         text_width=32, text_layers=1, text_heads=2, max_tokens=16, oracle_widths=(8, 16)),
+}
+
+
+def make_vae(arch: Architecture):
+    from diffusers import AutoencoderKL
+
+    blocks = len(arch.vae_channels)
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * blocks,
+                         up_block_types=("UpDecoderBlock2D",) * blocks, block_out_channels=arch.vae_channels,
+                         layers_per_block=1, latent_channels=arch.latent_channels,
+                         norm_num_groups=min(16, arch.vae_channels[0]), sample_size=arch.image_size)
+
+
+def make_unet(arch: Architecture):
+    from diffusers import UNet2DConditionModel
+
+    # No attention at the full latent resolution (its 1024-token self-attention dominates the cost on a
+    # CPU); cross-attention at every coarser level and in the mid block.
+    levels = len(arch.unet_channels)
+    down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1)
+    up = ("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",)
+    return UNet2DConditionModel(sample_size=arch.latent_size, in_channels=arch.latent_channels,
+                                out_channels=arch.latent_channels, block_out_channels=arch.unet_channels,
+                                down_block_types=down, up_block_types=up, layers_per_block=1,
+                                cross_attention_dim=arch.text_width, attention_head_dim=arch.attention_head_dim,
+                                norm_num_groups=min(16, arch.unet_channels[0]))
+
+
+def make_text_encoder(arch: Architecture, tokenizer):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=arch.text_width,
+                            intermediate_size=2 * arch.text_width, num_hidden_layers=arch.text_layers,
+                            num_attention_heads=arch.text_heads, max_position_embeddings=arch.max_tokens,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+    return CLIPTextModel(config)
+
+
+def make_oracle(arch: Architecture, labels: tuple[str, ...]):
+    """Multi-label ResNet reading attributes off an image (an attribute readout, not a diagnosis)."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(num_channels=3, embedding_size=arch.oracle_widths[0], hidden_sizes=list(arch.oracle_widths),
+                          depths=[1] * len(arch.oracle_widths), layer_type="basic",
+                          num_labels=len(labels), problem_type="multi_label_classification",
+                          id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    return ResNetForImageClassification(config)
+
+
+def make_noise_scheduler():
+    """SD v1.5's training schedule: 1000 steps, scaled-linear betas, epsilon prediction."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         prediction_type="epsilon", clip_sample=False)
+
+
+def make_sampling_scheduler():
+    """The pipeline's default sampler (swap by config: any diffusers scheduler reads the same file)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)

@@ -1,0 +1,231 @@
+"""Train (or fine-tune) the text-to-image part: CLIP text encoder + conditional UNet on VAE latents.
+
+From scratch on phantoms: the tokenizer vocabulary is learned from our caption corpus, text encoder
+and UNet are trained jointly with epsilon-prediction MSE under SD's DDPM schedule, min-SNR weighting
+(Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting", eq. 6, gamma 5), caption
+dropout for classifier-free guidance (Ho & Salimans 2022), and an EMA of the weights.
+
+Fine-tuning an existing SD folder on a folder + CSV dataset follows PRISM (arXiv 2503.00196): UNet
+only, VAE and text encoder frozen, AdamW lr 1e-5, weight decay 1e-2, grad clip 1.0, fp16 on GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .architectures import PRESETS, make_noise_scheduler, make_text_encoder, make_unet
+from .captions import prompt_corpus, training_caption
+from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
+from .data import render_phantoms, to_model_batch
+from .tokenizer import build_clip_tokenizer
+
+
+@dataclass(frozen=True)
+class Text2ImageConfig:
+    domain: str
+    out: str
+    preset: str = "small"
+    n_images: int = 20000
+    steps: int = 20000
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-2
+    caption_dropout: float = 0.1
+    caption_variants: int = 8          # augmented captions drawn per image, tokenized once
+    ema_decay: float = 0.999
+    snr_gamma: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 0
+    vocab_size: int = 1024
+    workers: int | None = None
+    time_budget_s: float = 0.0         # >0: cut the step count to end in about this many seconds
+    pretrained: str | None = None      # fine-tune this SD folder (UNet only) instead of training from scratch
+    init_from: str | None = None       # continue training a bundled phantom pipeline (text encoder + UNet)
+    data_csv: str | None = None        # CheXpert- or ISIC-layout CSV (fine-tuning data)
+
+
+def _denoiser(text_encoder, unet):
+    """Text encoder + UNet as one module, so that DDP under ``accelerate launch`` syncs both."""
+    import torch
+
+    class Denoiser(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.text_encoder, self.unet = text_encoder, unet
+
+        def forward(self, noisy, timesteps, input_ids):
+            states = self.text_encoder(input_ids)[0]
+            return self.unet(noisy, timesteps, states).sample
+
+    return Denoiser()
+
+
+def _snr_weights(scheduler, timesteps, gamma: float):
+    """min(SNR, gamma) / SNR for epsilon prediction (Hang et al. 2023, eq. 6)."""
+    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    snr = alphas / (1 - alphas)
+    return snr.clamp(max=gamma) / snr
+
+
+def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
+    """VAE posterior means and stds of uint8 images, scaled by ``vae.config.scaling_factor``."""
+    import torch
+
+    means, stds = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            posterior = vae.encode(to_model_batch(images[start:start + batch], device).to(vae.dtype)).latent_dist
+            means.append(posterior.mean.float())
+            stds.append(posterior.std.float())
+    factor = vae.config.scaling_factor
+    return torch.cat(means) * factor, torch.cat(stds) * factor
+
+
+def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None, factors: list | None = None,
+                     progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train and save ``out/text_encoder``, ``out/unet`` (and ``out/tokenizer``). Returns final metrics."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.training_utils import EMAModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    out = Path(config.out)
+    accelerator = make_accelerator(config.seed)
+    device = accelerator.device
+    rng = np.random.default_rng(config.seed)
+    if config.pretrained:
+        # PRISM: fine-tune the UNet of an existing pipeline; VAE and text encoder stay frozen.
+        root = Path(config.pretrained)
+        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True).to(device).eval()
+        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
+        unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True)
+        text_encoder.requires_grad_(False)
+        max_tokens = tokenizer.model_max_length
+        if not config.data_csv:
+            raise ValueError("fine-tuning needs data_csv: a CheXpert- or ISIC-layout CSV")
+        images, fixed_captions = _load_csv_images(config.data_csv, vae.config.sample_size)
+        trainable = list(unet.parameters())
+    elif config.init_from:
+        # Continue training a bundled phantom model (all of text encoder + UNet, same tokenizer and VAE).
+        root = Path(config.init_from)
+        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True, torch_dtype=torch.float32)
+        vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+        vae = vae.to(device).eval()
+        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True,
+                                                     torch_dtype=torch.float32)
+        unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True, torch_dtype=torch.float32)
+        max_tokens = tokenizer.model_max_length
+        if images is None or factors is None:
+            images, factors = render_phantoms(config.domain, config.n_images, vae.config.sample_size, 0, config.workers)
+        fixed_captions = None
+        trainable = list(text_encoder.parameters()) + list(unet.parameters())
+    else:
+        arch = PRESETS[config.preset]
+        if not (out / "vae").is_dir():
+            raise FileNotFoundError(f"{out / 'vae'} not found: train the VAE first (python -m medviz.train vae)")
+        vae = AutoencoderKL.from_pretrained(out / "vae", local_files_only=True).to(device).eval()
+        tokenizer = build_clip_tokenizer(prompt_corpus(config.domain), out / "tokenizer", config.vocab_size,
+                                         arch.max_tokens)
+        text_encoder = make_text_encoder(arch, tokenizer)
+        unet = make_unet(arch)
+        max_tokens = arch.max_tokens
+        if images is None or factors is None:
+            images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
+        fixed_captions = None
+        trainable = list(text_encoder.parameters()) + list(unet.parameters())
+    vae.requires_grad_(False)
+    latent_mean, latent_std = encode_latents(vae, images, device)
+    del vae
+    noise_scheduler = make_noise_scheduler()
+    denoiser = _denoiser(text_encoder, unet)
+    lr = 1e-5 if config.pretrained else config.learning_rate
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
+    denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
+    lr_scheduler = BudgetedSchedule(optimizer, 500, config.steps, config.time_budget_s or None)
+    ema = EMAModel([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad],
+                   decay=config.ema_decay, foreach=True)
+    ema.to(device)
+    start = 0
+    resumed = latest_checkpoint(out / "text2image-checkpoints")
+    if resumed:
+        accelerator.load_state(str(resumed[0]))
+        ema_state = resumed[0] / "ema.pt"
+        if ema_state.exists():
+            ema.load_state_dict(torch.load(ema_state, map_location=device))
+        start = resumed[1]
+        rng = np.random.default_rng(config.seed + start)
+    log = Log("text2image", config.steps, progress=progress)
+    denoiser.train()
+    n = len(latent_mean)
+    # Captions are drawn and tokenized up front (several augmented variants per image) so that the
+    # step loop does no Python text work: on a GPU that work, not the model, limited the step rate.
+    variants = 1 if fixed_captions is not None else config.caption_variants
+    texts = [fixed_captions[i] if fixed_captions is not None else training_caption(config.domain, factors[i], rng)
+             for _ in range(variants) for i in range(n)]
+    caption_ids = tokenizer(texts, padding="max_length", max_length=max_tokens, truncation=True,
+                            return_tensors="pt").input_ids.view(variants, n, max_tokens).to(device)
+    empty_ids = tokenizer([""], padding="max_length", max_length=max_tokens, return_tensors="pt").input_ids.to(device)
+    for step in range(start + 1, config.steps + 1):
+        picked = torch.as_tensor(rng.integers(0, n, config.batch_size), device=device)
+        variant = torch.as_tensor(rng.integers(0, variants, config.batch_size), device=device)
+        dropped = torch.as_tensor(rng.random(config.batch_size) < config.caption_dropout, device=device)
+        input_ids = torch.where(dropped[:, None], empty_ids, caption_ids[variant, picked])
+        latents = latent_mean[picked] + latent_std[picked] * torch.randn_like(latent_std[picked])
+        noise = torch.randn_like(latents)
+        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(picked),), device=device)
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        with accelerator.autocast():
+            prediction = denoiser(noisy, timesteps, input_ids)
+        per_sample = (prediction.float() - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = (per_sample * _snr_weights(noise_scheduler, timesteps, config.snr_gamma)).mean()
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        lr_scheduler.step(step)
+        optimizer.zero_grad(set_to_none=True)
+        ema.step([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad])
+        log.total = lr_scheduler.total
+        log.step(step, loss=loss.item(), mse=per_sample.mean().item())
+        stop = should_stop() if should_stop else False
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or stop:
+            path = save_checkpoint(accelerator, out / "text2image-checkpoints", step, config)
+            torch.save(ema.state_dict(), path / "ema.pt")
+        if stop:
+            return {"stopped_at": step}
+        if lr_scheduler.done(step):
+            break
+
+    model = accelerator.unwrap_model(denoiser)
+    ema.copy_to([p for p in model.parameters() if p.requires_grad])
+    model.text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
+    model.unet.save_pretrained(str(out / "unet"), safe_serialization=True)
+    if config.pretrained:
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+    result = {"steps": step, "images": n, "final_loss": float(loss.item())}
+    write_record(out / "unet", "medviz_train.json", config, result)
+    return result
+
+
+def _load_csv_images(csv_path: str, size: int) -> tuple[np.ndarray, list[str]]:
+    """Images (uint8, resized to ``size``, 3 channels) and captions of a CheXpert- or ISIC-layout CSV."""
+    from PIL import Image
+
+    from .. import data
+    from ..io import as_rgb, to_uint8
+
+    try:
+        records = data.load_chexpert(csv_path)
+    except data.DatasetError:
+        records = data.load_isic(csv_path)
+    images = np.empty((len(records), size, size, 3), np.uint8)
+    for i, record in enumerate(records):
+        pixels = to_uint8(as_rgb(record.load().pixels))
+        images[i] = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BICUBIC))
+    return images, [r.caption for r in records]
