@@ -1,4 +1,5 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
+python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--json PATH]
 
 Timings on a shared machine are noisy: each figure is the best of ``--repeats`` batches, and
 ``--threads 1`` pins numpy/torch to one thread (use ``taskset -c 0`` to pin one core).
@@ -38,13 +39,26 @@ def bench_phantoms(size: int, n: int, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
-    parser.add_argument("name", choices=["phantoms"])
+    parser.add_argument("name", choices=["phantoms", "models"])
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--n", type=int, default=None, help="phantoms: renders per batch (200); models: samples per prompt (64)")
+    parser.add_argument("--domain", default="all", choices=["cxr", "skin", "all"])
+    parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default=None, help="write the rows here as JSON")
     args = parser.parse_args(argv)
-    rows = bench_phantoms(args.size, args.n, args.repeats)
+    if args.name == "models":
+        from .models import ModelsBenchConfig, print_table, run
+
+        results = []
+        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
+            result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps))
+            print_table(result)
+            results.append(result)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return 0
+    rows = bench_phantoms(args.size, args.n or 200, args.repeats)
     print(f"{'domain':<8}{'size':>6}{'n':>6}{'best img/s':>12}{'median img/s':>14}{'sample ms':>11}")
     for r in rows:
         print(f"{r['domain']:<8}{r['size']:>6}{r['n']:>6}{r['best_images_per_s']:>12.1f}"

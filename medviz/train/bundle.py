@@ -63,3 +63,56 @@ def upcast_pipeline(source: str | Path, target: str | Path) -> Path:
         if (source / extra).exists():
             shutil.copy2(source / extra, target / extra)
     return target
+
+
+def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: list[str] | None = None) -> Path:
+    """README.md for a bundled pipeline from its medviz.json (and a models-bench result, if given)."""
+    model_dir = Path(model_dir)
+    facts = json.loads((model_dir / "medviz.json").read_text())
+    domain = facts["domain"]
+    arch = facts.get("architecture", {})
+    lines = [
+        f"# {model_dir.name}: Stable Diffusion architecture trained on {DOMAIN_TEXT[domain]}", "",
+        f"> **{RESEARCH_ONLY_NOTICE.capitalize()}.** Trained only on synthetic phantoms; it knows nothing about "
+        "real patients and must not be used for diagnosis.", "",
+        "## What it is",
+        f"A stock diffusers `StableDiffusionPipeline` folder (safetensors, float32): `AutoencoderKL` "
+        f"(channels {arch.get('vae_channels')}, 4 latent channels, {facts.get('image_size')} px -> "
+        f"{facts.get('image_size', 128) // 4} px latents), a `CLIPTextModel` (width {arch.get('text_width')}, "
+        f"{arch.get('text_layers')} layers) with a CLIP BPE tokenizer learned from our caption corpus, a "
+        f"`UNet2DConditionModel` (channels {arch.get('unet_channels')}) and a DDIM scheduler config. "
+        f"Output {facts.get('image_size')} x {facts.get('image_size')} px. Its oracle (attribute readout) is "
+        f"`{facts.get('oracle')}`.", "",
+        "```python", "from diffusers import StableDiffusionPipeline",
+        f'pipe = StableDiffusionPipeline.from_pretrained("assets/models/{model_dir.name}")  # offline',
+        "```", "",
+        "## Data", f"Phantoms from `medviz.phantoms.{domain}` (seeds 0-29999, default causal graph), captions from "
+        "their factors with synonyms, random order and explicit negatives (`medviz.train.captions`); 10% "
+        "empty captions for classifier-free guidance.", "",
+        "## Recipe (as run)", f"Trained on: {facts.get('trained_on')}.", "",
+    ]
+    for name, run in facts.get("training", {}).items():
+        lines.append(f"- **{name}**: `{json.dumps(run.get('command') or run.get('config'), default=str)[:600]}`")
+        result = run.get("result") or run.get("results")
+        if result:
+            lines.append(f"  result: `{json.dumps(result, default=str)[:600]}`")
+    lines += ["", f"Samples seen: {json.dumps(facts.get('samples_seen'))}.", "",
+              "To reproduce from scratch on any machine: `python -m medviz.train recipe --domain "
+              f"{domain} --out runs/{domain} --model-dir assets/models/{domain}-phantom --oracle-dir "
+              f"assets/models/{domain}-oracle` (see `python -m medviz.train recipe --help` for the step and time "
+              "budgets used above).", ""]
+    if bench:
+        lines += ["## Measured quality (`python -m medviz.bench models`)", "",
+                  "| attribute | prompt | oracle agrees | diversity vs data |", "|---|---|---|---|"]
+        for row in bench["rows"]:
+            lines.append(f"| {row['attribute']} | {row['prompt']} | {row['agreement']:.1%} | {row['diversity_ratio']:.2f} |")
+        lines += ["", f"Fréchet distance in oracle features: generated vs held-out phantoms "
+                      f"{bench['fd_generated_vs_held_out']:.1f}; Gaussian-blurred held-out vs held-out "
+                      f"{bench['fd_blurred_held_out_vs_held_out']:.1f}; held-out half vs half "
+                      f"{bench['fd_held_out_half_vs_half']:.1f}. Settings: {json.dumps(bench['config'])}.", ""]
+    lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
+              "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",
+              "- The oracle is an attribute readout trained on the same phantoms, not a diagnosis.", ""]
+    path = model_dir / "README.md"
+    path.write_text("\n".join(lines))
+    return path

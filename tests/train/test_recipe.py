@@ -96,3 +96,23 @@ def test_training_captions_name_every_present_attribute():
             for key in main:
                 if truth[key]:
                     assert parsed.get(key) is True, (caption, key)
+
+
+def test_finetune_an_existing_pipeline_on_a_chexpert_csv(tiny_models, tmp_path):
+    """PRISM's recipe path: UNet only, from a folder + CSV; VAE and text encoder unchanged."""
+    from safetensors.torch import load_file
+
+    from medviz.phantoms.export import write_dataset
+    from medviz.train.text2image import Text2ImageConfig, train_text2image
+
+    write_dataset("cxr", 6, 128, tmp_path / "data")
+    config = Text2ImageConfig(domain="cxr", out=str(tmp_path / "ft"), steps=2, batch_size=2,
+                              pretrained=str(tiny_models / "cxr-tiny"), data_csv=str(tmp_path / "data" / "labels.csv"))
+    result = train_text2image(config)
+    assert result["steps"] == 2 and result["images"] == 6
+    before = load_file(str(tiny_models / "cxr-tiny" / "text_encoder" / "model.safetensors"))
+    after = load_file(str(tmp_path / "ft" / "text_encoder" / "model.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)          # frozen
+    unet_before = load_file(str(tiny_models / "cxr-tiny" / "unet" / "diffusion_pytorch_model.safetensors"))
+    unet_after = load_file(str(tmp_path / "ft" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert any(not torch.equal(unet_before[k], unet_after[k]) for k in unet_before)   # trained

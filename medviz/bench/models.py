@@ -1,0 +1,132 @@
+"""Benchmark of the bundled text-to-image models, judged by the oracle (an attribute readout).
+
+* Prompt fidelity: for each attribute, ``n`` samples of a "with X" and of a "without X" prompt; the
+  share whose oracle readout agrees with the prompt.
+* Diversity: mean pairwise distance of oracle features among same-prompt samples, divided by the same
+  figure among real phantoms with those attributes (1 = as diverse as the data; mode collapse -> 0).
+* Fréchet distance in oracle features to held-out phantoms, beside that of a Gaussian-blurred copy of
+  the held-out set (a reference for "how far is clearly wrong").
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+FIDELITY_PROMPTS = {
+    "cxr": {
+        "pleural_effusion": ("Chest X-ray showing pleural effusion", "Chest X-ray with no pleural effusion"),
+        "cardiomegaly": ("Chest X-ray showing cardiomegaly", "Chest X-ray with no cardiomegaly"),
+        "support_devices": ("Chest X-ray showing support devices", "Chest X-ray with no support devices"),
+        "female": ("Chest X-ray of a female patient", "Chest X-ray of a male patient"),
+    },
+    "skin": {
+        "melanoma": ("Dermoscopy image of a melanoma", "Dermoscopy image of a benign nevus"),
+        "ruler": ("Dermoscopy image of a benign nevus with ruler markings",
+                  "Dermoscopy image of a benign nevus with no ruler markings"),
+        "hair": ("Dermoscopy image of a benign nevus with hair", "Dermoscopy image of a benign nevus with no hair"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ModelsBenchConfig:
+    domain: str
+    n: int = 64
+    steps: int = 25
+    guidance_scale: float = 4.0
+    n_reference: int = 512
+    seed: int = 0
+
+
+def _features(oracle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sigmoid probabilities, pooled penultimate features) of uint8 N x H x W x 3 images."""
+    import torch
+
+    from ..train.data import to_model_batch
+
+    probabilities, features = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), 128):
+            out = oracle(pixel_values=to_model_batch(images[start:start + 128], "cpu"), output_hidden_states=True)
+            probabilities.append(torch.sigmoid(out.logits).numpy())
+            features.append(out.hidden_states[-1].mean(dim=(2, 3)).numpy())
+    return np.concatenate(probabilities), np.concatenate(features)
+
+
+def mean_pairwise_distance(features: np.ndarray) -> float:
+    diff = features[:, None, :] - features[None, :, :]
+    distances = np.sqrt((diff ** 2).sum(-1))
+    n = len(features)
+    return float(distances.sum() / (n * (n - 1)))
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017, eq. 6)."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = root.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def run(config: ModelsBenchConfig) -> dict:
+    import torch
+    from PIL import Image, ImageFilter
+    from transformers import ResNetForImageClassification
+
+    from ..models import MODELS_DIR, load_pipeline
+    from ..train.captions import ORACLE_ATTRIBUTES, phantom_attributes
+    from ..train.data import render_phantoms
+    from ..train.oracle import HELD_OUT_FIRST_SEED
+
+    pipe = load_pipeline(f"{config.domain}-phantom", device="cpu")
+    oracle = ResNetForImageClassification.from_pretrained(str(MODELS_DIR / f"{config.domain}-oracle")).eval()
+    labels = ORACLE_ATTRIBUTES[config.domain]
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    reference, reference_factors = render_phantoms(config.domain, config.n_reference, size, HELD_OUT_FIRST_SEED + 500_000)
+    ref_prob, ref_feat = _features(oracle, reference)
+    ref_truth = np.array([[phantom_attributes(config.domain, f)[k] for k in labels] for f in reference_factors])
+    rows, generated_features, seconds = [], [], 0.0
+    for attribute, (with_prompt, without_prompt) in FIDELITY_PROMPTS[config.domain].items():
+        k = labels.index(attribute)
+        for wanted, prompt in ((True, with_prompt), (False, without_prompt)):
+            tic = time.perf_counter()
+            generator = torch.Generator().manual_seed(config.seed)
+            images = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+                          height=size, width=size, generator=generator, output_type="np").images
+            seconds += time.perf_counter() - tic
+            images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+            probabilities, features = _features(oracle, images)
+            generated_features.append(features)
+            agree = float(((probabilities[:, k] > 0.5) == wanted).mean())
+            matching = ref_truth[:, k] == wanted
+            diversity = mean_pairwise_distance(features) / mean_pairwise_distance(ref_feat[matching])
+            rows.append({"attribute": attribute, "prompt": prompt, "wanted": wanted, "agreement": agree,
+                         "diversity_ratio": diversity})
+    blurred = np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2))) for im in reference])
+    _, blurred_feat = _features(oracle, blurred)
+    half = len(reference) // 2
+    return {
+        "domain": config.domain, "config": config.__dict__, "rows": rows,
+        "fd_generated_vs_held_out": frechet_distance(np.concatenate(generated_features), ref_feat),
+        "fd_blurred_held_out_vs_held_out": frechet_distance(blurred_feat[:half], ref_feat[half:]),
+        "fd_held_out_half_vs_half": frechet_distance(ref_feat[:half], ref_feat[half:]),
+        "generation_seconds": seconds, "images_generated": config.n * len(rows),
+    }
+
+
+def print_table(result: dict) -> None:
+    print(f"\nmodels bench: {result['domain']}  (n={result['config']['n']} per prompt, "
+          f"{result['config']['steps']} DDIM steps, CFG {result['config']['guidance_scale']})")
+    print(f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'diversity':>11}")
+    for row in result["rows"]:
+        print(f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}{row['diversity_ratio']:>11.2f}")
+    print(f"Fréchet distance (oracle features): generated vs held-out {result['fd_generated_vs_held_out']:.2f}; "
+          f"blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
+          f"held-out half vs half {result['fd_held_out_half_vs_half']:.2f}")
+    print(f"generation: {result['images_generated']} images in {result['generation_seconds']:.0f} s")
