@@ -130,3 +130,43 @@ def print_table(result: dict) -> None:
           f"blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
           f"held-out half vs half {result['fd_held_out_half_vs_half']:.2f}")
     print(f"generation: {result['images_generated']} images in {result['generation_seconds']:.0f} s")
+
+
+def contact_sheet(domain: str, out: str, per_prompt: int = 4, real: int = 3, steps: int = 25, seed: int = 0) -> str:
+    """Generated samples per fidelity prompt (left) beside real phantoms with those attributes (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from ..models import load_pipeline
+    from ..train.captions import phantom_attributes
+    from ..train.data import render_phantoms
+    from ..train.oracle import HELD_OUT_FIRST_SEED
+
+    pipe = load_pipeline(f"{domain}-phantom", device="cpu")
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    pool, pool_factors = render_phantoms(domain, 400, size, HELD_OUT_FIRST_SEED + 700_000, workers=1)
+    prompts = [(a, w, p) for a, pair in FIDELITY_PROMPTS[domain].items() for w, p in zip((True, False), pair)]
+    figure, axes = plt.subplots(len(prompts), per_prompt + real, figsize=(1.6 * (per_prompt + real), 1.75 * len(prompts)),
+                                facecolor="black")
+    for r, (attribute, wanted, prompt) in enumerate(prompts):
+        images = pipe([prompt] * per_prompt, num_inference_steps=steps, guidance_scale=4.0, height=size, width=size,
+                      generator=torch.Generator().manual_seed(seed), output_type="np").images
+        matches = [i for i, f in enumerate(pool_factors) if phantom_attributes(domain, f)[attribute] == wanted][:real]
+        for c in range(per_prompt + real):
+            ax = axes[r, c]
+            ax.imshow(images[c] if c < per_prompt else pool[matches[c - per_prompt]])
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(prompt.replace("Dermoscopy image of ", "").replace("Chest X-ray ", ""), color="white",
+                              fontsize=6, rotation=0, ha="right", va="center")
+    axes[0, 0].set_title("generated", color="orange", fontsize=8)
+    axes[0, per_prompt].set_title("real phantoms", color="cyan", fontsize=8)
+    figure.suptitle(f"{domain}-phantom: generated (left, {steps} DDIM steps, CFG 4) vs real phantoms (right); "
+                    "synthetic, research use only", color="white", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110, facecolor="black")
+    plt.close(figure)
+    return out
