@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from . import cxr, skin
-from .render import Rendering, changed_mask
+from .render import Rendering, changed_mask, mask_between
 from .scm import CausalGraph, Sample, Variable
 
 DOMAINS: dict[str, ModuleType] = {cxr.DOMAIN: cxr, skin.DOMAIN: skin}
@@ -37,5 +37,5 @@ def intervention_mask(before: Sample, after: Sample, size: int) -> np.ndarray:
     return changed_mask(get_domain(before.domain).render, before, after, size)
 
 
-__all__ = ["CausalGraph", "DOMAINS", "Rendering", "Sample", "Variable", "changed_mask", "get_domain",
+__all__ = ["CausalGraph", "DOMAINS", "Rendering", "Sample", "Variable", "changed_mask", "get_domain", "mask_between",
            "intervention_mask", "cxr", "skin"]

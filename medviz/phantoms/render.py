@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .scm import Sample, stable_rng
+from .scm import Sample
 
 
 @dataclass(frozen=True)
@@ -184,14 +184,19 @@ def bezier(control: np.ndarray, n: int = 48) -> np.ndarray:
 def changed_mask(render: Callable[..., Rendering], before: Sample, after: Sample, size: int) -> np.ndarray:
     """Bool (size, size) mask of the pixels that going from ``before`` to ``after`` may change.
 
-    The union of the supports, in both pictures, of every component whose inputs (its key) differ.
-    Pixels outside it are bit-identical between the two renders.
+    Renders both samples; callers that already hold the two renderings use ``mask_between``.
     """
     if before.seed != after.seed:
         raise ValueError("changed_mask compares a sample with its own counterfactual (same seed)")
-    a = render(before.factors, before.seed, size)
-    b = render(after.factors, after.seed, size)
-    mask = np.zeros((size, size), dtype=bool)
+    return mask_between(render(before.factors, before.seed, size), render(after.factors, after.seed, size))
+
+
+def mask_between(a: Rendering, b: Rendering) -> np.ndarray:
+    """The union of the supports, in both renderings, of every component whose inputs (its key) differ.
+
+    ``a`` and ``b`` must be renders of one seed at one size; pixels outside the mask are bit-identical.
+    """
+    mask = np.zeros(a.image.shape[:2], dtype=bool)
     for name, key in a.keys.items():
         if b.keys[name] != key:
             mask |= a.supports[name] | b.supports[name]

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import get_domain
-from .render import changed_mask
+from .render import mask_between
 
 # One patient's interventions per domain: (title, changes).
 INTERVENTIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
@@ -69,10 +69,12 @@ def contact_sheet(domain: str, out: str | Path, seed: int = 0, size: int = 256, 
         if changes.get("sex", "") is None:
             changes = {"sex": "M" if base.factors["sex"] == "F" else "F"}
         row.append((title, graph.intervene(base, **changes)))
+    base_render = module.render(base.factors, base.seed, size)
     for ax, (title, sample) in zip(axes[2], row[:columns]):
-        ax.imshow(module.render(sample.factors, sample.seed, size).image, cmap=cmap, vmin=0, vmax=1)
+        rendering = base_render if sample is base else module.render(sample.factors, sample.seed, size)
+        ax.imshow(rendering.image, cmap=cmap, vmin=0, vmax=1)
         if sample is not base:
-            mask = changed_mask(module.render, base, sample, size)
+            mask = mask_between(base_render, rendering)
             ax.contour(mask.astype(float), levels=[0.5], colors="red", linewidths=0.8)
             downstream = [k for k in graph.names if k not in sample.interventions and sample[k] != base[k]]
             if downstream:

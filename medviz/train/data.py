@@ -35,23 +35,17 @@ def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers
     workers = workers or max(1, (os.cpu_count() or 1))
     chunk = max(1, min(500, n // (workers * 4) or 1))
     jobs = [(domain, first_seed + start, min(chunk, n - start), size) for start in range(0, n, chunk)]
-    images, factors, done = [], [], 0
-    if workers == 1:
-        results = map(_render_chunk, jobs)
-        for block, facts in results:
+    images, factors = [], []
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        for block, facts in (pool.map if pool else map)(_render_chunk, jobs):
             images.append(block)
             factors += facts
-            done += len(facts)
             if progress:
-                progress(done, n)
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for block, facts in pool.map(_render_chunk, jobs):
-                images.append(block)
-                factors += facts
-                done += len(facts)
-                if progress:
-                    progress(done, n)
+                progress(len(factors), n)
+    finally:
+        if pool:
+            pool.shutdown()
     return np.concatenate(images), factors
 
 

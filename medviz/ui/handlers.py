@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io import as_rgb, to_uint8
-from ..phantoms import get_domain, intervention_mask
+from ..phantoms import get_domain, mask_between
 from ..phantoms.sheets import describe
 
 INTERVENTION_CHOICES = {
@@ -31,10 +31,12 @@ def phantom_preview(domain: str, seed: int, intervention: str, size: int = 256) 
     graph = module.build_graph()
     sample = graph.sample(int(seed))
     counterfactual = graph.intervene(sample, **changes) if changes else sample
-    factual = module.render(sample.factors, sample.seed, size).image
-    after = as_rgb(module.render(counterfactual.factors, counterfactual.seed, size).image).copy()
+    factual_render = module.render(sample.factors, sample.seed, size)
+    counterfactual_render = module.render(counterfactual.factors, counterfactual.seed, size)
+    factual = factual_render.image
+    after = as_rgb(counterfactual_render.image).copy()
     if changes:
-        mask = intervention_mask(sample, counterfactual, size)
+        mask = mask_between(factual_render, counterfactual_render)
         after[mask] = 0.6 * after[mask] + 0.4 * np.array([1.0, 0.15, 0.15], np.float32)
     text = (f"**Factual** (seed {sample.seed}): {describe(domain, sample.factors)}\n\n"
             f"**Counterfactual**: {describe(domain, counterfactual.factors)}").replace("\n", "  \n")
