@@ -36,14 +36,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("MEDVIZ_PORT", 7860)))
     parser.add_argument("--auth-file", help="enable basic auth with 'user:password' lines from this file")
+    parser.add_argument("--device", choices=["cuda", "mps", "cpu"], help="default: CUDA fp16, else MPS, else CPU")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from medviz.models import ModelLoadError, load_model
     from medviz.ui.layout import build_demo
+    from medviz.ui.session import ModelRegistry
 
-    demo = build_demo()
+    try:  # build the engines' model once, before serving; a bad --model stops here with one message
+        model = load_model(args.model, device=args.device)
+    except ModelLoadError as error:
+        raise SystemExit(f"medviz: {error}") from None
+    demo = build_demo(ModelRegistry(args.model, device=args.device, preloaded=model))
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=False,
                 auth=read_auth_file(args.auth_file) if args.auth_file else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +173,47 @@ def read_model_card(path: str | os.PathLike) -> dict[str, Any]:
     folder = resolve(path)
     facts = folder / "medviz.json"
     return json.loads(facts.read_text()) if facts.is_file() else {}
+
+
+@dataclass
+class Model:
+    """A loaded text-to-image model with what the engines need to know about it.
+
+    ``oracle`` is ``None`` for a model without one (e.g. a user's real checkpoint): engines then skip
+    attribute readouts. ``domain`` is "cxr", "skin" or ``None`` (unknown).
+    """
+
+    name: str
+    pipe: Any
+    oracle: Any = None
+    domain: str | None = None
+    card: dict = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)       # engines' per-model precomputations (e.g. directions)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor)
+
+    @property
+    def device(self):
+        return self.pipe._execution_device
+
+
+def load_model(name_or_path: str | os.PathLike = "cxr-phantom", *, device: str | None = None,
+               oracle: str | os.PathLike | None = None, **pipeline_options) -> Model:
+    """The pipeline plus its oracle (from ``medviz.json`` or ``oracle=``) and model card facts."""
+    from .oracle import load_oracle
+
+    pipe = load_pipeline(name_or_path, device=device, **pipeline_options)
+    path = resolve(name_or_path)
+    card = read_model_card(path) if path.is_dir() else {}
+    domain = card.get("domain")
+    oracle_path = oracle or (path / card["oracle"] if card.get("oracle") else None)
+    loaded_oracle = None
+    if oracle_path is not None:
+        try:
+            loaded_oracle = load_oracle(oracle_path, domain)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"{oracle_path}: cannot load the oracle ({' '.join(str(error).split())[:200]})") from None
+    return Model(name=str(name_or_path), pipe=pipe, oracle=loaded_oracle, domain=domain or getattr(loaded_oracle, "domain", None),
+                 card=card)

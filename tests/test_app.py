@@ -1,6 +1,10 @@
+import concurrent.futures
+
 import numpy as np
 import pytest
+from PIL import Image
 
+from medviz.io import read_image, read_png_parameters
 from medviz.ui import handlers
 
 
@@ -15,24 +19,107 @@ def test_phantom_preview_tints_only_the_changed_region():
         handlers.phantom_preview("cxr", 0, "add tumour")
 
 
-def test_app_launches_and_serves_the_phantom_endpoint():
-    gradio_client = pytest.importorskip("gradio_client")
-    import app
-    from medviz.ui.layout import build_demo
+def test_compose_prompt_uses_the_training_words():
+    assert handlers.compose_prompt("cxr", ["pleural effusion", "support devices"], "", "female") == \
+        "Chest X-ray of a female patient showing pleural effusion, support devices"
+    assert handlers.compose_prompt("cxr", [], "small left effusion", "unspecified") == "Chest X-ray, small left effusion"
+    assert handlers.compose_prompt("skin", ["ruler"], "", lesion="melanoma") == "Dermoscopy image of a melanoma with ruler markings"
+    assert handlers.compose_prompt(None, ["ruler"], "a CT slice") == "a CT slice"
 
-    assert app.parse_args([]).host == "127.0.0.1"
-    demo = build_demo()
-    demo.queue(default_concurrency_limit=1, max_size=8)
+
+@pytest.fixture(scope="module")
+def client(cxr_model):
+    gradio_client = pytest.importorskip("gradio_client")
+    from medviz.ui.layout import build_demo
+    from medviz.ui.session import ModelRegistry
+
+    demo = build_demo(ModelRegistry("cxr-phantom", device="cpu", preloaded=cxr_model))
+    demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                run_history=False, enable_monitoring=False)
+                run_history=False, enable_monitoring=False, show_error=True)
     try:
-        client = gradio_client.Client(demo.local_url, verbose=False)
-        factual, counterfactual, text = client.predict("skin", 4, "add ruler", api_name="/phantom")
-        from medviz.io import read_image
-        assert read_image(factual).pixels.shape == (256, 256, 3)
-        assert read_image(counterfactual).pixels.shape == (256, 256, 3)
-        assert "ruler" in text
-        with pytest.raises(Exception, match="unknown intervention"):
-            client.predict("skin", 4, "add pacemaker", api_name="/phantom")
+        yield gradio_client.Client(demo.local_url, verbose=False)
     finally:
         demo.close()
+
+
+def test_every_endpoint_has_an_api_name(client):
+    names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/generate", "/traverse", "/frame_0", "/stop", "/select_model", "/phantom"} <= names
+
+
+def test_generate_endpoint_returns_pngs_with_parameters_and_readouts(client):
+    gallery, files, info, history = client.predict(
+        "cxr-phantom", ["pleural effusion"], "", "female", "benign nevus", "", 11, 2, "DDIM", 4, 4.0,
+        api_name="/generate")
+    assert len(gallery) == 2 and len(files) == 2
+    assert read_image(gallery[0]["image"]).pixels.shape[:2] == (128, 128)
+    assert "seed 11" in gallery[0]["caption"] and "pleural_effusion" in gallery[0]["caption"]
+    parameters = read_png_parameters(files[1])
+    assert parameters["seed"] == 12 and parameters["steps"] == 4 and parameters["batch_size"] == 1
+    assert parameters["prompt"] == "Chest X-ray of a female patient showing pleural effusion"
+    assert "research use only" in parameters["notice"] and "pleural_effusion" in parameters["oracle_readout"]
+    assert Image.open(files[0]).info["Disclaimer"]
+    assert "Seed 11" in info and history["data"][0][0] == 11
+
+
+def test_generate_rejects_an_empty_prompt_with_a_clear_message(cxr_model):
+    with pytest.raises(ValueError, match="prompt is empty"):
+        handlers.generate_view(cxr_model, "  ", "", 1, 1, "DDIM", 2, 4.0, "test")
+
+
+def test_app_binds_locally_by_default():
+    import app
+
+    args = app.parse_args([])
+    assert args.host == "127.0.0.1" and args.model == "cxr-phantom" and args.auth_file is None
+
+
+def test_unknown_model_gives_a_clear_message(client):
+    with pytest.raises(Exception, match="not found"):
+        client.predict("/no/such/model", api_name="/select_model")
+
+
+def test_traverse_then_sliders_show_cached_frames(client):
+    frame, chart, summary, gif, *sliders = client.predict(
+        "cxr-phantom", "attribute sliders", ["pleural_effusion", "cardiomegaly"], "", 4, -1, 3, 4, 4.0, 1.5, 0,
+        api_name="/traverse")
+    assert sliders[0]["visible"] and sliders[0]["label"] == "pleural_effusion" and sliders[0]["maximum"] == 2
+    assert sliders[1]["visible"] and not sliders[2]["visible"]
+    assert "pleural_effusion" in summary and "cardiomegaly" in summary
+    assert len(Image.open(gif).n_frames * [0]) >= 3
+    first, _ = client.predict("cxr-phantom", 0, api_name="/frame_0")
+    last, _ = client.predict("cxr-phantom", 2, api_name="/frame_0")
+    a, b = (np.asarray(Image.open(p), dtype=float) for p in (first, last))
+    assert a.shape == b.shape and np.abs(a - b).mean() > 1.0
+    again, _ = client.predict("cxr-phantom", 0, api_name="/frame_0")
+    assert np.array_equal(np.asarray(Image.open(again)), a.astype(np.uint8))
+
+
+def test_stop_endpoint_answers_at_once(client):
+    assert "Stop requested" in client.predict(api_name="/stop")
+
+
+def test_phantom_endpoint(client):
+    factual, counterfactual, text = client.predict("skin", 4, "add ruler", api_name="/phantom")
+    assert read_image(factual).pixels.shape == (256, 256, 3)
+    assert "ruler" in text
+    with pytest.raises(Exception, match="unknown intervention"):
+        client.predict("skin", 4, "add pacemaker", api_name="/phantom")
+
+
+def test_four_concurrent_clients_five_requests_each(client):
+    from gradio_client import Client
+
+    def session(worker: int):
+        own = Client(client.src, verbose=False)
+        seeds = []
+        for request in range(5):
+            gallery, *_ = own.predict("cxr-phantom", [], "", "male", "benign nevus", "", 100 * worker + request, 1,
+                                      "DDIM", 2, 4.0, api_name="/generate")
+            seeds.append(int(gallery[0]["caption"].split()[1]))
+        return seeds
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(session, range(4)))
+    assert results == [[100 * w + r for r in range(5)] for w in range(4)]

@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from medviz import models
@@ -37,3 +39,26 @@ def test_device_choice_on_this_machine():
             models.pick_device("cuda")
         else:
             raise models.ModelLoadError("CUDA was requested")
+
+
+def test_load_model_brings_the_oracle_named_in_the_card(cxr_model):
+    assert cxr_model.domain == "cxr" and cxr_model.image_size == 128
+    assert cxr_model.oracle.attributes[:3] == ("pleural_effusion", "cardiomegaly", "support_devices")
+    gray = np.zeros((200, 180), np.float32)                # any size, grayscale contract image
+    assert cxr_model.oracle.readout([gray]).shape == (1, 8)
+
+
+def test_a_model_without_card_has_no_oracle_and_only_interpolates(tmp_path):
+    import shutil
+
+    from medviz.engines.traverse import TraverseConfig, traverse
+    from medviz.models import MODELS_DIR, load_model
+
+    folder = tmp_path / "plain-sd"
+    shutil.copytree(MODELS_DIR / "cxr-phantom", folder, ignore=shutil.ignore_patterns("medviz.json", "README.md"))
+    model = load_model(folder, device="cpu")
+    assert model.oracle is None and model.domain is None
+    with pytest.raises(ValueError, match="domain is known"):
+        traverse(model, TraverseConfig(kind="slider", frames=2, steps=2))
+    walk = traverse(model, TraverseConfig(kind="interpolate", prompt="Chest X-ray", frames=2, steps=2))
+    assert walk.frames.shape == (1, 2, 128, 128, 3) and walk.readouts is None and walk.metrics is None

@@ -1,5 +1,7 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--json PATH]
+python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
+python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
 Timings on a shared machine are noisy: each figure is the best of ``--repeats`` batches, and
 ``--threads 1`` pins numpy/torch to one thread (use ``taskset -c 0`` to pin one core).
@@ -39,20 +41,41 @@ def bench_phantoms(size: int, n: int, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
-    parser.add_argument("name", choices=["phantoms", "models"])
+    parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse"])
+    parser.add_argument("--model", default="cxr-phantom", help="generate/traverse: bundled name or local path")
+    parser.add_argument("--batch", type=int, default=4, help="generate: images per call")
+    parser.add_argument("--seeds", type=int, default=32, help="traverse: trajectories per slider")
+    parser.add_argument("--frames", type=int, default=7, help="traverse: frames per trajectory")
+    parser.add_argument("--start-step", type=int, default=0, help="traverse: slider shift starts at this step")
+    parser.add_argument("--strips", default=None, help="traverse: write frame strips (PNG) to this folder")
+    parser.add_argument("--device", default=None, help="generate: cuda, mps or cpu (default: best available)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--n", type=int, default=None, help="phantoms: renders per batch (200); models: samples per prompt (64)")
     parser.add_argument("--domain", default="all", choices=["cxr", "skin", "all"])
-    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (models/generate 25, traverse 20)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default=None, help="write the rows here as JSON")
     args = parser.parse_args(argv)
+    if args.name == "generate":
+        from .generate import GenerateBenchConfig, print_table, run
+
+        result = run(GenerateBenchConfig(model=args.model, batch_size=args.batch, steps=args.steps or 25,
+                                         repeats=args.repeats, device=args.device))
+        print_table(result)
+        return _write(args.json, result)
+    if args.name == "traverse":
+        from .traverse import TraverseBenchConfig, print_table, run
+
+        result = run(TraverseBenchConfig(model=args.model, seeds=args.seeds, frames=args.frames, steps=args.steps or 20,
+                                         start_step=args.start_step), strips_dir=args.strips)
+        print_table(result)
+        return _write(args.json, result)
     if args.name == "models":
         from .models import ModelsBenchConfig, print_table, run
 
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
-            result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps))
+            result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25))
             print_table(result)
             results.append(result)
         if args.json:
@@ -65,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['median_images_per_s']:>14.1f}{r['sampling_ms']:>11.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def _write(path: str | None, result: dict) -> int:
+    if path:
+        Path(path).write_text(json.dumps(result, indent=2, default=str))
     return 0
 
 

@@ -1,10 +1,21 @@
-"""Plain functions behind the UI's events; no gradio here, so they are testable without a browser."""
+"""Plain functions behind the UI's events; no gradio here, so they are testable without a browser.
+
+They translate widget values into engine configs and engine results into what widgets show (uint8
+images, figures, files, text). No model logic lives here: that is the engines' job.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
-from ..io import as_rgb, to_uint8
+from .. import RESEARCH_ONLY_NOTICE
+from ..io import as_rgb, to_uint8, write_png
+from ..oracle import FACTOR_ATTRIBUTES, READOUT_KIND
 from ..phantoms import get_domain, mask_between
 from ..phantoms.sheets import describe
 
@@ -46,3 +57,224 @@ def phantom_preview(domain: str, seed: int, intervention: str, size: int = 256) 
 def intervention_names(domain: str) -> list[str]:
     return list(INTERVENTION_CHOICES[domain])
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Generate
+
+#: Attribute checkboxes per domain: label -> caption phrase (the words the model was trained on).
+PROMPT_ATTRIBUTES = {
+    "cxr": {"pleural effusion": "pleural effusion", "cardiomegaly": "cardiomegaly",
+            "support devices": "support devices", "pacemaker": "pacemaker",
+            "endotracheal tube": "endotracheal tube", "central venous line": "central venous line",
+            "nasogastric tube": "nasogastric tube"},
+    "skin": {"ruler": "ruler markings", "hair": "hair", "gel bubbles": "gel bubbles", "ink": "ink markings",
+             "dark corners": "dark corners"},
+}
+SEX_CHOICES = ("unspecified", "female", "male")
+LESION_CHOICES = ("benign nevus", "melanoma")
+
+
+def compose_prompt(domain: str | None, attributes: list[str] | None, free_text: str = "", sex: str = "unspecified",
+                   lesion: str = "benign nevus") -> str:
+    """The prompt the checkboxes and free text stand for, in the training captions' words.
+
+    cxr: "Chest X-ray of a female patient showing pleural effusion, support devices"; skin:
+    "Dermoscopy image of a melanoma with ruler markings, hair"; free text is appended after a comma.
+    For a model of unknown domain only the free text is used.
+    """
+    attributes = list(attributes or [])
+    free_text = (free_text or "").strip()
+    if domain == "cxr":
+        phrases = [PROMPT_ATTRIBUTES["cxr"][a] for a in attributes if a in PROMPT_ATTRIBUTES["cxr"]]
+        text = "Chest X-ray" + (f" of a {sex} patient" if sex in ("female", "male") else "")
+        text += (" showing " + ", ".join(phrases)) if phrases else ""
+    elif domain == "skin":
+        phrases = [PROMPT_ATTRIBUTES["skin"][a] for a in attributes if a in PROMPT_ATTRIBUTES["skin"]]
+        text = f"Dermoscopy image of a {lesion if lesion in LESION_CHOICES else 'benign nevus'}"
+        text += (" with " + ", ".join(phrases)) if phrases else ""
+    else:
+        return free_text
+    return f"{text}, {free_text}" if free_text else text
+
+
+def session_folder(session: str) -> Path:
+    """A private folder for this session's exports, inside Gradio's (private) temp dir."""
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "medviz-exports"
+    folder = root / "".join(c for c in session if c.isalnum())[:64]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass(frozen=True)
+class GeneratedView:
+    gallery: list[tuple[np.ndarray, str]]     # (uint8 image, caption) per image
+    files: list[str]                          # PNGs with parameters embedded
+    seed: int
+    info: str                                 # markdown: parameters and readouts
+    history_row: list
+
+
+def generate_view(model, prompt: str, negative_prompt: str, seed: int, batch_size: int, scheduler: str, steps: int,
+                  guidance_scale: float, session: str, progress=None, should_stop=None) -> GeneratedView:
+    """Run the generate engine and shape its result for the Generate tab (seed -1 = random)."""
+    from ..engines.generate import GenerateConfig, generate
+
+    if not (prompt or "").strip():
+        raise ValueError("the prompt is empty: tick attributes or write a prompt")
+    config = GenerateConfig(prompt=prompt.strip(), negative_prompt=negative_prompt or "", batch_size=int(batch_size),
+                            seed=None if seed is None or int(seed) < 0 else int(seed), steps=int(steps),
+                            guidance_scale=float(guidance_scale), scheduler=scheduler)
+    result = generate(model, config, progress=progress, should_stop=should_stop)
+    folder = session_folder(session)
+    gallery, files = [], []
+    for i, image in enumerate(result.images):
+        parameters = {**result.image_parameters(i), "notice": RESEARCH_ONLY_NOTICE}
+        if result.readouts:
+            parameters["oracle_readout"] = {k: round(v, 4) for k, v in result.readouts[i].items()}
+        path = write_png(folder / f"medviz_{result.seeds[i]}_{i}.png", image, parameters)
+        files.append(str(path))
+        caption = f"seed {result.seeds[i]}"
+        if result.readouts:
+            top = [f"{k} {v:.2f}" for k, v in result.readouts[i].items() if k in FACTOR_ATTRIBUTES.get(model.domain, ())]
+            caption += " · " + ", ".join(top)
+        gallery.append((to_uint8(image), caption))
+    info = (f"**Seed {result.parameters['seed']}** (image *i* uses seed + *i*) · {config.steps} {config.scheduler} steps · "
+            f"guidance {config.guidance_scale} · {result.seconds:.1f} s  \n`{config.prompt}`")
+    if result.readouts:
+        info += f"  \nCaptions show the oracle's {READOUT_KIND}."
+    row = [result.parameters["seed"], config.prompt, config.negative_prompt, config.scheduler, config.steps,
+           config.guidance_scale, config.batch_size]
+    return GeneratedView(gallery=gallery, files=files, seed=result.parameters["seed"], info=info, history_row=row)
+
+
+# ------------------------------------------------------------------------------------------------
+# Traverse
+
+TRAVERSE_KINDS = {"attribute sliders": "slider", "prompt switch (2503.23623)": "prompt_switch",
+                  "patient interpolation": "interpolate"}
+
+
+def slider_attributes(domain: str | None) -> list[str]:
+    return list(FACTOR_ATTRIBUTES.get(domain, ()))
+
+
+@dataclass
+class TrajectoryCache:
+    """Frames of every computed trajectory (uint8), so that moving a slider needs no model call."""
+
+    kind: str
+    frames: dict[str, np.ndarray]             # trajectory name -> (K, H, W, 3) uint8
+    positions: dict[str, list[float]]
+    readouts: dict[str, np.ndarray]           # name -> (K, A) probabilities (may be empty)
+    attributes: tuple[str, ...]
+    summaries: dict[str, dict]
+    parameters: dict
+
+
+def compute_trajectories(model, kind_label: str, targets: list[str], prompt: str, seed: int, seed_b: int, frames: int,
+                         steps: int, guidance_scale: float, strength: float, start_step: int,
+                         progress=None, should_stop=None) -> TrajectoryCache:
+    """One trajectory per target (sliders, prompt switch) or one patient walk, all frames at once."""
+    from ..engines.traverse import TraverseConfig, traverse
+
+    kind = TRAVERSE_KINDS.get(kind_label, kind_label)
+    names = ["walk"] if kind == "interpolate" else list(targets or [])
+    if not names:
+        raise ValueError("tick at least one attribute to traverse")
+    cache = TrajectoryCache(kind=kind, frames={}, positions={}, readouts={}, attributes=(), summaries={}, parameters={})
+    for n, name in enumerate(names):
+        def step_progress(done, total, n=n):
+            if progress is not None:
+                progress(n * total + done, len(names) * total)
+
+        config = TraverseConfig(kind=kind, target=name if kind != "interpolate" else "pleural_effusion",
+                                prompt=(prompt or "").strip() or None, seeds=(int(seed),),
+                                seed_b=None if seed_b is None or int(seed_b) < 0 else int(seed_b), frames=int(frames),
+                                steps=int(steps), guidance_scale=float(guidance_scale),
+                                alpha_range=(-float(strength), float(strength)), start_step=int(start_step))
+        result = traverse(model, config, progress=step_progress, should_stop=should_stop)
+        cache.frames[name] = (np.clip(result.frames[0], 0, 1) * 255).round().astype(np.uint8)
+        cache.positions[name] = [float(p) for p in result.positions]
+        cache.readouts[name] = result.readouts[0] if result.readouts is not None else np.zeros((int(frames), 0))
+        cache.attributes = result.attributes
+        cache.summaries[name] = result.summary()
+        cache.parameters[name] = result.parameters
+    return cache
+
+
+def frame_of(cache: TrajectoryCache, name: str, index: int) -> np.ndarray:
+    frames = cache.frames[name]
+    return frames[int(np.clip(index, 0, len(frames) - 1))]
+
+
+def readout_figure(cache: TrajectoryCache, name: str, index: int, domain: str | None = None):
+    """Plotly chart of the oracle readout along trajectory ``name``, the current frame marked."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    readouts = cache.readouts.get(name)
+    positions = cache.positions[name]
+    shown = [a for a in cache.attributes if a in FACTOR_ATTRIBUTES.get(domain, cache.attributes)]
+    for attribute in shown:
+        k = cache.attributes.index(attribute)
+        figure.add_trace(go.Scatter(x=positions, y=readouts[:, k], mode="lines+markers", name=attribute,
+                                    line={"width": 3 if attribute == name else 1.5}))
+    index = int(np.clip(index, 0, len(positions) - 1))
+    figure.add_vline(x=positions[index], line_dash="dash", line_color="orange")
+    x_title = {"slider": "slider position (alpha)", "prompt_switch": "Bezier parameter (neutral → attribute)",
+               "interpolate": "slerp fraction (patient A → B)"}[cache.kind]
+    figure.update_layout(title=f"Oracle {READOUT_KIND} along the trajectory", xaxis_title=x_title,
+                         yaxis_title="probability", yaxis_range=[-0.02, 1.02], height=320,
+                         margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h"})
+    return figure
+
+
+def summary_markdown(cache: TrajectoryCache) -> str:
+    lines = []
+    for name, summary in cache.summaries.items():
+        if summary:
+            lines.append(f"**{name}**: Spearman {summary['median_spearman']:.2f}, leakage "
+                         f"{summary['max_leakage']:.3f}, CFRT {'✓' if summary['cfrt'] >= 1 else '✗'}")
+    return "  \n".join(lines) or "Patient interpolation (no target attribute)."
+
+
+def trajectory_gif(cache: TrajectoryCache, name: str, session: str, duration_ms: int = 250) -> str:
+    """The trajectory's frames as a looping GIF (there and back) in the session's export folder."""
+    from PIL import Image
+
+    frames = [Image.fromarray(f) for f in cache.frames[name]]
+    frames = frames + frames[-2:0:-1]
+    path = session_folder(session) / f"trajectory_{cache.kind}_{name}.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0,
+                   comment=RESEARCH_ONLY_NOTICE.encode())
+    return str(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model & About
+
+ABOUT = f"""### medviz
+Look inside text-to-image diffusion models of medical images: **Generate** from prompts, **Traverse**
+latent trajectories with attributes measured along the way, explore the **Phantoms** the bundled models
+were trained on (with their true counterfactuals). Edit and Explain arrive with their engines.
+
+Everything runs offline on this machine; nothing is uploaded anywhere. Uploads and exports live in a
+private temporary folder that is deleted with the session. **{RESEARCH_ONLY_NOTICE.capitalize()}.**
+"""
+
+
+def model_about(model) -> str:
+    """Markdown: what the loaded model is, from its card; the oracle labelled as an attribute readout."""
+    card = model.card or {}
+    lines = [ABOUT, f"#### Loaded model: `{model.name}`",
+             f"- domain: **{model.domain or 'unknown'}** · output {model.image_size} px · device {model.device} "
+             f"({model.pipe.unet.dtype})"]
+    if card.get("trained_on"):
+        lines.append(f"- trained on: {card['trained_on']}")
+    if model.oracle is not None:
+        lines.append(f"- oracle ({READOUT_KIND}): {', '.join(model.oracle.attributes)}")
+    else:
+        lines.append("- no oracle: attribute readouts are off for this model")
+    lines.append("- model card: `README.md` in the model folder (data, recipe, measured quality, limits)")
+    return "\n".join(lines)

@@ -1,50 +1,228 @@
-"""Layout and wiring of the medviz app (Gradio 6). Tabs for the engines land with their issues."""
+"""Layout and wiring of the medviz app (Gradio 6): thin adapters from widgets to ``handlers``.
+
+Every event has an ``api_name`` so the app is scriptable with ``gradio_client``. Model work shares one
+concurrency id (one job on the model at a time, bounded queue); Stop bypasses the queue and sets a
+flag that the running denoising loop polls.
+"""
 
 from __future__ import annotations
+
+import functools
 
 import gradio as gr
 
 from .. import RESEARCH_ONLY_NOTICE, __version__
+from ..engines import SCHEDULERS, Interrupted
+from ..models import ModelLoadError
+from ..oracle import READOUT_KIND
 from . import handlers
+from .session import ModelRegistry, StopFlags
 
 BANNER = (f"**medviz {__version__}** · ⚠️ {RESEARCH_ONLY_NOTICE.capitalize()}. Images here are synthetic or "
           "edited; never use them for clinical decisions.")
+MODEL_JOBS = "model"          # concurrency id shared by every event that runs the model
+MAX_SLIDERS = 6
 
 
-def _preview(domain: str, seed: float, intervention: str):
-    try:
-        return handlers.phantom_preview(domain, int(seed), intervention)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
+def _errors_as_messages(function):
+    """Show engine and input errors as a Gradio error toast instead of a stack trace."""
+
+    @functools.wraps(function)        # keeps the signature: Gradio injects gr.Request / gr.Progress by it
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Interrupted as error:
+            raise gr.Error(f"Stopped: {error}") from None
+        except (ValueError, ModelLoadError) as error:
+            raise gr.Error(str(error)) from None
+
+    return wrapper
 
 
-def _interventions(domain: str):
-    names = handlers.intervention_names(domain)
-    return gr.Dropdown(choices=names, value=names[0])
+def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
+    """The app's Blocks; ``registry`` holds the loaded models (default: the bundled CXR model, lazily)."""
+    registry = registry or ModelRegistry()
+    stops = StopFlags()
 
+    def progress_reporter(progress: gr.Progress, what: str):
+        return lambda done, total: progress((done, total), desc=what)
 
-def build_demo() -> gr.Blocks:
-    """The app's Blocks. Every event has an api_name so it is scriptable with gradio_client."""
+    # ---------------------------------------------------------------- adapters (no model logic)
+    @_errors_as_messages
+    def on_model_change(name):
+        model = registry.get(name)
+        domain = model.domain
+        attributes = list(handlers.PROMPT_ATTRIBUTES.get(domain, {}))
+        sliders = handlers.slider_attributes(domain)
+        about = handlers.model_about(model)
+        return (gr.CheckboxGroup(choices=attributes, value=[]), gr.Radio(visible=domain == "cxr"),
+                gr.Radio(visible=domain == "skin"), gr.CheckboxGroup(choices=sliders, value=sliders[:3]), about)
+
+    @_errors_as_messages
+    def on_generate(name, attributes, free_text, sex, lesion, negative, seed, batch, scheduler, steps, guidance,
+                    history, request: gr.Request, progress=gr.Progress()):
+        model = registry.get(name)
+        prompt = handlers.compose_prompt(model.domain, attributes, free_text, sex, lesion)
+        session = request.session_hash or "anonymous"
+        view = handlers.generate_view(model, prompt, negative, seed, batch, scheduler, steps, guidance, session,
+                                      progress=progress_reporter(progress, "denoising"),
+                                      should_stop=stops.arm(session))
+        history = ([view.history_row] + list(history or []))[:50]
+        return view.gallery, view.files, view.info, view.seed, history, history
+
+    @_errors_as_messages
+    def on_traverse(name, kind, targets, prompt, seed, seed_b, frames, steps, guidance, strength, start_step,
+                    request: gr.Request, progress=gr.Progress()):
+        model = registry.get(name)
+        session = request.session_hash or "anonymous"
+        cache = handlers.compute_trajectories(model, kind, targets, prompt, seed, seed_b, frames, steps, guidance,
+                                              strength, start_step, progress=progress_reporter(progress, "denoising"),
+                                              should_stop=stops.arm(session))
+        names = list(cache.frames)
+        first = names[0]
+        middle = len(cache.frames[first]) // 2
+        sliders = [gr.Slider(visible=i < len(names), label=names[i] if i < len(names) else "",
+                             maximum=len(cache.frames[first]) - 1, value=middle, step=1)
+                   for i in range(MAX_SLIDERS)]
+        return (cache, handlers.frame_of(cache, first, middle), handlers.readout_figure(cache, first, middle, model.domain),
+                handlers.summary_markdown(cache), handlers.trajectory_gif(cache, first, session), *sliders)
+
+    def show_frame_for(slot: int):
+        def show_frame(name, cache, index):
+            """Pick a precomputed frame: no model call."""
+            if cache is None:
+                raise gr.Error("compute a trajectory first")
+            names = list(cache.frames)
+            if slot >= len(names):
+                raise gr.Error("no trajectory for this slider")
+            domain = registry.get(name).domain
+            return (handlers.frame_of(cache, names[slot], index),
+                    handlers.readout_figure(cache, names[slot], index, domain))
+
+        show_frame.__name__ = f"show_frame_{slot}"
+        return show_frame
+
+    def on_stop(request: gr.Request):
+        stops.stop(request.session_hash or "anonymous")
+        return "Stop requested: the running job ends at its next denoising step."
+
+    def on_reuse_seed(last_seed):
+        return last_seed if last_seed is not None else -1
+
+    def on_preview(domain, seed, intervention):
+        try:
+            return handlers.phantom_preview(domain, int(seed), intervention)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
+    def on_phantom_domain(domain):
+        names = handlers.intervention_names(domain)
+        return gr.Dropdown(choices=names, value=names[0])
+
+    # ---------------------------------------------------------------- layout
+    default = registry.default
     with gr.Blocks(title="medviz", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(BANNER, elem_id="research-banner")
-        with gr.Tab("Phantoms"):
+        with gr.Row():
+            model_name = gr.Dropdown(registry.choices(), value=default, label="Model (bundled name or local path)",
+                                     allow_custom_value=True, scale=3)
+            stop = gr.Button("⏹ Stop", variant="stop", scale=1, elem_id="stop")
+            status = gr.Markdown("", elem_id="status")
+        with gr.Tab("Generate", id="generate"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    attributes = gr.CheckboxGroup(list(handlers.PROMPT_ATTRIBUTES["cxr"]), label="Findings and devices")
+                    sex = gr.Radio(list(handlers.SEX_CHOICES), value="female", label="Sex")
+                    lesion = gr.Radio(list(handlers.LESION_CHOICES), value="benign nevus", label="Lesion", visible=False)
+                    free_text = gr.Textbox(label="More prompt text (appended)", placeholder="e.g. small left effusion")
+                    negative = gr.Textbox(label="Negative prompt", value="")
+                    with gr.Row():
+                        seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", minimum=-1)
+                        random_seed = gr.Button("🎲", scale=0, min_width=40)
+                        reuse_seed = gr.Button("♻️ reuse last seed", scale=0)
+                    with gr.Row():
+                        batch = gr.Slider(1, 8, value=4, step=1, label="Batch size")
+                        steps = gr.Slider(2, 100, value=25, step=1, label="Steps")
+                    with gr.Row():
+                        guidance = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
+                        scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Sampler")
+                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                with gr.Column(scale=3):
+                    gallery = gr.Gallery(label="Generated (synthetic)", format="png", columns=4, height=360,
+                                         elem_id="gallery")
+                    generate_info = gr.Markdown()
+                    files = gr.File(label="PNG downloads (parameters and research-only notice embedded)",
+                                    file_count="multiple")
+            history_table = gr.Dataframe(headers=["seed", "prompt", "negative", "sampler", "steps", "guidance", "batch"],
+                                         label="This session's history", interactive=False, wrap=True)
+            last_seed = gr.State(None)
+            history = gr.State([])
+        with gr.Tab("Traverse", id="traverse"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    kind = gr.Radio(list(handlers.TRAVERSE_KINDS), value="attribute sliders", label="Trajectory")
+                    targets = gr.CheckboxGroup(handlers.slider_attributes("cxr"),
+                                               value=handlers.slider_attributes("cxr")[:3],
+                                               label="Attributes (one slider each)")
+                    traverse_prompt = gr.Textbox(label="Context prompt (blank = the model's neutral prompt)",
+                                                 placeholder="Chest X-ray of a female patient")
+                    with gr.Row():
+                        traverse_seed = gr.Number(value=0, precision=0, label="Seed (patient A)")
+                        seed_b = gr.Number(value=-1, precision=0, label="Patient B seed (-1 = A + 1)")
+                    with gr.Row():
+                        frames = gr.Slider(3, 15, value=7, step=1, label="Frames")
+                        traverse_steps = gr.Slider(4, 50, value=20, step=1, label="Steps")
+                    with gr.Row():
+                        strength = gr.Slider(0.25, 3, value=1.5, step=0.25, label="Slider range ±alpha")
+                        start_step = gr.Slider(0, 20, value=0, step=1, label="Shift from step (keeps anatomy)")
+                    traverse_guidance = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
+                    traverse_button = gr.Button("Compute trajectory", variant="primary", elem_id="traverse-button")
+                with gr.Column(scale=3):
+                    frame = gr.Image(label="Frame (synthetic)", format="png", interactive=False, height=320,
+                                     elem_id="traverse-frame")
+                    sliders = [gr.Slider(0, 6, value=3, step=1, visible=False, label="", elem_id=f"frame-slider-{i}")
+                               for i in range(MAX_SLIDERS)]
+                    chart = gr.Plot(label=f"Oracle {READOUT_KIND}")
+                    traverse_summary = gr.Markdown()
+                    gif = gr.File(label="Trajectory GIF")
+            trajectory = gr.State(None)
+        with gr.Tab("Phantoms", id="phantoms"):
             gr.Markdown("Procedural phantoms with known causal factors, and their *true* counterfactuals "
                         "(the region an intervention changed is tinted red).")
             with gr.Row():
                 domain = gr.Radio(["cxr", "skin"], value="cxr", label="Domain")
-                seed = gr.Number(value=0, precision=0, label="Seed")
+                phantom_seed = gr.Number(value=0, precision=0, label="Seed")
                 intervention = gr.Dropdown(handlers.intervention_names("cxr"), value="none", label="Intervention",
                                            allow_custom_value=True)  # checked by the handler, per domain
-                button = gr.Button("Render", variant="primary")
+                phantom_button = gr.Button("Render", variant="primary")
             with gr.Row():
                 factual = gr.Image(label="Factual", format="png", interactive=False)
                 counterfactual = gr.Image(label="True counterfactual", format="png", interactive=False)
             description = gr.Markdown()
-        with gr.Tab("Model & About"):
-            gr.Markdown("Generate, Traverse, Edit and Explain arrive with the bundled models. "
-                        "Everything runs offline on this machine.")
-        domain.change(_interventions, domain, intervention, api_name=False)
-        button.click(_preview, [domain, seed, intervention], [factual, counterfactual, description],
-                     api_name="phantom")
-        demo.load(_preview, [domain, seed, intervention], [factual, counterfactual, description], api_name=False)
+        with gr.Tab("Model & About", id="about"):
+            about = gr.Markdown(handlers.ABOUT)
+
+        # ------------------------------------------------------------ wiring
+        model_name.change(on_model_change, model_name, [attributes, sex, lesion, targets, about],
+                          api_name="select_model", concurrency_id=MODEL_JOBS)
+        generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,
+                                            scheduler, steps, guidance, history],
+                              [gallery, files, generate_info, last_seed, history, history_table],
+                              api_name="generate", concurrency_id=MODEL_JOBS)
+        random_seed.click(lambda: -1, None, seed, api_name=False, queue=False)
+        reuse_seed.click(on_reuse_seed, last_seed, seed, api_name=False, queue=False)
+        traverse_button.click(on_traverse, [model_name, kind, targets, traverse_prompt, traverse_seed, seed_b, frames,
+                                            traverse_steps, traverse_guidance, strength, start_step],
+                              [trajectory, frame, chart, traverse_summary, gif, *sliders],
+                              api_name="traverse", concurrency_id=MODEL_JOBS)
+        for slot, slider in enumerate(sliders):
+            slider.change(show_frame_for(slot), [model_name, trajectory, slider], [frame, chart],
+                          api_name=f"frame_{slot}", queue=False, show_progress="hidden")
+        stop.click(on_stop, None, status, api_name="stop", queue=False)
+        domain.change(on_phantom_domain, domain, intervention, api_name=False)
+        phantom_button.click(on_preview, [domain, phantom_seed, intervention], [factual, counterfactual, description],
+                             api_name="phantom")
+        demo.load(on_preview, [domain, phantom_seed, intervention], [factual, counterfactual, description],
+                  api_name=False)
+        demo.load(on_model_change, model_name, [attributes, sex, lesion, targets, about], api_name=False)
     return demo

@@ -1,0 +1,39 @@
+"""Figures the benches write to assets/examples (matplotlib, off-screen)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import RESEARCH_ONLY_NOTICE
+
+
+def save_strip(result, path: str, title: str = "") -> str:
+    """Frames of a ``TraverseResult``: one row per seed, one column per frame, the target's oracle
+    readout (an attribute readout, not a diagnosis) under each frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds, frames = result.frames.shape[:2]
+    target = result.parameters.get("target")
+    k = result.attributes.index(target) if result.readouts is not None and target in result.attributes else None
+    figure, axes = plt.subplots(seeds, frames, figsize=(1.5 * frames, 1.65 * seeds + 0.5), facecolor="black",
+                                squeeze=False)
+    for s in range(seeds):
+        for f in range(frames):
+            ax = axes[s, f]
+            ax.imshow(result.frames[s, f], vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            label = f"pos {result.positions[f]:.2f}"
+            if k is not None:
+                label += f"\n{target} {result.readouts[s, f, k]:.2f}"
+            ax.set_xlabel(label, color="white", fontsize=6)
+        axes[s, 0].set_ylabel(f"seed {result.seeds[s]}", color="white", fontsize=7)
+    figure.suptitle(f"{title}\noracle attribute readout under each frame; synthetic, {RESEARCH_ONLY_NOTICE}",
+                    color="white", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, facecolor="black")
+    plt.close(figure)
+    return path

@@ -1,0 +1,11 @@
+"""The engines behind the app, one file each: generate, traverse, (edit, explain).
+
+Each engine takes a loaded ``medviz.models.Model`` and a frozen config dataclass and returns a result
+dataclass (images in the I/O contract, maps, readouts, seeds, every parameter needed to reproduce).
+Long loops take ``progress(step, total)`` and ``should_stop()``; stopping raises ``Interrupted``.
+Engines never import gradio.
+"""
+
+from .common import Interrupted, SCHEDULERS, make_scheduler
+
+__all__ = ["Interrupted", "SCHEDULERS", "make_scheduler"]

@@ -1,0 +1,103 @@
+"""What the engines share: schedulers by name, step control (progress, interrupt), latent <-> image."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+Progress = Optional[Callable[[int, int], None]]      # progress(done, total)
+ShouldStop = Optional[Callable[[], bool]]            # True -> stop at the next step
+
+#: Sampler name -> (diffusers class name, config overrides). Built with ``from_config`` from the model's
+#: own scheduler config, so the noise schedule the model was trained with carries over.
+SCHEDULERS = {
+    "DDIM": ("DDIMScheduler", {}),
+    "DPM-Solver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "Euler ancestral": ("EulerAncestralDiscreteScheduler", {}),
+}
+
+#: Samplers whose step is a deterministic function of (x_t, eps): the only ones a branching
+#: trajectory (traverse) can share between branches.
+DETERMINISTIC_SCHEDULERS = ("DDIM",)
+
+
+class Interrupted(RuntimeError):
+    """The user stopped a running engine; nothing partial is returned."""
+
+
+def make_scheduler(name: str, base_config):
+    """A fresh scheduler of kind ``name`` from the model's scheduler config (never mutates the model)."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    class_name, overrides = SCHEDULERS[name]
+    return getattr(diffusers, class_name).from_config(base_config, **overrides)
+
+
+def new_seed() -> int:
+    """A random seed in A1111's range, to be reported so the result can be reproduced."""
+    return secrets.randbelow(2**32 - 1)
+
+
+@dataclass
+class StepControl:
+    """Counts denoising steps across a job, reports progress and honours the interrupt check."""
+
+    total: int
+    progress: Progress = None
+    should_stop: ShouldStop = None
+    done: int = 0
+
+    def check(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Interrupted(f"stopped by the user after {self.done} of {self.total} steps")
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+        self.check()
+
+    def diffusers_callback(self):
+        """A ``callback_on_step_end`` for diffusers pipelines: progress per step, raise to interrupt."""
+
+        def callback(pipe, step_index, timestep, tensors):
+            self.step()
+            return tensors
+
+        return callback
+
+
+def initial_noise(seeds: list[int], shape: tuple[int, ...], dtype, device):
+    """One latent noise tensor per seed, drawn on the CPU so a seed gives the same noise on any device."""
+    import torch
+
+    noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s)), dtype=torch.float32)
+             for s in seeds]
+    return torch.stack(noise).to(device=device, dtype=dtype)
+
+
+def decode_latents(pipe, latents, batch: int = 16) -> np.ndarray:
+    """VAE-decode denoised latents to float32 (N, H, W, 3) in [0, 1] (the I/O contract's range)."""
+    import torch
+
+    images = []
+    with torch.no_grad():
+        for start in range(0, len(latents), batch):
+            chunk = latents[start:start + batch] / pipe.vae.config.scaling_factor
+            decoded = pipe.vae.decode(chunk.to(pipe.vae.dtype)).sample
+            images.append(((decoded.float() / 2 + 0.5).clamp(0, 1)).permute(0, 2, 3, 1).cpu().numpy())
+    return np.concatenate(images).astype(np.float32)
+
+
+def encode_prompts(pipe, prompts: list[str]):
+    """Text-encoder hidden states (N, tokens, width) of ``prompts``, as the pipeline conditions on them."""
+    import torch
+
+    with torch.no_grad():
+        embeds, _ = pipe.encode_prompt(prompts, pipe._execution_device, 1, False)
+    return embeds

@@ -1,0 +1,109 @@
+"""Generate: prompt-guided synthesis through the stock ``StableDiffusionPipeline``.
+
+Nothing of the pipeline is re-implemented: the engine only picks the scheduler (by name, from the
+model's own scheduler config), draws one CPU generator per image (A1111 convention: image ``i`` of a
+batch has seed ``seed + i``, so any single image can be regenerated alone), reports progress through
+``callback_on_step_end`` and interrupts by raising from it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .common import Progress, ShouldStop, StepControl, make_scheduler, new_seed
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate.
+
+    Args:
+        prompt: the text condition, e.g. "Chest X-ray showing pleural effusion".
+        negative_prompt: what classifier-free guidance steers away from ("" = unconditional).
+        batch_size: images per call, 1..16.
+        seed: ``None`` draws a random seed (reported in the result); a fixed seed with the same
+            parameters gives bit-identical images on the same machine and library versions. Image
+            ``i`` uses seed ``seed + i``; regenerated alone (batch 1) it matches to float rounding
+            (~1e-5), since batched convolutions round differently.
+        steps: denoising steps, 1..200.
+        guidance_scale: classifier-free guidance weight w (eps = eps_u + w (eps_c - eps_u)); 1 = off.
+        scheduler: "DDIM", "DPM-Solver++" or "Euler ancestral".
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    batch_size: int = 4
+    seed: int | None = None
+    steps: int = 25
+    guidance_scale: float = 4.0
+    scheduler: str = "DDIM"
+
+    def validate(self) -> None:
+        if not 1 <= self.batch_size <= 16:
+            raise ValueError(f"batch size must be 1..16, got {self.batch_size}")
+        if not 1 <= self.steps <= 200:
+            raise ValueError(f"steps must be 1..200, got {self.steps}")
+        if not 0.0 <= self.guidance_scale <= 30.0:
+            raise ValueError(f"guidance scale must be 0..30, got {self.guidance_scale}")
+        if self.seed is not None and not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be 0..4294967295, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """images: float32 (H, W, 3) in [0, 1], one per seed; parameters: everything to reproduce them."""
+
+    images: list[np.ndarray]
+    seeds: list[int]
+    parameters: dict
+    seconds: float
+    readouts: list[dict[str, float]] | None = None     # oracle attribute readout per image, if any
+    unet_passes: int = 0                                # UNet evaluations per image (x2 batch with CFG)
+
+    def image_parameters(self, index: int) -> dict:
+        """Parameters of image ``index`` alone (its own seed, batch size 1): what a PNG should carry."""
+        return {**self.parameters, "seed": self.seeds[index], "batch_size": 1, "batch_index": index}
+
+
+def generate(model, config: GenerateConfig, progress: Progress = None, should_stop: ShouldStop = None) -> GenerateResult:
+    """Run the stock pipeline with ``config``.
+
+    Args:
+        model: a ``medviz.models.Model`` (pipeline, optional oracle).
+        config: see ``GenerateConfig``.
+        progress: called as ``progress(step, steps)`` after every denoising step.
+        should_stop: polled after every step; returning True raises ``Interrupted``.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    config.validate()
+    seed = new_seed() if config.seed is None else int(config.seed)
+    seeds = [(seed + i) % 2**32 for i in range(config.batch_size)]
+    pipe = model.pipe
+    scheduler = make_scheduler(config.scheduler, pipe.scheduler.config)
+    # A view of the same modules with its own scheduler: the shared model is never mutated.
+    runner = StableDiffusionPipeline(**{**pipe.components, "scheduler": scheduler}, requires_safety_checker=False)
+    runner.set_progress_bar_config(disable=True)
+    control = StepControl(total=config.steps, progress=progress, should_stop=should_stop)
+    control.check()
+    size = model.image_size
+    tic = time.perf_counter()
+    with torch.no_grad():
+        output = runner(
+            prompt=[config.prompt] * config.batch_size,
+            negative_prompt=[config.negative_prompt] * config.batch_size,
+            num_inference_steps=config.steps, guidance_scale=config.guidance_scale, height=size, width=size,
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], output_type="np",
+            callback_on_step_end=control.diffusers_callback())
+    seconds = time.perf_counter() - tic
+    images = [np.ascontiguousarray(np.clip(im, 0.0, 1.0), dtype=np.float32) for im in output.images]
+    parameters = {**asdict(config), "seed": seed, "size": size, "model": model.name,
+                  "sampler": config.scheduler, "engine": "generate"}
+    readouts = model.oracle.readout_dicts(images) if model.oracle is not None else None
+    passes = config.steps * (2 if config.guidance_scale > 1 else 1)
+    return GenerateResult(images=images, seeds=seeds, parameters=parameters, seconds=seconds, readouts=readouts,
+                          unet_passes=passes)

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from medviz.engines import Interrupted
+from medviz.engines.generate import GenerateConfig, generate
+
+PROMPT = "Chest X-ray of a female patient showing pleural effusion"
+
+
+def test_fixed_seed_is_bit_identical_and_seeds_follow_a1111(cxr_model):
+    config = GenerateConfig(PROMPT, batch_size=2, seed=41, steps=6)
+    first, second = generate(cxr_model, config), generate(cxr_model, config)
+    assert first.seeds == [41, 42]
+    assert all(np.array_equal(a, b) for a, b in zip(first.images, second.images))
+    other = generate(cxr_model, GenerateConfig(PROMPT, batch_size=1, seed=42, steps=6))
+    # Image 1 of the batch is seed 42's image: the same up to batched-convolution rounding.
+    np.testing.assert_allclose(other.images[0], first.images[1], atol=2e-3)
+    assert not np.allclose(first.images[0], first.images[1], atol=0.05)
+    assert first.image_parameters(1)["seed"] == 42 and first.image_parameters(1)["batch_size"] == 1
+
+
+def test_random_seed_is_reported_and_reproduces(cxr_model):
+    result = generate(cxr_model, GenerateConfig(PROMPT, batch_size=1, seed=None, steps=4))
+    seed = result.parameters["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**32
+    again = generate(cxr_model, GenerateConfig(PROMPT, batch_size=1, seed=seed, steps=4))
+    assert np.array_equal(result.images[0], again.images[0])
+
+
+@pytest.mark.parametrize("scheduler", ["DDIM", "DPM-Solver++", "Euler ancestral"])
+def test_every_scheduler_gives_contract_images_and_does_not_touch_the_model(cxr_model, scheduler):
+    before = type(cxr_model.pipe.scheduler)
+    result = generate(cxr_model, GenerateConfig(PROMPT, batch_size=1, seed=3, steps=5, scheduler=scheduler))
+    image = result.images[0]
+    assert image.shape == (128, 128, 3) and image.dtype == np.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.05
+    assert type(cxr_model.pipe.scheduler) is before
+    assert result.parameters["scheduler"] == scheduler and result.parameters["steps"] == 5
+
+
+def test_progress_per_step_and_interrupt(cxr_model):
+    seen = []
+    generate(cxr_model, GenerateConfig(PROMPT, batch_size=1, seed=0, steps=5), progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 5) for i in range(1, 6)]
+    with pytest.raises(Interrupted, match="after 2 of 7 steps"):
+        generate(cxr_model, GenerateConfig(PROMPT, batch_size=1, seed=0, steps=7),
+                 should_stop=lambda: len(seen) >= 7, progress=lambda d, t: seen.append(d))
+
+
+def test_prompt_steers_the_oracle_readout(cxr_model):
+    with_effusion = generate(cxr_model, GenerateConfig(PROMPT, batch_size=4, seed=10, steps=12))
+    without = generate(cxr_model, GenerateConfig("Chest X-ray of a female patient with no pleural effusion",
+                                                 batch_size=4, seed=10, steps=12))
+    assert np.mean([r["pleural_effusion"] for r in with_effusion.readouts]) > 0.7
+    assert np.mean([r["pleural_effusion"] for r in without.readouts]) < 0.3
+
+
+@pytest.mark.parametrize("change, message", [({"batch_size": 0}, "batch size"), ({"steps": 0}, "steps"),
+                                             ({"scheduler": "PLMS"}, "unknown scheduler"), ({"seed": -1}, "seed")])
+def test_bad_parameters_have_clear_messages(cxr_model, change, message):
+    with pytest.raises(ValueError, match=message):
+        generate(cxr_model, GenerateConfig(PROMPT, **change))
