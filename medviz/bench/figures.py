@@ -31,7 +31,7 @@ def save_strip(result, path: str, title: str = "") -> str:
                 label += f"\n{target} {result.readouts[s, f, k]:.2f}"
             ax.set_xlabel(label, color="white", fontsize=6)
         axes[s, 0].set_ylabel(f"seed {result.seeds[s]}", color="white", fontsize=7)
-    figure.suptitle(f"{title}\noracle attribute readout under each frame; synthetic, {RESEARCH_ONLY_NOTICE}",
+    figure.suptitle(f"{title}\noracle attribute readout under each frame; {RESEARCH_ONLY_NOTICE}",
                     color="white", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110, facecolor="black")
