@@ -7,10 +7,16 @@ import os
 import sys
 import tempfile
 
-# Privacy first: no analytics, and uploads/outputs in a private temp folder (not a shared cache).
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="medviz-gradio-"))
+
+def private_environment() -> None:
+    """Privacy first: no analytics, offline, uploads/outputs in a private temp folder (not a shared cache).
+
+    Called by ``main`` before gradio is imported (it reads these at import), not at module import, so
+    that importing this module (tests) never moves a running server's temp folder.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="medviz-gradio-"))
 
 
 def read_auth_file(path: str) -> list[tuple[str, str]]:
@@ -42,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    private_environment()
     from medviz.models import ModelLoadError, load_model
     from medviz.ui.layout import build_demo
     from medviz.ui.session import ModelRegistry

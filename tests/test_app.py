@@ -123,3 +123,31 @@ def test_four_concurrent_clients_five_requests_each(client):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(session, range(4)))
     assert results == [[100 * w + r for r in range(5)] for w in range(4)]
+
+
+def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
+    from gradio_client import handle_file
+
+    from medviz.ui.handlers import EXAMPLES_DIR
+
+    explanation, uncertainty, chart, summary = client.predict(
+        "cxr-phantom", None, "cxr_effusion.png", "pleural effusion", "", 9, True, 0.5, api_name="/explain")
+    assert read_image(explanation).pixels.shape == (128, 128, 3)
+    assert read_image(uncertainty).pixels.shape == (128, 128, 3)
+    assert "effusion" in summary and "not a diagnosis" in summary and "entropy" in summary
+    faint, _ = client.predict(0.0, api_name="/explain_opacity")       # opacity 0: the plain input, no model call
+    gray = read_image(faint).pixels
+    assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
+    _, _, _, summary = client.predict("cxr-phantom", handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), None,
+                                      "pleural effusion", "", 9, True, 0.5, api_name="/explain")
+    assert "vote" in summary
+
+
+def test_a_bad_upload_gets_a_clear_message(client, tmp_path):
+    from gradio_client import handle_file
+
+    bad = tmp_path / "scan.png"
+    bad.write_text("this is not an image")
+    with pytest.raises(Exception, match="not a recognised image"):
+        client.predict("cxr-phantom", handle_file(str(bad)), None, "pleural effusion", "", 9, True, 0.5,
+                       api_name="/explain")

@@ -1,6 +1,7 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
+python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 51] [--n-cost 24] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
 Timings on a shared machine are noisy: each figure is the best of ``--repeats`` batches, and
@@ -41,7 +42,10 @@ def bench_phantoms(size: int, n: int, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
-    parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse"])
+    parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify"])
+    parser.add_argument("--trials", type=int, default=51, help="classify: trials N per image (odd)")
+    parser.add_argument("--n-cost", type=int, default=24, help="classify: images for the N=501 / reference-loop cost runs")
+    parser.add_argument("--figure-dir", default=None, help="classify: write explain_<domain>.png figures here")
     parser.add_argument("--model", default="cxr-phantom", help="generate/traverse: bundled name or local path")
     parser.add_argument("--batch", type=int, default=4, help="generate: images per call")
     parser.add_argument("--seeds", type=int, default=32, help="traverse: trajectories per slider")
@@ -63,6 +67,21 @@ def main(argv: list[str] | None = None) -> int:
                                          repeats=args.repeats, device=args.device))
         print_table(result)
         return _write(args.json, result)
+    if args.name == "classify":
+        from .classify import ClassifyBenchConfig, print_table, run_task
+
+        config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=args.n_cost)
+        results = []
+        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
+            result = run_task(domain, config)
+            if args.figure_dir:
+                from .figures import save_explain_figure
+
+                save_explain_figure(result["cases"], str(Path(args.figure_dir) / f"explain_{domain}.png"),
+                                    title=f"{domain}-phantom diffusion classifier: {result['task']} (N={config.trials})")
+            results.append({k: v for k, v in result.items() if k != "cases"})
+        print_table(results)
+        return _write(args.json, results)
     if args.name == "traverse":
         from .traverse import TraverseBenchConfig, print_table, run
 

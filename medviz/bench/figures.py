@@ -37,3 +37,34 @@ def save_strip(result, path: str, title: str = "") -> str:
     figure.savefig(path, dpi=110, facecolor="black")
     plt.close(figure)
     return path
+
+
+def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
+    """Rows of (input, explanation overlay, uncertainty overlay) for correct and wrong cases.
+
+    Each case: {"image": contract pixels, "explanation": map, "uncertainty": map, "caption": str}.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..ui.handlers import overlay
+
+    figure, axes = plt.subplots(len(cases), 3, figsize=(6.0, 2.1 * len(cases) + 0.6), facecolor="black", squeeze=False)
+    for r, case in enumerate(cases):
+        panels = (case["image"], overlay(case["image"], case["explanation"], 0.55, "RdBu_r", True),
+                  overlay(case["image"], case["uncertainty"], 0.55, "magma", False))
+        for c, panel in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, cmap="gray", vmin=0, vmax=1 if panel.dtype != np.uint8 else 255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(case["caption"], color="white", fontsize=6, rotation=0, ha="right", va="center")
+    for c, name in enumerate(("input (phantom)", "explanation: red = winner denoises better", "uncertainty (spread)")):
+        axes[0, c].set_title(name, color="white", fontsize=7)
+    figure.suptitle(f"{title}\n{RESEARCH_ONLY_NOTICE}", color="white", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, facecolor="black")
+    plt.close(figure)
+    return path

@@ -93,3 +93,33 @@ def write_dataset(domain: str, n: int, size: int, out: str | Path, seed: int = 0
     total = time.perf_counter() - start
     return {"n": n, "size": size, "render_images_per_s": n / max(render_seconds, 1e-9),
             "total_images_per_s": n / max(total, 1e-9), "csv": str(out / "labels.csv")}
+
+
+#: Bundled example inputs for the Edit and Explain tabs: name -> (domain, held-out seed, interventions).
+EXAMPLE_INPUTS = {
+    "cxr_effusion.png": ("cxr", 10_900_001, {"effusion": "bilateral", "effusion_severity": 0.7,
+                                             "support_devices": False}),
+    "cxr_pacemaker.png": ("cxr", 10_900_002, {"effusion": "none", "support_devices": True, "devices": ("pacemaker",)}),
+    "cxr_clear.png": ("cxr", 10_900_003, {"effusion": "none", "support_devices": False, "cardiomegaly": False}),
+    "cxr_clear.dcm": ("cxr", 10_900_003, {"effusion": "none", "support_devices": False, "cardiomegaly": False}),
+    "skin_melanoma.png": ("skin", 10_900_004, {"melanoma": True, "ruler": False}),
+    "skin_nevus_ruler.png": ("skin", 10_900_005, {"melanoma": False, "ruler": True, "hair": False}),
+}
+
+
+def write_examples(folder: str | Path, size: int = 256) -> list[Path]:
+    """Render the example inputs (PNG, and one DICOM Secondary Capture) with their factors in metadata."""
+    from ..io import write_dicom
+
+    folder = Path(folder)
+    paths = []
+    for name, (domain, seed, changes) in EXAMPLE_INPUTS.items():
+        module = get_domain(domain)
+        graph = module.build_graph()
+        sample = graph.intervene(graph.sample(seed), **changes)
+        image = module.render(sample.factors, sample.seed, size).image
+        parameters = {"phantom_domain": domain, "phantom_seed": seed, "interventions": changes,
+                      "factors": {k: v for k, v in sample.factors.items()}}
+        writer = write_dicom if name.endswith(".dcm") else write_png
+        paths.append(writer(folder / name, image, parameters))
+    return paths

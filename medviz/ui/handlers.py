@@ -256,8 +256,10 @@ def trajectory_gif(cache: TrajectoryCache, name: str, session: str, duration_ms:
 
 ABOUT = f"""### medviz
 Look inside text-to-image diffusion models of medical images: **Generate** from prompts, **Traverse**
-latent trajectories with attributes measured along the way, explore the **Phantoms** the bundled models
-were trained on (with their true counterfactuals). Edit and Explain arrive with their engines.
+latent trajectories with attributes measured along the way, **Explain** an image with the model as a
+diffusion classifier (votes, uncertainty, explanation and uncertainty maps), and explore the
+**Phantoms** the bundled models were trained on (with their true counterfactuals). The Edit tab
+arrives with its engine.
 
 Everything runs offline on this machine; nothing is uploaded anywhere. Uploads and exports live in a
 private temporary folder that is deleted with the session. **{RESEARCH_ONLY_NOTICE.capitalize()}.**
@@ -278,3 +280,116 @@ def model_about(model) -> str:
         lines.append("- no oracle: attribute readouts are off for this model")
     lines.append("- model card: `README.md` in the model folder (data, recipe, measured quality, limits)")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Inputs shared by Edit and Explain: uploads and bundled examples
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "examples" / "inputs"
+
+
+def example_images(domain: str | None = None) -> list[str]:
+    """Bundled example inputs (phantoms) for a domain: file names under assets/examples/inputs."""
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    return sorted(p.name for p in EXAMPLES_DIR.iterdir()
+                  if p.suffix in (".png", ".dcm") and (domain is None or p.name.startswith(domain)))
+
+
+def load_input(upload: str | None, example: str | None):
+    """The image to work on, in the I/O contract: an upload (PNG/JPEG/TIFF/DICOM) wins over an example.
+
+    Raises ``ImageReadError`` (a ``ValueError``) with a one-sentence message for a bad file.
+    """
+    from ..io import read_image
+
+    if upload:
+        return read_image(upload)
+    if example:
+        if example not in example_images():
+            raise ValueError(f"unknown example {example!r}")
+        return read_image(EXAMPLES_DIR / example)
+    raise ValueError("upload an image (PNG, JPEG, TIFF or DICOM) or pick an example")
+
+
+def overlay(pixels: np.ndarray, heat: np.ndarray, opacity: float, colormap: str = "RdBu_r",
+            symmetric: bool = True) -> np.ndarray:
+    """uint8 RGB: ``heat`` (any size, resized) blended over ``pixels`` (contract) with ``opacity`` in [0, 1]."""
+    import matplotlib
+    from PIL import Image
+
+    base = as_rgb(np.asarray(pixels, dtype=np.float32))
+    h, w = base.shape[:2]
+    if heat.shape != (h, w):
+        heat = np.asarray(Image.fromarray(heat.astype(np.float32)).resize((w, h), Image.BILINEAR))
+    if symmetric:
+        scale = float(np.abs(heat).max()) or 1.0
+        normalised = 0.5 + 0.5 * heat / scale
+    else:
+        low, high = float(heat.min()), float(heat.max())
+        normalised = (heat - low) / ((high - low) or 1.0)
+    colours = matplotlib.colormaps[colormap](np.clip(normalised, 0, 1))[..., :3].astype(np.float32)
+    opacity = float(np.clip(opacity, 0, 1))
+    return to_uint8(np.clip((1 - opacity) * base + opacity * colours, 0, 1).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------------------------
+# Explain
+
+def explain_presets(domain: str | None) -> list[str]:
+    from ..engines.explain import PRESETS
+
+    return list(PRESETS.get(domain, {})) + ["custom"]
+
+
+@dataclass
+class ExplainView:
+    image: np.ndarray                  # the input at model resolution, contract float
+    explanation: np.ndarray            # float32 maps at model resolution
+    uncertainty: np.ndarray
+    summary: str
+    figure: object
+
+
+def explain_view(model, upload: str | None, example: str | None, preset: str, custom_prompts: str, trials: int,
+                 early_stop: bool, progress=None, should_stop=None) -> ExplainView:
+    """Classify the input with the diffusion classifier and shape the result for the Explain tab."""
+    import plotly.graph_objects as go
+    from PIL import Image
+
+    from ..engines.explain import PRESETS, ExplainConfig, classify
+
+    source = load_input(upload, example)
+    if preset == "custom" or preset not in PRESETS.get(model.domain, {}):
+        prompts = tuple(p.strip() for p in (custom_prompts or "").split("\n") if p.strip())
+        labels = prompts
+    else:
+        labels, prompts = PRESETS[model.domain][preset]
+    trials = int(trials) | 1                     # odd
+    config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop))
+    result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)
+    size = model.image_size
+    display = source.pixels
+    if display.shape[:2] != (size, size):
+        display = np.asarray(Image.fromarray(to_uint8(display)).resize((size, size), Image.BICUBIC),
+                             dtype=np.float32) / 255.0
+    figure = go.Figure(go.Bar(x=list(result.labels), y=result.vote_fractions,
+                              marker_color=["#d62728" if i == result.predicted else "#7f7f7f"
+                                            for i in range(len(result.labels))],
+                              text=[f"{v:.0%}" for v in result.vote_fractions], textposition="auto"))
+    figure.update_layout(title=f"Vote fractions over {result.trials_run} trials", yaxis_range=[0, 1],
+                         yaxis_title="share of trials", height=280, template="none",
+                         margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    certainty = "high" if abs(result.z_score) > 3 and result.vote_entropy < 0.5 else (
+        "moderate" if abs(result.z_score) > 1.5 else "low")
+    summary = (f"### {result.label}  \n"
+               f"Majority vote **{result.label}** ({result.vote_fractions[result.predicted]:.0%} of "
+               f"{result.trials_run} trials{', stopped early: the leader could not be overtaken' if result.trials_run < trials else ''}); "
+               f"mean-error rule: **{result.labels[result.predicted_mean_error]}**.  \n"
+               f"Uncertainty: vote entropy {result.vote_entropy:.2f} bits, paired error z = {result.z_score:.1f} "
+               f"→ **{certainty}** certainty. {result.unet_passes} UNet passes, {result.seconds:.1f} s.  \n"
+               f"Explanation map: red where the **{result.label}** prompt denoises better than the runner-up; "
+               f"uncertainty map: spread of that difference across trials.  \n"
+               f"*A model's reading of a {'synthetic ' if model.domain else ''}image, not a diagnosis.*")
+    return ExplainView(image=display, explanation=result.explanation_map, uncertainty=result.uncertainty_map,
+                       summary=summary, figure=figure)

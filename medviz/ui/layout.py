@@ -55,8 +55,12 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         attributes = list(handlers.PROMPT_ATTRIBUTES.get(domain, {}))
         sliders = handlers.slider_attributes(domain)
         about = handlers.model_about(model)
+        presets = handlers.explain_presets(domain)
+        examples = handlers.example_images(domain)
         return (gr.CheckboxGroup(choices=attributes, value=[]), gr.Radio(visible=domain == "cxr"),
-                gr.Radio(visible=domain == "skin"), gr.CheckboxGroup(choices=sliders, value=sliders[:3]), about)
+                gr.Radio(visible=domain == "skin"), gr.CheckboxGroup(choices=sliders, value=sliders[:3]), about,
+                gr.Dropdown(choices=presets, value=presets[0]),
+                gr.Dropdown(choices=examples, value=examples[0] if examples else None))
 
     @_errors_as_messages
     def on_generate(name, attributes, free_text, sex, lesion, negative, seed, batch, scheduler, steps, guidance,
@@ -86,6 +90,23 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                    for i in range(MAX_SLIDERS)]
         return (cache, handlers.frame_of(cache, first, middle), handlers.readout_figure(cache, first, middle, model.domain),
                 handlers.summary_markdown(cache), handlers.trajectory_gif(cache, first, session), *sliders)
+
+    @_errors_as_messages
+    def on_explain(name, upload, example, preset, custom_prompts, trials, early_stop, opacity, request: gr.Request,
+                   progress=gr.Progress()):
+        model = registry.get(name)
+        session = request.session_hash or "anonymous"
+        view = handlers.explain_view(model, upload, example, preset, custom_prompts, trials, early_stop,
+                                     progress=progress_reporter(progress, "trials"), should_stop=stops.arm(session))
+        return (view, handlers.overlay(view.image, view.explanation, opacity, "RdBu_r", True),
+                handlers.overlay(view.image, view.uncertainty, opacity, "magma", False), view.figure, view.summary)
+
+    def on_overlay_opacity(view, opacity):
+        """Re-blend the stored maps: no model call."""
+        if view is None:
+            return None, None
+        return (handlers.overlay(view.image, view.explanation, opacity, "RdBu_r", True),
+                handlers.overlay(view.image, view.uncertainty, opacity, "magma", False))
 
     def show_frame_for(slot: int):
         def show_frame(name, cache, index):
@@ -186,6 +207,29 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                     traverse_summary = gr.Markdown()
                     gif = gr.File(label="Trajectory GIF")
             trajectory = gr.State(None)
+        with gr.Tab("Explain", id="explain"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    explain_upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM",
+                                             file_types=[".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"],
+                                             type="filepath", elem_id="explain-upload")
+                    explain_example = gr.Dropdown(handlers.example_images("cxr"), value="cxr_effusion.png",
+                                                  label="…or a bundled example (phantom)")
+                    preset = gr.Dropdown(handlers.explain_presets("cxr"), value="pleural effusion",
+                                         label="Classes (prompt presets)")
+                    custom_prompts = gr.Textbox(label="Custom class prompts (one per line; preset 'custom')", lines=3)
+                    with gr.Row():
+                        trials = gr.Slider(1, 201, value=51, step=2, label="Trials N (odd)")
+                        early_stop = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
+                    explain_button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
+                with gr.Column(scale=3):
+                    explain_summary = gr.Markdown()
+                    votes_chart = gr.Plot(label="Votes")
+                    explain_opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity")
+                    with gr.Row():
+                        explanation_image = gr.Image(label="Explanation map", format="png", interactive=False)
+                        uncertainty_image = gr.Image(label="Uncertainty map", format="png", interactive=False)
+            explain_state = gr.State(None)
         with gr.Tab("Phantoms", id="phantoms"):
             gr.Markdown("Procedural phantoms with known causal factors, and their *true* counterfactuals "
                         "(the region an intervention changed is tinted red).")
@@ -203,7 +247,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
             about = gr.Markdown(handlers.ABOUT)
 
         # ------------------------------------------------------------ wiring
-        model_name.change(on_model_change, model_name, [attributes, sex, lesion, targets, about],
+        model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example]
+        model_name.change(on_model_change, model_name, model_outputs,
                           api_name="select_model", concurrency_id=MODEL_JOBS)
         generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,
                                             scheduler, steps, guidance, history],
@@ -218,11 +263,18 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         for slot, slider in enumerate(sliders):
             slider.change(show_frame_for(slot), [model_name, trajectory, slider], [frame, chart],
                           api_name=f"frame_{slot}", queue=False, show_progress="hidden")
+        explain_button.click(on_explain, [model_name, explain_upload, explain_example, preset, custom_prompts, trials,
+                                          early_stop, explain_opacity],
+                             [explain_state, explanation_image, uncertainty_image, votes_chart, explain_summary],
+                             api_name="explain", concurrency_id=MODEL_JOBS)
+        explain_opacity.change(on_overlay_opacity, [explain_state, explain_opacity],
+                               [explanation_image, uncertainty_image], api_name="explain_opacity", queue=False,
+                               show_progress="hidden")
         stop.click(on_stop, None, status, api_name="stop", queue=False)
         domain.change(on_phantom_domain, domain, intervention, api_name=False)
         phantom_button.click(on_preview, [domain, phantom_seed, intervention], [factual, counterfactual, description],
                              api_name="phantom")
         demo.load(on_preview, [domain, phantom_seed, intervention], [factual, counterfactual, description],
                   api_name=False)
-        demo.load(on_model_change, model_name, [attributes, sex, lesion, targets, about], api_name=False)
+        demo.load(on_model_change, model_name, model_outputs, api_name=False)
     return demo

@@ -1,0 +1,296 @@
+"""Explain: the text-to-image model as a classifier, with explanation and uncertainty maps.
+
+The class whose prompt best denoises the image wins (Li et al. 2023, "Your diffusion model is secretly a
+zero-shot classifier", eq. 5; Favero et al. 2025, arXiv 2502.03687, for medical images). Per trial j:
+
+1. one timestep t_j, stratified over [t_min, t_max] (trial j draws uniformly inside stratum j; strata
+   are visited in a seeded random order so that any prefix of trials covers the schedule evenly),
+   and one noise draw eps_j, shared by all classes;
+2. x_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps_j from the image's latent z0 (VAE-encoded once);
+3. the UNet predicts eps under every class prompt in one batched call (prompts encoded once);
+4. error_c = mean ||eps_hat_c - eps_j||^2; the trial votes for the lowest-error class.
+
+A class may be a *set* of prompts that differ in context (e.g. effusion with and without devices,
+with and without cardiomegaly); its error is the smallest over the set, i.e. the class likelihood is
+approximated by its best-explaining context, max_z p(x | c, z). Why: the bundled models learnt the
+phantoms' planted link effusion -> devices (and effusion's co-occurrence with cardiomegaly), so with one
+prompt per class "effusion" also explains devices and a device-bearing image without effusion is called
+effusion. Naming the confounder on both sides removes that shortcut (measured in the classify bench).
+
+Decision: majority vote over trials (Favero et al., better than the mean-error rule at large N) and the
+mean-error rule, both reported. N is odd; with ``early_stop`` trials stop as soon as the leader cannot
+be overtaken by the remaining votes (exact: the vote winner is the one N trials would give).
+
+Uncertainty: vote entropy, and the z-score of the paired error difference between the two leading
+classes (mean / standard error over trials; small |z| = the evidence is thin).
+Maps (image space, bilinear upsampling of the latent grid): the explanation map is the per-pixel mean
+of err_runner_up - err_winner (positive where the winning prompt denoises better); the uncertainty map is
+the per-pixel standard deviation of that difference across trials.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .common import Progress, ShouldStop, StepControl, encode_prompts
+
+_CXR_CONTEXTS = ("", "cardiomegaly", "support devices", "cardiomegaly, support devices")
+
+
+def _with_contexts(finding: str, contexts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(prompts with the finding, prompts without it), one per context."""
+    present = tuple(f"Chest X-ray showing {finding}" + (f", {c}" if c else "") for c in contexts)
+    absent = tuple((f"Chest X-ray showing {c}, no {finding}" if c else f"Chest X-ray with no {finding}")
+                   for c in contexts)
+    return present, absent
+
+
+#: Class-prompt presets per domain: name -> (class labels, one prompt or a prompt set per class).
+PRESETS = {
+    "cxr": {
+        "pleural effusion": (("effusion", "no effusion"), _with_contexts("pleural effusion", _CXR_CONTEXTS)),
+        "pleural effusion (one prompt per class)": (
+            ("effusion", "no effusion"), ("Chest X-ray showing pleural effusion", "Chest X-ray with no pleural effusion")),
+        "support devices": (("devices", "no devices"),
+                            ("Chest X-ray showing support devices, endotracheal tube, central venous line",
+                             "Chest X-ray with no support devices")),
+        "cardiomegaly": (("cardiomegaly", "no cardiomegaly"),
+                         ("Chest X-ray showing cardiomegaly", "Chest X-ray with no cardiomegaly")),
+    },
+    "skin": {
+        # The planted link melanoma -> ruler is named on both sides, as effusion's confounders are for cxr.
+        "melanoma": (("melanoma", "benign"),
+                     (("Dermoscopy image of a melanoma", "Dermoscopy image of a melanoma with ruler markings"),
+                      ("Dermoscopy image of a benign nevus", "Dermoscopy image of a benign nevus with ruler markings"))),
+        "melanoma (one prompt per class)": (
+            ("melanoma", "benign"), ("Dermoscopy image of a melanoma", "Dermoscopy image of a benign nevus")),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """A classification request.
+
+    Args:
+        prompts: per class (2..8) one prompt, or a tuple of context prompts (error = min over them).
+        labels: display names of the classes (default: the prompts).
+        trials: N, odd, 1..1001 (Favero et al. report N = 501).
+        early_stop: stop once the vote leader cannot be overtaken (exact).
+        t_range: (t_min, t_max) of the training schedule's timesteps to stratify over.
+        trials_per_batch: trials evaluated per UNet call (x classes in the batch).
+        seed: seeds the timestep order and the noise draws.
+    """
+
+    prompts: tuple[str | tuple[str, ...], ...]
+    labels: tuple[str, ...] | None = None
+    trials: int = 51
+    early_stop: bool = True
+    t_range: tuple[int, int] = (20, 980)
+    trials_per_batch: int = 16
+    seed: int = 0
+
+    @property
+    def prompt_sets(self) -> tuple[tuple[str, ...], ...]:
+        return tuple((p,) if isinstance(p, str) else tuple(p) for p in self.prompts)
+
+    def class_labels(self) -> tuple[str, ...]:
+        return tuple(self.labels or (group[0] for group in self.prompt_sets))
+
+    def validate(self) -> None:
+        if not 2 <= len(self.prompts) <= 8:
+            raise ValueError(f"give 2 to 8 class prompts, got {len(self.prompts)}")
+        if any(not p.strip() for group in self.prompt_sets for p in group) or any(not g for g in self.prompt_sets):
+            raise ValueError("a class prompt is empty")
+        if self.labels is not None and len(self.labels) != len(self.prompts):
+            raise ValueError("give one label per class prompt")
+        if not (1 <= self.trials <= 1001 and self.trials % 2 == 1):
+            raise ValueError(f"the number of trials must be odd and 1..1001, got {self.trials}")
+        if not 0 <= self.t_range[0] < self.t_range[1]:
+            raise ValueError(f"bad timestep range {self.t_range}")
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    """Everything about one classification; maps are float32 (H, W) at the image's model resolution."""
+
+    labels: tuple[str, ...]
+    predicted: int                       # index of the majority-vote class
+    predicted_mean_error: int            # index under the mean-error rule
+    vote_fractions: np.ndarray           # (C,) votes / trials run: the class probabilities shown
+    vote_entropy: float                  # bits; 0 = unanimous
+    z_score: float                       # paired error difference, leader vs runner-up (higher = surer)
+    errors: np.ndarray                   # (trials_run, C) per-trial mean squared errors
+    timesteps: np.ndarray                # (trials_run,)
+    explanation_map: np.ndarray          # mean err(runner-up) - err(winner) per pixel
+    uncertainty_map: np.ndarray          # std of that difference across trials per pixel
+    trials_run: int
+    unet_passes: int                     # sample evaluations (trials_run x prompts)
+    seconds: float
+    parameters: dict
+
+    @property
+    def label(self) -> str:
+        return self.labels[self.predicted]
+
+
+def stratified_timesteps(n: int, t_range: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """n timesteps, one uniform draw inside each of n equal strata of t_range, in random stratum order."""
+    lo, hi = t_range
+    edges = np.linspace(lo, hi + 1, n + 1)
+    draws = np.floor(edges[:-1] + rng.random(n) * (edges[1:] - edges[:-1])).astype(np.int64)
+    return np.clip(draws, lo, hi)[rng.permutation(n)]
+
+
+def leader_is_final(votes: np.ndarray, remaining: int) -> bool:
+    """True when no other class can reach the leader's votes with the remaining trials (exact stop)."""
+    order = np.sort(votes)[::-1]
+    return order[0] > order[1] + remaining
+
+
+def encode_image(pipe, pixels: np.ndarray, size: int):
+    """Contract image (H, W) or (H, W, 3) in [0, 1] -> the VAE latent mean (1, C, h, w), scaled as in training."""
+    import torch
+    from PIL import Image
+
+    from ..io import as_rgb
+
+    rgb = as_rgb(np.asarray(pixels, dtype=np.float32))
+    if rgb.shape[:2] != (size, size):
+        rgb = np.asarray(Image.fromarray((rgb * 255).round().astype(np.uint8)).resize((size, size), Image.BICUBIC),
+                         dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2 - 1               # model boundary: [-1, 1]
+    tensor = tensor.to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+    with torch.no_grad():
+        latent = pipe.vae.encode(tensor).latent_dist.mean
+    return latent * pipe.vae.config.scaling_factor
+
+
+def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,
+             should_stop: ShouldStop = None) -> ExplainResult:
+    """Classify ``image`` (I/O contract) among ``config.prompts`` by denoising error.
+
+    Args:
+        model: a ``medviz.models.Model``.
+        image: float32 (H, W) or (H, W, 3) in [0, 1]; resized to the model's resolution.
+        progress: ``progress(trials_done, trials)`` after every batch of trials.
+        should_stop: polled after every batch; True raises ``Interrupted``.
+    """
+    import torch
+
+    config.validate()
+    pipe = model.pipe
+    size = model.image_size
+    labels = config.class_labels()
+    sets = config.prompt_sets
+    classes = len(sets)
+    flat_prompts = [p for group in sets for p in group]
+    class_of = torch.as_tensor([c for c, group in enumerate(sets) for _ in group])
+    width = len(flat_prompts)
+    control = StepControl(total=config.trials, progress=progress, should_stop=should_stop)
+    control.check()
+    tic = time.perf_counter()
+    device, dtype = pipe._execution_device, pipe.unet.dtype
+    latent = encode_image(pipe, image, size).to(dtype)                            # (1, C, h, w), once
+    prompts = encode_prompts(pipe, flat_prompts).to(dtype)                        # (P, T, D), once
+    alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+    rng = np.random.default_rng(config.seed)
+    timesteps = stratified_timesteps(config.trials, config.t_range, rng)
+    generator = torch.Generator("cpu").manual_seed(config.seed)
+    errors, maps, votes = [], [], np.zeros(classes, np.int64)
+    done = 0
+    while done < config.trials:
+        chunk = timesteps[done:done + config.trials_per_batch]
+        n = len(chunk)
+        noise = torch.randn((n, *latent.shape[1:]), generator=generator).to(device=device, dtype=dtype)
+        t = torch.as_tensor(chunk, device=device)
+        abar = alphas[t].view(n, 1, 1, 1)
+        noisy = (abar.sqrt() * latent.float() + (1 - abar).sqrt() * noise.float()).to(dtype)
+        # Every prompt of every trial in the chunk in one UNet call: (n * P) samples, trial-major.
+        with torch.no_grad():
+            predicted = pipe.unet(noisy.repeat_interleave(width, 0), t.repeat_interleave(width),
+                                  encoder_hidden_states=prompts.repeat(n, 1, 1)).sample
+        squared = (predicted.float() - noise.float().repeat_interleave(width, 0)) ** 2
+        squared = squared.view(n, width, *squared.shape[1:]).mean(dim=2).cpu()   # (n, P, h, w)
+        prompt_errors = squared.mean(dim=(2, 3))                                  # (n, P)
+        # Per class, the best-explaining prompt of its set (and that prompt's error map).
+        best = torch.stack([torch.where(class_of == c, prompt_errors, torch.inf).argmin(1) for c in range(classes)], 1)
+        per_trial = torch.gather(prompt_errors, 1, best).numpy()                  # (n, K)
+        errors.append(per_trial)
+        maps.append(torch.gather(squared, 1, best[..., None, None].expand(-1, -1, *squared.shape[2:])))
+        votes += np.bincount(per_trial.argmin(1), minlength=classes)
+        done += n
+        control.step(n)
+        if config.early_stop and leader_is_final(votes, config.trials - done):
+            break
+    errors_all = np.concatenate(errors)
+    trial_maps = torch.cat(maps)                                                   # (trials_run, K, h, w)
+    mean_errors = errors_all.mean(0)
+    # Vote winner; ties (possible with > 2 classes) go to the lower mean error.
+    ranking = sorted(range(classes), key=lambda c: (-votes[c], mean_errors[c]))
+    predicted_vote, runner_up = ranking[0], ranking[1]
+    predicted_mean = int(np.argmin(mean_errors))
+    difference = errors_all[:, runner_up] - errors_all[:, predicted_vote]
+    spread = difference.std(ddof=1) if len(difference) > 1 else np.inf
+    z_score = float(difference.mean() / (spread / np.sqrt(len(difference)))) if spread > 0 else float("inf")
+    fractions = votes / votes.sum()
+    nonzero = fractions[fractions > 0]
+    entropy = float(-(nonzero * np.log2(nonzero)).sum())
+    pixel_difference = trial_maps[:, runner_up] - trial_maps[:, predicted_vote]  # (trials_run, h, w)
+    explanation = _upsample(pixel_difference.mean(0), size)
+    uncertainty = _upsample(pixel_difference.std(0) if len(pixel_difference) > 1 else
+                            torch.zeros_like(pixel_difference[0]), size)
+    parameters = {**asdict(config), "labels": labels, "model": model.name, "engine": "explain"}
+    return ExplainResult(labels=labels, predicted=predicted_vote, predicted_mean_error=predicted_mean,
+                         vote_fractions=fractions.astype(np.float64), vote_entropy=entropy, z_score=z_score,
+                         errors=errors_all, timesteps=timesteps[:done], explanation_map=explanation,
+                         uncertainty_map=uncertainty, trials_run=done, unet_passes=done * width,
+                         seconds=time.perf_counter() - tic, parameters=parameters)
+
+
+def _upsample(grid, size: int) -> np.ndarray:
+    import torch.nn.functional as F
+
+    return F.interpolate(grid[None, None].float(), size=(size, size), mode="bilinear",
+                         align_corners=False)[0, 0].numpy().astype(np.float32)
+
+
+def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple[int, int, float]:
+    """The reference loop of the papers' code: classes one at a time, one trial per UNet call, all N trials.
+
+    Same timesteps and noise as ``classify``. Returns (vote winner, UNet passes, seconds).
+    """
+    import torch
+
+    config.validate()
+    pipe = model.pipe
+    tic = time.perf_counter()
+    device, dtype = pipe._execution_device, pipe.unet.dtype
+    latent = encode_image(pipe, image, model.image_size).to(dtype)
+    alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+    timesteps = stratified_timesteps(config.trials, config.t_range, np.random.default_rng(config.seed))
+    generator = torch.Generator("cpu").manual_seed(config.seed)
+    sets = [[encode_prompts(pipe, [p]).to(dtype) for p in group] for group in config.prompt_sets]  # encoded once
+    votes = np.zeros(len(sets), np.int64)
+    passes = 0
+    for start in range(0, config.trials, config.trials_per_batch):                 # same noise stream
+        chunk = timesteps[start:start + config.trials_per_batch]
+        noise_chunk = torch.randn((len(chunk), *latent.shape[1:]), generator=generator).to(device=device, dtype=dtype)
+        for t_value, noise in zip(chunk, noise_chunk):
+            t = torch.as_tensor([t_value], device=device)
+            abar = alphas[t].view(1, 1, 1, 1)
+            noisy = (abar.sqrt() * latent.float() + (1 - abar).sqrt() * noise[None].float()).to(dtype)
+            trial_errors = []
+            for group in sets:
+                best = np.inf
+                for embeds in group:
+                    with torch.no_grad():
+                        predicted = pipe.unet(noisy, t, encoder_hidden_states=embeds).sample
+                    best = min(best, float(((predicted.float() - noise[None].float()) ** 2).mean()))
+                    passes += 1
+                trial_errors.append(best)
+            votes[int(np.argmin(trial_errors))] += 1
+    return int(np.argmax(votes)), passes, time.perf_counter() - tic

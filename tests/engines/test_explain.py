@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from medviz.engines import Interrupted
+from medviz.engines.explain import (PRESETS, ExplainConfig, classify, classify_reference, leader_is_final,
+                                    stratified_timesteps)
+from medviz.phantoms import get_domain
+
+LABELS, PROMPTS = PRESETS["cxr"]["pleural effusion"]
+
+
+def _phantom(effusion: bool, seed: int = 10_000_321):
+    cxr = get_domain("cxr")
+    graph = cxr.build_graph()
+    sample = graph.intervene(graph.sample(seed), effusion="bilateral" if effusion else "none",
+                             effusion_severity=0.8)
+    return cxr.render(sample.factors, sample.seed, 128).image
+
+
+def test_stratified_timesteps_cover_every_stratum_once():
+    rng = np.random.default_rng(0)
+    steps = stratified_timesteps(9, (0, 899), rng)
+    assert sorted(steps // 100) == list(range(9))
+    assert len(set(steps[:3] // 300)) >= 2           # the order is shuffled, not ascending
+
+
+def test_exact_early_stop_rule():
+    assert leader_is_final(np.array([6, 0]), 5)
+    assert not leader_is_final(np.array([6, 1]), 5)   # 1 + 5 = 6 ties: not final
+    assert not leader_is_final(np.array([3, 3, 0]), 1)
+
+
+def test_classifies_clear_effusion_and_returns_maps(cxr_model):
+    result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=15))
+    assert result.label == "effusion" and result.vote_fractions[0] > 0.5
+    assert result.explanation_map.shape == result.uncertainty_map.shape == (128, 128)
+    prompts_per_trial = sum(len(group) for group in ExplainConfig(prompts=PROMPTS).prompt_sets)
+    assert prompts_per_trial == 8                      # 2 classes x 4 contexts (none, cardiomegaly, devices, both)
+    assert result.errors.shape == (result.trials_run, 2) and result.unet_passes == 8 * result.trials_run
+    assert result.z_score > 0 and 0 <= result.vote_entropy <= 1
+    # The explanation is strongest in the lung bases, where the fluid is (rows below the middle).
+    explanation = result.explanation_map
+    assert explanation[64:].mean() > explanation[:64].mean()
+    clear = classify(cxr_model, _phantom(False), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=15))
+    assert clear.label == "no effusion"
+
+
+def test_early_stop_is_exact_and_saves_passes(cxr_model):
+    image = _phantom(True, seed=10_000_400)
+    full = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=False, trials_per_batch=4))
+    early = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=True, trials_per_batch=4))
+    assert full.trials_run == 31 and early.trials_run <= 31
+    assert early.predicted == full.predicted
+    # The same trials in the same order: the early run is a prefix of the full one.
+    np.testing.assert_allclose(early.errors, full.errors[:early.trials_run], rtol=1e-4, atol=1e-6)
+
+
+def test_reference_loop_agrees_with_the_batched_engine(cxr_model):
+    image = _phantom(False, seed=10_000_500)
+    config = ExplainConfig(prompts=PROMPTS, trials=5, early_stop=False, trials_per_batch=4)
+    batched = classify(cxr_model, image, config)
+    winner, passes, _ = classify_reference(cxr_model, image, config)
+    assert winner == batched.predicted and passes == 5 * 8 == batched.unet_passes
+
+
+def test_one_prompt_per_class_preset_and_class_sets_agree_on_a_clear_case(cxr_model):
+    labels, single = PRESETS["cxr"]["pleural effusion (one prompt per class)"]
+    result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=single, labels=labels, trials=9))
+    assert result.label == "effusion" and result.unet_passes == 2 * result.trials_run
+
+
+def test_progress_interrupt_and_bad_requests(cxr_model):
+    image = _phantom(False)
+    seen = []
+    with pytest.raises(Interrupted):
+        classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=21, trials_per_batch=4),
+                 progress=lambda d, t: seen.append(d), should_stop=lambda: len(seen) >= 2)
+    assert seen == [4, 8]
+    with pytest.raises(ValueError, match="odd"):
+        classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=10))
+    with pytest.raises(ValueError, match="2 to 8"):
+        classify(cxr_model, image, ExplainConfig(prompts=("only one",)))
