@@ -19,7 +19,7 @@ class ModelRegistry:
             self._models[default] = preloaded
 
     def choices(self) -> list[str]:
-        names = [n for n in bundled_models()]
+        names = list(bundled_models())
         return names if self.default in names else [self.default, *names]
 
     def get(self, name: str | None) -> Model:
