@@ -60,7 +60,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         return (gr.CheckboxGroup(choices=attributes, value=[]), gr.Radio(visible=domain == "cxr"),
                 gr.Radio(visible=domain == "skin"), gr.CheckboxGroup(choices=sliders, value=sliders[:3]), about,
                 gr.Dropdown(choices=presets, value=presets[0]),
-                gr.Dropdown(choices=examples, value=examples[0] if examples else None))
+                gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png")), None)))
 
     @_errors_as_messages
     def on_generate(name, attributes, free_text, sex, lesion, negative, seed, batch, scheduler, steps, guidance,
@@ -147,7 +147,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         with gr.Row():
             model_name = gr.Dropdown(registry.choices(), value=default, label="Model (bundled name or local path)",
                                      allow_custom_value=True, scale=3)
-            stop = gr.Button("⏹ Stop", variant="stop", scale=1, elem_id="stop")
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
             status = gr.Markdown("", elem_id="status")
         with gr.Tab("Generate", id="generate"):
             with gr.Row():
@@ -159,8 +159,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                     negative = gr.Textbox(label="Negative prompt", value="")
                     with gr.Row():
                         seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", minimum=-1)
-                        random_seed = gr.Button("🎲", scale=0, min_width=40)
-                        reuse_seed = gr.Button("♻️ reuse last seed", scale=0)
+                        random_seed = gr.Button("Random seed", scale=0)
+                        reuse_seed = gr.Button("Reuse last seed", scale=0)
                     with gr.Row():
                         batch = gr.Slider(1, 8, value=4, step=1, label="Batch size")
                         steps = gr.Slider(2, 100, value=25, step=1, label="Steps")
