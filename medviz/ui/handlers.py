@@ -226,7 +226,7 @@ def readout_figure(cache: TrajectoryCache, name: str, index: int, domain: str | 
                "interpolate": "slerp fraction (patient A → B)"}[cache.kind]
     figure.update_layout(title=f"Oracle {READOUT_KIND} along the trajectory", xaxis_title=x_title,
                          yaxis_title="probability", yaxis_range=[-0.02, 1.02], height=320,
-                         margin={"l": 40, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h"})
+                         margin={"l": 40, "r": 10, "t": 40, "b": 80}, legend={"orientation": "h", "y": -0.35})
     return figure
 
 
