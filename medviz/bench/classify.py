@@ -73,12 +73,13 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         result = classify(model, pixels, engine)
         mask = _true_changed_region(domain, first_seed + i, factor, values, size)
         auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if 0 < mask.sum() < mask.size else float("nan")
-        if len(cases) < 6 and ((result.predicted == 0) == label or sum(1 for c in cases if not c["correct"]) < 3):
+        correct_case = (result.predicted == 0) == label
+        if sum(1 for c in cases if c["correct"] == correct_case) < 3:          # 3 correct and 3 wrong cases
             cases.append({"image": pixels, "explanation": result.explanation_map, "uncertainty": result.uncertainty_map,
-                          "correct": (result.predicted == 0) == label,
+                          "correct": correct_case,
                           "caption": f"truth: {labels[0] if label else labels[1]}\nvote: {result.label} "
                                      f"({result.vote_fractions[result.predicted]:.0%})\n|z| {abs(result.z_score):.1f} "
-                                     f"{'✓' if (result.predicted == 0) == label else '✗ wrong'}"})
+                                     f"{'✓' if correct_case else '✗ wrong'}"})
         rows.append({"truth": bool(label), "vote": result.predicted == 0, "mean_error": result.predicted_mean_error == 0,
                      "z": abs(result.z_score), "entropy": result.vote_entropy, "trials": result.trials_run,
                      "passes": result.unet_passes, "seconds": result.seconds, "explanation_auc": auc})

@@ -61,7 +61,7 @@ def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(case["caption"], color="white", fontsize=6, rotation=0, ha="right", va="center")
-    for c, name in enumerate(("input (phantom)", "explanation: red = winner denoises better", "uncertainty (spread)")):
+    for c, name in enumerate(("input (phantom)", "explanation\n(red: winner fits better)", "uncertainty\n(spread over trials)")):
         axes[0, c].set_title(name, color="white", fontsize=7)
     figure.suptitle(f"{title}\n{RESEARCH_ONLY_NOTICE}", color="white", fontsize=7)
     figure.tight_layout()
