@@ -39,17 +39,12 @@ class Oracle:
 
     def readout(self, images: np.ndarray | Sequence[np.ndarray], batch: int = 128) -> np.ndarray:
         """Sigmoid probabilities (N, A) of N images (contract floats or uint8, any size, gray or RGB)."""
-        import torch
-
-        from .train.data import to_model_batch
+        from .train.oracle import predict
 
         uint8 = self._to_uint8_batch(images)
-        out = []
-        with torch.no_grad():
-            for start in range(0, len(uint8), batch):
-                logits = self.model(pixel_values=to_model_batch(uint8[start:start + batch], "cpu")).logits
-                out.append(torch.sigmoid(logits.float()).numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.attributes)), np.float32)
+        if not len(uint8):
+            return np.zeros((0, len(self.attributes)), np.float32)
+        return predict(self.model, uint8, "cpu", batch)
 
     def readout_dicts(self, images) -> list[dict[str, float]]:
         return [dict(zip(self.attributes, map(float, row))) for row in self.readout(images)]
