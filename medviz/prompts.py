@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -156,6 +156,34 @@ def augmented_caption(domain: str, present: Mapping[str, bool], rng: np.random.G
     if negated:
         text += (", " if positives else " with ") + "no " + " or ".join(table[k][0] for k in negated)
     return text
+
+
+def describe(domain: str, present: Mapping[str, bool], negated: Sequence[str] = ()) -> str:
+    """A canonical caption in the training captions' grammar, e.g. for the edit engine's prompts.
+
+    ``present`` maps attributes (``ATTRIBUTES[domain]`` keys, plus CXR's ``female`` and skin's
+    ``melanoma``) to True/False; only True ones are named, in the table's order, with their canonical
+    phrase. ``negated`` attributes are named after "no" (the training captions' explicit negatives).
+
+        >>> describe("cxr", {"female": True, "pleural_effusion": True}, negated=["support_devices"])
+        'Chest X-ray of a female patient showing pleural effusion, no support devices'
+        >>> describe("skin", {"melanoma": False, "ruler": True})
+        'Dermoscopy image of a benign nevus with ruler markings'
+    """
+    if domain not in ATTRIBUTES:
+        raise ValueError(f"unknown domain {domain!r}; choose one of {sorted(ATTRIBUTES)}")
+    table = ATTRIBUTES[domain]
+    positives = [table[k][0] for k in table if present.get(k) and k not in ("melanoma", "nevus")]
+    negatives = " or ".join(table[k][0] for k in table if k in negated)
+    if domain == "cxr":
+        head = "Chest X-ray"
+        if "female" in present:
+            head += f" of a {'female' if present['female'] else 'male'} patient"
+        text = head + (" showing " + _join(positives) if positives else "")
+        return text + (((", " if positives else " with ") + "no " + negatives) if negatives else "")
+    head = f"Dermoscopy image of {'a melanoma' if present.get('melanoma') else 'a benign nevus'}"
+    text = head + (" with " + _join(positives) if positives else "")
+    return text + (((", " if positives else " with ") + "no " + negatives) if negatives else "")
 
 
 def parse_prompt(text: str, domain: str = "cxr") -> dict[str, bool]:

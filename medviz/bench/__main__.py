@@ -2,6 +2,8 @@
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 51] [--n-cost 24] [--figure-dir DIR] [--json PATH]
+python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
+    [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
 Timings on a shared machine are noisy: each figure is the best of ``--repeats`` batches, and
@@ -42,10 +44,18 @@ def bench_phantoms(size: int, n: int, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
-    parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify"])
+    parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify",
+                                           "counterfactual"])
     parser.add_argument("--trials", type=int, default=51, help="classify: trials N per image (odd)")
-    parser.add_argument("--n-cost", type=int, default=24, help="classify: images for the N=501 / reference-loop cost runs")
-    parser.add_argument("--figure-dir", default=None, help="classify: write explain_<domain>.png figures here")
+    parser.add_argument("--n-cost", type=int, default=None,
+                        help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
+                             "per edit type for the DDIM-inversion comparison (10)")
+    parser.add_argument("--n-reconstruction", type=int, default=100, help="counterfactual: empty edits per domain")
+    parser.add_argument("--strength", type=float, default=0.8, help="counterfactual: edit strength")
+    parser.add_argument("--guidance", type=float, default=6.0, help="counterfactual: guidance scale")
+    parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
+    parser.add_argument("--figure-dir", default=None,
+                        help="classify: write explain_<domain>.png; counterfactual: counterfactual_<domain>.png here")
     parser.add_argument("--model", default="cxr-phantom", help="generate/traverse: bundled name or local path")
     parser.add_argument("--batch", type=int, default=4, help="generate: images per call")
     parser.add_argument("--seeds", type=int, default=32, help="traverse: trajectories per slider")
@@ -70,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "classify":
         from .classify import ClassifyBenchConfig, print_table, run_task
 
-        config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=args.n_cost)
+        config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             result = run_task(domain, config)
@@ -82,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append({k: v for k, v in result.items() if k != "cases"})
         print_table(results)
         return _write(args.json, results)
+    if args.name == "counterfactual":
+        return _counterfactual(args)
     if args.name == "traverse":
         from .traverse import TraverseBenchConfig, print_table, run
 
@@ -108,6 +120,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def _counterfactual(args) -> int:
+    from .counterfactual import EDITS, CounterfactualBenchConfig, print_table, run
+
+    edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]))
+    config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
+                                       n_cost=10 if args.n_cost is None else args.n_cost, steps=args.steps or 30,
+                                       strength=args.strength, guidance_scale=args.guidance, mask_mode=args.mask)
+    result = run(config, progress=lambda name, row: print(f"done: {name}", flush=True))
+    print_table(result)
+    if args.figure_dir:
+        from .figures import save_edit_figure
+
+        for domain in sorted({EDITS[e][0] for e in edits}):
+            rows = [{**r["cases"][0], "edit": r["edit"]} for r in result["edits"] if r["domain"] == domain and r["cases"]]
+            save_edit_figure(rows, str(Path(args.figure_dir) / f"counterfactual_{domain}.png"),
+                             title=f"{domain}-phantom counterfactual edits (edit-friendly DDPM inversion, "
+                                   f"strength {config.strength}, {config.steps} steps)")
+    for r in result["edits"]:
+        r.pop("cases")
+    return _write(args.json, result)
 
 
 def _write(path: str | None, result: dict) -> int:

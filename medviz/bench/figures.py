@@ -68,3 +68,40 @@ def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
     figure.savefig(path, dpi=110, facecolor="black")
     plt.close(figure)
     return path
+
+
+def save_edit_figure(rows: list[dict], path: str, title: str = "") -> str:
+    """One row per edit: input, counterfactual (mask outlined), the SCM's true counterfactual, difference map.
+
+    Each row: {"edit": str, "input", "counterfactual", "truth": contract pixels, "difference": signed (H, W)
+    map, "mask": bool (H, W), "readout": oracle probability of the target on the counterfactual}.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(rows), 4, figsize=(7.2, 1.9 * len(rows) + 0.7), facecolor="black", squeeze=False)
+    for r, row in enumerate(rows):
+        limit = max(0.05, float(np.abs(row["difference"]).max()))
+        panels = ((row["input"], "gray", 0, 1), (row["counterfactual"], "gray", 0, 1), (row["truth"], "gray", 0, 1),
+                  (row["difference"], "RdBu_r", -limit, limit))
+        for c, (panel, cmap, lo, hi) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(panel, cmap=cmap, vmin=lo, vmax=hi)
+            if c == 1 and not row["mask"].all():
+                ax.contour(row["mask"].astype(float), levels=[0.5], colors=["#ffd000"], linewidths=0.6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(f"{row['edit']}\nreadout after {row['readout']:.2f}", color="white", fontsize=6,
+                              rotation=0, ha="right", va="center")
+    names = ("input (phantom)", "counterfactual\n(yellow: automatic mask)", "true counterfactual\n(phantom SCM)",
+             "difference\n(red brighter, blue darker)")
+    for c, name in enumerate(names):
+        axes[0, c].set_title(name, color="white", fontsize=7)
+    figure.suptitle(f"{title}\noracle readout = attribute readout, not a diagnosis; {RESEARCH_ONLY_NOTICE}",
+                    color="white", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, facecolor="black")
+    plt.close(figure)
+    return path

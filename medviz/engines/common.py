@@ -101,3 +101,36 @@ def encode_prompts(pipe, prompts: list[str]):
     with torch.no_grad():
         embeds, _ = pipe.encode_prompt(prompts, pipe._execution_device, 1, False)
     return embeds
+
+
+def model_rgb(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Contract image (H, W) or (H, W, 3) in [0, 1] -> float32 (size, size, 3) in [0, 1], as the model sees it.
+
+    Grayscale is repeated to three channels (real SD checkpoints are RGB); other sizes are resized
+    bicubically through 8-bit, the precision of the images the models were trained on.
+    """
+    from PIL import Image
+
+    from ..io import as_rgb
+
+    rgb = as_rgb(np.asarray(pixels, dtype=np.float32))
+    if rgb.shape[:2] != (size, size):
+        rgb = np.asarray(Image.fromarray((rgb * 255).round().astype(np.uint8)).resize((size, size), Image.BICUBIC),
+                         dtype=np.float32) / 255.0
+    return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+def encode_image(pipe, pixels: np.ndarray, size: int):
+    """Contract image (H, W) or (H, W, 3) in [0, 1] -> the VAE latent mean (1, C, h, w), scaled as in training."""
+    return encode_rgb(pipe, model_rgb(pixels, size))
+
+
+def encode_rgb(pipe, rgb: np.ndarray):
+    """float32 (H, W, 3) in [0, 1] -> the VAE latent mean (1, C, h, w), scaled as in training."""
+    import torch
+
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * 2 - 1     # model boundary: [-1, 1]
+    tensor = tensor.to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+    with torch.no_grad():
+        latent = pipe.vae.encode(tensor).latent_dist.mean
+    return latent * pipe.vae.config.scaling_factor

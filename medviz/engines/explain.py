@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .common import Progress, ShouldStop, StepControl, encode_prompts
+from .common import Progress, ShouldStop, StepControl, encode_image, encode_prompts
 
 _CXR_CONTEXTS = ("", "cardiomegaly", "support devices", "cardiomegaly, support devices")
 
@@ -149,24 +149,6 @@ def leader_is_final(votes: np.ndarray, remaining: int) -> bool:
     """True when no other class can reach the leader's votes with the remaining trials (exact stop)."""
     order = np.sort(votes)[::-1]
     return order[0] > order[1] + remaining
-
-
-def encode_image(pipe, pixels: np.ndarray, size: int):
-    """Contract image (H, W) or (H, W, 3) in [0, 1] -> the VAE latent mean (1, C, h, w), scaled as in training."""
-    import torch
-    from PIL import Image
-
-    from ..io import as_rgb
-
-    rgb = as_rgb(np.asarray(pixels, dtype=np.float32))
-    if rgb.shape[:2] != (size, size):
-        rgb = np.asarray(Image.fromarray((rgb * 255).round().astype(np.uint8)).resize((size, size), Image.BICUBIC),
-                         dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1)[None] * 2 - 1               # model boundary: [-1, 1]
-    tensor = tensor.to(device=pipe._execution_device, dtype=pipe.vae.dtype)
-    with torch.no_grad():
-        latent = pipe.vae.encode(tensor).latent_dist.mean
-    return latent * pipe.vae.config.scaling_factor
 
 
 def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,

@@ -1,0 +1,235 @@
+"""Counterfactual-edit bench on held-out phantoms, against the true counterfactuals of the phantom SCM.
+
+Per edit type (cxr: add/remove pleural effusion, add/remove support devices; skin: remove ruler, hair,
+ink; add/remove melanoma) on ``n`` held-out phantoms for which the edit makes sense (no effusion to
+add one, ...):
+* effectiveness: the oracle reads the target attribute as asked on the counterfactual;
+* preservation: every other factor attribute keeps the oracle label it had on the input;
+* faithfulness: L1(counterfactual, true counterfactual) < L1(input, true counterfactual), where the true
+  counterfactual is the SCM's do(target) with the same exogenous noise and render seed, the edit's other
+  attributes held (the edit asks to change one attribute and keep the rest: the effusion -> devices and
+  melanoma -> ruler links are not followed); and the automatic mask's IoU with the true changed region;
+* reconstruction, on ``n_reconstruction`` images per domain: the empty edit's PSNR against the VAE round
+  trip of the input;
+* cost, on the first ``n_cost`` images per edit type: the engine beside a plain DDIM-inversion edit
+  (DDIM inversion, no mask), UNet passes and wall time side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+#: name -> (domain, "add"/"remove", attribute, factor changes, factors held at their values).
+EDITS = {
+    "add pleural effusion": ("cxr", "add", "pleural_effusion", {"effusion": "bilateral"}, ("support_devices", "devices")),
+    "remove pleural effusion": ("cxr", "remove", "pleural_effusion", {"effusion": "none"}, ("support_devices", "devices")),
+    "add support devices": ("cxr", "add", "support_devices", {"support_devices": True}, ()),    # names the devices
+    "remove support devices": ("cxr", "remove", "support_devices", {"support_devices": False}, ()),
+    "remove ruler": ("skin", "remove", "ruler", {"ruler": False}, ()),
+    "remove hair": ("skin", "remove", "hair", {"hair": False}, ()),
+    "remove ink": ("skin", "remove", "ink", {"ink": False}, ()),
+    "add melanoma": ("skin", "add", "melanoma", {"melanoma": True}, ("ruler",)),
+    "remove melanoma": ("skin", "remove", "melanoma", {"melanoma": False}, ("ruler",)),
+}
+FIRST_SEED_OFFSET = 300_000          # held-out seeds, disjoint from the oracle's, the tuning and classify sets
+
+
+@dataclass(frozen=True)
+class CounterfactualBenchConfig:
+    edits: tuple[str, ...] = tuple(EDITS)
+    n: int = 100
+    n_reconstruction: int = 100
+    n_cost: int = 10
+    steps: int = 30
+    strength: float = 0.8
+    guidance_scale: float = 6.0
+    mask_mode: str = "auto"
+    seed: int = 0
+
+
+def true_counterfactual(domain: str, seed: int, edit: str, size: int):
+    """(input rendering, true counterfactual rendering, changed-region mask, counterfactual sample) of ``seed``."""
+    from ..phantoms import get_domain, mask_between
+
+    _, _, _, changes, held = EDITS[edit]
+    module = get_domain(domain)
+    graph = module.build_graph()
+    sample = graph.sample(seed)
+    changes = dict(changes)
+    if changes.get("effusion") == "bilateral":       # a clearly visible effusion, not a blunted angle
+        changes["effusion_severity"] = max(0.5, float(sample.factors["effusion_severity"]))
+    after = graph.intervene(sample, **changes, **{name: sample.factors[name] for name in held})
+    before_image = module.render(sample.factors, sample.seed, size)
+    after_image = module.render(after.factors, after.seed, size)
+    return before_image, after_image, mask_between(before_image, after_image), after
+
+
+def eligible_seeds(edit: str, n: int, first_seed: int) -> list[int]:
+    """The first ``n`` seeds from ``first_seed`` whose phantom lacks (add) or has (remove) the attribute."""
+    from ..phantoms import get_domain
+    from ..train.captions import phantom_attributes
+
+    domain, action, attribute, _, _ = EDITS[edit]
+    graph = get_domain(domain).build_graph()
+    seeds, seed = [], first_seed
+    while len(seeds) < n:
+        has = phantom_attributes(domain, graph.sample(seed).factors)[attribute]
+        if has == (action == "remove"):
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    from skimage.metrics import peak_signal_noise_ratio
+
+    return float(peak_signal_noise_ratio(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0))
+
+
+def _as_gray(image: np.ndarray) -> np.ndarray:
+    return image.mean(-1) if image.ndim == 3 and image.shape[-1] == 3 else image
+
+
+def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: int, progress=None) -> dict:
+    """Every figure of one edit type; ``cases`` keeps three examples for the figure."""
+    from ..engines.counterfactual import EditConfig, counterfactual
+    from ..oracle import FACTOR_ATTRIBUTES
+
+    domain, action, attribute, _, _ = EDITS[edit]
+    size = model.image_size
+    engine = EditConfig(add=(attribute,) if action == "add" else (), remove=(attribute,) if action == "remove" else (),
+                        steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
+                        mask_mode=config.mask_mode, seed=config.seed)
+    baseline = replace(engine, inversion="ddim", mask_mode="none")
+    others = [a for a in FACTOR_ATTRIBUTES[domain] if a != attribute]
+    index = {a: model.oracle.attributes.index(a) for a in FACTOR_ATTRIBUTES[domain]}
+    rows, cases, cost = [], [], []
+    for i, seed in enumerate(eligible_seeds(edit, config.n, first_seed)):
+        before, after, changed, truth = true_counterfactual(domain, seed, edit, size)
+        if edit == "add support devices":
+            # Which device the SCM adds is exogenous noise, invisible in the input: the request names it,
+            # as a clinician asking "with a pacemaker" would.
+            engine = replace(engine, add=("support_devices", *truth.factors["devices"]))
+            baseline = replace(baseline, add=engine.add)
+        result = counterfactual(model, before.image, engine)
+        readouts = model.oracle.readout([before.image, result.counterfactual, after.image])
+        wanted = action == "add"
+        kept = {a: bool((readouts[1, index[a]] > 0.5) == (readouts[0, index[a]] > 0.5)) for a in others}
+        true_image = _as_gray(after.image)
+        l1_edit = float(np.abs(_as_gray(result.counterfactual) - true_image).mean())
+        l1_input = float(np.abs(_as_gray(before.image) - true_image).mean())
+        union = (result.mask | changed).sum()
+        row = {"seed": seed, "effective": bool((readouts[1, index[attribute]] > 0.5) == wanted),
+               "true_effective": bool((readouts[2, index[attribute]] > 0.5) == wanted),
+               "kept": kept, "all_kept": all(kept.values()), "l1_to_truth": l1_edit, "l1_input_to_truth": l1_input,
+               "faithful": l1_edit < l1_input,
+               "mask_iou": float((result.mask & changed).sum() / union) if union else float("nan"),
+               "passes": result.unet_passes, "seconds": result.seconds}
+        if i < config.n_cost:
+            plain = counterfactual(model, before.image, baseline)
+            plain_readout = model.oracle.readout([plain.counterfactual])[0]
+            cost.append({"passes": plain.unet_passes, "seconds": plain.seconds,
+                         "effective": bool((plain_readout[index[attribute]] > 0.5) == wanted),
+                         "faithful": float(np.abs(_as_gray(plain.counterfactual) - true_image).mean()) < l1_input,
+                         "engine_passes": result.unet_passes, "engine_seconds": result.seconds})
+        if len(cases) < 3:
+            cases.append({"input": before.image, "counterfactual": result.counterfactual, "truth": after.image,
+                          "difference": result.difference, "mask": result.mask, "effective": row["effective"],
+                          "readout": float(readouts[1, index[attribute]])})
+        rows.append(row)
+        if progress:
+            progress(i + 1, config.n)
+    return {
+        "edit": edit, "domain": domain, "n": len(rows), "steps": config.steps, "strength": config.strength,
+        "guidance_scale": config.guidance_scale, "mask_mode": config.mask_mode,
+        "effectiveness": float(np.mean([r["effective"] for r in rows])),
+        "true_counterfactual_effectiveness": float(np.mean([r["true_effective"] for r in rows])),
+        "preservation_all": float(np.mean([r["all_kept"] for r in rows])),
+        "preservation": {a: float(np.mean([r["kept"][a] for r in rows])) for a in others},
+        "faithfulness": float(np.mean([r["faithful"] for r in rows])),
+        "median_l1_to_truth": float(np.median([r["l1_to_truth"] for r in rows])),
+        "median_l1_input_to_truth": float(np.median([r["l1_input_to_truth"] for r in rows])),
+        "mask_iou_mean": float(np.nanmean([r["mask_iou"] for r in rows])),
+        "mean_passes": float(np.mean([r["passes"] for r in rows])),
+        "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
+        "cost": _summarise_cost(cost), "cases": cases,
+    }
+
+
+def _summarise_cost(cost: list[dict]) -> dict:
+    if not cost:
+        return {}
+    return {"n": len(cost),
+            "engine_passes": float(np.mean([c["engine_passes"] for c in cost])),
+            "engine_seconds": float(np.sum([c["engine_seconds"] for c in cost])),
+            "ddim_passes": float(np.mean([c["passes"] for c in cost])),
+            "ddim_seconds": float(np.sum([c["seconds"] for c in cost])),
+            "ddim_effectiveness": float(np.mean([c["effective"] for c in cost])),
+            "ddim_faithfulness": float(np.mean([c["faithful"] for c in cost]))}
+
+
+def run_reconstruction(domain: str, config: CounterfactualBenchConfig, model, first_seed: int) -> dict:
+    """Empty edits (target = source, no mask): PSNR of the result against the VAE round trip of the input."""
+    from ..engines.common import decode_latents, encode_image
+    from ..engines.counterfactual import EditConfig, counterfactual
+    from ..train.data import render_phantoms
+
+    images, _ = render_phantoms(domain, config.n_reconstruction, model.image_size, first_seed, workers=1)
+    engine = EditConfig(steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
+                        mask_mode="none", seed=config.seed)
+    values = []
+    for image in images:
+        pixels = image.astype(np.float32) / 255.0
+        round_trip = decode_latents(model.pipe, encode_image(model.pipe, pixels, model.image_size))[0]
+        result = counterfactual(model, pixels, engine)
+        values.append(_psnr(_as_gray(result.counterfactual), _as_gray(round_trip)))
+    values = np.array(values)
+    return {"domain": domain, "n": len(values), "psnr_min": float(values.min()), "psnr_median": float(np.median(values)),
+            "share_at_least_35db": float((values >= 35).mean())}
+
+
+def run(config: CounterfactualBenchConfig, progress=None) -> dict:
+    from ..models import load_model
+    from ..train.oracle import HELD_OUT_FIRST_SEED
+
+    first_seed = HELD_OUT_FIRST_SEED + FIRST_SEED_OFFSET
+    domains = sorted({EDITS[e][0] for e in config.edits}, key=["cxr", "skin"].index)
+    out = {"config": {k: v for k, v in config.__dict__.items()}, "reconstruction": [], "edits": []}
+    for domain in domains:
+        model = load_model(f"{domain}-phantom", device="cpu")
+        if config.n_reconstruction:
+            out["reconstruction"].append(run_reconstruction(domain, config, model, first_seed))
+            if progress:
+                progress(f"{domain} reconstruction", out["reconstruction"][-1])
+        for edit in config.edits:
+            if EDITS[edit][0] == domain:
+                out["edits"].append(run_edit(edit, config, model, first_seed))
+                if progress:
+                    progress(edit, {k: v for k, v in out["edits"][-1].items() if k != "cases"})
+    return out
+
+
+def print_table(result: dict) -> None:
+    c = result["config"]
+    print(f"\ncounterfactual bench: steps {c['steps']}, strength {c['strength']}, guidance {c['guidance_scale']}, "
+          f"mask {c['mask_mode']} (oracle = attribute readout, not a diagnosis)")
+    for r in result["reconstruction"]:
+        print(f"{r['domain']} empty edit on {r['n']} phantoms: PSNR vs VAE round trip min {r['psnr_min']:.1f} dB, "
+              f"median {r['psnr_median']:.1f} dB, >= 35 dB in {r['share_at_least_35db']:.0%}")
+    print(f"{'edit':<25}{'n':>5}{'effective':>11}{'(truth)':>9}{'kept all':>10}{'worst kept':>12}{'faithful':>10}"
+          f"{'mask IoU':>10}{'passes':>8}{'s/edit':>8}")
+    for r in result["edits"]:
+        worst = min(r["preservation"].items(), key=lambda kv: kv[1])
+        print(f"{r['edit']:<25}{r['n']:>5}{r['effectiveness']:>11.1%}{r['true_counterfactual_effectiveness']:>9.0%}"
+              f"{r['preservation_all']:>10.1%}{worst[1]:>7.1%} {worst[0][:4]:<4}{r['faithfulness']:>10.1%}"
+              f"{r['mask_iou_mean']:>10.2f}{r['mean_passes']:>8.0f}{r['mean_seconds']:>8.2f}")
+    print("cost beside a plain DDIM-inversion edit (DDIM inversion, no mask), same images, same run:")
+    for r in result["edits"]:
+        k = r["cost"]
+        if k:
+            print(f"  {r['edit']:<25} engine {k['engine_passes']:.0f} passes, {k['engine_seconds']:.1f} s | DDIM "
+                  f"{k['ddim_passes']:.0f} passes, {k['ddim_seconds']:.1f} s (effective {k['ddim_effectiveness']:.0%}, "
+                  f"faithful {k['ddim_faithfulness']:.0%}) on {k['n']} images; time ratio "
+                  f"{k['ddim_seconds'] / k['engine_seconds']:.2f}")

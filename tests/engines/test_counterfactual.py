@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+from medviz.engines import Interrupted
+from medviz.engines.common import decode_latents, encode_image
+from medviz.engines.counterfactual import EditConfig, change_metrics, counterfactual, edit_prompts
+from medviz.phantoms import get_domain
+
+FAST = dict(steps=10, strength=0.5, mask_draws=2, seed=3)
+
+
+def _phantom(effusion: bool, devices: bool = False, seed: int = 10_000_321, size: int = 128):
+    cxr = get_domain("cxr")
+    graph = cxr.build_graph()
+    sample = graph.intervene(graph.sample(seed), effusion="bilateral" if effusion else "none", effusion_severity=0.8,
+                             support_devices=devices)
+    return cxr.render(sample.factors, sample.seed, size).image
+
+
+def _psnr(a, b):
+    return 10 * np.log10(1.0 / float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+def test_empty_edit_reconstructs_the_vae_round_trip_exactly(cxr_model):
+    image = _phantom(True)
+    round_trip = decode_latents(cxr_model.pipe, encode_image(cxr_model.pipe, image, 128))[0].mean(-1)
+    result = counterfactual(cxr_model, image, EditConfig(mask_mode="none", **FAST))
+    assert result.target_prompt == result.source_prompt
+    assert result.counterfactual.shape == image.shape == (128, 128)            # grayscale in, grayscale out
+    assert _psnr(result.counterfactual, round_trip) > 60                      # exact up to float rounding
+    ddim = counterfactual(cxr_model, image, EditConfig(mask_mode="none", inversion="ddim", **FAST))
+    assert 25 < _psnr(ddim.counterfactual, round_trip) < _psnr(result.counterfactual, round_trip)
+
+
+def test_unet_passes_stay_within_three_per_step(cxr_model):
+    config = EditConfig(remove=("pleural_effusion",), mask_mode="auto", **FAST)    # 5 edited steps, 2 mask draws
+    result = counterfactual(cxr_model, _phantom(True), config)
+    assert result.unet_passes == 5 + 2 + 2 * 5 <= 3 * config.steps
+    ddim = counterfactual(cxr_model, _phantom(True), EditConfig(remove=("pleural_effusion",), inversion="ddim", **FAST))
+    assert ddim.unet_passes == 5 + 2 * 2 + 2 * 5
+
+
+def test_painted_mask_keeps_every_pixel_outside_it(cxr_model):
+    image = _phantom(False, size=256)                                   # any size: edited at the model's 128 px
+    painted = np.zeros((256, 256), bool)
+    painted[150:240, 20:120] = True
+    result = counterfactual(cxr_model, image, EditConfig(add=("pleural_effusion",), mask_mode="painted", **FAST),
+                            mask=painted)
+    assert result.mask.shape == (128, 128) and result.mask[80:115, 15:55].all() and result.mask.mean() < 0.2
+    outside = ~result.mask
+    assert np.array_equal(result.counterfactual[outside], result.input[outside])
+    assert result.l1_outside == 0.0 and result.ssim_outside == pytest.approx(1.0, abs=0.05)
+    assert np.abs(result.difference[outside]).max() == 0 and np.abs(result.difference[result.mask]).max() > 0.01
+
+
+def test_removing_an_effusion_lowers_its_readout_and_keeps_the_rest(cxr_model):
+    config = EditConfig(remove=("pleural_effusion",), seed=0)                 # the defaults: 30 steps, strength 0.8
+    result = counterfactual(cxr_model, _phantom(True), config)
+    assert result.readout_before["pleural_effusion"] > 0.5 > result.readout_after["pleural_effusion"]
+    assert (result.readout_after["female"] > 0.5) == (result.readout_before["female"] > 0.5)
+    assert "no pleural effusion" in result.target_prompt and "pleural effusion" in result.source_prompt
+    assert 0 < result.mask.mean() < 1 and result.mask_score.shape == (128, 128)
+    assert result.parameters["seed"] == 0 and result.parameters["target_prompt"] == result.target_prompt
+
+
+def test_prompts_from_the_readout():
+    readout = {"pleural_effusion": 0.9, "cardiomegaly": 0.1, "support_devices": 0.95, "pacemaker": 0.9, "ett": 0.2,
+               "cvc": 0.1, "ngt": 0.0, "female": 0.2}
+    source, target = edit_prompts("cxr", readout, EditConfig(remove=("support_devices",)))
+    assert source == "Chest X-ray of a male patient showing pleural effusion, support devices, pacemaker"
+    assert target == "Chest X-ray of a male patient showing pleural effusion, no support devices"
+    _, added = edit_prompts("cxr", {**readout, "support_devices": 0.0, "pacemaker": 0.0},
+                            EditConfig(add=("support_devices",)))
+    assert "support devices" in added and "endotracheal tube" in added
+    assert edit_prompts("cxr", readout, EditConfig(target_prompt="Chest X-ray"))[1] == "Chest X-ray"
+    with pytest.raises(ValueError, match="no oracle"):
+        edit_prompts(None, None, EditConfig(target_prompt="x"))
+
+
+@pytest.mark.parametrize("config, message", [
+    (EditConfig(add=("ruler",)), "cannot edit"),
+    (EditConfig(add=("cardiomegaly",), remove=("cardiomegaly",)), "both add and remove"),
+    (EditConfig(strength=0.0), "strength"),
+    (EditConfig(inversion="null-text"), "unknown inversion"),
+])
+def test_bad_requests_say_what_is_wrong(cxr_model, config, message):
+    with pytest.raises(ValueError, match=message):
+        counterfactual(cxr_model, _phantom(False), config)
+
+
+def test_painted_mode_needs_a_painted_region(cxr_model):
+    with pytest.raises(ValueError, match="paint"):
+        counterfactual(cxr_model, _phantom(False), EditConfig(add=("pleural_effusion",), mask_mode="painted"),
+                       mask=np.zeros((128, 128), bool))
+
+
+def test_progress_and_stop(cxr_model):
+    seen = []
+    counterfactual(cxr_model, _phantom(False), EditConfig(add=("pleural_effusion",), **FAST),
+                   progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] == 2 * 5 + 1 and len(seen) >= 5
+    calls = []
+    with pytest.raises(Interrupted):
+        counterfactual(cxr_model, _phantom(False), EditConfig(add=("pleural_effusion",), **FAST),
+                       should_stop=lambda: calls.append(1) or len(calls) > 3)
+
+
+def test_change_metrics_inside_and_outside():
+    before = np.zeros((32, 32), np.float32)
+    after = before.copy()
+    after[:16] = 0.5
+    mask = np.zeros((32, 32), bool)
+    mask[:16] = True
+    l1_in, l1_out, ssim_in, ssim_out = change_metrics(before, after, mask)
+    assert l1_in == pytest.approx(0.5) and l1_out == 0.0 and ssim_in < 0.5 < ssim_out
+    assert np.isnan(change_metrics(before, after, np.ones((32, 32), bool))[1])
