@@ -45,7 +45,8 @@ def client(cxr_model):
 
 def test_every_endpoint_has_an_api_name(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/generate", "/traverse", "/frame_0", "/stop", "/select_model", "/phantom"} <= names
+    assert {"/generate", "/traverse", "/frame_0", "/stop", "/select_model", "/phantom", "/edit", "/edit_load",
+            "/edit_opacity", "/explain", "/explain_opacity"} <= names
 
 
 def test_generate_endpoint_returns_pngs_with_parameters_and_readouts(client):
@@ -96,6 +97,20 @@ def test_traverse_then_sliders_show_cached_frames(client):
     assert np.array_equal(np.asarray(Image.open(again)), a.astype(np.uint8))
 
 
+def test_a_moved_slider_makes_no_model_call(client, cxr_model, monkeypatch):
+    client.predict("cxr-phantom", "attribute sliders", ["pleural_effusion"], "", 5, -1, 3, 4, 4.0, 1.5, 0,
+                   api_name="/traverse")
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a cached frame must not call the model")
+
+    monkeypatch.setattr(cxr_model.pipe.unet, "forward", forbidden)
+    monkeypatch.setattr(cxr_model.pipe.vae, "decode", forbidden)
+    monkeypatch.setattr(cxr_model.oracle, "readout", forbidden)
+    frames = [np.asarray(Image.open(client.predict("cxr-phantom", i, api_name="/frame_0")[0])) for i in (2, 0)]
+    assert frames[0].shape == frames[1].shape and not np.array_equal(*frames)
+
+
 def test_stop_endpoint_answers_at_once(client):
     assert "Stop requested" in client.predict(api_name="/stop")
 
@@ -132,8 +147,8 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
 
     explanation, uncertainty, chart, summary = client.predict(
         "cxr-phantom", None, "cxr_effusion.png", "pleural effusion", "", 9, True, 0.5, api_name="/explain")
-    assert read_image(explanation).pixels.shape == (128, 128, 3)
-    assert read_image(uncertainty).pixels.shape == (128, 128, 3)
+    assert read_image(explanation).pixels.shape == (384, 384, 3)           # 128 px shown 3x (nearest)
+    assert read_image(uncertainty).pixels.shape == (384, 384, 3)
     assert "effusion" in summary and "not a diagnosis" in summary and "entropy" in summary
     faint, _ = client.predict(0.0, api_name="/explain_opacity")       # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
@@ -151,3 +166,50 @@ def test_a_bad_upload_gets_a_clear_message(client, tmp_path):
     with pytest.raises(Exception, match="not a recognised image"):
         client.predict("cxr-phantom", handle_file(str(bad)), None, "pleural effusion", "", 9, True, 0.5,
                        api_name="/explain")
+
+
+def test_edit_endpoints_load_a_dicom_edit_and_export(client):
+    import pydicom
+    from gradio_client import Client, handle_file
+
+    from medviz.ui.handlers import EXAMPLES_DIR
+
+    own = Client(client.src, verbose=False)            # its own session: the loaded image is session state
+    with pytest.raises(Exception, match="load an image first"):
+        own.predict("cxr-phantom", None, "remove", "pleural_effusion", "", "automatic (DiffEdit)", 0.5, 4.0, 10, 0,
+                    0.6, api_name="/edit")
+    canvas, info, center, width = own.predict(handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), None, None, None,
+                                              api_name="/edit_load")
+    assert "DICOM" in info and width > 0
+    canvas, info, center2, width2 = own.predict(handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), None, center,
+                                                width / 2, api_name="/edit_load")         # narrower window
+    assert width2 == pytest.approx(width / 2)
+    sliders, difference, summary, readout, files = own.predict(
+        "cxr-phantom", None, "add", "pleural_effusion", "", "automatic (DiffEdit)", 0.5, 4.0, 10, 0, 0.6,
+        api_name="/edit")
+    before, after = (read_image(p).pixels for p in sliders)
+    assert before.shape[:2] == after.shape[:2] == (384, 384) and np.abs(before - after).max() > 0.02
+    assert "no pleural effusion" not in summary.split("Target prompt:")[1].split("\n")[0]
+    assert "Source prompt" in summary and "not a diagnosis" in summary
+    assert [row[0] for row in readout["data"]][:2] == ["pleural_effusion", "cardiomegaly"]
+    png, dicom = sorted(files, key=lambda p: p.endswith(".dcm"))
+    parameters = read_png_parameters(png)
+    assert parameters["engine"] == "counterfactual" and parameters["add"] == ["pleural_effusion"]
+    assert "research use only" in parameters["notice"]
+    dataset = pydicom.dcmread(dicom)
+    assert list(dataset.ImageType) == ["DERIVED", "SECONDARY"] and dataset.PatientName == ""
+    assert "research use only" in dataset.ImageComments
+    plain = own.predict(0.0, api_name="/edit_opacity")                # no model call: re-blend only
+    assert np.allclose(read_image(plain).pixels[..., 0] if read_image(plain).pixels.ndim == 3
+                       else read_image(plain).pixels, after if after.ndim == 2 else after[..., 0], atol=2 / 255)
+    with pytest.raises(Exception, match="paint"):
+        own.predict("cxr-phantom", None, "add", "pleural_effusion", "", "painted with the brush", 0.5, 4.0, 10, 0,
+                    0.6, api_name="/edit")
+
+
+def test_painted_mask_comes_from_the_editor_layers():
+    layer = np.zeros((8, 8, 4), np.uint8)
+    layer[2:4, 2:5, 3] = 255
+    mask = handlers.painted_mask({"background": np.zeros((8, 8, 4), np.uint8), "layers": [layer], "composite": None})
+    assert mask.sum() == 6 and mask[2, 2] and not mask[0, 0]
+    assert handlers.painted_mask({"background": None, "layers": [], "composite": None}) is None

@@ -4,6 +4,7 @@ python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 51] [--n-cost 24] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
+python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
 Timings on a shared machine are noisy: each figure is the best of ``--repeats`` batches, and
@@ -45,7 +46,7 @@ def bench_phantoms(size: int, n: int, repeats: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
     parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify",
-                                           "counterfactual"])
+                                           "counterfactual", "ui"])
     parser.add_argument("--trials", type=int, default=51, help="classify: trials N per image (odd)")
     parser.add_argument("--n-cost", type=int, default=None,
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
@@ -94,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return _write(args.json, results)
     if args.name == "counterfactual":
         return _counterfactual(args)
+    if args.name == "ui":
+        from .ui import print_table, run
+
+        result = run(repeats=args.repeats if args.repeats != 5 else 50)
+        print_table(result)
+        return _write(args.json, result)
     if args.name == "traverse":
         from .traverse import TraverseBenchConfig, print_table, run
 

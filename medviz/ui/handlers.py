@@ -203,9 +203,24 @@ def compute_trajectories(model, kind_label: str, targets: list[str], prompt: str
     return cache
 
 
+#: Images smaller than this (px, longer side) are enlarged for display by an integer factor with
+#: nearest-neighbour sampling: every model pixel shows as a k x k block, nothing is interpolated.
+DISPLAY_SIZE = 384
+
+
+def for_display(pixels: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """uint8 image enlarged k-fold (nearest) so that its longer side reaches about ``size``; files keep the original."""
+    image = pixels if pixels.dtype == np.uint8 else to_uint8(np.clip(pixels, 0, 1).astype(np.float32))
+    factor = max(1, size // max(image.shape[:2]))
+    if factor == 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
 def frame_of(cache: TrajectoryCache, name: str, index: int) -> np.ndarray:
+    """The cached frame ``index`` of trajectory ``name``, enlarged for display (no model call)."""
     frames = cache.frames[name]
-    return frames[int(np.clip(index, 0, len(frames) - 1))]
+    return for_display(frames[int(np.clip(index, 0, len(frames) - 1))])
 
 
 def readout_figure(cache: TrajectoryCache, name: str, index: int, domain: str | None = None):
@@ -296,19 +311,20 @@ def example_images(domain: str | None = None) -> list[str]:
                   if p.suffix in (".png", ".dcm") and (domain is None or p.name.startswith(domain)))
 
 
-def load_input(upload: str | None, example: str | None):
+def load_input(upload: str | None, example: str | None, window: tuple[float, float] | None = None):
     """The image to work on, in the I/O contract: an upload (PNG/JPEG/TIFF/DICOM) wins over an example.
 
+    ``window``: DICOM only, (center, width) in modality units instead of the file's own VOI.
     Raises ``ImageReadError`` (a ``ValueError``) with a one-sentence message for a bad file.
     """
     from ..io import read_image
 
     if upload:
-        return read_image(upload)
+        return read_image(upload, window=window)
     if example:
         if example not in example_images():
             raise ValueError(f"unknown example {example!r}")
-        return read_image(EXAMPLES_DIR / example)
+        return read_image(EXAMPLES_DIR / example, window=window)
     raise ValueError("upload an image (PNG, JPEG, TIFF or DICOM) or pick an example")
 
 
@@ -393,3 +409,136 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
                f"*A model's reading of a {'synthetic ' if model.domain else ''}image, not a diagnosis.*")
     return ExplainView(image=display, explanation=result.explanation_map, uncertainty=result.uncertainty_map,
                        summary=summary, figure=figure)
+
+
+# ------------------------------------------------------------------------------------------------
+# Edit
+
+#: Mask-mode labels shown in the Edit tab -> the engine's mask modes.
+EDIT_MASK_MODES = {"automatic (DiffEdit)": "auto", "painted with the brush": "painted", "none (whole image)": "none"}
+EDIT_ACTIONS = ("remove", "add")
+
+
+def edit_attributes(domain: str | None) -> list[str]:
+    from ..engines.counterfactual import EDITABLE
+
+    return list(EDITABLE.get(domain, ()))
+
+
+@dataclass(frozen=True)
+class EditInput:
+    pixels: np.ndarray                 # the image in the I/O contract (full resolution, full precision)
+    canvas: dict                       # ImageEditor value: the image as background, no painted layer
+    info: str                          # markdown: what was read and how it was mapped
+    window: tuple[float, float] | None  # the DICOM window used (center, width), None for other formats
+
+
+def edit_input(upload: str | None, example: str | None, window_center: float | None = None,
+               window_width: float | None = None) -> EditInput:
+    """Read the Edit tab's input; a DICOM takes the given window/level (both > 0) or its own VOI."""
+    window = None
+    if window_center is not None and window_width is not None and float(window_width) > 0:
+        window = (float(window_center), float(window_width))
+    image = load_input(upload, example, window)
+    info = image.info
+    text = f"{info.source_format}, {image.size[0]}×{image.size[1]}, {info.original_dtype}"
+    if info.window is not None:
+        text += f"; window center {info.window[0]:g}, width {info.window[1]:g}"
+    if info.inverted:
+        text += "; MONOCHROME1 inverted for display"
+    background = to_uint8(image.pixels)
+    return EditInput(pixels=image.pixels, canvas={"background": background, "layers": [], "composite": background},
+                     info=text, window=info.window)
+
+
+def painted_mask(canvas: dict | None) -> np.ndarray | None:
+    """Bool (H, W): every pixel painted on any layer of an ImageEditor value (the layers' alpha), or None."""
+    if not canvas or not canvas.get("layers"):
+        return None
+    masks = []
+    for layer in canvas["layers"]:
+        layer = np.asarray(layer)
+        if layer.ndim == 3 and layer.shape[-1] == 4:
+            masks.append(layer[..., 3] > 0)
+        elif layer.ndim == 3:
+            masks.append(layer.max(-1) > 0)
+        elif layer.ndim == 2:
+            masks.append(layer > 0)
+    return np.logical_or.reduce(masks) if masks else None
+
+
+@dataclass(frozen=True)
+class EditView:
+    before: np.ndarray                 # the input as the model saw it, contract float
+    after: np.ndarray                  # the counterfactual, contract float
+    difference: np.ndarray             # signed luminance difference, float32 (H, W)
+    mask: np.ndarray                   # bool (H, W)
+    summary: str                       # markdown
+    readout: list[list]                # rows: attribute, before, after (oracle readout, not a diagnosis)
+    files: list[str]                   # PNG and DICOM Secondary Capture of the counterfactual
+
+
+def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str, attribute: str, target_prompt: str,
+              mask_mode: str, strength: float, guidance: float, steps: int, seed: int, session: str,
+              progress=None, should_stop=None) -> EditView:
+    """Run the counterfactual engine on the loaded input and shape the result for the Edit tab."""
+    from ..engines.counterfactual import EditConfig, counterfactual
+    from ..io import write_dicom
+
+    if pixels is None:
+        raise ValueError("load an image first: upload a PNG, JPEG, TIFF or DICOM, or pick an example")
+    if action not in EDIT_ACTIONS:
+        raise ValueError(f"unknown action {action!r}; choose add or remove")
+    if mask_mode not in EDIT_MASK_MODES:
+        raise ValueError(f"unknown mask mode {mask_mode!r}")
+    target_prompt = (target_prompt or "").strip() or None
+    if target_prompt is None and not attribute:
+        raise ValueError("pick an attribute to add or remove, or type a target prompt")
+    edit = () if target_prompt else (attribute,)
+    config = EditConfig(add=edit if action == "add" else (), remove=edit if action == "remove" else (),
+                        target_prompt=target_prompt, mask_mode=EDIT_MASK_MODES[mask_mode], strength=float(strength),
+                        guidance_scale=float(guidance), steps=int(steps), seed=None if int(seed) < 0 else int(seed))
+    mask = painted_mask(canvas) if config.mask_mode == "painted" else None
+    if mask is not None and mask.shape != np.asarray(pixels).shape[:2]:
+        raise ValueError("the painted mask does not match the loaded image; load the image again and repaint")
+    result = counterfactual(model, np.asarray(pixels, np.float32), config, mask=mask, progress=progress,
+                            should_stop=should_stop)
+    readout = []
+    if result.readout_before is not None:
+        readout = [[name, f"{result.readout_before[name]:.3f}", f"{result.readout_after[name]:.3f}"]
+                   for name in result.readout_before]
+    folder = session_folder(session)
+    stem = f"counterfactual-{result.seed}"
+    parameters = {**result.parameters, "notice": RESEARCH_ONLY_NOTICE}
+    png = write_png(folder / f"{stem}.png", result.counterfactual, parameters)
+    dicom = write_dicom(folder / f"{stem}.dcm", result.counterfactual, parameters,
+                        description="medviz counterfactual edit (synthetic)")
+    inside = "whole image" if result.mask.all() else f"{result.mask.mean():.0%} of the image"
+    summary = (f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
+               f"Mask: {mask_mode} ({inside}). Change inside the mask: L1 {result.l1_inside:.3f}, SSIM "
+               f"{result.ssim_inside:.3f}; outside: L1 {_number(result.l1_outside)}, SSIM {_number(result.ssim_outside)}.  \n"
+               f"Seed {result.seed}, {result.unet_passes} UNet passes, {result.seconds:.1f} s, "
+               f"{model.image_size} px (the model's resolution).  \n"
+               f"*A synthetic counterfactual from a generative model; the table is an {READOUT_KIND}. "
+               f"{RESEARCH_ONLY_NOTICE.capitalize()}.*")
+    return EditView(before=result.input, after=result.counterfactual, difference=result.difference, mask=result.mask,
+                    summary=summary, readout=readout, files=[str(png), str(dicom)])
+
+
+def _number(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"
+
+
+def difference_overlay(view: EditView | None, opacity: float) -> np.ndarray | None:
+    """uint8 RGB: the signed difference (red brighter, blue darker) over the counterfactual; no model call."""
+    if view is None:
+        return None
+    return for_display(overlay(view.after, view.difference, opacity, "RdBu_r", True))
+
+
+def explain_overlays(view: ExplainView | None, opacity: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """uint8 RGB explanation and uncertainty overlays at ``opacity``, enlarged for display; no model call."""
+    if view is None:
+        return None, None
+    return (for_display(overlay(view.image, view.explanation, opacity, "RdBu_r", True)),
+            for_display(overlay(view.image, view.uncertainty, opacity, "magma", False)))

@@ -57,10 +57,13 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         about = handlers.model_about(model)
         presets = handlers.explain_presets(domain)
         examples = handlers.example_images(domain)
+        editable = handlers.edit_attributes(domain)
         return (gr.CheckboxGroup(choices=attributes, value=[]), gr.Radio(visible=domain == "cxr"),
                 gr.Radio(visible=domain == "skin"), gr.CheckboxGroup(choices=sliders, value=sliders[:3]), about,
                 gr.Dropdown(choices=presets, value=presets[0]),
-                gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png")), None)))
+                gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png")), None)),
+                gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png")), None)),
+                gr.Dropdown(choices=editable, value=editable[0] if editable else None))
 
     @_errors_as_messages
     def on_generate(name, attributes, free_text, sex, lesion, negative, seed, batch, scheduler, steps, guidance,
@@ -98,15 +101,32 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         session = request.session_hash or "anonymous"
         view = handlers.explain_view(model, upload, example, preset, custom_prompts, trials, early_stop,
                                      progress=progress_reporter(progress, "trials"), should_stop=stops.arm(session))
-        return (view, handlers.overlay(view.image, view.explanation, opacity, "RdBu_r", True),
-                handlers.overlay(view.image, view.uncertainty, opacity, "magma", False), view.figure, view.summary)
+        return (view, *handlers.explain_overlays(view, opacity), view.figure, view.summary)
+
+    @_errors_as_messages
+    def on_edit_load(upload, example, window_center, window_width):
+        loaded = handlers.edit_input(upload, example, window_center, window_width)
+        center, width = loaded.window if loaded.window else (None, None)
+        return loaded.pixels, loaded.canvas, loaded.info, center, width
+
+    @_errors_as_messages
+    def on_edit(name, pixels, canvas, action, attribute, target_prompt, mask_mode, strength, guidance, steps, seed,
+                opacity, request: gr.Request, progress=gr.Progress()):
+        model = registry.get(name)
+        session = request.session_hash or "anonymous"
+        view = handlers.edit_view(model, pixels, canvas, action, attribute, target_prompt, mask_mode, strength,
+                                  guidance, steps, seed, session, progress=progress_reporter(progress, "edit"),
+                                  should_stop=stops.arm(session))
+        return (view, (handlers.for_display(view.before), handlers.for_display(view.after)),
+                handlers.difference_overlay(view, opacity), view.summary, view.readout, view.files)
+
+    def on_difference_opacity(view, opacity):
+        """Re-blend the stored difference map: no model call."""
+        return handlers.difference_overlay(view, opacity)
 
     def on_overlay_opacity(view, opacity):
         """Re-blend the stored maps: no model call."""
-        if view is None:
-            return None, None
-        return (handlers.overlay(view.image, view.explanation, opacity, "RdBu_r", True),
-                handlers.overlay(view.image, view.uncertainty, opacity, "magma", False))
+        return handlers.explain_overlays(view, opacity)
 
     def show_frame_for(slot: int):
         def show_frame(name, cache, index):
@@ -163,7 +183,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                         reuse_seed = gr.Button("Reuse last seed", scale=0)
                     with gr.Row():
                         batch = gr.Slider(1, 8, value=4, step=1, label="Batch size")
-                        steps = gr.Slider(2, 100, value=25, step=1, label="Steps")
+                        steps = gr.Slider(2, 100, value=25, step=1, label="Steps", elem_id="generate-steps")
                     with gr.Row():
                         guidance = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
                         scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Sampler")
@@ -191,8 +211,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                         traverse_seed = gr.Number(value=0, precision=0, label="Seed (patient A)")
                         seed_b = gr.Number(value=-1, precision=0, label="Patient B seed (-1 = A + 1)")
                     with gr.Row():
-                        frames = gr.Slider(3, 15, value=7, step=1, label="Frames")
-                        traverse_steps = gr.Slider(4, 50, value=20, step=1, label="Steps")
+                        frames = gr.Slider(3, 15, value=7, step=1, label="Frames", elem_id="traverse-frames")
+                        traverse_steps = gr.Slider(4, 50, value=20, step=1, label="Steps", elem_id="traverse-steps")
                     with gr.Row():
                         strength = gr.Slider(0.25, 3, value=1.5, step=0.25, label="Slider range ±alpha")
                         start_step = gr.Slider(0, 20, value=0, step=1, label="Shift from step (keeps anatomy)")
@@ -203,10 +223,57 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                      elem_id="traverse-frame")
                     sliders = [gr.Slider(0, 6, value=3, step=1, visible=False, label="", elem_id=f"frame-slider-{i}")
                                for i in range(MAX_SLIDERS)]
-                    chart = gr.Plot(label=f"Oracle {READOUT_KIND}")
+                    chart = gr.Plot(label=f"Oracle {READOUT_KIND}", elem_id="traverse-chart")
                     traverse_summary = gr.Markdown()
                     gif = gr.File(label="Trajectory GIF")
             trajectory = gr.State(None)
+        with gr.Tab("Edit", id="edit"):
+            with gr.Row():
+                with gr.Column(scale=2):
+                    edit_upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM",
+                                          file_types=[".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"],
+                                          type="filepath", elem_id="edit-upload")
+                    edit_example = gr.Dropdown(handlers.example_images("cxr"), value="cxr_effusion.png",
+                                               label="…or a bundled example (phantom)")
+                    with gr.Row():
+                        window_center = gr.Number(label="DICOM window center", value=None)
+                        window_width = gr.Number(label="DICOM window width", value=None, minimum=0)
+                        apply_window = gr.Button("Apply window / level", scale=0)
+                    input_info = gr.Markdown(elem_id="edit-input-info")
+                    canvas = gr.ImageEditor(label="Input — paint the region to edit (mask mode 'painted')",
+                                            type="numpy", format="png", image_mode="RGBA", sources=(),
+                                            transforms=(), layers=False, height=420, elem_id="edit-canvas",
+                                            brush=gr.Brush(colors=["#ffd000"], color_mode="fixed"))
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        edit_action = gr.Radio(list(handlers.EDIT_ACTIONS), value="remove", label="Action")
+                        edit_attribute = gr.Dropdown(handlers.edit_attributes("cxr"), value="pleural_effusion",
+                                                     label="Attribute")
+                    edit_target = gr.Textbox(label="…or a free target prompt (overrides add/remove)",
+                                             placeholder="Chest X-ray of a female patient with no pleural effusion")
+                    edit_mask_mode = gr.Radio(list(handlers.EDIT_MASK_MODES), value="automatic (DiffEdit)",
+                                              label="Mask: where the edit may change pixels")
+                    edit_strength = gr.Slider(0.2, 1.0, value=0.8, step=0.05,
+                                              label="Strength (how early in the trajectory the edit starts)")
+                    with gr.Row():
+                        edit_guidance = gr.Slider(1, 12, value=6.0, step=0.5, label="Guidance scale")
+                        edit_steps = gr.Slider(10, 100, value=30, step=5, label="Steps", elem_id="edit-steps")
+                        edit_seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)", minimum=-1)
+                    edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
+                    edit_summary = gr.Markdown(elem_id="edit-summary")
+                    edit_readout = gr.Dataframe(headers=["attribute", "before", "after"], interactive=False,
+                                                label=f"Oracle {READOUT_KIND}")
+            with gr.Row():
+                before_after = gr.ImageSlider(label="Before / after (drag)", format="png", type="numpy",
+                                              elem_id="edit-slider", max_height=420)
+                with gr.Column():
+                    difference_image = gr.Image(label="Difference (red: brighter, blue: darker)", format="png",
+                                                interactive=False, elem_id="edit-difference", height=360)
+                    difference_opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Difference overlay opacity")
+            edit_files = gr.File(label="Export: PNG and DICOM Secondary Capture (parameters and notice embedded)",
+                                 file_count="multiple")
+            edit_pixels = gr.State(None)
+            edit_state = gr.State(None)
         with gr.Tab("Explain", id="explain"):
             with gr.Row():
                 with gr.Column(scale=2):
@@ -219,11 +286,11 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                          label="Classes (prompt presets)")
                     custom_prompts = gr.Textbox(label="Custom class prompts (one per line; preset 'custom')", lines=3)
                     with gr.Row():
-                        trials = gr.Slider(1, 201, value=51, step=2, label="Trials N (odd)")
+                        trials = gr.Slider(1, 201, value=51, step=2, label="Trials N (odd)", elem_id="explain-trials")
                         early_stop = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
                     explain_button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
                 with gr.Column(scale=3):
-                    explain_summary = gr.Markdown()
+                    explain_summary = gr.Markdown(elem_id="explain-summary")
                     votes_chart = gr.Plot(label="Votes")
                     explain_opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity")
                     with gr.Row():
@@ -247,7 +314,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
             about = gr.Markdown(handlers.ABOUT)
 
         # ------------------------------------------------------------ wiring
-        model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example]
+        model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example, edit_example, edit_attribute]
         model_name.change(on_model_change, model_name, model_outputs,
                           api_name="select_model", concurrency_id=MODEL_JOBS)
         generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,
@@ -270,6 +337,18 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         explain_opacity.change(on_overlay_opacity, [explain_state, explain_opacity],
                                [explanation_image, uncertainty_image], api_name="explain_opacity", queue=False,
                                show_progress="hidden")
+        load_inputs = [edit_upload, edit_example, window_center, window_width]
+        load_outputs = [edit_pixels, canvas, input_info, window_center, window_width]
+        edit_upload.change(on_edit_load, load_inputs, load_outputs, api_name="edit_load")
+        edit_example.change(on_edit_load, load_inputs, load_outputs, api_name=False)
+        apply_window.click(on_edit_load, load_inputs, load_outputs, api_name=False)
+        edit_button.click(on_edit, [model_name, edit_pixels, canvas, edit_action, edit_attribute, edit_target,
+                                    edit_mask_mode, edit_strength, edit_guidance, edit_steps, edit_seed,
+                                    difference_opacity],
+                          [edit_state, before_after, difference_image, edit_summary, edit_readout, edit_files],
+                          api_name="edit", concurrency_id=MODEL_JOBS)
+        difference_opacity.change(on_difference_opacity, [edit_state, difference_opacity], difference_image,
+                                  api_name="edit_opacity", queue=False, show_progress="hidden")
         stop.click(on_stop, None, status, api_name="stop", queue=False)
         domain.change(on_phantom_domain, domain, intervention, api_name=False)
         phantom_button.click(on_preview, [domain, phantom_seed, intervention], [factual, counterfactual, description],

@@ -1,0 +1,117 @@
+"""The app as a person uses it: Playwright (pip) driving Debian's chromium (``.ci/run`` installs it with apt).
+
+Uploads an example X-ray on the Edit tab and runs an edit, computes a trajectory and moves its slider
+(the displayed frame must change), and saves a screenshot of every tab (to ``$MEDVIZ_SCREENSHOTS`` when
+set, e.g. ``assets/screenshots``, else to pytest's temporary folder).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medviz.ui.handlers import EXAMPLES_DIR
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TIMEOUT_MS = 240_000        # a CPU edit with few steps takes seconds; leave room for a busy CI machine
+
+
+@pytest.fixture(scope="module")
+def app_url(cxr_model):
+    from medviz.ui.layout import build_demo
+    from medviz.ui.session import ModelRegistry
+
+    demo = build_demo(ModelRegistry("cxr-phantom", device="cpu", preloaded=cxr_model))
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                run_history=False, enable_monitoring=False)
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    assert CHROMIUM, "chromium is not installed: apt-get install chromium (see .ci/run)"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_url)
+        page.get_by_text("research use only", exact=False).first.wait_for()
+        yield page
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("MEDVIZ_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _set_number(page, elem_id: str, value) -> None:
+    """Type into a Gradio slider's or number's number box (the range input follows)."""
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def test_edit_tab_uploads_an_example_and_edits_it(page, shots):
+    _open_tab(page, "Edit")
+    page.locator("#edit-upload input[type=file]").set_input_files(str(EXAMPLES_DIR / "cxr_effusion.png"))
+    page.locator("#edit-input-info").get_by_text("PNG").wait_for()
+    _set_number(page, "edit-steps", 10)
+    page.locator("#edit-button").click()
+    summary = page.locator("#edit-summary")
+    summary.get_by_text("Source prompt").wait_for()
+    assert "no pleural effusion" in summary.inner_text()
+    assert page.locator("#edit-slider img").count() >= 2                 # before / after slider shows both
+    page.screenshot(path=str(shots / "edit.png"), full_page=True)
+
+
+def test_traverse_slider_changes_the_displayed_frame(page, shots):
+    _open_tab(page, "Traverse")
+    _set_number(page, "traverse-steps", 6)
+    _set_number(page, "traverse-frames", 5)
+    page.locator("#traverse-button").click()
+    slider = page.locator("#frame-slider-0")
+    slider.wait_for(state="visible")
+    frame = page.locator("#traverse-frame img")
+    frame.wait_for()
+    before = frame.get_attribute("src")
+    _set_number(page, "frame-slider-0", 4)
+    page.wait_for_function(
+        "previous => { const img = document.querySelector('#traverse-frame img'); return img && img.src !== previous; }",
+        arg=before)
+    assert frame.get_attribute("src") != before
+    page.locator("#traverse-chart .js-plotly-plot").first.wait_for()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(shots / "traverse.png"), full_page=True)
+
+
+def test_screenshots_of_the_other_tabs(page, shots):
+    _open_tab(page, "Generate")
+    _set_number(page, "generate-steps", 8)
+    page.locator("#generate-button").click()
+    page.locator("#gallery img").first.wait_for()
+    page.screenshot(path=str(shots / "generate.png"), full_page=True)
+    _open_tab(page, "Explain")
+    _set_number(page, "explain-trials", 15)
+    page.locator("#explain-button").click()
+    page.locator("#explain-summary").get_by_text("Majority vote").wait_for()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(shots / "explain.png"), full_page=True)
+    for name, file in (("Phantoms", "phantoms.png"), ("Model & About", "about.png")):
+        _open_tab(page, name)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(shots / file), full_page=True)
+    assert all((shots / f).stat().st_size > 10_000 for f in
+               ("edit.png", "traverse.png", "generate.png", "explain.png", "phantoms.png", "about.png"))
