@@ -14,7 +14,10 @@ import pytest
 from medviz.ui.handlers import EXAMPLES_DIR
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-TIMEOUT_MS = 240_000        # a CPU edit with few steps takes seconds; leave room for a busy CI machine
+TIMEOUT_MS = 300_000        # a CPU edit with few steps takes seconds; leave room for a busy CI machine
+#: Tests run few denoising steps; a screenshot run ($MEDVIZ_SCREENSHOTS) keeps the app's defaults so that
+#: the pictures show what a user gets.
+FEW_STEPS = not os.environ.get("MEDVIZ_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +56,13 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
-def _set_number(page, elem_id: str, value) -> None:
-    """Type into a Gradio slider's or number's number box (the range input follows)."""
+def _set_number(page, elem_id: str, value, speed_only: bool = False) -> None:
+    """Type into a Gradio slider's or number's number box (the range input follows).
+
+    ``speed_only``: a setting that only makes the test faster, skipped on a screenshot run.
+    """
+    if speed_only and not FEW_STEPS:
+        return
     box = page.locator(f"#{elem_id} input[type=number]").first
     box.fill(str(value))
     box.press("Enter")
@@ -68,7 +76,7 @@ def test_edit_tab_uploads_an_example_and_edits_it(page, shots):
     _open_tab(page, "Edit")
     page.locator("#edit-upload input[type=file]").set_input_files(str(EXAMPLES_DIR / "cxr_effusion.png"))
     page.locator("#edit-input-info").get_by_text("PNG").wait_for()
-    _set_number(page, "edit-steps", 10)
+    _set_number(page, "edit-steps", 10, speed_only=True)
     page.locator("#edit-button").click()
     summary = page.locator("#edit-summary")
     summary.get_by_text("Source prompt").wait_for()
@@ -79,7 +87,7 @@ def test_edit_tab_uploads_an_example_and_edits_it(page, shots):
 
 def test_traverse_slider_changes_the_displayed_frame(page, shots):
     _open_tab(page, "Traverse")
-    _set_number(page, "traverse-steps", 6)
+    _set_number(page, "traverse-steps", 6, speed_only=True)
     _set_number(page, "traverse-frames", 5)
     page.locator("#traverse-button").click()
     slider = page.locator("#frame-slider-0")
@@ -99,12 +107,12 @@ def test_traverse_slider_changes_the_displayed_frame(page, shots):
 
 def test_screenshots_of_the_other_tabs(page, shots):
     _open_tab(page, "Generate")
-    _set_number(page, "generate-steps", 8)
+    _set_number(page, "generate-steps", 8, speed_only=True)
     page.locator("#generate-button").click()
     page.locator("#gallery img").first.wait_for()
     page.screenshot(path=str(shots / "generate.png"), full_page=True)
     _open_tab(page, "Explain")
-    _set_number(page, "explain-trials", 15)
+    _set_number(page, "explain-trials", 15, speed_only=True)
     page.locator("#explain-button").click()
     page.locator("#explain-summary").get_by_text("Majority vote").wait_for()
     page.wait_for_timeout(1000)

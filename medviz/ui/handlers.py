@@ -271,10 +271,14 @@ def trajectory_gif(cache: TrajectoryCache, name: str, session: str, duration_ms:
 
 ABOUT = f"""### medviz
 Look inside text-to-image diffusion models of medical images: **Generate** from prompts, **Traverse**
-latent trajectories with attributes measured along the way, **Explain** an image with the model as a
-diffusion classifier (votes, uncertainty, explanation and uncertainty maps), and explore the
-**Phantoms** the bundled models were trained on (with their true counterfactuals). The Edit tab
-arrives with its engine.
+latent trajectories with attributes measured along the way, **Edit** an uploaded image (PNG, JPEG,
+TIFF or DICOM) into its counterfactual — add or remove a device or a finding, with an automatic or
+painted mask, the difference map and the attribute readout before and after — **Explain** an image
+with the model as a diffusion classifier (votes, uncertainty, explanation and uncertainty maps), and
+explore the **Phantoms** the bundled models were trained on (with their true counterfactuals).
+
+Edits run at the model's resolution (128 px for the bundled models): a counterfactual is what *this
+model* thinks the image would look like, not evidence about a patient.
 
 Everything runs offline on this machine; nothing is uploaded anywhere. Uploads and exports live in a
 private temporary folder that is deleted with the session. **{RESEARCH_ONLY_NOTICE.capitalize()}.**
