@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 
 
 def private_environment() -> None:
@@ -49,15 +50,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     private_environment()
-    from medviz.models import ModelLoadError, load_model
-    from medviz.ui.layout import build_demo
+    from medviz.models import ModelLoadError, check_pipeline_folder, resolve
     from medviz.ui.session import ModelRegistry
 
-    try:  # build the engines' model once, before serving; a bad --model stops here with one message
-        model = load_model(args.model, device=args.device)
+    try:  # a missing or malformed --model stops here with one message (cheap checks, no weights loaded)
+        path = resolve(args.model)
+        if path.is_dir():
+            check_pipeline_folder(path)
     except ModelLoadError as error:
         raise SystemExit(f"medviz: {error}") from None
-    demo = build_demo(ModelRegistry(args.model, device=args.device, preloaded=model))
+    registry = ModelRegistry(args.model, device=args.device)
+    # Load the model while gradio is imported and the page is built and served: the page is usable
+    # sooner, and the first model event waits for this load (the registry's lock), never loads twice.
+    threading.Thread(target=registry.warm, name="medviz-model-load", daemon=True).start()
+    from medviz.ui.layout import build_demo
+
+    demo = build_demo(registry)
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(server_name=args.host, server_port=args.port, share=False,
                 auth=read_auth_file(args.auth_file) if args.auth_file else None,

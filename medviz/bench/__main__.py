@@ -136,7 +136,7 @@ def _counterfactual(args) -> int:
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, steps=args.steps or 30,
                                        strength=args.strength, guidance_scale=args.guidance, mask_mode=args.mask)
-    result = run(config, progress=lambda name, row: print(f"done: {name}", flush=True))
+    result = run(config, progress=lambda name, row: print(f"done: {name} {json.dumps(row, default=str)}", flush=True))
     print_table(result)
     if args.figure_dir:
         from .figures import save_edit_figure

@@ -22,6 +22,13 @@ class ModelRegistry:
         names = list(bundled_models())
         return names if self.default in names else [self.default, *names]
 
+    def warm(self) -> None:
+        """Load the default model now (e.g. in a background thread at start-up); errors surface on first use."""
+        try:
+            self.get(self.default)
+        except ModelLoadError:
+            pass
+
     def get(self, name: str | None) -> Model:
         name = (name or self.default).strip()
         if not name:
