@@ -31,12 +31,7 @@ def save_strip(result, path: str, title: str = "") -> str:
                 label += f"\n{target} {result.readouts[s, f, k]:.2f}"
             ax.set_xlabel(label, color="white", fontsize=6)
         axes[s, 0].set_ylabel(f"seed {result.seeds[s]}", color="white", fontsize=7)
-    figure.suptitle(f"{title}\noracle attribute readout under each frame; {RESEARCH_ONLY_NOTICE}",
-                    color="white", fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110, facecolor="black")
-    plt.close(figure)
-    return path
+    return _save(figure, path, f"{title}\noracle attribute readout under each frame; {RESEARCH_ONLY_NOTICE}", 110)
 
 
 def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
@@ -63,11 +58,7 @@ def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
         axes[r, 0].set_ylabel(case["caption"], color="white", fontsize=6, rotation=0, ha="right", va="center")
     for c, name in enumerate(("input (phantom)", "explanation\n(red: winner fits better)", "uncertainty\n(spread over trials)")):
         axes[0, c].set_title(name, color="white", fontsize=7)
-    figure.suptitle(f"{title}\n{RESEARCH_ONLY_NOTICE}", color="white", fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110, facecolor="black")
-    plt.close(figure)
-    return path
+    return _save(figure, path, f"{title}\n{RESEARCH_ONLY_NOTICE}", 110)
 
 
 def save_edit_figure(rows: list[dict], path: str, title: str = "") -> str:
@@ -99,9 +90,15 @@ def save_edit_figure(rows: list[dict], path: str, title: str = "") -> str:
              "difference\n(red brighter, blue darker)")
     for c, name in enumerate(names):
         axes[0, c].set_title(name, color="white", fontsize=7)
-    figure.suptitle(f"{title}\noracle readout = attribute readout, not a diagnosis; {RESEARCH_ONLY_NOTICE}",
-                    color="white", fontsize=7)
+    return _save(figure, path, f"{title}\noracle readout = attribute readout, not a diagnosis; {RESEARCH_ONLY_NOTICE}", 120)
+
+
+def _save(figure, path: str, title: str, dpi: int) -> str:
+    """Title, tight layout, a black PNG, and the figure closed."""
+    import matplotlib.pyplot as plt
+
+    figure.suptitle(title, color="white", fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120, facecolor="black")
+    figure.savefig(path, dpi=dpi, facecolor="black")
     plt.close(figure)
     return path

@@ -39,6 +39,15 @@ def _errors_as_messages(function):
     return wrapper
 
 
+def _image_input(tab: str) -> tuple[gr.File, gr.Dropdown]:
+    """An upload box (PNG, JPEG, TIFF, DICOM) and a bundled-example picker; the upload wins."""
+    upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM", file_types=[".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"],
+                     type="filepath", elem_id=f"{tab}-upload")
+    example = gr.Dropdown(handlers.example_images("cxr"), value="cxr_effusion.png",
+                          label="…or a bundled example (phantom; an upload takes precedence)")
+    return upload, example
+
+
 def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
     """The app's Blocks; ``registry`` holds the loaded models (default: the bundled CXR model, lazily)."""
     registry = registry or ModelRegistry()
@@ -230,11 +239,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         with gr.Tab("Edit", id="edit"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    edit_upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM",
-                                          file_types=[".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"],
-                                          type="filepath", elem_id="edit-upload")
-                    edit_example = gr.Dropdown(handlers.example_images("cxr"), value="cxr_effusion.png",
-                                               label="…or a bundled example (phantom)")
+                    edit_upload, edit_example = _image_input("edit")
                     with gr.Row():
                         window_center = gr.Number(label="DICOM window center", value=None)
                         window_width = gr.Number(label="DICOM window width", value=None, minimum=0)
@@ -277,11 +282,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         with gr.Tab("Explain", id="explain"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    explain_upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM",
-                                             file_types=[".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"],
-                                             type="filepath", elem_id="explain-upload")
-                    explain_example = gr.Dropdown(handlers.example_images("cxr"), value="cxr_effusion.png",
-                                                  label="…or a bundled example (phantom)")
+                    explain_upload, explain_example = _image_input("explain")
                     preset = gr.Dropdown(handlers.explain_presets("cxr"), value="pleural effusion",
                                          label="Classes (prompt presets)")
                     custom_prompts = gr.Textbox(label="Custom class prompts (one per line; preset 'custom')", lines=3)
