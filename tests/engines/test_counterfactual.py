@@ -114,3 +114,19 @@ def test_change_metrics_inside_and_outside():
     l1_in, l1_out, ssim_in, ssim_out = change_metrics(before, after, mask)
     assert l1_in == pytest.approx(0.5) and l1_out == 0.0 and ssim_in < 0.5 < ssim_out
     assert np.isnan(change_metrics(before, after, np.ones((32, 32), bool))[1])
+
+
+def test_skin_edits_keep_colour_and_name_the_artifact():
+    from medviz.models import load_model
+
+    skin = get_domain("skin")
+    graph = skin.build_graph()
+    sample = graph.intervene(graph.sample(10_000_777), ruler=True, melanoma=False)
+    image = skin.render(sample.factors, sample.seed, 128).image
+    model = load_model("skin-phantom", device="cpu")
+    result = counterfactual(model, image, EditConfig(remove=("ruler",), **FAST))
+    assert result.counterfactual.shape == (128, 128, 3) and result.input.shape == (128, 128, 3)
+    assert result.source_prompt.startswith("Dermoscopy image of a benign nevus")
+    assert result.target_prompt.endswith("no ruler markings") and "ruler" in result.readout_after
+    with pytest.raises(ValueError, match="cannot edit"):
+        counterfactual(model, image, EditConfig(remove=("pleural_effusion",), **FAST))
