@@ -213,3 +213,27 @@ def test_painted_mask_comes_from_the_editor_layers():
     mask = handlers.painted_mask({"background": np.zeros((8, 8, 4), np.uint8), "layers": [layer], "composite": None})
     assert mask.sum() == 6 and mask[2, 2] and not mask[0, 0]
     assert handlers.painted_mask({"background": None, "layers": [], "composite": None}) is None
+
+
+def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from medviz.ui.handlers import EXAMPLES_DIR
+
+    own = Client(client.src, verbose=False)
+    own.predict(None, "cxr_effusion.png", None, None, api_name="/edit_load")           # 256 x 256 example
+    layer = np.zeros((256, 256, 4), np.uint8)
+    layer[160:240, 20:120] = (255, 208, 0, 255)                                        # the brush stroke
+    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    background = str(EXAMPLES_DIR / "cxr_effusion.png")
+    canvas = {"background": handle_file(background), "layers": [handle_file(str(tmp_path / "layer.png"))],
+              "composite": handle_file(background)}
+    sliders, difference, summary, _, _ = own.predict(
+        "cxr-phantom", canvas, "remove", "pleural_effusion", "", "painted with the brush", 0.5, 4.0, 10, 0, 0.6,
+        api_name="/edit")
+    assert "painted with the brush (12% of the image)" in summary                    # 80 x 100 of 256 x 256
+    before, after = (read_image(p).pixels for p in sliders)
+    changed = np.abs(before - after) > 1 / 255
+    changed = changed if changed.ndim == 2 else changed.any(-1)
+    rows, cols = np.nonzero(changed)
+    assert changed.any() and rows.min() >= 160 * 384 // 256 and cols.max() < 120 * 384 // 256
