@@ -72,15 +72,33 @@ def _open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
-def test_edit_tab_uploads_an_example_and_edits_it(page, shots):
+def _paint_lung_bases(page) -> None:
+    """Two brush strokes across the lower lungs of the loaded X-ray, as a clinician would paint them."""
+    page.locator("#edit-canvas button[aria-label=Brush]").click()
+    box = page.locator("#edit-canvas canvas").first.bounding_box()
+    for height in (0.70, 0.78):
+        y = box["y"] + box["height"] * height
+        page.mouse.move(box["x"] + box["width"] * 0.25, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=25)
+        page.mouse.up()
+
+
+def test_edit_tab_uploads_an_example_paints_a_mask_and_edits(page, shots):
     _open_tab(page, "Edit")
     page.locator("#edit-upload input[type=file]").set_input_files(str(EXAMPLES_DIR / "cxr_effusion.png"))
     page.locator("#edit-input-info").get_by_text("PNG").wait_for()
+    page.wait_for_timeout(1000)                                          # the canvas shows the upload
+    _paint_lung_bases(page)
+    page.get_by_label("painted with the brush").check()
     _set_number(page, "edit-steps", 10, speed_only=True)
     page.locator("#edit-button").click()
     summary = page.locator("#edit-summary")
     summary.get_by_text("Source prompt").wait_for()
-    assert "no pleural effusion" in summary.inner_text()
+    text = summary.inner_text()
+    assert "no pleural effusion" in text and "painted with the brush (" in text
+    painted_share = int(text.split("painted with the brush (")[1].split("%")[0])
+    assert 3 <= painted_share <= 40                                      # the strokes, not the whole image
     assert page.locator("#edit-slider img").count() >= 2                 # before / after slider shows both
     page.screenshot(path=str(shots / "edit.png"), full_page=True)
 
