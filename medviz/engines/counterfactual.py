@@ -228,6 +228,8 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
             passes += mask_passes
 
     latent_mask, pixel_mask, weight, mask_score = _masks(config, score, mask, x0.shape[-1], size, device)
+    if latent_mask is not None:
+        latent_mask = latent_mask.to(dtype)                  # fp16 on a GPU: keep the latents in the UNet's dtype
 
     # The edit: DDPM (eta = 1) with the inversion's noise maps, or DDIM (eta = 0), from the inverted latent.
     latents = trajectory[0].clone()
