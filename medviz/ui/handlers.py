@@ -501,7 +501,8 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
     edit = () if target_prompt else (attribute,)
     config = EditConfig(add=edit if action == "add" else (), remove=edit if action == "remove" else (),
                         target_prompt=target_prompt, mask_mode=EDIT_MASK_MODES[mask_mode], strength=float(strength),
-                        guidance_scale=float(guidance), steps=int(steps), seed=None if int(seed) < 0 else int(seed))
+                        guidance_scale=float(guidance), steps=int(steps),
+                        seed=None if seed is None or int(seed) < 0 else int(seed))
     mask = painted_mask(canvas) if config.mask_mode == "painted" else None
     if mask is not None and mask.shape != np.asarray(pixels).shape[:2]:
         raise ValueError("the painted mask does not match the loaded image; load the image again and repaint")

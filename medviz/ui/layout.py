@@ -71,7 +71,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                 gr.Radio(visible=domain == "skin"), gr.CheckboxGroup(choices=sliders, value=sliders[:3]), about,
                 gr.Dropdown(choices=presets, value=presets[0]),
                 gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png")), None)),
-                gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png")), None)),
+                gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png") and "clear" not in e),
+                                                         None)),
                 gr.Dropdown(choices=editable, value=editable[0] if editable else None))
 
     @_errors_as_messages
@@ -357,4 +358,5 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         demo.load(on_preview, [domain, phantom_seed, intervention], [factual, counterfactual, description],
                   api_name=False)
         demo.load(on_model_change, model_name, model_outputs, api_name=False)
+        demo.load(on_edit_load, load_inputs, load_outputs, api_name=False)     # the preselected example, ready to edit
     return demo
