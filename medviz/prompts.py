@@ -176,13 +176,12 @@ def describe(domain: str, present: Mapping[str, bool], negated: Sequence[str] = 
     positives = [table[k][0] for k in table if present.get(k) and k not in ("melanoma", "nevus")]
     negatives = " or ".join(table[k][0] for k in table if k in negated)
     if domain == "cxr":
-        head = "Chest X-ray"
+        head, lead = "Chest X-ray", " showing "
         if "female" in present:
             head += f" of a {'female' if present['female'] else 'male'} patient"
-        text = head + (" showing " + _join(positives) if positives else "")
-        return text + (((", " if positives else " with ") + "no " + negatives) if negatives else "")
-    head = f"Dermoscopy image of {'a melanoma' if present.get('melanoma') else 'a benign nevus'}"
-    text = head + (" with " + _join(positives) if positives else "")
+    else:
+        head, lead = f"Dermoscopy image of {'a melanoma' if present.get('melanoma') else 'a benign nevus'}", " with "
+    text = head + (lead + _join(positives) if positives else "")
     return text + (((", " if positives else " with ") + "no " + negatives) if negatives else "")
 
 

@@ -88,13 +88,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0))
 
 
-def _as_gray(image: np.ndarray) -> np.ndarray:
-    return image.mean(-1) if image.ndim == 3 and image.shape[-1] == 3 else image
-
-
 def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: int, progress=None) -> dict:
     """Every figure of one edit type; ``cases`` keeps three examples for the figure."""
-    from ..engines.counterfactual import EditConfig, counterfactual
+    from ..engines.counterfactual import EditConfig, channel_mean, counterfactual
     from ..oracle import FACTOR_ATTRIBUTES
 
     domain, action, attribute, _, _ = EDITS[edit]
@@ -117,9 +113,9 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         readouts = model.oracle.readout([before.image, result.counterfactual, after.image])
         wanted = action == "add"
         kept = {a: bool((readouts[1, index[a]] > 0.5) == (readouts[0, index[a]] > 0.5)) for a in others}
-        true_image = _as_gray(after.image)
-        l1_edit = float(np.abs(_as_gray(result.counterfactual) - true_image).mean())
-        l1_input = float(np.abs(_as_gray(before.image) - true_image).mean())
+        true_image = channel_mean(after.image)
+        l1_edit = float(np.abs(channel_mean(result.counterfactual) - true_image).mean())
+        l1_input = float(np.abs(channel_mean(before.image) - true_image).mean())
         union = (result.mask | changed).sum()
         row = {"seed": seed, "effective": bool((readouts[1, index[attribute]] > 0.5) == wanted),
                "true_effective": bool((readouts[2, index[attribute]] > 0.5) == wanted),
@@ -132,7 +128,7 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
             plain_readout = model.oracle.readout([plain.counterfactual])[0]
             cost.append({"passes": plain.unet_passes, "seconds": plain.seconds,
                          "effective": bool((plain_readout[index[attribute]] > 0.5) == wanted),
-                         "faithful": float(np.abs(_as_gray(plain.counterfactual) - true_image).mean()) < l1_input,
+                         "faithful": float(np.abs(channel_mean(plain.counterfactual) - true_image).mean()) < l1_input,
                          "engine_passes": result.unet_passes, "engine_seconds": result.seconds})
         if len(cases) < 3:
             cases.append({"input": before.image, "counterfactual": result.counterfactual, "truth": after.image,
@@ -173,7 +169,7 @@ def _summarise_cost(cost: list[dict]) -> dict:
 def run_reconstruction(domain: str, config: CounterfactualBenchConfig, model, first_seed: int) -> dict:
     """Empty edits (target = source, no mask): PSNR of the result against the VAE round trip of the input."""
     from ..engines.common import decode_latents, encode_image
-    from ..engines.counterfactual import EditConfig, counterfactual
+    from ..engines.counterfactual import EditConfig, channel_mean, counterfactual
     from ..train.data import render_phantoms
 
     images, _ = render_phantoms(domain, config.n_reconstruction, model.image_size, first_seed, workers=1)
@@ -184,7 +180,7 @@ def run_reconstruction(domain: str, config: CounterfactualBenchConfig, model, fi
         pixels = image.astype(np.float32) / 255.0
         round_trip = decode_latents(model.pipe, encode_image(model.pipe, pixels, model.image_size))[0]
         result = counterfactual(model, pixels, engine)
-        values.append(_psnr(_as_gray(result.counterfactual), _as_gray(round_trip)))
+        values.append(_psnr(channel_mean(result.counterfactual), channel_mean(round_trip)))
     values = np.array(values)
     return {"domain": domain, "n": len(values), "psnr_min": float(values.min()), "psnr_median": float(np.median(values)),
             "share_at_least_35db": float((values >= 35).mean())}

@@ -111,12 +111,11 @@ def model_rgb(pixels: np.ndarray, size: int) -> np.ndarray:
     """
     from PIL import Image
 
-    from ..io import as_rgb
+    from ..io import as_rgb, to_uint8
 
     rgb = as_rgb(np.asarray(pixels, dtype=np.float32))
     if rgb.shape[:2] != (size, size):
-        rgb = np.asarray(Image.fromarray((rgb * 255).round().astype(np.uint8)).resize((size, size), Image.BICUBIC),
-                         dtype=np.float32) / 255.0
+        rgb = np.asarray(Image.fromarray(to_uint8(rgb)).resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
     return np.ascontiguousarray(rgb, dtype=np.float32)
 
 

@@ -254,9 +254,9 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
     decoded = np.clip(decoded, 0.0, 1.0).astype(np.float32)
     readout_after = model.oracle.readout_dicts([decoded])[0] if model.oracle is not None else None
     gray_input = np.asarray(image).ndim == 2
-    shown_input = rgb.mean(-1) if gray_input else rgb
-    shown_output = decoded.mean(-1) if gray_input else decoded
-    difference = (decoded.mean(-1) - rgb.mean(-1)).astype(np.float32)
+    shown_input = channel_mean(rgb) if gray_input else rgb
+    shown_output = channel_mean(decoded) if gray_input else decoded
+    difference = (channel_mean(decoded) - channel_mean(rgb)).astype(np.float32)
     l1_in, l1_out, ssim_in, ssim_out = change_metrics(rgb, decoded, pixel_mask)
     parameters = {**asdict(config), "seed": seed, "source_prompt": source, "target_prompt": target,
                   "model": model.name, "engine": "counterfactual", "image_size": size}
@@ -407,6 +407,14 @@ def _masks(config: EditConfig, score, painted, latent_size: int, size: int, devi
     return latent.to(device)[None, None], pixel, weight, mask_score
 
 
+def channel_mean(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W) mean of the channels (the luminance the edit metrics use); (H, W) unchanged.
+
+    The plain mean, not BT.601 luma: for X-rays stored as equal RGB channels both agree exactly.
+    """
+    return image.mean(-1) if image.ndim == 3 else image
+
+
 def change_metrics(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> tuple[float, float, float, float]:
     """(L1 inside, L1 outside, SSIM inside, SSIM outside) of two images in [0, 1] over a bool mask.
 
@@ -415,9 +423,8 @@ def change_metrics(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> t
     """
     from skimage.metrics import structural_similarity
 
-    a = np.asarray(before, np.float32)
-    b = np.asarray(after, np.float32)
-    a, b = (a.mean(-1) if a.ndim == 3 else a), (b.mean(-1) if b.ndim == 3 else b)
+    a = channel_mean(np.asarray(before, np.float32))
+    b = channel_mean(np.asarray(after, np.float32))
     _, ssim_map = structural_similarity(a, b, data_range=1.0, full=True)
     absolute = np.abs(a - b)
 

@@ -375,8 +375,8 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
                  early_stop: bool, progress=None, should_stop=None) -> ExplainView:
     """Classify the input with the diffusion classifier and shape the result for the Explain tab."""
     import plotly.graph_objects as go
-    from PIL import Image
 
+    from ..engines.common import model_rgb
     from ..engines.explain import PRESETS, ExplainConfig, classify
 
     source = load_input(upload, example)
@@ -388,11 +388,7 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     trials = int(trials) | 1                     # odd
     config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop))
     result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)
-    size = model.image_size
-    display = source.pixels
-    if display.shape[:2] != (size, size):
-        display = np.asarray(Image.fromarray(to_uint8(display)).resize((size, size), Image.BICUBIC),
-                             dtype=np.float32) / 255.0
+    display = model_rgb(source.pixels, model.image_size)          # the input as the model saw it
     figure = go.Figure(go.Bar(x=list(result.labels), y=result.vote_fractions,
                               marker_color=["#d62728" if i == result.predicted else "#7f7f7f"
                                             for i in range(len(result.labels))],
@@ -520,8 +516,8 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
                         description="medviz counterfactual edit (synthetic)")
     inside = "whole image" if result.mask.all() else f"{result.mask.mean():.0%} of the image"
     summary = (f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
-               f"Mask: {mask_mode} ({inside}). Change inside the mask: L1 {result.l1_inside:.3f}, SSIM "
-               f"{result.ssim_inside:.3f}; outside: L1 {_number(result.l1_outside)}, SSIM {_number(result.ssim_outside)}.  \n"
+               f"Mask: {mask_mode} ({inside}). Change inside the mask: L1 {_number(result.l1_inside)}, SSIM "
+               f"{_number(result.ssim_inside)}; outside: L1 {_number(result.l1_outside)}, SSIM {_number(result.ssim_outside)}.  \n"
                f"Seed {result.seed}, {result.unet_passes} UNet passes, {result.seconds:.1f} s, "
                f"{model.image_size} px (the model's resolution).  \n"
                f"*A synthetic counterfactual from a generative model; the table is an {READOUT_KIND}. "
