@@ -13,3 +13,11 @@ def cxr_model():
     from medviz.models import load_model
 
     return load_model("cxr-phantom", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def skin_model():
+    """The bundled skin model on the CPU, loaded once for all tests."""
+    from medviz.models import load_model
+
+    return load_model("skin-phantom", device="cpu")

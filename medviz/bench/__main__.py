@@ -1,7 +1,7 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
-python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 51] [--n-cost 24] [--figure-dir DIR] [--json PATH]
+python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
     parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify",
                                            "counterfactual", "ui"])
-    parser.add_argument("--trials", type=int, default=51, help="classify: trials N per image (odd)")
+    parser.add_argument("--trials", type=int, default=21, help="classify: trials N per image (odd)")
     parser.add_argument("--n-cost", type=int, default=None,
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
                              "per edit type for the DDIM-inversion comparison (10)")
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
-            result = run_task(domain, config)
+            result = run_task(domain, config, on_row=lambda i, row: print(
+                f"{domain} {i}: {json.dumps(row)}", flush=True))
             if args.figure_dir:
                 from .figures import save_explain_figure
 

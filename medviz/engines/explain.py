@@ -16,6 +16,10 @@ approximated by its best-explaining context, max_z p(x | c, z). Why: the bundled
 phantoms' planted link effusion -> devices (and effusion's co-occurrence with cardiomegaly), so with one
 prompt per class "effusion" also explains devices and a device-bearing image without effusion is called
 effusion. Naming the confounder on both sides removes that shortcut (measured in the classify bench).
+Skin is the same story with the artifacts: with one prompt per class (or ruler as the only context),
+every error on 40 tuning phantoms (seeds 10,901,000+) was a benign nevus with hair, ink or dark corners
+that the melanoma prompt explained better; naming each artifact as a context on both sides took
+accuracy from 85% to 100% there (N = 50 trials per image).
 
 Decision: majority vote over trials (Favero et al., better than the mean-error rule at large N) and the
 mean-error rule, both reported. N is odd; with ``early_stop`` trials stop as soon as the leader cannot
@@ -48,6 +52,15 @@ def _with_contexts(finding: str, contexts: tuple[str, ...]) -> tuple[tuple[str, 
     return present, absent
 
 
+_SKIN_CONTEXTS = ("", "ruler markings", "hair", "ink markings", "dark corners")
+
+
+def _skin_contexts(contexts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(melanoma prompts, benign prompts), one per artifact context."""
+    return tuple(tuple(f"Dermoscopy image of a {lesion}" + (f" with {c}" if c else "") for c in contexts)
+                 for lesion in ("melanoma", "benign nevus"))
+
+
 #: Class-prompt presets per domain: name -> (class labels, one prompt or a prompt set per class).
 PRESETS = {
     "cxr": {
@@ -61,10 +74,9 @@ PRESETS = {
                          ("Chest X-ray showing cardiomegaly", "Chest X-ray with no cardiomegaly")),
     },
     "skin": {
-        # The planted link melanoma -> ruler is named on both sides, as effusion's confounders are for cxr.
-        "melanoma": (("melanoma", "benign"),
-                     (("Dermoscopy image of a melanoma", "Dermoscopy image of a melanoma with ruler markings"),
-                      ("Dermoscopy image of a benign nevus", "Dermoscopy image of a benign nevus with ruler markings"))),
+        # Every artifact is named on both sides (the planted link melanoma -> ruler, and hair, ink and
+        # dark corners, which the melanoma prompt otherwise "explains"), as effusion's confounders are for cxr.
+        "melanoma": (("melanoma", "benign"), _skin_contexts(_SKIN_CONTEXTS)),
         "melanoma (one prompt per class)": (
             ("melanoma", "benign"), ("Dermoscopy image of a melanoma", "Dermoscopy image of a benign nevus")),
     },

@@ -116,14 +116,12 @@ def test_change_metrics_inside_and_outside():
     assert np.isnan(change_metrics(before, after, np.ones((32, 32), bool))[1])
 
 
-def test_skin_edits_keep_colour_and_name_the_artifact():
-    from medviz.models import load_model
-
+def test_skin_edits_keep_colour_and_name_the_artifact(skin_model):
     skin = get_domain("skin")
     graph = skin.build_graph()
     sample = graph.intervene(graph.sample(10_000_777), ruler=True, melanoma=False)
     image = skin.render(sample.factors, sample.seed, 128).image
-    model = load_model("skin-phantom", device="cpu")
+    model = skin_model
     result = counterfactual(model, image, EditConfig(remove=("ruler",), **FAST))
     assert result.counterfactual.shape == (128, 128, 3) and result.input.shape == (128, 128, 3)
     assert result.source_prompt.startswith("Dermoscopy image of a benign nevus")

@@ -80,3 +80,21 @@ def test_progress_interrupt_and_bad_requests(cxr_model):
         classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=10))
     with pytest.raises(ValueError, match="2 to 8"):
         classify(cxr_model, image, ExplainConfig(prompts=("only one",)))
+
+
+def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink(skin_model):
+    # A benign nevus with hair and ink markings from the tuning phantoms (seed 10,901,027): one prompt per
+    # class calls it melanoma (the melanoma prompt explains the artifacts); with every artifact named on
+    # both sides it is benign.
+    skin = get_domain("skin")
+    graph = skin.build_graph()
+    sample = graph.sample(10_901_027)
+    assert not sample.factors["melanoma"] and sample.factors["hair"] and sample.factors["ink"]
+    image = skin.render(sample.factors, sample.seed, 128).image
+    labels, sets = PRESETS["skin"]["melanoma"]
+    assert len(sets[0]) == len(sets[1]) == 5 and all("nevus" in p for p in sets[1])
+    with_contexts = classify(skin_model, image, ExplainConfig(prompts=sets, labels=labels, trials=21))
+    labels_one, single = PRESETS["skin"]["melanoma (one prompt per class)"]
+    one_prompt = classify(skin_model, image, ExplainConfig(prompts=single, labels=labels_one, trials=21))
+    assert with_contexts.label == "benign" and with_contexts.vote_fractions[1] > 0.8
+    assert one_prompt.label == "melanoma"
