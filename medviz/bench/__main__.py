@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify",
                                            "counterfactual", "ui"])
     parser.add_argument("--trials", type=int, default=21, help="classify: trials N per image (odd)")
+    parser.add_argument("--trials-per-batch", type=int, default=4,
+                        help="classify: trials per UNet call; smaller = finer early stop (the engine's default is 16)")
+    parser.add_argument("--reference-trials", type=int, default=501, help="classify: N of the cost comparison (501)")
     parser.add_argument("--n-cost", type=int, default=None,
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
                              "per edit type for the DDIM-inversion comparison (10)")
@@ -70,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (models/generate 25, traverse 20)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default=None, help="write the rows here as JSON")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.name == "generate":
         from .generate import GenerateBenchConfig, print_table, run
 
@@ -81,11 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "classify":
         from .classify import ClassifyBenchConfig, print_table, run_task
 
-        config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost)
+        config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost,
+                                     trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             result = run_task(domain, config, on_row=lambda i, row: print(
                 f"{domain} {i}: {json.dumps(row)}", flush=True))
+            print(f"done: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}", flush=True)
             if args.figure_dir:
                 from .figures import save_explain_figure
 

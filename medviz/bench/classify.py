@@ -30,6 +30,7 @@ class ClassifyBenchConfig:
     n: int = 400
     trials: int = 21          # accuracy saturates by N = 21 on the tuning phantoms (N = 5..49 simulated)
     early_stop: bool = True
+    trials_per_batch: int = 4  # early stop is checked after every batch: small batches stop sooner
     n_cost: int = 24
     reference_trials: int = 501
     seed: int = 0
@@ -68,7 +69,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     images, factors = render_phantoms(domain, config.n, size, first_seed, workers=1)
     truth = np.array([phantom_attributes(domain, f)[attribute] for f in factors])
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=config.early_stop,
-                           seed=config.seed)
+                           trials_per_batch=config.trials_per_batch, seed=config.seed)
     rows, cases = [], []
     for i, (image, label) in enumerate(zip(images, truth)):
         pixels = image.astype(np.float32) / 255.0

@@ -94,9 +94,12 @@ def save_edit_figure(rows: list[dict], path: str, title: str = "") -> str:
 
 
 def _save(figure, path: str, title: str, dpi: int) -> str:
-    """Title, tight layout, a black PNG, and the figure closed."""
+    """Title, tight layout, a black PNG (its folder created), and the figure closed."""
+    from pathlib import Path
+
     import matplotlib.pyplot as plt
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.suptitle(title, color="white", fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=dpi, facecolor="black")
