@@ -1,7 +1,8 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
-python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--figure-dir DIR] [--json PATH]
+python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--resume LOG]
+    [--figure-dir DIR] [--json PATH]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=21, help="classify: trials N per image (odd)")
     parser.add_argument("--trials-per-batch", type=int, default=4,
                         help="classify: trials per UNet call; smaller = finer early stop (the engine's default is 16)")
+    parser.add_argument("--resume", default=None,
+                        help="classify: a log of an earlier run; its printed rows are kept, not recomputed")
     parser.add_argument("--reference-trials", type=int, default=501, help="classify: N of the cost comparison (501)")
     parser.add_argument("--n-cost", type=int, default=None,
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
@@ -87,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         print_table(result)
         return _write(args.json, result)
     if args.name == "classify":
-        from .classify import ClassifyBenchConfig, print_table, run_task
+        from .classify import ClassifyBenchConfig, print_table, read_rows, run_task
 
         config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost,
                                      trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
-            result = run_task(domain, config, on_row=lambda i, row: print(
+            done = read_rows(args.resume, domain) if args.resume else None
+            result = run_task(domain, config, done_rows=done, on_row=lambda i, row: print(
                 f"{domain} {i}: {json.dumps(row)}", flush=True))
             print(f"done: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}", flush=True)
             if args.figure_dir:

@@ -51,10 +51,16 @@ def _true_changed_region(domain: str, seed: int, factor: str, values, size: int)
     return mask_between(module.render(sample.factors, sample.seed, size), module.render(other.factors, other.seed, size))
 
 
-def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None, on_row=None) -> dict:
-    """One task on ``config.n`` held-out phantoms; ``on_row(i, row)`` after every image (rows are printed as
-    they finish, so a long CPU run that is stopped still leaves its figures)."""
-    from ..engines.explain import PRESETS, ExplainConfig, classify, classify_reference
+def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None, on_row=None,
+             done_rows: dict[int, dict] | None = None) -> dict:
+    """One task on ``config.n`` held-out phantoms.
+
+    ``on_row(i, row)`` is called after every image, so a long CPU run prints its rows as they finish;
+    ``done_rows`` (image index -> row, e.g. parsed back from such a printout by ``read_rows``) are taken
+    as they are and not recomputed, so a stopped run resumes where it stopped. The figure's cases (the
+    first 3 correct and the first 3 wrong images) are classified again for their maps: same seed, same result.
+    """
+    from ..engines.explain import PRESETS, ExplainConfig, classify
     from ..models import load_model
     from ..train.captions import phantom_attributes
     from ..train.data import render_phantoms
@@ -70,19 +76,18 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     truth = np.array([phantom_attributes(domain, f)[attribute] for f in factors])
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=config.early_stop,
                            trials_per_batch=config.trials_per_batch, seed=config.seed)
-    rows, cases = [], []
+    rows = []
     for i, (image, label) in enumerate(zip(images, truth)):
+        if done_rows and i in done_rows:
+            if done_rows[i]["truth"] != bool(label):
+                raise ValueError(f"the resumed row {i} says truth={done_rows[i]['truth']}, the phantom says {bool(label)}: "
+                                 "that log is from another run")
+            rows.append(done_rows[i])
+            continue
         pixels = image.astype(np.float32) / 255.0
         result = classify(model, pixels, engine)
         mask = _true_changed_region(domain, first_seed + i, factor, values, size)
         auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if 0 < mask.sum() < mask.size else float("nan")
-        correct_case = (result.predicted == 0) == label
-        if sum(1 for c in cases if c["correct"] == correct_case) < 3:          # 3 correct and 3 wrong cases
-            cases.append({"image": pixels, "explanation": result.explanation_map, "uncertainty": result.uncertainty_map,
-                          "correct": correct_case,
-                          "caption": f"truth: {labels[0] if label else labels[1]}\nvote: {result.label} "
-                                     f"({result.vote_fractions[result.predicted]:.0%})\n|z| {abs(result.z_score):.1f} "
-                                     f"{'✓' if correct_case else '✗ wrong'}"})
         rows.append({"truth": bool(label), "vote": result.predicted == 0, "mean_error": result.predicted_mean_error == 0,
                      "z": abs(result.z_score), "entropy": result.vote_entropy, "trials": result.trials_run,
                      "passes": result.unet_passes, "seconds": result.seconds, "explanation_auc": auc,
@@ -91,11 +96,21 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
             on_row(i, rows[-1])
         if progress:
             progress(i + 1, config.n)
+    cases = []
+    for wanted in (True, False):                                     # 3 correct and 3 wrong cases
+        for i in [i for i, r in enumerate(rows) if (r["vote"] == r["truth"]) == wanted][:3]:
+            pixels = images[i].astype(np.float32) / 255.0
+            result = classify(model, pixels, engine)
+            cases.append({"image": pixels, "explanation": result.explanation_map, "uncertainty": result.uncertainty_map,
+                          "correct": wanted,
+                          "caption": f"truth: {labels[0] if truth[i] else labels[1]}\nvote: {result.label} "
+                                     f"({result.vote_fractions[result.predicted]:.0%})\n|z| {abs(result.z_score):.1f} "
+                                     f"{'✓' if wanted else '✗ wrong'}"})
     cnn = model.oracle.readout(images)[:, model.oracle.attributes.index(attribute)] > 0.5
     correct = np.array([r["vote"] == r["truth"] for r in rows])
     certainty = np.array([r["z"] for r in rows])
     top = np.argsort(-certainty, kind="stable")[: len(rows) // 2]
-    cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config)
+    cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config) if config.n_cost else None
     return {
         "domain": domain, "task": task, "n": config.n, "trials": config.trials, "early_stop": config.early_stop,
         "accuracy_vote": float(correct.mean()),
@@ -111,6 +126,20 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
         "cost": cost, "cases": cases,
     }
+
+
+def read_rows(path: str, domain: str) -> dict[int, dict]:
+    """Rows that ``python -m medviz.bench classify`` printed (``<domain> <i>: <json>``) for ``--resume``."""
+    import json
+    import re
+
+    pattern = re.compile(rf"^{re.escape(domain)} (\d+): (\{{.*\}})$")
+    rows = {}
+    for line in open(path, encoding="utf-8"):
+        match = pattern.match(line.strip())
+        if match:
+            rows[int(match.group(1))] = json.loads(match.group(2))
+    return rows
 
 
 def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) -> dict:
@@ -146,7 +175,7 @@ def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) ->
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"\nclassify bench (diffusion classifier; accuracy of an attribute readout task on held-out phantoms)")
+    print("\nclassify bench (diffusion classifier; accuracy of an attribute readout task on held-out phantoms)")
     print(f"{'task':<18}{'n':>5}{'N':>5}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}{'top-50%':>9}{'vote AUC':>10}"
           f"{'expl AUC':>10}{'trials':>8}{'s/img':>7}")
     for r in results:
@@ -155,6 +184,9 @@ def print_table(results: list[dict]) -> None:
               f"{r['mean_trials']:>8.1f}{r['mean_seconds']:>7.2f}")
     for r in results:
         c = r["cost"]
+        if c is None:
+            print(f"{r['task']} cost: not run (--n-cost 0)")
+            continue
         print(f"{r['task']} cost on {c['n']} images: N={c['reference_trials']} acc {c['accuracy_reference_trials']:.1%} "
               f"with {c['passes_reference_trials']:.0f} passes/img; engine acc {c['accuracy_engine']:.1%} with "
               f"{c['passes_engine']:.1f} passes/img ({c['passes_saving']:.1f}x fewer); reference loop "

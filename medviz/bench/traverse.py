@@ -9,7 +9,7 @@ running each switch point separately; and writes frame strips of each trajectory
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 

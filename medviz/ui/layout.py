@@ -288,7 +288,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                          label="Classes (prompt presets)")
                     custom_prompts = gr.Textbox(label="Custom class prompts (one per line; preset 'custom')", lines=3)
                     with gr.Row():
-                        trials = gr.Slider(1, 201, value=51, step=2, label="Trials N (odd)", elem_id="explain-trials")
+                        trials = gr.Slider(1, 201, value=21, step=2, label="Trials N (odd)", elem_id="explain-trials")
                         early_stop = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
                     explain_button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
                 with gr.Column(scale=3):

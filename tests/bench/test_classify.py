@@ -1,0 +1,48 @@
+from medviz.bench.classify import ClassifyBenchConfig, _true_changed_region, run_task
+
+
+def test_true_changed_region_of_an_effusion_toggle_lies_in_the_lung_bases():
+    mask = _true_changed_region("cxr", 10_200_000, "effusion", ("bilateral", "none"), 128)
+    assert mask.shape == (128, 128) and mask.dtype == bool
+    assert 0.005 < mask.mean() < 0.5
+    assert mask[64:].sum() > 3 * mask[:64].sum()           # fluid collects at the bases
+
+
+def test_classify_bench_task_reports_every_figure(cxr_model):
+    rows = []
+    config = ClassifyBenchConfig(n=2, trials=3, n_cost=1, reference_trials=5)
+    result = run_task("cxr", config, model=cxr_model, on_row=lambda i, row: rows.append((i, row)))
+    assert [i for i, _ in rows] == [0, 1] and all(r["passes"] == 8 * r["trials"] for _, r in rows)
+    for key in ("accuracy_vote", "accuracy_mean_error", "accuracy_cnn", "accuracy_most_certain_half"):
+        assert 0.0 <= result[key] <= 1.0
+    assert 0.0 <= result["explanation_auc_mean"] <= 1.0
+    cost = result["cost"]
+    assert cost["n"] == 1 and cost["passes_reference_trials"] == 5 * 8 and cost["passes_reference_loop"] == 3 * 8
+    assert cost["passes_saving"] == cost["passes_reference_trials"] / cost["passes_engine"] >= 5 / 3
+    assert result["cases"] and {"image", "explanation", "uncertainty", "caption"} <= set(result["cases"][0])
+
+
+def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_path):
+    import json
+
+    import pytest
+
+    from medviz.bench.classify import FIRST_SEED_OFFSET, TASKS, read_rows
+    from medviz.train.captions import phantom_attributes
+    from medviz.train.data import render_phantoms
+    from medviz.train.oracle import HELD_OUT_FIRST_SEED
+
+    _, factors = render_phantoms("cxr", 1, 128, HELD_OUT_FIRST_SEED + FIRST_SEED_OFFSET, workers=1)
+    truth = bool(phantom_attributes("cxr", factors[0])[TASKS["cxr"][1]])
+    config = ClassifyBenchConfig(n=2, trials=3, n_cost=0)
+    printed = tmp_path / "bench.log"
+    first = {"truth": truth, "vote": truth, "mean_error": truth, "z": 9.0, "entropy": 0.0, "trials": 3, "passes": 24,
+             "seconds": 0.1, "explanation_auc": float("nan"), "vote_fraction_positive": float(truth)}
+    printed.write_text(f"noise line\ncxr 0: {json.dumps(first)}\nskin 1: {json.dumps(first)}\n")
+    done = read_rows(str(printed), "cxr")
+    assert list(done) == [0] and done[0]["z"] == 9.0
+    fresh = []
+    result = run_task("cxr", config, model=cxr_model, done_rows=done, on_row=lambda i, row: fresh.append(i))
+    assert fresh == [1] and result["cost"] is None               # image 0 was taken from the printout
+    with pytest.raises(ValueError, match="another run"):
+        run_task("cxr", config, model=cxr_model, done_rows={0: {**first, "truth": not truth}})
