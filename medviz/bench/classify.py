@@ -134,12 +134,9 @@ def read_rows(path: str, domain: str) -> dict[int, dict]:
     import re
 
     pattern = re.compile(rf"^{re.escape(domain)} (\d+): (\{{.*\}})$")
-    rows = {}
-    for line in open(path, encoding="utf-8"):
-        match = pattern.match(line.strip())
-        if match:
-            rows[int(match.group(1))] = json.loads(match.group(2))
-    return rows
+    with open(path, encoding="utf-8") as lines:
+        matches = [pattern.match(line.strip()) for line in lines]
+    return {int(m.group(1)): json.loads(m.group(2)) for m in matches if m}
 
 
 def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) -> dict:

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..prompts import describe
 from .common import Progress, ShouldStop, StepControl, encode_image, encode_prompts
 
 _CXR_CONTEXTS = ("", "cardiomegaly", "support devices", "cardiomegaly, support devices")
@@ -53,13 +54,13 @@ def _with_contexts(finding: str, contexts: tuple[str, ...]) -> tuple[tuple[str, 
     return present, absent
 
 
-_SKIN_CONTEXTS = ("", "ruler markings", "hair", "ink markings", "dark corners")
+_SKIN_CONTEXTS = (None, "ruler", "hair", "ink", "vignette")       # artifact attributes; None = no artifact
 
 
-def _skin_contexts(contexts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(melanoma prompts, benign prompts), one per artifact context."""
-    return tuple(tuple(f"Dermoscopy image of a {lesion}" + (f" with {c}" if c else "") for c in contexts)
-                 for lesion in ("melanoma", "benign nevus"))
+def _skin_contexts(artifacts: tuple[str | None, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(melanoma prompts, benign prompts), one per artifact context, in the training captions' words."""
+    return tuple(tuple(describe("skin", {"melanoma": melanoma, **({a: True} if a else {})}) for a in artifacts)
+                 for melanoma in (True, False))
 
 
 #: Class-prompt presets per domain: name -> (class labels, one prompt or a prompt set per class).

@@ -121,10 +121,9 @@ def test_skin_edits_keep_colour_and_name_the_artifact(skin_model):
     graph = skin.build_graph()
     sample = graph.intervene(graph.sample(10_000_777), ruler=True, melanoma=False)
     image = skin.render(sample.factors, sample.seed, 128).image
-    model = skin_model
-    result = counterfactual(model, image, EditConfig(remove=("ruler",), **FAST))
+    result = counterfactual(skin_model, image, EditConfig(remove=("ruler",), **FAST))
     assert result.counterfactual.shape == (128, 128, 3) and result.input.shape == (128, 128, 3)
     assert result.source_prompt.startswith("Dermoscopy image of a benign nevus")
     assert result.target_prompt.endswith("no ruler markings") and "ruler" in result.readout_after
     with pytest.raises(ValueError, match="cannot edit"):
-        counterfactual(model, image, EditConfig(remove=("pleural_effusion",), **FAST))
+        counterfactual(skin_model, image, EditConfig(remove=("pleural_effusion",), **FAST))
