@@ -145,15 +145,16 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
 
     from medviz.ui.handlers import EXAMPLES_DIR
 
-    explanation, uncertainty, chart, summary = client.predict(
+    explanation, evidence, uncertainty, chart, summary = client.predict(
         "cxr-phantom", None, "cxr_effusion.png", "pleural effusion", "", 9, True, 0.5, api_name="/explain")
-    assert read_image(explanation).pixels.shape == (384, 384, 3)           # 128 px shown 3x (nearest)
-    assert read_image(uncertainty).pixels.shape == (384, 384, 3)
+    for shown in (explanation, evidence, uncertainty):
+        assert read_image(shown).pixels.shape == (384, 384, 3)             # 128 px shown 3x (nearest)
+    assert "evidence map" in summary
     assert "effusion" in summary and "not a diagnosis" in summary and "entropy" in summary
-    faint, _ = client.predict(0.0, api_name="/explain_opacity")       # opacity 0: the plain input, no model call
+    faint, _, _ = client.predict(0.0, api_name="/explain_opacity")       # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
     assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
-    _, _, _, summary = client.predict("cxr-phantom", handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), None,
+    _, _, _, _, summary = client.predict("cxr-phantom", handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), None,
                                       "pleural effusion", "", 9, True, 0.5, api_name="/explain")
     assert "vote" in summary
 

@@ -5,7 +5,8 @@ Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
   baseline: the bundled oracle, a ``transformers`` ResNet trained on the same phantoms;
 * selective prediction: accuracy on the 50% most certain cases (by |z| of the paired error difference);
 * explanation: ROC AUC of the explanation map against the true changed region, i.e. the pixels that the
-  SCM intervention on the class factor (effusion on/off, melanoma on/off) changes;
+  SCM intervention on the class factor (effusion on/off, melanoma on/off) changes; the signed evidence
+  map is scored the same way, beside it;
 * cost, on the first ``n_cost`` images: N = ``reference_trials`` without early stop (the papers' N = 501)
   vs. the engine's setting (its accuracy and UNet passes), and the reference loop (classes one at a time,
   no early stop, same N as the engine) vs. the engine, wall-clock side by side.
@@ -87,10 +88,13 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         pixels = image.astype(np.float32) / 255.0
         result = classify(model, pixels, engine)
         mask = _true_changed_region(domain, first_seed + i, factor, values, size)
-        auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if 0 < mask.sum() < mask.size else float("nan")
+        scorable = 0 < mask.sum() < mask.size
+        auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if scorable else float("nan")
+        evidence_auc = roc_auc(mask.ravel(), result.evidence_map.ravel()) if scorable else float("nan")
         rows.append({"truth": bool(label), "vote": result.predicted == 0, "mean_error": result.predicted_mean_error == 0,
                      "z": abs(result.z_score), "entropy": result.vote_entropy, "trials": result.trials_run,
                      "passes": result.unet_passes, "seconds": result.seconds, "explanation_auc": auc,
+                     "evidence_auc": evidence_auc,
                      "vote_fraction_positive": float(result.vote_fractions[0])})
         if on_row:
             on_row(i, rows[-1])
@@ -101,7 +105,8 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         for i in [i for i, r in enumerate(rows) if (r["vote"] == r["truth"]) == wanted][:3]:
             pixels = images[i].astype(np.float32) / 255.0
             result = classify(model, pixels, engine)
-            cases.append({"image": pixels, "explanation": result.explanation_map, "uncertainty": result.uncertainty_map,
+            cases.append({"image": pixels, "explanation": result.explanation_map, "evidence": result.evidence_map,
+                          "uncertainty": result.uncertainty_map,
                           "correct": wanted,
                           "caption": f"truth: {labels[0] if truth[i] else labels[1]}\nvote: {result.label} "
                                      f"({result.vote_fractions[result.predicted]:.0%})\n|z| {abs(result.z_score):.1f} "
@@ -121,6 +126,8 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         "vote_auc": roc_auc(truth, np.array([r["vote_fraction_positive"] for r in rows])),
         "explanation_auc_mean": float(np.nanmean([r["explanation_auc"] for r in rows])),
         "explanation_auc_median": float(np.nanmedian([r["explanation_auc"] for r in rows])),
+        # The signed error-difference map (the engine's evidence map), scored the same way.
+        "evidence_auc_mean": float(np.nanmean([r.get("evidence_auc", np.nan) for r in rows])),
         "mean_trials": float(np.mean([r["trials"] for r in rows])),
         "mean_passes": float(np.mean([r["passes"] for r in rows])),
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
@@ -174,11 +181,11 @@ def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) ->
 def print_table(results: list[dict]) -> None:
     print("\nclassify bench (diffusion classifier; accuracy of an attribute readout task on held-out phantoms)")
     print(f"{'task':<18}{'n':>5}{'N':>5}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}{'top-50%':>9}{'vote AUC':>10}"
-          f"{'expl AUC':>10}{'trials':>8}{'s/img':>7}")
+          f"{'expl AUC':>10}{'evid AUC':>10}{'trials':>8}{'s/img':>7}")
     for r in results:
         print(f"{r['task']:<18}{r['n']:>5}{r['trials']:>5}{r['accuracy_vote']:>10.1%}{r['accuracy_mean_error']:>10.1%}"
               f"{r['accuracy_cnn']:>8.1%}{r['accuracy_most_certain_half']:>9.1%}{r['vote_auc']:>10.3f}{r['explanation_auc_mean']:>10.3f}"
-              f"{r['mean_trials']:>8.1f}{r['mean_seconds']:>7.2f}")
+              f"{r['evidence_auc_mean']:>10.3f}{r['mean_trials']:>8.1f}{r['mean_seconds']:>7.2f}")
     for r in results:
         c = r["cost"]
         if c is None:

@@ -35,9 +35,9 @@ def save_strip(result, path: str, title: str = "") -> str:
 
 
 def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
-    """Rows of (input, explanation overlay, uncertainty overlay) for correct and wrong cases.
+    """Rows of (input, explanation, evidence and uncertainty overlays) for correct and wrong cases.
 
-    Each case: {"image": contract pixels, "explanation": map, "uncertainty": map, "caption": str}.
+    Each case: {"image": contract pixels, "explanation", "evidence", "uncertainty": maps, "caption": str}.
     """
     import matplotlib
 
@@ -46,9 +46,10 @@ def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
 
     from ..ui.handlers import overlay
 
-    figure, axes = plt.subplots(len(cases), 3, figsize=(6.0, 2.1 * len(cases) + 0.6), facecolor="black", squeeze=False)
+    figure, axes = plt.subplots(len(cases), 4, figsize=(8.0, 2.1 * len(cases) + 0.6), facecolor="black", squeeze=False)
     for r, case in enumerate(cases):
-        panels = (case["image"], overlay(case["image"], case["explanation"], 0.55, "RdBu_r", True),
+        panels = (case["image"], overlay(case["image"], case["explanation"], 0.55, "inferno", False),
+                  overlay(case["image"], case["evidence"], 0.55, "RdBu_r", True),
                   overlay(case["image"], case["uncertainty"], 0.55, "magma", False))
         for c, panel in enumerate(panels):
             ax = axes[r, c]
@@ -56,7 +57,8 @@ def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(case["caption"], color="white", fontsize=6, rotation=0, ha="right", va="center")
-    for c, name in enumerate(("input (phantom)", "explanation\n(red: winner fits better)", "uncertainty\n(spread over trials)")):
+    for c, name in enumerate(("input (phantom)", "explanation\n(where the class matters)", "evidence\n(red: winner fits better)",
+                              "uncertainty\n(spread over trials)")):
         axes[0, c].set_title(name, color="white", fontsize=7)
     return _save(figure, path, f"{title}\n{RESEARCH_ONLY_NOTICE}", 110)
 

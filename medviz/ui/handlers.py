@@ -365,7 +365,8 @@ def explain_presets(domain: str | None) -> list[str]:
 @dataclass
 class ExplainView:
     image: np.ndarray                  # the input at model resolution, contract float
-    explanation: np.ndarray            # float32 maps at model resolution
+    explanation: np.ndarray            # float32 maps at model resolution: where the classes differ (>= 0)
+    evidence: np.ndarray               # signed: > 0 where the winner denoises better
     uncertainty: np.ndarray
     summary: str
     figure: object
@@ -404,11 +405,13 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
                f"mean-error rule: **{result.labels[result.predicted_mean_error]}**.  \n"
                f"Uncertainty: vote entropy {result.vote_entropy:.2f} bits, paired error z = {result.z_score:.1f} "
                f"→ **{certainty}** certainty. {result.unet_passes} UNet passes, {result.seconds:.1f} s.  \n"
-               f"Explanation map: red where the **{result.label}** prompt denoises better than the runner-up; "
-               f"uncertainty map: spread of that difference across trials.  \n"
+               f"Explanation map: bright where the model's prediction changes between **{result.label}** and "
+               f"**{result.labels[result.runner_up]}** (where the class matters); evidence map: red where the "
+               f"**{result.label}** prompt denoises better, blue where the runner-up does; uncertainty map: spread "
+               f"of that difference across trials.  \n"
                f"*A model's reading of a {'synthetic ' if model.domain else ''}image, not a diagnosis.*")
-    return ExplainView(image=display, explanation=result.explanation_map, uncertainty=result.uncertainty_map,
-                       summary=summary, figure=figure)
+    return ExplainView(image=display, explanation=result.explanation_map, evidence=result.evidence_map,
+                       uncertainty=result.uncertainty_map, summary=summary, figure=figure)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -537,9 +540,10 @@ def difference_overlay(view: EditView | None, opacity: float) -> np.ndarray | No
     return for_display(overlay(view.after, view.difference, opacity, "RdBu_r", True))
 
 
-def explain_overlays(view: ExplainView | None, opacity: float) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """uint8 RGB explanation and uncertainty overlays at ``opacity``, enlarged for display; no model call."""
+def explain_overlays(view: ExplainView | None, opacity: float) -> tuple[np.ndarray | None, ...]:
+    """uint8 RGB explanation, evidence and uncertainty overlays at ``opacity``, enlarged for display; no model call."""
     if view is None:
-        return None, None
-    return (for_display(overlay(view.image, view.explanation, opacity, "RdBu_r", True)),
+        return None, None, None
+    return (for_display(overlay(view.image, view.explanation, opacity, "inferno", False)),
+            for_display(overlay(view.image, view.evidence, opacity, "RdBu_r", True)),
             for_display(overlay(view.image, view.uncertainty, opacity, "magma", False)))

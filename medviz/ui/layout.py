@@ -296,7 +296,10 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                     votes_chart = gr.Plot(label="Votes")
                     explain_opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity")
                     with gr.Row():
-                        explanation_image = gr.Image(label="Explanation map", format="png", interactive=False)
+                        explanation_image = gr.Image(label="Explanation map (where the class matters)", format="png",
+                                                     interactive=False)
+                        evidence_image = gr.Image(label="Evidence map (red: winner fits better)", format="png",
+                                                  interactive=False)
                         uncertainty_image = gr.Image(label="Uncertainty map", format="png", interactive=False)
             explain_state = gr.State(None)
         with gr.Tab("Phantoms", id="phantoms"):
@@ -334,10 +337,10 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                           api_name=f"frame_{slot}", queue=False, show_progress="hidden")
         explain_button.click(on_explain, [model_name, explain_upload, explain_example, preset, custom_prompts, trials,
                                           early_stop, explain_opacity],
-                             [explain_state, explanation_image, uncertainty_image, votes_chart, explain_summary],
+                             [explain_state, explanation_image, evidence_image, uncertainty_image, votes_chart, explain_summary],
                              api_name="explain", concurrency_id=MODEL_JOBS)
         explain_opacity.change(on_overlay_opacity, [explain_state, explain_opacity],
-                               [explanation_image, uncertainty_image], api_name="explain_opacity", queue=False,
+                               [explanation_image, evidence_image, uncertainty_image], api_name="explain_opacity", queue=False,
                                show_progress="hidden")
         load_inputs = [edit_upload, edit_example, window_center, window_width]
         load_outputs = [edit_pixels, canvas, input_info, window_center, window_width]

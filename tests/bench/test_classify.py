@@ -15,11 +15,11 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     assert [i for i, _ in rows] == [0, 1] and all(r["passes"] == 8 * r["trials"] for _, r in rows)
     for key in ("accuracy_vote", "accuracy_mean_error", "accuracy_cnn", "accuracy_most_certain_half"):
         assert 0.0 <= result[key] <= 1.0
-    assert 0.0 <= result["explanation_auc_mean"] <= 1.0
+    assert 0.0 <= result["explanation_auc_mean"] <= 1.0 and 0.0 <= result["evidence_auc_mean"] <= 1.0
     cost = result["cost"]
     assert cost["n"] == 1 and cost["passes_reference_trials"] == 5 * 8 and cost["passes_reference_loop"] == 3 * 8
     assert cost["passes_saving"] == cost["passes_reference_trials"] / cost["passes_engine"] >= 5 / 3
-    assert result["cases"] and {"image", "explanation", "uncertainty", "caption"} <= set(result["cases"][0])
+    assert result["cases"] and {"image", "explanation", "evidence", "uncertainty", "caption"} <= set(result["cases"][0])
 
 
 def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_path):

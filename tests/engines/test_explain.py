@@ -2,19 +2,21 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.explain import (PRESETS, ExplainConfig, classify, classify_reference, leader_is_final,
-                                    stratified_timesteps)
+from medviz.engines.explain import (PRESETS, ExplainConfig, _contrast_prompts, classify, classify_reference,
+                                    leader_is_final, stratified_timesteps)
+from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
 LABELS, PROMPTS = PRESETS["cxr"]["pleural effusion"]
 
 
-def _phantom(effusion: bool, seed: int = 10_000_321):
+def _phantom(effusion: bool, seed: int = 10_000_321, rendering: bool = False):
     cxr = get_domain("cxr")
     graph = cxr.build_graph()
     sample = graph.intervene(graph.sample(seed), effusion="bilateral" if effusion else "none",
                              effusion_severity=0.8)
-    return cxr.render(sample.factors, sample.seed, 128).image
+    rendered = cxr.render(sample.factors, sample.seed, 128)
+    return rendered if rendering else rendered.image
 
 
 def test_stratified_timesteps_cover_every_stratum_once():
@@ -43,6 +45,29 @@ def test_classifies_clear_effusion_and_returns_maps(cxr_model):
     assert explanation[64:].mean() > explanation[:64].mean()
     clear = classify(cxr_model, _phantom(False), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=15))
     assert clear.label == "no effusion"
+
+
+def test_explanation_map_finds_the_fluid_and_evidence_map_is_signed(cxr_model):
+    from medviz.phantoms import mask_between
+
+    with_fluid, without = _phantom(True, rendering=True), _phantom(False, rendering=True)
+    truly_changed = mask_between(with_fluid, without)                 # the SCM's effusion toggle
+    result = classify(cxr_model, with_fluid.image, ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=15))
+    assert result.label == "effusion" and result.runner_up == 1
+    assert result.explanation_map.min() >= 0                            # a squared disagreement
+    assert roc_auc(truly_changed, result.explanation_map) > 0.85
+    # The evidence map is signed and, in the fluid, on average favours the winner.
+    assert result.evidence_map.min() < 0 < result.evidence_map.max()
+    assert result.evidence_map[truly_changed].mean() > 0
+
+
+def test_maps_contrast_prompts_of_one_context_when_the_sets_are_aligned():
+    sets = (("a", "a, x", "a, y"), ("b", "b, x", "b, y"))
+    errors = np.array([1.0, 0.5, 0.9, 0.6, 0.7, 0.2])     # a's best alone is "a, x"; b's is "b, y"
+    assert _contrast_prompts(sets, errors, 0, 1) == (2, 5)  # context y: 0.9 + 0.2 is the lowest sum
+    assert _contrast_prompts(sets, errors, 1, 0) == (5, 2)
+    uneven = (("a", "a, x"), ("b",))
+    assert _contrast_prompts(uneven, np.array([1.0, 0.5, 0.7]), 0, 1) == (1, 2)
 
 
 def test_early_stop_is_exact_and_saves_passes(cxr_model):
@@ -92,7 +117,8 @@ def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink
     assert not sample.factors["melanoma"] and sample.factors["hair"] and sample.factors["ink"]
     image = skin.render(sample.factors, sample.seed, 128).image
     labels, sets = PRESETS["skin"]["melanoma"]
-    assert len(sets[0]) == len(sets[1]) == 5 and all("nevus" in p for p in sets[1])
+    assert len(sets[0]) == len(sets[1]) == 6 and all("nevus" in p for p in sets[1])
+    assert any("gel bubbles" in p for p in sets[0]) and any("gel bubbles" in p for p in sets[1])
     with_contexts = classify(skin_model, image, ExplainConfig(prompts=sets, labels=labels, trials=21))
     labels_one, single = PRESETS["skin"]["melanoma (one prompt per class)"]
     one_prompt = classify(skin_model, image, ExplainConfig(prompts=single, labels=labels_one, trials=21))
