@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.explain import (PRESETS, ExplainConfig, _contrast_prompts, classify, classify_reference,
-                                    leader_is_final, stratified_timesteps)
+from medviz.engines.explain import (PRESETS, ExplainConfig, classify, classify_reference, leader_is_final,
+                                    stratified_timesteps, trial_class_errors)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
@@ -61,13 +61,30 @@ def test_explanation_map_finds_the_fluid_and_evidence_map_is_signed(cxr_model):
     assert result.evidence_map[truly_changed].mean() > 0
 
 
-def test_maps_contrast_prompts_of_one_context_when_the_sets_are_aligned():
-    sets = (("a", "a, x", "a, y"), ("b", "b, x", "b, y"))
-    errors = np.array([1.0, 0.5, 0.9, 0.6, 0.7, 0.2])     # a's best alone is "a, x"; b's is "b, y"
-    assert _contrast_prompts(sets, errors, 0, 1) == (2, 5)  # context y: 0.9 + 0.2 is the lowest sum
-    assert _contrast_prompts(sets, errors, 1, 0) == (5, 2)
-    uneven = (("a", "a, x"), ("b",))
-    assert _contrast_prompts(uneven, np.array([1.0, 0.5, 0.7]), 0, 1) == (1, 2)
+def test_disagreement_weighting_counts_only_where_the_class_prompts_differ():
+    import torch
+
+    # 1 trial, 2 classes x 2 aligned contexts, 1 channel, 1 x 4 pixels; the drawn noise is 0.
+    noise = torch.zeros(1, 1, 1, 4)
+    predictions = torch.tensor([[0.0, 0.0, 0.0, 0.9],      # class 0, context 0: wrong on the 4th pixel
+                                [0.6, 0.6, 0.6, 0.0],      # class 0, context 1
+                                [0.3, 0.3, 0.3, 0.0],      # class 1, context 0: wrong on pixels 1-3
+                                [0.5, 0.5, 0.5, 0.1]]).view(1, 4, 1, 1, 4)
+    sets = (("a", "a, x"), ("b", "b, x"))
+    uniform, chosen_u, squared = trial_class_errors(predictions, noise, sets, "uniform")
+    assert squared.shape == (1, 4, 1, 4)
+    assert chosen_u.tolist() == [[0, 2]]                     # each class at its own best prompt
+    np.testing.assert_allclose(uniform.numpy(), [[0.81 / 4, 0.27 / 4]], rtol=1e-5)     # class 1 wins
+    weighted, chosen_w, _ = trial_class_errors(predictions, noise, sets, "disagreement")
+    assert chosen_w.tolist() == [[0, 2]]                     # context 0 has the lowest summed error
+    # Weights ~ (0.3^2, 0.3^2, 0.3^2, 0.9^2): the 4th pixel, where the classes differ most, decides.
+    w = np.array([0.09, 0.09, 0.09, 0.81]) / 1.08
+    np.testing.assert_allclose(weighted.numpy(), [[w[3] * 0.81, w[:3].sum() * 0.09]], rtol=1e-5)
+    assert weighted[0, 0] > weighted[0, 1]                   # still class 1, by a larger weighted margin
+    uneven, chosen_x, _ = trial_class_errors(predictions[:, :3], noise, (("a", "a, x"), ("b",)), "disagreement")
+    assert chosen_x.tolist() == [[0, 2]]                     # unequal sets: each class's best prompt
+    with pytest.raises(ValueError, match="weighting"):
+        ExplainConfig(prompts=("a", "b"), weighting="median").validate()
 
 
 def test_early_stop_is_exact_and_saves_passes(cxr_model):
