@@ -146,17 +146,19 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
     from medviz.ui.handlers import EXAMPLES_DIR
 
     explanation, evidence, uncertainty, chart, summary = client.predict(
-        "cxr-phantom", None, "cxr_effusion.png", "pleural effusion", "", 9, True, 0.5, api_name="/explain")
+        "cxr-phantom", None, "cxr_effusion.png", "pleural effusion", "", 9, True,
+        "where the classes differ (default)", 0.5, api_name="/explain")
     for shown in (explanation, evidence, uncertainty):
         assert read_image(shown).pixels.shape == (384, 384, 3)             # 128 px shown 3x (nearest)
-    assert "evidence map" in summary
+    assert "evidence map" in summary and "weighted to where the class prompts differ" in summary
     assert "effusion" in summary and "not a diagnosis" in summary and "entropy" in summary
     faint, _, _ = client.predict(0.0, api_name="/explain_opacity")       # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
     assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
     _, _, _, _, summary = client.predict("cxr-phantom", handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), None,
-                                      "pleural effusion", "", 9, True, 0.5, api_name="/explain")
-    assert "vote" in summary
+                                         "pleural effusion", "", 9, True, "uniform (Favero et al.)", 0.5,
+                                         api_name="/explain")
+    assert "vote" in summary and "weighted uniformly" in summary
 
 
 def test_a_bad_upload_gets_a_clear_message(client, tmp_path):
@@ -165,8 +167,8 @@ def test_a_bad_upload_gets_a_clear_message(client, tmp_path):
     bad = tmp_path / "scan.png"
     bad.write_text("this is not an image")
     with pytest.raises(Exception, match="not a recognised image"):
-        client.predict("cxr-phantom", handle_file(str(bad)), None, "pleural effusion", "", 9, True, 0.5,
-                       api_name="/explain")
+        client.predict("cxr-phantom", handle_file(str(bad)), None, "pleural effusion", "", 9, True,
+                       "where the classes differ (default)", 0.5, api_name="/explain")
 
 
 def test_edit_endpoints_load_a_dicom_edit_and_export(client):

@@ -372,8 +372,13 @@ class ExplainView:
     figure: object
 
 
+#: Explain tab's error-weighting labels -> the engine's weightings.
+EXPLAIN_WEIGHTINGS = {"where the classes differ (default)": "disagreement", "uniform (Favero et al.)": "uniform"}
+
+
 def explain_view(model, upload: str | None, example: str | None, preset: str, custom_prompts: str, trials: int,
-                 early_stop: bool, progress=None, should_stop=None) -> ExplainView:
+                 early_stop: bool, weighting: str = "where the classes differ (default)", progress=None,
+                 should_stop=None) -> ExplainView:
     """Classify the input with the diffusion classifier and shape the result for the Explain tab."""
     import plotly.graph_objects as go
 
@@ -387,7 +392,10 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     else:
         labels, prompts = PRESETS[model.domain][preset]
     trials = int(trials) | 1                     # odd
-    config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop))
+    if weighting not in EXPLAIN_WEIGHTINGS:
+        raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
+    config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop),
+                           weighting=EXPLAIN_WEIGHTINGS[weighting])
     result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)
     display = model_rgb(source.pixels, model.image_size)          # the input as the model saw it
     figure = go.Figure(go.Bar(x=list(result.labels), y=result.vote_fractions,
@@ -404,7 +412,8 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
                f"{result.trials_run} trials{', stopped early: the leader could not be overtaken' if result.trials_run < trials else ''}); "
                f"mean-error rule: **{result.labels[result.predicted_mean_error]}**.  \n"
                f"Uncertainty: vote entropy {result.vote_entropy:.2f} bits, paired error z = {result.z_score:.1f} "
-               f"→ **{certainty}** certainty. {result.unet_passes} UNet passes, {result.seconds:.1f} s.  \n"
+               f"→ **{certainty}** certainty. {result.unet_passes} UNet passes, {result.seconds:.1f} s; errors "
+               f"weighted {'to where the class prompts differ' if config.weighting == 'disagreement' else 'uniformly'}.  \n"
                f"Explanation map: bright where the model's prediction changes between **{result.label}** and "
                f"**{result.labels[result.runner_up]}** (where the class matters); evidence map: red where the "
                f"**{result.label}** prompt denoises better, blue where the runner-up does; uncertainty map: spread "

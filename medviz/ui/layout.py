@@ -105,11 +105,11 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                 handlers.summary_markdown(cache), handlers.trajectory_gif(cache, first, session), *sliders)
 
     @_errors_as_messages
-    def on_explain(name, upload, example, preset, custom_prompts, trials, early_stop, opacity, request: gr.Request,
+    def on_explain(name, upload, example, preset, custom_prompts, trials, early_stop, weighting, opacity, request: gr.Request,
                    progress=gr.Progress()):
         model = registry.get(name)
         session = request.session_hash or "anonymous"
-        view = handlers.explain_view(model, upload, example, preset, custom_prompts, trials, early_stop,
+        view = handlers.explain_view(model, upload, example, preset, custom_prompts, trials, early_stop, weighting,
                                      progress=progress_reporter(progress, "trials"), should_stop=stops.arm(session))
         return (view, *handlers.explain_overlays(view, opacity), view.figure, view.summary)
 
@@ -290,6 +290,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                     with gr.Row():
                         trials = gr.Slider(1, 201, value=21, step=2, label="Trials N (odd)", elem_id="explain-trials")
                         early_stop = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
+                    weighting = gr.Radio(list(handlers.EXPLAIN_WEIGHTINGS), value=list(handlers.EXPLAIN_WEIGHTINGS)[0],
+                                         label="Denoising error weighted", elem_id="explain-weighting")
                     explain_button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
                 with gr.Column(scale=3):
                     explain_summary = gr.Markdown(elem_id="explain-summary")
@@ -336,7 +338,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
             slider.change(show_frame_for(slot), [model_name, trajectory, slider], [frame, chart],
                           api_name=f"frame_{slot}", queue=False, show_progress="hidden")
         explain_button.click(on_explain, [model_name, explain_upload, explain_example, preset, custom_prompts, trials,
-                                          early_stop, explain_opacity],
+                                          early_stop, weighting, explain_opacity],
                              [explain_state, explanation_image, evidence_image, uncertainty_image, votes_chart, explain_summary],
                              api_name="explain", concurrency_id=MODEL_JOBS)
         explain_opacity.change(on_overlay_opacity, [explain_state, explain_opacity],
