@@ -298,10 +298,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                     votes_chart = gr.Plot(label="Votes")
                     explain_opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity")
                     with gr.Row():
-                        explanation_image = gr.Image(label="Explanation map (where the class matters)", format="png",
-                                                     interactive=False)
-                        evidence_image = gr.Image(label="Evidence map (red: winner fits better)", format="png",
-                                                  interactive=False)
+                        explanation_image = gr.Image(label="Explanation map", format="png", interactive=False)
+                        evidence_image = gr.Image(label="Evidence map", format="png", interactive=False)
                         uncertainty_image = gr.Image(label="Uncertainty map", format="png", interactive=False)
             explain_state = gr.State(None)
         with gr.Tab("Phantoms", id="phantoms"):
