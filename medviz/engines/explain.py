@@ -18,10 +18,10 @@ A class may be a *set* of prompts that differ in context (e.g. effusion with and
 with and without cardiomegaly); the class likelihood is approximated by its best-explaining context,
 max_z p(x | c, z): with uniform weighting each class's error is the smallest over its set; with the
 default weighting, sets of equal length are aligned contexts and every class is scored in the trial's
-best-fitting context, so that the classes' prompts differ only in the class. Why: the bundled models learnt the
-phantoms' planted link effusion -> devices (and effusion's co-occurrence with cardiomegaly), so with one
-prompt per class "effusion" also explains devices and a device-bearing image without effusion is called
-effusion. Naming the confounder on both sides removes that shortcut (measured in the classify bench).
+best-fitting context, so that the classes' prompts differ only in the class. Why contexts: the bundled
+models learnt the phantoms' planted link effusion -> devices (and effusion's co-occurrence with
+cardiomegaly), so with one prompt per class "effusion" also explains devices and a device-bearing image
+without effusion is called effusion. Naming the confounder on both sides removes that shortcut (measured in the classify bench).
 Skin is the same story with the artifacts: with one prompt per class (or ruler as the only context),
 every error on 40 tuning phantoms (seeds 10,901,000+) was a benign nevus with hair, ink or dark corners
 that the melanoma prompt explained better; naming each artifact as a context on both sides took
@@ -39,10 +39,11 @@ classes (mean / standard error over trials; small |z| = the evidence is thin).
 Maps (image space, bilinear upsampling of the latent grid):
 * explanation map, *where* the class matters to the model: the per-pixel mean over trials of
   ||eps_hat(winner) - eps_hat(runner-up)||^2 (channel mean), each trial at the prompts that scored the
-  classes (with the default weighting: one context for both). This is the one-step form of Favero et al.'s counterfactual explanation (noise the image,
-  denoise it toward the other class, map = counterfactual - input): a denoising step toward the other
-  class moves x by a multiple of eps_hat(other) - eps_hat(this) (the classifier-free-guidance direction,
-  Ho & Salimans 2022), here averaged over the trials' timesteps instead of integrated along one path.
+  classes (with the default weighting: one context for both). This is the one-step form of Favero et
+  al.'s counterfactual explanation (noise the image, denoise it toward the other class, map =
+  counterfactual - input): a denoising step toward the other class moves x by a multiple of
+  eps_hat(other) - eps_hat(this) (the classifier-free-guidance direction, Ho & Salimans 2022), here
+  averaged over the trials' timesteps instead of integrated along one path.
   It costs nothing extra: every prompt's eps_hat is already computed for the vote.
 * evidence map, *which* class each pixel supports: the per-pixel mean of err_runner_up - err_winner
   (positive where the winning prompt denoises better). Since err_a - err_b =
