@@ -21,7 +21,8 @@ default weighting, sets of equal length are aligned contexts and every class is 
 best-fitting context, so that the classes' prompts differ only in the class. Why contexts: the bundled
 models learnt the phantoms' planted link effusion -> devices (and effusion's co-occurrence with
 cardiomegaly), so with one prompt per class "effusion" also explains devices and a device-bearing image
-without effusion is called effusion. Naming the confounder on both sides removes that shortcut (measured in the classify bench).
+without effusion is called effusion. Naming the confounder on both sides removes that shortcut
+(measured in the classify bench).
 Skin is the same story with the artifacts: with one prompt per class (or ruler as the only context),
 every error on 40 tuning phantoms (seeds 10,901,000+) was a benign nevus with hair, ink or dark corners
 that the melanoma prompt explained better; naming each artifact as a context on both sides took
@@ -249,8 +250,8 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
         by_prompt = predicted.float().view(n, width, *predicted.shape[1:]).cpu()   # (n, P, C, h, w)
         per_trial, chosen, squared = trial_class_errors(by_prompt, noise.float().cpu(), sets, config.weighting)
         errors.append(per_trial.numpy())
-        maps.append(torch.gather(squared, 1, chosen[..., None, None].expand(-1, -1, *squared.shape[2:])))
-        picked = torch.gather(by_prompt, 1, chosen[..., None, None, None].expand(-1, -1, *by_prompt.shape[2:]))
+        maps.append(per_class(squared, chosen))
+        picked = per_class(by_prompt, chosen)
         for a in range(classes):
             for b in range(a + 1, classes):
                 disagreement[a, b] += ((picked[:, a] - picked[:, b]) ** 2).mean(dim=1).sum(dim=0)
@@ -279,8 +280,8 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
     uncertainty = _upsample(pixel_difference.std(0) if len(pixel_difference) > 1 else
                             torch.zeros_like(pixel_difference[0]), size)
     parameters = {**asdict(config), "labels": labels, "model": model.name, "engine": "explain"}
-    return ExplainResult(labels=labels, predicted=predicted_vote, predicted_mean_error=predicted_mean, runner_up=runner_up,
-                         vote_fractions=fractions.astype(np.float64), vote_entropy=entropy, z_score=z_score,
+    return ExplainResult(labels=labels, predicted=predicted_vote, predicted_mean_error=predicted_mean,
+                         runner_up=runner_up, vote_fractions=fractions.astype(np.float64), vote_entropy=entropy, z_score=z_score,
                          errors=errors_all, timesteps=timesteps[:done], explanation_map=explanation,
                          evidence_map=evidence, uncertainty_map=uncertainty, trials_run=done, unet_passes=done * width,
                          seconds=time.perf_counter() - tic, parameters=parameters)
@@ -319,13 +320,21 @@ def trial_class_errors(predictions, noise, sets: tuple[tuple[str, ...], ...], we
         chosen = torch.stack([offsets[c] + prompt_errors[:, offsets[c]:offsets[c + 1]].argmin(1)
                               for c in range(classes)], 1)
     if weighting == "uniform":
-        return torch.gather(prompt_errors, 1, chosen), chosen, squared
-    picked = torch.gather(predictions, 1, chosen[..., None, None, None].expand(-1, -1, *predictions.shape[2:]))
+        return per_class(prompt_errors, chosen), chosen, squared
+    picked = per_class(predictions, chosen)
     weights = picked.var(dim=1, unbiased=False).mean(dim=1)                       # (n, h, w)
     total = weights.sum(dim=(1, 2), keepdim=True)
     weights = torch.where(total > 0, weights / total.clamp_min(1e-30), torch.full_like(weights, 1 / weights[0].numel()))
-    picked_squared = torch.gather(squared, 1, chosen[..., None, None].expand(-1, -1, *squared.shape[2:]))
+    picked_squared = per_class(squared, chosen)
     return (picked_squared * weights[:, None]).sum(dim=(2, 3)), chosen, squared
+
+
+def per_class(values, chosen):
+    """``values`` (n, P, ...) of every prompt -> (n, K, ...) at each class's ``chosen`` (n, K) prompt."""
+    import torch
+
+    index = chosen.view(*chosen.shape, *(1,) * (values.dim() - 2)).expand(-1, -1, *values.shape[2:])
+    return torch.gather(values, 1, index)
 
 
 def _upsample(grid, size: int) -> np.ndarray:
