@@ -1,5 +1,5 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
-python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--json PATH]
+python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--resume LOG]
     [--figure-dir DIR] [--json PATH]
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
     parser.add_argument("--figure-dir", default=None,
                         help="classify: write explain_<domain>.png; counterfactual: counterfactual_<domain>.png here")
+    parser.add_argument("--vae", default=None,
+                        help="models: a candidate VAE folder measured beside the bundled one ({domain} is replaced)")
+    parser.add_argument("--round-trip-only", action="store_true",
+                        help="models: only the VAE round trip (no generation)")
     parser.add_argument("--model", default="cxr-phantom", help="generate/traverse: bundled name or local path")
     parser.add_argument("--batch", type=int, default=4, help="generate: images per call")
     parser.add_argument("--seeds", type=int, default=32, help="traverse: trajectories per slider")
@@ -128,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
-            result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25))
+            result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25,
+                                           vae=args.vae.replace("{domain}", domain) if args.vae else None,
+                                           round_trip_only=args.round_trip_only))
             print_table(result)
             results.append(result)
         if args.json:

@@ -6,6 +6,9 @@
   figure among real phantoms with those attributes (1 = as diverse as the data; mode collapse -> 0).
 * Fréchet distance in oracle features to held-out phantoms, beside that of a Gaussian-blurred copy of
   the held-out set (a reference for "how far is clearly wrong").
+* VAE round trip: the oracle's recall of each attribute on held-out phantoms after encode -> decode.
+  Whatever the decoder cannot draw, no sampler or edit can show: this is the ceiling of every engine.
+  ``vae`` names a candidate VAE folder (e.g. a fine-tuned decoder) measured beside the bundled one.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class ModelsBenchConfig:
     guidance_scale: float = 4.0
     n_reference: int = 512
     seed: int = 0
+    vae: str | None = None             # a candidate VAE folder, measured beside the bundled one
+    round_trip_only: bool = False      # skip generation (fidelity, diversity, FD): the VAE check alone
 
 
 def _features(oracle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +59,33 @@ def _features(oracle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             probabilities.append(torch.sigmoid(out.logits).numpy())
             features.append(out.hidden_states[-1].mean(dim=(2, 3)).numpy())
     return np.concatenate(probabilities), np.concatenate(features)
+
+
+def vae_round_trip(vae, oracle, images: np.ndarray, truth: np.ndarray, labels, batch: int = 64) -> dict:
+    """Encode (posterior mean) and decode uint8 images; PSNR and the oracle's per-attribute readout after.
+
+    Returns ``{"psnr_db": mean PSNR over images, "attributes": {name: {"n_positive", "recall",
+    "specificity"}}}``; recall is the share of phantoms with the attribute that the oracle still finds.
+    """
+    import torch
+
+    from ..train.data import to_model_batch
+
+    decoded, psnr = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = to_model_batch(images[start:start + batch], "cpu").to(vae.dtype)
+            y = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
+            psnr.append(10 * torch.log10(4.0 / (y - x.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)))
+            decoded.append(((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    found = _features(oracle, np.concatenate(decoded))[0] > 0.5
+    attributes = {}
+    for k, name in enumerate(labels):
+        positive = truth[:, k].astype(bool)
+        attributes[name] = {"n_positive": int(positive.sum()),
+                            "recall": float(found[positive, k].mean()) if positive.any() else float("nan"),
+                            "specificity": float((~found[~positive, k]).mean()) if (~positive).any() else float("nan")}
+    return {"psnr_db": float(torch.cat(psnr).mean()), "attributes": attributes}
 
 
 def mean_pairwise_distance(features: np.ndarray) -> float:
@@ -91,6 +123,14 @@ def run(config: ModelsBenchConfig) -> dict:
     reference, reference_factors = render_phantoms(config.domain, config.n_reference, size, HELD_OUT_FIRST_SEED + 500_000)
     ref_prob, ref_feat = _features(oracle, reference)
     ref_truth = np.array([[phantom_attributes(config.domain, f)[k] for k in labels] for f in reference_factors])
+    round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels)}
+    if config.vae:
+        from diffusers import AutoencoderKL
+
+        candidate = AutoencoderKL.from_pretrained(config.vae, local_files_only=True).eval()
+        round_trips[config.vae] = vae_round_trip(candidate, oracle, reference, ref_truth, labels)
+    if config.round_trip_only:
+        return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}
     rows, generated_features, seconds = [], [], 0.0
     for attribute, (with_prompt, without_prompt) in FIDELITY_PROMPTS[config.domain].items():
         k = labels.index(attribute)
@@ -116,11 +156,26 @@ def run(config: ModelsBenchConfig) -> dict:
         "fd_generated_vs_held_out": frechet_distance(np.concatenate(generated_features), ref_feat),
         "fd_blurred_held_out_vs_held_out": frechet_distance(blurred_feat[:half], ref_feat[half:]),
         "fd_held_out_half_vs_half": frechet_distance(ref_feat[:half], ref_feat[half:]),
-        "generation_seconds": seconds, "images_generated": config.n * len(rows),
+        "generation_seconds": seconds, "images_generated": config.n * len(rows), "vae_round_trip": round_trips,
     }
 
 
+def print_round_trips(result: dict) -> None:
+    trips = result["vae_round_trip"]
+    print(f"\nVAE round trip on {result['config']['n_reference']} held-out {result['domain']} phantoms: oracle recall "
+          "(specificity) after encode -> decode")
+    print(f"{'attribute':<18}{'n+':>5}" + "".join(f"{name[-28:]:>30}" for name in trips))
+    for attribute, first in trips["bundled"]["attributes"].items():
+        cells = "".join(f"{t['attributes'][attribute]['recall']:>22.1%} ({t['attributes'][attribute]['specificity']:.1%})"
+                        for t in trips.values())
+        print(f"{attribute:<18}{first['n_positive']:>5}{cells}")
+    print(f"{'PSNR (dB)':<23}" + "".join(f"{t['psnr_db']:>30.2f}" for t in trips.values()))
+
+
 def print_table(result: dict) -> None:
+    print_round_trips(result)
+    if not result["rows"]:
+        return
     print(f"\nmodels bench: {result['domain']}  (n={result['config']['n']} per prompt, "
           f"{result['config']['steps']} DDIM steps, CFG {result['config']['guidance_scale']})")
     print(f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'diversity':>11}")

@@ -23,8 +23,12 @@ def _add(parser: argparse.ArgumentParser, config_type) -> None:
     for field in fields(config_type):
         if field.name in ("domain", "out"):
             continue
+        flag = "--" + field.name.replace("_", "-")
+        if str(field.type) == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+            continue
         kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0].replace("None", "").strip("| "), str)
-        parser.add_argument("--" + field.name.replace("_", "-"), type=kind, default=field.default)
+        parser.add_argument(flag, type=kind, default=field.default)
 
 
 def _config(config_type, args) -> object:

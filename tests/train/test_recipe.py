@@ -116,3 +116,65 @@ def test_finetune_an_existing_pipeline_on_a_chexpert_csv(tiny_models, tmp_path):
     unet_before = load_file(str(tiny_models / "cxr-tiny" / "unet" / "diffusion_pytorch_model.safetensors"))
     unet_after = load_file(str(tmp_path / "ft" / "unet" / "diffusion_pytorch_model.safetensors"))
     assert any(not torch.equal(unet_before[k], unet_after[k]) for k in unet_before)   # trained
+
+
+def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path):
+    """Encoder, quant_conv and scaling factor stay bit-identical (the UNet's latent space); the decoder learns."""
+    from safetensors.torch import load_file
+
+    from medviz.train.vae import VAEConfig, train_vae
+
+    images = np.random.default_rng(1).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    base = VAEConfig(domain="cxr", out=str(tmp_path / "base"), preset="tiny", steps=2, batch_size=4)
+    train_vae(base, images)
+    tuned = train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "tuned"), preset="tiny", steps=3, batch_size=4,
+                                init_from=str(tmp_path / "base"), train_encoder=False, crop_latents=4,
+                                detail_weight=4.0), images)
+    a = load_file(str(tmp_path / "base" / "vae" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "tuned" / "vae" / "diffusion_pytorch_model.safetensors"))
+    frozen = [k for k in a if k.startswith(("encoder.", "quant_conv."))]
+    learned = [k for k in a if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and learned
+    assert all(torch.equal(a[k], b[k]) for k in frozen)
+    assert sum(not torch.equal(a[k], b[k]) for k in learned) > len(learned) // 2
+    config_a = json.loads((tmp_path / "base" / "vae" / "config.json").read_text())
+    config_b = json.loads((tmp_path / "tuned" / "vae" / "config.json").read_text())
+    assert tuned["scaling_factor"] == config_a["scaling_factor"] == config_b["scaling_factor"]
+    with pytest.raises(ValueError, match="needs init_from"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, train_encoder=False),
+                  images)
+
+
+def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
+    from medviz.train.vae import _latent_crops
+
+    images = np.zeros((3, 32, 32, 3), np.uint8)
+    images[:, 12:16, 20:24] = 255                 # pixel block under latent cell (3, 5) at factor 4
+    means = torch.zeros(3, 4, 8, 8)
+    means[:, :, 3, 5] = 1.0
+    stds = torch.zeros(3, 4, 8, 8)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        latents, target = _latent_crops(means, stds, images, np.array([0, 2]), 4, rng, "cpu")
+        assert latents.shape == (2, 4, 4, 4) and target.shape == (2, 3, 16, 16)
+        # The marked latent cell and the bright pixel block fall in the window together, or neither does.
+        assert bool((latents == 1).any()) == bool((target > 0).any())
+        if (latents == 1).any():
+            cell = (latents[0, 0] == 1).nonzero()[0].tolist()
+            assert target[0, 0, cell[0] * 4:(cell[0] + 1) * 4, cell[1] * 4:(cell[1] + 1) * 4].min() == 1.0
+    whole, pixels = _latent_crops(means, stds, images, np.array([1]), 0, rng, "cpu")
+    assert whole.shape == (1, 4, 8, 8) and pixels.shape == (1, 3, 32, 32)
+
+
+def test_detail_weights_single_out_thin_lines():
+    from medviz.train.vae import DETAIL_SCALE, detail_weights
+
+    flat = torch.full((1, 3, 16, 16), 0.3)
+    assert torch.allclose(detail_weights(flat, 4.0), torch.ones(1, 1, 16, 16))
+    line = flat.clone()
+    line[:, :, :, 8] += 0.1                       # a 1-px vertical line of contrast 0.1
+    weights = detail_weights(line, 4.0)
+    assert weights.shape == (1, 1, 16, 16)
+    # On the line: |0.1 - 0.1/5| / DETAIL_SCALE * 4 + 1; three columns away: back to 1.
+    assert torch.allclose(weights[0, 0, 5, 8], torch.tensor(1 + 4 * 0.08 / DETAIL_SCALE))
+    assert torch.allclose(weights[0, 0, 5, 5], torch.tensor(1.0))
