@@ -55,3 +55,17 @@ def to_model_batch(images: np.ndarray, device) -> "torch.Tensor":  # noqa: F821
 
     tensor = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
     return tensor / 127.5 - 1.0
+
+
+def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
+    """VAE posterior means and stds of uint8 images, scaled by ``vae.config.scaling_factor``."""
+    import torch
+
+    means, stds = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            posterior = vae.encode(to_model_batch(images[start:start + batch], device).to(vae.dtype)).latent_dist
+            means.append(posterior.mean.float())
+            stds.append(posterior.std.float())
+    factor = vae.config.scaling_factor
+    return torch.cat(means) * factor, torch.cat(stds) * factor

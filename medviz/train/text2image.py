@@ -20,7 +20,7 @@ import numpy as np
 from .architectures import PRESETS, make_noise_scheduler, make_text_encoder, make_unet
 from .captions import prompt_corpus, training_caption
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
-from .data import render_phantoms, to_model_batch
+from .data import encode_latents, render_phantoms
 from .tokenizer import build_clip_tokenizer
 
 
@@ -69,20 +69,6 @@ def _snr_weights(scheduler, timesteps, gamma: float):
     alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
     snr = alphas / (1 - alphas)
     return snr.clamp(max=gamma) / snr
-
-
-def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
-    """VAE posterior means and stds of uint8 images, scaled by ``vae.config.scaling_factor``."""
-    import torch
-
-    means, stds = [], []
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            posterior = vae.encode(to_model_batch(images[start:start + batch], device).to(vae.dtype)).latent_dist
-            means.append(posterior.mean.float())
-            stds.append(posterior.std.float())
-    factor = vae.config.scaling_factor
-    return torch.cat(means) * factor, torch.cat(stds) * factor
 
 
 def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None, factors: list | None = None,

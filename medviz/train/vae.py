@@ -13,7 +13,7 @@ and its samples simply decode sharper.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from .architectures import PRESETS, make_vae
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
-from .data import render_phantoms, to_model_batch
+from .data import encode_latents, render_phantoms, to_model_batch
 
 
 @dataclass(frozen=True)
@@ -103,19 +103,6 @@ def _objective(vae):
     return Objective()
 
 
-def _posteriors(vae, images: np.ndarray, device, batch: int = 64):
-    """Unscaled posterior means and stds of the frozen encoder, (N, C, h, w) each."""
-    import torch
-
-    means, stds = [], []
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            posterior = vae.encode(to_model_batch(images[start:start + batch], device)).latent_dist
-            means.append(posterior.mean)
-            stds.append(posterior.std)
-    return torch.cat(means), torch.cat(stds)
-
-
 def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, crop: int, rng, device):
     """Sampled latents of the picked images and their pixels, cut to the same random window.
 
@@ -161,7 +148,8 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     objective, optimizer = accelerator.prepare(objective, optimizer)
     if not config.train_encoder:
         # The encoder is frozen: its posteriors are computed once (before the time budget starts).
-        means, stds = _posteriors(accelerator.unwrap_model(objective).vae, images, accelerator.device)
+        frozen = accelerator.unwrap_model(objective).vae
+        means, stds = (v / frozen.config.scaling_factor for v in encode_latents(frozen, images, accelerator.device))
     scheduler = BudgetedSchedule(optimizer, 200, config.steps, config.time_budget_s or None)
     start = 0
     resumed = latest_checkpoint(out / "vae-checkpoints")
