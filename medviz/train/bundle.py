@@ -110,6 +110,14 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
                       f"{bench['fd_generated_vs_held_out']:.1f}; Gaussian-blurred held-out vs held-out "
                       f"{bench['fd_blurred_held_out_vs_held_out']:.1f}; held-out half vs half "
                       f"{bench['fd_held_out_half_vs_half']:.1f}. Settings: {json.dumps(bench['config'])}.", ""]
+        trip = bench.get("vae_round_trip", {}).get("bundled")
+        if trip:
+            lines += [f"VAE round trip (encode -> decode) of {bench['config']['n_reference']} held-out phantoms: "
+                      f"PSNR {trip['psnr_db']:.1f} dB; the oracle still finds each attribute in (recall):", "",
+                      "| attribute | phantoms with it | recall after the round trip | specificity |", "|---|---|---|---|"]
+            lines += [f"| {name} | {a['n_positive']} | {a['recall']:.1%} | {a['specificity']:.1%} |"
+                      for name, a in trip["attributes"].items()]
+            lines.append("")
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
               "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",
               "- The oracle is an attribute readout trained on the same phantoms, not a diagnosis.", ""]

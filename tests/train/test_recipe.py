@@ -178,3 +178,20 @@ def test_detail_weights_single_out_thin_lines():
     # On the line: |0.1 - 0.1/5| / DETAIL_SCALE * 4 + 1; three columns away: back to 1.
     assert torch.allclose(weights[0, 0, 5, 8], torch.tensor(1 + 4 * 0.08 / DETAIL_SCALE))
     assert torch.allclose(weights[0, 0, 5, 5], torch.tensor(1.0))
+
+
+def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
+    from medviz.train.bundle import write_model_card
+
+    (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128, "oracle": "../skin-oracle",
+                                                      "training": {"run1": {"command": "python -m medviz.train ..."}}}))
+    bench = {"rows": [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair",
+                       "agreement": 0.25, "diversity_ratio": 0.3}],
+             "fd_generated_vs_held_out": 10.0, "fd_blurred_held_out_vs_held_out": 20.0, "fd_held_out_half_vs_half": 1.0,
+             "config": {"n_reference": 512},
+             "vae_round_trip": {"bundled": {"psnr_db": 31.25, "attributes": {
+                 "hair": {"n_positive": 200, "recall": 0.875, "specificity": 0.99}}}}}
+    text = write_model_card(tmp_path, bench, limits=["Hair is faint."]).read_text()
+    assert "| hair | Dermoscopy image of a benign nevus with hair | 25.0% | 0.30 |" in text
+    assert "PSNR 31.2 dB" in text and "| hair | 200 | 87.5% | 99.0% |" in text
+    assert "- Hair is faint." in text and "not for diagnosis" in text
