@@ -57,7 +57,7 @@ def detail_weights(batch, strength: float):
     """Per-pixel loss weights 1 + strength * |x - box5(x)| / DETAIL_SCALE, shape (N, 1, H, W).
 
     The 5 x 5 box high-pass is large where a structure narrower than ~2 px differs from its
-    surroundings (a 1-px catheter at contrast 0.1 gets ~1.9 x strength extra weight) and ~0 on smooth
+    surroundings (a 1-px catheter at contrast 0.1 gets 1.6 x strength extra weight) and ~0 on smooth
     anatomy, so the loss stops trading those few pixels away for smooth-region accuracy.
     """
     import torch.nn.functional as F
@@ -140,6 +140,8 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     if not config.train_encoder:
         if not config.init_from:
             raise ValueError("train_encoder=False needs init_from: a trained VAE whose latent space to keep")
+    elif config.crop_latents:
+        raise ValueError("crop_latents is for decoder-only fine-tuning (train_encoder=False)")
         for module in (vae.encoder, vae.quant_conv):
             module.requires_grad_(False)
     objective = _objective(vae)

@@ -143,6 +143,8 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path):
     with pytest.raises(ValueError, match="needs init_from"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, train_encoder=False),
                   images)
+    with pytest.raises(ValueError, match="decoder-only"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, crop_latents=4), images)
 
 
 def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
