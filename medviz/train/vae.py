@@ -140,10 +140,10 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     if not config.train_encoder:
         if not config.init_from:
             raise ValueError("train_encoder=False needs init_from: a trained VAE whose latent space to keep")
-    elif config.crop_latents:
-        raise ValueError("crop_latents is for decoder-only fine-tuning (train_encoder=False)")
         for module in (vae.encoder, vae.quant_conv):
             module.requires_grad_(False)
+    elif config.crop_latents:
+        raise ValueError("crop_latents is for decoder-only fine-tuning (train_encoder=False)")
     objective = _objective(vae)
     trainable = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=1e-4)

@@ -118,11 +118,16 @@ def test_finetune_an_existing_pipeline_on_a_chexpert_csv(tiny_models, tmp_path):
     assert any(not torch.equal(unet_before[k], unet_after[k]) for k in unet_before)   # trained
 
 
-def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path):
+def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
     """Encoder, quant_conv and scaling factor stay bit-identical (the UNet's latent space); the decoder learns."""
     from safetensors.torch import load_file
 
+    from medviz.train import vae as vae_module
     from medviz.train.vae import VAEConfig, train_vae
+
+    seen = []
+    make_objective = vae_module._objective
+    monkeypatch.setattr(vae_module, "_objective", lambda vae: seen.append(vae) or make_objective(vae))
 
     images = np.random.default_rng(1).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
     base = VAEConfig(domain="cxr", out=str(tmp_path / "base"), preset="tiny", steps=2, batch_size=4)
@@ -137,6 +142,10 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path):
     assert frozen and learned
     assert all(torch.equal(a[k], b[k]) for k in frozen)
     assert sum(not torch.equal(a[k], b[k]) for k in learned) > len(learned) // 2
+    # The optimizer only ever held the decoder: the encoder's parameters were frozen, not merely unused.
+    assert not any(p.requires_grad for p in seen[-1].encoder.parameters())
+    assert not any(p.requires_grad for p in seen[-1].quant_conv.parameters())
+    assert all(p.requires_grad for p in seen[-1].decoder.parameters())
     config_a = json.loads((tmp_path / "base" / "vae" / "config.json").read_text())
     config_b = json.loads((tmp_path / "tuned" / "vae" / "config.json").read_text())
     assert tuned["scaling_factor"] == config_a["scaling_factor"] == config_b["scaling_factor"]
