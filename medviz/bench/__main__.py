@@ -46,9 +46,9 @@ def bench_phantoms(size: int, n: int, repeats: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
-    parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify",
+    parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify", "calibrate",
                                            "counterfactual", "ui"])
-    parser.add_argument("--trials", type=int, default=21, help="classify: trials N per image (odd)")
+    parser.add_argument("--trials", type=int, default=21, help="classify, calibrate: trials N per image (odd)")
     parser.add_argument("--trials-per-batch", type=int, default=4,
                         help="classify: trials per UNet call; smaller = finer early stop (the engine's default is 16)")
     parser.add_argument("--resume", default=None,
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strips", default=None, help="traverse: write frame strips (PNG) to this folder")
     parser.add_argument("--device", default=None, help="generate: cuda, mps or cpu (default: best available)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--n", type=int, default=None, help="phantoms: renders per batch (200); models: samples per prompt (64)")
+    parser.add_argument("--n", type=int, default=None, help="phantoms: renders per batch (200); models: samples per prompt (64); classify: "
+                             "held-out phantoms (400); calibrate: tuning phantoms (120)")
     parser.add_argument("--domain", default="all", choices=["cxr", "skin", "all"])
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (models/generate 25, traverse 20)")
     parser.add_argument("--repeats", type=int, default=5)
@@ -111,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
                                     title=f"{domain}-phantom diffusion classifier: {result['task']} (N={config.trials})")
             results.append({k: v for k, v in result.items() if k != "cases"})
         print_table(results)
+        return _write(args.json, results)
+    if args.name == "calibrate":
+        from .classify import ClassifyBenchConfig, calibrate, print_calibration
+
+        results = []
+        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
+            config = ClassifyBenchConfig(n=args.n or 120, trials=args.trials, trials_per_batch=args.trials_per_batch)
+            result = calibrate(domain, config, on_row=lambda i, row: print(f"{domain} {i}: {json.dumps(row)}", flush=True))
+            print_calibration(result)
+            results.append(result)
         return _write(args.json, results)
     if args.name == "counterfactual":
         return _counterfactual(args)

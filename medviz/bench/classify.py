@@ -1,8 +1,9 @@
 """Diffusion-classifier bench on held-out phantoms: accuracy, selective prediction, explanation, cost.
 
 Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
-* accuracy of the diffusion classifier (majority vote and mean-error rule) beside the discriminative CNN
-  baseline: the bundled oracle, a ``transformers`` ResNet trained on the same phantoms;
+* accuracy of the diffusion classifier (the vote at the model card's calibrated threshold, plain majority
+  where the card has none, and the mean-error rule) beside the discriminative CNN baseline: the bundled
+  oracle, a ``transformers`` ResNet trained on the same phantoms;
 * selective prediction: accuracy on the 50% most certain cases (by |z| of the paired error difference);
 * explanation: ROC AUC of the explanation map against the true changed region, i.e. the pixels that the
   SCM intervention on the class factor (effusion on/off, melanoma on/off) changes; the signed evidence
@@ -10,6 +11,8 @@ Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
 * cost, on the first ``n_cost`` images: N = ``reference_trials`` without early stop (the papers' N = 501)
   vs. the engine's setting (its accuracy and UNet passes), and the reference loop (classes one at a time,
   no early stop, same N as the engine) vs. the engine, wall-clock side by side.
+
+``calibrate`` fits that vote threshold on the tuning phantoms (a disjoint seed range).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..metrics import roc_auc
 TASKS = {"cxr": ("pleural effusion", "pleural_effusion", {"effusion": ("bilateral", "none")}),
          "skin": ("melanoma", "melanoma", {"melanoma": (True, False)})}
 FIRST_SEED_OFFSET = 200_000          # held-out seeds, disjoint from the oracle's and the tuning set's
+TUNING_SEED_OFFSET = 901_000         # the tuning phantoms (seeds 10,901,000+): calibration, never the bench
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class ClassifyBenchConfig:
     trials_per_batch: int = 4  # early stop is checked after every batch: small batches stop sooner
     n_cost: int = 24
     reference_trials: int = 501
+    calibrated: bool = True     # the model card's vote threshold for the task (0.5 where it has none)
     seed: int = 0
 
 
@@ -61,7 +66,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     as they are and not recomputed, so a stopped run resumes where it stopped. The figure's cases (the
     first 3 correct and the first 3 wrong images) are classified again for their maps: same seed, same result.
     """
-    from ..engines.explain import PRESETS, ExplainConfig, classify
+    from ..engines.explain import PRESETS, ExplainConfig, calibrated_vote_threshold, classify
     from ..models import load_model
     from ..train.captions import phantom_attributes
     from ..train.data import render_phantoms
@@ -75,8 +80,9 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     size = model.image_size
     images, factors = render_phantoms(domain, config.n, size, first_seed, workers=1)
     truth = np.array([phantom_attributes(domain, f)[attribute] for f in factors])
+    threshold = calibrated_vote_threshold(model, task) if config.calibrated else 0.5
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=config.early_stop,
-                           trials_per_batch=config.trials_per_batch, seed=config.seed)
+                           trials_per_batch=config.trials_per_batch, vote_threshold=threshold, seed=config.seed)
     rows = []
     for i, (image, label) in enumerate(zip(images, truth)):
         if done_rows and i in done_rows:
@@ -118,6 +124,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config) if config.n_cost else None
     return {
         "domain": domain, "task": task, "n": config.n, "trials": config.trials, "early_stop": config.early_stop,
+        "vote_threshold": threshold,
         "accuracy_vote": float(correct.mean()),
         "accuracy_mean_error": float(np.mean([r["mean_error"] == r["truth"] for r in rows])),
         "accuracy_cnn": float((cnn == truth).mean()),
@@ -133,6 +140,55 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
         "cost": cost, "cases": cases,
     }
+
+
+def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None) -> dict:
+    """Fit the task's two-class vote threshold on ``config.n`` labelled tuning phantoms.
+
+    Every image runs all N = ``config.trials`` trials (no early stop) and its votes for the first class are
+    counted; the number of votes k that the first class needs is the one with the highest accuracy on
+    these images (ties: the k nearest the plain majority), and the stored threshold is the share midway
+    between k - 1 and k votes, (k - 0.5) / N, so that ``votes_needed`` gives back k at this N.
+    """
+    from ..engines.explain import PRESETS, ExplainConfig, classify
+    from ..models import load_model
+    from ..train.captions import phantom_attributes
+    from ..train.data import render_phantoms
+    from ..train.oracle import HELD_OUT_FIRST_SEED
+
+    task, attribute, _ = TASKS[domain]
+    model = model or load_model(f"{domain}-phantom", device="cpu")
+    labels, prompts = PRESETS[domain][task]
+    first_seed = HELD_OUT_FIRST_SEED + TUNING_SEED_OFFSET
+    images, factors = render_phantoms(domain, config.n, model.image_size, first_seed, workers=1)
+    truth = np.array([phantom_attributes(domain, f)[attribute] for f in factors])
+    engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=False,
+                           trials_per_batch=config.trials_per_batch, seed=config.seed)
+    counts = []
+    for i, image in enumerate(images):
+        result = classify(model, image.astype(np.float32) / 255.0, engine)
+        counts.append(int(round(result.vote_fractions[0] * result.trials_run)))
+        if on_row:
+            on_row(i, {"truth": bool(truth[i]), "votes_first_class": counts[-1]})
+    counts = np.array(counts)
+    trials = config.trials
+    accuracy = {k: float(((counts >= k) == truth).mean()) for k in range(1, trials + 1)}
+    majority = trials // 2 + 1
+    best = max(accuracy, key=lambda k: (accuracy[k], -abs(k - majority)))
+    return {"domain": domain, "task": task, "n": len(truth), "positives": int(truth.sum()), "trials": trials,
+            "first_seed": first_seed, "seed": config.seed, "accuracy_by_votes_needed": accuracy,
+            "votes_needed": best, "vote_threshold": round((best - 0.5) / trials, 4),
+            "accuracy_majority": accuracy[majority], "accuracy_calibrated": accuracy[best]}
+
+
+def print_calibration(result: dict) -> None:
+    n = result["trials"]
+    print(f"\n{result['task']} vote threshold on {result['n']} tuning phantoms (seeds {result['first_seed']:,}+, "
+          f"{result['positives']} positive), N = {n} without early stop; accuracy by votes the first class needs:")
+    print("  " + "  ".join(f"{k}: {a:.1%}" for k, a in result["accuracy_by_votes_needed"].items()
+                           if abs(k - (n // 2 + 1)) <= 5))
+    print(f"chosen: {result['votes_needed']} of {n} votes (vote_threshold {result['vote_threshold']}): "
+          f"{result['accuracy_calibrated']:.1%} vs majority {result['accuracy_majority']:.1%}")
 
 
 def read_rows(path: str, domain: str) -> dict[int, dict]:
@@ -180,10 +236,10 @@ def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) ->
 
 def print_table(results: list[dict]) -> None:
     print("\nclassify bench (diffusion classifier; accuracy of an attribute readout task on held-out phantoms)")
-    print(f"{'task':<18}{'n':>5}{'N':>5}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}{'top-50%':>9}{'vote AUC':>10}"
+    print(f"{'task':<18}{'n':>5}{'N':>5}{'thr':>6}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}{'top-50%':>9}{'vote AUC':>10}"
           f"{'expl AUC':>10}{'evid AUC':>10}{'trials':>8}{'s/img':>7}")
     for r in results:
-        print(f"{r['task']:<18}{r['n']:>5}{r['trials']:>5}{r['accuracy_vote']:>10.1%}{r['accuracy_mean_error']:>10.1%}"
+        print(f"{r['task']:<18}{r['n']:>5}{r['trials']:>5}{r.get('vote_threshold', 0.5):>6.3f}{r['accuracy_vote']:>10.1%}{r['accuracy_mean_error']:>10.1%}"
               f"{r['accuracy_cnn']:>8.1%}{r['accuracy_most_certain_half']:>9.1%}{r['vote_auc']:>10.3f}{r['explanation_auc_mean']:>10.3f}"
               f"{r['evidence_auc_mean']:>10.3f}{r['mean_trials']:>8.1f}{r['mean_seconds']:>7.2f}")
     for r in results:

@@ -33,6 +33,14 @@ bubbles are named too now (6 contexts, 12 prompts).
 Decision: majority vote over trials (Favero et al., better than the mean-error rule at large N) and the
 mean-error rule, both reported. N is odd; with ``early_stop`` trials stop as soon as the leader cannot
 be overtaken by the remaining votes (exact: the vote winner is the one N trials would give).
+With two classes the vote can be given an operating point, ``vote_threshold``: the first class wins
+with at least that share of the N votes. A model that fits its own cases of a class worse than its
+prompt's alternative (the bundled cxr-phantom misses small, one-sided effusions) calls that class too
+rarely under the plain majority; the threshold that corrects it is fitted on labelled tuning phantoms
+(``python -m medviz.bench calibrate``), never on the bench's, and carried by the model card
+(``calibrated_vote_threshold``), the way a discriminative classifier's operating point is chosen on a
+validation set. Early stop stays exact: trials stop once the remaining votes cannot move the first
+class's count across the threshold.
 
 Uncertainty: vote entropy, and the z-score of the paired error difference between the two leading
 classes (mean / standard error over trials; small |z| = the evidence is thin).
@@ -58,6 +66,7 @@ Maps (image space, bilinear upsampling of the latent grid):
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -128,6 +137,8 @@ class ExplainConfig:
         weighting: how a trial's per-pixel errors become a class error: "uniform" (the papers' mean
             squared error) or "disagreement" (weighted to where the class prompts' predictions differ);
             see ``trial_class_errors``.
+        vote_threshold: two classes only: the first class wins when it gets at least this share of the N
+            votes, in (0, 1); 0.5 is the plain majority. See ``calibrated_vote_threshold``.
         seed: seeds the timestep order and the noise draws.
     """
 
@@ -138,6 +149,7 @@ class ExplainConfig:
     t_range: tuple[int, int] = (20, 980)
     trials_per_batch: int = 16
     weighting: str = "disagreement"
+    vote_threshold: float = 0.5
     seed: int = 0
 
     @property
@@ -158,6 +170,10 @@ class ExplainConfig:
             raise ValueError(f"the number of trials must be odd and 1..1001, got {self.trials}")
         if not 0 <= self.t_range[0] < self.t_range[1]:
             raise ValueError(f"bad timestep range {self.t_range}")
+        if not 0 < self.vote_threshold < 1:
+            raise ValueError(f"the vote threshold is a share of the votes in (0, 1), got {self.vote_threshold}")
+        if self.vote_threshold != 0.5 and len(self.prompts) != 2:
+            raise ValueError("a vote threshold other than 0.5 needs exactly two classes")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
 
@@ -200,6 +216,37 @@ def leader_is_final(votes: np.ndarray, remaining: int) -> bool:
     """True when no other class can reach the leader's votes with the remaining trials (exact stop)."""
     order = np.sort(votes)[::-1]
     return order[0] > order[1] + remaining
+
+
+def votes_needed(trials: int, threshold: float) -> int:
+    """Votes of N = ``trials`` that the first of two classes needs to win at ``threshold`` (0.5: majority)."""
+    return max(1, math.ceil(round(threshold * trials, 9)))
+
+
+def first_class_wins(votes: np.ndarray, trials: int, threshold: float = 0.5) -> bool:
+    """Two classes: whether the first reached its ``votes_needed`` (also right after an exact early stop)."""
+    return bool(votes[0] >= votes_needed(trials, threshold))
+
+
+def decision_is_final(votes: np.ndarray, remaining: int, trials: int, threshold: float = 0.5) -> bool:
+    """True when the remaining trials cannot change the decision (exact stop).
+
+    Two classes: the first class's count has reached ``votes_needed`` or cannot reach it any more; with a
+    threshold of 0.5 and odd N this is ``leader_is_final``. More classes: ``leader_is_final``.
+    """
+    if len(votes) != 2:
+        return leader_is_final(votes, remaining)
+    needed = votes_needed(trials, threshold)
+    return bool(votes[0] >= needed or votes[0] + remaining < needed)
+
+
+def calibrated_vote_threshold(model, task: str) -> float:
+    """The vote threshold a model card fitted for a preset task (``explain_calibration`` in medviz.json).
+
+    0.5 (the plain majority) when the card has none: a checkpoint is never given another model's.
+    """
+    card = getattr(model, "card", None) or {}
+    return float(card.get("explain_calibration", {}).get(task, {}).get("vote_threshold", 0.5))
 
 
 def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,
@@ -258,14 +305,20 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
         votes += np.bincount(per_trial.argmin(1).numpy(), minlength=classes)
         done += n
         control.step(n)
-        if config.early_stop and leader_is_final(votes, config.trials - done):
+        if config.early_stop and decision_is_final(votes, config.trials - done, config.trials, config.vote_threshold):
             break
     errors_all = np.concatenate(errors)
     trial_maps = torch.cat(maps)                                                   # (trials_run, K, h, w)
     mean_errors = errors_all.mean(0)
-    # Vote winner; ties (possible with > 2 classes) go to the lower mean error.
-    ranking = sorted(range(classes), key=lambda c: (-votes[c], mean_errors[c]))
-    predicted_vote, runner_up = ranking[0], ranking[1]
+    if classes == 2:
+        # The first class wins at its threshold (majority by default); the final count decides it even
+        # when trials stopped early, since the stop waits until the remaining votes cannot change it.
+        predicted_vote = 0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1
+        runner_up = 1 - predicted_vote
+    else:
+        # Vote winner; ties (possible with > 2 classes) go to the lower mean error.
+        ranking = sorted(range(classes), key=lambda c: (-votes[c], mean_errors[c]))
+        predicted_vote, runner_up = ranking[0], ranking[1]
     predicted_mean = int(np.argmin(mean_errors))
     difference = errors_all[:, runner_up] - errors_all[:, predicted_vote]
     spread = difference.std(ddof=1) if len(difference) > 1 else np.inf
@@ -377,4 +430,6 @@ def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple
             trial_errors, _, _ = trial_class_errors(torch.stack(predictions, 1), noise[None].float().cpu(),
                                                     config.prompt_sets, config.weighting)
             votes[int(trial_errors[0].argmin())] += 1
-    return int(np.argmax(votes)), passes, time.perf_counter() - tic
+    winner = (0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1) if len(votes) == 2 else \
+        int(np.argmax(votes))
+    return winner, passes, time.perf_counter() - tic

@@ -118,6 +118,17 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
             lines += [f"| {name} | {a['n_positive']} | {a['recall']:.1%} | {a['specificity']:.1%} |"
                       for name, a in trip["attributes"].items()]
             lines.append("")
+    calibration = facts.get("explain_calibration")
+    if calibration:
+        lines += ["## Diffusion-classifier operating point (`python -m medviz.bench calibrate`)", ""]
+        for task, c in calibration.items():
+            lines.append(
+                f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
+                f"{c['vote_threshold']}), fitted on {c['n']} labelled tuning phantoms (seeds {c['first_seed']:,}+, "
+                f"never the benches'): accuracy there {c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} "
+                "for the plain majority. The Explain tab and the classify bench apply it to this preset only; any "
+                "other checkpoint or prompt pair keeps the plain majority.")
+        lines.append("")
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
               "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",
               "- The oracle is an attribute readout trained on the same phantoms, not a diagnosis.", ""]

@@ -383,33 +383,40 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     import plotly.graph_objects as go
 
     from ..engines.common import model_rgb
-    from ..engines.explain import PRESETS, ExplainConfig, classify
+    from ..engines.explain import PRESETS, ExplainConfig, calibrated_vote_threshold, classify, votes_needed
 
     source = load_input(upload, example)
+    threshold = 0.5
     if preset == "custom" or preset not in PRESETS.get(model.domain, {}):
         prompts = tuple(p.strip() for p in (custom_prompts or "").split("\n") if p.strip())
         labels = prompts
     else:
         labels, prompts = PRESETS[model.domain][preset]
+        threshold = calibrated_vote_threshold(model, preset)
     trials = int(trials) | 1                     # odd
     if weighting not in EXPLAIN_WEIGHTINGS:
         raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
     config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop),
-                           weighting=EXPLAIN_WEIGHTINGS[weighting])
+                           weighting=EXPLAIN_WEIGHTINGS[weighting], vote_threshold=threshold)
     result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)
     display = model_rgb(source.pixels, model.image_size)          # the input as the model saw it
     figure = go.Figure(go.Bar(x=list(result.labels), y=result.vote_fractions,
                               marker_color=["#d62728" if i == result.predicted else "#7f7f7f"
                                             for i in range(len(result.labels))],
                               text=[f"{v:.0%}" for v in result.vote_fractions], textposition="auto"))
-    figure.update_layout(title=f"Vote fractions over {result.trials_run} trials", yaxis_range=[0, 1],
+    needed = votes_needed(trials, threshold)
+    # With early stop the shares are of the trials run, so the operating point is stated, not drawn.
+    operating_point = "" if threshold == 0.5 else f" ({result.labels[0]} needs {needed} of {trials})"
+    figure.update_layout(title=f"Vote fractions over {result.trials_run} trials{operating_point}", yaxis_range=[0, 1],
                          yaxis_title="share of trials", height=280, template="none",
                          margin={"l": 40, "r": 10, "t": 40, "b": 40})
     certainty = "high" if abs(result.z_score) > 3 and result.vote_entropy < 0.5 else (
         "moderate" if abs(result.z_score) > 1.5 else "low")
+    rule = ("Majority vote" if threshold == 0.5 else
+            f"Vote at the model card's calibrated operating point ({result.labels[0]} needs {needed} of {trials} votes)")
     summary = (f"### {result.label}  \n"
-               f"Majority vote **{result.label}** ({result.vote_fractions[result.predicted]:.0%} of "
-               f"{result.trials_run} trials{', stopped early: the leader could not be overtaken' if result.trials_run < trials else ''}); "
+               f"{rule} **{result.label}** ({result.vote_fractions[result.predicted]:.0%} of "
+               f"{result.trials_run} trials{', stopped early: the remaining votes could not change it' if result.trials_run < trials else ''}); "
                f"mean-error rule: **{result.labels[result.predicted_mean_error]}**.  \n"
                f"Uncertainty: vote entropy {result.vote_entropy:.2f} bits, paired error z = {result.z_score:.1f} "
                f"→ **{certainty}** certainty. {result.unet_passes} UNet passes, {result.seconds:.1f} s; errors "

@@ -1,4 +1,4 @@
-from medviz.bench.classify import ClassifyBenchConfig, _true_changed_region, run_task
+from medviz.bench.classify import ClassifyBenchConfig, _true_changed_region, calibrate, run_task
 
 
 def test_true_changed_region_of_an_effusion_toggle_lies_in_the_lung_bases():
@@ -46,3 +46,19 @@ def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_p
     assert fresh == [1] and result["cost"] is None               # image 0 was taken from the printout
     with pytest.raises(ValueError, match="another run"):
         run_task("cxr", config, model=cxr_model, done_rows={0: {**first, "truth": not truth}})
+
+
+def test_calibrate_picks_the_most_accurate_vote_count_on_tuning_phantoms(cxr_model):
+    rows = []
+    result = calibrate("cxr", ClassifyBenchConfig(n=4, trials=3), model=cxr_model, on_row=lambda i, r: rows.append(r))
+    assert result["first_seed"] == 10_901_000 and result["n"] == 4 and len(rows) == 4
+    counts = [r["votes_first_class"] for r in rows]
+    assert all(0 <= c <= 3 for c in counts)                                 # all N trials ran: no early stop
+    for k, accuracy in result["accuracy_by_votes_needed"].items():          # recomputed from the printed rows
+        assert accuracy == sum((c >= k) == r["truth"] for c, r in zip(counts, rows)) / 4
+    k = result["votes_needed"]
+    assert result["accuracy_calibrated"] == max(result["accuracy_by_votes_needed"].values()) >= result["accuracy_majority"]
+    assert result["vote_threshold"] == round((k - 0.5) / 3, 4)
+    from medviz.engines.explain import votes_needed
+
+    assert votes_needed(3, result["vote_threshold"]) == k                  # the stored share gives k back

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.explain import (PRESETS, ExplainConfig, classify, classify_reference, leader_is_final,
-                                    stratified_timesteps, trial_class_errors)
+from medviz.engines.explain import (PRESETS, ExplainConfig, calibrated_vote_threshold, classify, classify_reference,
+                                    decision_is_final, leader_is_final, stratified_timesteps, trial_class_errors,
+                                    votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
@@ -30,6 +31,51 @@ def test_exact_early_stop_rule():
     assert leader_is_final(np.array([6, 0]), 5)
     assert not leader_is_final(np.array([6, 1]), 5)   # 1 + 5 = 6 ties: not final
     assert not leader_is_final(np.array([3, 3, 0]), 1)
+
+
+def test_vote_threshold_needs_that_share_and_its_early_stop_is_exact():
+    assert votes_needed(21, 0.5) == 11 and votes_needed(21, 7.5 / 21) == 8 and votes_needed(5, 0.01) == 1
+    assert votes_needed(20, 0.4) == 8                  # exactly 40%: "at least" the share
+    # With the plain majority and odd N the two-class stop is the leader rule, for every reachable count.
+    for trials in (5, 21):
+        for done in range(trials + 1):
+            for first in range(done + 1):
+                votes = np.array([first, done - first])
+                assert decision_is_final(votes, trials - done, trials) == leader_is_final(votes, trials - done)
+    assert decision_is_final(np.array([8, 2]), 11, 21, 7.5 / 21)       # 8 votes reached: final
+    assert not decision_is_final(np.array([7, 9]), 5, 21, 7.5 / 21)    # 7 + 5 could still reach 8
+    assert decision_is_final(np.array([2, 14]), 5, 21, 7.5 / 21)       # 2 + 5 < 8: cannot
+    with pytest.raises(ValueError, match=r"share of the votes in \(0, 1\)"):
+        ExplainConfig(prompts=("a", "b"), vote_threshold=1.0).validate()
+    with pytest.raises(ValueError, match="exactly two classes"):
+        ExplainConfig(prompts=("a", "b", "c"), vote_threshold=0.4).validate()
+
+
+def test_vote_threshold_moves_the_decision_and_stays_exact_with_early_stop(cxr_model):
+    image = _phantom(False, seed=10_000_400)
+    full = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False, trials_per_batch=4))
+    first = int(round(full.vote_fractions[0] * 15))
+    assert full.predicted == 1 and 1 <= first < 8                    # "no effusion" by majority, a few votes for it
+    # The first class wins exactly when its count reaches the threshold's votes: at `first` votes it wins
+    # (a threshold below the majority flips this image), at `first + 1` it does not.
+    for needed in (first, first + 1):
+        threshold = (needed - 0.5) / 15
+        early = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, trials_per_batch=4,
+                                                          vote_threshold=threshold))
+        assert early.predicted == (0 if first >= needed else 1)
+        assert early.runner_up == 1 - early.predicted
+        winner, _, _ = classify_reference(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False,
+                                                                          trials_per_batch=4, vote_threshold=threshold))
+        assert winner == early.predicted
+
+
+def test_calibrated_vote_threshold_comes_from_the_model_card_only(cxr_model):
+    from types import SimpleNamespace
+
+    stored = cxr_model.card["explain_calibration"]["pleural effusion"]["vote_threshold"]
+    assert calibrated_vote_threshold(cxr_model, "pleural effusion") == stored and 0 < stored < 1
+    assert calibrated_vote_threshold(cxr_model, "cardiomegaly") == 0.5                 # not calibrated
+    assert calibrated_vote_threshold(SimpleNamespace(card={}), "pleural effusion") == 0.5   # a user's checkpoint
 
 
 def test_classifies_clear_effusion_and_returns_maps(cxr_model):
