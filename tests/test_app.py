@@ -152,6 +152,8 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
         assert read_image(shown).pixels.shape == (384, 384, 3)             # 128 px shown 3x (nearest)
     assert "evidence map" in summary and "weighted to where the class prompts differ" in summary
     assert "effusion" in summary and "not a diagnosis" in summary and "entropy" in summary
+    # The preset takes the model card's operating point (10 of 21 votes, a share of 0.4524: 5 of 9 here).
+    assert "calibrated operating point (effusion needs 5 of 9 votes)" in summary
     faint, _, _ = client.predict(0.0, api_name="/explain_opacity")       # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
     assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
