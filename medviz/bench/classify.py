@@ -176,7 +176,8 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None)
     majority = trials // 2 + 1
     best = max(accuracy, key=lambda k: (accuracy[k], -abs(k - majority)))
     return {"domain": domain, "task": task, "n": len(truth), "positives": int(truth.sum()), "trials": trials,
-            "first_seed": first_seed, "seed": config.seed, "accuracy_by_votes_needed": accuracy,
+            "first_seed": first_seed, "seed": config.seed, "weighting": engine.weighting,
+            "accuracy_by_votes_needed": accuracy,
             "votes_needed": best, "vote_threshold": round((best - 0.5) / trials, 4),
             "accuracy_majority": accuracy[majority], "accuracy_calibrated": accuracy[best]}
 

@@ -240,13 +240,17 @@ def decision_is_final(votes: np.ndarray, remaining: int, trials: int, threshold:
     return bool(votes[0] >= needed or votes[0] + remaining < needed)
 
 
-def calibrated_vote_threshold(model, task: str) -> float:
+def calibrated_vote_threshold(model, task: str, weighting: str = "disagreement") -> float:
     """The vote threshold a model card fitted for a preset task (``explain_calibration`` in medviz.json).
 
-    0.5 (the plain majority) when the card has none: a checkpoint is never given another model's.
+    0.5 (the plain majority) when the card has none, or when it was fitted under another error
+    weighting: a checkpoint is never given another model's threshold, nor a rule another rule's.
     """
     card = getattr(model, "card", None) or {}
-    return float(card.get("explain_calibration", {}).get(task, {}).get("vote_threshold", 0.5))
+    entry = card.get("explain_calibration", {}).get(task, {})
+    if entry.get("weighting", "disagreement") != weighting:
+        return 0.5
+    return float(entry.get("vote_threshold", 0.5))
 
 
 def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,

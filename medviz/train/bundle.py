@@ -126,8 +126,9 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
                 f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
                 f"{c['vote_threshold']}), fitted on {c['n']} labelled tuning phantoms (seeds {c['first_seed']:,}+, "
                 f"never the benches'): accuracy there {c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} "
-                "for the plain majority. The Explain tab and the classify bench apply it to this preset only; any "
-                "other checkpoint or prompt pair keeps the plain majority.")
+                f"for the plain majority ({c.get('weighting', 'disagreement')} error weighting). The Explain tab and the "
+                "classify bench apply it to this preset under that weighting only; any other checkpoint, prompt pair "
+                "or weighting keeps the plain majority.")
         lines.append("")
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
               "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",

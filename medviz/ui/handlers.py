@@ -386,16 +386,16 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     from ..engines.explain import PRESETS, ExplainConfig, calibrated_vote_threshold, classify, votes_needed
 
     source = load_input(upload, example)
+    if weighting not in EXPLAIN_WEIGHTINGS:
+        raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
     threshold = 0.5
     if preset == "custom" or preset not in PRESETS.get(model.domain, {}):
         prompts = tuple(p.strip() for p in (custom_prompts or "").split("\n") if p.strip())
         labels = prompts
     else:
         labels, prompts = PRESETS[model.domain][preset]
-        threshold = calibrated_vote_threshold(model, preset)
+        threshold = calibrated_vote_threshold(model, preset, EXPLAIN_WEIGHTINGS[weighting])
     trials = int(trials) | 1                     # odd
-    if weighting not in EXPLAIN_WEIGHTINGS:
-        raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
     config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop),
                            weighting=EXPLAIN_WEIGHTINGS[weighting], vote_threshold=threshold)
     result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)

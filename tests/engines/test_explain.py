@@ -75,6 +75,7 @@ def test_calibrated_vote_threshold_comes_from_the_model_card_only(cxr_model):
     stored = cxr_model.card["explain_calibration"]["pleural effusion"]["vote_threshold"]
     assert calibrated_vote_threshold(cxr_model, "pleural effusion") == stored and 0 < stored < 1
     assert calibrated_vote_threshold(cxr_model, "cardiomegaly") == 0.5                 # not calibrated
+    assert calibrated_vote_threshold(cxr_model, "pleural effusion", "uniform") == 0.5  # fitted under another rule
     assert calibrated_vote_threshold(SimpleNamespace(card={}), "pleural effusion") == 0.5   # a user's checkpoint
 
 
