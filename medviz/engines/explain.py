@@ -35,7 +35,7 @@ mean-error rule, both reported. N is odd; with ``early_stop`` trials stop as soo
 be overtaken by the remaining votes (exact: the vote winner is the one N trials would give).
 With two classes the vote can be given an operating point, ``vote_threshold``: the first class wins
 with at least that share of the N votes. A model that fits its own cases of a class worse than its
-prompt's alternative (the bundled cxr-phantom misses small, one-sided effusions) calls that class too
+prompt's alternative (the bundled cxr-phantom misses one-sided effusions) calls that class too
 rarely under the plain majority; the threshold that corrects it is fitted on labelled tuning phantoms
 (``python -m medviz.bench calibrate``), never on the bench's, and carried by the model card
 (``calibrated_vote_threshold``), the way a discriminative classifier's operating point is chosen on a
