@@ -57,6 +57,17 @@ def _true_changed_region(domain: str, seed: int, factor: str, values, size: int)
     return mask_between(module.render(sample.factors, sample.seed, size), module.render(other.factors, other.seed, size))
 
 
+def _labelled_phantoms(domain: str, n: int, size: int, seed_offset: int):
+    """(first seed, n rendered phantoms from HELD_OUT_FIRST_SEED + seed_offset, their task labels)."""
+    from ..train.captions import phantom_attributes
+    from ..train.data import render_phantoms
+    from ..train.oracle import HELD_OUT_FIRST_SEED
+
+    first_seed = HELD_OUT_FIRST_SEED + seed_offset
+    images, factors = render_phantoms(domain, n, size, first_seed, workers=1)
+    return first_seed, images, np.array([phantom_attributes(domain, f)[TASKS[domain][1]] for f in factors])
+
+
 def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None, on_row=None,
              done_rows: dict[int, dict] | None = None) -> dict:
     """One task on ``config.n`` held-out phantoms.
@@ -68,18 +79,13 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     """
     from ..engines.explain import PRESETS, ExplainConfig, calibrated_vote_threshold, classify
     from ..models import load_model
-    from ..train.captions import phantom_attributes
-    from ..train.data import render_phantoms
-    from ..train.oracle import HELD_OUT_FIRST_SEED
 
     task, attribute, intervention = TASKS[domain]
     factor, values = next(iter(intervention.items()))
     model = model or load_model(f"{domain}-phantom", device="cpu")
     labels, prompts = PRESETS[domain][task]
-    first_seed = HELD_OUT_FIRST_SEED + FIRST_SEED_OFFSET
     size = model.image_size
-    images, factors = render_phantoms(domain, config.n, size, first_seed, workers=1)
-    truth = np.array([phantom_attributes(domain, f)[attribute] for f in factors])
+    first_seed, images, truth = _labelled_phantoms(domain, config.n, size, FIRST_SEED_OFFSET)
     threshold = calibrated_vote_threshold(model, task) if config.calibrated else 0.5
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=config.early_stop,
                            trials_per_batch=config.trials_per_batch, vote_threshold=threshold, seed=config.seed)
@@ -152,22 +158,17 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None)
     """
     from ..engines.explain import PRESETS, ExplainConfig, classify
     from ..models import load_model
-    from ..train.captions import phantom_attributes
-    from ..train.data import render_phantoms
-    from ..train.oracle import HELD_OUT_FIRST_SEED
 
-    task, attribute, _ = TASKS[domain]
+    task = TASKS[domain][0]
     model = model or load_model(f"{domain}-phantom", device="cpu")
     labels, prompts = PRESETS[domain][task]
-    first_seed = HELD_OUT_FIRST_SEED + TUNING_SEED_OFFSET
-    images, factors = render_phantoms(domain, config.n, model.image_size, first_seed, workers=1)
-    truth = np.array([phantom_attributes(domain, f)[attribute] for f in factors])
+    first_seed, images, truth = _labelled_phantoms(domain, config.n, model.image_size, TUNING_SEED_OFFSET)
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=False,
                            trials_per_batch=config.trials_per_batch, seed=config.seed)
     counts = []
     for i, image in enumerate(images):
         result = classify(model, image.astype(np.float32) / 255.0, engine)
-        counts.append(int(round(result.vote_fractions[0] * result.trials_run)))
+        counts.append(int((result.errors.argmin(1) == 0).sum()))           # trials the first class won
         if on_row:
             on_row(i, {"truth": bool(truth[i]), "votes_first_class": counts[-1]})
     counts = np.array(counts)
