@@ -45,6 +45,7 @@ class Text2ImageConfig:
     time_budget_s: float = 0.0         # >0: cut the step count to end in about this many seconds
     pretrained: str | None = None      # fine-tune this SD folder (UNet only) instead of training from scratch
     init_from: str | None = None       # continue training a bundled phantom pipeline (text encoder + UNet)
+    train_unet: bool = True            # False (with init_from): text encoder only, the UNet frozen
     data_csv: str | None = None        # CheXpert- or ISIC-layout CSV (fine-tuning data)
 
 
@@ -79,6 +80,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     from diffusers.training_utils import EMAModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    if not config.train_unet and not config.init_from:
+        raise ValueError("train_unet=False needs init_from (a trained phantom pipeline whose UNet is kept)")
     out = Path(config.out)
     accelerator = make_accelerator(config.seed)
     device = accelerator.device
@@ -111,7 +114,10 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         if images is None or factors is None:
             images, factors = render_phantoms(config.domain, config.n_images, vae.config.sample_size, 0, config.workers)
         fixed_captions = None
-        trainable = list(text_encoder.parameters()) + list(unet.parameters())
+        # A frozen UNet keeps what it draws and changes only what the words ask for: a cheap way to
+        # teach a phrase (a new caption wording) without moving the image model.
+        unet.requires_grad_(config.train_unet)
+        trainable = list(text_encoder.parameters()) + (list(unet.parameters()) if config.train_unet else [])
     else:
         arch = PRESETS[config.preset]
         if not (out / "vae").is_dir():

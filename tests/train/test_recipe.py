@@ -1,6 +1,7 @@
 """The whole training recipe at test size: tokenizer, VAE, text encoder + UNet, oracle, bundle, load."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -96,6 +97,51 @@ def test_training_captions_name_every_present_attribute():
             for key in main:
                 if truth[key]:
                     assert parsed.get(key) is True, (caption, key)
+
+
+def test_device_captions_also_use_the_generic_phrase_alone():
+    """The generic phrase must stand alone in training, or "showing support devices" learns nothing."""
+    from medviz.phantoms import get_domain
+    from medviz.prompts import parse_prompt
+    from medviz.train.captions import training_caption
+
+    graph = get_domain("cxr").build_graph()
+    rng = np.random.default_rng(0)
+    wordings = {"generic": 0, "names": 0, "both": 0}
+    for seed in range(400):
+        factors = graph.sample(seed).factors
+        if not factors["devices"]:
+            continue
+        caption = training_caption("cxr", factors, rng)
+        parsed = parse_prompt(caption, "cxr")           # a named device implies support devices here
+        named = any(parsed.get(d) for d in ("pacemaker", "ett", "cvc", "ngt"))
+        generic = re.search(r"(?<!cardiac )\b(support devices?|devices?|lines and tubes|tubes and lines)\b",
+                            caption.split(", no ")[0]) is not None
+        assert generic or named
+        assert not any(parsed.get(d) is False for d in factors["devices"])    # present ones never negated
+        wordings["both" if generic and named else "generic" if generic else "names"] += 1
+    total = sum(wordings.values())
+    assert total > 60
+    assert all(0.2 < count / total < 0.47 for count in wordings.values()), wordings
+
+
+def test_text_encoder_only_fine_tune_keeps_the_unet(tiny_models, tmp_path):
+    from safetensors.torch import load_file
+
+    from medviz.train.text2image import Text2ImageConfig, train_text2image
+
+    source = tiny_models / "cxr-tiny"
+    config = Text2ImageConfig(domain="cxr", out=str(tmp_path / "te"), steps=2, batch_size=2, n_images=4,
+                              init_from=str(source), train_unet=False, workers=1)
+    assert train_text2image(config)["steps"] == 2
+    unet_before = load_file(str(source / "unet" / "diffusion_pytorch_model.safetensors"))
+    unet_after = load_file(str(tmp_path / "te" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(unet_before[k], unet_after[k]) for k in unet_before)        # frozen
+    before = load_file(str(source / "text_encoder" / "model.safetensors"))
+    after = load_file(str(tmp_path / "te" / "text_encoder" / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)                   # trained
+    with pytest.raises(ValueError, match="needs init_from"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), train_unet=False))
 
 
 def test_finetune_an_existing_pipeline_on_a_chexpert_csv(tiny_models, tmp_path):
