@@ -60,7 +60,6 @@ EDITABLE = {
 #: Adding the generic "support devices" without naming a device also names two: the bundled model learnt
 #: device names better than the generic phrase (see the cxr-phantom model card).
 _ADD_ALSO = {"cxr": {"support_devices": ("ett", "cvc")}}
-_DEVICE_KINDS = ("pacemaker", "ett", "cvc", "ngt")
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,7 @@ class EditResult:
 
 def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -> tuple[str, str]:
     """(source, target) prompts of an edit: from the user's text or from the oracle readout."""
-    from ..prompts import describe
+    from ..prompts import SUPPORT_DEVICE_KINDS, describe
 
     if config.source_prompt and config.target_prompt:
         return config.source_prompt, config.target_prompt
@@ -163,7 +162,7 @@ def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -
             raise ValueError("this model has no oracle: give both the source and the target prompt")
     present = {k: v > 0.5 for k, v in (readout or {}).items()}
     if domain == "cxr" and present.get("support_devices") is False:
-        present.update({d: False for d in _DEVICE_KINDS})        # a device kind implies support devices
+        present.update({d: False for d in SUPPORT_DEVICE_KINDS})        # a device kind implies support devices
     source = config.source_prompt or describe(domain, present)
     if config.target_prompt:
         return source, config.target_prompt
@@ -171,14 +170,14 @@ def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -
     negated = list(config.remove)
     for name in config.add:
         target[name] = True
-        if not set(config.add) & set(_DEVICE_KINDS):           # no device named: name the default ones
+        if not set(config.add) & set(SUPPORT_DEVICE_KINDS):           # no device named: name the default ones
             for extra in _ADD_ALSO.get(domain, {}).get(name, ()):
                 target[extra] = True
     for name in config.remove:
         target[name] = False
         if domain == "cxr" and name == "support_devices":
-            target.update({d: False for d in _DEVICE_KINDS})
-    if domain == "cxr" and any(target.get(d) for d in _DEVICE_KINDS):
+            target.update({d: False for d in SUPPORT_DEVICE_KINDS})
+    if domain == "cxr" and any(target.get(d) for d in SUPPORT_DEVICE_KINDS):
         target["support_devices"] = True
     return source, describe(domain, target, negated=negated)
 

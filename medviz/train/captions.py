@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..prompts import ATTRIBUTES, augmented_caption
+from ..prompts import ATTRIBUTES, SUPPORT_DEVICE_KINDS, augmented_caption
 
 #: Attributes the oracle reads and the prompts control, per domain.
 ORACLE_ATTRIBUTES = {
@@ -40,15 +40,15 @@ def training_caption(domain: str, factors: Mapping[str, Any], rng: np.random.Gen
         # Device captions name the devices, the generic phrase, or both, a third of the time each. The
         # generic phrase must also stand alone: when it only ever came beside the device names, the
         # names carried the drawing and "showing support devices" alone drew none (0 of 64 samples).
-        if any(present[d] for d in ("pacemaker", "ett", "cvc", "ngt")):
+        if any(present[d] for d in SUPPORT_DEVICE_KINDS):
             wording = rng.random()
             if wording < 1 / 3:
                 present.pop("support_devices")
             elif wording < 2 / 3:
-                for device in ("pacemaker", "ett", "cvc", "ngt"):
+                for device in SUPPORT_DEVICE_KINDS:
                     present.pop(device)   # unnamed, not negated: they are there
         if not present.get("support_devices", True):
-            for device in ("pacemaker", "ett", "cvc", "ngt"):
+            for device in SUPPORT_DEVICE_KINDS:
                 present.pop(device)
         text = augmented_caption("cxr", present, rng, negatives=0.35)
         if rng.random() < 0.7:

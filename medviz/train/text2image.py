@@ -98,9 +98,9 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         if not config.data_csv:
             raise ValueError("fine-tuning needs data_csv: a CheXpert- or ISIC-layout CSV")
         images, fixed_captions = _load_csv_images(config.data_csv, vae.config.sample_size)
-        trainable = list(unet.parameters())
     elif config.init_from:
-        # Continue training a bundled phantom model (all of text encoder + UNet, same tokenizer and VAE).
+        # Continue training a bundled phantom model (text encoder, and the UNet unless train_unet=False;
+        # same tokenizer and VAE).
         root = Path(config.init_from)
         vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True, torch_dtype=torch.float32)
         vae.save_pretrained(str(out / "vae"), safe_serialization=True)
@@ -117,7 +117,6 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         # A frozen UNet keeps what it draws and changes only what the words ask for: a cheap way to
         # teach a phrase (a new caption wording) without moving the image model.
         unet.requires_grad_(config.train_unet)
-        trainable = list(text_encoder.parameters()) + (list(unet.parameters()) if config.train_unet else [])
     else:
         arch = PRESETS[config.preset]
         if not (out / "vae").is_dir():
@@ -131,12 +130,12 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         if images is None or factors is None:
             images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
         fixed_captions = None
-        trainable = list(text_encoder.parameters()) + list(unet.parameters())
     vae.requires_grad_(False)
     latent_mean, latent_std = encode_latents(vae, images, device)
     del vae
     noise_scheduler = make_noise_scheduler()
     denoiser = _denoiser(text_encoder, unet)
+    trainable = [p for p in denoiser.parameters() if p.requires_grad]   # text encoder first, then UNet
     lr = 1e-5 if config.pretrained else config.learning_rate
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
     denoiser, optimizer = accelerator.prepare(denoiser, optimizer)

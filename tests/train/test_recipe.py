@@ -102,9 +102,11 @@ def test_training_captions_name_every_present_attribute():
 def test_device_captions_also_use_the_generic_phrase_alone():
     """The generic phrase must stand alone in training, or "showing support devices" learns nothing."""
     from medviz.phantoms import get_domain
-    from medviz.prompts import parse_prompt
+    from medviz.prompts import CXR_ATTRIBUTES, SUPPORT_DEVICE_KINDS, parse_prompt
     from medviz.train.captions import training_caption
 
+    synonyms = sorted(CXR_ATTRIBUTES["support_devices"][1], key=len, reverse=True)
+    generic_phrase = re.compile(r"(?<!cardiac )\b(" + "|".join(map(re.escape, synonyms)) + r")\b")  # not a pacemaker's
     graph = get_domain("cxr").build_graph()
     rng = np.random.default_rng(0)
     wordings = {"generic": 0, "names": 0, "both": 0}
@@ -114,9 +116,8 @@ def test_device_captions_also_use_the_generic_phrase_alone():
             continue
         caption = training_caption("cxr", factors, rng)
         parsed = parse_prompt(caption, "cxr")           # a named device implies support devices here
-        named = any(parsed.get(d) for d in ("pacemaker", "ett", "cvc", "ngt"))
-        generic = re.search(r"(?<!cardiac )\b(support devices?|devices?|lines and tubes|tubes and lines)\b",
-                            caption.split(", no ")[0]) is not None
+        named = any(parsed.get(d) for d in SUPPORT_DEVICE_KINDS)
+        generic = generic_phrase.search(caption.split(", no ")[0]) is not None
         assert generic or named
         assert not any(parsed.get(d) is False for d in factors["devices"])    # present ones never negated
         wordings["both" if generic and named else "generic" if generic else "names"] += 1
