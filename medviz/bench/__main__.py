@@ -1,8 +1,8 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
-python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--resume LOG]
-    [--figure-dir DIR] [--json PATH]
+python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--resume LOG ...]
+    [--shard K/M] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
@@ -51,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=21, help="classify, calibrate: trials N per image (odd)")
     parser.add_argument("--trials-per-batch", type=int, default=4,
                         help="classify: trials per UNet call; smaller = finer early stop (the engine's default is 16)")
-    parser.add_argument("--resume", default=None,
-                        help="classify: a log of an earlier run; its printed rows are kept, not recomputed")
+    parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
+                        help="classify: logs of earlier runs (or of --shard runs); their printed rows are kept, not "
+                             "recomputed")
+    parser.add_argument("--shard", default="0/1", metavar="K/M",
+                        help="classify: only images i with i %% M == K, rows only (run M of these, one per core, "
+                             "then once more with all their logs as --resume for the summary)")
     parser.add_argument("--reference-trials", type=int, default=501, help="classify: N of the cost comparison (501)")
     parser.add_argument("--n-cost", type=int, default=None,
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
@@ -97,13 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "classify":
         from .classify import ClassifyBenchConfig, print_table, read_rows, run_task
 
+        shard = _shard(parser, args.shard)
         config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost,
-                                     trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials)
+                                     trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials,
+                                     shard=shard)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
-            done = read_rows(args.resume, domain) if args.resume else None
+            done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
             result = run_task(domain, config, done_rows=done, on_row=lambda i, row: print(
                 f"{domain} {i}: {json.dumps(row)}", flush=True))
+            if "shard" in result:
+                print(f"{domain} shard {shard[0]}/{shard[1]} done: {len(result['rows'])} rows; summarise with "
+                      f"--resume and every shard's log", flush=True)
+                continue
             print(f"done: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}", flush=True)
             if args.figure_dir:
                 from .figures import save_explain_figure
@@ -111,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 save_explain_figure(result["cases"], str(Path(args.figure_dir) / f"explain_{domain}.png"),
                                     title=f"{domain}-phantom diffusion classifier: {result['task']} (N={config.trials})")
             results.append({k: v for k, v in result.items() if k != "cases"})
+        if not results:             # shard runs: rows only
+            return 0
         print_table(results)
         return _write(args.json, results)
     if args.name == "calibrate":
@@ -181,6 +193,17 @@ def _counterfactual(args) -> int:
     for r in result["edits"]:
         r.pop("cases")
     return _write(args.json, result)
+
+
+def _shard(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
+    """'K/M' -> (K, M) with 0 <= K < M."""
+    try:
+        shard, shards = (int(part) for part in text.split("/"))
+    except ValueError:
+        parser.error(f"--shard wants K/M, e.g. 0/2, got {text!r}")
+    if not 0 <= shard < shards:
+        parser.error(f"--shard K/M needs 0 <= K < M, got {text!r}")
+    return shard, shards
 
 
 def _write(path: str | None, result: dict) -> int:

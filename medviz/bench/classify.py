@@ -40,6 +40,7 @@ class ClassifyBenchConfig:
     reference_trials: int = 501
     calibrated: bool = True     # the model card's vote threshold for the task (0.5 where it has none)
     seed: int = 0
+    shard: tuple[int, int] = (0, 1)   # (k, m): classify only images i with i % m == k (one process per core)
 
 
 def _true_changed_region(domain: str, seed: int, factor: str, values, size: int) -> np.ndarray:
@@ -76,12 +77,19 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     ``done_rows`` (image index -> row, e.g. parsed back from such a printout by ``read_rows``) are taken
     as they are and not recomputed, so a stopped run resumes where it stopped. The figure's cases (the
     first 3 correct and the first 3 wrong images) are classified again for their maps: same seed, same result.
+
+    With ``config.shard = (k, m)``, m > 1, only images i with i % m == k are classified (rows through
+    ``on_row``) and the result is ``{"shard": (k, m), "rows": {i: row}}``, no summary: m such runs, one
+    per core, print rows that one run with all their logs as ``done_rows`` then summarises.
     """
     from ..engines.explain import PRESETS, ExplainConfig, calibrated_vote_threshold, classify
     from ..models import load_model
 
     task, attribute, intervention = TASKS[domain]
     factor, values = next(iter(intervention.items()))
+    shard, shards = config.shard
+    if not 0 <= shard < shards:
+        raise ValueError(f"bad shard {shard}/{shards}: need 0 <= k < m")
     model = model or load_model(f"{domain}-phantom", device="cpu")
     labels, prompts = PRESETS[domain][task]
     size = model.image_size
@@ -89,13 +97,15 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     threshold = calibrated_vote_threshold(model, task) if config.calibrated else 0.5
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=config.early_stop,
                            trials_per_batch=config.trials_per_batch, vote_threshold=threshold, seed=config.seed)
-    rows = []
+    by_index: dict[int, dict] = {}
     for i, (image, label) in enumerate(zip(images, truth)):
         if done_rows and i in done_rows:
             if done_rows[i]["truth"] != bool(label):
                 raise ValueError(f"the resumed row {i} says truth={done_rows[i]['truth']}, the phantom says {bool(label)}: "
                                  "that log is from another run")
-            rows.append(done_rows[i])
+            by_index[i] = done_rows[i]
+            continue
+        if i % shards != shard:
             continue
         pixels = image.astype(np.float32) / 255.0
         result = classify(model, pixels, engine)
@@ -103,15 +113,18 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         scorable = 0 < mask.sum() < mask.size
         auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if scorable else float("nan")
         evidence_auc = roc_auc(mask.ravel(), result.evidence_map.ravel()) if scorable else float("nan")
-        rows.append({"truth": bool(label), "vote": result.predicted == 0, "mean_error": result.predicted_mean_error == 0,
-                     "z": abs(result.z_score), "entropy": result.vote_entropy, "trials": result.trials_run,
-                     "passes": result.unet_passes, "seconds": result.seconds, "explanation_auc": auc,
-                     "evidence_auc": evidence_auc,
-                     "vote_fraction_positive": float(result.vote_fractions[0])})
+        by_index[i] = {"truth": bool(label), "vote": result.predicted == 0,
+                       "mean_error": result.predicted_mean_error == 0, "z": abs(result.z_score),
+                       "entropy": result.vote_entropy, "trials": result.trials_run, "passes": result.unet_passes,
+                       "seconds": result.seconds, "explanation_auc": auc, "evidence_auc": evidence_auc,
+                       "vote_fraction_positive": float(result.vote_fractions[0])}
         if on_row:
-            on_row(i, rows[-1])
+            on_row(i, by_index[i])
         if progress:
             progress(i + 1, config.n)
+    if shards > 1:
+        return {"shard": (shard, shards), "rows": by_index}
+    rows = [by_index[i] for i in range(len(images))]
     cases = []
     for wanted in (True, False):                                     # 3 correct and 3 wrong cases
         for i in [i for i, r in enumerate(rows) if (r["vote"] == r["truth"]) == wanted][:3]:

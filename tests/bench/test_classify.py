@@ -48,6 +48,27 @@ def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_p
         run_task("cxr", config, model=cxr_model, done_rows={0: {**first, "truth": not truth}})
 
 
+def test_shards_split_the_images_and_their_logs_make_the_summary(cxr_model, tmp_path):
+    import pytest
+
+    from medviz.bench.__main__ import main
+
+    shards = [run_task("cxr", ClassifyBenchConfig(n=3, trials=3, n_cost=0, shard=(k, 2)), model=cxr_model)
+              for k in (0, 1)]
+    assert [sorted(s["rows"]) for s in shards] == [[0, 2], [1]]           # i % 2 == k, rows only
+    assert all(set(s) == {"shard", "rows"} for s in shards)
+    fresh = []
+    merged = {**shards[0]["rows"], **shards[1]["rows"]}
+    summary = run_task("cxr", ClassifyBenchConfig(n=3, trials=3, n_cost=0), model=cxr_model, done_rows=merged,
+                       on_row=lambda i, row: fresh.append(i))
+    assert fresh == []                                                       # nothing classified twice
+    assert summary["accuracy_vote"] == sum(r["vote"] == r["truth"] for r in merged.values()) / 3
+    with pytest.raises(ValueError, match="bad shard"):
+        run_task("cxr", ClassifyBenchConfig(n=3, shard=(2, 2)), model=cxr_model)
+    with pytest.raises(SystemExit):
+        main(["classify", "--shard", "2/2"])
+
+
 def test_calibrate_picks_the_most_accurate_vote_count_on_tuning_phantoms(cxr_model):
     rows = []
     result = calibrate("cxr", ClassifyBenchConfig(n=4, trials=3), model=cxr_model, on_row=lambda i, r: rows.append(r))
