@@ -147,7 +147,7 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
 
     explanation, evidence, uncertainty, chart, summary = client.predict(
         "cxr-phantom", None, "cxr_effusion.png", "pleural effusion", "", 9, True,
-        "where the classes differ (default)", 0.5, api_name="/explain")
+        "model card's operating point (default)", 0.5, api_name="/explain")
     for shown in (explanation, evidence, uncertainty):
         assert read_image(shown).pixels.shape == (384, 384, 3)             # 128 px shown 3x (nearest)
     assert "evidence map" in summary and "weighted to where the class prompts differ" in summary
@@ -170,7 +170,7 @@ def test_a_bad_upload_gets_a_clear_message(client, tmp_path):
     bad.write_text("this is not an image")
     with pytest.raises(Exception, match="not a recognised image"):
         client.predict("cxr-phantom", handle_file(str(bad)), None, "pleural effusion", "", 9, True,
-                       "where the classes differ (default)", 0.5, api_name="/explain")
+                       "model card's operating point (default)", 0.5, api_name="/explain")
 
 
 def test_edit_endpoints_load_a_dicom_edit_and_export(client):

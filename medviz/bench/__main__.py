@@ -3,6 +3,8 @@ python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--v
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--resume LOG ...]
     [--shard K/M] [--figure-dir DIR] [--json PATH]
+python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
+    [--resume LOG ...] [--shard K/M] [--json PATH]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
@@ -49,13 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify", "calibrate",
                                            "counterfactual", "ui"])
     parser.add_argument("--trials", type=int, default=21, help="classify, calibrate: trials N per image (odd)")
+    parser.add_argument("--weighting", default="disagreement", choices=["disagreement", "uniform"],
+                        help="calibrate: the error weighting to fit the operating point for")
     parser.add_argument("--trials-per-batch", type=int, default=4,
                         help="classify: trials per UNet call; smaller = finer early stop (the engine's default is 16)")
     parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
-                        help="classify: logs of earlier runs (or of --shard runs); their printed rows are kept, not "
-                             "recomputed")
+                        help="classify, calibrate: logs of earlier runs (or of --shard runs); their printed rows "
+                             "are kept, not recomputed")
     parser.add_argument("--shard", default="0/1", metavar="K/M",
-                        help="classify: only images i with i %% M == K, rows only (run M of these, one per core, "
+                        help="classify, calibrate: only images i with i %% M == K, rows only (run M of these, one per core, "
                              "then once more with all their logs as --resume for the summary)")
     parser.add_argument("--reference-trials", type=int, default=501, help="classify: N of the cost comparison (501)")
     parser.add_argument("--n-cost", type=int, default=None,
@@ -126,15 +130,22 @@ def main(argv: list[str] | None = None) -> int:
         print_table(results)
         return _write(args.json, results)
     if args.name == "calibrate":
-        from .classify import ClassifyBenchConfig, calibrate, print_calibration
+        from .classify import ClassifyBenchConfig, calibrate, print_calibration, read_rows
 
+        shard = _shard(parser, args.shard)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
-            config = ClassifyBenchConfig(n=args.n or 120, trials=args.trials, trials_per_batch=args.trials_per_batch)
-            result = calibrate(domain, config, on_row=lambda i, row: print(f"{domain} {i}: {json.dumps(row)}", flush=True))
+            config = ClassifyBenchConfig(n=args.n or 120, trials=args.trials, trials_per_batch=args.trials_per_batch,
+                                         shard=shard)
+            done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
+            result = calibrate(domain, config, done_rows=done, weighting=args.weighting,
+                               on_row=lambda i, row: print(f"{domain} {i}: {json.dumps(row)}", flush=True))
+            if "shard" in result:
+                print(f"{domain} shard {shard[0]}/{shard[1]} done: {len(result['rows'])} rows", flush=True)
+                continue
             print_calibration(result)
             results.append(result)
-        return _write(args.json, results)
+        return _write(args.json, results) if results else 0
     if args.name == "counterfactual":
         return _counterfactual(args)
     if args.name == "ui":

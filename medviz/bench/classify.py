@@ -12,7 +12,8 @@ Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
   vs. the engine's setting (its accuracy and UNet passes), and the reference loop (classes one at a time,
   no early stop, same N as the engine) vs. the engine, wall-clock side by side.
 
-``calibrate`` fits that vote threshold on the tuning phantoms (a disjoint seed range).
+``calibrate`` fits that operating point (timestep window, vote threshold) on the tuning phantoms (a
+disjoint seed range).
 """
 
 from __future__ import annotations
@@ -82,48 +83,33 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     ``on_row``) and the result is ``{"shard": (k, m), "rows": {i: row}}``, no summary: m such runs, one
     per core, print rows that one run with all their logs as ``done_rows`` then summarises.
     """
-    from ..engines.explain import PRESETS, ExplainConfig, calibrated_vote_threshold, classify
+    from ..engines.explain import PRESETS, ExplainConfig, calibrated_settings, classify
     from ..models import load_model
 
     task, attribute, intervention = TASKS[domain]
     factor, values = next(iter(intervention.items()))
-    shard, shards = config.shard
-    if not 0 <= shard < shards:
-        raise ValueError(f"bad shard {shard}/{shards}: need 0 <= k < m")
     model = model or load_model(f"{domain}-phantom", device="cpu")
     labels, prompts = PRESETS[domain][task]
     size = model.image_size
     first_seed, images, truth = _labelled_phantoms(domain, config.n, size, FIRST_SEED_OFFSET)
-    threshold = calibrated_vote_threshold(model, task) if config.calibrated else 0.5
+    settings = calibrated_settings(model, task) if config.calibrated else {}
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=config.early_stop,
-                           trials_per_batch=config.trials_per_batch, vote_threshold=threshold, seed=config.seed)
-    by_index: dict[int, dict] = {}
-    for i, (image, label) in enumerate(zip(images, truth)):
-        if done_rows and i in done_rows:
-            if done_rows[i]["truth"] != bool(label):
-                raise ValueError(f"the resumed row {i} says truth={done_rows[i]['truth']}, the phantom says {bool(label)}: "
-                                 "that log is from another run")
-            by_index[i] = done_rows[i]
-            continue
-        if i % shards != shard:
-            continue
-        pixels = image.astype(np.float32) / 255.0
-        result = classify(model, pixels, engine)
+                           trials_per_batch=config.trials_per_batch, seed=config.seed, **settings)
+
+    def row(i: int, image: np.ndarray, label: bool) -> dict:
+        result = classify(model, image.astype(np.float32) / 255.0, engine)
         mask = _true_changed_region(domain, first_seed + i, factor, values, size)
         scorable = 0 < mask.sum() < mask.size
         auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if scorable else float("nan")
         evidence_auc = roc_auc(mask.ravel(), result.evidence_map.ravel()) if scorable else float("nan")
-        by_index[i] = {"truth": bool(label), "vote": result.predicted == 0,
-                       "mean_error": result.predicted_mean_error == 0, "z": abs(result.z_score),
-                       "entropy": result.vote_entropy, "trials": result.trials_run, "passes": result.unet_passes,
-                       "seconds": result.seconds, "explanation_auc": auc, "evidence_auc": evidence_auc,
-                       "vote_fraction_positive": float(result.vote_fractions[0])}
-        if on_row:
-            on_row(i, by_index[i])
-        if progress:
-            progress(i + 1, config.n)
-    if shards > 1:
-        return {"shard": (shard, shards), "rows": by_index}
+        return {"truth": bool(label), "vote": result.predicted == 0, "mean_error": result.predicted_mean_error == 0,
+                "z": abs(result.z_score), "entropy": result.vote_entropy, "trials": result.trials_run,
+                "passes": result.unet_passes, "seconds": result.seconds, "explanation_auc": auc,
+                "evidence_auc": evidence_auc, "vote_fraction_positive": float(result.vote_fractions[0])}
+
+    by_index = _rows(images, truth, row, config.shard, done_rows, on_row, progress)
+    if config.shard[1] > 1:
+        return {"shard": config.shard, "rows": by_index}
     rows = [by_index[i] for i in range(len(images))]
     cases = []
     for wanted in (True, False):                                     # 3 correct and 3 wrong cases
@@ -143,7 +129,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config) if config.n_cost else None
     return {
         "domain": domain, "task": task, "n": config.n, "trials": config.trials, "early_stop": config.early_stop,
-        "vote_threshold": threshold,
+        "vote_threshold": engine.vote_threshold, "t_range": list(engine.t_range), "weighting": engine.weighting,
         "accuracy_vote": float(correct.mean()),
         "accuracy_mean_error": float(np.mean([r["mean_error"] == r["truth"] for r in rows])),
         "accuracy_cnn": float((cnn == truth).mean()),
@@ -161,15 +147,45 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     }
 
 
-def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None) -> dict:
-    """Fit the task's two-class vote threshold on ``config.n`` labelled tuning phantoms.
+def _rows(images, truth, row, shard: tuple[int, int], done_rows, on_row, progress) -> dict[int, dict]:
+    """``row(i, image, label)`` for every image of the shard (i % m == k) that ``done_rows`` lacks.
 
-    Every image runs all N = ``config.trials`` trials (no early stop) and its votes for the first class are
-    counted; the number of votes k that the first class needs is the one with the highest accuracy on
-    these images (ties: the k nearest the plain majority), and the stored threshold is the share midway
-    between k - 1 and k votes, (k - 0.5) / N, so that ``votes_needed`` gives back k at this N.
+    Rows from ``done_rows`` (an earlier run's printout) are kept as they are, after checking that they
+    belong to these phantoms.
     """
-    from ..engines.explain import PRESETS, ExplainConfig, classify
+    k, m = shard
+    if not 0 <= k < m:
+        raise ValueError(f"bad shard {k}/{m}: need 0 <= k < m")
+    by_index: dict[int, dict] = {}
+    for i, (image, label) in enumerate(zip(images, truth)):
+        if done_rows and i in done_rows:
+            if done_rows[i]["truth"] != bool(label):
+                raise ValueError(f"the resumed row {i} says truth={done_rows[i]['truth']}, the phantom says "
+                                 f"{bool(label)}: that log is from another run")
+            by_index[i] = done_rows[i]
+        elif i % m == k:
+            by_index[i] = row(i, image, bool(label))
+            if on_row:
+                on_row(i, by_index[i])
+        if progress:
+            progress(i + 1, len(images))
+    if m == 1 and len(by_index) < len(images):
+        raise ValueError("rows are missing")
+    return by_index
+
+
+def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None, done_rows=None,
+              weighting: str = "disagreement", engine_trials: int = 21) -> dict:
+    """Fit the task's operating point (timestep window and two-class vote threshold) on tuning phantoms.
+
+    Every one of ``config.n`` labelled tuning phantoms (seeds 10,901,000+, never the bench's) runs all
+    N = ``config.trials`` trials, stratified over the whole schedule (no early stop); each trial's timestep
+    and winner are kept (rows via ``on_row``; ``done_rows`` and ``config.shard`` as in ``run_task``).
+    ``fit_operating_point`` then picks the window and threshold. Why a window: the trials' timesteps do
+    not carry the same evidence. On the skin model, trials at t < 300 called most melanomas benign (their
+    fine texture is what the model fits worst), so they outvoted the informative trials.
+    """
+    from ..engines.explain import DEFAULT_T_RANGE, PRESETS, ExplainConfig, classify
     from ..models import load_model
 
     task = TASKS[domain][0]
@@ -177,33 +193,71 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None)
     labels, prompts = PRESETS[domain][task]
     first_seed, images, truth = _labelled_phantoms(domain, config.n, model.image_size, TUNING_SEED_OFFSET)
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=False,
-                           trials_per_batch=config.trials_per_batch, seed=config.seed)
-    counts = []
-    for i, image in enumerate(images):
+                           trials_per_batch=config.trials_per_batch, weighting=weighting, seed=config.seed)
+
+    def row(i: int, image: np.ndarray, label: bool) -> dict:
         result = classify(model, image.astype(np.float32) / 255.0, engine)
-        counts.append(int((result.errors.argmin(1) == 0).sum()))           # trials the first class won
-        if on_row:
-            on_row(i, {"truth": bool(truth[i]), "votes_first_class": counts[-1]})
-    counts = np.array(counts)
-    trials = config.trials
-    accuracy = {k: float(((counts >= k) == truth).mean()) for k in range(1, trials + 1)}
-    majority = trials // 2 + 1
-    best = max(accuracy, key=lambda k: (accuracy[k], -abs(k - majority)))
-    return {"domain": domain, "task": task, "n": len(truth), "positives": int(truth.sum()), "trials": trials,
-            "first_seed": first_seed, "seed": config.seed, "weighting": engine.weighting,
-            "accuracy_by_votes_needed": accuracy,
-            "votes_needed": best, "vote_threshold": round((best - 0.5) / trials, 4),
-            "accuracy_majority": accuracy[majority], "accuracy_calibrated": accuracy[best]}
+        won = result.errors.argmin(1) == 0                                  # trials the first class won
+        return {"truth": label, "votes_first_class": int(won.sum()), "timesteps": result.timesteps.tolist(),
+                "first_class_won": won.astype(int).tolist()}
+
+    by_index = _rows(images, truth, row, config.shard, done_rows, on_row, None)
+    if config.shard[1] > 1:
+        return {"shard": config.shard, "rows": by_index}
+    rows = [by_index[i] for i in range(len(images))]
+    fit = fit_operating_point(truth, np.array([r["timesteps"] for r in rows]),
+                              np.array([r["first_class_won"] for r in rows], bool), engine_trials, DEFAULT_T_RANGE)
+    return {"domain": domain, "task": task, "n": len(truth), "positives": int(truth.sum()),
+            "trials_run": config.trials, "first_seed": first_seed, "seed": config.seed, "weighting": weighting, **fit}
+
+
+def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.ndarray, engine_trials: int,
+                        schedule: tuple[int, int], grid: int = 100, min_width: int = 300) -> dict:
+    """The timestep window and vote threshold with the best accuracy on labelled images.
+
+    Args:
+        truth: (n,) bool, the first class is the true one.
+        timesteps: (n, N) each trial's timestep, stratified over ``schedule``.
+        first_won: (n, N) bool, the first class won the trial.
+        engine_trials: the N at which the threshold is stated (``votes_needed``) and later applied.
+        schedule: (t_min, t_max) of the trials; windows have edges on ``grid`` multiples inside it (or its
+            ends) and are at least ``min_width`` wide.
+    An image's vote share in a window is the share of its trials inside that window that the first class
+    won; it is called first class when share * engine_trials >= k - 0.5, i.e. with k of ``engine_trials``
+    votes once the engine draws all its trials from that window. Ties go to k nearest the majority, then
+    to the wider window. ``accuracy_majority`` is the uncalibrated engine: majority over the schedule.
+    """
+    lo, hi = schedule
+    edges = [lo, *range((lo // grid + 1) * grid, hi, grid), hi]
+    windows = [(a, b) for a in edges for b in edges if b - a >= min_width]
+    majority = engine_trials // 2 + 1
+    by_window, best = {}, None
+    for a, b in windows:
+        inside = (timesteps >= a) & (timesteps <= b)
+        share = (first_won & inside).sum(1) / np.maximum(inside.sum(1), 1)
+        for k in range(1, engine_trials + 1):
+            accuracy = float(((share * engine_trials >= k - 0.5) == truth).mean())
+            key = (accuracy, -abs(k - majority), b - a)
+            by_window[f"{a}-{b}"] = max(by_window.get(f"{a}-{b}", 0.0), accuracy)
+            if best is None or key > best[0]:
+                best = (key, (a, b), k)
+    (accuracy, _, _), (a, b), k = best
+    whole = first_won.sum(1) / first_won.shape[1]
+    return {"t_range": [int(a), int(b)], "votes_needed": k, "trials": engine_trials,
+            "vote_threshold": round((k - 0.5) / engine_trials, 4), "accuracy_calibrated": accuracy,
+            "accuracy_majority": float(((whole * engine_trials >= majority - 0.5) == truth).mean()),
+            "accuracy_by_window": by_window}
 
 
 def print_calibration(result: dict) -> None:
-    n = result["trials"]
-    print(f"\n{result['task']} vote threshold on {result['n']} tuning phantoms (seeds {result['first_seed']:,}+, "
-          f"{result['positives']} positive), N = {n} without early stop; accuracy by votes the first class needs:")
-    print("  " + "  ".join(f"{k}: {a:.1%}" for k, a in result["accuracy_by_votes_needed"].items()
-                           if abs(k - (n // 2 + 1)) <= 5))
-    print(f"chosen: {result['votes_needed']} of {n} votes (vote_threshold {result['vote_threshold']}): "
-          f"{result['accuracy_calibrated']:.1%} vs majority {result['accuracy_majority']:.1%}")
+    windows = sorted(result["accuracy_by_window"].items(), key=lambda item: -item[1])[:6]
+    print(f"\n{result['task']} operating point on {result['n']} tuning phantoms (seeds {result['first_seed']:,}+, "
+          f"{result['positives']} positive), N = {result['trials_run']} trials over the whole schedule, "
+          f"{result['weighting']} weighting; best accuracy per timestep window:")
+    print("  " + "  ".join(f"t {w}: {a:.1%}" for w, a in windows))
+    print(f"chosen: t {result['t_range'][0]}-{result['t_range'][1]}, {result['votes_needed']} of {result['trials']} "
+          f"votes (vote_threshold {result['vote_threshold']}): {result['accuracy_calibrated']:.1%} vs "
+          f"{result['accuracy_majority']:.1%} for the majority over the whole schedule")
 
 
 def read_rows(path: str, domain: str) -> dict[int, dict]:

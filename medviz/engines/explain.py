@@ -38,7 +38,7 @@ with at least that share of the N votes. A model that fits its own cases of a cl
 prompt's alternative (the bundled cxr-phantom misses one-sided effusions) calls that class too
 rarely under the plain majority; the threshold that corrects it is fitted on labelled tuning phantoms
 (``python -m medviz.bench calibrate``), never on the bench's, and carried by the model card
-(``calibrated_vote_threshold``), the way a discriminative classifier's operating point is chosen on a
+(``calibrated_settings``), the way a discriminative classifier's operating point is chosen on a
 validation set. Early stop stays exact: trials stop once the remaining votes cannot move the first
 class's count across the threshold.
 
@@ -118,6 +118,7 @@ PRESETS = {
 
 
 WEIGHTINGS = ("disagreement", "uniform")
+DEFAULT_T_RANGE = (20, 980)          # the training schedule's timesteps the trials stratify over
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class ExplainConfig:
             squared error) or "disagreement" (weighted to where the class prompts' predictions differ);
             see ``trial_class_errors``.
         vote_threshold: two classes only: the first class wins when it gets at least this share of the N
-            votes, in (0, 1); 0.5 is the plain majority. See ``calibrated_vote_threshold``.
+            votes, in (0, 1); 0.5 is the plain majority. See ``calibrated_settings``.
         seed: seeds the timestep order and the noise draws.
     """
 
@@ -146,7 +147,7 @@ class ExplainConfig:
     labels: tuple[str, ...] | None = None
     trials: int = 21
     early_stop: bool = True
-    t_range: tuple[int, int] = (20, 980)
+    t_range: tuple[int, int] = DEFAULT_T_RANGE
     trials_per_batch: int = 16
     weighting: str = "disagreement"
     vote_threshold: float = 0.5
@@ -240,17 +241,21 @@ def decision_is_final(votes: np.ndarray, remaining: int, trials: int, threshold:
     return bool(votes[0] >= needed or votes[0] + remaining < needed)
 
 
-def calibrated_vote_threshold(model, task: str, weighting: str = "disagreement") -> float:
-    """The vote threshold a model card fitted for a preset task (``explain_calibration`` in medviz.json).
+def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
+    """The operating point a model card fitted for a preset task (``explain_calibration`` in medviz.json).
 
-    0.5 (the plain majority) when the card has none, or when it was fitted under another error
-    weighting: a checkpoint is never given another model's threshold, nor a rule another rule's.
+    Returns ``{"weighting", "t_range", "vote_threshold"}``, ready to pass to ``ExplainConfig``. With
+    ``weighting=None`` the card's own weighting is used; a fit is applied only under the weighting it was
+    fitted with, so an explicitly different rule (or a card with no fit for the task: any user checkpoint)
+    gets the plain majority over the whole schedule. A checkpoint is never given another model's fit.
     """
     card = getattr(model, "card", None) or {}
     entry = card.get("explain_calibration", {}).get(task, {})
-    if entry.get("weighting", "disagreement") != weighting:
-        return 0.5
-    return float(entry.get("vote_threshold", 0.5))
+    fitted = entry.get("weighting", "disagreement")
+    if not entry or (weighting is not None and weighting != fitted):
+        return {"weighting": weighting or "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5}
+    return {"weighting": fitted, "t_range": tuple(int(t) for t in entry.get("t_range", DEFAULT_T_RANGE)),
+            "vote_threshold": float(entry.get("vote_threshold", 0.5))}
 
 
 def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,

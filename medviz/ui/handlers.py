@@ -372,32 +372,35 @@ class ExplainView:
     figure: object
 
 
-#: Explain tab's error-weighting labels -> the engine's weightings.
-EXPLAIN_WEIGHTINGS = {"where the classes differ (default)": "disagreement", "uniform (Favero et al.)": "uniform"}
+#: Explain tab's error-weighting labels -> the engine's weightings (None: the model card's fitted operating
+#: point for a preset, its weighting with its timestep window and vote threshold; else "disagreement").
+EXPLAIN_WEIGHTINGS = {"model card's operating point (default)": None, "where the classes differ": "disagreement",
+                      "uniform (Favero et al.)": "uniform"}
 
 
 def explain_view(model, upload: str | None, example: str | None, preset: str, custom_prompts: str, trials: int,
-                 early_stop: bool, weighting: str = "where the classes differ (default)", progress=None,
+                 early_stop: bool, weighting: str = "model card's operating point (default)", progress=None,
                  should_stop=None) -> ExplainView:
     """Classify the input with the diffusion classifier and shape the result for the Explain tab."""
     import plotly.graph_objects as go
 
     from ..engines.common import model_rgb
-    from ..engines.explain import PRESETS, ExplainConfig, calibrated_vote_threshold, classify, votes_needed
+    from ..engines.explain import DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify, votes_needed
 
     source = load_input(upload, example)
     if weighting not in EXPLAIN_WEIGHTINGS:
         raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
-    threshold = 0.5
+    settings = {"weighting": EXPLAIN_WEIGHTINGS[weighting] or "disagreement", "t_range": DEFAULT_T_RANGE,
+                "vote_threshold": 0.5}
     if preset == "custom" or preset not in PRESETS.get(model.domain, {}):
         prompts = tuple(p.strip() for p in (custom_prompts or "").split("\n") if p.strip())
         labels = prompts
     else:
         labels, prompts = PRESETS[model.domain][preset]
-        threshold = calibrated_vote_threshold(model, preset, EXPLAIN_WEIGHTINGS[weighting])
+        settings = calibrated_settings(model, preset, EXPLAIN_WEIGHTINGS[weighting])
     trials = int(trials) | 1                     # odd
-    config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop),
-                           weighting=EXPLAIN_WEIGHTINGS[weighting], vote_threshold=threshold)
+    config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop), **settings)
+    threshold = config.vote_threshold
     result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)
     display = model_rgb(source.pixels, model.image_size)          # the input as the model saw it
     figure = go.Figure(go.Bar(x=list(result.labels), y=result.vote_fractions,
@@ -414,6 +417,8 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
         "moderate" if abs(result.z_score) > 1.5 else "low")
     rule = ("Majority vote" if threshold == 0.5 else
             f"Vote at the model card's calibrated operating point ({result.labels[0]} needs {needed} of {trials} votes)")
+    if tuple(config.t_range) != DEFAULT_T_RANGE:
+        rule += f" over timesteps {config.t_range[0]}–{config.t_range[1]} (the model card's window)"
     summary = (f"### {result.label}  \n"
                f"{rule} **{result.label}** ({result.vote_fractions[result.predicted]:.0%} of "
                f"{result.trials_run} trials{', stopped early: the remaining votes could not change it' if result.trials_run < trials else ''}); "

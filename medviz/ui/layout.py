@@ -291,7 +291,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                         trials = gr.Slider(1, 201, value=21, step=2, label="Trials N (odd)", elem_id="explain-trials")
                         early_stop = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
                     weighting = gr.Radio(list(handlers.EXPLAIN_WEIGHTINGS), value=list(handlers.EXPLAIN_WEIGHTINGS)[0],
-                                         label="Denoising error weighted", elem_id="explain-weighting")
+                                         label="Operating point / denoising error weighted", elem_id="explain-weighting")
                     explain_button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
                 with gr.Column(scale=3):
                     explain_summary = gr.Markdown(elem_id="explain-summary")

@@ -1,3 +1,5 @@
+import numpy as np
+
 from medviz.bench.classify import ClassifyBenchConfig, _true_changed_region, calibrate, run_task
 
 
@@ -69,17 +71,34 @@ def test_shards_split_the_images_and_their_logs_make_the_summary(cxr_model, tmp_
         main(["classify", "--shard", "2/2"])
 
 
-def test_calibrate_picks_the_most_accurate_vote_count_on_tuning_phantoms(cxr_model):
+def test_calibrate_runs_every_trial_and_fits_an_operating_point_on_tuning_phantoms(cxr_model):
     rows = []
     result = calibrate("cxr", ClassifyBenchConfig(n=4, trials=3), model=cxr_model, on_row=lambda i, r: rows.append(r))
-    assert result["first_seed"] == 10_901_000 and result["n"] == 4 and len(rows) == 4
-    counts = [r["votes_first_class"] for r in rows]
-    assert all(0 <= c <= 3 for c in counts)                                 # all N trials ran: no early stop
-    for k, accuracy in result["accuracy_by_votes_needed"].items():          # recomputed from the printed rows
-        assert accuracy == sum((c >= k) == r["truth"] for c, r in zip(counts, rows)) / 4
-    k = result["votes_needed"]
-    assert result["accuracy_calibrated"] == max(result["accuracy_by_votes_needed"].values()) >= result["accuracy_majority"]
-    assert result["vote_threshold"] == round((k - 0.5) / 3, 4)
-    from medviz.engines.explain import votes_needed
+    assert result["first_seed"] == 10_901_000 and result["n"] == 4 and len(rows) == 4 and result["trials_run"] == 3
+    assert all(len(r["timesteps"]) == len(r["first_class_won"]) == 3 for r in rows)   # no early stop
+    assert all(r["votes_first_class"] == sum(r["first_class_won"]) for r in rows)
+    lo, hi = result["t_range"]
+    assert 20 <= lo < hi <= 980 and result["trials"] == 21
+    assert result["accuracy_calibrated"] == max(result["accuracy_by_window"].values()) >= result["accuracy_majority"]
 
-    assert votes_needed(3, result["vote_threshold"]) == k                  # the stored share gives k back
+
+def test_fit_operating_point_finds_the_informative_timesteps():
+    from medviz.bench.classify import fit_operating_point
+
+    rng = np.random.default_rng(0)
+    n, trials = 200, 41
+    truth = rng.random(n) < 0.4
+    timesteps = np.tile(np.linspace(20, 980, trials).round(), (n, 1))
+    # Trials at t >= 500 vote for the truth 90% of the time; the rest vote "first class" 5% of the time (as
+    # the skin model's low-t trials call melanomas benign).
+    informative = timesteps >= 500
+    first_won = np.where(informative, (rng.random((n, trials)) < 0.9) == truth[:, None], rng.random((n, trials)) < 0.05)
+    fit = fit_operating_point(truth, timesteps, first_won, 21, (20, 980))
+    lo, hi = fit["t_range"]
+    assert 300 <= lo <= 600 and hi >= 900          # most misleading trials left out (ties go to wider windows)
+    assert fit["accuracy_calibrated"] >= 0.98 > fit["accuracy_majority"] + 0.05
+    assert fit["votes_needed"] == round(fit["vote_threshold"] * 21 + 0.5) and 1 <= fit["votes_needed"] <= 21
+    # All trials informative: the whole schedule and the plain majority are kept (ties prefer them).
+    everywhere = (rng.random((n, trials)) < 0.9) == truth[:, None]
+    fit = fit_operating_point(truth, timesteps, everywhere, 21, (20, 980))
+    assert fit["t_range"] == [20, 980] and fit["votes_needed"] == 11

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.explain import (PRESETS, ExplainConfig, calibrated_vote_threshold, classify, classify_reference,
-                                    decision_is_final, leader_is_final, stratified_timesteps, trial_class_errors,
-                                    votes_needed)
+from medviz.engines.explain import (DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify,
+                                    classify_reference, decision_is_final, leader_is_final, stratified_timesteps,
+                                    trial_class_errors, votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
@@ -69,14 +69,24 @@ def test_vote_threshold_moves_the_decision_and_stays_exact_with_early_stop(cxr_m
         assert winner == early.predicted
 
 
-def test_calibrated_vote_threshold_comes_from_the_model_card_only(cxr_model):
+def test_calibrated_settings_come_from_the_model_card_only(cxr_model):
     from types import SimpleNamespace
 
-    stored = cxr_model.card["explain_calibration"]["pleural effusion"]["vote_threshold"]
-    assert calibrated_vote_threshold(cxr_model, "pleural effusion") == stored and 0 < stored < 1
-    assert calibrated_vote_threshold(cxr_model, "cardiomegaly") == 0.5                 # not calibrated
-    assert calibrated_vote_threshold(cxr_model, "pleural effusion", "uniform") == 0.5  # fitted under another rule
-    assert calibrated_vote_threshold(SimpleNamespace(card={}), "pleural effusion") == 0.5   # a user's checkpoint
+    stored = cxr_model.card["explain_calibration"]["pleural effusion"]
+    settings = calibrated_settings(cxr_model, "pleural effusion")
+    assert settings["vote_threshold"] == stored["vote_threshold"] and 0 < stored["vote_threshold"] < 1
+    assert settings["weighting"] == stored["weighting"]
+    assert settings["t_range"] == tuple(stored.get("t_range", DEFAULT_T_RANGE))
+    ExplainConfig(prompts=PROMPTS, **settings).validate()                            # ready for the engine
+    plain = {"weighting": "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5}
+    assert calibrated_settings(cxr_model, "cardiomegaly") == plain                   # not calibrated
+    other = "uniform" if stored["weighting"] == "disagreement" else "disagreement"
+    assert calibrated_settings(cxr_model, "pleural effusion", other) == {**plain, "weighting": other}   # another rule
+    assert calibrated_settings(SimpleNamespace(card={}), "pleural effusion") == plain   # a user's checkpoint
+    fitted = SimpleNamespace(card={"explain_calibration": {"melanoma": {
+        "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.5}}})
+    assert calibrated_settings(fitted, "melanoma") == {"weighting": "uniform", "t_range": (400, 980),
+                                                        "vote_threshold": 0.5}
 
 
 def test_classifies_clear_effusion_and_returns_maps(cxr_model):

@@ -244,7 +244,7 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
     (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128, "oracle": "../skin-oracle",
                                                       "training": {"run1": {"command": "python -m medviz.train ..."}},
                                                       "explain_calibration": {"melanoma": {
-                                                          "votes_needed": 12, "trials": 21, "vote_threshold": 0.5476,
+                                                          "votes_needed": 12, "trials": 21, "vote_threshold": 0.5476, "t_range": [400, 980],
                                                           "n": 120, "first_seed": 10_901_000,
                                                           "accuracy_calibrated": 0.95, "accuracy_majority": 0.925}}}))
     bench = {"rows": [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair",
@@ -257,5 +257,6 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
     assert "| hair | Dermoscopy image of a benign nevus with hair | 25.0% | 0.30 |" in text
     assert "PSNR 31.2 dB" in text and "| hair | 200 | 87.5% | 99.0% |" in text
     assert "- Hair is faint." in text and "not for diagnosis" in text
-    assert ("**melanoma**: the first class needs 12 of 21 votes (`vote_threshold` 0.5476), fitted on 120 labelled "
-            "tuning phantoms (seeds 10,901,000+" in text and "95.0% against 92.5%" in text)
+    assert ("**melanoma**: the first class needs 12 of 21 votes (`vote_threshold` 0.5476), trials drawn from "
+            "timesteps 400–980 only, disagreement error weighting; fitted on 120 labelled tuning phantoms "
+            "(seeds 10,901,000+" in text and "95.0% against 92.5%" in text)
