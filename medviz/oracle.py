@@ -52,7 +52,7 @@ class Oracle:
     def _to_uint8_batch(self, images) -> np.ndarray:
         from PIL import Image
 
-        from .io import as_rgb, to_uint8
+        from .io import to_uint8
 
         arrays = []
         for image in images:

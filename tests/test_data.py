@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from medviz import data
-from medviz.phantoms import cxr
 
 
 def test_chexpert_csv_with_released_style_paths(tmp_path):

@@ -9,7 +9,7 @@ batch has seed ``seed + i``, so any single image can be regenerated alone), repo
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 

@@ -31,7 +31,7 @@ Branching requires a deterministic sampler (DDIM): each branch continues from th
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from math import comb
 
 import numpy as np

@@ -10,7 +10,7 @@ from a pixel difference. Coordinates are normalised to [-1, 1] so a phantom look
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import zlib
 

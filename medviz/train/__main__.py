@@ -12,7 +12,6 @@ import argparse
 import json
 import time
 from dataclasses import fields
-from pathlib import Path
 
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
