@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .. import RESEARCH_ONLY_NOTICE
+from ..engines.explain import DEFAULT_T_RANGE
 from .architectures import make_sampling_scheduler
 from .captions import ORACLE_ATTRIBUTES
 
@@ -122,17 +123,17 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
     if calibration:
         lines += ["## Diffusion-classifier operating point (`python -m medviz.bench calibrate`)", ""]
         for task, c in calibration.items():
-            lo, hi = c.get("t_range", (20, 980))
-            window = ("trials drawn from the whole schedule" if (lo, hi) == (20, 980) else
+            lo, hi = c.get("t_range", DEFAULT_T_RANGE)
+            window = ("trials drawn from the whole schedule" if (lo, hi) == DEFAULT_T_RANGE else
                       f"trials drawn from timesteps {lo}–{hi} only")
             lines.append(
                 f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
                 f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; fitted on "
                 f"{c['n']} labelled tuning phantoms (seeds {c['first_seed']:,}+, never the benches'): accuracy there "
                 f"{c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} for the plain majority over the "
-                "whole schedule. The Explain tab (its default operating point) and the classify bench apply it to "
-                "this preset only; any other checkpoint or prompt set, or another weighting picked explicitly, keeps "
-                "the plain majority over the whole schedule.")
+                "whole schedule under the same weighting. The Explain tab (its default operating point) and the "
+                "classify bench apply it to this preset only; any other checkpoint or prompt set, or another "
+                "weighting picked explicitly, keeps the plain majority over the whole schedule.")
         lines.append("")
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
               "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",
