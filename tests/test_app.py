@@ -163,6 +163,19 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
     assert "Majority vote" in summary and "weighted uniformly" in summary   # the calibration was fitted for the default weighting
 
 
+def test_explain_view_applies_the_skin_cards_window_and_weighting(skin_model):
+    from medviz.ui.handlers import explain_view
+
+    fitted = skin_model.card["explain_calibration"]["melanoma"]
+    lo, hi = fitted["t_range"]
+    view = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", 3, False)
+    assert f"over timesteps {lo}–{hi} (the model card's window)" in view.summary
+    assert ("weighted uniformly" if fitted["weighting"] == "uniform" else "weighted to where") in view.summary
+    other = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", 3, False,
+                         "where the classes differ" if fitted["weighting"] == "uniform" else "uniform (Favero et al.)")
+    assert "model card's window" not in other.summary and "Majority vote" in other.summary
+
+
 def test_a_bad_upload_gets_a_clear_message(client, tmp_path):
     from gradio_client import handle_file
 

@@ -41,6 +41,11 @@ rarely under the plain majority; the threshold that corrects it is fitted on lab
 (``calibrated_settings``), the way a discriminative classifier's operating point is chosen on a
 validation set. Early stop stays exact: trials stop once the remaining votes cannot move the first
 class's count across the threshold.
+The same fit may restrict the trials to a timestep window (``t_range``) and name the weighting: not
+every timestep carries the same evidence (on the skin model with uniform weighting, trials at t < 300
+voted benign for most melanomas). A preset's card entry is applied whole (``calibrated_settings``).
+Caveat, measured: every image uses the same seed, hence the same (t, noise) draws, and the vote share
+of a class depends on that draw set, so a threshold fitted on one set of draws need not suit another.
 
 Uncertainty: vote entropy, and the z-score of the paired error difference between the two leading
 classes (mean / standard error over trials; small |z| = the evidence is thin).
