@@ -390,14 +390,14 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     source = load_input(upload, example)
     if weighting not in EXPLAIN_WEIGHTINGS:
         raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
-    settings = {"weighting": EXPLAIN_WEIGHTINGS[weighting] or "disagreement", "t_range": DEFAULT_T_RANGE,
-                "vote_threshold": 0.5}
-    if preset == "custom" or preset not in PRESETS.get(model.domain, {}):
+    is_preset = preset != "custom" and preset in PRESETS.get(model.domain, {})
+    if is_preset:
+        labels, prompts = PRESETS[model.domain][preset]
+    else:
         prompts = tuple(p.strip() for p in (custom_prompts or "").split("\n") if p.strip())
         labels = prompts
-    else:
-        labels, prompts = PRESETS[model.domain][preset]
-        settings = calibrated_settings(model, preset, EXPLAIN_WEIGHTINGS[weighting])
+    # Custom prompts get no card's fit: the plain majority over the whole schedule.
+    settings = calibrated_settings(model if is_preset else None, preset, EXPLAIN_WEIGHTINGS[weighting])
     trials = int(trials) | 1                     # odd
     config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop), **settings)
     threshold = config.vote_threshold
