@@ -78,7 +78,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..prompts import describe
-from .common import Progress, ShouldStop, StepControl, encode_image, encode_prompts
+from .common import Progress, ShouldStop, StepControl, encode_image, encode_prompts, predict_noise
 
 _CXR_CONTEXTS = ("", "cardiomegaly", "support devices", "cardiomegaly, support devices")
 
@@ -139,7 +139,11 @@ class ExplainConfig:
             because the remaining errors are the model's bias on an image, not vote noise.
         early_stop: stop once the vote leader cannot be overtaken (exact).
         t_range: (t_min, t_max) of the training schedule's timesteps to stratify over.
-        trials_per_batch: trials evaluated per UNet call (x classes in the batch).
+        trials_per_batch: most trials per round (x prompts each); progress and the interrupt check come
+            after every round. With ``early_stop`` a round never runs past the first trial at which the
+            decision could become final (``trials_until_decidable``), so the stop is as early as with one
+            trial per round. A round's samples reach the UNet in calls of at most ``CPU_UNET_BATCH`` on a
+            CPU (``predict_noise``).
         weighting: how a trial's per-pixel errors become a class error: "uniform" (the papers' mean
             squared error) or "disagreement" (weighted to where the class prompts' predictions differ);
             see ``trial_class_errors``.
@@ -246,6 +250,22 @@ def decision_is_final(votes: np.ndarray, remaining: int, trials: int, threshold:
     return bool(votes[0] >= needed or votes[0] + remaining < needed)
 
 
+def trials_until_decidable(votes: np.ndarray, remaining: int, trials: int, threshold: float = 0.5) -> int:
+    """The fewest further trials after which the decision could be final (``decision_is_final``), 1..remaining.
+
+    The engine batches at most this many trials into its next UNet call, so early stop comes exactly as soon
+    as with one trial per call while easy images are still decided in one batched call (a unanimous
+    two-class image with N = 21: one call of 11 trials).
+    """
+    for extra in range(1, remaining + 1):
+        for c in range(len(votes)):
+            ahead = votes.copy()
+            ahead[c] += extra
+            if decision_is_final(ahead, remaining - extra, trials, threshold):
+                return extra
+    return max(remaining, 1)
+
+
 def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     """The operating point a model card fitted for a preset task (``explain_calibration`` in medviz.json).
 
@@ -292,22 +312,24 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
     alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
     rng = np.random.default_rng(config.seed)
     timesteps = stratified_timesteps(config.trials, config.t_range, rng)
-    generator = torch.Generator("cpu").manual_seed(config.seed)
+    # All noise draws up front, on the CPU: trial j gets the same eps_j however the trials are batched.
+    all_noise = torch.randn((config.trials, *latent.shape[1:]), generator=torch.Generator("cpu").manual_seed(config.seed))
     errors, maps, votes = [], [], np.zeros(classes, np.int64)
     # Sum over trials of the per-pixel disagreement between every two classes' chosen prompts.
     disagreement = torch.zeros((classes, classes, *latent.shape[2:]))
     done = 0
     while done < config.trials:
-        chunk = timesteps[done:done + config.trials_per_batch]
-        n = len(chunk)
-        noise = torch.randn((n, *latent.shape[1:]), generator=generator).to(device=device, dtype=dtype)
+        n = min(config.trials_per_batch, config.trials - done)
+        if config.early_stop:     # never run past the first trial at which the decision could become final
+            n = min(n, trials_until_decidable(votes, config.trials - done, config.trials, config.vote_threshold))
+        chunk = timesteps[done:done + n]
+        noise = all_noise[done:done + n].to(device=device, dtype=dtype)
         t = torch.as_tensor(chunk, device=device)
         abar = alphas[t].view(n, 1, 1, 1)
         noisy = (abar.sqrt() * latent.float() + (1 - abar).sqrt() * noise.float()).to(dtype)
-        # Every prompt of every trial in the chunk in one UNet call: (n * P) samples, trial-major.
-        with torch.no_grad():
-            predicted = pipe.unet(noisy.repeat_interleave(width, 0), t.repeat_interleave(width),
-                                  encoder_hidden_states=prompts.repeat(n, 1, 1)).sample
+        # Every prompt of every trial in the chunk: (n * P) samples, trial-major.
+        predicted = predict_noise(pipe.unet, noisy.repeat_interleave(width, 0), t.repeat_interleave(width),
+                                  prompts.repeat(n, 1, 1))
         by_prompt = predicted.float().view(n, width, *predicted.shape[1:]).cpu()   # (n, P, C, h, w)
         per_trial, chosen, squared = trial_class_errors(by_prompt, noise.float().cpu(), sets, config.weighting)
         errors.append(per_trial.numpy())
@@ -425,25 +447,22 @@ def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple
     latent = encode_image(pipe, image, model.image_size).to(dtype)
     alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
     timesteps = stratified_timesteps(config.trials, config.t_range, np.random.default_rng(config.seed))
-    generator = torch.Generator("cpu").manual_seed(config.seed)
+    all_noise = torch.randn((config.trials, *latent.shape[1:]), generator=torch.Generator("cpu").manual_seed(config.seed))
     embeddings = [encode_prompts(pipe, [p]).to(dtype) for group in config.prompt_sets for p in group]  # once
     votes = np.zeros(len(config.prompt_sets), np.int64)
     passes = 0
-    for start in range(0, config.trials, config.trials_per_batch):                 # same noise stream
-        chunk = timesteps[start:start + config.trials_per_batch]
-        noise_chunk = torch.randn((len(chunk), *latent.shape[1:]), generator=generator).to(device=device, dtype=dtype)
-        for t_value, noise in zip(chunk, noise_chunk):
-            t = torch.as_tensor([t_value], device=device)
-            abar = alphas[t].view(1, 1, 1, 1)
-            noisy = (abar.sqrt() * latent.float() + (1 - abar).sqrt() * noise[None].float()).to(dtype)
-            predictions = []
-            for embeds in embeddings:                                                # one prompt per UNet call
-                with torch.no_grad():
-                    predictions.append(pipe.unet(noisy, t, encoder_hidden_states=embeds).sample.float().cpu())
-                passes += 1
-            trial_errors, _, _ = trial_class_errors(torch.stack(predictions, 1), noise[None].float().cpu(),
-                                                    config.prompt_sets, config.weighting)
-            votes[int(trial_errors[0].argmin())] += 1
+    for t_value, noise in zip(timesteps, all_noise.to(device=device, dtype=dtype)):   # the engine's draws
+        t = torch.as_tensor([t_value], device=device)
+        abar = alphas[t].view(1, 1, 1, 1)
+        noisy = (abar.sqrt() * latent.float() + (1 - abar).sqrt() * noise[None].float()).to(dtype)
+        predictions = []
+        for embeds in embeddings:                                                    # one prompt per UNet call
+            with torch.no_grad():
+                predictions.append(pipe.unet(noisy, t, encoder_hidden_states=embeds).sample.float().cpu())
+            passes += 1
+        trial_errors, _, _ = trial_class_errors(torch.stack(predictions, 1), noise[None].float().cpu(),
+                                                config.prompt_sets, config.weighting)
+        votes[int(trial_errors[0].argmin())] += 1
     winner = (0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1) if len(votes) == 2 else \
         int(np.argmax(votes))
     return winner, passes, time.perf_counter() - tic

@@ -4,7 +4,7 @@ import pytest
 from medviz.engines import Interrupted
 from medviz.engines.explain import (DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify,
                                     classify_reference, decision_is_final, leader_is_final, stratified_timesteps,
-                                    trial_class_errors, votes_needed)
+                                    trial_class_errors, trials_until_decidable, votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
@@ -144,14 +144,45 @@ def test_disagreement_weighting_counts_only_where_the_class_prompts_differ():
         ExplainConfig(prompts=("a", "b"), weighting="median").validate()
 
 
-def test_early_stop_is_exact_and_saves_passes(cxr_model):
+def test_trials_until_decidable_is_the_earliest_possible_stop():
+    assert trials_until_decidable(np.array([0, 0]), 21, 21) == 11            # a unanimous image: one round of 11
+    assert trials_until_decidable(np.array([8, 3]), 10, 21) == 3             # 3 more for the first class decide
+    assert trials_until_decidable(np.array([3, 8]), 10, 21) == 3             # symmetric
+    assert trials_until_decidable(np.array([10, 9]), 2, 21) == 1
+    assert trials_until_decidable(np.array([0, 0]), 21, 21, 7.5 / 21) == 8   # 8 votes decide at this threshold
+    assert trials_until_decidable(np.array([7, 9]), 5, 21, 7.5 / 21) == 1
+    assert trials_until_decidable(np.array([3, 3, 0]), 1, 7) == 1            # the last trial, whatever it gives
+    assert trials_until_decidable(np.array([2, 1, 1]), 3, 7) == 2            # leader 4 > 2 + 1 after two more
+    # Exact: for every reachable two-class count, no vote split of fewer trials makes the decision final.
+    for threshold in (0.5, 7.5 / 21, 0.62):
+        for done in range(21):
+            for first in range(done + 1):
+                votes = np.array([first, done - first])
+                if decision_is_final(votes, 21 - done, 21, threshold):
+                    continue
+                extra = trials_until_decidable(votes, 21 - done, 21, threshold)
+                assert 1 <= extra <= 21 - done
+                assert not any(decision_is_final(votes + [a, extra - 1 - a], 21 - done - extra + 1, 21, threshold)
+                               for a in range(extra))
+                assert any(decision_is_final(votes + [a, extra - a], 21 - done - extra, 21, threshold)
+                           for a in range(extra + 1))
+
+
+def test_early_stop_is_exact_and_stops_at_the_first_decidable_trial(cxr_model):
     image = _phantom(True, seed=10_000_400)
     full = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=False, trials_per_batch=4))
-    early = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=True, trials_per_batch=4))
-    assert full.trials_run == 31 and early.trials_run <= 31
-    assert early.predicted == full.predicted
+    early = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=True, trials_per_batch=16))
+    assert full.trials_run == 31 and early.predicted == full.predicted
+    # The trial at which the full run's votes first make the decision final is where the engine stopped,
+    # although it may put up to 16 trials into one round.
+    winners = full.errors.argmin(1)
+    counts = [np.bincount(winners[:k], minlength=2) for k in range(32)]
+    first_final = next(k for k in range(1, 32) if decision_is_final(counts[k], 31 - k, 31))
+    assert early.trials_run == first_final < 31
+    assert early.unet_passes == first_final * len(LABELS) * 4                  # 4 contexts per class
     # The same trials in the same order: the early run is a prefix of the full one.
     np.testing.assert_allclose(early.errors, full.errors[:early.trials_run], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(early.timesteps, full.timesteps[:early.trials_run])
 
 
 def test_reference_loop_agrees_with_the_batched_engine(cxr_model):
@@ -193,7 +224,8 @@ def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink
     labels, sets = PRESETS["skin"]["melanoma"]
     assert len(sets[0]) == len(sets[1]) == 6 and all("nevus" in p for p in sets[1])
     assert any("gel bubbles" in p for p in sets[0]) and any("gel bubbles" in p for p in sets[1])
-    with_contexts = classify(skin_model, image, ExplainConfig(prompts=sets, labels=labels, trials=21))
+    # All 21 trials: the vote share is then the N-trial share, not that of an early-stopped prefix.
+    with_contexts = classify(skin_model, image, ExplainConfig(prompts=sets, labels=labels, trials=21, early_stop=False))
     labels_one, single = PRESETS["skin"]["melanoma (one prompt per class)"]
     one_prompt = classify(skin_model, image, ExplainConfig(prompts=single, labels=labels_one, trials=21))
     assert with_contexts.label == "benign" and with_contexts.vote_fractions[1] > 0.8
