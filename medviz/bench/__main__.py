@@ -4,7 +4,7 @@ python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--resume LOG ...]
     [--shard K/M] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
-    [--resume LOG ...] [--shard K/M] [--json PATH]
+    [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=21, help="classify, calibrate: trials N per image (odd)")
     parser.add_argument("--weighting", default="disagreement", choices=["disagreement", "uniform"],
                         help="calibrate: the error weighting to fit the operating point for")
-    parser.add_argument("--trials-per-batch", type=int, default=4,
-                        help="classify: trials per UNet call; smaller = finer early stop (the engine's default is 16)")
+    parser.add_argument("--t-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                        help="calibrate: draw the trials from this timestep window only and fit only the threshold "
+                             "(with --trials = the engine's N: exactly the engine's draws)")
+    parser.add_argument("--trials-per-batch", type=int, default=16,
+                        help="classify, calibrate: most trials per round (the engine's default, 16)")
     parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
                         help="classify, calibrate: logs of earlier runs (or of --shard runs); their printed rows "
                              "are kept, not recomputed")
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             config = ClassifyBenchConfig(n=args.n or 120, trials=args.trials, trials_per_batch=args.trials_per_batch,
                                          shard=shard)
             done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
-            result = calibrate(domain, config, done_rows=done, weighting=args.weighting,
+            result = calibrate(domain, config, done_rows=done, weighting=args.weighting, t_range=args.t_range,
                                on_row=lambda i, row: print(f"{domain} {i}: {json.dumps(row)}", flush=True))
             if "shard" in result:
                 print(f"{domain} shard {shard[0]}/{shard[1]} done: {len(result['rows'])} rows", flush=True)

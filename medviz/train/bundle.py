@@ -126,12 +126,24 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
             lo, hi = c.get("t_range", DEFAULT_T_RANGE)
             window = ("trials drawn from the whole schedule" if (lo, hi) == DEFAULT_T_RANGE else
                       f"trials drawn from timesteps {lo}–{hi} only")
+            fitted = (f"fitted on {c['n']} labelled tuning phantoms (seeds {c['first_seed']:,}+, never the benches')")
+            if c.get("window_searched", True):
+                found = (f"{fitted}: accuracy there {c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} "
+                         "for the plain majority over the whole schedule under the same weighting.")
+            else:
+                earlier = c.get("window_fit", {})
+                found = ((f"the window comes from a whole-schedule fit (N = {earlier['trials_run']}: "
+                          f"{earlier['accuracy_calibrated']:.1%} against {earlier['accuracy_majority']:.1%} for the "
+                          "majority); " if earlier else "") +
+                         f"the threshold was then {fitted} with exactly the engine's draws (N = {c['trials']}, "
+                         f"seed {c['seed']}): accuracy there {c['accuracy_calibrated']:.1%} against "
+                         f"{c['accuracy_majority']:.1%} for the plain majority of the same draws. Every image shares "
+                         "the seed's draws and a class's vote share depends on them, so another seed may need "
+                         "another threshold.")
             lines.append(
                 f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
-                f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; fitted on "
-                f"{c['n']} labelled tuning phantoms (seeds {c['first_seed']:,}+, never the benches'): accuracy there "
-                f"{c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} for the plain majority over the "
-                "whole schedule under the same weighting. The Explain tab (its default operating point) and the "
+                f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; {found} "
+                "The Explain tab (its default operating point) and the "
                 "classify bench apply it to this preset only; any other checkpoint or prompt set, or another "
                 "weighting picked explicitly, keeps the plain majority over the whole schedule.")
         lines.append("")

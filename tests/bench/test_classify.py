@@ -106,3 +106,24 @@ def test_fit_operating_point_finds_the_informative_timesteps():
     everywhere = (rng.random((n, trials)) < 0.9) == truth[:, None]
     fit = fit_operating_point(truth, timesteps, everywhere, 21, (20, 980))
     assert fit["t_range"] == [20, 980] and fit["votes_needed"] == 11
+
+
+def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_the_threshold(cxr_model):
+    from medviz.bench.classify import TUNING_SEED_OFFSET, _labelled_phantoms
+    from medviz.engines.explain import PRESETS, ExplainConfig, classify, votes_needed
+
+    rows = []
+    result = calibrate("cxr", ClassifyBenchConfig(n=3, trials=5), model=cxr_model, weighting="uniform",
+                       t_range=(500, 980), on_row=lambda i, r: rows.append(r))
+    assert result["t_range"] == result["trials_t_range"] == [500, 980] and not result["window_searched"]
+    assert list(result["accuracy_by_window"]) == ["500-980"] and result["trials"] == 5   # N is the engine's
+    assert votes_needed(5, result["vote_threshold"]) == result["votes_needed"]
+    assert result["accuracy_calibrated"] >= result["accuracy_majority"]
+    # Row 0 holds exactly what the engine does with that operating point: same timesteps, same winners.
+    labels, prompts = PRESETS["cxr"]["pleural effusion"]
+    _, images, _ = _labelled_phantoms("cxr", 1, cxr_model.image_size, TUNING_SEED_OFFSET)
+    engine = classify(cxr_model, images[0].astype(np.float32) / 255.0,
+                      ExplainConfig(prompts=prompts, labels=labels, trials=5, early_stop=False, t_range=(500, 980),
+                                    weighting="uniform"))
+    assert engine.timesteps.tolist() == rows[0]["timesteps"] and all(500 <= t <= 980 for t in rows[0]["timesteps"])
+    assert (engine.errors.argmin(1) == 0).astype(int).tolist() == rows[0]["first_class_won"]

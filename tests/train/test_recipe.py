@@ -246,7 +246,14 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
                                                       "explain_calibration": {"melanoma": {
                                                           "votes_needed": 12, "trials": 21, "vote_threshold": 0.5476, "t_range": [400, 980],
                                                           "n": 120, "first_seed": 10_901_000,
-                                                          "accuracy_calibrated": 0.95, "accuracy_majority": 0.925}}}))
+                                                          "accuracy_calibrated": 0.95, "accuracy_majority": 0.925},
+                                                          "melanoma on the engine's draws": {
+                                                          "votes_needed": 15, "trials": 21, "vote_threshold": 0.6905,
+                                                          "t_range": [500, 980], "weighting": "uniform", "n": 100, "seed": 0,
+                                                          "first_seed": 10_901_000, "accuracy_calibrated": 0.98,
+                                                          "accuracy_majority": 0.91, "window_searched": False,
+                                                          "window_fit": {"trials_run": 41, "accuracy_calibrated": 1.0,
+                                                                         "accuracy_majority": 0.92}}}}))
     bench = {"rows": [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair",
                        "agreement": 0.25, "diversity_ratio": 0.3}],
              "fd_generated_vs_held_out": 10.0, "fd_blurred_held_out_vs_held_out": 20.0, "fd_held_out_half_vs_half": 1.0,
@@ -260,3 +267,7 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
     assert ("**melanoma**: the first class needs 12 of 21 votes (`vote_threshold` 0.5476), trials drawn from "
             "timesteps 400–980 only, disagreement error weighting; fitted on 120 labelled tuning phantoms "
             "(seeds 10,901,000+" in text and "95.0% against 92.5%" in text)
+    # A threshold fitted with the window given: both fits are named, and the draw set the threshold belongs to.
+    assert ("the window comes from a whole-schedule fit (N = 41: 100.0% against 92.0% for the majority); the "
+            "threshold was then fitted on 100 labelled tuning phantoms (seeds 10,901,000+, never the benches') with "
+            "exactly the engine's draws (N = 21, seed 0): accuracy there 98.0% against 91.0%") in text
