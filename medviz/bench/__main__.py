@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                 from .figures import save_explain_figure
 
                 save_explain_figure(result["cases"], str(Path(args.figure_dir) / f"explain_{domain}.png"),
-                                    title=f"{domain}-phantom diffusion classifier: {result['task']} (N={config.trials})")
+                                    title=f"{domain}-phantom diffusion classifier: {result['task']} (N={config.trials}"
+                                          + _operating_point(result) + ")")
             results.append({k: v for k, v in result.items() if k != "cases"})
         if not results:             # shard runs: rows only
             return 0
@@ -207,6 +208,18 @@ def _counterfactual(args) -> int:
     for r in result["edits"]:
         r.pop("cases")
     return _write(args.json, result)
+
+
+def _operating_point(result: dict) -> str:
+    """', first class needs k of N votes, t lo-hi' for a figure title; empty for the plain majority."""
+    from ..engines.explain import DEFAULT_T_RANGE, votes_needed
+
+    text = ""
+    if result["vote_threshold"] != 0.5:
+        text += f", {result['labels'][0]} needs {votes_needed(result['trials'], result['vote_threshold'])} of {result['trials']} votes"
+    if tuple(result["t_range"]) != DEFAULT_T_RANGE:
+        text += f", t {result['t_range'][0]}–{result['t_range'][1]}"
+    return text
 
 
 def _shard(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:

@@ -120,16 +120,18 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
             cases.append({"image": pixels, "explanation": result.explanation_map, "evidence": result.evidence_map,
                           "uncertainty": result.uncertainty_map,
                           "correct": wanted,
+                          # The first class's share of the trials run: under a vote threshold the winner's own
+                          # share can be below 50%.
                           "caption": f"truth: {labels[0] if truth[i] else labels[1]}\nvote: {result.label} "
-                                     f"({result.vote_fractions[result.predicted]:.0%})\n|z| {abs(result.z_score):.1f} "
-                                     f"{'✓' if wanted else '✗ wrong'}"})
+                                     f"({labels[0]} {result.vote_fractions[0]:.0%}\nof {result.trials_run} trials) "
+                                     f"|z| {abs(result.z_score):.1f} {'✓' if wanted else '✗ wrong'}"})
     cnn = model.oracle.readout(images)[:, model.oracle.attributes.index(attribute)] > 0.5
     correct = np.array([r["vote"] == r["truth"] for r in rows])
     certainty = np.array([r["z"] for r in rows])
     top = np.argsort(-certainty, kind="stable")[: len(rows) // 2]
     cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config) if config.n_cost else None
     return {
-        "domain": domain, "task": task, "n": config.n, "trials": config.trials, "early_stop": config.early_stop,
+        "domain": domain, "task": task, "n": config.n, "labels": list(labels), "trials": config.trials, "early_stop": config.early_stop,
         "vote_threshold": engine.vote_threshold, "t_range": list(engine.t_range), "weighting": engine.weighting,
         "accuracy_vote": float(correct.mean()),
         "accuracy_mean_error": float(np.mean([r["mean_error"] == r["truth"] for r in rows])),
