@@ -255,9 +255,9 @@ def decision_is_final(votes: np.ndarray, remaining: int, trials: int, threshold:
 def trials_until_decidable(votes: np.ndarray, remaining: int, trials: int, threshold: float = 0.5) -> int:
     """The fewest further trials after which the decision could be final (``decision_is_final``), 1..remaining.
 
-    The engine batches at most this many trials into its next UNet call, so early stop comes exactly as soon
-    as with one trial per call while easy images are still decided in one batched call (a unanimous
-    two-class image with N = 21: one call of 11 trials).
+    The engine puts at most this many trials into its next round, so early stop comes exactly as soon as
+    with one trial per round while easy images are still decided in one batched round (a unanimous
+    two-class image with N = 21 under the majority: one round of 11 trials).
     """
     for extra in range(1, remaining + 1):
         for c in range(len(votes)):
