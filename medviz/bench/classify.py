@@ -242,7 +242,7 @@ def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.
     An image's vote share in a window is the share of its trials inside that window that the first class
     won; it is called first class when share * engine_trials >= k - 0.5, i.e. with k of ``engine_trials``
     votes once the engine draws all its trials from that window. Ties go to k nearest the majority, then
-    to the wider window. ``accuracy_majority`` is the majority over all the trials (the whole schedule).
+    to the wider window. ``accuracy_majority`` is the plain majority over all the trials (over ``schedule``).
     """
     lo, hi = schedule
     if windows is None:
