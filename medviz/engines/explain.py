@@ -224,6 +224,17 @@ def stratified_timesteps(n: int, t_range: tuple[int, int], rng: np.random.Genera
     return np.clip(draws, lo, hi)[rng.permutation(n)]
 
 
+def trial_draws(config: ExplainConfig, latent_shape: tuple[int, ...]):
+    """Every trial's (t_j, eps_j) for ``config.seed``: (N,) int timesteps over ``config.t_range`` and (N, *latent_shape)
+    float32 noise, all drawn up front on the CPU, so trial j gets the same draw however trials are batched
+    (the engine and the reference loop share them through this function)."""
+    import torch
+
+    timesteps = stratified_timesteps(config.trials, config.t_range, np.random.default_rng(config.seed))
+    noise = torch.randn((config.trials, *latent_shape), generator=torch.Generator("cpu").manual_seed(config.seed))
+    return timesteps, noise
+
+
 def leader_is_final(votes: np.ndarray, remaining: int) -> bool:
     """True when no other class can reach the leader's votes with the remaining trials (exact stop)."""
     order = np.sort(votes)[::-1]
@@ -312,10 +323,7 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
     latent = encode_image(pipe, image, size).to(dtype)                            # (1, C, h, w), once
     prompts = encode_prompts(pipe, flat_prompts).to(dtype)                        # (P, T, D), once
     alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-    rng = np.random.default_rng(config.seed)
-    timesteps = stratified_timesteps(config.trials, config.t_range, rng)
-    # All noise draws up front, on the CPU: trial j gets the same eps_j however the trials are batched.
-    all_noise = torch.randn((config.trials, *latent.shape[1:]), generator=torch.Generator("cpu").manual_seed(config.seed))
+    timesteps, all_noise = trial_draws(config, latent.shape[1:])
     errors, maps, votes = [], [], np.zeros(classes, np.int64)
     # Sum over trials of the per-pixel disagreement between every two classes' chosen prompts.
     disagreement = torch.zeros((classes, classes, *latent.shape[2:]))
@@ -448,8 +456,7 @@ def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple
     device, dtype = pipe._execution_device, pipe.unet.dtype
     latent = encode_image(pipe, image, model.image_size).to(dtype)
     alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-    timesteps = stratified_timesteps(config.trials, config.t_range, np.random.default_rng(config.seed))
-    all_noise = torch.randn((config.trials, *latent.shape[1:]), generator=torch.Generator("cpu").manual_seed(config.seed))
+    timesteps, all_noise = trial_draws(config, latent.shape[1:])
     embeddings = [encode_prompts(pipe, [p]).to(dtype) for group in config.prompt_sets for p in group]  # once
     votes = np.zeros(len(config.prompt_sets), np.int64)
     passes = 0
