@@ -154,6 +154,7 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
     assert "effusion" in summary and "not a diagnosis" in summary and "entropy" in summary
     # The preset takes the model card's operating point (10 of 21 votes, a share of 0.4524: 5 of 9 here).
     assert "calibrated operating point (effusion needs 5 of 9 votes)" in summary
+    assert "the card fitted 10 of 21 votes, applied here as the same share" in summary   # another N than the fit's
     faint, _, _ = client.predict(0.0, api_name="/explain_opacity")       # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
     assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
@@ -174,6 +175,20 @@ def test_explain_view_applies_the_skin_cards_window_and_weighting(skin_model):
     other = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", 3, False,
                          "where the classes differ" if fitted["weighting"] == "uniform" else "uniform (Favero et al.)")
     assert "model card's window" not in other.summary and "Majority vote" in other.summary
+
+
+def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_model, skin_model):
+    from medviz.ui.handlers import explain_trials, explain_view
+
+    fitted = skin_model.card["explain_calibration"]["melanoma"]
+    assert explain_trials(skin_model, "melanoma") == fitted["trials"]
+    assert explain_trials(cxr_model, "pleural effusion") == cxr_model.card["explain_calibration"]["pleural effusion"]["trials"]
+    assert explain_trials(cxr_model, "cardiomegaly") == 21 and explain_trials(cxr_model, "custom") == 21   # no fit
+    *_, trials = client.predict("skin-phantom", api_name="/select_model")    # the model's first preset: melanoma
+    assert trials["value"] == fitted["trials"]
+    at_fit = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", fitted["trials"], True)
+    assert f"melanoma needs {fitted['votes_needed']} of {fitted['trials']} votes" in at_fit.summary
+    assert "the card fitted" not in at_fit.summary                        # at the card's N nothing to say
 
 
 def test_a_bad_upload_gets_a_clear_message(client, tmp_path):

@@ -1,7 +1,7 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
-python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials 21] [--n-cost 24] [--resume LOG ...]
+python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--resume LOG ...]
     [--shard K/M] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH]
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.bench")
     parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify", "calibrate",
                                            "counterfactual", "ui"])
-    parser.add_argument("--trials", type=int, default=21, help="classify, calibrate: trials N per image (odd)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="classify, calibrate: trials N per image (odd; classify: the N the model card's "
+                             "operating point was fitted at, calibrate: 21)")
     parser.add_argument("--weighting", default="disagreement", choices=["disagreement", "uniform"],
                         help="calibrate: the error weighting to fit the operating point for")
     parser.add_argument("--t-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 from .figures import save_explain_figure
 
                 save_explain_figure(result["cases"], str(Path(args.figure_dir) / f"explain_{domain}.png"),
-                                    title=f"{domain}-phantom diffusion classifier: {result['task']} (N={config.trials}"
+                                    title=f"{domain}-phantom diffusion classifier: {result['task']} (N={result['trials']}"
                                           + _operating_point(result) + ")")
             results.append({k: v for k, v in result.items() if k != "cases"})
         if not results:             # shard runs: rows only

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engines.explain import DEFAULT_T_RANGE
+from ..engines.explain import DEFAULT_T_RANGE, DEFAULT_TRIALS
 from ..metrics import roc_auc
 
 TASKS = {"cxr": ("pleural effusion", "pleural_effusion", {"effusion": ("bilateral", "none")}),
@@ -35,7 +35,9 @@ TUNING_SEED_OFFSET = 901_000         # the tuning phantoms (seeds 10,901,000+): 
 class ClassifyBenchConfig:
     domains: tuple[str, ...] = ("cxr", "skin")
     n: int = 400
-    trials: int = 21          # accuracy saturates by N = 21 on the tuning phantoms (N = 5..49 simulated)
+    # N per image. classify: None takes the N the model card's operating point was fitted at (a threshold
+    # "k of N votes" is fitted for one N); calibrate: None is the engine's default, 21.
+    trials: int | None = None
     early_stop: bool = True
     trials_per_batch: int = 16  # the engine's default (its early stop does not depend on it)
     n_cost: int = 24
@@ -93,8 +95,9 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     labels, prompts = PRESETS[domain][task]
     size = model.image_size
     first_seed, images, truth = _labelled_phantoms(domain, config.n, size, FIRST_SEED_OFFSET)
-    settings = calibrated_settings(model, task) if config.calibrated else {}
-    engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=config.early_stop,
+    settings = calibrated_settings(model, task) if config.calibrated else {"trials": DEFAULT_TRIALS}
+    settings["trials"] = config.trials or settings["trials"]
+    engine = ExplainConfig(prompts=prompts, labels=labels, early_stop=config.early_stop,
                            trials_per_batch=config.trials_per_batch, seed=config.seed, **settings)
 
     def row(i: int, image: np.ndarray, label: bool) -> dict:
@@ -128,10 +131,10 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     cnn = model.oracle.readout(images)[:, model.oracle.attributes.index(attribute)] > 0.5
     correct = np.array([r["vote"] == r["truth"] for r in rows])
     certainty = np.array([r["z"] for r in rows])
-    top = np.argsort(-certainty, kind="stable")[: len(rows) // 2]
+    top = np.argsort(-certainty, kind="stable")[: max(1, len(rows) // 2)]
     cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config) if config.n_cost else None
     return {
-        "domain": domain, "task": task, "n": config.n, "labels": list(labels), "trials": config.trials, "early_stop": config.early_stop,
+        "domain": domain, "task": task, "n": config.n, "labels": list(labels), "trials": engine.trials, "early_stop": config.early_stop,
         "vote_threshold": engine.vote_threshold, "t_range": list(engine.t_range), "weighting": engine.weighting,
         "accuracy_vote": float(correct.mean()),
         "accuracy_mean_error": float(np.mean([r["mean_error"] == r["truth"] for r in rows])),
@@ -182,8 +185,9 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
     """Fit the task's operating point (timestep window and two-class vote threshold) on tuning phantoms.
 
     Every one of ``config.n`` labelled tuning phantoms (seeds 10,901,000+, never the bench's) runs all
-    N = ``config.trials`` trials, stratified over the whole schedule (no early stop); each trial's timestep
-    and winner are kept (rows via ``on_row``; ``done_rows`` and ``config.shard`` as in ``run_task``).
+    N = ``config.trials`` trials (21 when None), stratified over the whole schedule (no early stop); each
+    trial's timestep and winner are kept (rows via ``on_row``; ``done_rows`` and ``config.shard`` as in
+    ``run_task``).
     ``fit_operating_point`` then picks the window and threshold. Why a window: the trials' timesteps do
     not carry the same evidence. On the skin model with uniform weighting, trials at t < 300 voted benign
     for most melanomas (20-37% of them right on 47 tuning phantoms, against 85% at t = 400-700), so they
@@ -204,8 +208,9 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
     labels, prompts = PRESETS[domain][task]
     first_seed, images, truth = _labelled_phantoms(domain, config.n, model.image_size, TUNING_SEED_OFFSET)
     schedule = tuple(t_range) if t_range else DEFAULT_T_RANGE
-    engine_trials = config.trials if t_range else engine_trials
-    engine = ExplainConfig(prompts=prompts, labels=labels, trials=config.trials, early_stop=False, t_range=schedule,
+    trials = config.trials or DEFAULT_TRIALS
+    engine_trials = trials if t_range else engine_trials
+    engine = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=False, t_range=schedule,
                            trials_per_batch=config.trials_per_batch, weighting=weighting, seed=config.seed)
 
     def row(i: int, image: np.ndarray, label: bool) -> dict:
@@ -222,7 +227,7 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
                               np.array([r["first_class_won"] for r in rows], bool), engine_trials, schedule,
                               windows=[schedule] if t_range else None)
     return {"domain": domain, "task": task, "n": len(truth), "positives": int(truth.sum()),
-            "trials_run": config.trials, "trials_t_range": list(schedule), "window_searched": not t_range,
+            "trials_run": trials, "trials_t_range": list(schedule), "window_searched": not t_range,
             "first_seed": first_seed, "seed": config.seed, "weighting": weighting, **fit}
 
 

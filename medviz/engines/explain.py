@@ -126,6 +126,7 @@ PRESETS = {
 
 WEIGHTINGS = ("disagreement", "uniform")
 DEFAULT_T_RANGE = (20, 980)          # the training schedule's timesteps the trials stratify over
+DEFAULT_TRIALS = 21                  # N where a model card has no fit for the task (see ExplainConfig.trials)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class ExplainConfig:
 
     prompts: tuple[str | tuple[str, ...], ...]
     labels: tuple[str, ...] | None = None
-    trials: int = 21
+    trials: int = DEFAULT_TRIALS
     early_stop: bool = True
     t_range: tuple[int, int] = DEFAULT_T_RANGE
     trials_per_batch: int = 16
@@ -282,18 +283,23 @@ def trials_until_decidable(votes: np.ndarray, remaining: int, trials: int, thres
 def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     """The operating point a model card fitted for a preset task (``explain_calibration`` in medviz.json).
 
-    Returns ``{"weighting", "t_range", "vote_threshold"}``, ready to pass to ``ExplainConfig``. With
+    Returns ``{"weighting", "t_range", "vote_threshold", "trials"}``, ready to pass to ``ExplainConfig``.
+    ``trials`` is the N the threshold was fitted at: "k of N votes" is exact only at that N (and with the
+    card's seed, on exactly the tuning draws); at another N the same share is the nearest reading. With
     ``weighting=None`` the card's own weighting is used; a fit is applied only under the weighting it was
     fitted with, so an explicitly different rule (or a card with no fit for the task: any user checkpoint)
-    gets the plain majority over the whole schedule. A checkpoint is never given another model's fit.
+    gets the plain majority over the whole schedule at the default N. A checkpoint is never given another
+    model's fit.
     """
     card = getattr(model, "card", None) or {}
     entry = card.get("explain_calibration", {}).get(task, {})
     fitted = entry.get("weighting", "disagreement")
     if not entry or (weighting is not None and weighting != fitted):
-        return {"weighting": weighting or "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5}
+        return {"weighting": weighting or "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5,
+                "trials": DEFAULT_TRIALS}
     return {"weighting": fitted, "t_range": tuple(int(t) for t in entry.get("t_range", DEFAULT_T_RANGE)),
-            "vote_threshold": float(entry.get("vote_threshold", 0.5))}
+            "vote_threshold": float(entry.get("vote_threshold", 0.5)),
+            "trials": int(entry.get("trials", DEFAULT_TRIALS))}
 
 
 def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,

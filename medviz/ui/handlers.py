@@ -362,6 +362,15 @@ def explain_presets(domain: str | None) -> list[str]:
     return list(PRESETS.get(domain, {})) + ["custom"]
 
 
+def explain_trials(model, preset: str) -> int:
+    """The Explain tab's default N for a preset: the N its model card's operating point was fitted at."""
+    from ..engines.explain import DEFAULT_TRIALS, PRESETS, calibrated_settings
+
+    if preset not in PRESETS.get(model.domain, {}):
+        return DEFAULT_TRIALS
+    return calibrated_settings(model, preset)["trials"]
+
+
 @dataclass
 class ExplainView:
     image: np.ndarray                  # the input at model resolution, contract float
@@ -398,6 +407,7 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
         labels = prompts
     # Custom prompts get no card's fit: the plain majority over the whole schedule.
     settings = calibrated_settings(model if is_preset else None, preset, EXPLAIN_WEIGHTINGS[weighting])
+    fitted_trials = settings.pop("trials")
     trials = int(trials) | 1                     # odd
     config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop), **settings)
     threshold = config.vote_threshold
@@ -419,6 +429,10 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
             f"Vote at the model card's calibrated operating point ({result.labels[0]} needs {needed} of {trials} votes)")
     if tuple(config.t_range) != DEFAULT_T_RANGE:
         rule += f" over timesteps {config.t_range[0]}–{config.t_range[1]} (the model card's window)"
+    if threshold != 0.5 and trials != fitted_trials:
+        # The share transfers; "k of N" was fitted (and is exact on the tuning draws) only at the card's N.
+        rule += (f"; the card fitted {votes_needed(fitted_trials, threshold)} of {fitted_trials} votes, "
+                 f"applied here as the same share")
     summary = (f"### {result.label}  \n"
                f"{rule} **{result.label}** ({result.vote_fractions[result.predicted]:.0%} of "
                f"{result.trials_run} trials{', stopped early: the remaining votes could not change it' if result.trials_run < trials else ''}); "

@@ -73,7 +73,12 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                 gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png")), None)),
                 gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png") and "clear" not in e),
                                                          None)),
-                gr.Dropdown(choices=editable, value=editable[0] if editable else None))
+                gr.Dropdown(choices=editable, value=editable[0] if editable else None),
+                gr.Slider(value=handlers.explain_trials(model, presets[0])))
+
+    @_errors_as_messages
+    def on_preset_change(name, preset):
+        return gr.Slider(value=handlers.explain_trials(registry.get(name), preset))
 
     @_errors_as_messages
     def on_generate(name, attributes, free_text, sex, lesion, negative, seed, batch, scheduler, steps, guidance,
@@ -319,7 +324,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
             about = gr.Markdown(handlers.ABOUT)
 
         # ------------------------------------------------------------ wiring
-        model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example, edit_example, edit_attribute]
+        model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example, edit_example, edit_attribute,
+                         trials]
         model_name.change(on_model_change, model_name, model_outputs,
                           api_name="select_model", concurrency_id=MODEL_JOBS)
         generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,
@@ -339,6 +345,9 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                           early_stop, weighting, explain_opacity],
                              [explain_state, explanation_image, evidence_image, uncertainty_image, votes_chart, explain_summary],
                              api_name="explain", concurrency_id=MODEL_JOBS)
+        # The card's operating point is "k of N votes": N follows the card for each preset (still the user's to change).
+        preset.change(on_preset_change, [model_name, preset], trials, api_name=False, queue=False,
+                      show_progress="hidden")
         explain_opacity.change(on_overlay_opacity, [explain_state, explain_opacity],
                                [explanation_image, evidence_image, uncertainty_image], api_name="explain_opacity", queue=False,
                                show_progress="hidden")

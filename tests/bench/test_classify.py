@@ -24,6 +24,20 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     assert result["cases"] and {"image", "explanation", "evidence", "uncertainty", "caption"} <= set(result["cases"][0])
 
 
+def test_classify_bench_runs_at_the_n_the_model_card_was_fitted_at(cxr_model, monkeypatch):
+    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    monkeypatch.setitem(fit, "trials", 5)
+    rows = []
+    result = run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0), model=cxr_model,
+                      on_row=lambda i, row: rows.append(row))
+    assert result["trials"] == 5 and rows[0]["trials"] <= 5 and rows[0]["passes"] == 8 * rows[0]["trials"]
+    assert result["vote_threshold"] == fit["vote_threshold"]
+    explicit = run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0), model=cxr_model)
+    assert explicit["trials"] == 3                                        # --trials overrides the card's N
+    assert run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0, calibrated=False), model=cxr_model,
+                    done_rows={0: rows[0]})["trials"] == 21              # no card fit: the engine's default N
+
+
 def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_path):
     import json
 

@@ -77,16 +77,17 @@ def test_calibrated_settings_come_from_the_model_card_only(cxr_model):
     assert settings["vote_threshold"] == stored["vote_threshold"] and 0 < stored["vote_threshold"] < 1
     assert settings["weighting"] == stored["weighting"]
     assert settings["t_range"] == tuple(stored.get("t_range", DEFAULT_T_RANGE))
+    assert settings["trials"] == stored["trials"]                     # "k of N votes" is fitted for one N
     ExplainConfig(prompts=PROMPTS, **settings).validate()                            # ready for the engine
-    plain = {"weighting": "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5}
+    plain = {"weighting": "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5, "trials": 21}
     assert calibrated_settings(cxr_model, "cardiomegaly") == plain                   # not calibrated
     other = "uniform" if stored["weighting"] == "disagreement" else "disagreement"
     assert calibrated_settings(cxr_model, "pleural effusion", other) == {**plain, "weighting": other}   # another rule
     assert calibrated_settings(SimpleNamespace(card={}), "pleural effusion") == plain   # a user's checkpoint
     fitted = SimpleNamespace(card={"explain_calibration": {"melanoma": {
-        "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.5}}})
+        "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.6, "trials": 41}}})
     assert calibrated_settings(fitted, "melanoma") == {"weighting": "uniform", "t_range": (400, 980),
-                                                        "vote_threshold": 0.5}
+                                                        "vote_threshold": 0.6, "trials": 41}
 
 
 def test_classifies_clear_effusion_and_returns_maps(cxr_model):
