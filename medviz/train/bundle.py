@@ -143,9 +143,10 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
             lines.append(
                 f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
                 f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; {found} "
-                "The Explain tab (its default operating point) and the "
-                "classify bench apply it to this preset only; any other checkpoint or prompt set, or another "
-                "weighting picked explicitly, keeps the plain majority over the whole schedule.")
+                f"The Explain tab (its default operating point, with N = {c['trials']} as the default trials) and the "
+                "classify bench apply it to this preset only (at another N the tab applies the same share of the "
+                "votes); any other checkpoint or prompt set, or another weighting picked explicitly, keeps the plain "
+                "majority over the whole schedule.")
         lines.append("")
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
               "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",

@@ -271,3 +271,4 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
     assert ("the window comes from a whole-schedule fit (N = 41: 100.0% against 92.0% for the majority); the "
             "threshold was then fitted on 100 labelled tuning phantoms (seeds 10,901,000+, never the benches') with "
             "exactly the engine's draws (N = 21, seed 0): accuracy there 98.0% against 91.0%") in text
+    assert "with N = 21 as the default trials" in text            # "k of N" is the tab's default N
