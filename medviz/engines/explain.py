@@ -137,9 +137,12 @@ class ExplainConfig:
         prompts: per class (2..8) one prompt, or a tuple of context prompts (the class is scored in its
             best-explaining context; equal-length tuples are aligned contexts, see ``trial_class_errors``).
         labels: display names of the classes (default: the prompts).
-        trials: N, odd, 1..1001. Favero et al. report N = 501; on our tuning phantoms the vote accuracy
-            saturates by N = 21 (89.3% at 21 vs 89.7% at 49 for effusion, simulated from 50 trials per image),
-            because the remaining errors are the model's bias on an image, not vote noise.
+        trials: N, odd, 1..1001. Favero et al. report N = 501; on our tuning phantoms the majority vote's
+            accuracy saturates by N = 21 (89.3% at 21 vs 89.7% at 49 for effusion, simulated from 50 trials
+            per image), because the remaining errors are the model's bias on an image, not vote noise. A vote
+            threshold is another matter: fitted at N = 41, melanoma's has a broad optimum (97.3-98.0% of 300
+            tuning phantoms for 22-26 of 41 votes) where N = 21 had one point (96.7% at 15 of 21 only), so a
+            model card stores the N its threshold was fitted at (``calibrated_settings``).
         early_stop: stop once the vote leader cannot be overtaken (exact).
         t_range: (t_min, t_max) of the training schedule's timesteps to stratify over.
         trials_per_batch: most trials per round (x prompts each); progress and the interrupt check come
