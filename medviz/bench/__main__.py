@@ -1,8 +1,8 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
-python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--resume LOG ...]
-    [--shard K/M] [--figure-dir DIR] [--json PATH]
+python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
+    [--resume LOG ...] [--shard K/M] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard", default="0/1", metavar="K/M",
                         help="classify, calibrate: only images i with i %% M == K, rows only (run M of these, one per core, "
                              "then once more with all their logs as --resume for the summary)")
+    parser.add_argument("--n-wallclock", type=int, default=0,
+                        help="classify: also time engine vs reference loop side by side on this many images spread "
+                             "evenly over the set (the first --n-cost ones need not be typical)")
     parser.add_argument("--reference-trials", type=int, default=501, help="classify: N of the cost comparison (501)")
     parser.add_argument("--n-cost", type=int, default=None,
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
         shard = _shard(parser, args.shard)
         config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost,
+                                     n_wallclock=args.n_wallclock,
                                      trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials,
                                      shard=shard)
         results = []

@@ -10,7 +10,9 @@ Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
   map is scored the same way, beside it;
 * cost, on the first ``n_cost`` images: N = ``reference_trials`` without early stop (the papers' N = 501)
   vs. the engine's setting (its accuracy and UNet passes), and the reference loop (classes one at a time,
-  no early stop, same N as the engine) vs. the engine, wall-clock side by side.
+  no early stop, same N as the engine) vs. the engine, wall-clock side by side; and that wall-clock
+  comparison again on ``n_wallclock`` images spread evenly over all ``n`` (the engine's time depends on how
+  early an image is decided, so the first few images need not be typical).
 
 ``calibrate`` fits that operating point (timestep window, vote threshold) on the tuning phantoms (a
 disjoint seed range).
@@ -41,6 +43,7 @@ class ClassifyBenchConfig:
     early_stop: bool = True
     trials_per_batch: int = 16  # the engine's default (its early stop does not depend on it)
     n_cost: int = 24
+    n_wallclock: int = 0        # images spread over the set, engine vs reference loop timed side by side
     reference_trials: int = 501
     calibrated: bool = True     # the model card's operating point for the task (plain majority where none)
     seed: int = 0
@@ -133,6 +136,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     certainty = np.array([r["z"] for r in rows])
     top = np.argsort(-certainty, kind="stable")[: max(1, len(rows) // 2)]
     cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config) if config.n_cost else None
+    wallclock = _wallclock(model, images, engine, config.n_wallclock) if config.n_wallclock else None
     return {
         "domain": domain, "task": task, "n": config.n, "labels": list(labels), "trials": engine.trials, "early_stop": config.early_stop,
         "vote_threshold": engine.vote_threshold, "t_range": list(engine.t_range), "weighting": engine.weighting,
@@ -149,7 +153,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         "mean_trials": float(np.mean([r["trials"] for r in rows])),
         "mean_passes": float(np.mean([r["passes"] for r in rows])),
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
-        "cost": cost, "cases": cases,
+        "cost": cost, "wallclock": wallclock, "cases": cases,
     }
 
 
@@ -329,6 +333,28 @@ def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) ->
     return out
 
 
+def _wallclock(model, images, engine, count: int) -> dict:
+    """Engine vs reference loop (same N, same draws), timed side by side on ``count`` evenly spread images."""
+    from dataclasses import replace
+
+    from ..engines.explain import classify, classify_reference
+
+    picked = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
+    engine_seconds, loop_seconds, trials, agree = [], [], [], []
+    for i in picked:
+        pixels = images[i].astype(np.float32) / 255.0
+        mine = classify(model, pixels, engine)
+        winner, _, seconds = classify_reference(model, pixels, replace(engine, early_stop=False))
+        engine_seconds.append(mine.seconds)
+        loop_seconds.append(seconds)
+        trials.append(mine.trials_run)
+        agree.append(winner == mine.predicted)          # an exact early stop never changes the decision
+    return {"n": len(picked), "images": picked.tolist(), "seconds_engine": float(np.sum(engine_seconds)),
+            "seconds_reference_loop": float(np.sum(loop_seconds)), "mean_trials_engine": float(np.mean(trials)),
+            "decisions_agree": float(np.mean(agree)),
+            "speedup_vs_reference_loop": float(np.sum(loop_seconds) / np.sum(engine_seconds))}
+
+
 def print_table(results: list[dict]) -> None:
     print("\nclassify bench (diffusion classifier; accuracy of an attribute readout task on held-out phantoms)")
     print(f"{'task':<18}{'n':>5}{'N':>5}{'thr':>6}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}{'top-50%':>9}{'vote AUC':>10}"
@@ -347,3 +373,10 @@ def print_table(results: list[dict]) -> None:
               f"{c['passes_engine']:.1f} passes/img ({c['passes_saving']:.1f}x fewer); reference loop "
               f"{c['seconds_reference_loop']:.1f} s vs engine {c['seconds_engine']:.1f} s "
               f"({c['speedup_vs_reference_loop']:.2f}x)")
+    for r in results:
+        w = r.get("wallclock")
+        if w:
+            print(f"{r['task']} wall-clock on {w['n']} images spread over all {r['n']}: reference loop "
+                  f"{w['seconds_reference_loop']:.1f} s vs engine {w['seconds_engine']:.1f} s "
+                  f"({w['speedup_vs_reference_loop']:.2f}x; engine {w['mean_trials_engine']:.1f} trials of "
+                  f"{r['trials']} on average; same decision in {w['decisions_agree']:.0%})")

@@ -24,6 +24,21 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     assert result["cases"] and {"image", "explanation", "evidence", "uncertainty", "caption"} <= set(result["cases"][0])
 
 
+def test_wallclock_sample_is_spread_over_the_set_and_timed_side_by_side(cxr_model, capsys):
+    from medviz.bench.classify import print_table
+
+    result = run_task("cxr", ClassifyBenchConfig(n=5, trials=3, n_cost=0, n_wallclock=3), model=cxr_model)
+    clock = result["wallclock"]
+    assert clock["images"] == [0, 2, 4] and clock["n"] == 3                  # first, middle, last
+    assert clock["decisions_agree"] == 1.0                                    # an exact stop keeps every decision
+    assert clock["seconds_engine"] > 0 and clock["seconds_reference_loop"] > 0
+    assert clock["speedup_vs_reference_loop"] == clock["seconds_reference_loop"] / clock["seconds_engine"]
+    assert 1 <= clock["mean_trials_engine"] <= 3
+    print_table([result])
+    assert "wall-clock on 3 images spread over all 5" in capsys.readouterr().out
+    assert run_task("cxr", ClassifyBenchConfig(n=2, trials=3, n_cost=0), model=cxr_model)["wallclock"] is None
+
+
 def test_classify_bench_runs_at_the_n_the_model_card_was_fitted_at(cxr_model, monkeypatch):
     fit = cxr_model.card["explain_calibration"]["pleural effusion"]
     monkeypatch.setitem(fit, "trials", 5)
