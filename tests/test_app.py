@@ -184,7 +184,10 @@ def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_mode
     assert explain_trials(skin_model, "melanoma") == fitted["trials"]
     assert explain_trials(cxr_model, "pleural effusion") == cxr_model.card["explain_calibration"]["pleural effusion"]["trials"]
     assert explain_trials(cxr_model, "cardiomegaly") == 21 and explain_trials(cxr_model, "custom") == 21   # no fit
-    *_, trials = client.predict("skin-phantom", api_name="/select_model")    # the model's first preset: melanoma
+    from gradio_client import Client
+
+    own = Client(client.src, verbose=False)      # its own session: the model change resets that session's choices
+    *_, trials = own.predict("skin-phantom", api_name="/select_model")       # the model's first preset: melanoma
     assert trials["value"] == fitted["trials"]
     at_fit = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", fitted["trials"], True)
     assert f"melanoma needs {fitted['votes_needed']} of {fitted['trials']} votes" in at_fit.summary
