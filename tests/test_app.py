@@ -178,14 +178,14 @@ def test_explain_view_applies_the_skin_cards_window_and_weighting(skin_model):
 
 
 def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_model, skin_model):
+    from gradio_client import Client
+
     from medviz.ui.handlers import explain_trials, explain_view
 
     fitted = skin_model.card["explain_calibration"]["melanoma"]
     assert explain_trials(skin_model, "melanoma") == fitted["trials"]
     assert explain_trials(cxr_model, "pleural effusion") == cxr_model.card["explain_calibration"]["pleural effusion"]["trials"]
     assert explain_trials(cxr_model, "cardiomegaly") == 21 and explain_trials(cxr_model, "custom") == 21   # no fit
-    from gradio_client import Client
-
     own = Client(client.src, verbose=False)      # its own session: the model change resets that session's choices
     *_, trials = own.predict("skin-phantom", api_name="/select_model")       # the model's first preset: melanoma
     assert trials["value"] == fitted["trials"]
