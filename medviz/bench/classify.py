@@ -301,10 +301,22 @@ def read_rows(path: str, domain: str) -> dict[int, dict]:
     return {int(m.group(1)): json.loads(m.group(2)) for m in matches if m}
 
 
-def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) -> dict:
+def _engine_beside_reference_loop(model, pixels: np.ndarray, engine):
+    """One image through the engine, then through the reference loop at the same N and draws (no early stop).
+
+    Returns (the engine's ``ExplainResult``, (loop winner, loop UNet passes, loop seconds)).
+    """
     from dataclasses import replace
 
     from ..engines.explain import classify, classify_reference
+
+    return classify(model, pixels, engine), classify_reference(model, pixels, replace(engine, early_stop=False))
+
+
+def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) -> dict:
+    from dataclasses import replace
+
+    from ..engines.explain import classify
 
     reference_n = replace(engine, trials=config.reference_trials, early_stop=False, trials_per_batch=32)
     out = {"n": len(images), "reference_trials": config.reference_trials}
@@ -312,8 +324,7 @@ def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) ->
     for image, label in zip(images, truth):
         pixels = image.astype(np.float32) / 255.0
         full = classify(model, pixels, reference_n)
-        mine = classify(model, pixels, engine)
-        winner, passes, seconds = classify_reference(model, pixels, replace(engine, early_stop=False))
+        mine, (winner, passes, seconds) = _engine_beside_reference_loop(model, pixels, engine)
         big.append((full.predicted == 0) == label)
         ours.append(((mine.predicted == 0) == label, mine.unet_passes, mine.seconds))
         loop.append(((winner == 0) == label, passes, seconds))
@@ -335,16 +346,11 @@ def _cost(model, images, truth, prompts, engine, config: ClassifyBenchConfig) ->
 
 def _wallclock(model, images, engine, count: int) -> dict:
     """Engine vs reference loop (same N, same draws), timed side by side on ``count`` evenly spread images."""
-    from dataclasses import replace
-
-    from ..engines.explain import classify, classify_reference
-
     picked = np.unique(np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int))
     engine_seconds, loop_seconds, trials, agree = [], [], [], []
     for i in picked:
         pixels = images[i].astype(np.float32) / 255.0
-        mine = classify(model, pixels, engine)
-        winner, _, seconds = classify_reference(model, pixels, replace(engine, early_stop=False))
+        mine, (winner, _, seconds) = _engine_beside_reference_loop(model, pixels, engine)
         engine_seconds.append(mine.seconds)
         loop_seconds.append(seconds)
         trials.append(mine.trials_run)
