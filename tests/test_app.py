@@ -177,6 +177,19 @@ def test_explain_view_applies_the_skin_cards_window_and_weighting(skin_model):
     assert "model card's window" not in other.summary and "Majority vote" in other.summary
 
 
+def test_explain_view_names_the_cards_decision_rule(cxr_model, monkeypatch):
+    from medviz.ui.handlers import explain_view
+
+    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    monkeypatch.setitem(fit, "decision", "mean_error")
+    view = explain_view(cxr_model, None, "cxr_effusion.png", "pleural effusion", "", 3, True)
+    assert "Mean-error rule, the model card's decision rule" in view.summary
+    assert "the vote at that operating point: **" in view.summary and "mean-error rule: **" not in view.summary
+    monkeypatch.setitem(fit, "decision", "vote")
+    view = explain_view(cxr_model, None, "cxr_effusion.png", "pleural effusion", "", 3, True)
+    assert "Mean-error rule" not in view.summary and "mean-error rule: **" in view.summary
+
+
 def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_model, skin_model):
     from gradio_client import Client
 

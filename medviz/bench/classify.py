@@ -1,8 +1,9 @@
 """Diffusion-classifier bench on held-out phantoms: accuracy, selective prediction, explanation, cost.
 
 Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
-* accuracy of the diffusion classifier (the vote at the model card's calibrated threshold, plain majority
-  where the card has none, and the mean-error rule) beside the discriminative CNN baseline: the bundled
+* accuracy of the diffusion classifier under the model card's decision rule ("accuracy"), and under both
+  rules apart (the vote at the card's calibrated threshold, plain majority where the card has none; the
+  mean-error rule over the trials run) beside the discriminative CNN baseline: the bundled
   oracle, a ``transformers`` ResNet trained on the same phantoms;
 * selective prediction: accuracy on the 50% most certain cases (by |z| of the paired error difference);
 * explanation: ROC AUC of the explanation map against the true changed region, i.e. the pixels that the
@@ -118,9 +119,10 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     if config.shard[1] > 1:
         return {"shard": config.shard, "rows": by_index}
     rows = [by_index[i] for i in range(len(images))]
+    rule = "vote" if engine.decision == "vote" else "mean_error"           # the row's key for the card's rule
     cases = []
     for wanted in (True, False):                                     # 3 correct and 3 wrong cases
-        for i in [i for i, r in enumerate(rows) if (r["vote"] == r["truth"]) == wanted][:3]:
+        for i in [i for i, r in enumerate(rows) if (r[rule] == r["truth"]) == wanted][:3]:
             pixels = images[i].astype(np.float32) / 255.0
             result = classify(model, pixels, engine)
             cases.append({"image": pixels, "explanation": result.explanation_map, "evidence": result.evidence_map,
@@ -128,11 +130,12 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
                           "correct": wanted,
                           # The first class's share of the trials run: under a vote threshold the winner's own
                           # share can be below 50%.
-                          "caption": f"truth: {labels[0] if truth[i] else labels[1]}\nvote: {result.label} "
+                          "caption": f"truth: {labels[0] if truth[i] else labels[1]}\n"
+                                     f"{'vote' if rule == 'vote' else 'mean error'}: {result.label} "
                                      f"({labels[0]} {result.vote_fractions[0]:.0%}\nof {result.trials_run} trials) "
                                      f"|z| {abs(result.z_score):.1f} {'✓' if wanted else '✗ wrong'}"})
     cnn = model.oracle.readout(images)[:, model.oracle.attributes.index(attribute)] > 0.5
-    correct = np.array([r["vote"] == r["truth"] for r in rows])
+    correct = np.array([r[rule] == r["truth"] for r in rows])
     certainty = np.array([r["z"] for r in rows])
     top = np.argsort(-certainty, kind="stable")[: max(1, len(rows) // 2)]
     cost = _cost(model, images[: config.n_cost], truth[: config.n_cost], prompts, engine, config) if config.n_cost else None
@@ -140,7 +143,9 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     return {
         "domain": domain, "task": task, "n": config.n, "labels": list(labels), "trials": engine.trials, "early_stop": config.early_stop,
         "vote_threshold": engine.vote_threshold, "t_range": list(engine.t_range), "weighting": engine.weighting,
-        "accuracy_vote": float(correct.mean()),
+        "decision": engine.decision,
+        "accuracy": float(correct.mean()),                           # under the card's rule: one of the next two
+        "accuracy_vote": float(np.mean([r["vote"] == r["truth"] for r in rows])),
         "accuracy_mean_error": float(np.mean([r["mean_error"] == r["truth"] for r in rows])),
         "accuracy_cnn": float((cnn == truth).mean()),
         "accuracy_most_certain_half": float(correct[top].mean()),
@@ -190,7 +195,7 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
 
     Every one of ``config.n`` labelled tuning phantoms (seeds 10,901,000+, never the bench's) runs all
     N = ``config.trials`` trials (21 when None), stratified over the whole schedule (no early stop); each
-    trial's timestep and winner are kept (rows via ``on_row``; ``done_rows`` and ``config.shard`` as in
+    trial's timestep, winner and error difference (first class minus second) are kept (rows via ``on_row``; ``done_rows`` and ``config.shard`` as in
     ``run_task``).
     ``fit_operating_point`` then picks the window and threshold. Why a window: the trials' timesteps do
     not carry the same evidence. On the skin model with uniform weighting, trials at t < 300 voted benign
@@ -220,16 +225,23 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
     def row(i: int, image: np.ndarray, label: bool) -> dict:
         result = classify(model, image.astype(np.float32) / 255.0, engine)
         won = result.errors.argmin(1) == 0                                  # trials the first class won
+        # err(first class) - err(second), per trial in the engine's order: the mean-error rule and the
+        # engine's early stop can then be replayed on these rows (``fit_operating_point``).
+        difference = result.errors[:, 0] - result.errors[:, 1]
         return {"truth": label, "votes_first_class": int(won.sum()), "timesteps": result.timesteps.tolist(),
-                "first_class_won": won.astype(int).tolist()}
+                "first_class_won": won.astype(int).tolist(),
+                "error_difference": [float(f"{d:.6g}") for d in difference]}
 
     by_index = _rows(images, truth, row, config.shard, done_rows, on_row, None)
     if config.shard[1] > 1:
         return {"shard": config.shard, "rows": by_index}
     rows = [by_index[i] for i in range(len(images))]
+    # Rows printed before the error differences were kept lack them: the vote is fitted alone then.
+    differences = (np.array([r["error_difference"] for r in rows], float)
+                   if all("error_difference" in r for r in rows) else None)
     fit = fit_operating_point(truth, np.array([r["timesteps"] for r in rows]),
                               np.array([r["first_class_won"] for r in rows], bool), engine_trials, schedule,
-                              windows=[schedule] if t_range else None)
+                              windows=[schedule] if t_range else None, error_difference=differences)
     return {"domain": domain, "task": task, "n": len(truth), "positives": int(truth.sum()),
             "trials_run": trials, "trials_t_range": list(schedule), "window_searched": not t_range,
             "first_seed": first_seed, "seed": config.seed, "weighting": weighting, **fit}
@@ -237,7 +249,8 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
 
 def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.ndarray, engine_trials: int,
                         schedule: tuple[int, int], grid: int = 100, min_width: int = 300,
-                        windows: list[tuple[int, int]] | None = None) -> dict:
+                        windows: list[tuple[int, int]] | None = None,
+                        error_difference: np.ndarray | None = None) -> dict:
     """The timestep window and vote threshold with the best accuracy on labelled images.
 
     Args:
@@ -248,6 +261,11 @@ def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.
         schedule: (t_min, t_max) of the trials; windows have edges on ``grid`` multiples inside it (or its
             ends) and are at least ``min_width`` wide.
         windows: the candidate windows, instead of that grid (``[schedule]``: fit only the threshold).
+        error_difference: (n, N) err(first class) - err(second) per trial, in the engine's draw order. Where
+            the trials are exactly the engine's (``windows == [schedule]`` and N == ``engine_trials``), the
+            mean-error rule is scored as the engine applies it: over the trials it runs before its early stop
+            at the fitted threshold (``trials_run_until_decided``), and ``decision`` names the rule with the
+            better accuracy ("vote" on a tie, the papers' rule). Otherwise ``decision`` is "vote".
     An image's vote share in a window is the share of its trials inside that window that the first class
     won; it is called first class when share * engine_trials >= k - 0.5, i.e. with k of ``engine_trials``
     votes once the engine draws all its trials from that window. Ties go to k nearest the majority, then
@@ -270,10 +288,21 @@ def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.
                 best = (key, (a, b), k)
     (accuracy, _, _), (a, b), k = best
     whole = first_won.sum(1) / first_won.shape[1]
-    return {"t_range": [int(a), int(b)], "votes_needed": k, "trials": engine_trials,
-            "vote_threshold": round((k - 0.5) / engine_trials, 4), "accuracy_calibrated": accuracy,
-            "accuracy_majority": float(((whole * engine_trials >= majority - 0.5) == truth).mean()),
-            "accuracy_by_window": by_window}
+    threshold = round((k - 0.5) / engine_trials, 4)
+    fit = {"t_range": [int(a), int(b)], "votes_needed": k, "trials": engine_trials, "vote_threshold": threshold,
+           "accuracy_calibrated": accuracy,
+           "accuracy_majority": float(((whole * engine_trials >= majority - 0.5) == truth).mean()),
+           "accuracy_by_window": by_window, "decision": "vote"}
+    if error_difference is not None and windows == [(lo, hi)] and first_won.shape[1] == engine_trials:
+        from ..engines.explain import trials_run_until_decided
+
+        stops = np.array([trials_run_until_decided(won, engine_trials, threshold) for won in first_won])
+        first_by_mean = np.array([d[:stop].mean() < 0 for d, stop in zip(error_difference, stops)])
+        mean_error = float((first_by_mean == truth).mean())
+        fit.update({"accuracy_mean_error": mean_error, "mean_trials_run": float(stops.mean()),
+                    "accuracy_mean_error_all_trials": float(((error_difference.mean(1) < 0) == truth).mean()),
+                    "decision": "mean_error" if mean_error > accuracy else "vote"})
+    return fit
 
 
 def print_calibration(result: dict) -> None:
@@ -288,6 +317,11 @@ def print_calibration(result: dict) -> None:
     print(f"chosen: t {result['t_range'][0]}-{result['t_range'][1]}, {result['votes_needed']} of {result['trials']} "
           f"votes (vote_threshold {result['vote_threshold']}): {result['accuracy_calibrated']:.1%} vs "
           f"{result['accuracy_majority']:.1%} for the majority over t {lo}-{hi}")
+    if "accuracy_mean_error" in result:
+        print(f"mean-error rule over the trials the engine runs ({result['mean_trials_run']:.1f} of {result['trials']} "
+              f"on average, early stop at that threshold): {result['accuracy_mean_error']:.1%} "
+              f"({result['accuracy_mean_error_all_trials']:.1%} over all {result['trials']}); decision rule: "
+              f"{result['decision']}")
 
 
 def read_rows(path: str, domain: str) -> dict[int, dict]:
@@ -354,7 +388,7 @@ def _wallclock(model, images, engine, count: int) -> dict:
         engine_seconds.append(mine.seconds)
         loop_seconds.append(seconds)
         trials.append(mine.trials_run)
-        agree.append(winner == mine.predicted)          # an exact early stop never changes the decision
+        agree.append(winner == mine.predicted_vote)     # an exact early stop never changes the vote
     return {"n": len(picked), "images": picked.tolist(), "seconds_engine": float(np.sum(engine_seconds)),
             "seconds_reference_loop": float(np.sum(loop_seconds)), "mean_trials_engine": float(np.mean(trials)),
             "decisions_agree": float(np.mean(agree)),
@@ -363,10 +397,11 @@ def _wallclock(model, images, engine, count: int) -> dict:
 
 def print_table(results: list[dict]) -> None:
     print("\nclassify bench (diffusion classifier; accuracy of an attribute readout task on held-out phantoms)")
-    print(f"{'task':<18}{'n':>5}{'N':>5}{'thr':>6}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}{'top-50%':>9}{'vote AUC':>10}"
-          f"{'expl AUC':>10}{'evid AUC':>10}{'trials':>8}{'s/img':>7}")
+    print(f"{'task':<18}{'n':>5}{'N':>5}{'thr':>6}{'rule':>11}{'accuracy':>10}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}"
+          f"{'top-50%':>9}{'vote AUC':>10}{'expl AUC':>10}{'evid AUC':>10}{'trials':>8}{'s/img':>7}")
     for r in results:
-        print(f"{r['task']:<18}{r['n']:>5}{r['trials']:>5}{r.get('vote_threshold', 0.5):>6.3f}{r['accuracy_vote']:>10.1%}{r['accuracy_mean_error']:>10.1%}"
+        print(f"{r['task']:<18}{r['n']:>5}{r['trials']:>5}{r.get('vote_threshold', 0.5):>6.3f}{r['decision']:>11}"
+              f"{r['accuracy']:>10.1%}{r['accuracy_vote']:>10.1%}{r['accuracy_mean_error']:>10.1%}"
               f"{r['accuracy_cnn']:>8.1%}{r['accuracy_most_certain_half']:>9.1%}{r['vote_auc']:>10.3f}{r['explanation_auc_mean']:>10.3f}"
               f"{r['evidence_auc_mean']:>10.3f}{r['mean_trials']:>8.1f}{r['mean_seconds']:>7.2f}")
     for r in results:

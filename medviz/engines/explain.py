@@ -41,6 +41,10 @@ rarely under the plain majority; the threshold that corrects it is fitted on lab
 (``calibrated_settings``), the way a discriminative classifier's operating point is chosen on a
 validation set. Early stop stays exact: trials stop once the remaining votes cannot move the first
 class's count across the threshold.
+The card may also pick the decision rule (``decision``): the vote, or the mean-error rule taken over the
+trials the vote needed (the stop is the vote's either way, so the cost is the same). ``calibrate``
+replays that stop on every tuning phantom's trials and keeps the rule with the better tuning accuracy
+(the vote on a tie).
 The same fit may restrict the trials to a timestep window (``t_range``) and name the weighting: not
 every timestep carries the same evidence (on the skin model with uniform weighting, trials at t < 300
 voted benign for most melanomas). A preset's card entry is applied whole (``calibrated_settings``).
@@ -125,6 +129,7 @@ PRESETS = {
 
 
 WEIGHTINGS = ("disagreement", "uniform")
+DECISIONS = ("vote", "mean_error")
 DEFAULT_T_RANGE = (20, 980)          # the training schedule's timesteps the trials stratify over
 DEFAULT_TRIALS = 21                  # N where a model card has no fit for the task (see ExplainConfig.trials)
 
@@ -155,6 +160,11 @@ class ExplainConfig:
             see ``trial_class_errors``.
         vote_threshold: two classes only: the first class wins when it gets at least this share of the N
             votes, in (0, 1); 0.5 is the plain majority. See ``calibrated_settings``.
+        decision: which rule gives ``predicted``: "vote" (Favero et al.: the vote at ``vote_threshold``)
+            or "mean_error" (Li et al.'s eq. 5 read as an estimate: the class with the lowest mean error over
+            the trials run). Both are always reported. With ``early_stop`` the trials stop when the vote is
+            decided under either rule: exact for the vote; for the mean-error rule it is the stopping time
+            its model card fitted it under (``calibrate`` replays it, ``trials_run_until_decided``).
         seed: seeds the timestep order and the noise draws.
     """
 
@@ -166,6 +176,7 @@ class ExplainConfig:
     trials_per_batch: int = 16
     weighting: str = "disagreement"
     vote_threshold: float = 0.5
+    decision: str = "vote"
     seed: int = 0
 
     @property
@@ -192,6 +203,8 @@ class ExplainConfig:
             raise ValueError("a vote threshold other than 0.5 needs exactly two classes")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"unknown decision rule {self.decision!r}; choose one of {', '.join(DECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -199,9 +212,10 @@ class ExplainResult:
     """Everything about one classification; maps are float32 (H, W) at the image's model resolution."""
 
     labels: tuple[str, ...]
-    predicted: int                       # index of the majority-vote class
-    predicted_mean_error: int            # index under the mean-error rule
-    runner_up: int                       # the class the maps contrast with the winner (next most votes)
+    predicted: int                       # index of the class the config's decision rule picks
+    predicted_vote: int                  # index under the vote (at the config's vote threshold)
+    predicted_mean_error: int            # index under the mean-error rule (over the trials run)
+    runner_up: int                       # the class the maps contrast with ``predicted`` (under the same rule)
     vote_fractions: np.ndarray           # (C,) votes / trials run: the class probabilities shown
     vote_entropy: float                  # bits; 0 = unanimous
     z_score: float                       # paired error difference, leader vs runner-up (higher = surer)
@@ -283,10 +297,28 @@ def trials_until_decidable(votes: np.ndarray, remaining: int, trials: int, thres
     return max(remaining, 1)
 
 
+def trials_run_until_decided(first_class_won, trials: int, threshold: float = 0.5) -> int:
+    """Two classes: how many trials the engine runs with ``early_stop``, given every trial's winner in order.
+
+    Args:
+        first_class_won: (N,) bool, whether the first class won trial j (the engine's draw order).
+    The engine stops after the first trial at which ``decision_is_final`` holds (its rounds never run
+    past it, see ``trials_until_decidable``), so the stop depends on the winners only, and a run without
+    early stop can be replayed as if it had stopped.
+    """
+    won = np.asarray(first_class_won, bool)[:trials]
+    votes = np.zeros(2, np.int64)
+    for done, first in enumerate(won, start=1):
+        votes[0 if first else 1] += 1
+        if decision_is_final(votes, trials - done, trials, threshold):
+            return done
+    return len(won)
+
+
 def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     """The operating point a model card fitted for a preset task (``explain_calibration`` in medviz.json).
 
-    Returns ``{"weighting", "t_range", "vote_threshold", "trials"}``, ready to pass to ``ExplainConfig``.
+    Returns ``{"weighting", "t_range", "vote_threshold", "decision", "trials"}``, ready to pass to ``ExplainConfig``.
     ``trials`` is the N the threshold was fitted at: "k of N votes" is exact only at that N (and with the
     card's seed, on exactly the tuning draws); at another N the same share is the nearest reading. With
     ``weighting=None`` the card's own weighting is used; a fit is applied only under the weighting it was
@@ -299,9 +331,9 @@ def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     fitted = entry.get("weighting", "disagreement")
     if not entry or (weighting is not None and weighting != fitted):
         return {"weighting": weighting or "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5,
-                "trials": DEFAULT_TRIALS}
+                "decision": "vote", "trials": DEFAULT_TRIALS}
     return {"weighting": fitted, "t_range": tuple(int(t) for t in entry.get("t_range", DEFAULT_T_RANGE)),
-            "vote_threshold": float(entry.get("vote_threshold", 0.5)),
+            "vote_threshold": float(entry.get("vote_threshold", 0.5)), "decision": entry.get("decision", "vote"),
             "trials": int(entry.get("trials", DEFAULT_TRIALS))}
 
 
@@ -369,26 +401,31 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
         # The first class wins at its threshold (majority by default); the final count decides it even
         # when trials stopped early, since the stop waits until the remaining votes cannot change it.
         predicted_vote = 0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1
-        runner_up = 1 - predicted_vote
+        vote_runner_up = 1 - predicted_vote
     else:
         # Vote winner; ties (possible with > 2 classes) go to the lower mean error.
         ranking = sorted(range(classes), key=lambda c: (-votes[c], mean_errors[c]))
-        predicted_vote, runner_up = ranking[0], ranking[1]
-    predicted_mean = int(np.argmin(mean_errors))
-    difference = errors_all[:, runner_up] - errors_all[:, predicted_vote]
+        predicted_vote, vote_runner_up = ranking[0], ranking[1]
+    by_mean_error = np.argsort(mean_errors, kind="stable")
+    predicted_mean = int(by_mean_error[0])
+    if config.decision == "vote":
+        predicted, runner_up = predicted_vote, vote_runner_up
+    else:
+        predicted, runner_up = predicted_mean, int(by_mean_error[1])
+    difference = errors_all[:, runner_up] - errors_all[:, predicted]
     spread = difference.std(ddof=1) if len(difference) > 1 else np.inf
     z_score = float(difference.mean() / (spread / np.sqrt(len(difference)))) if spread > 0 else float("inf")
     fractions = votes / votes.sum()
     nonzero = fractions[fractions > 0]
     entropy = float(-(nonzero * np.log2(nonzero)).sum())
-    pixel_difference = trial_maps[:, runner_up] - trial_maps[:, predicted_vote]  # (trials_run, h, w)
+    pixel_difference = trial_maps[:, runner_up] - trial_maps[:, predicted]      # (trials_run, h, w)
     evidence = _upsample(pixel_difference.mean(0), size)
-    a, b = sorted((predicted_vote, runner_up))
+    a, b = sorted((predicted, runner_up))
     explanation = _upsample(disagreement[a, b] / done, size)
     uncertainty = _upsample(pixel_difference.std(0) if len(pixel_difference) > 1 else
                             torch.zeros_like(pixel_difference[0]), size)
     parameters = {**asdict(config), "labels": labels, "model": model.name, "engine": "explain"}
-    return ExplainResult(labels=labels, predicted=predicted_vote, predicted_mean_error=predicted_mean,
+    return ExplainResult(labels=labels, predicted=predicted, predicted_vote=predicted_vote, predicted_mean_error=predicted_mean,
                          runner_up=runner_up, vote_fractions=fractions.astype(np.float64), vote_entropy=entropy, z_score=z_score,
                          errors=errors_all, timesteps=timesteps[:done], explanation_map=explanation,
                          evidence_map=evidence, uncertainty_map=uncertainty, trials_run=done, unet_passes=done * width,

@@ -140,6 +140,14 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
                          f"{c['accuracy_majority']:.1%} for the plain majority of the same draws. Every image shares "
                          "the seed's draws and a class's vote share depends on them, so another seed may need "
                          "another threshold.")
+            if c.get("decision") == "mean_error":
+                found += (f" Decision rule: the mean-error rule over the trials the engine runs (they stop once that "
+                          f"vote is decided, {c['mean_trials_run']:.1f} of {c['trials']} on average there), chosen "
+                          f"there for its accuracy, {c['accuracy_mean_error']:.1%} against {c['accuracy_calibrated']:.1%} "
+                          "for the vote.")
+            elif "accuracy_mean_error" in c:
+                found += (f" Decision rule: the vote ({c['accuracy_calibrated']:.1%} there against "
+                          f"{c['accuracy_mean_error']:.1%} for the mean-error rule over the same trials).")
             lines.append(
                 f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
                 f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; {found} "

@@ -425,8 +425,12 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
                          margin={"l": 40, "r": 10, "t": 40, "b": 40})
     certainty = "high" if abs(result.z_score) > 3 and result.vote_entropy < 0.5 else (
         "moderate" if abs(result.z_score) > 1.5 else "low")
-    rule = ("Majority vote" if threshold == 0.5 else
-            f"Vote at the model card's calibrated operating point ({result.labels[0]} needs {needed} of {trials} votes)")
+    vote_rule = ("Majority vote" if threshold == 0.5 else
+                 f"Vote at the model card's calibrated operating point ({result.labels[0]} needs {needed} of {trials} votes)")
+    # The card may decide by the mean-error rule (fitted on tuning phantoms); the trials stop on the vote either way.
+    rule = vote_rule if config.decision == "vote" else (
+        f"Mean-error rule, the model card's decision rule (lowest mean denoising error over the trials run; "
+        f"they stop once the vote is decided: {result.labels[0]} needs {needed} of {trials})")
     if tuple(config.t_range) != DEFAULT_T_RANGE:
         rule += f" over timesteps {config.t_range[0]}–{config.t_range[1]} (the model card's window)"
     if threshold != 0.5 and trials != fitted_trials:
@@ -434,9 +438,11 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
         rule += (f"; the card fitted {votes_needed(fitted_trials, threshold)} of {fitted_trials} votes, "
                  f"applied here as the same share")
     summary = (f"### {result.label}  \n"
-               f"{rule} **{result.label}** ({result.vote_fractions[result.predicted]:.0%} of "
-               f"{result.trials_run} trials{', stopped early: the remaining votes could not change it' if result.trials_run < trials else ''}); "
-               f"mean-error rule: **{result.labels[result.predicted_mean_error]}**.  \n"
+               f"{rule} **{result.label}** (votes: {result.vote_fractions[result.predicted]:.0%} of "
+               f"{result.trials_run} trials{', stopped early: the remaining votes could not change the vote' if result.trials_run < trials else ''}); "
+               + (f"mean-error rule: **{result.labels[result.predicted_mean_error]}**.  \n" if config.decision == "vote" else
+                  f"{vote_rule.lower() if threshold == 0.5 else 'the vote at that operating point'}: "
+                  f"**{result.labels[result.predicted_vote]}**.  \n") +
                f"Uncertainty: vote entropy {result.vote_entropy:.2f} bits, paired error z = {result.z_score:.1f} "
                f"→ **{certainty}** certainty. {result.unet_passes} UNet passes, {result.seconds:.1f} s; errors "
                f"weighted {'to where the class prompts differ' if config.weighting == 'disagreement' else 'uniformly'}.  \n"

@@ -53,6 +53,36 @@ def test_classify_bench_runs_at_the_n_the_model_card_was_fitted_at(cxr_model, mo
                     done_rows={0: rows[0]})["trials"] == 21              # no card fit: the engine's default N
 
 
+def test_classify_bench_scores_the_cards_decision_rule(cxr_model, monkeypatch, capsys):
+    from medviz.bench.classify import print_table
+
+    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    truth = [True, False, True, False]
+    # Rows where the vote and the mean-error rule disagree: image i's vote is right for i < 3, its mean error for i > 0.
+    done = {i: {"truth": t, "vote": t if i < 3 else not t, "mean_error": t if i > 0 else not t, "z": float(i),
+                "entropy": 0.5, "trials": 3, "passes": 24, "seconds": 0.1, "explanation_auc": 0.9,
+                "evidence_auc": 0.6, "vote_fraction_positive": 0.5} for i, t in enumerate(truth)}
+    monkeypatch.setattr("medviz.bench.classify._labelled_phantoms",
+                        lambda domain, n, size, offset: (0, np.zeros((n, size, size), np.uint8), np.array(truth[:n])))
+    monkeypatch.setattr("medviz.bench.classify._true_changed_region", lambda *a: np.zeros((128, 128), bool))
+    results = {}
+    for decision in ("vote", "mean_error"):
+        monkeypatch.setitem(fit, "decision", decision)
+        results[decision] = run_task("cxr", ClassifyBenchConfig(n=4, trials=3, n_cost=0), model=cxr_model,
+                                     done_rows=done)
+    for decision, result in results.items():
+        assert result["decision"] == decision and result["accuracy_vote"] == 0.75 == result["accuracy_mean_error"]
+        assert result["accuracy"] == 0.75
+        # The most certain half (|z| 3 and 2): image 3 is wrong by the vote, right by the mean error.
+        assert result["accuracy_most_certain_half"] == (0.5 if decision == "vote" else 1.0)
+        # Figure cases follow the rule: the wrong one is image 3 under the vote, image 0 under the mean error.
+        wrong = [c for c in result["cases"] if not c["correct"]]
+        assert len(wrong) == 1 and wrong[0]["caption"].startswith(
+            "truth: no effusion\nvote" if decision == "vote" else "truth: effusion\nmean error")
+    print_table(list(results.values()))
+    assert "mean_error" in capsys.readouterr().out
+
+
 def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_path):
     import json
 
@@ -156,3 +186,37 @@ def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_
                                     weighting="uniform"))
     assert engine.timesteps.tolist() == rows[0]["timesteps"] and all(500 <= t <= 980 for t in rows[0]["timesteps"])
     assert (engine.errors.argmin(1) == 0).astype(int).tolist() == rows[0]["first_class_won"]
+    np.testing.assert_allclose(rows[0]["error_difference"], engine.errors[:, 0] - engine.errors[:, 1], rtol=1e-5)
+    # The mean-error rule is scored over the trials the engine runs before its early stop at that threshold.
+    assert result["decision"] in ("vote", "mean_error") and 0 <= result["accuracy_mean_error"] <= 1
+    assert 1 <= result["mean_trials_run"] <= 5
+
+
+def test_fit_chooses_the_mean_error_rule_only_when_it_beats_the_vote_on_the_engines_trials():
+    from medviz.bench.classify import fit_operating_point
+
+    rng = np.random.default_rng(1)
+    n, trials = 300, 21
+    truth = rng.random(n) < 0.5
+    timesteps = np.tile(np.arange(trials) * 40 + 500, (n, 1))
+    # Every trial votes for the truth 60% of the time (a thin vote), while the error difference carries a
+    # clear signal in its size: the mean error sees through the vote noise.
+    first_won = (rng.random((n, trials)) < 0.6) == truth[:, None]
+    size = np.where(first_won == truth[:, None], 1.0, 0.2)          # right votes by wide margins, wrong by thin
+    difference = np.where(first_won, -size, size)                     # < 0: the first class denoised better
+    fit = fit_operating_point(truth, timesteps, first_won, trials, (500, 1300), windows=[(500, 1300)],
+                              error_difference=difference)
+    assert fit["decision"] == "mean_error" and fit["accuracy_mean_error"] > fit["accuracy_calibrated"]
+    # Replayed by hand: the engine stops where the vote at k is decided, the mean error over those trials.
+    from medviz.engines.explain import trials_run_until_decided
+
+    stops = [trials_run_until_decided(w, trials, fit["vote_threshold"]) for w in first_won]
+    by_hand = np.mean([(d[:s].mean() < 0) == t for d, s, t in zip(difference, stops, truth)])
+    assert fit["accuracy_mean_error"] == by_hand and fit["mean_trials_run"] == np.mean(stops) < trials
+    # Errors unrelated to the image: the vote wins and is kept.
+    fit = fit_operating_point(truth, timesteps, first_won, trials, (500, 1300), windows=[(500, 1300)],
+                              error_difference=rng.normal(size=(n, trials)))
+    assert fit["decision"] == "vote" and fit["accuracy_mean_error"] <= fit["accuracy_calibrated"]
+    # A searched window: the trials are not the engine's, so nothing is replayed.
+    fit = fit_operating_point(truth, timesteps, first_won, trials, (500, 1300), error_difference=difference)
+    assert fit["decision"] == "vote" and "accuracy_mean_error" not in fit

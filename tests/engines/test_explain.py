@@ -4,7 +4,8 @@ import pytest
 from medviz.engines import Interrupted
 from medviz.engines.explain import (DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify,
                                     classify_reference, decision_is_final, leader_is_final, stratified_timesteps,
-                                    trial_class_errors, trials_until_decidable, votes_needed)
+                                    trial_class_errors, trials_run_until_decided, trials_until_decidable,
+                                    votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
@@ -79,15 +80,17 @@ def test_calibrated_settings_come_from_the_model_card_only(cxr_model):
     assert settings["t_range"] == tuple(stored.get("t_range", DEFAULT_T_RANGE))
     assert settings["trials"] == stored["trials"]                     # "k of N votes" is fitted for one N
     ExplainConfig(prompts=PROMPTS, **settings).validate()                            # ready for the engine
-    plain = {"weighting": "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5, "trials": 21}
+    assert settings["decision"] == stored.get("decision", "vote")
+    plain = {"weighting": "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5, "decision": "vote",
+             "trials": 21}
     assert calibrated_settings(cxr_model, "cardiomegaly") == plain                   # not calibrated
     other = "uniform" if stored["weighting"] == "disagreement" else "disagreement"
     assert calibrated_settings(cxr_model, "pleural effusion", other) == {**plain, "weighting": other}   # another rule
     assert calibrated_settings(SimpleNamespace(card={}), "pleural effusion") == plain   # a user's checkpoint
     fitted = SimpleNamespace(card={"explain_calibration": {"melanoma": {
-        "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.6, "trials": 41}}})
+        "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.6, "trials": 41, "decision": "mean_error"}}})
     assert calibrated_settings(fitted, "melanoma") == {"weighting": "uniform", "t_range": (400, 980),
-                                                        "vote_threshold": 0.6, "trials": 41}
+                                                        "vote_threshold": 0.6, "decision": "mean_error", "trials": 41}
 
 
 def test_classifies_clear_effusion_and_returns_maps(cxr_model):
@@ -180,6 +183,7 @@ def test_early_stop_is_exact_and_stops_at_the_first_decidable_trial(cxr_model):
     counts = [np.bincount(winners[:k], minlength=2) for k in range(32)]
     first_final = next(k for k in range(1, 32) if decision_is_final(counts[k], 31 - k, 31))
     assert early.trials_run == first_final < 31
+    assert trials_run_until_decided(winners == 0, 31) == first_final           # the replay calibrate uses
     assert early.unet_passes == first_final * len(LABELS) * 4                  # 4 contexts per class
     # The same trials in the same order: the early run is a prefix of the full one.
     np.testing.assert_allclose(early.errors, full.errors[:early.trials_run], rtol=1e-4, atol=1e-6)
@@ -231,3 +235,35 @@ def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink
     one_prompt = classify(skin_model, image, ExplainConfig(prompts=single, labels=labels_one, trials=21))
     assert with_contexts.label == "benign" and with_contexts.vote_fractions[1] > 0.8
     assert one_prompt.label == "melanoma"
+
+
+def test_mean_error_decision_rule_decides_over_the_trials_the_vote_needed(cxr_model):
+    image = _phantom(False, seed=10_000_400)
+    # A low threshold flips this image's vote to "effusion" (see above) while its mean error still says "none".
+    full = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False, trials_per_batch=4))
+    first = int(round(full.vote_fractions[0] * 15))
+    threshold = (first - 0.5) / 15
+    by_vote = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, vote_threshold=threshold))
+    by_mean = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, vote_threshold=threshold,
+                                                       decision="mean_error"))
+    assert by_vote.predicted == by_vote.predicted_vote == 0
+    # Same trials (the stop is the vote's under either rule), another decision rule.
+    assert by_mean.trials_run == by_vote.trials_run and by_mean.predicted_vote == 0
+    expected = int(by_vote.errors.mean(0).argmin())
+    assert by_mean.predicted == by_mean.predicted_mean_error == by_vote.predicted_mean_error == expected
+    assert by_mean.runner_up == 1 - by_mean.predicted
+    # The rules disagree on this image; z and the evidence map are stated for each rule's winner against
+    # its runner-up, so they change sign.
+    assert by_mean.predicted == 1 != by_vote.predicted
+    assert by_mean.z_score == pytest.approx(-by_vote.z_score) and by_mean.z_score > 0
+    np.testing.assert_allclose(by_mean.evidence_map, -by_vote.evidence_map, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown decision rule 'median'"):
+        ExplainConfig(prompts=PROMPTS, decision="median").validate()
+
+
+def test_trials_run_until_decided_replays_the_exact_stop():
+    assert trials_run_until_decided([True] * 11 + [False] * 10, 21) == 11          # unanimous: 11 of 21
+    assert trials_run_until_decided([True, False] * 10 + [True], 21) == 21          # decided by the last trial
+    # At 3 of 5 needed for the first class: two losses then a win leave 1 + 2 remaining = 3 reachable.
+    assert trials_run_until_decided([False, False, False], 5, 2.5 / 5) == 3
+    assert trials_run_until_decided([True, True, True, False, False], 5, 2.5 / 5) == 3

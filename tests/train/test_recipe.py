@@ -253,7 +253,14 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
                                                           "first_seed": 10_901_000, "accuracy_calibrated": 0.98,
                                                           "accuracy_majority": 0.91, "window_searched": False,
                                                           "window_fit": {"trials_run": 41, "accuracy_calibrated": 1.0,
-                                                                         "accuracy_majority": 0.92}}}}))
+                                                                         "accuracy_majority": 0.92}},
+                                                          "melanoma by mean error": {
+                                                          "votes_needed": 25, "trials": 41, "vote_threshold": 0.5976,
+                                                          "t_range": [500, 980], "weighting": "uniform", "n": 300, "seed": 0,
+                                                          "first_seed": 10_901_000, "accuracy_calibrated": 0.98,
+                                                          "accuracy_majority": 0.967, "window_searched": False,
+                                                          "decision": "mean_error", "accuracy_mean_error": 0.99,
+                                                          "mean_trials_run": 27.25}}}))
     bench = {"rows": [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair",
                        "agreement": 0.25, "diversity_ratio": 0.3}],
              "fd_generated_vs_held_out": 10.0, "fd_blurred_held_out_vs_held_out": 20.0, "fd_held_out_half_vs_half": 1.0,
@@ -272,3 +279,7 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
             "threshold was then fitted on 100 labelled tuning phantoms (seeds 10,901,000+, never the benches') with "
             "exactly the engine's draws (N = 21, seed 0): accuracy there 98.0% against 91.0%") in text
     assert "with N = 21 as the default trials" in text            # "k of N" is the tab's default N
+    assert ("Decision rule: the mean-error rule over the trials the engine runs (they stop once that vote is "
+            "decided, 27.2 of 41 on average there), chosen there for its accuracy, 99.0% against 98.0% for the "
+            "vote.") in text
+    assert text.count("Decision rule") == 1                        # fits without error differences name none
