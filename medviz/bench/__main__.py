@@ -225,7 +225,7 @@ def _operating_point(result: dict) -> str:
     if result["vote_threshold"] != 0.5:
         text += f", {result['labels'][0]} needs {votes_needed(result['trials'], result['vote_threshold'])} of {result['trials']} votes"
     if result.get("decision") == "mean_error":     # the vote above then sets only when the trials stop
-        text = f", mean-error rule; trials stop once the vote is decided" + (f" ({text[2:]})" if text else "")
+        text = ", mean-error rule; trials stop once the vote is decided" + (f" ({text[2:]})" if text else "")
     if tuple(result["t_range"]) != DEFAULT_T_RANGE:
         text += f", t {result['t_range'][0]}–{result['t_range'][1]}"
     return text
