@@ -4,7 +4,7 @@ python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
     [--resume LOG ...] [--shard K/M] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
-    [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH]
+    [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),
                         help="calibrate: draw the trials from this timestep window only and fit only the threshold "
                              "(with --trials = the engine's N: exactly the engine's draws)")
+    parser.add_argument("--write-card", action="store_true",
+                        help="calibrate: store the fit as the bundled model's operating point for the task "
+                             "(medviz.json) and rewrite that section of its model card (README.md)")
     parser.add_argument("--trials-per-batch", type=int, default=16,
                         help="classify, calibrate: most trials per round (the engine's default, 16)")
     parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
@@ -154,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{domain} shard {shard[0]}/{shard[1]} done: {len(result['rows'])} rows", flush=True)
                 continue
             print_calibration(result)
+            if args.write_card:
+                from ..models import resolve
+                from ..train.bundle import record_calibration
+
+                record_calibration(resolve(f"{domain}-phantom"), result, calibration_command(result))
+                print(f"written to the {domain}-phantom model card (medviz.json and README.md)")
             results.append(result)
         return _write(args.json, results) if results else 0
     if args.name == "counterfactual":
@@ -214,6 +223,15 @@ def _counterfactual(args) -> int:
     for r in result["edits"]:
         r.pop("cases")
     return _write(args.json, result)
+
+
+def calibration_command(result: dict) -> str:
+    """The command that reproduces a ``calibrate`` result (its shards and their --resume give the same rows)."""
+    command = (f"python -m medviz.bench calibrate --domain {result['domain']} --n {result['n']} --trials "
+               f"{result['trials_run']} --weighting {result['weighting']}")
+    if not result.get("window_searched", True):
+        command += " --t-range {} {}".format(*result["trials_t_range"])
+    return command + " --threads 1"
 
 
 def _operating_point(result: dict) -> str:

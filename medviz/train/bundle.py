@@ -119,46 +119,96 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
             lines += [f"| {name} | {a['n_positive']} | {a['recall']:.1%} | {a['specificity']:.1%} |"
                       for name, a in trip["attributes"].items()]
             lines.append("")
-    calibration = facts.get("explain_calibration")
-    if calibration:
-        lines += ["## Diffusion-classifier operating point (`python -m medviz.bench calibrate`)", ""]
-        for task, c in calibration.items():
-            lo, hi = c.get("t_range", DEFAULT_T_RANGE)
-            window = ("trials drawn from the whole schedule" if (lo, hi) == DEFAULT_T_RANGE else
-                      f"trials drawn from timesteps {lo}–{hi} only")
-            fitted = (f"fitted on {c['n']} labelled tuning phantoms (seeds {c['first_seed']:,}+, never the benches')")
-            if c.get("window_searched", True):
-                found = (f"{fitted}: accuracy there {c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} "
-                         "for the plain majority over the whole schedule under the same weighting.")
-            else:
-                earlier = c.get("window_fit", {})
-                found = ((f"the window comes from a whole-schedule fit (N = {earlier['trials_run']}: "
-                          f"{earlier['accuracy_calibrated']:.1%} against {earlier['accuracy_majority']:.1%} for the "
-                          "majority); " if earlier else "") +
-                         f"the threshold was then {fitted} with exactly the engine's draws (N = {c['trials']}, "
-                         f"seed {c['seed']}): accuracy there {c['accuracy_calibrated']:.1%} against "
-                         f"{c['accuracy_majority']:.1%} for the plain majority of the same draws. Every image shares "
-                         "the seed's draws and a class's vote share depends on them, so another seed may need "
-                         "another threshold.")
-            if c.get("decision") == "mean_error":
-                found += (f" Decision rule: the mean-error rule over the trials the engine runs (they stop once that "
-                          f"vote is decided, {c['mean_trials_run']:.1f} of {c['trials']} on average there), chosen "
-                          f"there for its accuracy, {c['accuracy_mean_error']:.1%} against {c['accuracy_calibrated']:.1%} "
-                          "for the vote.")
-            elif "accuracy_mean_error" in c:
-                found += (f" Decision rule: the vote ({c['accuracy_calibrated']:.1%} there against "
-                          f"{c['accuracy_mean_error']:.1%} for the mean-error rule over the same trials).")
-            lines.append(
-                f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
-                f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; {found} "
-                f"The Explain tab (its default operating point, with N = {c['trials']} as the default trials) and the "
-                "classify bench apply it to this preset only (at another N the tab applies the same share of the "
-                "votes); any other checkpoint or prompt set, or another weighting picked explicitly, keeps the plain "
-                "majority over the whole schedule.")
-        lines.append("")
+    lines += _calibration_section(facts.get("explain_calibration") or {})
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
               "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",
               "- The oracle is an attribute readout trained on the same phantoms, not a diagnosis.", ""]
     path = model_dir / "README.md"
     path.write_text("\n".join(lines))
+    return path
+
+
+#: The model card section that ``record_calibration`` rewrites.
+CALIBRATION_HEADING = "## Diffusion-classifier operating point (`python -m medviz.bench calibrate`)"
+
+#: The keys of a ``calibrate`` result that a model card keeps (``explain_calibration`` in medviz.json).
+CALIBRATION_KEYS = ("votes_needed", "trials", "vote_threshold", "t_range", "weighting", "n", "positives", "trials_run",
+                    "trials_t_range", "window_searched", "first_seed", "seed", "accuracy_calibrated",
+                    "accuracy_majority", "decision", "accuracy_mean_error", "accuracy_mean_error_all_trials",
+                    "mean_trials_run")
+
+
+def _calibration_section(calibration: dict) -> list[str]:
+    """The model card's lines on the diffusion classifier's fitted operating points (none: no lines)."""
+    lines: list[str] = []
+    if not calibration:
+        return lines
+    lines += [CALIBRATION_HEADING, ""]
+    for task, c in calibration.items():
+        lo, hi = c.get("t_range", DEFAULT_T_RANGE)
+        window = ("trials drawn from the whole schedule" if (lo, hi) == DEFAULT_T_RANGE else
+                  f"trials drawn from timesteps {lo}–{hi} only")
+        fitted = (f"fitted on {c['n']} labelled tuning phantoms (seeds {c['first_seed']:,}+, never the benches')")
+        if c.get("window_searched", True):
+            found = (f"{fitted}: accuracy there {c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} "
+                     "for the plain majority over the whole schedule under the same weighting.")
+        else:
+            earlier = c.get("window_fit", {})
+            found = ((f"the window comes from a whole-schedule fit (N = {earlier['trials_run']}: "
+                      f"{earlier['accuracy_calibrated']:.1%} against {earlier['accuracy_majority']:.1%} for the "
+                      "majority); " if earlier else "") +
+                     f"the threshold was then {fitted} with exactly the engine's draws (N = {c['trials']}, "
+                     f"seed {c['seed']}): accuracy there {c['accuracy_calibrated']:.1%} against "
+                     f"{c['accuracy_majority']:.1%} for the plain majority of the same draws. Every image shares "
+                     "the seed's draws and a class's vote share depends on them, so another seed may need "
+                     "another threshold.")
+        if c.get("decision") == "mean_error":
+            found += (f" Decision rule: the mean-error rule over the trials the engine runs (they stop once that "
+                      f"vote is decided, {c['mean_trials_run']:.1f} of {c['trials']} on average there), chosen "
+                      f"there for its accuracy, {c['accuracy_mean_error']:.1%} against {c['accuracy_calibrated']:.1%} "
+                      "for the vote.")
+        elif "accuracy_mean_error" in c:
+            found += (f" Decision rule: the vote ({c['accuracy_calibrated']:.1%} there against "
+                      f"{c['accuracy_mean_error']:.1%} for the mean-error rule over the same trials).")
+        lines.append(
+            f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
+            f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; {found} "
+            f"The Explain tab (its default operating point, with N = {c['trials']} as the default trials) and the "
+            "classify bench apply it to this preset only (at another N the tab applies the same share of the "
+            "votes); any other checkpoint or prompt set, or another weighting picked explicitly, keeps the plain "
+            "majority over the whole schedule.")
+    lines.append("")
+    return lines
+
+
+def record_calibration(model_dir: str | Path, result: dict, command: str) -> Path:
+    """Store a ``calibrate`` result as the model's operating point for its task and rewrite that card section.
+
+    The task's entry in medviz.json ``explain_calibration`` is replaced by the result's ``CALIBRATION_KEYS``
+    and ``command``; an earlier whole-schedule fit of the window (``window_fit``) is kept when the new fit was
+    given its window. README.md's section (``CALIBRATION_HEADING`` up to the next heading) is regenerated
+    from medviz.json; the rest of the card is left as it is. Returns the medviz.json path.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / "medviz.json"
+    facts = json.loads(path.read_text())
+    entries = facts.setdefault("explain_calibration", {})
+    earlier = entries.get(result["task"], {})
+    entry = {key: result[key] for key in CALIBRATION_KEYS if key in result} | {"command": command}
+    if not result.get("window_searched", True) and "window_fit" in earlier:
+        entry["window_fit"] = earlier["window_fit"]
+    entries[result["task"]] = entry
+    path.write_text(json.dumps(facts, indent=2, default=str))
+    card = model_dir / "README.md"
+    if card.exists():
+        text = card.read_text()
+        section = "\n".join(_calibration_section(entries)) + "\n"
+        if CALIBRATION_HEADING in text:
+            head, rest = text.split(CALIBRATION_HEADING, 1)
+            tail = rest[rest.index("\n## "):] if "\n## " in rest else ""
+            text = head + section + tail.lstrip("\n")
+        else:
+            head, limits, tail = text.partition("## Limits")
+            text = head + section + "\n" + limits + tail if limits else text + "\n" + section
+        card.write_text(text)
     return path

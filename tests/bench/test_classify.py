@@ -220,3 +220,30 @@ def test_fit_chooses_the_mean_error_rule_only_when_it_beats_the_vote_on_the_engi
     # A searched window: the trials are not the engine's, so nothing is replayed.
     fit = fit_operating_point(truth, timesteps, first_won, trials, (500, 1300), error_difference=difference)
     assert fit["decision"] == "vote" and "accuracy_mean_error" not in fit
+
+
+def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    from medviz.bench.__main__ import main
+    from medviz.models import MODELS_DIR
+
+    # The bundled model with its own copy of the card (the weights linked, not copied).
+    card = tmp_path / "cxr-phantom"
+    card.mkdir()
+    for entry in (MODELS_DIR / "cxr-phantom").iterdir():
+        if entry.name in ("medviz.json", "README.md"):
+            shutil.copy2(entry, card / entry.name)
+        else:
+            (card / entry.name).symlink_to(entry)
+    (tmp_path / "cxr-oracle").symlink_to(MODELS_DIR / "cxr-oracle")
+    monkeypatch.setattr("medviz.models.MODELS_DIR", tmp_path)
+    main(["calibrate", "--domain", "cxr", "--n", "2", "--trials", "3", "--t-range", "500", "980"])
+    assert json.loads((card / "medviz.json").read_text()) == json.loads((MODELS_DIR / "cxr-phantom" / "medviz.json").read_text())
+    main(["calibrate", "--domain", "cxr", "--n", "2", "--trials", "3", "--t-range", "500", "980", "--write-card"])
+    fit = json.loads((card / "medviz.json").read_text())["explain_calibration"]["pleural effusion"]
+    assert fit["trials"] == 3 and fit["n"] == 2 and fit["t_range"] == [500, 980] and "decision" in fit
+    assert fit["command"].startswith("python -m medviz.bench calibrate --domain cxr --n 2 --trials 3")
+    assert "needs {} of 3 votes".format(fit["votes_needed"]) in (card / "README.md").read_text()
+    assert "written to the cxr-phantom model card" in capsys.readouterr().out

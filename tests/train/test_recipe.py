@@ -283,3 +283,39 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
             "decided, 27.2 of 41 on average there), chosen there for its accuracy, 99.0% against 98.0% for the "
             "vote.") in text
     assert text.count("Decision rule") == 1                        # fits without error differences name none
+
+
+def test_record_calibration_replaces_the_tasks_fit_and_only_its_card_section(tmp_path):
+    from medviz.bench.__main__ import calibration_command
+    from medviz.train.bundle import CALIBRATION_HEADING, record_calibration, write_model_card
+
+    window_fit = {"trials_run": 41, "accuracy_calibrated": 1.0, "accuracy_majority": 0.92}
+    old = {"votes_needed": 12, "trials": 21, "vote_threshold": 0.5476, "t_range": [500, 980], "n": 120,
+           "first_seed": 10_901_000, "seed": 0, "accuracy_calibrated": 0.95, "accuracy_majority": 0.925,
+           "window_searched": False, "window_fit": window_fit}
+    (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128, "explain_calibration": {
+        "melanoma": old, "other task": {**old, "votes_needed": 3}}}))
+    write_model_card(tmp_path, limits=["Hair is faint."])
+    before = (tmp_path / "README.md").read_text()
+    result = {"domain": "skin", "task": "melanoma", "votes_needed": 25, "trials": 41, "vote_threshold": 0.5976,
+              "t_range": [500, 980], "weighting": "uniform", "n": 300, "positives": 121, "trials_run": 41,
+              "trials_t_range": [500, 980], "window_searched": False, "first_seed": 10_901_000, "seed": 0,
+              "accuracy_calibrated": 0.98, "accuracy_majority": 0.967, "accuracy_by_window": {"500-980": 0.98},
+              "decision": "mean_error", "accuracy_mean_error": 0.99, "accuracy_mean_error_all_trials": 0.985,
+              "mean_trials_run": 27.25}
+    command = calibration_command(result)
+    assert command == ("python -m medviz.bench calibrate --domain skin --n 300 --trials 41 --weighting uniform "
+                       "--t-range 500 980 --threads 1")
+    record_calibration(tmp_path, result, command)
+    stored = json.loads((tmp_path / "medviz.json").read_text())["explain_calibration"]
+    assert stored["melanoma"]["votes_needed"] == 25 and stored["melanoma"]["decision"] == "mean_error"
+    assert stored["melanoma"]["window_fit"] == window_fit and stored["melanoma"]["command"] == command
+    assert "accuracy_by_window" not in stored["melanoma"] and stored["other task"]["votes_needed"] == 3
+    after = (tmp_path / "README.md").read_text()
+    # Only the calibration section changed, and it now says what medviz.json says.
+    assert after.split(CALIBRATION_HEADING)[0] == before.split(CALIBRATION_HEADING)[0]
+    assert after.split("## Limits")[1] == before.split("## Limits")[1]
+    assert after.count(CALIBRATION_HEADING) == 1 and "\n\n## Limits" in after
+    assert "needs 25 of 41 votes" in after and "needs 12 of 21 votes" not in after
+    assert "Decision rule: the mean-error rule" in after and "needs 3 of 21 votes" in after
+    assert after == (write_model_card(tmp_path, limits=["Hair is faint."]).read_text())   # as a full rewrite would
