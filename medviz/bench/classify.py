@@ -119,7 +119,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     if config.shard[1] > 1:
         return {"shard": config.shard, "rows": by_index}
     rows = [by_index[i] for i in range(len(images))]
-    rule = "vote" if engine.decision == "vote" else "mean_error"           # the row's key for the card's rule
+    rule = engine.decision                     # "vote" or "mean_error": also the row's key for that rule's answer
     cases = []
     for wanted in (True, False):                                     # 3 correct and 3 wrong cases
         for i in [i for i, r in enumerate(rows) if (r[rule] == r["truth"]) == wanted][:3]:
