@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from PIL import Image
 
 from ..io import as_rgb, to_uint8
 from ..phantoms import get_domain
+
+if TYPE_CHECKING:                     # torch is imported lazily: rendering needs only numpy
+    import torch
 
 
 def _render_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[dict[str, Any]]]:
@@ -49,7 +52,7 @@ def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers
     return np.concatenate(images), factors
 
 
-def to_model_batch(images: np.ndarray, device) -> "torch.Tensor":  # noqa: F821
+def to_model_batch(images: np.ndarray, device) -> "torch.Tensor":
     """uint8 N x H x W x 3 -> float tensor N x 3 x H x W in [-1, 1] (the model boundary)."""
     import torch
 
