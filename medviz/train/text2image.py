@@ -5,6 +5,11 @@ and UNet are trained jointly with epsilon-prediction MSE under SD's DDPM schedul
 (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting", eq. 6, gamma 5), caption
 dropout for classifier-free guidance (Ho & Salimans 2022), and an EMA of the weights.
 
+``train_tokens`` (with ``init_from``, UNet frozen) learns only the input-embedding rows of the given
+words' tokens, as textual inversion does (Gal et al. 2022, "An Image is Worth One Word", eq. 2, here
+on existing tokens instead of a new one): every prompt without those tokens encodes bit for bit as
+before, so what else the model was measured to do stays measured.
+
 Fine-tuning an existing SD folder on a folder + CSV dataset follows PRISM (arXiv 2503.00196): UNet
 only, VAE and text encoder frozen, AdamW lr 1e-5, weight decay 1e-2, grad clip 1.0, fp16 on GPU.
 """
@@ -46,6 +51,7 @@ class Text2ImageConfig:
     pretrained: str | None = None      # fine-tune this SD folder (UNet only) instead of training from scratch
     init_from: str | None = None       # continue training a bundled phantom pipeline (text encoder + UNet)
     train_unet: bool = True            # False (with init_from): text encoder only, the UNet frozen
+    train_tokens: str | None = None    # with init_from, train_unet=False: only these words' embeddings learn
     data_csv: str | None = None        # CheXpert- or ISIC-layout CSV (fine-tuning data)
 
 
@@ -65,6 +71,24 @@ def _denoiser(text_encoder, unet):
     return Denoiser()
 
 
+def _token_ids(tokenizer, words: str) -> list[int]:
+    """The vocabulary ids of ``words`` (special tokens left out); each word must be one token of its own.
+
+    Why whole words: a word the vocabulary splits into pieces ("zebra" -> z, e, b, r, a) shares them
+    with other words, and re-learning a piece would change every prompt that uses it.
+    """
+    ids = []
+    for word in words.split():
+        pieces = tokenizer(word, add_special_tokens=False).input_ids
+        if len(pieces) != 1 or pieces[0] == tokenizer.unk_token_id:
+            raise ValueError(f"train_tokens: {word!r} is not one token of this tokenizer "
+                             f"({tokenizer.convert_ids_to_tokens(pieces)}); name whole words of its vocabulary")
+        ids.append(pieces[0])
+    if not ids:
+        raise ValueError("train_tokens names no word")
+    return sorted(set(ids))
+
+
 def _snr_weights(scheduler, timesteps, gamma: float):
     """min(SNR, gamma) / SNR for epsilon prediction (Hang et al. 2023, eq. 6)."""
     alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
@@ -82,6 +106,10 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
 
     if not config.train_unet and not config.init_from:
         raise ValueError("train_unet=False needs init_from (a trained phantom pipeline whose UNet is kept)")
+    if config.train_tokens and not config.init_from:
+        raise ValueError("train_tokens needs init_from (a trained phantom pipeline whose words to re-learn)")
+    if config.train_tokens and config.train_unet:
+        raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
     out = Path(config.out)
     accelerator = make_accelerator(config.seed)
     device = accelerator.device
@@ -131,6 +159,14 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
             images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
         fixed_captions = None
     vae.requires_grad_(False)
+    trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
+    if trained_ids is not None:
+        text_encoder.requires_grad_(False)
+        text_encoder.get_input_embeddings().weight.requires_grad_(True)
+        frozen_rows = torch.ones(text_encoder.config.vocab_size, dtype=torch.bool)
+        frozen_rows[trained_ids] = False
+        frozen_rows = frozen_rows.to(device)
+        original_embeddings = text_encoder.get_input_embeddings().weight.detach().clone().to(device)
     latent_mean, latent_std = encode_latents(vae, images, device)
     del vae
     noise_scheduler = make_noise_scheduler()
@@ -163,10 +199,21 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     caption_ids = tokenizer(texts, padding="max_length", max_length=max_tokens, truncation=True,
                             return_tensors="pt").input_ids.view(variants, n, max_tokens).to(device)
     empty_ids = tokenizer([""], padding="max_length", max_length=max_tokens, return_tensors="pt").input_ids.to(device)
+    if trained_ids is not None:
+        # Only captions with a trained token move its row: draw from those alone, and drop none (an
+        # empty caption has no gradient here), instead of spending most of each batch on zeros.
+        usable = torch.isin(caption_ids, torch.as_tensor(trained_ids, device=device)).any(-1).nonzero()
+        if len(usable) == 0:
+            raise ValueError(f"no training caption contains a token of {config.train_tokens!r}")
     for step in range(start + 1, config.steps + 1):
-        picked = torch.as_tensor(rng.integers(0, n, config.batch_size), device=device)
-        variant = torch.as_tensor(rng.integers(0, variants, config.batch_size), device=device)
-        dropped = torch.as_tensor(rng.random(config.batch_size) < config.caption_dropout, device=device)
+        if trained_ids is not None:
+            pair = usable[torch.as_tensor(rng.integers(0, len(usable), config.batch_size), device=device)]
+            variant, picked = pair[:, 0], pair[:, 1]
+            dropped = torch.zeros(config.batch_size, dtype=torch.bool, device=device)
+        else:
+            picked = torch.as_tensor(rng.integers(0, n, config.batch_size), device=device)
+            variant = torch.as_tensor(rng.integers(0, variants, config.batch_size), device=device)
+            dropped = torch.as_tensor(rng.random(config.batch_size) < config.caption_dropout, device=device)
         input_ids = torch.where(dropped[:, None], empty_ids, caption_ids[variant, picked])
         latents = latent_mean[picked] + latent_std[picked] * torch.randn_like(latent_std[picked])
         noise = torch.randn_like(latents)
@@ -179,6 +226,11 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
+        if trained_ids is not None:
+            # AdamW's decoupled weight decay moves every row, gradient or not: put the others back.
+            with torch.no_grad():
+                weight = accelerator.unwrap_model(denoiser).text_encoder.get_input_embeddings().weight
+                weight[frozen_rows] = original_embeddings[frozen_rows]
         lr_scheduler.step(step)
         optimizer.zero_grad(set_to_none=True)
         ema.step([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad])
@@ -200,6 +252,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     if config.pretrained:
         tokenizer.save_pretrained(str(out / "tokenizer"))
     result = {"steps": step, "images": n, "final_loss": float(loss.item())}
+    if trained_ids is not None:
+        result["trained_tokens"] = tokenizer.convert_ids_to_tokens(trained_ids)
     write_record(out / "unet", "medviz_train.json", config, result)
     return result
 

@@ -145,6 +145,43 @@ def test_text_encoder_only_fine_tune_keeps_the_unet(tiny_models, tmp_path):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), train_unet=False))
 
 
+def test_token_only_fine_tune_changes_only_prompts_with_those_words(tiny_models, tmp_path):
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from medviz.train.text2image import Text2ImageConfig, train_text2image
+
+    source = tiny_models / "cxr-tiny"
+    config = Text2ImageConfig(domain="cxr", out=str(tmp_path / "tok"), steps=3, batch_size=4, n_images=24,
+                              init_from=str(source), train_unet=False, train_tokens="support devices",
+                              learning_rate=1e-2, workers=1)
+    result = train_text2image(config)
+    assert sorted(result["trained_tokens"]) == ["devices</w>", "support</w>"]
+    tokenizer = CLIPTokenizer.from_pretrained(str(source / "tokenizer"))
+    encoders = [CLIPTextModel.from_pretrained(str(root / "text_encoder")).eval() for root in (source, tmp_path / "tok")]
+
+    def encode(encoder, prompt):
+        ids = tokenizer([prompt], padding="max_length", max_length=tokenizer.model_max_length,
+                        return_tensors="pt").input_ids
+        with torch.no_grad():
+            return encoder(ids)[0]
+
+    for prompt in ("Chest X-ray showing pleural effusion", "Chest X-ray with no cardiomegaly", ""):
+        assert torch.equal(encode(encoders[0], prompt), encode(encoders[1], prompt)), prompt
+    assert not torch.equal(encode(encoders[0], "Chest X-ray showing support devices"),
+                           encode(encoders[1], "Chest X-ray showing support devices"))
+    before, after = (e.get_input_embeddings().weight for e in encoders)
+    changed = (before != after).any(-1).nonzero().flatten().tolist()
+    assert sorted(tokenizer.convert_ids_to_tokens(changed)) == ["devices</w>", "support</w>"]
+    with pytest.raises(ValueError, match="needs init_from"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), train_tokens="devices"))
+    with pytest.raises(ValueError, match="--no-train-unet"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), init_from=str(source),
+                                          train_tokens="devices"))
+    with pytest.raises(ValueError, match="not one token"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), init_from=str(source),
+                                          train_unet=False, train_tokens="zebra"))
+
+
 def test_finetune_an_existing_pipeline_on_a_chexpert_csv(tiny_models, tmp_path):
     """PRISM's recipe path: UNet only, from a folder + CSV; VAE and text encoder unchanged."""
     from safetensors.torch import load_file
