@@ -114,6 +114,7 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     accelerator = make_accelerator(config.seed)
     device = accelerator.device
     rng = np.random.default_rng(config.seed)
+    trained_ids = None                 # token ids whose embedding rows learn (train_tokens), else every weight
     if config.pretrained:
         # PRISM: fine-tune the UNet of an existing pipeline; VAE and text encoder stay frozen.
         root = Path(config.pretrained)
@@ -135,6 +136,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         vae = vae.to(device).eval()
         tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
         tokenizer.save_pretrained(str(out / "tokenizer"))
+        # Checked before any phantom is rendered: a word the tokenizer lacks fails at once.
+        trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
         text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True,
                                                      torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True, torch_dtype=torch.float32)
@@ -159,7 +162,6 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
             images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
         fixed_captions = None
     vae.requires_grad_(False)
-    trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
     if trained_ids is not None:
         text_encoder.requires_grad_(False)
         text_encoder.get_input_embeddings().weight.requires_grad_(True)
