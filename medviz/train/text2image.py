@@ -131,13 +131,13 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         # Continue training a bundled phantom model (text encoder, and the UNet unless train_unet=False;
         # same tokenizer and VAE).
         root = Path(config.init_from)
+        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+        # Checked before anything is written or rendered: a word the tokenizer lacks fails at once.
+        trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
+        tokenizer.save_pretrained(str(out / "tokenizer"))
         vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True, torch_dtype=torch.float32)
         vae.save_pretrained(str(out / "vae"), safe_serialization=True)
         vae = vae.to(device).eval()
-        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-        tokenizer.save_pretrained(str(out / "tokenizer"))
-        # Checked before any phantom is rendered: a word the tokenizer lacks fails at once.
-        trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
         text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True,
                                                      torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True, torch_dtype=torch.float32)

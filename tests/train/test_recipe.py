@@ -180,6 +180,7 @@ def test_token_only_fine_tune_changes_only_prompts_with_those_words(tiny_models,
     with pytest.raises(ValueError, match="not one token"):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), init_from=str(source),
                                           train_unet=False, train_tokens="zebra"))
+    assert not (tmp_path / "bad").exists()                                           # nothing written
 
 
 def test_finetune_an_existing_pipeline_on_a_chexpert_csv(tiny_models, tmp_path):
