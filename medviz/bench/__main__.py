@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strength", type=float, default=0.8, help="counterfactual: edit strength")
     parser.add_argument("--guidance", type=float, default=6.0, help="counterfactual: guidance scale")
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
+    parser.add_argument("--edit", action="append", default=None, metavar="NAME",
+                        help="counterfactual: only this edit type, e.g. 'add support devices' (repeatable; default: "
+                             "every edit of --domain)")
     parser.add_argument("--figure-dir", default=None,
                         help="classify: write explain_<domain>.png; counterfactual: counterfactual_<domain>.png here")
     parser.add_argument("--vae", default=None,
@@ -206,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
 def _counterfactual(args) -> int:
     from .counterfactual import EDITS, CounterfactualBenchConfig, print_table, run
 
-    edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]))
+    unknown = sorted(set(args.edit or ()) - set(EDITS))
+    if unknown:
+        raise SystemExit(f"unknown edit type {unknown[0]!r}; known: {', '.join(EDITS)}")
+    edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]) and (not args.edit or e in args.edit))
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, steps=args.steps or 30,
                                        strength=args.strength, guidance_scale=args.guidance, mask_mode=args.mask)

@@ -1,0 +1,8 @@
+import pytest
+
+from medviz.bench.__main__ import main
+
+
+def test_unknown_edit_type_is_refused_with_the_known_ones():
+    with pytest.raises(SystemExit, match="unknown edit type 'add cats'; known: add pleural effusion"):
+        main(["counterfactual", "--domain", "cxr", "--edit", "add cats"])
