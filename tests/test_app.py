@@ -140,10 +140,15 @@ def test_four_concurrent_clients_five_requests_each(client):
     assert results == [[100 * w + r for r in range(5)] for w in range(4)]
 
 
-def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client):
+def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, cxr_model, monkeypatch):
     from gradio_client import handle_file
 
     from medviz.ui.handlers import EXAMPLES_DIR
+
+    # A card whose operating point is a vote threshold (the server shares this loaded model).
+    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    for key, value in {"vote_threshold": 0.4524, "trials": 21, "decision": "vote"}.items():
+        monkeypatch.setitem(fit, key, value)
 
     explanation, evidence, uncertainty, chart, summary = client.predict(
         "cxr-phantom", None, "cxr_effusion.png", "pleural effusion", "", 9, True,
@@ -182,8 +187,12 @@ def test_explain_view_names_the_cards_decision_rule(cxr_model, monkeypatch):
 
     fit = cxr_model.card["explain_calibration"]["pleural effusion"]
     monkeypatch.setitem(fit, "decision", "mean_error")
+    monkeypatch.setitem(fit, "vote_threshold", 0.5)
     view = explain_view(cxr_model, None, "cxr_effusion.png", "pleural effusion", "", 3, True)
-    assert "Mean-error rule, the model card's decision rule" in view.summary
+    assert "Mean-error rule, the model card's decision rule" in view.summary and "effusion needs 2 of 3)" in view.summary
+    assert "majority vote: **" in view.summary and "mean-error rule: **" not in view.summary
+    monkeypatch.setitem(fit, "vote_threshold", 0.4524)                  # 10 of 21; 2 of 3 at N = 3
+    view = explain_view(cxr_model, None, "cxr_effusion.png", "pleural effusion", "", 3, True)
     assert "the vote at that operating point: **" in view.summary and "mean-error rule: **" not in view.summary
     monkeypatch.setitem(fit, "decision", "vote")
     view = explain_view(cxr_model, None, "cxr_effusion.png", "pleural effusion", "", 3, True)

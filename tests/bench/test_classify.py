@@ -1,6 +1,9 @@
 import numpy as np
 
 from medviz.bench.classify import ClassifyBenchConfig, _true_changed_region, calibrate, run_task
+from medviz.engines.explain import PRESETS
+
+PROMPTS_PER_TRIAL = sum(len(group) for group in PRESETS["cxr"]["pleural effusion"][1])   # one UNet pass each
 
 
 def test_true_changed_region_of_an_effusion_toggle_lies_in_the_lung_bases():
@@ -14,12 +17,13 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     rows = []
     config = ClassifyBenchConfig(n=2, trials=3, n_cost=1, reference_trials=5)
     result = run_task("cxr", config, model=cxr_model, on_row=lambda i, row: rows.append((i, row)))
-    assert [i for i, _ in rows] == [0, 1] and all(r["passes"] == 8 * r["trials"] for _, r in rows)
+    assert [i for i, _ in rows] == [0, 1] and all(r["passes"] == PROMPTS_PER_TRIAL * r["trials"] for _, r in rows)
     for key in ("accuracy_vote", "accuracy_mean_error", "accuracy_cnn", "accuracy_most_certain_half"):
         assert 0.0 <= result[key] <= 1.0
     assert 0.0 <= result["explanation_auc_mean"] <= 1.0 and 0.0 <= result["evidence_auc_mean"] <= 1.0
     cost = result["cost"]
-    assert cost["n"] == 1 and cost["passes_reference_trials"] == 5 * 8 and cost["passes_reference_loop"] == 3 * 8
+    assert cost["n"] == 1 and cost["passes_reference_trials"] == 5 * PROMPTS_PER_TRIAL
+    assert cost["passes_reference_loop"] == 3 * PROMPTS_PER_TRIAL
     assert cost["passes_saving"] == cost["passes_reference_trials"] / cost["passes_engine"] >= 5 / 3
     assert result["cases"] and {"image", "explanation", "evidence", "uncertainty", "caption"} <= set(result["cases"][0])
 
@@ -45,7 +49,7 @@ def test_classify_bench_runs_at_the_n_the_model_card_was_fitted_at(cxr_model, mo
     rows = []
     result = run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0), model=cxr_model,
                       on_row=lambda i, row: rows.append(row))
-    assert result["trials"] == 5 and rows[0]["trials"] <= 5 and rows[0]["passes"] == 8 * rows[0]["trials"]
+    assert result["trials"] == 5 and rows[0]["trials"] <= 5 and rows[0]["passes"] == PROMPTS_PER_TRIAL * rows[0]["trials"]
     assert result["vote_threshold"] == fit["vote_threshold"]
     explicit = run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0), model=cxr_model)
     assert explicit["trials"] == 3                                        # --trials overrides the card's N
