@@ -58,9 +58,9 @@ EDITABLE = {
     "skin": ("melanoma", "ruler", "hair", "gel_bubbles", "ink", "vignette"),
 }
 #: Adding the generic "support devices" without naming a device also names two. Why: before its run6 the
-#: bundled model drew no device for the generic phrase alone (see the cxr-phantom model card); run6 learnt
-#: it (98% of samples), but every edit figure was measured with the two names, so they stay until an
-#: edit bench without them says otherwise.
+#: bundled model drew no device for the generic phrase alone (see the cxr-phantom model card). run6 learnt
+#: it (98% of samples), so the names may no longer be needed, but this path is unmeasured: the edit bench
+#: names the devices the phantom SCM adds, as a clinician asking "with a pacemaker" would.
 _ADD_ALSO = {"cxr": {"support_devices": ("ett", "cvc")}}
 
 
