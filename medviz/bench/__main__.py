@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strength", type=float, default=0.8, help="counterfactual: edit strength")
     parser.add_argument("--guidance", type=float, default=6.0, help="counterfactual: guidance scale")
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
+    parser.add_argument("--mask-threshold", type=float, default=0.4, help="counterfactual: automatic mask threshold")
+    parser.add_argument("--tuning", action="store_true",
+                        help="counterfactual: run on the tuning phantoms (for choosing defaults), not the bench set")
     parser.add_argument("--edit", action="append", default=None, metavar="NAME",
                         help="counterfactual: only this edit type, e.g. 'add support devices' (repeatable; default: "
                              "every edit of --domain)")
@@ -215,7 +218,8 @@ def _counterfactual(args) -> int:
     edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]) and (not args.edit or e in args.edit))
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, steps=args.steps or 30,
-                                       strength=args.strength, guidance_scale=args.guidance, mask_mode=args.mask)
+                                       strength=args.strength, guidance_scale=args.guidance, mask_mode=args.mask,
+                                       mask_threshold=args.mask_threshold, tuning=args.tuning)
     result = run(config, progress=lambda name, row: print(f"done: {name} {json.dumps(row, default=str)}", flush=True))
     print_table(result)
     if args.figure_dir:

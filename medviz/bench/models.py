@@ -4,6 +4,11 @@
   share whose oracle readout agrees with the prompt.
 * Diversity: mean pairwise distance of oracle features among same-prompt samples, divided by the same
   figure among real phantoms with those attributes (1 = as diverse as the data; mode collapse -> 0).
+  "Those attributes" are what the prompt means in the training captions' language
+  (``caption_conditional``): a caption names every attribute a phantom has, so an unnamed finding or
+  artifact is absent ("Chest X-ray of a female patient" is a female phantom with no finding and no
+  device). The ratio against phantoms that match only the attribute the row tests (any others) is kept
+  beside it: that reference also spans images the prompt excludes, so it understates diversity.
 * Fréchet distance in oracle features to held-out phantoms, beside that of a Gaussian-blurred copy of
   the held-out set (a reference for "how far is clearly wrong").
 * VAE round trip: the oracle's recall of each attribute on held-out phantoms after encode -> decode.
@@ -44,6 +49,36 @@ class ModelsBenchConfig:
     seed: int = 0
     vae: str | None = None             # a candidate VAE folder, measured beside the bundled one
     round_trip_only: bool = False      # skip generation (fidelity, diversity, FD): the VAE check alone
+    n_diversity_reference: int = 2000  # phantoms (from the same seeds) that the diversity references are drawn from
+
+
+def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
+    """The oracle attributes a prompt fixes under the training captions' convention, {name: value}.
+
+    Training captions (``medviz.train.captions.training_caption``) name every attribute a phantom has;
+    the sex (CXR) is named in 70% of them and a device may be named by kind, by the generic phrase or
+    both. So: a named attribute is present, a negated or unnamed finding / artifact is absent, the sex
+    is fixed only when named, and device kinds are fixed only when named or when devices are negated.
+
+        >>> caption_conditional("cxr", "Chest X-ray of a female patient")
+        {'pleural_effusion': False, 'cardiomegaly': False, 'support_devices': False, 'pacemaker': False, 'ett': False, 'cvc': False, 'ngt': False, 'female': True}
+    """
+    import re
+
+    from ..prompts import ATTRIBUTES, SUPPORT_DEVICE_KINDS, parse_prompt
+
+    said = parse_prompt(prompt, domain)
+    if domain == "cxr":
+        fixed = {k: said.get(k, False) for k in ("pleural_effusion", "cardiomegaly", "support_devices")}
+        for kind in SUPPORT_DEVICE_KINDS:
+            if kind in said or not fixed["support_devices"]:
+                fixed[kind] = said.get(kind, False)
+        sex = re.search(r"\b(female|male)\b", prompt.lower())
+        if sex:
+            fixed["female"] = sex.group(1) == "female"
+        return fixed
+    fixed = {k: said.get(k, False) for k in ATTRIBUTES["skin"] if k != "nevus"}
+    return fixed
 
 
 def _features(oracle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,9 +155,11 @@ def run(config: ModelsBenchConfig) -> dict:
     oracle = ResNetForImageClassification.from_pretrained(str(MODELS_DIR / f"{config.domain}-oracle")).eval()
     labels = ORACLE_ATTRIBUTES[config.domain]
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    reference, reference_factors = render_phantoms(config.domain, config.n_reference, size, HELD_OUT_FIRST_SEED + 500_000)
-    ref_prob, ref_feat = _features(oracle, reference)
-    ref_truth = np.array([[phantom_attributes(config.domain, f)[k] for k in labels] for f in reference_factors])
+    pool_size = max(config.n_reference, config.n_diversity_reference)
+    pool, pool_factors = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000)
+    pool_feat = _features(oracle, pool)[1]
+    pool_truth = np.array([[phantom_attributes(config.domain, f)[k] for k in labels] for f in pool_factors])
+    reference, ref_feat, ref_truth = (a[:config.n_reference] for a in (pool, pool_feat, pool_truth))
     round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels)}
     if config.vae:
         from diffusers import AutoencoderKL
@@ -144,10 +181,15 @@ def run(config: ModelsBenchConfig) -> dict:
             probabilities, features = _features(oracle, images)
             generated_features.append(features)
             agree = float(((probabilities[:, k] > 0.5) == wanted).mean())
-            matching = ref_truth[:, k] == wanted
-            diversity = mean_pairwise_distance(features) / mean_pairwise_distance(ref_feat[matching])
+            spread = mean_pairwise_distance(features)
+            conditional = caption_conditional(config.domain, prompt)
+            matching = np.all([pool_truth[:, labels.index(a)] == v for a, v in conditional.items()], axis=0)
+            fits = np.all([(probabilities[:, labels.index(a)] > 0.5) == v for a, v in conditional.items()], axis=0)
+            named_only = pool_truth[:, k] == wanted
             rows.append({"attribute": attribute, "prompt": prompt, "wanted": wanted, "agreement": agree,
-                         "diversity_ratio": diversity})
+                         "diversity_ratio": spread / mean_pairwise_distance(pool_feat[matching]),
+                         "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
+                         "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only])})
     blurred = np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2))) for im in reference])
     _, blurred_feat = _features(oracle, blurred)
     half = len(reference) // 2
@@ -178,9 +220,14 @@ def print_table(result: dict) -> None:
         return
     print(f"\nmodels bench: {result['domain']}  (n={result['config']['n']} per prompt, "
           f"{result['config']['steps']} DDIM steps, CFG {result['config']['guidance_scale']})")
-    print(f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'diversity':>11}")
+    print("agree: the oracle reads the row's attribute as asked; fits all: every attribute the prompt fixes as the "
+          "training captions read it (unnamed findings absent)\ndiversity: vs the phantoms that fit the prompt (n of "
+          "them), and vs those matching only the row's attribute")
+    print(f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'fits all':>9}{'diversity':>11}{'(n)':>6}{'named only':>12}")
     for row in result["rows"]:
-        print(f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}{row['diversity_ratio']:>11.2f}")
+        named = row.get("diversity_ratio_named_only", float("nan"))
+        print(f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}{row.get('fits_all', float('nan')):>9.1%}"
+              f"{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}{named:>12.2f}")
     print(f"Fréchet distance (oracle features): generated vs held-out {result['fd_generated_vs_held_out']:.2f}; "
           f"blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
           f"held-out half vs half {result['fd_held_out_half_vs_half']:.2f}")

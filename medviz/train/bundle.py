@@ -104,9 +104,17 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
               "budgets used above).", ""]
     if bench:
         lines += ["## Measured quality (`python -m medviz.bench models`)", "",
-                  "| attribute | prompt | oracle agrees | diversity vs data |", "|---|---|---|---|"]
+                  "Oracle agrees: the row's attribute reads as the prompt asks. Fits all: every attribute the prompt "
+                  "fixes as the training captions read it (they name everything present, so an unnamed finding or "
+                  "artifact is absent). Diversity: mean pairwise oracle-feature distance of the 64 samples over that "
+                  "of the held-out phantoms that fit the prompt (n of them), and over that of the phantoms that "
+                  "match only the row's attribute (they also span what the prompt excludes).", "",
+                  "| attribute | prompt | oracle agrees | fits all | diversity vs fitting phantoms (n) | "
+                  "diversity vs row-attribute match |", "|---|---|---|---|---|---|"]
         for row in bench["rows"]:
-            lines.append(f"| {row['attribute']} | {row['prompt']} | {row['agreement']:.1%} | {row['diversity_ratio']:.2f} |")
+            lines.append(f"| {row['attribute']} | {row['prompt']} | {row['agreement']:.1%} | "
+                         f"{row.get('fits_all', float('nan')):.1%} | {row['diversity_ratio']:.2f} "
+                         f"({row.get('n_matching', '?')}) | {row.get('diversity_ratio_named_only', float('nan')):.2f} |")
         lines += ["", f"Fréchet distance in oracle features: generated vs held-out phantoms "
                       f"{bench['fd_generated_vs_held_out']:.1f}; Gaussian-blurred held-out vs held-out "
                       f"{bench['fd_blurred_held_out_vs_held_out']:.1f}; held-out half vs half "

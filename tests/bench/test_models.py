@@ -7,9 +7,38 @@ torch = pytest.importorskip("torch")
 
 from medviz.models import MODELS_DIR  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (MODELS_DIR / "cxr-phantom").is_dir(), reason="bundled models not present")
+needs_models = pytest.mark.skipif(not (MODELS_DIR / "cxr-phantom").is_dir(), reason="bundled models not present")
 
 
+def test_caption_conditional_reads_prompts_as_the_training_captions_do():
+    from medviz.bench.models import FIDELITY_PROMPTS, caption_conditional
+    from medviz.train.captions import ORACLE_ATTRIBUTES
+
+    # Unnamed findings are absent, an unnamed sex is free, named devices fix only what is named.
+    female = caption_conditional("cxr", "Chest X-ray of a female patient")
+    assert female["female"] is True and not any(v for k, v in female.items() if k != "female")
+    assert caption_conditional("cxr", "Chest X-ray of a male patient")["female"] is False
+    effusion = caption_conditional("cxr", "Chest X-ray showing pleural effusion")
+    assert effusion["pleural_effusion"] is True and effusion["cardiomegaly"] is False and "female" not in effusion
+    devices = caption_conditional("cxr", "Chest X-ray showing support devices")
+    assert devices["support_devices"] is True and "pacemaker" not in devices
+    named = caption_conditional("cxr", "Chest X-ray with a pacemaker and no cardiomegaly")
+    assert named["pacemaker"] is True and named["support_devices"] is True and named["cardiomegaly"] is False
+    assert "ett" not in named
+    no_devices = caption_conditional("cxr", "Chest X-ray with no support devices")
+    assert not any(no_devices[k] for k in ("support_devices", "pacemaker", "ett", "cvc", "ngt"))
+    skin = caption_conditional("skin", "Dermoscopy image of a benign nevus with hair")
+    assert skin == {"melanoma": False, "ruler": False, "hair": True, "gel_bubbles": False, "ink": False,
+                    "vignette": False}
+    # Every fidelity prompt fixes its own row's attribute as asked, and only oracle attributes.
+    for domain, rows in FIDELITY_PROMPTS.items():
+        for attribute, pair in rows.items():
+            for wanted, prompt in zip((True, False), pair):
+                fixed = caption_conditional(domain, prompt)
+                assert fixed[attribute] is wanted and set(fixed) <= set(ORACLE_ATTRIBUTES[domain])
+
+
+@needs_models
 def test_vae_round_trip_measures_what_the_decoder_keeps(cxr_model):
     import copy
 

@@ -300,13 +300,14 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
                                                           "decision": "mean_error", "accuracy_mean_error": 0.99,
                                                           "mean_trials_run": 27.25}}}))
     bench = {"rows": [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair",
-                       "agreement": 0.25, "diversity_ratio": 0.3}],
+                       "agreement": 0.25, "fits_all": 0.125, "diversity_ratio": 0.75, "n_matching": 166,
+                       "diversity_ratio_named_only": 0.3}],
              "fd_generated_vs_held_out": 10.0, "fd_blurred_held_out_vs_held_out": 20.0, "fd_held_out_half_vs_half": 1.0,
              "config": {"n_reference": 512},
              "vae_round_trip": {"bundled": {"psnr_db": 31.25, "attributes": {
                  "hair": {"n_positive": 200, "recall": 0.875, "specificity": 0.99}}}}}
     text = write_model_card(tmp_path, bench, limits=["Hair is faint."]).read_text()
-    assert "| hair | Dermoscopy image of a benign nevus with hair | 25.0% | 0.30 |" in text
+    assert "| hair | Dermoscopy image of a benign nevus with hair | 25.0% | 12.5% | 0.75 (166) | 0.30 |" in text
     assert "PSNR 31.2 dB" in text and "| hair | 200 | 87.5% | 99.0% |" in text
     assert "- Hair is faint." in text and "not for diagnosis" in text
     assert ("**melanoma**: the first class needs 12 of 21 votes (`vote_threshold` 0.5476), trials drawn from "
