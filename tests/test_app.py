@@ -202,6 +202,7 @@ def test_explain_view_names_the_cards_decision_rule(cxr_model, monkeypatch):
 def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_model, skin_model):
     from gradio_client import Client
 
+    from medviz.engines.counterfactual import default_guidance
     from medviz.ui.handlers import explain_trials, explain_view
 
     fitted = skin_model.card["explain_calibration"]["melanoma"]
@@ -209,8 +210,10 @@ def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_mode
     assert explain_trials(cxr_model, "pleural effusion") == cxr_model.card["explain_calibration"]["pleural effusion"]["trials"]
     assert explain_trials(cxr_model, "cardiomegaly") == 21 and explain_trials(cxr_model, "custom") == 21   # no fit
     own = Client(client.src, verbose=False)      # its own session: the model change resets that session's choices
-    *_, trials = own.predict("skin-phantom", api_name="/select_model")       # the model's first preset: melanoma
+    *_, trials, edit_guidance = own.predict("skin-phantom", api_name="/select_model")   # first preset: melanoma
     assert trials["value"] == fitted["trials"]
+    assert edit_guidance["value"] == default_guidance("skin")               # the Edit slider follows the model
+    assert own.predict("cxr-phantom", api_name="/select_model")[-1]["value"] == default_guidance("cxr") == 3.0
     at_fit = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", fitted["trials"], True)
     assert f"melanoma needs {fitted['votes_needed']} of {fitted['trials']} votes" in at_fit.summary
     assert "the card fitted" not in at_fit.summary                        # at the card's N nothing to say

@@ -6,7 +6,7 @@ python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (c
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
-    [--steps 30] [--strength 0.8] [--guidance 6] [--mask auto|none] [--figure-dir DIR] [--json PATH]
+    [--steps N] [--strength S] [--guidance W] [--mask auto|none] [--mask-threshold M] [--tuning] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
                              "per edit type for the DDIM-inversion comparison (10)")
     parser.add_argument("--n-reconstruction", type=int, default=100, help="counterfactual: empty edits per domain")
-    parser.add_argument("--strength", type=float, default=0.8, help="counterfactual: edit strength")
-    parser.add_argument("--guidance", type=float, default=6.0, help="counterfactual: guidance scale")
+    parser.add_argument("--strength", type=float, default=None, help="counterfactual: edit strength (engine default)")
+    parser.add_argument("--guidance", type=float, default=None, help="counterfactual: guidance scale (engine default)")
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
-    parser.add_argument("--mask-threshold", type=float, default=0.4, help="counterfactual: automatic mask threshold")
+    parser.add_argument("--mask-threshold", type=float, default=None,
+                        help="counterfactual: automatic mask threshold (engine default)")
     parser.add_argument("--tuning", action="store_true",
                         help="counterfactual: run on the tuning phantoms (for choosing defaults), not the bench set")
     parser.add_argument("--edit", action="append", default=None, metavar="NAME",
@@ -216,20 +217,23 @@ def _counterfactual(args) -> int:
     if unknown:
         raise SystemExit(f"unknown edit type {unknown[0]!r}; known: {', '.join(EDITS)}")
     edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]) and (not args.edit or e in args.edit))
+    chosen = {"steps": args.steps, "strength": args.strength, "guidance_scale": args.guidance,
+              "mask_threshold": args.mask_threshold}
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
-                                       n_cost=10 if args.n_cost is None else args.n_cost, steps=args.steps or 30,
-                                       strength=args.strength, guidance_scale=args.guidance, mask_mode=args.mask,
-                                       mask_threshold=args.mask_threshold, tuning=args.tuning)
+                                       n_cost=10 if args.n_cost is None else args.n_cost, mask_mode=args.mask,
+                                       tuning=args.tuning, **{k: v for k, v in chosen.items() if v is not None})
     result = run(config, progress=lambda name, row: print(f"done: {name} {json.dumps(row, default=str)}", flush=True))
     print_table(result)
     if args.figure_dir:
         from .figures import save_edit_figure
 
         for domain in sorted({EDITS[e][0] for e in edits}):
-            rows = [{**r["cases"][0], "edit": r["edit"]} for r in result["edits"] if r["domain"] == domain and r["cases"]]
+            done = [r for r in result["edits"] if r["domain"] == domain and r["cases"]]
+            rows = [{**r["cases"][0], "edit": r["edit"]} for r in done]
+            guidance = done[0]["guidance_scale"] if done else config.guidance_scale
             save_edit_figure(rows, str(Path(args.figure_dir) / f"counterfactual_{domain}.png"),
                              title=f"{domain}-phantom counterfactual edits (edit-friendly DDPM inversion, "
-                                   f"strength {config.strength}, {config.steps} steps)")
+                                   f"strength {config.strength}, guidance {guidance}, {config.steps} steps)")
     for r in result["edits"]:
         r.pop("cases")
     return _write(args.json, result)

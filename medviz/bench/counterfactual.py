@@ -21,6 +21,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..engines.counterfactual import EditConfig
+
+_ENGINE = EditConfig()
+
 #: name -> (domain, "add"/"remove", attribute, factor changes, factors held at their values).
 EDITS = {
     "add pleural effusion": ("cxr", "add", "pleural_effusion", {"effusion": "bilateral"}, ("support_devices", "devices")),
@@ -43,11 +47,11 @@ class CounterfactualBenchConfig:
     n: int = 100
     n_reconstruction: int = 100
     n_cost: int = 10
-    steps: int = 30
-    strength: float = 0.8
-    guidance_scale: float = 6.0
-    mask_mode: str = "auto"
-    mask_threshold: float = 0.4
+    steps: int = _ENGINE.steps                  # the engine's defaults unless a sweep asks otherwise
+    strength: float = _ENGINE.strength
+    guidance_scale: float | None = _ENGINE.guidance_scale     # None: each model's domain default
+    mask_mode: str = _ENGINE.mask_mode
+    mask_threshold: float | None = _ENGINE.mask_threshold     # None: the engine's default per domain and action
     seed: int = 0
     tuning: bool = False             # True: the tuning phantoms instead of the held-out bench set
 
@@ -142,8 +146,8 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
             progress(i + 1, config.n)
     return {
         "edit": edit, "domain": domain, "n": len(rows), "steps": config.steps, "strength": config.strength,
-        "guidance_scale": config.guidance_scale, "mask_mode": config.mask_mode,
-        "mask_threshold": config.mask_threshold,
+        "guidance_scale": engine.for_domain(domain).guidance_scale, "mask_mode": config.mask_mode,
+        "mask_threshold": engine.for_domain(domain).mask_threshold,
         "effectiveness": float(np.mean([r["effective"] for r in rows])),
         "true_counterfactual_effectiveness": float(np.mean([r["true_effective"] for r in rows])),
         "preservation_all": float(np.mean([r["all_kept"] for r in rows])),
@@ -211,11 +215,30 @@ def run(config: CounterfactualBenchConfig, progress=None) -> dict:
     return out
 
 
+def _guidance_text(result: dict) -> str:
+    """The guidance scale a run used: one value, or each domain's default."""
+    used = {r["domain"]: r["guidance_scale"] for r in result["edits"]}
+    if not used:
+        given = result["config"]["guidance_scale"]
+        return "each domain's default" if given is None else str(given)
+    values = set(used.values())
+    return f"{values.pop()}" if len(values) == 1 else ", ".join(f"{d} {g}" for d, g in used.items())
+
+
+def _threshold_text(result: dict) -> str:
+    """The automatic-mask threshold(s) a run used: one value, or each edit's."""
+    used = {r["edit"]: r.get("mask_threshold") for r in result["edits"]}
+    values = set(used.values())
+    if len(values) == 1:
+        return str(values.pop())
+    return ", ".join(f"{e} {m}" for e, m in used.items()) if used else "the engine's defaults"
+
+
 def print_table(result: dict) -> None:
     c = result["config"]
     print(f"\ncounterfactual bench{' (TUNING phantoms)' if c.get('tuning') else ''}: steps {c['steps']}, "
-          f"strength {c['strength']}, guidance {c['guidance_scale']}, mask {c['mask_mode']} "
-          f"(threshold {c.get('mask_threshold', 0.4)}) (oracle = attribute readout, not a diagnosis)")
+          f"strength {c['strength']}, guidance {_guidance_text(result)}, mask {c['mask_mode']} "
+          f"(threshold {_threshold_text(result)}) (oracle = attribute readout, not a diagnosis)")
     for r in result["reconstruction"]:
         print(f"{r['domain']} empty edit on {r['n']} phantoms: PSNR vs VAE round trip min {r['psnr_min']:.1f} dB, "
               f"median {r['psnr_median']:.1f} dB, >= 35 dB in {r['share_at_least_35db']:.0%}")

@@ -13,10 +13,22 @@ import gradio as gr
 
 from .. import RESEARCH_ONLY_NOTICE, __version__
 from ..engines import SCHEDULERS, Interrupted
-from ..models import ModelLoadError
+from ..engines.counterfactual import EditConfig, default_guidance
+from ..models import ModelLoadError, read_model_card
 from ..oracle import READOUT_KIND
 from . import handlers
 from .session import ModelRegistry, StopFlags
+
+#: The Edit tab's sliders start at the engine's defaults (chosen on tuning phantoms; see the README).
+EDIT_DEFAULTS = EditConfig()
+
+
+def _domain_of(name: str) -> str | None:
+    """The domain a model's card names, read without loading it (None: unknown or not found)."""
+    try:
+        return read_model_card(name).get("domain")
+    except ModelLoadError:
+        return None
 
 BANNER = (f"**medviz {__version__}** · ⚠️ {RESEARCH_ONLY_NOTICE.capitalize()}. Images here are synthetic or "
           "edited; never use them for clinical decisions.")
@@ -74,7 +86,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                 gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png") and "clear" not in e),
                                                          None)),
                 gr.Dropdown(choices=editable, value=editable[0] if editable else None),
-                gr.Slider(value=handlers.explain_trials(model, presets[0])))
+                gr.Slider(value=handlers.explain_trials(model, presets[0])), gr.Slider(value=default_guidance(domain)))
 
     @_errors_as_messages
     def on_preset_change(name, preset):
@@ -264,11 +276,13 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                              placeholder="Chest X-ray of a female patient with no pleural effusion")
                     edit_mask_mode = gr.Radio(list(handlers.EDIT_MASK_MODES), value="automatic (DiffEdit)",
                                               label="Mask: where the edit may change pixels")
-                    edit_strength = gr.Slider(0.2, 1.0, value=0.8, step=0.05,
+                    edit_strength = gr.Slider(0.2, 1.0, value=EDIT_DEFAULTS.strength, step=0.05,
                                               label="Strength (how early in the trajectory the edit starts)")
                     with gr.Row():
-                        edit_guidance = gr.Slider(1, 12, value=6.0, step=0.5, label="Guidance scale")
-                        edit_steps = gr.Slider(10, 100, value=30, step=5, label="Steps", elem_id="edit-steps")
+                        edit_guidance = gr.Slider(1, 12, value=default_guidance(_domain_of(default)), step=0.5,
+                                                  label="Guidance scale (the model's default when it loads)")
+                        edit_steps = gr.Slider(10, 100, value=EDIT_DEFAULTS.steps, step=5, label="Steps",
+                                               elem_id="edit-steps")
                         edit_seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)", minimum=-1)
                     edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
                     edit_summary = gr.Markdown(elem_id="edit-summary")
@@ -325,7 +339,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
 
         # ------------------------------------------------------------ wiring
         model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example, edit_example, edit_attribute,
-                         trials]
+                         trials, edit_guidance]
         model_name.change(on_model_change, model_name, model_outputs,
                           api_name="select_model", concurrency_id=MODEL_JOBS)
         generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,

@@ -3,7 +3,8 @@ import pytest
 
 from medviz.engines import Interrupted
 from medviz.engines.common import decode_latents, encode_image
-from medviz.engines.counterfactual import EditConfig, change_metrics, counterfactual, edit_prompts
+from medviz.engines.counterfactual import (DEFAULT_GUIDANCE, FALLBACK_GUIDANCE, EditConfig, change_metrics,
+                                          counterfactual, edit_prompts)
 from medviz.phantoms import get_domain
 
 FAST = dict(steps=10, strength=0.5, mask_draws=2, seed=3)
@@ -61,6 +62,25 @@ def test_removing_an_effusion_lowers_its_readout_and_keeps_the_rest(cxr_model):
     assert "no pleural effusion" in result.target_prompt and "pleural effusion" in result.source_prompt
     assert 0 < result.mask.mean() < 1 and result.mask_score.shape == (128, 128)
     assert result.parameters["seed"] == 0 and result.parameters["target_prompt"] == result.target_prompt
+    assert result.parameters["guidance_scale"] == DEFAULT_GUIDANCE["cxr"]      # the domain's default, recorded
+
+
+def test_guidance_defaults_per_domain_and_an_explicit_value_wins():
+    assert EditConfig().for_domain("cxr").guidance_scale == 3.0
+    assert EditConfig().for_domain("skin").guidance_scale == 6.0
+    assert EditConfig().for_domain(None).guidance_scale == FALLBACK_GUIDANCE
+    assert EditConfig(guidance_scale=7.5).for_domain("cxr").guidance_scale == 7.5
+    with pytest.raises(ValueError, match="guidance scale must be >= 1"):
+        EditConfig(guidance_scale=0.5).validate("cxr")
+    # The automatic mask: tighter for a CXR edit that only adds, 0.4 for removals, free prompts and skin.
+    assert EditConfig(add=("pleural_effusion",)).for_domain("cxr").mask_threshold == 0.6
+    assert EditConfig(remove=("pleural_effusion",)).for_domain("cxr").mask_threshold == 0.4
+    assert EditConfig(add=("ett",), remove=("pleural_effusion",)).for_domain("cxr").mask_threshold == 0.4
+    assert EditConfig(add=("cvc",), target_prompt="Chest X-ray").for_domain("cxr").mask_threshold == 0.4
+    assert EditConfig(add=("melanoma",)).for_domain("skin").mask_threshold == 0.4
+    assert EditConfig(add=("ett",), mask_threshold=0.3).for_domain("cxr").mask_threshold == 0.3
+    with pytest.raises(ValueError, match="mask_threshold must lie in"):
+        EditConfig(mask_threshold=1.5).validate("cxr")
 
 
 def test_prompts_from_the_readout():
