@@ -280,7 +280,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                               label="Strength (how early in the trajectory the edit starts)")
                     with gr.Row():
                         edit_guidance = gr.Slider(1, 12, value=default_guidance(_domain_of(default)), step=0.5,
-                                                  label="Guidance scale (the model's default when it loads)")
+                                                  label="Guidance scale")   # set to the model's default on load
                         edit_steps = gr.Slider(10, 100, value=EDIT_DEFAULTS.steps, step=5, label="Steps",
                                                elem_id="edit-steps")
                         edit_seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)", minimum=-1)
