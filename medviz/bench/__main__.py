@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
     parser.add_argument("--mask-threshold", type=float, default=None,
                         help="counterfactual: automatic mask threshold (engine default)")
+    parser.add_argument("--residual", default=None, choices=["on", "off"],
+                        help="counterfactual: add only the edit's change to the input (engine default)")
     parser.add_argument("--tuning", action="store_true",
                         help="counterfactual: run on the tuning phantoms (for choosing defaults), not the bench set")
     parser.add_argument("--edit", action="append", default=None, metavar="NAME",
@@ -218,7 +220,8 @@ def _counterfactual(args) -> int:
         raise SystemExit(f"unknown edit type {unknown[0]!r}; known: {', '.join(EDITS)}")
     edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]) and (not args.edit or e in args.edit))
     chosen = {"steps": args.steps, "strength": args.strength, "guidance_scale": args.guidance,
-              "mask_threshold": args.mask_threshold}
+              "mask_threshold": args.mask_threshold,
+              "residual": None if args.residual is None else args.residual == "on"}
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, mask_mode=args.mask,
                                        tuning=args.tuning, **{k: v for k, v in chosen.items() if v is not None})

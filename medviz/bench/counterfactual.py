@@ -52,6 +52,7 @@ class CounterfactualBenchConfig:
     guidance_scale: float | None = _ENGINE.guidance_scale     # None: each model's domain default
     mask_mode: str = _ENGINE.mask_mode
     mask_threshold: float | None = _ENGINE.mask_threshold     # None: the engine's default per domain and action
+    residual: bool = _ENGINE.residual
     seed: int = 0
     tuning: bool = False             # True: the tuning phantoms instead of the held-out bench set
 
@@ -104,8 +105,9 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
     size = model.image_size
     engine = EditConfig(add=(attribute,) if action == "add" else (), remove=(attribute,) if action == "remove" else (),
                         steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
-                        mask_mode=config.mask_mode, mask_threshold=config.mask_threshold, seed=config.seed)
-    baseline = replace(engine, inversion="ddim", mask_mode="none")
+                        mask_mode=config.mask_mode, mask_threshold=config.mask_threshold, residual=config.residual,
+                        seed=config.seed)
+    baseline = replace(engine, inversion="ddim", mask_mode="none", residual=False)
     others = [a for a in FACTOR_ATTRIBUTES[domain] if a != attribute]
     index = {a: model.oracle.attributes.index(a) for a in FACTOR_ATTRIBUTES[domain]}
     rows, cases, cost = [], [], []

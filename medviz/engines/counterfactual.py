@@ -98,6 +98,10 @@ class EditConfig:
             ``None``: ``ADD_MASK_THRESHOLD`` of the domain for an edit that only adds, else 0.4.
         mask_draws: noise draws averaged for the automatic mask.
         mask_t: noise level of the automatic mask, as a fraction of the training timesteps.
+        residual: True: the result is the input plus the edit's change, input + decode(edited latent) -
+            decode(input latent), instead of the decoded edit; it cancels the VAE's round-trip error (its
+            decoder smooths fine texture), so pixels the edit leaves alone stay the input's inside the
+            mask too. No extra UNet pass (one more decode). An empty edit then returns the input itself.
         seed: seeds the inversion noise; ``None`` draws one (reported in the result).
         batch_size: samples per UNet call during inversion.
     """
@@ -114,6 +118,7 @@ class EditConfig:
     mask_threshold: float | None = None
     mask_draws: int = 10
     mask_t: float = 0.5
+    residual: bool = False
     seed: int | None = None
     batch_size: int = 16
 
@@ -284,6 +289,8 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
         control.step()
 
     decoded = decode_latents(pipe, latents)[0]                                 # (size, size, 3)
+    if config.residual:                     # only the edit's change, added to the input's own pixels
+        decoded = rgb + (decoded - decode_latents(pipe, x0)[0])
     if weight is not None:
         decoded = weight[..., None] * decoded + (1 - weight[..., None]) * rgb
     decoded = np.clip(decoded, 0.0, 1.0).astype(np.float32)

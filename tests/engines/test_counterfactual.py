@@ -31,6 +31,13 @@ def test_empty_edit_reconstructs_the_vae_round_trip_exactly(cxr_model):
     assert _psnr(result.counterfactual, round_trip) > 60                      # exact up to float rounding
     ddim = counterfactual(cxr_model, image, EditConfig(mask_mode="none", inversion="ddim", **FAST))
     assert 25 < _psnr(ddim.counterfactual, round_trip) < _psnr(result.counterfactual, round_trip)
+    # Residual mode adds only the edit's change to the input: an empty edit returns the input itself,
+    # which the decoded result (the round trip, smoother) does not.
+    residual = counterfactual(cxr_model, image, EditConfig(mask_mode="none", residual=True, **FAST))
+    assert _psnr(residual.counterfactual, image) > 60 > _psnr(result.counterfactual, image)
+    edited = counterfactual(cxr_model, image, EditConfig(remove=("pleural_effusion",), mask_mode="none", residual=True,
+                                                         **FAST))
+    assert np.abs(edited.counterfactual - image).max() > 0.05                  # a real edit still changes pixels
 
 
 def test_unet_passes_stay_within_three_per_step(cxr_model):
