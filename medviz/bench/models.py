@@ -77,8 +77,7 @@ def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
         if sex:
             fixed["female"] = sex.group(1) == "female"
         return fixed
-    fixed = {k: said.get(k, False) for k in ATTRIBUTES["skin"] if k != "nevus"}
-    return fixed
+    return {k: said.get(k, False) for k in ATTRIBUTES["skin"] if k != "nevus"}
 
 
 def _features(oracle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

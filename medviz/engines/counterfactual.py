@@ -73,9 +73,9 @@ FALLBACK_GUIDANCE = 6.0               # any other checkpoint (e.g. a fine-tuned 
 #: Why additions differ: the map |eps(target) - eps(source)| also lights, more weakly, where the model
 #: would add what it learnt goes with the target (effusion at the lung bases when devices are added);
 #: a higher threshold leaves those out. A removal needs the whole finding inside the mask, or what is
-#: left outside keeps it visible. Same CXR tuning runs (guidance 3): adding at 0.6 instead of 0.4 kept
-#: every other finding in 100% of edits (effusion added 96% -> 100%, devices added 88% -> 100%) and
-#: flipped as often (100%); removing at 0.6 flipped effusion in 72% instead of 92%.
+#: left outside keeps it visible. Same CXR tuning runs (guidance 3): at 0.6 instead of 0.4, every other
+#: finding was kept in 100% of additions (adding effusion 96% -> 100%, adding devices 88% -> 100%), which
+#: flipped as often (100%); but removing effusion at 0.6 flipped it in 72% instead of 92%.
 ADD_MASK_THRESHOLD = {"cxr": 0.6}
 MASK_THRESHOLD = 0.4
 
