@@ -219,6 +219,9 @@ def _counterfactual(args) -> int:
     if unknown:
         raise SystemExit(f"unknown edit type {unknown[0]!r}; known: {', '.join(EDITS)}")
     edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]) and (not args.edit or e in args.edit))
+    if not edits:
+        raise SystemExit(f"no edit of --domain {args.domain} among {', '.join(args.edit)}; "
+                         f"{args.domain} edits: {', '.join(e for e in EDITS if EDITS[e][0] == args.domain)}")
     chosen = {"steps": args.steps, "strength": args.strength, "guidance_scale": args.guidance,
               "mask_threshold": args.mask_threshold,
               "residual": None if args.residual is None else args.residual == "on"}
