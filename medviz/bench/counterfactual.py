@@ -146,10 +146,11 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         rows.append(row)
         if progress:
             progress(i + 1, config.n)
+    resolved = engine.for_domain(domain)             # the guidance and mask threshold the engine used
     return {
         "edit": edit, "domain": domain, "n": len(rows), "steps": config.steps, "strength": config.strength,
-        "guidance_scale": engine.for_domain(domain).guidance_scale, "mask_mode": config.mask_mode,
-        "mask_threshold": engine.for_domain(domain).mask_threshold,
+        "guidance_scale": resolved.guidance_scale, "mask_mode": config.mask_mode,
+        "mask_threshold": resolved.mask_threshold,
         "effectiveness": float(np.mean([r["effective"] for r in rows])),
         "true_counterfactual_effectiveness": float(np.mean([r["true_effective"] for r in rows])),
         "preservation_all": float(np.mean([r["all_kept"] for r in rows])),
@@ -217,30 +218,23 @@ def run(config: CounterfactualBenchConfig, progress=None) -> dict:
     return out
 
 
-def _guidance_text(result: dict) -> str:
-    """The guidance scale a run used: one value, or each domain's default."""
-    used = {r["domain"]: r["guidance_scale"] for r in result["edits"]}
+def _setting_text(result: dict, key: str, by: str) -> str:
+    """The value of ``key`` a run used: one value, or each edit's grouped ``by`` "domain" or "edit"."""
+    used = {r[by]: r.get(key) for r in result["edits"]}
     if not used:
-        given = result["config"]["guidance_scale"]
-        return "each domain's default" if given is None else str(given)
+        given = result["config"][key]
+        return "the engine's default" if given is None else str(given)
     values = set(used.values())
-    return f"{values.pop()}" if len(values) == 1 else ", ".join(f"{d} {g}" for d, g in used.items())
-
-
-def _threshold_text(result: dict) -> str:
-    """The automatic-mask threshold(s) a run used: one value, or each edit's."""
-    used = {r["edit"]: r.get("mask_threshold") for r in result["edits"]}
-    values = set(used.values())
-    if len(values) == 1:
-        return str(values.pop())
-    return ", ".join(f"{e} {m}" for e, m in used.items()) if used else "the engine's defaults"
+    return str(values.pop()) if len(values) == 1 else ", ".join(f"{k} {v}" for k, v in used.items())
 
 
 def print_table(result: dict) -> None:
     c = result["config"]
+    guidance = _setting_text(result, "guidance_scale", "domain")
+    threshold = _setting_text(result, "mask_threshold", "edit")
     print(f"\ncounterfactual bench{' (TUNING phantoms)' if c.get('tuning') else ''}: steps {c['steps']}, "
-          f"strength {c['strength']}, guidance {_guidance_text(result)}, mask {c['mask_mode']} "
-          f"(threshold {_threshold_text(result)}) (oracle = attribute readout, not a diagnosis)")
+          f"strength {c['strength']}, guidance {guidance}, mask {c['mask_mode']} (threshold {threshold}) "
+          "(oracle = attribute readout, not a diagnosis)")
     for r in result["reconstruction"]:
         print(f"{r['domain']} empty edit on {r['n']} phantoms: PSNR vs VAE round trip min {r['psnr_min']:.1f} dB, "
               f"median {r['psnr_median']:.1f} dB, >= 35 dB in {r['share_at_least_35db']:.0%}")
