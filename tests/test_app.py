@@ -202,7 +202,7 @@ def test_explain_view_names_the_cards_decision_rule(cxr_model, monkeypatch):
 def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_model, skin_model):
     from gradio_client import Client
 
-    from medviz.engines.counterfactual import default_guidance
+    from medviz.engines.counterfactual import default_change_threshold, default_guidance
     from medviz.ui.handlers import explain_trials, explain_view
 
     fitted = skin_model.card["explain_calibration"]["melanoma"]
@@ -210,10 +210,13 @@ def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_mode
     assert explain_trials(cxr_model, "pleural effusion") == cxr_model.card["explain_calibration"]["pleural effusion"]["trials"]
     assert explain_trials(cxr_model, "cardiomegaly") == 21 and explain_trials(cxr_model, "custom") == 21   # no fit
     own = Client(client.src, verbose=False)      # its own session: the model change resets that session's choices
-    *_, trials, edit_guidance = own.predict("skin-phantom", api_name="/select_model")   # first preset: melanoma
+    *_, trials, edit_guidance, edit_keep = own.predict("skin-phantom", api_name="/select_model")   # first preset: melanoma
     assert trials["value"] == fitted["trials"]
-    assert edit_guidance["value"] == default_guidance("skin")               # the Edit slider follows the model
-    assert own.predict("cxr-phantom", api_name="/select_model")[-1]["value"] == default_guidance("cxr") == 3.0
+    assert edit_guidance["value"] == default_guidance("skin")               # the Edit sliders follow the model
+    assert edit_keep["value"] == default_change_threshold("skin") == 0
+    *_, edit_guidance, edit_keep = own.predict("cxr-phantom", api_name="/select_model")
+    assert edit_guidance["value"] == default_guidance("cxr") == 3.0
+    assert edit_keep["value"] == default_change_threshold("cxr") > 0
     at_fit = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", fitted["trials"], True)
     assert f"melanoma needs {fitted['votes_needed']} of {fitted['trials']} votes" in at_fit.summary
     assert "the card fitted" not in at_fit.summary                        # at the card's N nothing to say
@@ -291,8 +294,8 @@ def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
               "composite": handle_file(background)}
     sliders, difference, summary, _, _ = own.predict(
         "cxr-phantom", canvas, "remove", "pleural_effusion", "", "painted with the brush", 0.5, 4.0, 10, 0, 0.6,
-        api_name="/edit")
-    assert "painted with the brush (12% of the image)" in summary                    # 80 x 100 of 256 x 256
+        0.0, api_name="/edit")                                          # change threshold 0: the whole painted region
+    assert "painted with the brush (12% of the image)." in summary                   # 80 x 100 of 256 x 256
     before, after = (read_image(p).pixels for p in sliders)
     changed = np.abs(before - after) > 1 / 255
     changed = changed if changed.ndim == 2 else changed.any(-1)

@@ -6,7 +6,8 @@ python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (c
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
-    [--steps N] [--strength S] [--guidance W] [--mask auto|none] [--mask-threshold M] [--tuning] [--figure-dir DIR] [--json PATH]
+    [--steps N] [--strength S] [--guidance W] [--mask auto|none] [--mask-threshold M]
+    [--change-threshold C] [--residual on|off] [--tuning] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
     parser.add_argument("--mask-threshold", type=float, default=None,
                         help="counterfactual: automatic mask threshold (engine default)")
+    parser.add_argument("--change-threshold", type=float, default=None,
+                        help="counterfactual: keep the input where the edit changed the decoded image by less "
+                             "than this (0 = off; engine default per domain)")
     parser.add_argument("--residual", default=None, choices=["on", "off"],
                         help="counterfactual: add only the edit's change to the input (engine default)")
     parser.add_argument("--tuning", action="store_true",
@@ -223,7 +227,7 @@ def _counterfactual(args) -> int:
         raise SystemExit(f"no edit of --domain {args.domain} among {', '.join(args.edit)}; "
                          f"{args.domain} edits: {', '.join(e for e in EDITS if EDITS[e][0] == args.domain)}")
     chosen = {"steps": args.steps, "strength": args.strength, "guidance_scale": args.guidance,
-              "mask_threshold": args.mask_threshold,
+              "mask_threshold": args.mask_threshold, "change_threshold": args.change_threshold,
               "residual": None if args.residual is None else args.residual == "on"}
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, mask_mode=args.mask,

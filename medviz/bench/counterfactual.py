@@ -8,7 +8,8 @@ add one, ...):
 * faithfulness: L1(counterfactual, true counterfactual) < L1(input, true counterfactual), where the true
   counterfactual is the SCM's do(target) with the same exogenous noise and render seed, the edit's other
   attributes held (the edit asks to change one attribute and keep the rest: the effusion -> devices and
-  melanoma -> ruler links are not followed); and the automatic mask's IoU with the true changed region;
+  melanoma -> ruler links are not followed); the automatic mask's IoU with the true changed region, and
+  that of the pixels taken from the edit (the mask narrowed to what the edit changed, ``change_threshold``);
 * reconstruction, on ``n_reconstruction`` images per domain: the empty edit's PSNR against the VAE round
   trip of the input;
 * cost, on the first ``n_cost`` images per edit type: the engine beside a plain DDIM-inversion edit
@@ -52,6 +53,7 @@ class CounterfactualBenchConfig:
     guidance_scale: float | None = _ENGINE.guidance_scale     # None: each model's domain default
     mask_mode: str = _ENGINE.mask_mode
     mask_threshold: float | None = _ENGINE.mask_threshold     # None: the engine's default per domain and action
+    change_threshold: float | None = _ENGINE.change_threshold  # None: the engine's default per domain
     residual: bool = _ENGINE.residual
     seed: int = 0
     tuning: bool = False             # True: the tuning phantoms instead of the held-out bench set
@@ -105,8 +107,8 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
     size = model.image_size
     engine = EditConfig(add=(attribute,) if action == "add" else (), remove=(attribute,) if action == "remove" else (),
                         steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
-                        mask_mode=config.mask_mode, mask_threshold=config.mask_threshold, residual=config.residual,
-                        seed=config.seed)
+                        mask_mode=config.mask_mode, mask_threshold=config.mask_threshold,
+                        change_threshold=config.change_threshold, residual=config.residual, seed=config.seed)
     baseline = replace(engine, inversion="ddim", mask_mode="none", residual=False)
     others = [a for a in FACTOR_ATTRIBUTES[domain] if a != attribute]
     index = {a: model.oracle.attributes.index(a) for a in FACTOR_ATTRIBUTES[domain]}
@@ -126,11 +128,13 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         l1_edit = float(np.abs(channel_mean(result.counterfactual) - true_image).mean())
         l1_input = float(np.abs(channel_mean(before.image) - true_image).mean())
         union = (result.mask | changed).sum()
+        edited_union = (result.edited | changed).sum()
         row = {"seed": seed, "effective": bool((readouts[1, index[attribute]] > 0.5) == wanted),
                "true_effective": bool((readouts[2, index[attribute]] > 0.5) == wanted),
                "kept": kept, "all_kept": all(kept.values()), "l1_to_truth": l1_edit, "l1_input_to_truth": l1_input,
                "faithful": l1_edit < l1_input,
                "mask_iou": float((result.mask & changed).sum() / union) if union else float("nan"),
+               "edited_iou": float((result.edited & changed).sum() / edited_union) if edited_union else float("nan"),
                "passes": result.unet_passes, "seconds": result.seconds}
         if i < config.n_cost:
             plain = counterfactual(model, before.image, baseline)
@@ -141,16 +145,17 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
                          "engine_passes": result.unet_passes, "engine_seconds": result.seconds})
         if len(cases) < 3:
             cases.append({"input": before.image, "counterfactual": result.counterfactual, "truth": after.image,
-                          "difference": result.difference, "mask": result.mask, "effective": row["effective"],
+                          "difference": result.difference, "mask": result.mask, "edited": result.edited,
+                          "effective": row["effective"],
                           "readout": float(readouts[1, index[attribute]])})
         rows.append(row)
         if progress:
             progress(i + 1, config.n)
-    resolved = engine.for_domain(domain)             # the guidance and mask threshold the engine used
+    resolved = engine.for_domain(domain)             # the guidance and thresholds the engine used
     return {
         "edit": edit, "domain": domain, "n": len(rows), "steps": config.steps, "strength": config.strength,
         "guidance_scale": resolved.guidance_scale, "mask_mode": config.mask_mode,
-        "mask_threshold": resolved.mask_threshold,
+        "mask_threshold": resolved.mask_threshold, "change_threshold": resolved.change_threshold,
         "effectiveness": float(np.mean([r["effective"] for r in rows])),
         "true_counterfactual_effectiveness": float(np.mean([r["true_effective"] for r in rows])),
         "preservation_all": float(np.mean([r["all_kept"] for r in rows])),
@@ -159,6 +164,7 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         "median_l1_to_truth": float(np.median([r["l1_to_truth"] for r in rows])),
         "median_l1_input_to_truth": float(np.median([r["l1_input_to_truth"] for r in rows])),
         "mask_iou_mean": float(np.nanmean([r["mask_iou"] for r in rows])),
+        "edited_iou_mean": float(np.nanmean([r["edited_iou"] for r in rows])),
         "mean_passes": float(np.mean([r["passes"] for r in rows])),
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
         "cost": _summarise_cost(cost), "cases": cases,
@@ -232,19 +238,22 @@ def print_table(result: dict) -> None:
     c = result["config"]
     guidance = _setting_text(result, "guidance_scale", "domain")
     threshold = _setting_text(result, "mask_threshold", "edit")
+    change = _setting_text(result, "change_threshold", "domain")
     print(f"\ncounterfactual bench{' (TUNING phantoms)' if c.get('tuning') else ''}: steps {c['steps']}, "
-          f"strength {c['strength']}, guidance {guidance}, mask {c['mask_mode']} (threshold {threshold}) "
+          f"strength {c['strength']}, guidance {guidance}, mask {c['mask_mode']} (threshold {threshold}, "
+          f"change threshold {change}) "
           "(oracle = attribute readout, not a diagnosis)")
     for r in result["reconstruction"]:
         print(f"{r['domain']} empty edit on {r['n']} phantoms: PSNR vs VAE round trip min {r['psnr_min']:.1f} dB, "
               f"median {r['psnr_median']:.1f} dB, >= 35 dB in {r['share_at_least_35db']:.0%}")
     print(f"{'edit':<25}{'n':>5}{'effective':>11}{'(truth)':>9}{'kept all':>10}{'worst kept':>12}{'faithful':>10}"
-          f"{'mask IoU':>10}{'passes':>8}{'s/edit':>8}")
+          f"{'mask IoU':>10}{'edited IoU':>12}{'passes':>8}{'s/edit':>8}")
     for r in result["edits"]:
         worst = min(r["preservation"].items(), key=lambda kv: kv[1])
         print(f"{r['edit']:<25}{r['n']:>5}{r['effectiveness']:>11.1%}{r['true_counterfactual_effectiveness']:>9.0%}"
               f"{r['preservation_all']:>10.1%}{worst[1]:>7.1%} {worst[0][:4]:<4}{r['faithfulness']:>10.1%}"
-              f"{r['mask_iou_mean']:>10.2f}{r['mean_passes']:>8.0f}{r['mean_seconds']:>8.2f}")
+              f"{r['mask_iou_mean']:>10.2f}{r.get('edited_iou_mean', float('nan')):>12.2f}{r['mean_passes']:>8.0f}"
+              f"{r['mean_seconds']:>8.2f}")
     print("cost beside a plain DDIM-inversion edit (DDIM inversion, no mask), same images, same run:")
     for r in result["edits"]:
         k = r["cost"]

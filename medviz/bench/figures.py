@@ -67,7 +67,8 @@ def save_edit_figure(rows: list[dict], path: str, title: str = "") -> str:
     """One row per edit: input, counterfactual (mask outlined), the SCM's true counterfactual, difference map.
 
     Each row: {"edit": str, "input", "counterfactual", "truth": contract pixels, "difference": signed (H, W)
-    map, "mask": bool (H, W), "readout": oracle probability of the target on the counterfactual}.
+    map, "mask": bool (H, W), optionally "edited": bool (H, W), the pixels taken from the edit, "readout":
+    oracle probability of the target on the counterfactual}.
     """
     import matplotlib
 
@@ -84,11 +85,15 @@ def save_edit_figure(rows: list[dict], path: str, title: str = "") -> str:
             ax.imshow(panel, cmap=cmap, vmin=lo, vmax=hi)
             if c == 1 and not row["mask"].all():
                 ax.contour(row["mask"].astype(float), levels=[0.5], colors=["#ffd000"], linewidths=0.6)
+            edited = row.get("edited")
+            if c == 1 and edited is not None and edited.any() and not np.array_equal(edited, row["mask"]):
+                ax.contour(edited.astype(float), levels=[0.5], colors=["#00e5ff"], linewidths=0.5)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(f"{row['edit']}\nreadout after {row['readout']:.2f}", color="white", fontsize=6,
                               rotation=0, ha="right", va="center")
-    names = ("input (phantom)", "counterfactual\n(yellow: automatic mask)", "true counterfactual\n(phantom SCM)",
+    names = ("input (phantom)", "counterfactual (yellow: automatic\nmask, cyan: taken from the edit)",
+             "true counterfactual\n(phantom SCM)",
              "difference\n(red brighter, blue darker)")
     for c, name in enumerate(names):
         axes[0, c].set_title(name, color="white", fontsize=7)

@@ -23,6 +23,12 @@ One edit, for an image in the I/O contract and a loaded ``medviz.models.Model``:
    Masked edits blend latents after every step with the inversion's own trajectory outside the mask
    (DiffEdit sec. 3.2) and composite the decoded image with the input, so outside the mask the result
    *is* the input.
+5. **Composite where the edit changed** (``change_threshold``, on by default for CXR): inside the mask,
+   only the pixels where the decoded edit differs from the decoded *input latent* by more than the
+   threshold are taken from the edit; the rest keep the input. Comparing two decodes cancels the VAE's
+   round-trip error (smoothed fine texture), which otherwise covers the whole latent-resolution mask,
+   so the mask shrinks from the latent cells DiffEdit marks to the pixels the edit redrew (in the
+   spirit of the thresholded healthy-minus-input maps of Fontanella et al. 2023, arXiv 2308.02062).
 4. **Edit loop** (visible below, one UNet call per step with source and target prompts batched):
    eps = eps(source) + w (eps(target) - eps(source)) -- classifier-free guidance with the source prompt
    as the negative prompt, so the guidance pushes exactly along the edit, and an empty edit reproduces
@@ -78,6 +84,16 @@ FALLBACK_GUIDANCE = 6.0               # any other checkpoint (e.g. a fine-tuned 
 #: flipped as often (100%); but removing effusion at 0.6 flipped it in 72% instead of 92%.
 ADD_MASK_THRESHOLD = {"cxr": 0.6}
 MASK_THRESHOLD = 0.4
+#: Default ``change_threshold`` per domain (0 = off): the smallest change of a pixel's intensity (0..1,
+#: the largest over channels, after smoothing over ~1 px at 128 px) that the composite takes from the
+#: edit. Chosen on 40 CXR edit-tuning phantoms per edit type (``runs``: the same edits composited
+#: offline): against the whole mask, 0.04 brought "faithful" (closer to the true counterfactual than the
+#: input) from 62% to 97% for effusion removal and from 47% to 97% for device removal, mask IoU with
+#: the true change from 0.16 to 0.67 and 0.06 to 0.27, with the same effectiveness (93-100%) and
+#: preservation; 0.1 let half the removed devices show again. Off for skin: its VAE already erases
+#: hair, ink and much of a ruler in the input's own decode, so the change map cannot see them
+#: (hair and ink removal flipped in 0-17% of edits instead of 7-60%).
+CHANGE_THRESHOLD = {"cxr": 0.04}
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,10 @@ class EditConfig:
             ``None``: ``ADD_MASK_THRESHOLD`` of the domain for an edit that only adds, else 0.4.
         mask_draws: noise draws averaged for the automatic mask.
         mask_t: noise level of the automatic mask, as a fraction of the training timesteps.
+        change_threshold: 0..1; > 0: inside the mask, keep the input wherever the decoded edit differs
+            from the decoded input latent by less than this intensity (see step 5 above); 0: the whole
+            mask is taken from the edit. ``None``: ``CHANGE_THRESHOLD`` of the domain (0 elsewhere).
+            Ignored with mask mode "none". One more VAE decode, no UNet pass.
         residual: True: the result is the input plus the edit's change, input + decode(edited latent) -
             decode(input latent), instead of the decoded edit; it cancels the VAE's round-trip error (its
             decoder smooths fine texture), so pixels the edit leaves alone stay the input's inside the
@@ -118,18 +138,20 @@ class EditConfig:
     mask_threshold: float | None = None
     mask_draws: int = 10
     mask_t: float = 0.5
+    change_threshold: float | None = None
     residual: bool = False
     seed: int | None = None
     batch_size: int = 16
 
     def for_domain(self, domain: str | None) -> "EditConfig":
-        """This request with the domain's defaults filled in where none was given (guidance, mask threshold)."""
+        """This request with the domain's defaults filled in where none was given (guidance, thresholds)."""
         guidance = default_guidance(domain) if self.guidance_scale is None else self.guidance_scale
         threshold = self.mask_threshold
         if threshold is None:
             only_adds = bool(self.add) and not self.remove and self.target_prompt is None
             threshold = ADD_MASK_THRESHOLD.get(domain, MASK_THRESHOLD) if only_adds else MASK_THRESHOLD
-        return replace(self, guidance_scale=guidance, mask_threshold=threshold)
+        change = default_change_threshold(domain) if self.change_threshold is None else self.change_threshold
+        return replace(self, guidance_scale=guidance, mask_threshold=threshold, change_threshold=change)
 
     @property
     def edit_steps(self) -> int:
@@ -149,6 +171,8 @@ class EditConfig:
         threshold_ok = self.mask_threshold is None or 0 < self.mask_threshold < 1
         if not 0 < self.mask_t < 1 or not threshold_ok or self.mask_draws < 1:
             raise ValueError("mask_t and mask_threshold must lie in (0, 1) and mask_draws >= 1")
+        if self.change_threshold is not None and not 0 <= self.change_threshold < 1:
+            raise ValueError(f"change_threshold must lie in [0, 1), got {self.change_threshold}")
         both = set(self.add) & set(self.remove)
         if both:
             raise ValueError(f"cannot both add and remove {sorted(both)}")
@@ -168,6 +192,11 @@ def default_guidance(domain: str | None) -> float:
     return DEFAULT_GUIDANCE.get(domain, FALLBACK_GUIDANCE)
 
 
+def default_change_threshold(domain: str | None) -> float:
+    """The change threshold used when a request gives none, for a model of ``domain`` (0 = off)."""
+    return CHANGE_THRESHOLD.get(domain, 0.0)
+
+
 @dataclass(frozen=True)
 class EditResult:
     """One counterfactual; images at the model's resolution in the I/O contract (same layout as the input)."""
@@ -176,6 +205,8 @@ class EditResult:
     counterfactual: np.ndarray         # float32 in [0, 1]
     difference: np.ndarray             # float32 (H, W), luminance of counterfactual - input, in [-1, 1]
     mask: np.ndarray                   # bool (H, W): where the edit may change pixels (all True: no mask)
+    edited: np.ndarray                 # bool (H, W): the pixels taken from the edit: the mask's, or with a
+                                       # change threshold only those of them the edit changed
     mask_score: np.ndarray | None      # float32 (H, W) in [0, 1], the automatic mask's map before thresholding
     source_prompt: str
     target_prompt: str
@@ -289,8 +320,14 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
         control.step()
 
     decoded = decode_latents(pipe, latents)[0]                                 # (size, size, 3)
+    restrict = bool(config.change_threshold) and weight is not None
+    reference = decode_latents(pipe, x0)[0] if config.residual or restrict else None    # the input latent, decoded
+    edited = pixel_mask
+    if restrict:                            # step 5: only the pixels the edit redrew
+        edited = _changed_pixels(decoded, reference, pixel_mask, config.change_threshold)
+        weight = _feather(edited, ramp=size / 64)
     if config.residual:                     # only the edit's change, added to the input's own pixels
-        decoded = rgb + (decoded - decode_latents(pipe, x0)[0])
+        decoded = rgb + (decoded - reference)
     if weight is not None:
         decoded = weight[..., None] * decoded + (1 - weight[..., None]) * rgb
     decoded = np.clip(decoded, 0.0, 1.0).astype(np.float32)
@@ -304,7 +341,7 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
                   "model": model.name, "engine": "counterfactual", "image_size": size}
     return EditResult(input=np.ascontiguousarray(shown_input, np.float32),
                       counterfactual=np.ascontiguousarray(shown_output, np.float32), difference=difference,
-                      mask=pixel_mask, mask_score=mask_score, source_prompt=source, target_prompt=target,
+                      mask=pixel_mask, edited=edited, mask_score=mask_score, source_prompt=source, target_prompt=target,
                       readout_before=readout_before, readout_after=readout_after, l1_inside=l1_in,
                       l1_outside=l1_out, ssim_inside=ssim_in, ssim_outside=ssim_out, unet_passes=passes,
                       seconds=time.perf_counter() - tic, seed=seed, parameters=parameters)
@@ -439,14 +476,28 @@ def _masks(config: EditConfig, score, painted, latent_size: int, size: int, devi
         # A latent cell is edited when any of its pixels is painted.
         latent = F.adaptive_max_pool2d(torch.from_numpy(pixel.astype(np.float32))[None, None], latent_size)[0, 0]
         mask_score = None
-    # Composite weight: 0 outside the mask (those pixels are exactly the input's), rising linearly over
-    # the first size/32 pixels inside it (4 px at 128 px), so that the VAE-decoded inside meets the
-    # original outside without a visible seam.
+    # 4 px at 128 px, so that the VAE-decoded inside meets the original outside without a visible seam.
+    return latent.to(device)[None, None], pixel, _feather(pixel, ramp=size / 32), mask_score
+
+
+def _feather(pixel: np.ndarray, ramp: float) -> np.ndarray:
+    """Composite weight of a bool mask: 0 outside (those pixels stay exactly the input's), rising
+    linearly over the first ``ramp`` pixels inside (at least 1), so the edit meets the input without a seam."""
     from scipy.ndimage import distance_transform_edt
 
-    ramp = max(1.0, size / 32)
-    weight = np.clip(distance_transform_edt(pixel) / ramp, 0.0, 1.0).astype(np.float32)
-    return latent.to(device)[None, None], pixel, weight, mask_score
+    return np.clip(distance_transform_edt(pixel) / max(1.0, ramp), 0.0, 1.0).astype(np.float32)
+
+
+def _changed_pixels(edited: np.ndarray, reference: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
+    """The pixels of ``mask`` (bool (H, W)) where the decoded edit (H, W, 3) differs from the decoded input
+    latent by more than ``threshold``: the largest channel change, smoothed over ~1 px at 128 px (a
+    Gaussian of sigma H/128, so that the decoder's pixel noise does not speckle it), then dilated by as
+    much, so that the edge of a removed structure is inside."""
+    from scipy.ndimage import binary_dilation, gaussian_filter
+
+    scale = edited.shape[0] / 128
+    change = gaussian_filter(np.abs(edited - reference).max(-1), sigma=scale)
+    return binary_dilation(change > threshold, iterations=max(1, round(scale))) & mask
 
 
 def channel_mean(image: np.ndarray) -> np.ndarray:

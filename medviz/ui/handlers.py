@@ -524,8 +524,11 @@ class EditView:
 
 def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str, attribute: str, target_prompt: str,
               mask_mode: str, strength: float, guidance: float, steps: int, seed: int, session: str,
-              progress=None, should_stop=None) -> EditView:
-    """Run the counterfactual engine on the loaded input and shape the result for the Edit tab."""
+              progress=None, should_stop=None, change_threshold: float | None = None) -> EditView:
+    """Run the counterfactual engine on the loaded input and shape the result for the Edit tab.
+
+    ``change_threshold``: keep the input where the edit changed the intensity by less (0 = take the whole
+    mask; ``None``: the model's default)."""
     from ..engines.counterfactual import EditConfig, counterfactual
     from ..io import write_dicom
 
@@ -542,6 +545,7 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
     config = EditConfig(add=edit if action == "add" else (), remove=edit if action == "remove" else (),
                         target_prompt=target_prompt, mask_mode=EDIT_MASK_MODES[mask_mode], strength=float(strength),
                         guidance_scale=float(guidance), steps=int(steps),
+                        change_threshold=None if change_threshold is None else float(change_threshold),
                         seed=None if seed is None or int(seed) < 0 else int(seed))
     mask = painted_mask(canvas) if config.mask_mode == "painted" else None
     if mask is not None and mask.shape != np.asarray(pixels).shape[:2]:
@@ -559,6 +563,12 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
     dicom = write_dicom(folder / f"{stem}.dcm", result.counterfactual, parameters,
                         description="medviz counterfactual edit (synthetic)")
     inside = "whole image" if result.mask.all() else f"{result.mask.mean():.0%} of the image"
+    change = result.parameters["change_threshold"] if config.mask_mode != "none" else 0
+    if change:
+        inside += (f"; taken from the edit: the {result.edited.mean():.0%} of the image where it changed the "
+                   f"intensity by more than {change:g}")
+        if not result.edited.any():
+            inside += " (none: the result is the input; try a higher guidance or strength, or a lower threshold)"
     summary = (f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
                f"Mask: {mask_mode} ({inside}). Change inside the mask: L1 {_number(result.l1_inside)}, SSIM "
                f"{_number(result.ssim_inside)}; outside: L1 {_number(result.l1_outside)}, SSIM {_number(result.ssim_outside)}.  \n"

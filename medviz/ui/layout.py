@@ -13,7 +13,7 @@ import gradio as gr
 
 from .. import RESEARCH_ONLY_NOTICE, __version__
 from ..engines import SCHEDULERS, Interrupted
-from ..engines.counterfactual import EditConfig, default_guidance
+from ..engines.counterfactual import EditConfig, default_change_threshold, default_guidance
 from ..models import ModelLoadError, read_model_card
 from ..oracle import READOUT_KIND
 from . import handlers
@@ -86,7 +86,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                 gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png") and "clear" not in e),
                                                          None)),
                 gr.Dropdown(choices=editable, value=editable[0] if editable else None),
-                gr.Slider(value=handlers.explain_trials(model, presets[0])), gr.Slider(value=default_guidance(domain)))
+                gr.Slider(value=handlers.explain_trials(model, presets[0])), gr.Slider(value=default_guidance(domain)),
+                gr.Slider(value=default_change_threshold(domain)))
 
     @_errors_as_messages
     def on_preset_change(name, preset):
@@ -138,12 +139,12 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
 
     @_errors_as_messages
     def on_edit(name, pixels, canvas, action, attribute, target_prompt, mask_mode, strength, guidance, steps, seed,
-                opacity, request: gr.Request, progress=gr.Progress()):
+                opacity, keep, request: gr.Request, progress=gr.Progress()):
         model = registry.get(name)
         session = request.session_hash or "anonymous"
         view = handlers.edit_view(model, pixels, canvas, action, attribute, target_prompt, mask_mode, strength,
                                   guidance, steps, seed, session, progress=progress_reporter(progress, "edit"),
-                                  should_stop=stops.arm(session))
+                                  should_stop=stops.arm(session), change_threshold=keep)
         return (view, (handlers.for_display(view.before), handlers.for_display(view.after)),
                 handlers.difference_overlay(view, opacity), view.summary, view.readout, view.files)
 
@@ -284,6 +285,9 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                         edit_steps = gr.Slider(10, 100, value=EDIT_DEFAULTS.steps, step=5, label="Steps",
                                                elem_id="edit-steps")
                         edit_seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)", minimum=-1)
+                    edit_keep = gr.Slider(0, 0.2, value=default_change_threshold(_domain_of(default)), step=0.01,
+                                          label="Keep the input where the edit changed the intensity by less than "
+                                                "(0 = take the whole mask)")    # set to the model's default on load
                     edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
                     edit_summary = gr.Markdown(elem_id="edit-summary")
                     edit_readout = gr.Dataframe(headers=["attribute", "before", "after"], interactive=False,
@@ -339,7 +343,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
 
         # ------------------------------------------------------------ wiring
         model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example, edit_example, edit_attribute,
-                         trials, edit_guidance]
+                         trials, edit_guidance, edit_keep]
         model_name.change(on_model_change, model_name, model_outputs,
                           api_name="select_model", concurrency_id=MODEL_JOBS)
         generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,
@@ -372,7 +376,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         apply_window.click(on_edit_load, load_inputs, load_outputs, api_name=False)
         edit_button.click(on_edit, [model_name, edit_pixels, canvas, edit_action, edit_attribute, edit_target,
                                     edit_mask_mode, edit_strength, edit_guidance, edit_steps, edit_seed,
-                                    difference_opacity],
+                                    difference_opacity, edit_keep],
                           [edit_state, before_after, difference_image, edit_summary, edit_readout, edit_files],
                           api_name="edit", concurrency_id=MODEL_JOBS)
         difference_opacity.change(on_difference_opacity, [edit_state, difference_opacity], difference_image,

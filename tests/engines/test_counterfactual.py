@@ -1,10 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
 from medviz.engines.common import decode_latents, encode_image
-from medviz.engines.counterfactual import (DEFAULT_GUIDANCE, FALLBACK_GUIDANCE, EditConfig, change_metrics,
-                                          counterfactual, edit_prompts)
+from medviz.engines.counterfactual import (CHANGE_THRESHOLD, DEFAULT_GUIDANCE, FALLBACK_GUIDANCE, EditConfig,
+                                          change_metrics, counterfactual, edit_prompts)
 from medviz.phantoms import get_domain
 
 FAST = dict(steps=10, strength=0.5, mask_draws=2, seed=3)
@@ -52,13 +54,40 @@ def test_painted_mask_keeps_every_pixel_outside_it(cxr_model):
     image = _phantom(False, size=256)                                   # any size: edited at the model's 128 px
     painted = np.zeros((256, 256), bool)
     painted[150:240, 20:120] = True
-    result = counterfactual(cxr_model, image, EditConfig(add=("pleural_effusion",), mask_mode="painted", **FAST),
-                            mask=painted)
+    config = EditConfig(add=("pleural_effusion",), mask_mode="painted", change_threshold=0.0, **FAST)
+    result = counterfactual(cxr_model, image, config, mask=painted)
     assert result.mask.shape == (128, 128) and result.mask[80:115, 15:55].all() and result.mask.mean() < 0.2
     outside = ~result.mask
     assert np.array_equal(result.counterfactual[outside], result.input[outside])
     assert result.l1_outside == 0.0 and result.ssim_outside == pytest.approx(1.0, abs=0.05)
     assert np.abs(result.difference[outside]).max() == 0 and np.abs(result.difference[result.mask]).max() > 0.01
+    # With the CXR defaults (a change threshold among them) the painted region is narrowed to what the
+    # edit redrew.
+    narrowed = counterfactual(cxr_model, image, EditConfig(add=("pleural_effusion",), mask_mode="painted", seed=3),
+                              mask=painted)
+    assert np.array_equal(narrowed.mask, result.mask) and np.array_equal(result.edited, result.mask)
+    assert 0 < narrowed.edited.sum() < narrowed.mask.sum() and not (narrowed.edited & ~narrowed.mask).any()
+    assert np.array_equal(narrowed.counterfactual[~narrowed.edited], narrowed.input[~narrowed.edited])
+
+
+def test_the_composite_takes_only_the_pixels_the_edit_changed(cxr_model):
+    cxr = get_domain("cxr")
+    graph = cxr.build_graph()
+    sample = graph.intervene(graph.sample(10_000_321), effusion="bilateral", effusion_severity=0.8)
+    image = cxr.render(sample.factors, sample.seed, 128).image
+    truth = cxr.render(graph.intervene(sample, effusion="none").factors, sample.seed, 128).image    # the SCM's
+    config = EditConfig(remove=("pleural_effusion",), seed=0)
+    whole = counterfactual(cxr_model, image, replace(config, change_threshold=0.0))    # the whole DiffEdit mask
+    changed = counterfactual(cxr_model, image, config)                                 # the CXR default
+    assert changed.parameters["change_threshold"] == CHANGE_THRESHOLD["cxr"] > 0
+    # Same edit and mask, fewer pixels taken from it: a subset of the mask; the rest is the input exactly.
+    assert np.array_equal(changed.mask, whole.mask) and np.array_equal(whole.edited, whole.mask)
+    assert 0 < changed.edited.sum() < 0.6 * changed.mask.sum() and not (changed.edited & ~changed.mask).any()
+    assert np.array_equal(changed.counterfactual[~changed.edited], changed.input[~changed.edited])
+    assert changed.readout_after["pleural_effusion"] < 0.5 < changed.readout_before["pleural_effusion"]
+    # The VAE's round-trip error is no longer pasted over the whole mask: closer to the true counterfactual.
+    l1 = {name: float(np.abs(r.counterfactual - truth).mean()) for name, r in [("whole", whole), ("changed", changed)]}
+    assert l1["changed"] < l1["whole"] and l1["changed"] < float(np.abs(image - truth).mean())
 
 
 def test_removing_an_effusion_lowers_its_readout_and_keeps_the_rest(cxr_model):
@@ -88,6 +117,12 @@ def test_guidance_defaults_per_domain_and_an_explicit_value_wins():
     assert EditConfig(add=("ett",), mask_threshold=0.3).for_domain("cxr").mask_threshold == 0.3
     with pytest.raises(ValueError, match="mask_threshold must lie in"):
         EditConfig(mask_threshold=1.5).validate("cxr")
+    # The change-restricted composite: on for CXR, off for skin and other checkpoints; 0 turns it off.
+    assert EditConfig().for_domain("cxr").change_threshold == CHANGE_THRESHOLD["cxr"]
+    assert EditConfig().for_domain("skin").change_threshold == EditConfig().for_domain(None).change_threshold == 0
+    assert EditConfig(change_threshold=0.0).for_domain("cxr").change_threshold == 0
+    with pytest.raises(ValueError, match="change_threshold must lie in"):
+        EditConfig(change_threshold=1.0).validate("cxr")
 
 
 def test_prompts_from_the_readout():
