@@ -202,7 +202,7 @@ def test_explain_view_names_the_cards_decision_rule(cxr_model, monkeypatch):
 def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_model, skin_model):
     from gradio_client import Client
 
-    from medviz.engines.counterfactual import default_change_threshold, default_guidance
+    from medviz.engines.counterfactual import edit_defaults
     from medviz.ui.handlers import explain_trials, explain_view
 
     fitted = skin_model.card["explain_calibration"]["melanoma"]
@@ -210,13 +210,12 @@ def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_mode
     assert explain_trials(cxr_model, "pleural effusion") == cxr_model.card["explain_calibration"]["pleural effusion"]["trials"]
     assert explain_trials(cxr_model, "cardiomegaly") == 21 and explain_trials(cxr_model, "custom") == 21   # no fit
     own = Client(client.src, verbose=False)      # its own session: the model change resets that session's choices
-    *_, trials, edit_guidance, edit_keep = own.predict("skin-phantom", api_name="/select_model")   # first preset: melanoma
+    *_, trials, strength, guidance, keep = own.predict("skin-phantom", api_name="/select_model")  # first preset: melanoma
     assert trials["value"] == fitted["trials"]
-    assert edit_guidance["value"] == default_guidance("skin")               # the Edit sliders follow the model
-    assert edit_keep["value"] == default_change_threshold("skin") == 0
-    *_, edit_guidance, edit_keep = own.predict("cxr-phantom", api_name="/select_model")
-    assert edit_guidance["value"] == default_guidance("cxr") == 3.0
-    assert edit_keep["value"] == default_change_threshold("cxr") > 0
+    skin, cxr = edit_defaults("skin"), edit_defaults("cxr")                  # the Edit sliders follow the model
+    assert (strength["value"], guidance["value"], keep["value"]) == (skin.strength, skin.guidance_scale, 0) == (0.9, 6, 0)
+    *_, strength, guidance, keep = own.predict("cxr-phantom", api_name="/select_model")
+    assert (strength["value"], guidance["value"], keep["value"]) == (cxr.strength, cxr.guidance_scale, 0.04) == (0.8, 3, 0.04)
     at_fit = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", fitted["trials"], True)
     assert f"melanoma needs {fitted['votes_needed']} of {fitted['trials']} votes" in at_fit.summary
     assert "the card fitted" not in at_fit.summary                        # at the card's N nothing to say

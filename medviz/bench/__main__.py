@@ -7,7 +7,7 @@ python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps N] [--strength S] [--guidance W] [--mask auto|none] [--mask-threshold M]
-    [--change-threshold C] [--residual on|off] [--tuning] [--figure-dir DIR] [--json PATH]
+    [--mask-draws K] [--change-threshold C] [--residual on|off] [--tuning] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="counterfactual: mask mode")
     parser.add_argument("--mask-threshold", type=float, default=None,
                         help="counterfactual: automatic mask threshold (engine default)")
+    parser.add_argument("--mask-draws", type=int, default=None,
+                        help="counterfactual: noise draws of the automatic mask (engine default)")
     parser.add_argument("--change-threshold", type=float, default=None,
                         help="counterfactual: keep the input where the edit changed the decoded image by less "
                              "than this (0 = off; engine default per domain)")
@@ -227,7 +229,8 @@ def _counterfactual(args) -> int:
         raise SystemExit(f"no edit of --domain {args.domain} among {', '.join(args.edit)}; "
                          f"{args.domain} edits: {', '.join(e for e in EDITS if EDITS[e][0] == args.domain)}")
     chosen = {"steps": args.steps, "strength": args.strength, "guidance_scale": args.guidance,
-              "mask_threshold": args.mask_threshold, "change_threshold": args.change_threshold,
+              "mask_threshold": args.mask_threshold, "mask_draws": args.mask_draws,
+              "change_threshold": args.change_threshold,
               "residual": None if args.residual is None else args.residual == "on"}
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, mask_mode=args.mask,
@@ -240,10 +243,14 @@ def _counterfactual(args) -> int:
         for domain in sorted({EDITS[e][0] for e in edits}):
             done = [r for r in result["edits"] if r["domain"] == domain and r["cases"]]
             rows = [{**r["cases"][0], "edit": r["edit"]} for r in done]
-            guidance = done[0]["guidance_scale"] if done else config.guidance_scale
+            if not done:
+                continue
+            used = done[0]                                  # the settings the engine resolved for the domain
+            change = f", change threshold {used['change_threshold']:g}" if used["change_threshold"] else ""
             save_edit_figure(rows, str(Path(args.figure_dir) / f"counterfactual_{domain}.png"),
                              title=f"{domain}-phantom counterfactual edits (edit-friendly DDPM inversion, "
-                                   f"strength {config.strength}, guidance {guidance}, {config.steps} steps)")
+                                   f"strength {used['strength']}, guidance {used['guidance_scale']}, "
+                                   f"{config.steps} steps{change})")
     for r in result["edits"]:
         r.pop("cases")
     return _write(args.json, result)

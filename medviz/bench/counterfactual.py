@@ -48,12 +48,13 @@ class CounterfactualBenchConfig:
     n: int = 100
     n_reconstruction: int = 100
     n_cost: int = 10
-    steps: int = _ENGINE.steps                  # the engine's defaults unless a sweep asks otherwise
-    strength: float = _ENGINE.strength
-    guidance_scale: float | None = _ENGINE.guidance_scale     # None: each model's domain default
+    steps: int = _ENGINE.steps                  # the engine's defaults unless a sweep asks otherwise;
+    strength: float | None = _ENGINE.strength   # None: the engine's default per domain (and action)
+    guidance_scale: float | None = _ENGINE.guidance_scale
     mask_mode: str = _ENGINE.mask_mode
-    mask_threshold: float | None = _ENGINE.mask_threshold     # None: the engine's default per domain and action
-    change_threshold: float | None = _ENGINE.change_threshold  # None: the engine's default per domain
+    mask_threshold: float | None = _ENGINE.mask_threshold
+    mask_draws: int | None = _ENGINE.mask_draws
+    change_threshold: float | None = _ENGINE.change_threshold
     residual: bool = _ENGINE.residual
     seed: int = 0
     tuning: bool = False             # True: the tuning phantoms instead of the held-out bench set
@@ -107,7 +108,7 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
     size = model.image_size
     engine = EditConfig(add=(attribute,) if action == "add" else (), remove=(attribute,) if action == "remove" else (),
                         steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
-                        mask_mode=config.mask_mode, mask_threshold=config.mask_threshold,
+                        mask_mode=config.mask_mode, mask_threshold=config.mask_threshold, mask_draws=config.mask_draws,
                         change_threshold=config.change_threshold, residual=config.residual, seed=config.seed)
     baseline = replace(engine, inversion="ddim", mask_mode="none", residual=False)
     others = [a for a in FACTOR_ATTRIBUTES[domain] if a != attribute]
@@ -151,11 +152,12 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         rows.append(row)
         if progress:
             progress(i + 1, config.n)
-    resolved = engine.for_domain(domain)             # the guidance and thresholds the engine used
+    resolved = engine.for_domain(domain)             # the settings the engine used
     return {
-        "edit": edit, "domain": domain, "n": len(rows), "steps": config.steps, "strength": config.strength,
+        "edit": edit, "domain": domain, "n": len(rows), "steps": config.steps, "strength": resolved.strength,
         "guidance_scale": resolved.guidance_scale, "mask_mode": config.mask_mode,
-        "mask_threshold": resolved.mask_threshold, "change_threshold": resolved.change_threshold,
+        "mask_threshold": resolved.mask_threshold, "mask_draws": resolved.mask_draws,
+        "change_threshold": resolved.change_threshold,
         "effectiveness": float(np.mean([r["effective"] for r in rows])),
         "true_counterfactual_effectiveness": float(np.mean([r["true_effective"] for r in rows])),
         "preservation_all": float(np.mean([r["all_kept"] for r in rows])),
@@ -236,11 +238,11 @@ def _setting_text(result: dict, key: str, by: str) -> str:
 
 def print_table(result: dict) -> None:
     c = result["config"]
-    guidance = _setting_text(result, "guidance_scale", "domain")
+    strength, guidance, draws, change = (_setting_text(result, key, "domain") for key in
+                                         ("strength", "guidance_scale", "mask_draws", "change_threshold"))
     threshold = _setting_text(result, "mask_threshold", "edit")
-    change = _setting_text(result, "change_threshold", "domain")
     print(f"\ncounterfactual bench{' (TUNING phantoms)' if c.get('tuning') else ''}: steps {c['steps']}, "
-          f"strength {c['strength']}, guidance {guidance}, mask {c['mask_mode']} (threshold {threshold}, "
+          f"strength {strength}, guidance {guidance}, mask {c['mask_mode']} (threshold {threshold}, {draws} draws, "
           f"change threshold {change}) "
           "(oracle = attribute readout, not a diagnosis)")
     for r in result["reconstruction"]:

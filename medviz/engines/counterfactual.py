@@ -68,32 +68,57 @@ EDITABLE = {
 #: it (98% of samples), so the names may no longer be needed, but this path is unmeasured: the edit bench
 #: names the devices the phantom SCM adds, as a clinician asking "with a pacemaker" would.
 _ADD_ALSO = {"cxr": {"support_devices": ("ett", "cvc")}}
-#: Default guidance scale per bundled domain, chosen on 25 edit-tuning phantoms per edit type (seeds
-#: 10,950,000+, never the bench's; ``python -m medviz.bench counterfactual --tuning``). CXR: 3 against 6
-#: kept every other finding in 88-100% of edits instead of 48-100% and was closer to the true
-#: counterfactual (effusion added 92% vs 60%, removed 68% vs 52%), still flipping the readout in
-#: 92-100%. Skin: 3 flipped "add melanoma" in 24% of edits against 80%, so it keeps 6.
-DEFAULT_GUIDANCE = {"cxr": 3.0, "skin": 6.0}
-FALLBACK_GUIDANCE = 6.0               # any other checkpoint (e.g. a fine-tuned SD on real X-rays)
-#: Default automatic-mask threshold of an edit that only adds, per domain (others: ``MASK_THRESHOLD``).
-#: Why additions differ: the map |eps(target) - eps(source)| also lights, more weakly, where the model
-#: would add what it learnt goes with the target (effusion at the lung bases when devices are added);
-#: a higher threshold leaves those out. A removal needs the whole finding inside the mask, or what is
-#: left outside keeps it visible. Same CXR tuning runs (guidance 3): at 0.6 instead of 0.4, every other
-#: finding was kept in 100% of additions (adding effusion 96% -> 100%, adding devices 88% -> 100%), which
-#: flipped as often (100%); but removing effusion at 0.6 flipped it in 72% instead of 92%.
-ADD_MASK_THRESHOLD = {"cxr": 0.6}
-MASK_THRESHOLD = 0.4
-#: Default ``change_threshold`` per domain (0 = off): the smallest change of a pixel's intensity (0..1,
-#: the largest over channels, after smoothing over ~1 px at 128 px) that the composite takes from the
-#: edit. Chosen on 40 CXR edit-tuning phantoms per edit type (``runs``: the same edits composited
-#: offline): against the whole mask, 0.04 brought "faithful" (closer to the true counterfactual than the
-#: input) from 62% to 97% for effusion removal and from 47% to 97% for device removal, mask IoU with
-#: the true change from 0.16 to 0.67 and 0.06 to 0.27, with the same effectiveness (93-100%) and
-#: preservation; 0.1 let half the removed devices show again. Off for skin: its VAE already erases
-#: hair, ink and much of a ruler in the input's own decode, so the change map cannot see them
-#: (hair and ink removal flipped in 0-17% of edits instead of 7-60%).
-CHANGE_THRESHOLD = {"cxr": 0.04}
+@dataclass(frozen=True)
+class EditDefaults:
+    """What an edit request leaves as ``None`` resolves to, per model domain (``EditConfig.for_domain``).
+
+    The bundled domains' values were chosen on edit-tuning phantoms (seeds 10,950,000+, never the bench's;
+    ``python -m medviz.bench counterfactual --tuning``), 25 per edit type unless said otherwise; the
+    reasons are beside ``DOMAIN_DEFAULTS``. Any other checkpoint gets ``FALLBACK_DEFAULTS``.
+    """
+
+    strength: float = 0.8
+    guidance_scale: float = 6.0
+    mask_draws: int = 10
+    add_mask_threshold: float = 0.4      # automatic mask of an edit that only adds
+    mask_threshold: float = 0.4          # ... of every other edit
+    change_threshold: float = 0.0        # 0: the whole mask is taken from the edit
+
+
+#: * guidance, CXR 3: against 6 it kept every other finding in 88-100% of edits instead of 48-100% and was
+#:   closer to the true counterfactual (effusion added 92% vs 60%, removed 68% vs 52%), still flipping the
+#:   readout in 92-100%. Skin keeps 6: 3 flipped "add melanoma" in 24% of edits against 80%.
+#: * add_mask_threshold, CXR 0.6: the map |eps(target) - eps(source)| also lights, more weakly, where the
+#:   model would add what it learnt goes with the target (effusion at the lung bases when devices are
+#:   added); a higher threshold leaves those out. A removal needs the whole finding inside the mask, or
+#:   what is left outside keeps it visible. At 0.6 instead of 0.4 (guidance 3) every other finding was
+#:   kept in 100% of additions (adding effusion 96% -> 100%, adding devices 88% -> 100%), which flipped as
+#:   often (100%); but removing effusion at 0.6 flipped it in 72% instead of 92%, so removals keep 0.4.
+#: * change_threshold, CXR 0.04 (see ``_changed_pixels``): chosen on 40 CXR tuning phantoms per edit type,
+#:   each edit run once and its decodes composited at 0.02-0.1 (and dilations, ramps) offline; ``bench
+#:   counterfactual --tuning --n 40 --change-threshold 0.04 --edit "remove support devices"`` reproduces
+#:   that row. Against the whole mask, 0.04 brought "faithful" (closer to the true counterfactual than the
+#:   input) from 62% to 97% for effusion removal and from 47% to 97% for device removal, the IoU of the
+#:   pixels taken with the true change from 0.16 to 0.67 and 0.06 to 0.27, at the same effectiveness
+#:   (93-100%) and preservation; at 0.1 half the removed devices showed again. Off for skin: its VAE
+#:   already erases hair, ink and much of a ruler in the input's own decode, so the change map cannot see
+#:   them (hair and ink removal flipped in 0-17% of edits instead of 7-60%).
+#: * strength, skin 0.9 (CXR 0.8: 0.6 removed too little, 0.9 / 1.0 were no better): against 0.8 (10 mask
+#:   draws both), "add melanoma" flipped in 96% instead of 80% and was faithful in 68% instead of 36%,
+#:   "remove melanoma" flipped in 84% instead of 52%; ruler, hair and ink removal moved by at most 4
+#:   points of flips (1.0: much the same, at 100 UNet passes per edit). mask_draws, skin 8: keeps an edit
+#:   within 3 x 30 passes at strength 0.9 (27 inversion + 8 mask + 54 edit = 89); with 8 draws the
+#:   melanoma edits flipped in 96% (add) and 76% (remove).
+DOMAIN_DEFAULTS = {
+    "cxr": EditDefaults(guidance_scale=3.0, add_mask_threshold=0.6, change_threshold=0.04),
+    "skin": EditDefaults(strength=0.9, mask_draws=8),
+}
+FALLBACK_DEFAULTS = EditDefaults()        # any other checkpoint (e.g. a fine-tuned SD on real X-rays)
+
+
+def edit_defaults(domain: str | None) -> EditDefaults:
+    """The values an edit request left as ``None`` take for a model of ``domain``."""
+    return DOMAIN_DEFAULTS.get(domain, FALLBACK_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -108,16 +133,15 @@ class EditConfig:
         steps: schedule length; only the last ``round(strength * steps)`` steps are inverted and re-run.
         strength: in (0, 1]; how early in the trajectory the edit starts (1 = from pure noise level).
         guidance_scale: w >= 1 of eps(source) + w (eps(target) - eps(source)); 1 = target prompt alone.
-            ``None``: the model's domain default (``DEFAULT_GUIDANCE``; 6 for other checkpoints).
+        (Every argument that defaults to ``None`` takes the model domain's value: ``edit_defaults``.)
         mask_mode: "none", "auto" (DiffEdit) or "painted" (give ``mask`` to ``counterfactual``).
-        mask_threshold: DiffEdit's binarisation threshold of the clamped, rescaled map (0..1; DiffEdit 0.5).
-            ``None``: ``ADD_MASK_THRESHOLD`` of the domain for an edit that only adds, else 0.4.
+        mask_threshold: DiffEdit's binarisation threshold of the clamped, rescaled map (0..1; DiffEdit 0.5);
+            the domain's default differs for an edit that only adds.
         mask_draws: noise draws averaged for the automatic mask.
         mask_t: noise level of the automatic mask, as a fraction of the training timesteps.
         change_threshold: 0..1; > 0: inside the mask, keep the input wherever the decoded edit differs
             from the decoded input latent by less than this intensity (see step 5 above); 0: the whole
-            mask is taken from the edit. ``None``: ``CHANGE_THRESHOLD`` of the domain (0 elsewhere).
-            Ignored with mask mode "none". One more VAE decode, no UNet pass.
+            mask is taken from the edit. Ignored with mask mode "none". One more VAE decode, no UNet pass.
         residual: True: the result is the input plus the edit's change, input + decode(edited latent) -
             decode(input latent), instead of the decoded edit; it cancels the VAE's round-trip error (its
             decoder smooths fine texture), so pixels the edit leaves alone stay the input's inside the
@@ -132,11 +156,11 @@ class EditConfig:
     source_prompt: str | None = None
     inversion: str = "edit_friendly"
     steps: int = 30
-    strength: float = 0.8
+    strength: float | None = None
     guidance_scale: float | None = None
     mask_mode: str = "auto"
     mask_threshold: float | None = None
-    mask_draws: int = 10
+    mask_draws: int | None = None
     mask_t: float = 0.5
     change_threshold: float | None = None
     residual: bool = False
@@ -144,17 +168,17 @@ class EditConfig:
     batch_size: int = 16
 
     def for_domain(self, domain: str | None) -> "EditConfig":
-        """This request with the domain's defaults filled in where none was given (guidance, thresholds)."""
-        guidance = default_guidance(domain) if self.guidance_scale is None else self.guidance_scale
-        threshold = self.mask_threshold
-        if threshold is None:
-            only_adds = bool(self.add) and not self.remove and self.target_prompt is None
-            threshold = ADD_MASK_THRESHOLD.get(domain, MASK_THRESHOLD) if only_adds else MASK_THRESHOLD
-        change = default_change_threshold(domain) if self.change_threshold is None else self.change_threshold
-        return replace(self, guidance_scale=guidance, mask_threshold=threshold, change_threshold=change)
+        """This request with the domain's defaults (``edit_defaults``) wherever it gave ``None``."""
+        defaults = edit_defaults(domain)
+        only_adds = bool(self.add) and not self.remove and self.target_prompt is None
+        filled = {"strength": defaults.strength, "guidance_scale": defaults.guidance_scale,
+                  "mask_draws": defaults.mask_draws, "change_threshold": defaults.change_threshold,
+                  "mask_threshold": defaults.add_mask_threshold if only_adds else defaults.mask_threshold}
+        return replace(self, **{name: value for name, value in filled.items() if getattr(self, name) is None})
 
     @property
     def edit_steps(self) -> int:
+        """Steps inverted and re-run (the strength must be resolved: ``for_domain``)."""
         return max(1, int(round(self.strength * self.steps)))
 
     def validate(self, domain: str | None = None) -> None:
@@ -164,12 +188,12 @@ class EditConfig:
             raise ValueError(f"unknown mask mode {self.mask_mode!r}; choose one of {', '.join(MASK_MODES)}")
         if not 2 <= self.steps <= 1000:
             raise ValueError(f"steps must be 2..1000, got {self.steps}")
-        if not 0 < self.strength <= 1:
+        if self.strength is not None and not 0 < self.strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {self.strength}")
         if self.guidance_scale is not None and self.guidance_scale < 1:
             raise ValueError(f"guidance scale must be >= 1, got {self.guidance_scale}")
         threshold_ok = self.mask_threshold is None or 0 < self.mask_threshold < 1
-        if not 0 < self.mask_t < 1 or not threshold_ok or self.mask_draws < 1:
+        if not 0 < self.mask_t < 1 or not threshold_ok or (self.mask_draws is not None and self.mask_draws < 1):
             raise ValueError("mask_t and mask_threshold must lie in (0, 1) and mask_draws >= 1")
         if self.change_threshold is not None and not 0 <= self.change_threshold < 1:
             raise ValueError(f"change_threshold must lie in [0, 1), got {self.change_threshold}")
@@ -185,16 +209,6 @@ class EditConfig:
                 raise ValueError(f"cannot edit {unknown} with a {domain!r} model; editable: {', '.join(allowed)}")
         if domain is None and (self.add or self.remove) and self.target_prompt is None:
             raise ValueError("this model has no known domain: give a target prompt instead of add/remove")
-
-
-def default_guidance(domain: str | None) -> float:
-    """The edit guidance scale used when a request gives none, for a model of ``domain``."""
-    return DEFAULT_GUIDANCE.get(domain, FALLBACK_GUIDANCE)
-
-
-def default_change_threshold(domain: str | None) -> float:
-    """The change threshold used when a request gives none, for a model of ``domain`` (0 = off)."""
-    return CHANGE_THRESHOLD.get(domain, 0.0)
 
 
 @dataclass(frozen=True)

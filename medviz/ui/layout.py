@@ -13,13 +13,14 @@ import gradio as gr
 
 from .. import RESEARCH_ONLY_NOTICE, __version__
 from ..engines import SCHEDULERS, Interrupted
-from ..engines.counterfactual import EditConfig, default_change_threshold, default_guidance
+from ..engines.counterfactual import EditConfig, edit_defaults
 from ..models import ModelLoadError, read_model_card
 from ..oracle import READOUT_KIND
 from . import handlers
 from .session import ModelRegistry, StopFlags
 
-#: The Edit tab's sliders start at the engine's defaults (chosen on tuning phantoms; see the README).
+#: The Edit tab's sliders start at the engine's defaults (chosen on tuning phantoms; see the README); those
+#: that depend on the model's domain follow the loaded model (``_edit_sliders``).
 EDIT_DEFAULTS = EditConfig()
 
 
@@ -29,6 +30,13 @@ def _domain_of(name: str) -> str | None:
         return read_model_card(name).get("domain")
     except ModelLoadError:
         return None
+
+
+def _edit_sliders(domain: str | None) -> tuple:
+    """Updates of the Edit tab's strength, guidance and change-threshold sliders to ``domain``'s defaults."""
+    defaults = edit_defaults(domain)
+    return (gr.Slider(value=defaults.strength), gr.Slider(value=defaults.guidance_scale),
+            gr.Slider(value=defaults.change_threshold))
 
 BANNER = (f"**medviz {__version__}** · ⚠️ {RESEARCH_ONLY_NOTICE.capitalize()}. Images here are synthetic or "
           "edited; never use them for clinical decisions.")
@@ -86,8 +94,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                 gr.Dropdown(choices=examples, value=next((e for e in examples if e.endswith(".png") and "clear" not in e),
                                                          None)),
                 gr.Dropdown(choices=editable, value=editable[0] if editable else None),
-                gr.Slider(value=handlers.explain_trials(model, presets[0])), gr.Slider(value=default_guidance(domain)),
-                gr.Slider(value=default_change_threshold(domain)))
+                gr.Slider(value=handlers.explain_trials(model, presets[0])), *_edit_sliders(domain))
 
     @_errors_as_messages
     def on_preset_change(name, preset):
@@ -190,6 +197,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
 
     # ---------------------------------------------------------------- layout
     default = registry.default
+    default_domain = _domain_of(default)
     with gr.Blocks(title="medviz", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         gr.Markdown(BANNER, elem_id="research-banner")
         with gr.Row():
@@ -277,17 +285,19 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                              placeholder="Chest X-ray of a female patient with no pleural effusion")
                     edit_mask_mode = gr.Radio(list(handlers.EDIT_MASK_MODES), value="automatic (DiffEdit)",
                                               label="Mask: where the edit may change pixels")
-                    edit_strength = gr.Slider(0.2, 1.0, value=EDIT_DEFAULTS.strength, step=0.05,
+                    # The strength, guidance and change-threshold sliders follow the model (``_edit_sliders``).
+                    edit_strength = gr.Slider(0.2, 1.0, value=edit_defaults(default_domain).strength, step=0.05,
                                               label="Strength (how early in the trajectory the edit starts)")
                     with gr.Row():
-                        edit_guidance = gr.Slider(1, 12, value=default_guidance(_domain_of(default)), step=0.5,
-                                                  label="Guidance scale")   # set to the model's default on load
+                        edit_guidance = gr.Slider(1, 12, value=edit_defaults(default_domain).guidance_scale, step=0.5,
+                                                  label="Guidance scale")
                         edit_steps = gr.Slider(10, 100, value=EDIT_DEFAULTS.steps, step=5, label="Steps",
                                                elem_id="edit-steps")
                         edit_seed = gr.Number(value=0, precision=0, label="Seed (-1 = random)", minimum=-1)
-                    edit_keep = gr.Slider(0, 0.2, value=default_change_threshold(_domain_of(default)), step=0.01,
+                    edit_keep = gr.Slider(0, 0.2, value=edit_defaults(default_domain).change_threshold,
+                                          step=0.01,
                                           label="Keep the input where the edit changed the intensity by less than "
-                                                "(0 = take the whole mask)")    # set to the model's default on load
+                                                "(0 = take the whole mask)")
                     edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
                     edit_summary = gr.Markdown(elem_id="edit-summary")
                     edit_readout = gr.Dataframe(headers=["attribute", "before", "after"], interactive=False,
@@ -343,7 +353,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
 
         # ------------------------------------------------------------ wiring
         model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example, edit_example, edit_attribute,
-                         trials, edit_guidance, edit_keep]
+                         trials, edit_strength, edit_guidance, edit_keep]
         model_name.change(on_model_change, model_name, model_outputs,
                           api_name="select_model", concurrency_id=MODEL_JOBS)
         generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,

@@ -5,8 +5,8 @@ import pytest
 
 from medviz.engines import Interrupted
 from medviz.engines.common import decode_latents, encode_image
-from medviz.engines.counterfactual import (CHANGE_THRESHOLD, DEFAULT_GUIDANCE, FALLBACK_GUIDANCE, EditConfig,
-                                          change_metrics, counterfactual, edit_prompts)
+from medviz.engines.counterfactual import (FALLBACK_DEFAULTS, EditConfig, change_metrics, counterfactual,
+                                          edit_defaults, edit_prompts)
 from medviz.phantoms import get_domain
 
 FAST = dict(steps=10, strength=0.5, mask_draws=2, seed=3)
@@ -79,7 +79,7 @@ def test_the_composite_takes_only_the_pixels_the_edit_changed(cxr_model):
     config = EditConfig(remove=("pleural_effusion",), seed=0)
     whole = counterfactual(cxr_model, image, replace(config, change_threshold=0.0))    # the whole DiffEdit mask
     changed = counterfactual(cxr_model, image, config)                                 # the CXR default
-    assert changed.parameters["change_threshold"] == CHANGE_THRESHOLD["cxr"] > 0
+    assert changed.parameters["change_threshold"] == edit_defaults("cxr").change_threshold > 0
     # Same edit and mask, fewer pixels taken from it: a subset of the mask; the rest is the input exactly.
     assert np.array_equal(changed.mask, whole.mask) and np.array_equal(whole.edited, whole.mask)
     assert 0 < changed.edited.sum() < 0.6 * changed.mask.sum() and not (changed.edited & ~changed.mask).any()
@@ -98,13 +98,13 @@ def test_removing_an_effusion_lowers_its_readout_and_keeps_the_rest(cxr_model):
     assert "no pleural effusion" in result.target_prompt and "pleural effusion" in result.source_prompt
     assert 0 < result.mask.mean() < 1 and result.mask_score.shape == (128, 128)
     assert result.parameters["seed"] == 0 and result.parameters["target_prompt"] == result.target_prompt
-    assert result.parameters["guidance_scale"] == DEFAULT_GUIDANCE["cxr"]      # the domain's default, recorded
+    assert result.parameters["guidance_scale"] == edit_defaults("cxr").guidance_scale   # the domain's, recorded
 
 
 def test_guidance_defaults_per_domain_and_an_explicit_value_wins():
     assert EditConfig().for_domain("cxr").guidance_scale == 3.0
     assert EditConfig().for_domain("skin").guidance_scale == 6.0
-    assert EditConfig().for_domain(None).guidance_scale == FALLBACK_GUIDANCE
+    assert EditConfig().for_domain(None).guidance_scale == FALLBACK_DEFAULTS.guidance_scale == 6.0
     assert EditConfig(guidance_scale=7.5).for_domain("cxr").guidance_scale == 7.5
     with pytest.raises(ValueError, match="guidance scale must be >= 1"):
         EditConfig(guidance_scale=0.5).validate("cxr")
@@ -118,11 +118,16 @@ def test_guidance_defaults_per_domain_and_an_explicit_value_wins():
     with pytest.raises(ValueError, match="mask_threshold must lie in"):
         EditConfig(mask_threshold=1.5).validate("cxr")
     # The change-restricted composite: on for CXR, off for skin and other checkpoints; 0 turns it off.
-    assert EditConfig().for_domain("cxr").change_threshold == CHANGE_THRESHOLD["cxr"]
+    assert EditConfig().for_domain("cxr").change_threshold == 0.04
     assert EditConfig().for_domain("skin").change_threshold == EditConfig().for_domain(None).change_threshold == 0
     assert EditConfig(change_threshold=0.0).for_domain("cxr").change_threshold == 0
     with pytest.raises(ValueError, match="change_threshold must lie in"):
         EditConfig(change_threshold=1.0).validate("cxr")
+    # Skin edits start later in the trajectory, with fewer mask draws (within 3 x steps UNet passes).
+    skin, cxr = EditConfig().for_domain("skin"), EditConfig().for_domain("cxr")
+    assert (skin.strength, skin.mask_draws, cxr.strength, cxr.mask_draws) == (0.9, 8, 0.8, 10)
+    assert EditConfig(strength=0.5, mask_draws=3).for_domain("skin").edit_steps == 15
+    assert 27 + 8 + 2 * 27 <= 3 * skin.steps
 
 
 def test_prompts_from_the_readout():
