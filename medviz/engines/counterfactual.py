@@ -63,11 +63,8 @@ EDITABLE = {
     "cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "pacemaker", "ett", "cvc", "ngt"),
     "skin": ("melanoma", "ruler", "hair", "gel_bubbles", "ink", "vignette"),
 }
-#: Adding the generic "support devices" without naming a device also names two. Why: before its run6 the
-#: bundled model drew no device for the generic phrase alone (see the cxr-phantom model card). run6 learnt
-#: it (98% of samples), so the names may no longer be needed, but this path is unmeasured: the edit bench
-#: names the devices the phantom SCM adds, as a clinician asking "with a pacemaker" would.
-_ADD_ALSO = {"cxr": {"support_devices": ("ett", "cvc")}}
+
+
 @dataclass(frozen=True)
 class EditDefaults:
     """What an edit request leaves as ``None`` resolves to, per model domain (``EditConfig.for_domain``).
@@ -253,11 +250,12 @@ def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -
         return source, config.target_prompt
     target = dict(present)
     negated = list(config.remove)
+    # Adding the generic "support devices" names no device; the model picks (its card: mostly tubes). Before
+    # its run6 it drew nothing for the phrase alone, so edits also named an ETT and a central line; on 25
+    # CXR edit-tuning phantoms the phrase alone now flipped the readout in 100% and kept every other
+    # finding in 100%, as naming them did (2026-11-29).
     for name in config.add:
         target[name] = True
-        if not set(config.add) & set(SUPPORT_DEVICE_KINDS):           # no device named: name the default ones
-            for extra in _ADD_ALSO.get(domain, {}).get(name, ()):
-                target[extra] = True
     for name in config.remove:
         target[name] = False
         if domain == "cxr" and name == "support_devices":

@@ -138,7 +138,7 @@ def test_prompts_from_the_readout():
     assert target == "Chest X-ray of a male patient showing pleural effusion, no support devices"
     _, added = edit_prompts("cxr", {**readout, "support_devices": 0.0, "pacemaker": 0.0},
                             EditConfig(add=("support_devices",)))
-    assert "support devices" in added and "endotracheal tube" in added
+    assert added == "Chest X-ray of a male patient showing pleural effusion, support devices"   # no device named
     assert edit_prompts("cxr", readout, EditConfig(target_prompt="Chest X-ray"))[1] == "Chest X-ray"
     with pytest.raises(ValueError, match="no oracle"):
         edit_prompts(None, None, EditConfig(target_prompt="x"))
