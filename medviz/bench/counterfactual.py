@@ -48,8 +48,10 @@ class CounterfactualBenchConfig:
     n: int = 100
     n_reconstruction: int = 100
     n_cost: int = 10
-    steps: int = _ENGINE.steps                  # the engine's defaults unless a sweep asks otherwise;
-    strength: float | None = _ENGINE.strength   # None: the engine's default per domain (and action)
+    # The engine's defaults unless a sweep asks otherwise; None: the engine's value for the model's domain
+    # (``edit_defaults``; the mask threshold also depends on whether the edit only adds).
+    steps: int = _ENGINE.steps
+    strength: float | None = _ENGINE.strength
     guidance_scale: float | None = _ENGINE.guidance_scale
     mask_mode: str = _ENGINE.mask_mode
     mask_threshold: float | None = _ENGINE.mask_threshold
@@ -254,7 +256,7 @@ def print_table(result: dict) -> None:
         worst = min(r["preservation"].items(), key=lambda kv: kv[1])
         print(f"{r['edit']:<25}{r['n']:>5}{r['effectiveness']:>11.1%}{r['true_counterfactual_effectiveness']:>9.0%}"
               f"{r['preservation_all']:>10.1%}{worst[1]:>7.1%} {worst[0][:4]:<4}{r['faithfulness']:>10.1%}"
-              f"{r['mask_iou_mean']:>10.2f}{r.get('edited_iou_mean', float('nan')):>12.2f}{r['mean_passes']:>8.0f}"
+              f"{r['mask_iou_mean']:>10.2f}{r['edited_iou_mean']:>12.2f}{r['mean_passes']:>8.0f}"
               f"{r['mean_seconds']:>8.2f}")
     print("cost beside a plain DDIM-inversion edit (DDIM inversion, no mask), same images, same run:")
     for r in result["edits"]:

@@ -23,16 +23,16 @@ One edit, for an image in the I/O contract and a loaded ``medviz.models.Model``:
    Masked edits blend latents after every step with the inversion's own trajectory outside the mask
    (DiffEdit sec. 3.2) and composite the decoded image with the input, so outside the mask the result
    *is* the input.
+4. **Edit loop** (visible below, one UNet call per step with source and target prompts batched):
+   eps = eps(source) + w (eps(target) - eps(source)) -- classifier-free guidance with the source prompt
+   as the negative prompt, so the guidance pushes exactly along the edit, and an empty edit reproduces
+   the inversion: exact reconstruction at 1 + 2 UNet passes per edited step.
 5. **Composite where the edit changed** (``change_threshold``, on by default for CXR): inside the mask,
    only the pixels where the decoded edit differs from the decoded *input latent* by more than the
    threshold are taken from the edit; the rest keep the input. Comparing two decodes cancels the VAE's
    round-trip error (smoothed fine texture), which otherwise covers the whole latent-resolution mask,
    so the mask shrinks from the latent cells DiffEdit marks to the pixels the edit redrew (in the
    spirit of the thresholded healthy-minus-input maps of Fontanella et al. 2023, arXiv 2308.02062).
-4. **Edit loop** (visible below, one UNet call per step with source and target prompts batched):
-   eps = eps(source) + w (eps(target) - eps(source)) -- classifier-free guidance with the source prompt
-   as the negative prompt, so the guidance pushes exactly along the edit, and an empty edit reproduces
-   the inversion: exact reconstruction at 1 + 2 UNet passes per edited step.
 
 Why not ``LEditsPPPipelineStableDiffusion``: it does use edit-friendly inversion, but edits by semantic
 guidance on concept prompts with its own attention masks; here the edit is source -> target prompt with
