@@ -38,6 +38,7 @@ def _edit_sliders(domain: str | None) -> tuple:
     return (gr.Slider(value=defaults.strength), gr.Slider(value=defaults.guidance_scale),
             gr.Slider(value=defaults.change_threshold))
 
+
 BANNER = (f"**medviz {__version__}** · ⚠️ {RESEARCH_ONLY_NOTICE.capitalize()}. Images here are synthetic or "
           "edited; never use them for clinical decisions.")
 MODEL_JOBS = "model"          # concurrency id shared by every event that runs the model
