@@ -76,7 +76,7 @@ def _paint_lung_bases(page) -> None:
     """Two brush strokes across the lower lungs of the loaded X-ray, as a clinician would paint them."""
     page.locator("#edit-canvas button[aria-label=Brush]").click()
     box = page.locator("#edit-canvas canvas").first.bounding_box()
-    for height in (0.70, 0.78):
+    for height in (0.60, 0.68, 0.76):
         y = box["y"] + box["height"] * height
         page.mouse.move(box["x"] + box["width"] * 0.25, y)
         page.mouse.down()
