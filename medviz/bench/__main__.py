@@ -242,9 +242,9 @@ def _counterfactual(args) -> int:
 
         for domain in sorted({EDITS[e][0] for e in edits}):
             done = [r for r in result["edits"] if r["domain"] == domain and r["cases"]]
-            rows = [{**r["cases"][0], "edit": r["edit"]} for r in done]
             if not done:
                 continue
+            rows = [{**r["cases"][0], "edit": r["edit"]} for r in done]
             used = done[0]                                  # the settings the engine resolved for the domain
             change = f", change threshold {used['change_threshold']:g}" if used["change_threshold"] else ""
             save_edit_figure(rows, str(Path(args.figure_dir) / f"counterfactual_{domain}.png"),

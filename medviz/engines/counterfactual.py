@@ -310,7 +310,7 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
             score, mask_passes = _diffedit_score(pipe, scheduler, x0, embeds, config, seed, control)
             passes += mask_passes
 
-    latent_mask, pixel_mask, weight, mask_score = _masks(config, score, mask, x0.shape[-1], size, device)
+    latent_mask, pixel_mask, mask_score = _masks(config, score, mask, x0.shape[-1], size, device)
     if latent_mask is not None:
         latent_mask = latent_mask.to(dtype)                  # fp16 on a GPU: keep the latents in the UNet's dtype
 
@@ -332,16 +332,18 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
         control.step()
 
     decoded = decode_latents(pipe, latents)[0]                                 # (size, size, 3)
-    restrict = bool(config.change_threshold) and weight is not None
+    masked = latent_mask is not None
+    restrict = bool(config.change_threshold) and masked
     reference = decode_latents(pipe, x0)[0] if config.residual or restrict else None    # the input latent, decoded
     edited = pixel_mask
     if restrict:                            # step 5: only the pixels the edit redrew
         edited = _changed_pixels(decoded, reference, pixel_mask, config.change_threshold)
-        weight = _feather(edited, ramp=size / 64)
     if config.residual:                     # only the edit's change, added to the input's own pixels
         decoded = rgb + (decoded - reference)
-    if weight is not None:
-        decoded = weight[..., None] * decoded + (1 - weight[..., None]) * rgb
+    if masked:
+        # The seam: 4 px at 128 px inside a mask of latent cells, 2 px inside the pixels the edit changed.
+        weight = _feather(edited, ramp=size / 64 if restrict else size / 32)[..., None]
+        decoded = weight * decoded + (1 - weight) * rgb
     decoded = np.clip(decoded, 0.0, 1.0).astype(np.float32)
     readout_after = model.oracle.readout_dicts([decoded])[0] if model.oracle is not None else None
     gray_input = np.asarray(image).ndim == 2
@@ -460,12 +462,12 @@ def _diffedit_score(pipe, scheduler, x0, embeds, config: EditConfig, seed: int, 
 
 
 def _masks(config: EditConfig, score, painted, latent_size: int, size: int, device):
-    """(latent mask tensor or None, pixel mask bool, composite weight or None, score map or None)."""
+    """(latent mask tensor or None, pixel mask bool (all True without a mask), score map or None)."""
     import torch
     import torch.nn.functional as F
 
     if config.mask_mode == "none":
-        return None, np.ones((size, size), bool), None, None
+        return None, np.ones((size, size), bool), None
     if config.mask_mode == "auto":
         from scipy.ndimage import binary_dilation, gaussian_filter
 
@@ -488,8 +490,7 @@ def _masks(config: EditConfig, score, painted, latent_size: int, size: int, devi
         # A latent cell is edited when any of its pixels is painted.
         latent = F.adaptive_max_pool2d(torch.from_numpy(pixel.astype(np.float32))[None, None], latent_size)[0, 0]
         mask_score = None
-    # 4 px at 128 px, so that the VAE-decoded inside meets the original outside without a visible seam.
-    return latent.to(device)[None, None], pixel, _feather(pixel, ramp=size / 32), mask_score
+    return latent.to(device)[None, None], pixel, mask_score
 
 
 def _feather(pixel: np.ndarray, ramp: float) -> np.ndarray:
