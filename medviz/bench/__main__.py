@@ -2,6 +2,7 @@
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
+    [--reference-on-errors] [--reference-early-stop]
     [--resume LOG ...] [--shard K/M] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
@@ -74,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="classify: also time engine vs reference loop side by side on this many images spread "
                              "evenly over the set (the first --n-cost ones need not be typical)")
     parser.add_argument("--reference-trials", type=int, default=501, help="classify: N of the cost comparison (501)")
+    parser.add_argument("--reference-on-errors", action="store_true",
+                        help="classify: run N=501 also on every image the engine gets wrong (bounds N=501's accuracy "
+                             "on all images from above)")
+    parser.add_argument("--reference-early-stop", action="store_true",
+                        help="classify: stop N=501 once its vote is decided (exact for the vote; about half the cost)")
     parser.add_argument("--n-cost", type=int, default=None,
                         help="classify: images for the N=501 / reference-loop cost runs (24); counterfactual: images "
                              "per edit type for the DDIM-inversion comparison (10)")
@@ -135,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost,
                                      n_wallclock=args.n_wallclock,
                                      trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials,
-                                     shard=shard)
+                                     reference_on_errors=args.reference_on_errors,
+                                     reference_early_stop=args.reference_early_stop, shard=shard)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}

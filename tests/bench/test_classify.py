@@ -17,7 +17,12 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     rows = []
     config = ClassifyBenchConfig(n=2, trials=3, n_cost=1, reference_trials=5)
     result = run_task("cxr", config, model=cxr_model, on_row=lambda i, row: rows.append((i, row)))
-    assert [i for i, _ in rows] == [0, 1] and all(r["passes"] == PROMPTS_PER_TRIAL * r["trials"] for _, r in rows)
+    # Image 0 is printed again once its cost runs are added, so that --resume keeps them.
+    assert [i for i, _ in rows] == [0, 1, 0] and all(r["passes"] == PROMPTS_PER_TRIAL * r["trials"] for _, r in rows)
+    assert "reference" not in rows[0][1] and "reference" not in rows[1][1]
+    big, beside = rows[2][1]["reference"], rows[2][1]["beside_loop"]
+    assert big["trials"] == big["trials_run"] == 5 and big["passes"] == 5 * PROMPTS_PER_TRIAL and not big["early_stop"]
+    assert beside["loop_passes"] == 3 * PROMPTS_PER_TRIAL and beside["engine"] == rows[2][1][result["decision"]]
     for key in ("accuracy_vote", "accuracy_mean_error", "accuracy_cnn", "accuracy_most_certain_half"):
         assert 0.0 <= result[key] <= 1.0
     assert 0.0 <= result["explanation_auc_mean"] <= 1.0 and 0.0 <= result["evidence_auc_mean"] <= 1.0
@@ -25,6 +30,8 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     assert cost["n"] == 1 and cost["passes_reference_trials"] == 5 * PROMPTS_PER_TRIAL
     assert cost["passes_reference_loop"] == 3 * PROMPTS_PER_TRIAL
     assert cost["passes_saving"] == cost["passes_reference_trials"] / cost["passes_engine"] >= 5 / 3
+    assert cost["n_ran"] == 1 and cost["n_all"] == 2
+    assert cost["accuracy_reference_all_at_least"] <= 0.5 <= cost["accuracy_reference_all_at_most"]
     assert result["cases"] and {"image", "explanation", "evidence", "uncertainty", "caption"} <= set(result["cases"][0])
 
 
@@ -251,3 +258,50 @@ def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, mon
     assert fit["command"].startswith("python -m medviz.bench calibrate --domain cxr --n 2 --trials 3")
     assert "needs {} of 3 votes".format(fit["votes_needed"]) in (card / "README.md").read_text()
     assert "written to the cxr-phantom model card" in capsys.readouterr().out
+
+
+def test_rows_keep_both_rules_apart_whichever_the_card_picks(cxr_model, monkeypatch):
+    from types import SimpleNamespace
+
+    import medviz.engines.explain as explain
+
+    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    monkeypatch.setitem(fit, "decision", "mean_error")
+    # The vote says the first class, the mean error the second: the card's answer is the mean error's.
+    fake = SimpleNamespace(predicted=1, predicted_vote=0, predicted_mean_error=1, z_score=1.0, vote_entropy=1.0,
+                           trials_run=3, unet_passes=12, seconds=0.1, vote_fractions=np.array([2 / 3, 1 / 3]),
+                           explanation_map=np.zeros((128, 128), np.float32), evidence_map=np.zeros((128, 128), np.float32))
+    monkeypatch.setattr(explain, "classify", lambda *args, **kwargs: fake)
+    rows = []
+    run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0, shard=(0, 2)), model=cxr_model,
+             on_row=lambda i, row: rows.append(row))
+    assert rows[0]["vote"] is True and rows[0]["mean_error"] is False
+
+
+def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
+    from medviz.bench.classify import _cost
+    from medviz.engines.explain import ExplainConfig
+
+    def row(truth, engine_right, reference_right=None):
+        r = {"truth": truth, "mean_error": truth if engine_right else not truth, "trials": 5, "passes": 20}
+        if reference_right is not None:
+            answer = truth if reference_right else not truth
+            r["reference"] = {"trials": 501, "early_stop": False, "trials_run": 501, "vote": answer,
+                              "mean_error": answer, "passes": 2004, "seconds": 1.0}
+            r["beside_loop"] = {"engine": r["mean_error"], "engine_passes": 20, "engine_seconds": 1.0,
+                                "loop_vote": r["mean_error"], "loop_passes": 84, "loop_seconds": 2.0}
+        return r
+
+    # 10 images: the engine is wrong on 3; N = 501 ran on the first 2 (both right) and on the 3 errors (2 right).
+    rows = [row(True, True, True), row(False, True, True)] + [row(True, True)] * 5 + [
+        row(True, False, True), row(True, False, True), row(False, False, False)]
+    reference = ExplainConfig(prompts=("a", "b"), trials=501, early_stop=False)
+    cost = _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2, reference_on_errors=True))
+    assert cost["ran_every_engine_error"] and cost["n_ran"] == 5 and cost["n"] == 2
+    assert cost["accuracy_engine_all"] == 0.7
+    assert cost["accuracy_reference_all_at_least"] == 0.4 and cost["accuracy_reference_all_at_most"] == 0.9
+    assert abs(cost["points_behind_at_most"] - 20.0) < 1e-9
+    assert cost["passes_reference_trials"] == 501 * 4 and cost["passes_engine"] == 20.0
+    assert cost["speedup_vs_reference_loop"] == 2.0 and cost["accuracy_reference_trials"] == 1.0
+    rows[-1] = row(False, False)                                  # an engine error N = 501 did not run on
+    assert not _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2))["ran_every_engine_error"]
