@@ -2,7 +2,7 @@
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
-    [--reference-on-errors] [--reference-early-stop]
+    [--reference-on-errors] [--reference-uncertain K] [--reference-early-stop]
     [--resume LOG ...] [--shard K/M] [--figure-dir DIR] [--json PATH]
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-on-errors", action="store_true",
                         help="classify: run N=501 also on every image the engine gets wrong (bounds N=501's accuracy "
                              "on all images from above)")
+    parser.add_argument("--reference-uncertain", type=int, default=0, metavar="K",
+                        help="classify: run N=501 also on the K images the engine is least sure of (smallest |z|)")
     parser.add_argument("--reference-early-stop", action="store_true",
                         help="classify: stop N=501 once its vote is decided (exact for the vote; about half the cost)")
     parser.add_argument("--n-cost", type=int, default=None,
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                                      n_wallclock=args.n_wallclock,
                                      trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials,
                                      reference_on_errors=args.reference_on_errors,
+                                     reference_uncertain=args.reference_uncertain,
                                      reference_early_stop=args.reference_early_stop, shard=shard)
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):

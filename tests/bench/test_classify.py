@@ -22,6 +22,7 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     assert "reference" not in rows[0][1] and "reference" not in rows[1][1]
     big, beside = rows[2][1]["reference"], rows[2][1]["beside_loop"]
     assert big["trials"] == big["trials_run"] == 5 and big["passes"] == 5 * PROMPTS_PER_TRIAL and not big["early_stop"]
+    assert 0 <= big["votes_first_class"] <= 5
     assert beside["loop_passes"] == 3 * PROMPTS_PER_TRIAL and beside["engine"] == rows[2][1][result["decision"]]
     for key in ("accuracy_vote", "accuracy_mean_error", "accuracy_cnn", "accuracy_most_certain_half"):
         assert 0.0 <= result[key] <= 1.0
@@ -287,7 +288,8 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
         if reference_right is not None:
             answer = truth if reference_right else not truth
             r["reference"] = {"trials": 501, "early_stop": False, "trials_run": 501, "vote": answer,
-                              "mean_error": answer, "passes": 2004, "seconds": 1.0}
+                              "mean_error": answer, "passes": 2004, "seconds": 1.0,
+                              "votes_first_class": 300 if truth else 200}       # the majority is always right
             r["beside_loop"] = {"engine": r["mean_error"], "engine_passes": 20, "engine_seconds": 1.0,
                                 "loop_vote": r["mean_error"], "loop_passes": 84, "loop_seconds": 2.0}
         return r
@@ -301,7 +303,34 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
     assert cost["accuracy_engine_all"] == 0.7
     assert cost["accuracy_reference_all_at_least"] == 0.4 and cost["accuracy_reference_all_at_most"] == 0.9
     assert abs(cost["points_behind_at_most"] - 20.0) < 1e-9
+    assert cost["accuracy_reference_majority_all_at_most"] == 1.0
     assert cost["passes_reference_trials"] == 501 * 4 and cost["passes_engine"] == 20.0
     assert cost["speedup_vs_reference_loop"] == 2.0 and cost["accuracy_reference_trials"] == 1.0
     rows[-1] = row(False, False)                                  # an engine error N = 501 did not run on
     assert not _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2))["ran_every_engine_error"]
+
+
+def test_reference_runs_on_the_least_certain_images_and_on_the_errors(cxr_model, monkeypatch):
+    import medviz.bench.classify as bench
+
+    truth = [True, False, True, False, True]
+    # |z| per image; image 4 is the engine's only error.
+    done = {i: {"truth": t, "vote": t if i < 4 else not t, "mean_error": t, "z": z, "entropy": 0.5, "trials": 3,
+                "passes": 12, "seconds": 0.1, "explanation_auc": 0.9, "evidence_auc": 0.6, "vote_fraction_positive": 0.5}
+            for i, (t, z) in enumerate(zip(truth, (3.0, 0.5, 2.0, 0.1, 9.0)))}
+    monkeypatch.setattr(bench, "_labelled_phantoms",
+                        lambda domain, n, size, offset: (0, np.zeros((n, size, size), np.uint8), np.array(truth[:n])))
+    monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
+        "reference": {"trials": reference.trials, "early_stop": reference.early_stop, "trials_run": reference.trials,
+                      "vote": True, "mean_error": True, "votes_first_class": 3, "passes": 20, "seconds": 1.0}})
+    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    monkeypatch.setitem(fit, "decision", "vote")
+    ran = []
+    config = ClassifyBenchConfig(n=5, trials=3, n_cost=0, reference_trials=5, reference_uncertain=2,
+                                 reference_on_errors=True, shard=(0, 1))
+    bench.run_task("cxr", config, model=cxr_model, done_rows=done, on_row=lambda i, row: ran.append(i))
+    assert ran == [1, 3, 4]                               # the two smallest |z|, then the error
+    ran.clear()
+    shard = ClassifyBenchConfig(**{**config.__dict__, "shard": (1, 2)})
+    bench.run_task("cxr", shard, model=cxr_model, done_rows=done, on_row=lambda i, row: ran.append(i))
+    assert ran == [1, 3]                                  # the same ranking, this shard's images only
