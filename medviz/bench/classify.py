@@ -406,14 +406,13 @@ def _cost(rows: list[dict], rule: str, reference, config: ClassifyBenchConfig) -
     every other image wrong) and that plus every image it did not run (counting them right); when it ran on
     every image the engine got wrong, the upper end bounds how far the engine can be behind it.
     """
-    width = rows[0]["passes"] // max(rows[0]["trials"], 1)              # UNet passes per trial (prompts)
     first = [r for r in rows[: config.n_cost] if "reference" in r]
     ran = [r for r in rows if "reference" in r]
     engine_right = np.array([r[rule] == r["truth"] for r in rows])
     out = {"n": len(first), "reference_trials": reference.trials, "rule": rule,
            "reference_early_stop": bool(ran) and any(r["reference"]["early_stop"] for r in ran),
            # The papers' loop runs every trial of every class: N x prompts passes per image.
-           "passes_reference_trials": float(reference.trials * width),
+           "passes_reference_trials": float(reference.trials * sum(len(group) for group in reference.prompt_sets)),
            "passes_engine": float(np.mean([r["passes"] for r in rows])),            # over all n images
            "n_ran": len(ran), "n_all": len(rows)}
     out["passes_saving"] = out["passes_reference_trials"] / out["passes_engine"]

@@ -297,7 +297,7 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
     # 10 images: the engine is wrong on 3; N = 501 ran on the first 2 (both right) and on the 3 errors (2 right).
     rows = [row(True, True, True), row(False, True, True)] + [row(True, True)] * 5 + [
         row(True, False, True), row(True, False, True), row(False, False, False)]
-    reference = ExplainConfig(prompts=("a", "b"), trials=501, early_stop=False)
+    reference = ExplainConfig(prompts=(("a", "b"), ("c", "d")), trials=501, early_stop=False)   # 4 prompts
     cost = _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2, reference_on_errors=True))
     assert cost["ran_every_engine_error"] and cost["n_ran"] == 5 and cost["n"] == 2
     assert cost["accuracy_engine_all"] == 0.7
@@ -311,6 +311,8 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
 
 
 def test_reference_runs_on_the_least_certain_images_and_on_the_errors(cxr_model, monkeypatch):
+    from dataclasses import replace
+
     import medviz.bench.classify as bench
 
     truth = [True, False, True, False, True]
@@ -331,6 +333,6 @@ def test_reference_runs_on_the_least_certain_images_and_on_the_errors(cxr_model,
     bench.run_task("cxr", config, model=cxr_model, done_rows=done, on_row=lambda i, row: ran.append(i))
     assert ran == [1, 3, 4]                               # the two smallest |z|, then the error
     ran.clear()
-    shard = ClassifyBenchConfig(**{**config.__dict__, "shard": (1, 2)})
+    shard = replace(config, shard=(1, 2))
     bench.run_task("cxr", shard, model=cxr_model, done_rows=done, on_row=lambda i, row: ran.append(i))
     assert ran == [1, 3]                                  # the same ranking, this shard's images only
