@@ -428,23 +428,26 @@ def _cost(rows: list[dict], rule: str, reference, config: ClassifyBenchConfig) -
             "mean_trials_run_reference": float(np.mean([r["reference"]["trials_run"] for r in first])),
         })
         out["speedup_vs_reference_loop"] = out["seconds_reference_loop"] / out["seconds_engine"]
+    def at_most(right_where_ran: int) -> float:
+        """N's accuracy on all rows if it is right on every row it did not run."""
+        return (right_where_ran + len(rows) - len(ran)) / len(rows)
+
     right = sum(r["reference"][rule] == r["truth"] for r in ran)
     if ran and all("votes_first_class" in r["reference"] for r in ran) and not out["reference_early_stop"]:
         # The papers' rule, the plain majority of N (an early-stopped run may have stopped at another threshold).
         majority = sum((r["reference"]["votes_first_class"] > reference.trials // 2) == r["truth"] for r in ran)
-        out["accuracy_reference_majority_all_at_most"] = (majority + len(rows) - len(ran)) / len(rows)
+        out["accuracy_reference_majority_all_at_most"] = at_most(majority)
     out.update({"accuracy_engine_all": float(engine_right.mean()),
                 "accuracy_reference_all_at_least": right / len(rows),
-                "accuracy_reference_all_at_most": (right + len(rows) - len(ran)) / len(rows),
+                "accuracy_reference_all_at_most": at_most(right),
                 # With every engine error run, N = 501 is assumed right only where the engine is right.
                 "ran_every_engine_error": all("reference" in r for r, ok in zip(rows, engine_right) if not ok)})
     out["points_behind_at_most"] = 100 * (out["accuracy_reference_all_at_most"] - out["accuracy_engine_all"])
     # The same bound with both scored by the other rule (each run keeps both rules' answers): whichever rule a
     # card picks, how far it can be behind N under the rule it did not pick is read off the same rows.
     other = "mean_error" if rule == "vote" else "vote"
-    other_right = sum(r["reference"][other] == r["truth"] for r in ran)
     engine_other = float(np.mean([r[other] == r["truth"] for r in rows]))
-    reference_other = (other_right + len(rows) - len(ran)) / len(rows)
+    reference_other = at_most(sum(r["reference"][other] == r["truth"] for r in ran))
     out["other_rule"] = {"rule": other, "accuracy_engine_all": engine_other,
                          "accuracy_reference_all_at_most": reference_other,
                          "points_behind_at_most": 100 * (reference_other - engine_other)}

@@ -306,6 +306,7 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
     assert abs(cost["points_behind_at_most"] - 20.0) < 1e-9
     assert cost["accuracy_reference_majority_all_at_most"] == 1.0
     assert cost["passes_reference_trials"] == 501 * 4 and cost["passes_engine"] == 20.0
+    assert cost["speedup_vs_reference_loop"] == 2.0 and cost["accuracy_reference_trials"] == 1.0
     # Under the other rule (vote): the engine's vote is right where its mean-error rule is and also on images 7
     # and 8 (9 of 10); N = 501's vote is wrong on 7, 8 and 9, so it is right on at most 2 + 5 not run = 7 of 10.
     for i in (7, 8):
@@ -313,7 +314,6 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
     other = _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2))["other_rule"]
     assert other["rule"] == "vote" and other["accuracy_engine_all"] == 0.9
     assert other["accuracy_reference_all_at_most"] == 0.7 and abs(other["points_behind_at_most"] + 20.0) < 1e-9
-    assert cost["speedup_vs_reference_loop"] == 2.0 and cost["accuracy_reference_trials"] == 1.0
     rows[-1] = row(False, False)                                  # an engine error N = 501 did not run on
     assert not _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2))["ran_every_engine_error"]
 
