@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
                              "on all images from above)")
     parser.add_argument("--reference-uncertain", type=int, default=0, metavar="K",
                         help="classify: run N=501 also on the K images the engine is least sure of (smallest |z|)")
+    parser.add_argument("--reference-from", default=None, nargs="+", metavar="LOG",
+                        help="classify: logs of a run with the same card apart from its N (--trials); their N=501 "
+                             "runs are taken for images this run's rows lack one for, not rerun")
     parser.add_argument("--reference-early-stop", action="store_true",
                         help="classify: stop N=501 once its vote is decided (exact for the vote; about half the cost)")
     parser.add_argument("--n-cost", type=int, default=None,
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print_table(result)
         return _write(args.json, result)
     if args.name == "classify":
-        from .classify import ClassifyBenchConfig, print_table, read_rows, run_task
+        from .classify import ClassifyBenchConfig, print_table, read_rows, run_task, with_reference_runs
 
         shard = _shard(parser, args.shard)
         config = ClassifyBenchConfig(n=args.n or 400, trials=args.trials, n_cost=24 if args.n_cost is None else args.n_cost,
@@ -149,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
+            if args.reference_from:
+                done = with_reference_runs(done, {i: row for log in args.reference_from
+                                                  for i, row in read_rows(log, domain).items()})
             result = run_task(domain, config, done_rows=done, on_row=lambda i, row: print(
                 f"{domain} {i}: {json.dumps(row)}", flush=True))
             if "shard" in result:

@@ -21,7 +21,8 @@ Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
   wall-clock comparison again on ``n_wallclock`` images spread evenly over all ``n`` (the engine's time
   depends on how early an image is decided, so the first few images need not be typical).
   These per-image results are added to the image's row (and printed again), so shards and ``--resume``
-  cover them too.
+  cover them too, and a run of the same card at another N takes the N = 501 runs from the first's rows
+  (``with_reference_runs``, ``--reference-from``) instead of running them again.
 
 ``calibrate`` fits that operating point (timestep window, vote threshold) on the tuning phantoms (a
 disjoint seed range).
@@ -139,7 +140,10 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     for i in sorted(by_index):
         wanted = (i < config.n_cost or i in uncertain
                   or (config.reference_on_errors and by_index[i][rule] != by_index[i]["truth"]))
-        if i % m == k and wanted and not _has_reference(by_index[i], reference):
+        # The first n_cost images also need the reference loop beside the engine (a reference run taken
+        # from another run's rows comes without it: ``with_reference_runs``).
+        needed = not _has_reference(by_index[i], reference) or (i < config.n_cost and "beside_loop" not in by_index[i])
+        if i % m == k and wanted and needed:
             by_index[i] = {**by_index[i], **_reference_fields(model, images[i].astype(np.float32) / 255.0, engine, reference)}
             if on_row:
                 on_row(i, by_index[i])
@@ -359,6 +363,26 @@ def read_rows(path: str, domain: str) -> dict[int, dict]:
     with open(path, encoding="utf-8") as lines:
         matches = [pattern.match(line.strip()) for line in lines]
     return {int(m.group(1)): json.loads(m.group(2)) for m in matches if m}
+
+
+def with_reference_runs(rows: dict[int, dict], earlier: dict[int, dict]) -> dict[int, dict]:
+    """``rows`` with the N = ``reference_trials`` runs of ``earlier`` rows added where a row has none.
+
+    Only the "reference" part is taken: it is the run at N = 501 with the card's prompts, window,
+    weighting, threshold and seed, so it does not depend on the engine's N. The "beside_loop" part (the
+    reference loop at the engine's N) does, so it is left behind; ``run_task`` redoes it where it needs it
+    (the first ``n_cost`` images). The earlier rows must come from the same card apart from its N (the
+    caller's word; a truth that differs says they come from other phantoms and raises).
+    """
+    merged = dict(rows)
+    for i, old in earlier.items():
+        if "reference" not in old or i not in merged or "reference" in merged[i]:
+            continue
+        if old["truth"] != merged[i]["truth"]:
+            raise ValueError(f"row {i} of the reference log says truth={old['truth']}, this run's says "
+                             f"{merged[i]['truth']}: that log is from other phantoms")
+        merged[i] = {**merged[i], "reference": old["reference"]}
+    return merged
 
 
 def _engine_beside_reference_loop(model, pixels: np.ndarray, engine):

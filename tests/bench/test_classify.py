@@ -344,3 +344,45 @@ def test_reference_runs_on_the_least_certain_images_and_on_the_errors(cxr_model,
     shard = replace(config, shard=(1, 2))
     bench.run_task("cxr", shard, model=cxr_model, done_rows=done, on_row=lambda i, row: ran.append(i))
     assert ran == [1, 3]                                  # the same ranking, this shard's images only
+
+
+def test_reference_runs_of_a_run_at_another_n_are_taken_without_their_loop_timing(cxr_model, monkeypatch):
+    import pytest
+
+    import medviz.bench.classify as bench
+
+    def row(truth, reference_vote=None, loop=False):
+        out = {"truth": truth, "vote": truth, "mean_error": truth, "z": 5.0, "entropy": 0.1, "trials": 3, "passes": 12,
+               "seconds": 0.1, "explanation_auc": 0.9, "evidence_auc": 0.6, "vote_fraction_positive": float(truth)}
+        if reference_vote is not None:
+            out["reference"] = {"trials": 5, "early_stop": False, "trials_run": 5, "vote": reference_vote,
+                                "mean_error": reference_vote, "votes_first_class": 4 if reference_vote else 1,
+                                "passes": 20, "seconds": 1.0}
+        if loop:
+            out["beside_loop"] = {"engine": truth, "engine_passes": 12, "engine_seconds": 0.1, "loop_vote": truth,
+                                  "loop_passes": 20, "loop_seconds": 0.3}
+        return out
+
+    rows = {0: row(True), 1: row(False), 2: row(True, reference_vote=True)}
+    earlier = {0: row(True, reference_vote=False, loop=True), 2: row(True, reference_vote=False),
+               3: row(False, reference_vote=False)}
+    merged = bench.with_reference_runs(rows, earlier)
+    assert merged[0]["reference"] == earlier[0]["reference"] and "beside_loop" not in merged[0]
+    assert "reference" not in merged[1]                           # the earlier run had none for image 1
+    assert merged[2]["reference"]["vote"] is True                 # a row's own run is kept
+    assert set(merged) == {0, 1, 2} and "reference" not in rows[0]  # no rows added, input untouched
+    with pytest.raises(ValueError, match="other phantoms"):
+        bench.with_reference_runs(rows, {1: row(True, reference_vote=True)})
+
+    # A taken run on one of the first n_cost images is redone, since the cost table needs the loop beside it.
+    monkeypatch.setattr(bench, "_labelled_phantoms",
+                        lambda domain, n, size, offset: (0, np.zeros((n, size, size), np.uint8),
+                                                         np.array([True, False, True][:n])))
+    monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
+        "reference": row(True, reference_vote=True)["reference"], "beside_loop": row(True, loop=True)["beside_loop"]})
+    monkeypatch.setitem(cxr_model.card["explain_calibration"]["pleural effusion"], "decision", "vote")
+    ran = []
+    config = ClassifyBenchConfig(n=3, trials=3, n_cost=1, reference_trials=5, reference_on_errors=True)
+    result = bench.run_task("cxr", config, model=cxr_model, done_rows=merged, on_row=lambda i, r: ran.append(i))
+    assert ran == [0]                                    # image 2 keeps its run, image 1 is right and not asked for
+    assert result["cost"]["n_ran"] == 2 and result["cost"]["passes_reference_loop"] == 20.0
