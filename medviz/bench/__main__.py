@@ -2,8 +2,8 @@
 python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
-    [--reference-on-errors] [--reference-uncertain K] [--reference-early-stop]
-    [--resume LOG ...] [--shard K/M] [--figure-dir DIR] [--json PATH]
+    [--reference-on-errors] [--reference-uncertain K] [--reference-early-stop] [--reference-from LOG ...]
+    [--resume LOG ...] [--shard K/M] [--figure-dir DIR] [--json PATH] [--write-card]
 python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21] [--weighting disagreement|uniform]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(with --trials = the engine's N: exactly the engine's draws)")
     parser.add_argument("--write-card", action="store_true",
                         help="calibrate: store the fit as the bundled model's operating point for the task "
-                             "(medviz.json) and rewrite that section of its model card (README.md)")
+                             "(medviz.json) and rewrite that section of its model card (README.md); classify: make "
+                             "this run's --trials the engine's N for the task (at the card's share of the votes), "
+                             "with this run's figures kept beside the fit as the reason")
     parser.add_argument("--trials-per-batch", type=int, default=16,
                         help="classify, calibrate: most trials per round (the engine's default, 16)")
     parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
@@ -169,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
                                     title=f"{domain}-phantom diffusion classifier: {result['task']} (N={result['trials']}"
                                           + _operating_point(result) + ")")
             results.append({k: v for k, v in result.items() if k != "cases"})
+            if args.write_card:
+                from ..models import resolve
+                from ..train.bundle import record_engine_trials
+
+                record_engine_trials(resolve(f"{domain}-phantom"), result,
+                                     "python -m medviz.bench " + " ".join(sys.argv[1:] if argv is None else argv))
+                print(f"written to the {domain}-phantom model card: the engine runs N={result['trials']} for "
+                      f"{result['task']}")
         if not results:             # shard runs: rows only
             return 0
         print_table(results)

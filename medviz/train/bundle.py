@@ -165,11 +165,11 @@ def _calibration_section(calibration: dict) -> list[str]:
             found = ((f"the window comes from a whole-schedule fit (N = {earlier['trials_run']}: "
                       f"{earlier['accuracy_calibrated']:.1%} against {earlier['accuracy_majority']:.1%} for the "
                       "majority); " if earlier else "") +
-                     f"the threshold was then {fitted} with exactly the engine's draws (N = {c['trials']}, "
-                     f"seed {c['seed']}): accuracy there {c['accuracy_calibrated']:.1%} against "
-                     f"{c['accuracy_majority']:.1%} for the plain majority of the same draws. Every image shares "
-                     "the seed's draws and a class's vote share depends on them, so another seed may need "
-                     "another threshold.")
+                     f"the threshold was then {fitted} with exactly the engine's draws (N = "
+                     f"{c.get('trials_run', c['trials'])}, seed {c['seed']}): accuracy there "
+                     f"{c['accuracy_calibrated']:.1%} against {c['accuracy_majority']:.1%} for the plain majority "
+                     "of the same draws. Every image shares the seed's draws and a class's vote share depends on "
+                     "them, so another seed may need another threshold.")
         if c.get("decision") == "mean_error":
             found += (f" Decision rule: the mean-error rule over the trials the engine runs (they stop once that "
                       f"vote is decided, {c['mean_trials_run']:.1f} of {c['trials']} on average there), chosen "
@@ -178,6 +178,14 @@ def _calibration_section(calibration: dict) -> list[str]:
         elif "accuracy_mean_error" in c:
             found += (f" Decision rule: the vote ({c['accuracy_calibrated']:.1%} there against "
                       f"{c['accuracy_mean_error']:.1%} for the mean-error rule over the same trials).")
+        adopted = c.get("engine_trials_bench")
+        if adopted:
+            cost = (f", at most {adopted['points_behind_at_most']:.2f} points behind N = {adopted['reference_trials']} "
+                    f"with {adopted['passes_saving']:.1f}x fewer UNet passes" if "points_behind_at_most" in adopted else "")
+            found += (f" The engine runs N = {c['trials']} at that share of the votes, not the fit's N = "
+                      f"{c['trials_run']}: the classify bench on {adopted['n']} held-out phantoms gave "
+                      f"{adopted['accuracy']:.2%} ({adopted['mean_trials']:.1f} trials on average){cost} "
+                      f"(`{adopted['command']}`).")
         lines.append(
             f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
             f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; {found} "
@@ -206,6 +214,44 @@ def record_calibration(model_dir: str | Path, result: dict, command: str) -> Pat
     if not result.get("window_searched", True) and "window_fit" in earlier:
         entry["window_fit"] = earlier["window_fit"]
     entries[result["task"]] = entry
+    return _write_calibration(model_dir, facts)
+
+
+def record_engine_trials(model_dir: str | Path, result: dict, command: str) -> Path:
+    """Make a classify bench run's N the engine's N for its task, at the card's fitted share of the votes.
+
+    The fit's threshold is a share of the votes fitted at one N (``trials_run``); ``result`` (a
+    ``medviz.bench.classify.run_task`` summary at the card's operating point otherwise) shows how that
+    share does at the run's N on held-out phantoms, and is kept beside the fit as ``engine_trials_bench``.
+    ``trials`` and ``votes_needed`` then say what the engine runs. A later ``record_calibration`` replaces
+    the whole entry. Returns the medviz.json path.
+    """
+    from ..engines.explain import votes_needed
+
+    model_dir = Path(model_dir)
+    facts = json.loads((model_dir / "medviz.json").read_text())
+    entry = facts.get("explain_calibration", {}).get(result["task"])
+    if not entry:
+        raise ValueError(f"{model_dir} has no fitted operating point for {result['task']!r}: run calibrate first")
+    for key in ("vote_threshold", "t_range", "weighting", "decision"):
+        if result[key] != entry.get(key, result[key]):
+            raise ValueError(f"the bench ran at {key}={result[key]!r}, the card's fit is {entry[key]!r}: not its "
+                             "operating point")
+    entry.setdefault("trials_run", entry["trials"])                # the N the share was fitted at
+    cost = result.get("cost") or {}
+    entry.update({"trials": int(result["trials"]), "votes_needed": votes_needed(result["trials"], entry["vote_threshold"]),
+                  "engine_trials_bench": {
+                      "n": result["n"], "accuracy": result["accuracy"], "mean_trials": result["mean_trials"],
+                      "mean_passes": result["mean_passes"], "command": command,
+                      **{key: cost[key] for key in ("points_behind_at_most", "reference_trials", "passes_saving")
+                         if key in cost}}})
+    return _write_calibration(model_dir, facts)
+
+
+def _write_calibration(model_dir: Path, facts: dict) -> Path:
+    """Write medviz.json and regenerate the model card's calibration section from it."""
+    entries = facts["explain_calibration"]
+    path = model_dir / "medviz.json"
     path.write_text(json.dumps(facts, indent=2, default=str))
     card = model_dir / "README.md"
     if card.exists():

@@ -358,3 +358,37 @@ def test_record_calibration_replaces_the_tasks_fit_and_only_its_card_section(tmp
     assert "needs 25 of 41 votes" in after and "needs 12 of 21 votes" not in after
     assert "Decision rule: the mean-error rule" in after and "needs 3 of 21 votes" in after
     assert after == (write_model_card(tmp_path, limits=["Hair is faint."]).read_text())   # as a full rewrite would
+
+
+def test_record_engine_trials_keeps_the_fit_and_says_which_n_the_engine_runs_and_why(tmp_path):
+    import pytest
+
+    from medviz.engines.explain import calibrated_settings
+    from medviz.train.bundle import record_engine_trials, write_model_card
+
+    fit = {"votes_needed": 23, "trials": 41, "vote_threshold": 0.5488, "t_range": [500, 980], "weighting": "uniform",
+           "n": 600, "positives": 244, "trials_run": 41, "window_searched": False, "first_seed": 10_901_000, "seed": 0,
+           "accuracy_calibrated": 0.978, "accuracy_majority": 0.968, "decision": "vote", "accuracy_mean_error": 0.972,
+           "mean_trials_run": 26.3, "command": "python -m medviz.bench calibrate --domain skin --n 600 --trials 41"}
+    (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128,
+                                                      "explain_calibration": {"melanoma": fit}}))
+    write_model_card(tmp_path, limits=[])
+    bench = {"task": "melanoma", "n": 400, "trials": 101, "vote_threshold": 0.5488, "t_range": [500, 980],
+             "weighting": "uniform", "decision": "vote", "accuracy": 0.9925, "mean_trials": 60.2, "mean_passes": 722.4,
+             "cost": {"points_behind_at_most": 0.5, "reference_trials": 501, "passes_saving": 8.3}}
+    record_engine_trials(tmp_path, bench, "python -m medviz.bench classify --domain skin --trials 101")
+    stored = json.loads((tmp_path / "medviz.json").read_text())["explain_calibration"]["melanoma"]
+    assert stored["trials"] == 101 and stored["votes_needed"] == 56 and stored["trials_run"] == 41
+    assert stored["accuracy_calibrated"] == 0.978 and stored["command"] == fit["command"]      # the fit is kept
+    assert stored["engine_trials_bench"]["passes_saving"] == 8.3
+    card = (tmp_path / "README.md").read_text()
+    assert "needs 56 of 101 votes" in card and "exactly the engine's draws (N = 41, seed 0)" in card
+    assert ("The engine runs N = 101 at that share of the votes, not the fit's N = 41: the classify bench on 400 "
+            "held-out phantoms gave 99.25% (60.2 trials on average), at most 0.50 points behind N = 501 with 8.3x "
+            "fewer UNet passes") in card
+    assert calibrated_settings(type("M", (), {"card": {"explain_calibration": {"melanoma": stored}}})(),
+                               "melanoma")["trials"] == 101
+    with pytest.raises(ValueError, match="not its operating point"):
+        record_engine_trials(tmp_path, {**bench, "vote_threshold": 0.5}, "x")
+    with pytest.raises(ValueError, match="run calibrate first"):
+        record_engine_trials(tmp_path, {**bench, "task": "other"}, "x")
