@@ -326,7 +326,9 @@ def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
 
     Returns ``{"weighting", "t_range", "vote_threshold", "decision", "trials"}``, ready to pass to ``ExplainConfig``.
     ``trials`` is the N the threshold was fitted at: "k of N votes" is exact only at that N (and with the
-    card's seed, on exactly the tuning draws); at another N the same share is the nearest reading. With
+    card's seed, on exactly the tuning draws); at another N the same share is the nearest reading. A card
+    may instead name an N a classify bench measured that share at on held-out phantoms
+    (``medviz.train.bundle.record_engine_trials``; the fit's own N is then ``trials_run``). With
     ``weighting=None`` the card's own weighting is used; a fit is applied only under the weighting it was
     fitted with, so an explicitly different rule (or a card with no fit for the task: any user checkpoint)
     gets the plain majority over the whole schedule at the default N. A checkpoint is never given another
