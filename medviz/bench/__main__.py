@@ -320,6 +320,7 @@ def _shard(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
 
 def _write(path: str | None, result: dict) -> int:
     if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2, default=str))
     return 0
 
