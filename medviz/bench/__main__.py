@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=["phantoms", "models", "generate", "traverse", "classify", "calibrate",
                                            "counterfactual", "ui"])
     parser.add_argument("--trials", type=int, default=None,
-                        help="classify, calibrate: trials N per image (odd; classify: the N the model card's "
-                             "operating point was fitted at, calibrate: 21)")
+                        help="classify, calibrate: trials N per image (odd; classify: the model card's N, "
+                             "calibrate: 21)")
     parser.add_argument("--weighting", default="disagreement", choices=["disagreement", "uniform"],
                         help="calibrate: the error weighting to fit the operating point for")
     parser.add_argument("--t-range", type=int, nargs=2, default=None, metavar=("LO", "HI"),

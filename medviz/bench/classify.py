@@ -47,8 +47,8 @@ TUNING_SEED_OFFSET = 901_000         # the tuning phantoms (seeds 10,901,000+): 
 class ClassifyBenchConfig:
     domains: tuple[str, ...] = ("cxr", "skin")
     n: int = 400
-    # N per image. classify: None takes the N the model card's operating point was fitted at (a threshold
-    # "k of N votes" is fitted for one N); calibrate: None is the engine's default, 21.
+    # N per image. classify: None takes the model card's N (the one its threshold was fitted at, or one a
+    # bench adopted at the same share: ``calibrated_settings``); calibrate: None is the engine's default, 21.
     trials: int | None = None
     early_stop: bool = True
     trials_per_batch: int = 16  # the engine's default (its early stop does not depend on it)

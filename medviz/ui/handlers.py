@@ -363,7 +363,7 @@ def explain_presets(domain: str | None) -> list[str]:
 
 
 def explain_trials(model, preset: str) -> int:
-    """The Explain tab's default N for a preset: the N its model card's operating point was fitted at."""
+    """The Explain tab's default N for a preset: its model card's N (``calibrated_settings``)."""
     from ..engines.explain import DEFAULT_TRIALS, PRESETS, calibrated_settings
 
     if preset not in PRESETS.get(model.domain, {}):
