@@ -203,6 +203,7 @@ def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_mode
     from gradio_client import Client
 
     from medviz.engines.counterfactual import edit_defaults
+    from medviz.engines.explain import votes_needed
     from medviz.ui.handlers import explain_trials, explain_view
 
     fitted = skin_model.card["explain_calibration"]["melanoma"]
@@ -218,7 +219,11 @@ def test_explain_trials_default_to_the_n_the_card_was_fitted_at(client, cxr_mode
     assert (strength["value"], guidance["value"], keep["value"]) == (cxr.strength, cxr.guidance_scale, 0.04) == (0.8, 3, 0.04)
     at_fit = explain_view(skin_model, None, "skin_melanoma.png", "melanoma", "", fitted["trials"], True)
     assert f"melanoma needs {fitted['votes_needed']} of {fitted['trials']} votes" in at_fit.summary
-    assert "the card fitted" not in at_fit.summary                        # at the card's N nothing to say
+    # The card runs N = 101 at the share its threshold was fitted at with N = 41: the note names the fit's N.
+    fit_n = fitted["trials_run"]
+    assert fit_n != fitted["trials"]
+    assert (f"the card fitted {votes_needed(fit_n, fitted['vote_threshold'])} of {fit_n} votes, applied here as the "
+            "same share") in at_fit.summary
 
 
 def test_a_bad_upload_gets_a_clear_message(client, tmp_path):

@@ -336,8 +336,7 @@ def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     gets the plain majority over the whole schedule at the default N. A checkpoint is never given another
     model's fit.
     """
-    card = getattr(model, "card", None) or {}
-    entry = card.get("explain_calibration", {}).get(task, {})
+    entry = _calibration_entry(model, task)
     fitted = entry.get("weighting", "disagreement")
     if not entry or (weighting is not None and weighting != fitted):
         return {"weighting": weighting or "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5,
@@ -345,6 +344,23 @@ def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     return {"weighting": fitted, "t_range": tuple(int(t) for t in entry.get("t_range", DEFAULT_T_RANGE)),
             "vote_threshold": float(entry.get("vote_threshold", 0.5)), "decision": entry.get("decision", "vote"),
             "trials": int(entry.get("trials", DEFAULT_TRIALS))}
+
+
+def _calibration_entry(model, task: str) -> dict:
+    card = getattr(model, "card", None) or {}
+    return card.get("explain_calibration", {}).get(task, {})
+
+
+def fitted_trials(model, task: str) -> int | None:
+    """The N a card's vote threshold was fitted at (None: no fit), which may differ from the N it runs at.
+
+    "k of N votes" is exact only at this N; ``calibrated_settings``'s ``trials`` is the N to run, which a
+    classify bench may have moved to another N at the same share (``trials_run`` then keeps the fit's N).
+    """
+    entry = _calibration_entry(model, task)
+    if not entry:
+        return None
+    return int(entry.get("trials_run", entry.get("trials", DEFAULT_TRIALS)))
 
 
 def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,

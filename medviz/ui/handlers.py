@@ -394,7 +394,8 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     import plotly.graph_objects as go
 
     from ..engines.common import model_rgb
-    from ..engines.explain import DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify, votes_needed
+    from ..engines.explain import (DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify,
+                                   fitted_trials, votes_needed)
 
     source = load_input(upload, example)
     if weighting not in EXPLAIN_WEIGHTINGS:
@@ -407,7 +408,8 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
         labels = prompts
     # Custom prompts get no card's fit: the plain majority over the whole schedule.
     settings = calibrated_settings(model if is_preset else None, preset, EXPLAIN_WEIGHTINGS[weighting])
-    fitted_trials = settings.pop("trials")
+    settings.pop("trials")          # the N to run comes from the slider (its default is the card's N)
+    fit_n = fitted_trials(model, preset) if is_preset else None
     trials = int(trials) | 1                     # odd
     config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop), **settings)
     threshold = config.vote_threshold
@@ -433,9 +435,9 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
         f"they stop once the vote is decided: {result.labels[0]} needs {needed} of {trials})")
     if tuple(config.t_range) != DEFAULT_T_RANGE:
         rule += f" over timesteps {config.t_range[0]}–{config.t_range[1]} (the model card's window)"
-    if threshold != 0.5 and trials != fitted_trials:
-        # The share transfers; "k of N" was fitted (and is exact on the tuning draws) only at the card's N.
-        rule += (f"; the card fitted {votes_needed(fitted_trials, threshold)} of {fitted_trials} votes, "
+    if threshold != 0.5 and fit_n and trials != fit_n:
+        # The share transfers; "k of N" was fitted (and is exact on the tuning draws) only at the fit's N.
+        rule += (f"; the card fitted {votes_needed(fit_n, threshold)} of {fit_n} votes, "
                  f"applied here as the same share")
     summary = (f"### {result.label}  \n"
                f"{rule} **{result.label}** (votes: {result.vote_fractions[result.predicted]:.0%} of "

@@ -3,9 +3,9 @@ import pytest
 
 from medviz.engines import Interrupted
 from medviz.engines.explain import (DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify,
-                                    classify_reference, decision_is_final, leader_is_final, stratified_timesteps,
-                                    trial_class_errors, trials_run_until_decided, trials_until_decidable,
-                                    votes_needed)
+                                    classify_reference, decision_is_final, fitted_trials, leader_is_final,
+                                    stratified_timesteps, trial_class_errors, trials_run_until_decided,
+                                    trials_until_decidable, votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
@@ -92,6 +92,11 @@ def test_calibrated_settings_come_from_the_model_card_only(cxr_model):
         "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.6, "trials": 41, "decision": "mean_error"}}})
     assert calibrated_settings(fitted, "melanoma") == {"weighting": "uniform", "t_range": (400, 980),
                                                         "vote_threshold": 0.6, "decision": "mean_error", "trials": 41}
+    assert fitted_trials(fitted, "melanoma") == 41                     # fitted and run at the same N
+    moved = SimpleNamespace(card={"explain_calibration": {"melanoma": {
+        **fitted.card["explain_calibration"]["melanoma"], "trials": 101, "trials_run": 41}}})
+    assert calibrated_settings(moved, "melanoma")["trials"] == 101 and fitted_trials(moved, "melanoma") == 41
+    assert fitted_trials(cxr_model, "cardiomegaly") is None and fitted_trials(SimpleNamespace(card={}), "x") is None
 
 
 def test_classifies_clear_effusion_and_returns_maps(cxr_model):
