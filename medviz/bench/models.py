@@ -160,45 +160,66 @@ def run(config: ModelsBenchConfig) -> dict:
     pool_truth = np.array([[phantom_attributes(config.domain, f)[k] for k in labels] for f in pool_factors])
     reference, ref_feat, ref_truth = (a[:config.n_reference] for a in (pool, pool_feat, pool_truth))
     round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels)}
+    decoders = {"bundled": pipe.vae}
     if config.vae:
         from diffusers import AutoencoderKL
 
-        candidate = AutoencoderKL.from_pretrained(config.vae, local_files_only=True).eval()
-        round_trips[config.vae] = vae_round_trip(candidate, oracle, reference, ref_truth, labels)
+        decoders[config.vae] = AutoencoderKL.from_pretrained(config.vae, local_files_only=True).eval()
+        round_trips[config.vae] = vae_round_trip(decoders[config.vae], oracle, reference, ref_truth, labels)
     if config.round_trip_only:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}
-    rows, generated_features, seconds = [], [], 0.0
+    rows = {name: [] for name in decoders}
+    generated_features = {name: [] for name in decoders}
+    seconds = 0.0
     for attribute, (with_prompt, without_prompt) in FIDELITY_PROMPTS[config.domain].items():
         k = labels.index(attribute)
         for wanted, prompt in ((True, with_prompt), (False, without_prompt)):
             tic = time.perf_counter()
             generator = torch.Generator().manual_seed(config.seed)
-            images = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
-                          height=size, width=size, generator=generator, output_type="np").images
+            latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+                           height=size, width=size, generator=generator, output_type="latent").images
             seconds += time.perf_counter() - tic
-            images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
-            probabilities, features = _features(oracle, images)
-            generated_features.append(features)
-            agree = float(((probabilities[:, k] > 0.5) == wanted).mean())
-            spread = mean_pairwise_distance(features)
             conditional = caption_conditional(config.domain, prompt)
             matching = np.all([pool_truth[:, labels.index(a)] == v for a, v in conditional.items()], axis=0)
-            fits = np.all([(probabilities[:, labels.index(a)] > 0.5) == v for a, v in conditional.items()], axis=0)
             named_only = pool_truth[:, k] == wanted
-            rows.append({"attribute": attribute, "prompt": prompt, "wanted": wanted, "agreement": agree,
-                         "diversity_ratio": spread / mean_pairwise_distance(pool_feat[matching]),
-                         "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
-                         "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only])})
+            # A candidate decoder (decoder-only fine-tune: same latent space) decodes the very same latents,
+            # so the two rows differ only by the decoder.
+            for name, vae in decoders.items():
+                images = _decode(pipe, vae, latents)
+                probabilities, features = _features(oracle, images)
+                generated_features[name].append(features)
+                spread = mean_pairwise_distance(features)
+                fits = np.all([(probabilities[:, labels.index(a)] > 0.5) == v for a, v in conditional.items()], axis=0)
+                rows[name].append({"attribute": attribute, "prompt": prompt, "wanted": wanted,
+                                   "agreement": float(((probabilities[:, k] > 0.5) == wanted).mean()),
+                                   "diversity_ratio": spread / mean_pairwise_distance(pool_feat[matching]),
+                                   "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
+                                   "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only])})
     blurred = np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2))) for im in reference])
     _, blurred_feat = _features(oracle, blurred)
     half = len(reference) // 2
-    return {
-        "domain": config.domain, "config": config.__dict__, "rows": rows,
-        "fd_generated_vs_held_out": frechet_distance(np.concatenate(generated_features), ref_feat),
+    result = {
+        "domain": config.domain, "config": config.__dict__, "rows": rows["bundled"],
+        "fd_generated_vs_held_out": frechet_distance(np.concatenate(generated_features["bundled"]), ref_feat),
         "fd_blurred_held_out_vs_held_out": frechet_distance(blurred_feat[:half], ref_feat[half:]),
         "fd_held_out_half_vs_half": frechet_distance(ref_feat[:half], ref_feat[half:]),
-        "generation_seconds": seconds, "images_generated": config.n * len(rows), "vae_round_trip": round_trips,
+        "generation_seconds": seconds, "images_generated": config.n * len(rows["bundled"]),
+        "vae_round_trip": round_trips,
     }
+    if config.vae:
+        result["candidate_vae"] = {"vae": config.vae, "rows": rows[config.vae], "fd_generated_vs_held_out":
+                                   frechet_distance(np.concatenate(generated_features[config.vae]), ref_feat)}
+    return result
+
+
+def _decode(pipe, vae, latents) -> np.ndarray:
+    """The pipeline's own decode and post-processing of its latents, by ``vae``: uint8 N x H x W x 3."""
+    import torch
+
+    with torch.no_grad():
+        decoded = torch.cat([vae.decode(chunk / vae.config.scaling_factor).sample for chunk in latents.split(32)])
+    images = pipe.image_processor.postprocess(decoded, output_type="np")
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
 def print_round_trips(result: dict) -> None:
@@ -222,13 +243,22 @@ def print_table(result: dict) -> None:
     print("agree: the oracle reads the row's attribute as asked; fits all: every attribute the prompt fixes as the "
           "training captions read it (unnamed findings absent)\ndiversity: vs the phantoms that fit the prompt (n of "
           "them), and vs those matching only the row's attribute")
-    print(f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'fits all':>9}{'diversity':>11}{'(n)':>6}{'named only':>12}")
-    for row in result["rows"]:
-        named = row.get("diversity_ratio_named_only", float("nan"))
-        print(f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}{row.get('fits_all', float('nan')):>9.1%}"
-              f"{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}{named:>12.2f}")
-    print(f"Fréchet distance (oracle features): generated vs held-out {result['fd_generated_vs_held_out']:.2f}; "
-          f"blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
+    tables = [("bundled VAE", result["rows"], result["fd_generated_vs_held_out"])]
+    if result.get("candidate_vae"):
+        candidate = result["candidate_vae"]
+        tables.append((f"candidate VAE {candidate['vae']} (same latents)", candidate["rows"],
+                       candidate["fd_generated_vs_held_out"]))
+    for title, rows, _ in tables:
+        print(f"-- decoded by the {title}")
+        print(f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'fits all':>9}{'diversity':>11}{'(n)':>6}{'named only':>12}")
+        for row in rows:
+            named = row.get("diversity_ratio_named_only", float("nan"))
+            print(f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}"
+                  f"{row.get('fits_all', float('nan')):>9.1%}{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}"
+                  f"{named:>12.2f}")
+    print("Fréchet distance (oracle features): generated vs held-out "
+          + "; ".join(f"{fd:.2f} ({title.split(' (')[0]})" for title, _, fd in tables)
+          + f"; blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
           f"held-out half vs half {result['fd_held_out_half_vs_half']:.2f}")
     print(f"generation: {result['images_generated']} images in {result['generation_seconds']:.0f} s")
 

@@ -31,6 +31,8 @@ from .scm import (CausalGraph, Variable, categorical, check_bool, check_choice, 
 DOMAIN = "cxr"
 EFFUSION_SIDES = ("none", "right", "left", "bilateral")
 DEVICES = ("pacemaker", "ett", "cvc", "ngt")
+#: Render supports of the thin structures an autoencoder tends to average away (VAE training weights them).
+FINE_STRUCTURES = DEVICES
 DEVICE_NAMES = {"pacemaker": "pacemaker", "ett": "endotracheal tube", "cvc": "central venous line",
                 "ngt": "nasogastric tube"}
 # P(device | support devices present); at least one device is always drawn.

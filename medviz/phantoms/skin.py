@@ -32,6 +32,8 @@ from .scm import (CausalGraph, Variable, categorical, check_bool, check_choice, 
 
 DOMAIN = "skin"
 FIELD_OF_VIEW_MM = 20.0
+#: Render supports of the thin artifacts an autoencoder tends to average away (VAE training weights them).
+FINE_STRUCTURES = ("hair", "ruler", "ink", "bubbles")
 SKIN_TYPES = (1, 2, 3, 4, 5, 6)
 # Reflectance of unpigmented-lesion skin per Fitzpatrick type (sRGB-ish, 0..1).
 SKIN_RGB = {1: (0.95, 0.82, 0.74), 2: (0.91, 0.74, 0.62), 3: (0.83, 0.64, 0.5),

@@ -16,39 +16,55 @@ if TYPE_CHECKING:                     # torch is imported lazily: rendering need
     import torch
 
 
-def _render_chunk(args: tuple[str, int, int, int]) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    domain, first, count, size = args
+def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
+    domain, first, count, size, with_masks = args
     module = get_domain(domain)
     graph = module.build_graph()
     images = np.empty((count, size, size, 3), np.uint8)
+    masks = np.zeros((count, size, size), bool) if with_masks else None
     factors = []
     for i in range(count):
         sample = graph.sample(first + i)
-        pixels = to_uint8(as_rgb(module.render(sample.factors, sample.seed, max(size, 128)).image))
+        rendering = module.render(sample.factors, sample.seed, max(size, 128))
+        pixels = to_uint8(as_rgb(rendering.image))
+        fine = np.logical_or.reduce([rendering.supports[name] for name in module.FINE_STRUCTURES]) if with_masks else None
         if size < 128:      # test-sized models: the renderer's smallest size, box-filtered down
             pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BOX))
+            if with_masks:
+                fine = np.asarray(Image.fromarray(fine.astype(np.uint8) * 255).resize((size, size), Image.BOX)) > 0
         images[i] = pixels
+        if with_masks:
+            masks[i] = fine
         factors.append(dict(sample.factors))
-    return images, factors
+    return images, factors, masks
 
 
 def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Render phantoms ``first_seed .. first_seed + n - 1`` at ``size`` px; returns (uint8 images, factors)."""
+                    progress: Callable[[int, int], None] | None = None, fine_structure_masks: bool = False):
+    """Render phantoms ``first_seed .. first_seed + n - 1`` at ``size`` px.
+
+    Returns (uint8 images N x H x W x 3, factors), and with ``fine_structure_masks`` also a bool N x H x W
+    array: the pixels the renderer drew one of the domain's ``FINE_STRUCTURES`` in (hair, ruler ticks,
+    catheters: what the SCM knows and an image-based weight can only guess).
+    """
     workers = workers or max(1, (os.cpu_count() or 1))
     chunk = max(1, min(500, n // (workers * 4) or 1))
-    jobs = [(domain, first_seed + start, min(chunk, n - start), size) for start in range(0, n, chunk)]
-    images, factors = [], []
+    jobs = [(domain, first_seed + start, min(chunk, n - start), size, fine_structure_masks)
+            for start in range(0, n, chunk)]
+    images, factors, masks = [], [], []
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:
-        for block, facts in (pool.map if pool else map)(_render_chunk, jobs):
+        for block, facts, fine in (pool.map if pool else map)(_render_chunk, jobs):
             images.append(block)
+            masks.append(fine)
             factors += facts
             if progress:
                 progress(len(factors), n)
     finally:
         if pool:
             pool.shutdown()
+    if fine_structure_masks:
+        return np.concatenate(images), factors, np.concatenate(masks)
     return np.concatenate(images), factors
 
 

@@ -4,7 +4,9 @@ Loss: L1 reconstruction + an image-gradient L1 term that keeps edges (ribs, line
 small KL weight as in SD's VAE (Rombach et al. 2022, sec. 3). No perceptual or adversarial term: those
 need pretrained networks that we cannot download. ``detail_weight`` > 0 weights every pixel's error by
 its high-pass magnitude, so thin high-contrast structures (catheters, tubes, hair, ruler ticks), a tiny
-share of the pixels, are not averaged away.
+share of the pixels, are not averaged away. ``structure_weight`` > 0 weights instead the pixels the phantom
+renderer drew a thin structure in (``FINE_STRUCTURES``: the SCM knows where they are), so the loss pays for
+them without also rewarding invented texture on skin or lung that merely has high-pass content.
 
 ``init_from`` + ``train_encoder=False`` fine-tunes only the decoder of a bundled VAE: the encoder, and
 so the latent space the UNet was trained on, stay exactly as they were, so the UNet needs no retraining
@@ -43,6 +45,7 @@ class VAEConfig:
     init_from: str | None = None       # start from this VAE folder (or a pipeline folder with vae/)
     train_encoder: bool = True         # False: decoder only; the latent space stays the same
     crop_latents: int = 0              # decoder only: train on windows this many latent cells wide (0: whole)
+    structure_weight: float = 0.0      # >0: extra weight on the pixels of the domain's FINE_STRUCTURES
 
 
 def _gradients(x):
@@ -65,6 +68,19 @@ def detail_weights(batch, strength: float):
     gray = batch.mean(dim=1, keepdim=True)
     local_mean = F.avg_pool2d(F.pad(gray, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
     return 1.0 + strength * (gray - local_mean).abs() / DETAIL_SCALE
+
+
+def structure_weights(masks: np.ndarray, strength: float, device):
+    """Per-pixel loss weights 1 + strength * (mask dilated by 1 px), shape (N, 1, H, W).
+
+    ``masks`` (N, H, W) bool: where the renderer drew a fine structure. The 1-px dilation also weights the
+    pixels beside a line, so that drawing it one pixel off or blurred over its neighbours is paid for.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    mask = torch.from_numpy(np.ascontiguousarray(masks)).to(device).float()[:, None]
+    return 1.0 + strength * F.max_pool2d(mask, 3, stride=1, padding=1)
 
 
 def _weighted_mean(errors, weights):
@@ -104,7 +120,7 @@ def _objective(vae):
 
 
 def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, crop: int, rng, device):
-    """Sampled latents of the picked images and their pixels, cut to the same random window.
+    """Sampled latents of the picked images, their pixels, and the pixel window (rows, cols) both were cut to.
 
     The window is ``crop`` latent cells square (crop * f pixels, f = image / latent side), at one offset
     for the whole batch. The decoder is convolutional, so windows teach it the same local rendering at
@@ -116,16 +132,21 @@ def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, crop: int
     latents = means[index] + stds[index] * torch.randn_like(stds[index])
     target = to_model_batch(images[picked], device)
     side, factor = latents.shape[-1], images.shape[1] // latents.shape[-1]
+    window = (slice(None), slice(None))
     if crop and crop < side:
         top, left = (int(v) for v in rng.integers(0, side - crop + 1, 2))
         latents = latents[..., top:top + crop, left:left + crop]
-        target = target[..., top * factor:(top + crop) * factor, left * factor:(left + crop) * factor]
-    return latents, target
+        window = (slice(top * factor, (top + crop) * factor), slice(left * factor, (left + crop) * factor))
+        target = target[..., window[0], window[1]]
+    return latents, target, window
 
 
 def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Progress | None = None,
-              should_stop: Callable[[], bool] | None = None) -> dict:
+              should_stop: Callable[[], bool] | None = None, masks: np.ndarray | None = None) -> dict:
     """Train and save ``out/vae`` (diffusers folder, safetensors). Returns final metrics.
+
+    ``images`` (N, H, W, 3) uint8, rendered from the domain's phantoms when None; ``masks`` (N, H, W) bool,
+    their fine-structure pixels, are needed with ``structure_weight`` and rendered alongside when images are.
 
     ``scaling_factor`` is set to 1 / std of the latents, as SD does, so latents enter the UNet at unit scale.
     """
@@ -135,7 +156,13 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     out = Path(config.out)
     accelerator = make_accelerator(config.seed)
     if images is None:
-        images, _ = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
+        if config.structure_weight:
+            images, _, masks = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers,
+                                               fine_structure_masks=True)
+        else:
+            images, _ = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
+    if config.structure_weight and (masks is None or masks.shape != images.shape[:3]):
+        raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     vae = _load_vae(config.init_from) if config.init_from else make_vae(arch)
     if not config.train_encoder:
         if not config.init_from:
@@ -163,15 +190,21 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     objective.train()
     for step in range(start + 1, config.steps + 1):
         picked = rng.integers(0, len(images), config.batch_size)
+        window = (slice(None), slice(None))
         with accelerator.autocast():
             if config.train_encoder:
                 batch = to_model_batch(images[picked], accelerator.device)
                 reconstruction, kl = objective(batch)
             else:
-                latents, batch = _latent_crops(means, stds, images, picked, config.crop_latents, rng, accelerator.device)
+                latents, batch, window = _latent_crops(means, stds, images, picked, config.crop_latents, rng,
+                                                       accelerator.device)
                 reconstruction, kl = objective(latents=latents)
         reconstruction = reconstruction.float()
         weights = detail_weights(batch, config.detail_weight) if config.detail_weight else None
+        if config.structure_weight:
+            # Dilate on the whole image, then cut the window, so a line just outside it still weights its edge.
+            fine = structure_weights(masks[picked], config.structure_weight, accelerator.device)[..., window[0], window[1]]
+            weights = fine if weights is None else weights * fine
         l1 = _weighted_mean((reconstruction - batch).abs(), weights)
         edges = sum(_weighted_mean((a - b).abs(), weights) for a, b in zip(_gradients(reconstruction), _gradients(batch)))
         loss = l1 + config.edge_weight * edges + config.kl_weight * kl.float()

@@ -72,3 +72,21 @@ def test_vae_round_trip_measures_what_the_decoder_keeps(cxr_model):
     result = {"domain": "cxr", "config": {"n_reference": len(images)},
               "vae_round_trip": {"bundled": bundled, "/tmp/blank-vae": broken}}
     print_round_trips(result)
+
+
+@needs_models
+def test_decode_matches_the_pipelines_own_output(cxr_model):
+    """The bench generates latents once and decodes them with each VAE: with the bundled VAE that must be
+    exactly what the pipeline itself returns, so a candidate's row differs from the bundled one only by its decoder."""
+    from medviz.bench.models import _decode
+
+    pipe = cxr_model.pipe
+    ask = dict(num_inference_steps=2, guidance_scale=4.0, height=128, width=128)
+    latents = pipe(["Chest X-ray showing support devices"] * 2, generator=torch.Generator().manual_seed(3),
+                   output_type="latent", **ask).images
+    direct = pipe(["Chest X-ray showing support devices"] * 2, generator=torch.Generator().manual_seed(3),
+                  output_type="np", **ask).images
+    ours = _decode(pipe, pipe.vae, latents)
+    assert ours.shape == (2, 128, 128, 3) and ours.dtype == np.uint8
+    assert np.abs(ours.astype(int) - (np.clip(direct, 0, 1) * 255).round().astype(int)).max() <= 1
+    assert ours.std() > 10          # an image, not a flat field

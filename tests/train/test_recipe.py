@@ -239,9 +239,19 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
                   images)
     with pytest.raises(ValueError, match="decoder-only"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, crop_latents=4), images)
+    with pytest.raises(ValueError, match="fine-structure masks"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, structure_weight=6.0),
+                  images)
+    masks = np.zeros(images.shape[:3], bool)
+    masks[:, 10:12] = True
+    train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "weighted"), preset="tiny", steps=2, batch_size=4,
+                        init_from=str(tmp_path / "base"), train_encoder=False, crop_latents=4, structure_weight=6.0),
+              images, masks=masks)
+    assert (tmp_path / "weighted" / "vae" / "diffusion_pytorch_model.safetensors").exists()
 
 
 def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
+    from medviz.train.data import to_model_batch
     from medviz.train.vae import _latent_crops
 
     images = np.zeros((3, 32, 32, 3), np.uint8)
@@ -251,15 +261,51 @@ def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
     stds = torch.zeros(3, 4, 8, 8)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        latents, target = _latent_crops(means, stds, images, np.array([0, 2]), 4, rng, "cpu")
+        latents, target, window = _latent_crops(means, stds, images, np.array([0, 2]), 4, rng, "cpu")
         assert latents.shape == (2, 4, 4, 4) and target.shape == (2, 3, 16, 16)
         # The marked latent cell and the bright pixel block fall in the window together, or neither does.
         assert bool((latents == 1).any()) == bool((target > 0).any())
         if (latents == 1).any():
             cell = (latents[0, 0] == 1).nonzero()[0].tolist()
             assert target[0, 0, cell[0] * 4:(cell[0] + 1) * 4, cell[1] * 4:(cell[1] + 1) * 4].min() == 1.0
-    whole, pixels = _latent_crops(means, stds, images, np.array([1]), 0, rng, "cpu")
+        # The returned window is the one the pixels were cut at (the structure weights are cut with it).
+        assert torch.equal(to_model_batch(images[[0, 2]], "cpu")[..., window[0], window[1]], target)
+    whole, pixels, everything = _latent_crops(means, stds, images, np.array([1]), 0, rng, "cpu")
     assert whole.shape == (1, 4, 8, 8) and pixels.shape == (1, 3, 32, 32)
+    assert everything == (slice(None), slice(None))
+
+
+def test_structure_weights_cover_the_rendered_structure_and_its_neighbours():
+    from medviz.train.vae import structure_weights
+
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, :, 4] = True                          # a 1-px vertical line in the first image only
+    weights = structure_weights(masks, 6.0, "cpu")
+    assert weights.shape == (2, 1, 8, 8)
+    assert torch.all(weights[0, 0, :, 3:6] == 7.0)   # the line and one pixel either side
+    assert torch.all(weights[0, 0, :, :3] == 1.0) and torch.all(weights[0, 0, :, 6:] == 1.0)
+    assert torch.all(weights[1] == 1.0)
+
+
+def test_fine_structure_masks_are_where_the_renderer_drew_them():
+    from medviz.io import as_rgb, to_uint8
+    from medviz.phantoms import get_domain
+    from medviz.train.data import render_phantoms
+
+    images, factors, masks = render_phantoms("skin", 12, 128, 0, workers=1, fine_structure_masks=True)
+    assert masks.shape == images.shape[:3] and masks.dtype == bool
+    module = get_domain("skin")
+    for i, f in enumerate(factors):
+        assert masks[i].any() == bool(f["hair"] or f["ruler"] or f["ink"] or f["gel_bubbles"])
+        if f["hair"] or f["ink"] or f["gel_bubbles"]:
+            # Without them the phantom differs only inside the mask. (The ruler's translucent band is broad,
+            # so it is not a fine structure: only its ticks are, and they stay here.)
+            graph = module.build_graph()
+            sample = graph.sample(i)
+            clean = graph.intervene(sample, hair=False, ink=False, gel_bubbles=False)
+            plain = to_uint8(as_rgb(module.render(clean.factors, clean.seed, 128).image))
+            changed = np.abs(plain.astype(int) - images[i].astype(int)).max(-1) > 2
+            assert changed.any() and not (changed & ~masks[i]).any()
 
 
 def test_detail_weights_single_out_thin_lines():
