@@ -47,7 +47,7 @@ class ModelsBenchConfig:
     guidance_scale: float = 4.0
     n_reference: int = 512
     seed: int = 0
-    vae: str | None = None             # a candidate VAE folder, measured beside the bundled one
+    vae: str | None = None             # a candidate VAE folder: its round trip, and its decode of the same samples
     round_trip_only: bool = False      # skip generation (fidelity, diversity, FD): the VAE check alone
     n_diversity_reference: int = 2000  # phantoms (from the same seeds) that the diversity references are drawn from
 
