@@ -10,7 +10,10 @@ them without also rewarding invented texture on skin or lung that merely has hig
 
 ``init_from`` + ``train_encoder=False`` fine-tunes only the decoder of a bundled VAE: the encoder, and
 so the latent space the UNet was trained on, stay exactly as they were, so the UNet needs no retraining
-and its samples simply decode sharper.
+and its samples simply decode sharper. A decoder can only draw what the latents hold, though; when the
+encoder drops a structure (the skin VAE's ruler ticks and ink), ``init_from`` with the encoder trained and
+``anchor_weight`` > 0 lets it learn to keep that structure while its posterior means stay near the initial
+encoder's elsewhere, so that a UNet trained on the old latents needs fine-tuning, not retraining.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ class VAEConfig:
     detail_weight: float = 0.0         # >0: extra weight on pixels with high-pass detail (thin lines)
     init_from: str | None = None       # start from this VAE folder (or a pipeline folder with vae/)
     train_encoder: bool = True         # False: decoder only; the latent space stays the same
-    crop_latents: int = 0              # decoder only: train on windows this many latent cells wide (0: whole)
+    crop_latents: int = 0              # train on windows this many latent cells wide (0: whole images)
     structure_weight: float = 0.0      # >0: extra weight on the pixels of the domain's FINE_STRUCTURES
+    anchor_weight: float = 0.0         # >0 (with init_from, encoder trained): keep posterior means near the initial ones
 
 
 def _gradients(x):
@@ -111,12 +115,22 @@ def _objective(vae):
             self.vae = vae
 
         def forward(self, batch=None, latents=None):
+            """(reconstruction, KL, posterior mean); given latents, the KL is 0 and the mean is the latents."""
             if latents is not None:
-                return self.vae.decode(latents).sample, latents.new_zeros(())
+                return self.vae.decode(latents).sample, latents.new_zeros(()), latents
             posterior = self.vae.encode(batch).latent_dist
-            return self.vae.decode(posterior.sample()).sample, posterior.kl().mean()
+            return self.vae.decode(posterior.sample()).sample, posterior.kl().mean(), posterior.mean
 
     return Objective()
+
+
+def _pixel_window(image_side: int, latent_side: int, crop: int, rng) -> tuple[slice, slice]:
+    """A random window ``crop`` latent cells square, in pixels, aligned to the latent grid (whole: no crop)."""
+    if not crop or crop >= latent_side:
+        return slice(None), slice(None)
+    factor = image_side // latent_side
+    top, left = (int(v) * factor for v in rng.integers(0, latent_side - crop + 1, 2))
+    return slice(top, top + crop * factor), slice(left, left + crop * factor)
 
 
 def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, crop: int, rng, device):
@@ -132,11 +146,10 @@ def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, crop: int
     latents = means[index] + stds[index] * torch.randn_like(stds[index])
     target = to_model_batch(images[picked], device)
     side, factor = latents.shape[-1], images.shape[1] // latents.shape[-1]
-    window = (slice(None), slice(None))
-    if crop and crop < side:
-        top, left = (int(v) for v in rng.integers(0, side - crop + 1, 2))
-        latents = latents[..., top:top + crop, left:left + crop]
-        window = (slice(top * factor, (top + crop) * factor), slice(left * factor, (left + crop) * factor))
+    window = _pixel_window(images.shape[1], side, crop, rng)
+    if window[0].start is not None:
+        cells = tuple(slice(w.start // factor, w.stop // factor) for w in window)
+        latents = latents[..., cells[0], cells[1]]
         target = target[..., window[0], window[1]]
     return latents, target, window
 
@@ -169,8 +182,15 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
             raise ValueError("train_encoder=False needs init_from: a trained VAE whose latent space to keep")
         for module in (vae.encoder, vae.quant_conv):
             module.requires_grad_(False)
-    elif config.crop_latents:
-        raise ValueError("crop_latents is for decoder-only fine-tuning (train_encoder=False)")
+    anchor = None
+    if config.anchor_weight:
+        if not (config.init_from and config.train_encoder):
+            raise ValueError("anchor_weight keeps a trained encoder near where it started: it needs init_from "
+                             "and the encoder trained")
+        import copy
+
+        anchor = copy.deepcopy(vae).requires_grad_(False).eval()      # the initial encoder, frozen
+    latent_side = images.shape[1] // 2 ** (len(vae.config.block_out_channels) - 1)
     objective = _objective(vae)
     trainable = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=1e-4)
@@ -190,16 +210,24 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     objective.train()
     for step in range(start + 1, config.steps + 1):
         picked = rng.integers(0, len(images), config.batch_size)
-        window = (slice(None), slice(None))
         with accelerator.autocast():
             if config.train_encoder:
-                batch = to_model_batch(images[picked], accelerator.device)
-                reconstruction, kl = objective(batch)
+                # Convolutions (and the mid-block attention over fewer cells) learn the same local coding
+                # from latent-aligned windows at a fraction of the compute: what fits a CPU budget.
+                window = _pixel_window(images.shape[1], latent_side, config.crop_latents, rng)
+                batch = to_model_batch(images[picked][:, window[0], window[1]], accelerator.device)
+                reconstruction, kl, mean = objective(batch)
             else:
                 latents, batch, window = _latent_crops(means, stds, images, picked, config.crop_latents, rng,
                                                        accelerator.device)
-                reconstruction, kl = objective(latents=latents)
+                reconstruction, kl, mean = objective(latents=latents)
         reconstruction = reconstruction.float()
+        drift = mean.new_zeros(())
+        if anchor is not None:
+            with torch.no_grad():
+                start_mean = anchor.encode(batch).latent_dist.mean
+            # In the UNet's units (x scaling_factor), where the latents have unit scale.
+            drift = ((mean.float() - start_mean.float()) * anchor.config.scaling_factor).pow(2).mean()
         weights = detail_weights(batch, config.detail_weight) if config.detail_weight else None
         if config.structure_weight:
             # Dilate on the whole image, then cut the window, so a line just outside it still weights its edge.
@@ -207,14 +235,14 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
             weights = fine if weights is None else weights * fine
         l1 = _weighted_mean((reconstruction - batch).abs(), weights)
         edges = sum(_weighted_mean((a - b).abs(), weights) for a, b in zip(_gradients(reconstruction), _gradients(batch)))
-        loss = l1 + config.edge_weight * edges + config.kl_weight * kl.float()
+        loss = l1 + config.edge_weight * edges + config.kl_weight * kl.float() + config.anchor_weight * drift
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step(step)
         optimizer.zero_grad(set_to_none=True)
         log.total = scheduler.total
-        log.step(step, l1=l1.item(), edge=edges.item(), kl=kl.item())
+        log.step(step, l1=l1.item(), edge=edges.item(), kl=kl.item(), drift=drift.item())
         if config.checkpoint_every and step % config.checkpoint_every == 0:
             save_checkpoint(accelerator, out / "vae-checkpoints", step, config)
         if should_stop and should_stop():

@@ -237,8 +237,8 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="needs init_from"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, train_encoder=False),
                   images)
-    with pytest.raises(ValueError, match="decoder-only"):
-        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, crop_latents=4), images)
+    with pytest.raises(ValueError, match="needs init_from and the encoder trained"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, anchor_weight=1.0), images)
     with pytest.raises(ValueError, match="fine-structure masks"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, structure_weight=6.0),
                   images)
@@ -248,6 +248,25 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
                         init_from=str(tmp_path / "base"), train_encoder=False, crop_latents=4, structure_weight=6.0),
               images, masks=masks)
     assert (tmp_path / "weighted" / "vae" / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_anchor_keeps_a_retrained_encoder_near_where_it_started(tmp_path):
+    """Encoder + decoder fine-tuned on latent-aligned crops: with the anchor the posterior means move less."""
+    from medviz.train.data import to_model_batch
+    from medviz.train.vae import VAEConfig, _load_vae, train_vae
+
+    images = np.random.default_rng(2).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "base"), preset="tiny", steps=2, batch_size=4), images)
+    drift = {}
+    for weight in (0.0, 1000.0):
+        out = tmp_path / f"anchor{weight:g}"
+        train_vae(VAEConfig(domain="cxr", out=str(out), preset="tiny", steps=6, batch_size=4, learning_rate=1e-2,
+                            init_from=str(tmp_path / "base"), crop_latents=4, anchor_weight=weight), images)
+        before, after = _load_vae(str(tmp_path / "base")), _load_vae(str(out))
+        with torch.no_grad():
+            x = to_model_batch(images, "cpu")
+            drift[weight] = float((after.encode(x).latent_dist.mean - before.encode(x).latent_dist.mean).abs().mean())
+    assert drift[1000.0] < 0.5 * drift[0.0]
 
 
 def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
