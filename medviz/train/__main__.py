@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     recipe.add_argument("--workers", type=int, default=None)
     recipe.add_argument("--seed", type=int, default=0)
     recipe.add_argument("--vae-budget-s", type=float, default=0.0, help="cut VAE steps to fit this many seconds")
+    recipe.add_argument("--vae-structure-weight", type=float, default=0.0,
+                        help="extra VAE loss weight on the pixels the renderer drew a thin structure in (hair, ruler "
+                             "ticks, ink, bubbles; catheters): VAEConfig.structure_weight")
     recipe.add_argument("--unet-budget-s", type=float, default=0.0, help="cut UNet steps to fit this many seconds")
     recipe.add_argument("--n-held-out", type=int, default=2000)
     recipe.add_argument("--dtype", default="float32", choices=["float32", "float16"],
@@ -92,12 +95,14 @@ def run_recipe(args) -> dict:
     arch = PRESETS[args.preset]
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    images, factors = render_phantoms(args.domain, args.n_images, arch.image_size, 0, args.workers)
+    images, factors, masks = render_phantoms(args.domain, args.n_images, arch.image_size, 0, args.workers,
+                                             fine_structure_masks=True)
     timings["render_s"] = time.perf_counter() - start
     common = dict(domain=args.domain, out=args.out, preset=args.preset, seed=args.seed, workers=args.workers)
     tic = time.perf_counter()
     vae = train_vae(VAEConfig(steps=args.vae_steps, batch_size=min(args.batch_size, 64), n_images=args.n_images,
-                              time_budget_s=args.vae_budget_s, **common), images)
+                              time_budget_s=args.vae_budget_s, structure_weight=args.vae_structure_weight, **common),
+                    images, masks=masks)
     timings["vae_s"] = time.perf_counter() - tic
     tic = time.perf_counter()
     text2image = train_text2image(Text2ImageConfig(steps=args.unet_steps, batch_size=args.batch_size,
