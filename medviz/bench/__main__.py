@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                              "decode of the very same generated latents ({domain} is replaced)")
     parser.add_argument("--round-trip-only", action="store_true",
                         help="models: only the VAE round trip (no generation)")
-    parser.add_argument("--model", default="cxr-phantom", help="generate/traverse: bundled name or local path")
+    parser.add_argument("--model", default=None, help="generate/traverse: bundled name or local path (cxr-phantom); "
+                                                      "models: a pipeline folder of --domain (its bundled model)")
     parser.add_argument("--batch", type=int, default=4, help="generate: images per call")
     parser.add_argument("--seeds", type=int, default=32, help="traverse: trajectories per slider")
     parser.add_argument("--frames", type=int, default=7, help="traverse: frames per trajectory")
@@ -139,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "generate":
         from .generate import GenerateBenchConfig, print_table, run
 
-        result = run(GenerateBenchConfig(model=args.model, batch_size=args.batch, steps=args.steps or 25,
-                                         repeats=args.repeats, device=args.device))
+        result = run(GenerateBenchConfig(model=args.model or "cxr-phantom", batch_size=args.batch,
+                                         steps=args.steps or 25, repeats=args.repeats, device=args.device))
         print_table(result)
         return _write(args.json, result)
     if args.name == "classify":
@@ -219,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "traverse":
         from .traverse import TraverseBenchConfig, print_table, run
 
-        result = run(TraverseBenchConfig(model=args.model, seeds=args.seeds, frames=args.frames, steps=args.steps or 20,
-                                         start_step=args.start_step), strips_dir=args.strips)
+        result = run(TraverseBenchConfig(model=args.model or "cxr-phantom", seeds=args.seeds, frames=args.frames,
+                                         steps=args.steps or 20, start_step=args.start_step), strips_dir=args.strips)
         print_table(result)
         return _write(args.json, result)
     if args.name == "models":
@@ -230,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25,
                                            vae=args.vae.replace("{domain}", domain) if args.vae else None,
-                                           round_trip_only=args.round_trip_only))
+                                           round_trip_only=args.round_trip_only,
+                                           model=args.model))
             print_table(result)
             results.append(result)
         if args.json:

@@ -50,6 +50,7 @@ class ModelsBenchConfig:
     vae: str | None = None             # a candidate VAE folder: its round trip, and its decode of the same samples
     round_trip_only: bool = False      # skip generation (fidelity, diversity, FD): the VAE check alone
     n_diversity_reference: int = 2000  # phantoms (from the same seeds) that the diversity references are drawn from
+    model: str | None = None           # a pipeline folder of the domain (None: the bundled {domain}-phantom)
 
 
 def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
@@ -150,7 +151,7 @@ def run(config: ModelsBenchConfig) -> dict:
     from ..train.data import render_phantoms
     from ..train.oracle import HELD_OUT_FIRST_SEED
 
-    pipe = load_pipeline(f"{config.domain}-phantom", device="cpu")
+    pipe = load_pipeline(config.model or f"{config.domain}-phantom", device="cpu")
     oracle = ResNetForImageClassification.from_pretrained(str(MODELS_DIR / f"{config.domain}-oracle")).eval()
     labels = ORACLE_ATTRIBUTES[config.domain]
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
