@@ -177,10 +177,7 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     lr = 1e-5 if config.pretrained else config.learning_rate
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
     denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
-    # 500 warm-up steps, or a tenth of a short run (a CPU fine-tune of a few hundred steps must not spend
-    # them all warming up).
-    lr_scheduler = BudgetedSchedule(optimizer, min(500, max(1, config.steps // 10)), config.steps,
-                                    config.time_budget_s or None)
+    lr_scheduler = BudgetedSchedule(optimizer, 500, config.steps, config.time_budget_s or None)
     ema = EMAModel([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad],
                    decay=config.ema_decay, foreach=True)
     ema.to(device)
