@@ -227,7 +227,9 @@ def print_round_trips(result: dict) -> None:
     trips = result["vae_round_trip"]
     print(f"\nVAE round trip on {result['config']['n_reference']} held-out {result['domain']} phantoms: oracle recall "
           "(specificity) after encode -> decode")
-    print(f"{'attribute':<18}{'n+':>5}" + "".join(f"{name[-28:]:>30}" for name in trips))
+    # "bundled" is the measured pipeline's own VAE (a --model folder's, when one was given).
+    own = result["config"].get("model") or "bundled"
+    print(f"{'attribute':<18}{'n+':>5}" + "".join(f"{(own if name == 'bundled' else name)[-28:]:>30}" for name in trips))
     for attribute, first in trips["bundled"]["attributes"].items():
         cells = "".join(f"{t['attributes'][attribute]['recall']:>22.1%} ({t['attributes'][attribute]['specificity']:.1%})"
                         for t in trips.values())
@@ -244,7 +246,7 @@ def print_table(result: dict) -> None:
     print("agree: the oracle reads the row's attribute as asked; fits all: every attribute the prompt fixes as the "
           "training captions read it (unnamed findings absent)\ndiversity: vs the phantoms that fit the prompt (n of "
           "them), and vs those matching only the row's attribute")
-    tables = [("bundled VAE", result["rows"], result["fd_generated_vs_held_out"])]
+    tables = [(f"{result['config'].get('model') or 'bundled'} VAE", result["rows"], result["fd_generated_vs_held_out"])]
     if result.get("candidate_vae"):
         candidate = result["candidate_vae"]
         tables.append((f"candidate VAE {candidate['vae']} (same latents)", candidate["rows"],
