@@ -214,11 +214,15 @@ def run(config: ModelsBenchConfig) -> dict:
 
 
 def _decode(pipe, vae, latents) -> np.ndarray:
-    """The pipeline's own decode and post-processing of its latents, by ``vae``: uint8 N x H x W x 3."""
+    """The pipeline's own decode and post-processing of its latents, by ``vae``: uint8 N x H x W x 3.
+
+    The latents are in the pipeline's units, so they are unscaled by its VAE's factor, whichever VAE decodes.
+    """
     import torch
 
+    scale = pipe.vae.config.scaling_factor
     with torch.no_grad():
-        decoded = torch.cat([vae.decode(chunk / vae.config.scaling_factor).sample for chunk in latents.split(32)])
+        decoded = torch.cat([vae.decode(chunk / scale).sample for chunk in latents.split(32)])
     images = pipe.image_processor.postprocess(decoded, output_type="np")
     return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
