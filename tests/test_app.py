@@ -147,7 +147,7 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, cxr
 
     # A card whose operating point is a vote threshold (the server shares this loaded model).
     fit = cxr_model.card["explain_calibration"]["pleural effusion"]
-    for key, value in {"vote_threshold": 0.4524, "trials": 21, "decision": "vote"}.items():
+    for key, value in {"vote_threshold": 0.4524, "trials": 21, "trials_run": 21, "decision": "vote"}.items():
         monkeypatch.setitem(fit, key, value)
 
     explanation, evidence, uncertainty, chart, summary = client.predict(
