@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
 def run_recipe(args) -> dict:
     from .architectures import PRESETS
     from .bundle import bundle_oracle, bundle_pipeline
-    from .data import render_phantoms
+    from .data import render_training_set
 
     arch = PRESETS[args.preset]
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    images, factors, masks = render_phantoms(args.domain, args.n_images, arch.image_size, 0, args.workers,
-                                             fine_structure_masks=True)
+    images, factors, masks = render_training_set(args.domain, args.n_images, arch.image_size, args.workers,
+                                                 bool(args.vae_structure_weight))
     timings["render_s"] = time.perf_counter() - start
     common = dict(domain=args.domain, out=args.out, preset=args.preset, seed=args.seed, workers=args.workers)
     tic = time.perf_counter()

@@ -26,7 +26,7 @@ import numpy as np
 
 from .architectures import PRESETS, make_vae
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
-from .data import encode_latents, render_phantoms, to_model_batch
+from .data import encode_latents, render_training_set, to_model_batch
 
 
 @dataclass(frozen=True)
@@ -169,11 +169,8 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     out = Path(config.out)
     accelerator = make_accelerator(config.seed)
     if images is None:
-        if config.structure_weight:
-            images, _, masks = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers,
-                                               fine_structure_masks=True)
-        else:
-            images, _ = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
+        images, _, masks = render_training_set(config.domain, config.n_images, arch.image_size, config.workers,
+                                               bool(config.structure_weight))
     if config.structure_weight and (masks is None or masks.shape != images.shape[:3]):
         raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     vae = _load_vae(config.init_from) if config.init_from else make_vae(arch)
