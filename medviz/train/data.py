@@ -21,20 +21,20 @@ def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, li
     module = get_domain(domain)
     graph = module.build_graph()
     images = np.empty((count, size, size, 3), np.uint8)
-    masks = np.zeros((count, size, size), bool) if with_masks else None
+    masks = np.zeros((count, size, size), np.uint8) if with_masks else None
     factors = []
     for i in range(count):
         sample = graph.sample(first + i)
         rendering = module.render(sample.factors, sample.seed, max(size, 128))
         pixels = to_uint8(as_rgb(rendering.image))
-        fine = np.logical_or.reduce([rendering.supports[name] for name in module.FINE_STRUCTURES]) if with_masks else None
         if size < 128:      # test-sized models: the renderer's smallest size, box-filtered down
             pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BOX))
-            if with_masks:
-                fine = np.asarray(Image.fromarray(fine.astype(np.uint8) * 255).resize((size, size), Image.BOX)) > 0
         images[i] = pixels
-        if with_masks:
-            masks[i] = fine
+        for bit, name in enumerate(module.FINE_STRUCTURES if with_masks else ()):
+            drawn = rendering.supports[name]
+            if size < 128:  # a small pixel holds the structure if any of the large pixels it covers did
+                drawn = np.asarray(Image.fromarray(drawn.astype(np.uint8) * 255).resize((size, size), Image.BOX)) > 0
+            masks[i] |= drawn.astype(np.uint8) << bit
         factors.append(dict(sample.factors))
     return images, factors, masks
 
@@ -43,9 +43,9 @@ def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers
                     progress: Callable[[int, int], None] | None = None, fine_structure_masks: bool = False):
     """Render phantoms ``first_seed .. first_seed + n - 1`` at ``size`` px.
 
-    Returns (uint8 images N x H x W x 3, factors), and with ``fine_structure_masks`` also a bool N x H x W
-    array: the pixels the renderer drew one of the domain's ``FINE_STRUCTURES`` in (hair, ruler ticks,
-    catheters: what the SCM knows and an image-based weight can only guess).
+    Returns (uint8 images N x H x W x 3, factors), and with ``fine_structure_masks`` also a uint8 N x H x W
+    array of bits: bit i is set where the renderer drew the domain's ``FINE_STRUCTURES[i]`` (hair, ruler
+    ticks, catheters: what the SCM knows and an image-based weight can only guess); nonzero: any of them.
     """
     workers = workers or max(1, (os.cpu_count() or 1))
     chunk = max(1, min(500, n // (workers * 4) or 1))

@@ -50,6 +50,7 @@ class VAEConfig:
     crop_latents: int = 0              # train on windows this many latent cells wide (0: whole images)
     structure_weight: float = 0.0      # >0: extra weight on the pixels of the domain's FINE_STRUCTURES
     anchor_weight: float = 0.0         # >0 (with init_from, encoder trained): keep posterior means near the initial ones
+    structure_windows: float = 0.0     # share of steps (crop_latents > 0) whose window is put on a fine structure
 
 
 def _gradients(x):
@@ -77,13 +78,13 @@ def detail_weights(batch, strength: float):
 def structure_weights(masks: np.ndarray, strength: float, device):
     """Per-pixel loss weights 1 + strength * (mask dilated by 1 px), shape (N, 1, H, W).
 
-    ``masks`` (N, H, W) bool: where the renderer drew a fine structure. The 1-px dilation also weights the
+    ``masks`` (N, H, W), nonzero where the renderer drew a fine structure. The 1-px dilation also weights the
     pixels beside a line, so that drawing it one pixel off or blurred over its neighbours is paid for.
     """
     import torch
     import torch.nn.functional as F
 
-    mask = torch.from_numpy(np.ascontiguousarray(masks)).to(device).float()[:, None]
+    mask = torch.from_numpy(np.ascontiguousarray(masks != 0)).to(device).float()[:, None]
     return 1.0 + strength * F.max_pool2d(mask, 3, stride=1, padding=1)
 
 
@@ -124,34 +125,59 @@ def _objective(vae):
     return Objective()
 
 
-def _pixel_window(image_side: int, latent_side: int, crop: int, rng) -> tuple[slice, slice]:
-    """A random window ``crop`` latent cells square, in pixels, aligned to the latent grid (whole: no crop)."""
+def _pixel_window(image_side: int, latent_side: int, crop: int, rng, around: tuple[int, int] | None = None
+                  ) -> tuple[slice, slice]:
+    """A random window ``crop`` latent cells square, in pixels, aligned to the latent grid (whole: no crop).
+
+    ``around`` (row, col), a pixel: the window is drawn among those that hold it.
+    """
     if not crop or crop >= latent_side:
         return slice(None), slice(None)
     factor = image_side // latent_side
-    top, left = (int(v) * factor for v in rng.integers(0, latent_side - crop + 1, 2))
+    if around is None:
+        top, left = (int(v) for v in rng.integers(0, latent_side - crop + 1, 2))
+    else:
+        top, left = (int(rng.integers(max(0, p // factor - crop + 1), min(p // factor, latent_side - crop) + 1))
+                     for p in around)
+    top, left = top * factor, left * factor
     return slice(top, top + crop * factor), slice(left, left + crop * factor)
 
 
-def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, crop: int, rng, device):
-    """Sampled latents of the picked images, their pixels, and the pixel window (rows, cols) both were cut to.
+def _structure_pixel(masks: np.ndarray, picked: np.ndarray, rng) -> tuple[int, int] | None:
+    """A pixel of one fine structure in the picked images, or None when they hold none.
 
-    The window is ``crop`` latent cells square (crop * f pixels, f = image / latent side), at one offset
-    for the whole batch. The decoder is convolutional, so windows teach it the same local rendering at
-    (latent / crop)^2 times less compute: what makes decoder fine-tuning fit a CPU budget.
+    The structure (a bit of ``masks``, e.g. skin's ruler ticks) is drawn uniformly among those present, not in
+    proportion to its pixels: ruler ticks and ink, far fewer pixels than hair, get as many windows as hair.
+    """
+    held = np.bitwise_or.reduce(masks[picked].reshape(len(picked), -1), axis=1)
+    bits = [bit for bit in range(8) if np.bitwise_or.reduce(held) >> bit & 1]
+    if not bits:
+        return None
+    bit = 1 << int(rng.choice(bits))
+    image = int(rng.choice(picked[(held & bit) != 0]))
+    rows, cols = np.nonzero(masks[image] & bit)
+    k = int(rng.integers(len(rows)))
+    return int(rows[k]), int(cols[k])
+
+
+def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, window: tuple[slice, slice], device):
+    """Sampled latents of the picked images and their pixels, both cut to the pixel ``window`` (rows, cols).
+
+    The window (``_pixel_window``) is latent-aligned, one for the whole batch. The decoder is convolutional,
+    so windows teach it the same local rendering at (latent / crop)^2 times less compute: what makes decoder
+    fine-tuning fit a CPU budget.
     """
     import torch
 
     index = torch.as_tensor(picked, device=means.device)
     latents = means[index] + stds[index] * torch.randn_like(stds[index])
     target = to_model_batch(images[picked], device)
-    side, factor = latents.shape[-1], images.shape[1] // latents.shape[-1]
-    window = _pixel_window(images.shape[1], side, crop, rng)
+    factor = images.shape[1] // latents.shape[-1]
     if window[0].start is not None:
         cells = tuple(slice(w.start // factor, w.stop // factor) for w in window)
         latents = latents[..., cells[0], cells[1]]
         target = target[..., window[0], window[1]]
-    return latents, target, window
+    return latents, target
 
 
 def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Progress | None = None,
@@ -170,9 +196,12 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     accelerator = make_accelerator(config.seed)
     if images is None:
         images, _, masks = render_training_set(config.domain, config.n_images, arch.image_size, config.workers,
-                                               bool(config.structure_weight))
-    if config.structure_weight and (masks is None or masks.shape != images.shape[:3]):
-        raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
+                                               bool(config.structure_weight or config.structure_windows))
+    if (config.structure_weight or config.structure_windows) and (masks is None or masks.shape != images.shape[:3]):
+        raise ValueError("structure_weight and structure_windows need the images' fine-structure masks, "
+                         "shape (N, H, W) like the images")
+    if config.structure_windows and not config.crop_latents:
+        raise ValueError("structure_windows places crop windows: it needs crop_latents > 0")
     vae = _load_vae(config.init_from) if config.init_from else make_vae(arch)
     if not config.train_encoder:
         if not config.init_from:
@@ -207,16 +236,17 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     objective.train()
     for step in range(start + 1, config.steps + 1):
         picked = rng.integers(0, len(images), config.batch_size)
+        # Convolutions (and the mid-block attention over fewer cells) learn the same local coding from
+        # latent-aligned windows at a fraction of the compute: what fits a CPU budget.
+        on_structure = config.structure_windows and rng.random() < config.structure_windows   # (no draw when off)
+        around = _structure_pixel(masks, picked, rng) if on_structure else None
+        window = _pixel_window(images.shape[1], latent_side, config.crop_latents, rng, around)
         with accelerator.autocast():
             if config.train_encoder:
-                # Convolutions (and the mid-block attention over fewer cells) learn the same local coding
-                # from latent-aligned windows at a fraction of the compute: what fits a CPU budget.
-                window = _pixel_window(images.shape[1], latent_side, config.crop_latents, rng)
                 batch = to_model_batch(images[picked][:, window[0], window[1]], accelerator.device)
                 reconstruction, kl, mean = objective(batch)
             else:
-                latents, batch, window = _latent_crops(means, stds, images, picked, config.crop_latents, rng,
-                                                       accelerator.device)
+                latents, batch = _latent_crops(means, stds, images, picked, window, accelerator.device)
                 reconstruction, kl, mean = objective(latents=latents)
         reconstruction = reconstruction.float()
         drift = mean.new_zeros(())

@@ -247,12 +247,17 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="fine-structure masks"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, structure_weight=6.0),
                   images)
-    masks = np.zeros(images.shape[:3], bool)
-    masks[:, 10:12] = True
-    train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "weighted"), preset="tiny", steps=2, batch_size=4,
-                        init_from=str(tmp_path / "base"), train_encoder=False, crop_latents=4, structure_weight=6.0),
-              images, masks=masks)
-    assert (tmp_path / "weighted" / "vae" / "diffusion_pytorch_model.safetensors").exists()
+    masks = np.zeros(images.shape[:3], np.uint8)
+    masks[:, 10:12] = 1
+    with pytest.raises(ValueError, match="needs crop_latents"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, structure_windows=0.5),
+                  images, masks=masks)
+    for train_encoder in (False, True):
+        out = tmp_path / f"weighted-{train_encoder}"
+        train_vae(VAEConfig(domain="cxr", out=str(out), preset="tiny", steps=2, batch_size=4,
+                            init_from=str(tmp_path / "base"), train_encoder=train_encoder, crop_latents=4,
+                            structure_weight=6.0, structure_windows=1.0), images, masks=masks)
+        assert (out / "vae" / "diffusion_pytorch_model.safetensors").exists()
 
 
 def test_anchor_keeps_a_retrained_encoder_near_where_it_started(tmp_path):
@@ -276,7 +281,7 @@ def test_anchor_keeps_a_retrained_encoder_near_where_it_started(tmp_path):
 
 def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
     from medviz.train.data import to_model_batch
-    from medviz.train.vae import _latent_crops
+    from medviz.train.vae import _latent_crops, _pixel_window
 
     images = np.zeros((3, 32, 32, 3), np.uint8)
     images[:, 12:16, 20:24] = 255                 # pixel block under latent cell (3, 5) at factor 4
@@ -285,18 +290,39 @@ def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
     stds = torch.zeros(3, 4, 8, 8)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        latents, target, window = _latent_crops(means, stds, images, np.array([0, 2]), 4, rng, "cpu")
+        window = _pixel_window(32, 8, 4, rng)
+        latents, target = _latent_crops(means, stds, images, np.array([0, 2]), window, "cpu")
         assert latents.shape == (2, 4, 4, 4) and target.shape == (2, 3, 16, 16)
         # The marked latent cell and the bright pixel block fall in the window together, or neither does.
         assert bool((latents == 1).any()) == bool((target > 0).any())
         if (latents == 1).any():
             cell = (latents[0, 0] == 1).nonzero()[0].tolist()
             assert target[0, 0, cell[0] * 4:(cell[0] + 1) * 4, cell[1] * 4:(cell[1] + 1) * 4].min() == 1.0
-        # The returned window is the one the pixels were cut at (the structure weights are cut with it).
+        # The pixels are cut at the given window (the structure weights are cut with it).
         assert torch.equal(to_model_batch(images[[0, 2]], "cpu")[..., window[0], window[1]], target)
-    whole, pixels, everything = _latent_crops(means, stds, images, np.array([1]), 0, rng, "cpu")
-    assert whole.shape == (1, 4, 8, 8) and pixels.shape == (1, 3, 32, 32)
+    everything = _pixel_window(32, 8, 0, rng)
     assert everything == (slice(None), slice(None))
+    whole, pixels = _latent_crops(means, stds, images, np.array([1]), everything, "cpu")
+    assert whole.shape == (1, 4, 8, 8) and pixels.shape == (1, 3, 32, 32)
+
+
+def test_structure_windows_hold_the_chosen_structure_and_draw_rare_ones_as_often_as_common_ones():
+    from medviz.train.vae import _pixel_window, _structure_pixel
+
+    masks = np.zeros((4, 32, 32), np.uint8)
+    masks[0, 2:30, 3] = 1                          # bit 0: a long line (many pixels), in image 0
+    masks[2, 29, 25] = 2                           # bit 1: one pixel (a rare structure), in image 2
+    rng = np.random.default_rng(0)
+    hits = {1: 0, 2: 0}
+    for _ in range(400):
+        row, col = _structure_pixel(masks, np.array([0, 1, 2]), rng)
+        hits[int(masks[:, row, col].max())] += 1
+        rows, cols = _pixel_window(32, 8, 4, rng, around=(row, col))
+        assert rows.start <= row < rows.stop and cols.start <= col < cols.stop
+        assert rows.start % 4 == 0 and cols.start % 4 == 0 and rows.stop <= 32 and cols.stop <= 32
+    # Drawn per structure, not per pixel: the 1-px structure gets about half the windows (28 px vs 1 px).
+    assert 150 < hits[2] < 250
+    assert _structure_pixel(masks, np.array([1, 3]), rng) is None     # no structure in those images
 
 
 def test_structure_weights_cover_the_rendered_structure_and_its_neighbours():
@@ -317,10 +343,12 @@ def test_fine_structure_masks_are_where_the_renderer_drew_them():
     from medviz.train.data import render_phantoms
 
     images, factors, masks = render_phantoms("skin", 12, 128, 0, workers=1, fine_structure_masks=True)
-    assert masks.shape == images.shape[:3] and masks.dtype == bool
+    assert masks.shape == images.shape[:3] and masks.dtype == np.uint8
     module = get_domain("skin")
+    assert module.FINE_STRUCTURES == ("hair", "ruler", "ink", "bubbles")       # bits 0, 1, 2, 3
     for i, f in enumerate(factors):
-        assert masks[i].any() == bool(f["hair"] or f["ruler"] or f["ink"] or f["gel_bubbles"])
+        for bit, factor in enumerate(("hair", "ruler", "ink", "gel_bubbles")):
+            assert (masks[i] >> bit & 1).any() == bool(f[factor])
         if f["hair"] or f["ink"] or f["gel_bubbles"]:
             # Without them the phantom differs only inside the mask. (The ruler's translucent band is broad,
             # so it is not a fine structure: only its ticks are, and they stay here.)
@@ -329,7 +357,12 @@ def test_fine_structure_masks_are_where_the_renderer_drew_them():
             clean = graph.intervene(sample, hair=False, ink=False, gel_bubbles=False)
             plain = to_uint8(as_rgb(module.render(clean.factors, clean.seed, 128).image))
             changed = np.abs(plain.astype(int) - images[i].astype(int)).max(-1) > 2
-            assert changed.any() and not (changed & ~masks[i]).any()
+            assert changed.any() and not (changed & (masks[i] & 0b1101 == 0)).any()
+    # Test-sized renders keep every structure's bit where any pixel it covers held it.
+    small, _, small_masks = render_phantoms("skin", 12, 32, 0, workers=1, fine_structure_masks=True)
+    assert small_masks.shape == (12, 32, 32)
+    for bit in range(4):
+        assert np.array_equal((small_masks >> bit & 1).any(axis=(1, 2)), (masks >> bit & 1).any(axis=(1, 2)))
 
 
 def test_detail_weights_single_out_thin_lines():
