@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure-dir", default=None,
                         help="classify: write explain_<domain>.png; counterfactual: counterfactual_<domain>.png here")
     parser.add_argument("--vae", default=None,
-                        help="models: a candidate VAE folder measured beside the bundled one: its round trip, and its "
-                             "decode of the very same generated latents ({domain} is replaced)")
+                        help="models: a candidate VAE folder (or a folder holding vae/) measured beside the bundled one: "
+                             "its round trip, and its decode of the very same generated latents ({domain} is replaced)")
     parser.add_argument("--round-trip-only", action="store_true",
                         help="models: only the VAE round trip (no generation)")
     parser.add_argument("--model", default=None, help="generate/traverse: bundled name or local path (cxr-phantom); "

@@ -163,9 +163,9 @@ def run(config: ModelsBenchConfig) -> dict:
     round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels)}
     decoders = {"bundled": pipe.vae}
     if config.vae:
-        from diffusers import AutoencoderKL
+        from ..train.vae import load_vae
 
-        decoders[config.vae] = AutoencoderKL.from_pretrained(config.vae, local_files_only=True).eval()
+        decoders[config.vae] = load_vae(config.vae).eval()       # a VAE folder, or one holding vae/
         round_trips[config.vae] = vae_round_trip(decoders[config.vae], oracle, reference, ref_truth, labels)
     if config.round_trip_only:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}

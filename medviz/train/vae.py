@@ -50,7 +50,7 @@ class VAEConfig:
     crop_latents: int = 0              # train on windows this many latent cells wide (0: whole images)
     structure_weight: float = 0.0      # >0: extra weight on the pixels of the domain's FINE_STRUCTURES
     anchor_weight: float = 0.0         # >0 (with init_from, encoder trained): keep posterior means near the initial ones
-    structure_windows: float = 0.0     # share of steps (crop_latents > 0) whose window is put on a fine structure
+    structure_windows: float = 0.0     # share of steps (crop_latents > 0) whose windows sit, one per image, on a fine structure
 
 
 def _gradients(x):
@@ -95,7 +95,8 @@ def _weighted_mean(errors, weights):
     return (errors * weights[..., :errors.shape[-2], :errors.shape[-1]]).mean()
 
 
-def _load_vae(path: str):
+def load_vae(path: str):
+    """The ``AutoencoderKL`` in ``path``: a VAE folder, or a pipeline / training folder that holds ``vae/``."""
     from diffusers import AutoencoderKL
 
     root = Path(path)
@@ -143,41 +144,54 @@ def _pixel_window(image_side: int, latent_side: int, crop: int, rng, around: tup
     return slice(top, top + crop * factor), slice(left, left + crop * factor)
 
 
-def _structure_pixel(masks: np.ndarray, picked: np.ndarray, rng) -> tuple[int, int] | None:
-    """A pixel of one fine structure in the picked images, or None when they hold none.
+def _structure_pixel(mask: np.ndarray, rng) -> tuple[int, int] | None:
+    """A pixel of one fine structure in one image's bit mask (H, W), or None when it holds none.
 
-    The structure (a bit of ``masks``, e.g. skin's ruler ticks) is drawn uniformly among those present, not in
-    proportion to its pixels: ruler ticks and ink, far fewer pixels than hair, get as many windows as hair.
+    The structure (a bit of the mask, e.g. skin's ruler ticks) is drawn uniformly among those the image holds,
+    not in proportion to their pixels: ruler ticks and ink, far fewer pixels than hair, get as many windows.
     """
-    held = np.bitwise_or.reduce(masks[picked].reshape(len(picked), -1), axis=1)
-    bits = [bit for bit in range(8) if np.bitwise_or.reduce(held) >> bit & 1]
+    held = int(np.bitwise_or.reduce(mask, axis=None))
+    bits = [bit for bit in range(8) if held >> bit & 1]
     if not bits:
         return None
-    bit = 1 << int(rng.choice(bits))
-    image = int(rng.choice(picked[(held & bit) != 0]))
-    rows, cols = np.nonzero(masks[image] & bit)
+    rows, cols = np.nonzero(mask & (1 << int(rng.choice(bits))))
     k = int(rng.integers(len(rows)))
     return int(rows[k]), int(cols[k])
 
 
-def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, window: tuple[slice, slice], device):
-    """Sampled latents of the picked images and their pixels, both cut to the pixel ``window`` (rows, cols).
+def _windows(n: int, image_side: int, latent_side: int, crop: int, rng, masks: np.ndarray | None = None
+             ) -> list[tuple[slice, slice]]:
+    """Pixel windows (rows, cols) for a batch of ``n`` images: one random window shared by all, or, given
+    the images' bit ``masks`` (n, H, W), one per image on one of its fine structures (random if it has none)."""
+    if masks is None:
+        return [_pixel_window(image_side, latent_side, crop, rng)] * n
+    return [_pixel_window(image_side, latent_side, crop, rng, _structure_pixel(mask, rng)) for mask in masks]
 
-    The window (``_pixel_window``) is latent-aligned, one for the whole batch. The decoder is convolutional,
-    so windows teach it the same local rendering at (latent / crop)^2 times less compute: what makes decoder
-    fine-tuning fit a CPU budget.
+
+def _cut(batch, windows: list[tuple[slice, slice]], factor: int = 1):
+    """``batch`` (N, C, H, W) cut to each image's pixel window; ``factor``: pixels per element of ``batch``."""
+    import torch
+
+    def scaled(w: slice) -> slice:
+        return w if w.start is None else slice(w.start // factor, w.stop // factor)
+
+    if all(w == windows[0] for w in windows):
+        return batch[..., scaled(windows[0][0]), scaled(windows[0][1])]
+    return torch.stack([b[..., scaled(rows), scaled(cols)] for b, (rows, cols) in zip(batch, windows)])
+
+
+def _latent_crops(means, stds, images: np.ndarray, picked: np.ndarray, windows: list[tuple[slice, slice]], device):
+    """Sampled latents of the picked images and their pixels, both cut to each image's pixel window.
+
+    The windows (``_windows``) are latent-aligned. The decoder is convolutional, so windows teach it the same
+    local rendering at (latent / crop)^2 times less compute: what makes decoder fine-tuning fit a CPU budget.
     """
     import torch
 
     index = torch.as_tensor(picked, device=means.device)
     latents = means[index] + stds[index] * torch.randn_like(stds[index])
-    target = to_model_batch(images[picked], device)
     factor = images.shape[1] // latents.shape[-1]
-    if window[0].start is not None:
-        cells = tuple(slice(w.start // factor, w.stop // factor) for w in window)
-        latents = latents[..., cells[0], cells[1]]
-        target = target[..., window[0], window[1]]
-    return latents, target
+    return _cut(latents, windows, factor), _cut(to_model_batch(images[picked], device), windows)
 
 
 def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Progress | None = None,
@@ -202,7 +216,7 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
                          "shape (N, H, W) like the images")
     if config.structure_windows and not config.crop_latents:
         raise ValueError("structure_windows places crop windows: it needs crop_latents > 0")
-    vae = _load_vae(config.init_from) if config.init_from else make_vae(arch)
+    vae = load_vae(config.init_from) if config.init_from else make_vae(arch)
     if not config.train_encoder:
         if not config.init_from:
             raise ValueError("train_encoder=False needs init_from: a trained VAE whose latent space to keep")
@@ -239,14 +253,14 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
         # Convolutions (and the mid-block attention over fewer cells) learn the same local coding from
         # latent-aligned windows at a fraction of the compute: what fits a CPU budget.
         on_structure = config.structure_windows and rng.random() < config.structure_windows   # (no draw when off)
-        around = _structure_pixel(masks, picked, rng) if on_structure else None
-        window = _pixel_window(images.shape[1], latent_side, config.crop_latents, rng, around)
+        windows = _windows(len(picked), images.shape[1], latent_side, config.crop_latents, rng,
+                           masks[picked] if on_structure else None)
         with accelerator.autocast():
             if config.train_encoder:
-                batch = to_model_batch(images[picked][:, window[0], window[1]], accelerator.device)
+                batch = _cut(to_model_batch(images[picked], accelerator.device), windows)
                 reconstruction, kl, mean = objective(batch)
             else:
-                latents, batch = _latent_crops(means, stds, images, picked, window, accelerator.device)
+                latents, batch = _latent_crops(means, stds, images, picked, windows, accelerator.device)
                 reconstruction, kl, mean = objective(latents=latents)
         reconstruction = reconstruction.float()
         drift = mean.new_zeros(())
@@ -258,7 +272,7 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
         weights = detail_weights(batch, config.detail_weight) if config.detail_weight else None
         if config.structure_weight:
             # Dilate on the whole image, then cut the window, so a line just outside it still weights its edge.
-            fine = structure_weights(masks[picked], config.structure_weight, accelerator.device)[..., window[0], window[1]]
+            fine = _cut(structure_weights(masks[picked], config.structure_weight, accelerator.device), windows)
             weights = fine if weights is None else weights * fine
         l1 = _weighted_mean((reconstruction - batch).abs(), weights)
         edges = sum(_weighted_mean((a - b).abs(), weights) for a, b in zip(_gradients(reconstruction), _gradients(batch)))

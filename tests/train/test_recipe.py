@@ -263,7 +263,7 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
 def test_anchor_keeps_a_retrained_encoder_near_where_it_started(tmp_path):
     """Encoder + decoder fine-tuned on latent-aligned crops: with the anchor the posterior means move less."""
     from medviz.train.data import to_model_batch
-    from medviz.train.vae import VAEConfig, _load_vae, train_vae
+    from medviz.train.vae import VAEConfig, load_vae, train_vae
 
     images = np.random.default_rng(2).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
     train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "base"), preset="tiny", steps=2, batch_size=4), images)
@@ -272,7 +272,7 @@ def test_anchor_keeps_a_retrained_encoder_near_where_it_started(tmp_path):
         out = tmp_path / f"anchor{weight:g}"
         train_vae(VAEConfig(domain="cxr", out=str(out), preset="tiny", steps=6, batch_size=4, learning_rate=1e-2,
                             init_from=str(tmp_path / "base"), crop_latents=4, anchor_weight=weight), images)
-        before, after = _load_vae(str(tmp_path / "base")), _load_vae(str(out))
+        before, after = load_vae(str(tmp_path / "base")), load_vae(str(out))
         with torch.no_grad():
             x = to_model_batch(images, "cpu")
             drift[weight] = float((after.encode(x).latent_dist.mean - before.encode(x).latent_dist.mean).abs().mean())
@@ -281,7 +281,7 @@ def test_anchor_keeps_a_retrained_encoder_near_where_it_started(tmp_path):
 
 def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
     from medviz.train.data import to_model_batch
-    from medviz.train.vae import _latent_crops, _pixel_window
+    from medviz.train.vae import _latent_crops, _pixel_window, _windows
 
     images = np.zeros((3, 32, 32, 3), np.uint8)
     images[:, 12:16, 20:24] = 255                 # pixel block under latent cell (3, 5) at factor 4
@@ -291,7 +291,7 @@ def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
     rng = np.random.default_rng(0)
     for _ in range(20):
         window = _pixel_window(32, 8, 4, rng)
-        latents, target = _latent_crops(means, stds, images, np.array([0, 2]), window, "cpu")
+        latents, target = _latent_crops(means, stds, images, np.array([0, 2]), [window] * 2, "cpu")
         assert latents.shape == (2, 4, 4, 4) and target.shape == (2, 3, 16, 16)
         # The marked latent cell and the bright pixel block fall in the window together, or neither does.
         assert bool((latents == 1).any()) == bool((target > 0).any())
@@ -300,29 +300,40 @@ def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
             assert target[0, 0, cell[0] * 4:(cell[0] + 1) * 4, cell[1] * 4:(cell[1] + 1) * 4].min() == 1.0
         # The pixels are cut at the given window (the structure weights are cut with it).
         assert torch.equal(to_model_batch(images[[0, 2]], "cpu")[..., window[0], window[1]], target)
-    everything = _pixel_window(32, 8, 0, rng)
-    assert everything == (slice(None), slice(None))
+    everything = _windows(1, 32, 8, 0, rng)
+    assert everything == [(slice(None), slice(None))]
     whole, pixels = _latent_crops(means, stds, images, np.array([1]), everything, "cpu")
     assert whole.shape == (1, 4, 8, 8) and pixels.shape == (1, 3, 32, 32)
+    # Windows of their own per image: each image's latents and pixels are cut at its window.
+    own = [(slice(12, 28), slice(8, 24)), (slice(0, 16), slice(16, 32))]
+    latents, target = _latent_crops(means, stds, images, np.array([0, 2]), own, "cpu")
+    assert latents.shape == (2, 4, 4, 4) and target.shape == (2, 3, 16, 16)
+    assert latents[0, 0, 0, 3] == 1 and target[0, 0, :4, 12:16].min() == 1.0      # cell (3, 5) at (0, 3)
+    assert latents[1, 0, 3, 1] == 1 and target[1, 0, 12:16, 4:8].min() == 1.0      # the same cell at (3, 1)
 
 
-def test_structure_windows_hold_the_chosen_structure_and_draw_rare_ones_as_often_as_common_ones():
-    from medviz.train.vae import _pixel_window, _structure_pixel
+def test_structure_windows_hold_each_images_structure_and_draw_rare_ones_as_often_as_common_ones():
+    from medviz.train.vae import _structure_pixel, _windows
 
-    masks = np.zeros((4, 32, 32), np.uint8)
-    masks[0, 2:30, 3] = 1                          # bit 0: a long line (many pixels), in image 0
-    masks[2, 29, 25] = 2                           # bit 1: one pixel (a rare structure), in image 2
+    masks = np.zeros((3, 32, 32), np.uint8)
+    masks[0, 2:30, 3] = 1                          # bit 0: a long line (many pixels)
+    masks[0, 29, 25] = 2                           # bit 1: one pixel (a rare structure), in the same image
+    masks[2, 5, 30] = 1                            # image 2: one pixel of bit 0; image 1: no structure
     rng = np.random.default_rng(0)
     hits = {1: 0, 2: 0}
     for _ in range(400):
-        row, col = _structure_pixel(masks, np.array([0, 1, 2]), rng)
-        hits[int(masks[:, row, col].max())] += 1
-        rows, cols = _pixel_window(32, 8, 4, rng, around=(row, col))
-        assert rows.start <= row < rows.stop and cols.start <= col < cols.stop
-        assert rows.start % 4 == 0 and cols.start % 4 == 0 and rows.stop <= 32 and cols.stop <= 32
+        row, col = _structure_pixel(masks[0], rng)
+        hits[int(masks[0, row, col])] += 1
+        windows = _windows(3, 32, 8, 4, rng, masks)
+        for (rows, cols) in windows:
+            assert rows.start % 4 == 0 and cols.start % 4 == 0 and rows.stop - rows.start == cols.stop - cols.start == 16
+            assert 0 <= rows.start and rows.stop <= 32 and 0 <= cols.start and cols.stop <= 32
+        assert masks[0][windows[0]].any() and masks[2][windows[2]].any()    # each on its own image's structure
     # Drawn per structure, not per pixel: the 1-px structure gets about half the windows (28 px vs 1 px).
     assert 150 < hits[2] < 250
-    assert _structure_pixel(masks, np.array([1, 3]), rng) is None     # no structure in those images
+    assert _structure_pixel(masks[1], rng) is None
+    shared = _windows(3, 32, 8, 4, rng)            # no masks: one random window for the whole batch
+    assert shared[0] == shared[1] == shared[2]
 
 
 def test_structure_weights_cover_the_rendered_structure_and_its_neighbours():
