@@ -21,6 +21,8 @@ def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, li
     module = get_domain(domain)
     graph = module.build_graph()
     images = np.empty((count, size, size, 3), np.uint8)
+    if with_masks and len(module.FINE_STRUCTURES) > 8:
+        raise ValueError(f"{domain}: {len(module.FINE_STRUCTURES)} fine structures do not fit the masks' 8 bits")
     masks = np.zeros((count, size, size), np.uint8) if with_masks else None
     factors = []
     for i in range(count):
