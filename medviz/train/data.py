@@ -21,8 +21,6 @@ def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, li
     module = get_domain(domain)
     graph = module.build_graph()
     images = np.empty((count, size, size, 3), np.uint8)
-    if with_masks and len(module.FINE_STRUCTURES) > 8:
-        raise ValueError(f"{domain}: {len(module.FINE_STRUCTURES)} fine structures do not fit the masks' 8 bits")
     masks = np.zeros((count, size, size), np.uint8) if with_masks else None
     factors = []
     for i in range(count):
@@ -49,6 +47,9 @@ def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers
     array of bits: bit i is set where the renderer drew the domain's ``FINE_STRUCTURES[i]`` (hair, ruler
     ticks, catheters: what the SCM knows and an image-based weight can only guess); nonzero: any of them.
     """
+    structures = get_domain(domain).FINE_STRUCTURES
+    if fine_structure_masks and len(structures) > 8:      # checked once, before any worker renders
+        raise ValueError(f"{domain}: {len(structures)} fine structures do not fit the masks' 8 bits")
     workers = workers or max(1, (os.cpu_count() or 1))
     chunk = max(1, min(500, n // (workers * 4) or 1))
     jobs = [(domain, first_seed + start, min(chunk, n - start), size, fine_structure_masks)
