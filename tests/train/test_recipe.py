@@ -252,11 +252,15 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="needs crop_latents"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, structure_windows=0.5),
                   images, masks=masks)
+    with pytest.raises(ValueError, match="needs structure_windows"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, crop_latents=4,
+                            balance_structures=True), images, masks=masks)
     for train_encoder in (False, True):
         out = tmp_path / f"weighted-{train_encoder}"
         train_vae(VAEConfig(domain="cxr", out=str(out), preset="tiny", steps=2, batch_size=4,
                             init_from=str(tmp_path / "base"), train_encoder=train_encoder, crop_latents=4,
-                            structure_weight=6.0, structure_windows=1.0), images, masks=masks)
+                            structure_weight=6.0, structure_windows=1.0, balance_structures=train_encoder),
+                  images, masks=masks)
         assert (out / "vae" / "diffusion_pytorch_model.safetensors").exists()
 
 
@@ -334,6 +338,27 @@ def test_structure_windows_hold_each_images_structure_and_draw_rare_ones_as_ofte
     assert _structure_pixel(masks[1], rng) is None
     shared = _windows(3, 32, 8, 4, rng)            # no masks: one random window for the whole batch
     assert shared[0] == shared[1] == shared[2]
+
+
+def test_balanced_structure_windows_give_a_rare_structure_as_many_windows_as_a_common_one():
+    from medviz.train.vae import _balanced_windows, _images_by_structure, _structure_pixel
+
+    masks = np.zeros((10, 32, 32), np.uint8)
+    masks[:9, 4:28, 6] = 1                         # bit 0 (hair, say) in 9 images of 10
+    masks[9, 20, 20:23] = 4                        # bit 2 (ink, say) in 1 image only
+    by_structure = _images_by_structure(masks)
+    assert sorted(by_structure) == [0, 2] and by_structure[2].tolist() == [9] and len(by_structure[0]) == 9
+    rng = np.random.default_rng(0)
+    picked, windows = _balanced_windows(by_structure, masks, 400, 32, 8, 4, rng)
+    assert picked.shape == (400,) and len(windows) == 400
+    # Drawn per structure type, not per image: the one ink image gets about half the windows, not a tenth.
+    assert 160 < int((picked == 9).sum()) < 240
+    for image, (rows, cols) in zip(picked, windows):
+        assert masks[image][rows, cols].any()      # each window holds the structure it was drawn for
+        assert rows.stop - rows.start == cols.stop - cols.start == 16
+    # A named structure the image lacks has no pixel to sit on.
+    assert _structure_pixel(masks[0], rng, bit=2) is None
+    assert masks[9][_structure_pixel(masks[9], rng, bit=2)] == 4
 
 
 def test_structure_weights_cover_the_rendered_structure_and_its_neighbours():
