@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--domain", choices=["cxr", "skin"], required=True)
     bundle.add_argument("--out", required=True)
     bundle.add_argument("--model-dir", required=True)
-    bundle.add_argument("--oracle-dir", required=True)
+    bundle.add_argument("--oracle-dir", default=None,
+                        help="also copy OUT/oracle here; without it the pipeline is judged by the bundled oracle")
     recipe = commands.add_parser("recipe")
     recipe.add_argument("--domain", choices=["cxr", "skin"], required=True)
     recipe.add_argument("--out", required=True)
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "bundle":
         from .bundle import bundle_oracle, bundle_pipeline
 
-        bundle_pipeline(args.domain, args.out, args.model_dir, {})
-        bundle_oracle(args.out, args.oracle_dir)
+        bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
+        if args.oracle_dir:
+            bundle_oracle(args.out, args.oracle_dir)
     else:
         print(json.dumps(run_recipe(args), indent=2, default=str))
     return 0
@@ -120,7 +122,7 @@ def run_recipe(args) -> dict:
     facts = {"image_size": arch.image_size, "architecture": arch.to_dict(), "trained_on": hardware,
              "recipe": {k: v for k, v in vars(args).items() if k not in ("command",)},
              "results": {"vae": vae, "text2image": text2image, "oracle": oracle}, "timings": timings}
-    bundle_pipeline(args.domain, args.out, args.model_dir, facts, args.dtype)
+    bundle_pipeline(args.domain, args.out, args.model_dir, facts, args.dtype, oracle_dir=args.oracle_dir)
     bundle_oracle(args.out, args.oracle_dir)
     return facts
 

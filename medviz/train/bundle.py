@@ -14,12 +14,18 @@ DOMAIN_TEXT = {"cxr": "procedural PA chest radiographs (medviz.phantoms.cxr)",
                "skin": "procedural dermoscopy images (medviz.phantoms.skin)"}
 
 
-def bundle_pipeline(domain: str, work: str | Path, model_dir: str | Path, facts: dict, dtype: str = "float32") -> Path:
+def bundle_pipeline(domain: str, work: str | Path, model_dir: str | Path, facts: dict, dtype: str = "float32",
+                    oracle_dir: str | Path | None = None) -> Path:
     """Write ``model_dir`` (safetensors, DDIM scheduler config, tokenizer) plus medviz.json.
 
+    ``work`` holds the trained ``vae``, ``text_encoder``, ``tokenizer`` and ``unet`` folders (a ``recipe`` or
+    a ``text2image --init-from`` output). medviz.json names the oracle by its path relative to ``model_dir``:
+    ``oracle_dir``, or the domain's bundled oracle when None (a candidate pipeline judged by the usual oracle).
     float32 by default, so that a stock ``StableDiffusionPipeline.from_pretrained(model_dir)`` runs on a
     CPU as is; float16 halves the size for transfer (``upcast_pipeline`` restores float32).
     """
+    import os
+
     import torch
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -33,8 +39,11 @@ def bundle_pipeline(domain: str, work: str | Path, model_dir: str | Path, facts:
         scheduler=make_sampling_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
     pipe.to(getattr(torch, dtype)).save_pretrained(str(model_dir), safe_serialization=True)
+    from ..models import MODELS_DIR
+
+    oracle = os.path.relpath(Path(oracle_dir or MODELS_DIR / f"{domain}-oracle").resolve(), model_dir.resolve())
     facts = {"domain": domain, "attributes": list(ORACLE_ATTRIBUTES[domain]),
-             "oracle": f"../{domain}-oracle", "notice": RESEARCH_ONLY_NOTICE, **facts}
+             "oracle": Path(oracle).as_posix(), "notice": RESEARCH_ONLY_NOTICE, **facts}
     (model_dir / "medviz.json").write_text(json.dumps(facts, indent=2, default=str))
     return model_dir
 

@@ -40,6 +40,7 @@ def test_recipe_writes_a_stock_diffusers_pipeline(tiny_models):
     auc = facts["results"]["oracle"]["held_out_auc"]
     assert set(auc) == set(facts["attributes"])
     assert (tiny_models / "cxr-tiny-oracle" / "model.safetensors").is_file()
+    assert facts["oracle"] == "../cxr-tiny-oracle"          # relative, so the pair can move together
 
 
 def test_training_is_resumable_and_checkpoints_carry_their_config(tiny_models):
@@ -148,6 +149,17 @@ def test_text_encoder_only_fine_tune_keeps_the_unet(tiny_models, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)                   # trained
     with pytest.raises(ValueError, match="needs init_from"):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), train_unet=False))
+    # The fine-tune's output bundles into a loadable pipeline, judged by the domain's bundled oracle.
+    from medviz.models import MODELS_DIR, load_model
+    from medviz.train.__main__ import main
+
+    assert main(["bundle", "--domain", "cxr", "--out", str(tmp_path / "te"), "--model-dir", str(tmp_path / "te-pipe")]) == 0
+    facts = json.loads((tmp_path / "te-pipe" / "medviz.json").read_text())
+    assert (tmp_path / "te-pipe" / facts["oracle"]).resolve() == (MODELS_DIR / "cxr-oracle").resolve()
+    model = load_model(tmp_path / "te-pipe", device="cpu")
+    assert model.oracle is not None and model.domain == "cxr"
+    tuned = load_file(str(tmp_path / "te-pipe" / "text_encoder" / "model.safetensors"))
+    assert all(torch.equal(after[k], tuned[k]) for k in after)
 
 
 def test_token_only_fine_tune_changes_only_prompts_with_those_words(tiny_models, tmp_path):
