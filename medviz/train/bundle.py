@@ -30,6 +30,8 @@ def bundle_pipeline(domain: str, work: str | Path, model_dir: str | Path, facts:
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from ..models import MODELS_DIR
+
     work, model_dir = Path(work), Path(model_dir)
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL.from_pretrained(work / "vae", local_files_only=True),
@@ -39,8 +41,6 @@ def bundle_pipeline(domain: str, work: str | Path, model_dir: str | Path, facts:
         scheduler=make_sampling_scheduler(), safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
     pipe.to(getattr(torch, dtype)).save_pretrained(str(model_dir), safe_serialization=True)
-    from ..models import MODELS_DIR
-
     oracle = os.path.relpath(Path(oracle_dir or MODELS_DIR / f"{domain}-oracle").resolve(), model_dir.resolve())
     facts = {"domain": domain, "attributes": list(ORACLE_ATTRIBUTES[domain]),
              "oracle": Path(oracle).as_posix(), "notice": RESEARCH_ONLY_NOTICE, **facts}
