@@ -1,5 +1,6 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
-python -m medviz.bench models [--domain cxr|skin|all] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only] [--json PATH]
+python -m medviz.bench models [--domain cxr|skin|all] [--model DIR] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only]
+    [--sheet PNG] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
     [--reference-on-errors] [--reference-uncertain K] [--reference-early-stop] [--reference-from LOG ...]
@@ -114,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae", default=None,
                         help="models: a candidate VAE folder (or a folder holding vae/) measured beside the bundled one: "
                              "its round trip, and its decode of the very same generated latents ({domain} is replaced)")
+    parser.add_argument("--sheet", default=None, metavar="PNG",
+                        help="models: also write a contact sheet of the benched model, generated vs real phantoms "
+                             "({domain} in the path is replaced by the domain)")
     parser.add_argument("--round-trip-only", action="store_true",
                         help="models: only the VAE round trip (no generation)")
     parser.add_argument("--model", default=None, help="generate/traverse: bundled name or local path (cxr-phantom); "
@@ -227,12 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "models":
         from .models import ModelsBenchConfig, print_table, run
 
+        if args.sheet and args.round_trip_only:
+            raise SystemExit("--sheet needs generated samples; drop --round-trip-only")
+
         results = []
         for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25,
                                            vae=args.vae.replace("{domain}", domain) if args.vae else None,
                                            round_trip_only=args.round_trip_only,
-                                           model=args.model))
+                                           model=args.model,
+                                           sheet=args.sheet.replace("{domain}", domain) if args.sheet else None),
+                         progress=lambda line: print(line, file=sys.stderr, flush=True))
             print_table(result)
             results.append(result)
         if args.json:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -51,6 +52,7 @@ class ModelsBenchConfig:
     round_trip_only: bool = False      # skip generation (fidelity, diversity, FD): the VAE check alone
     n_diversity_reference: int = 2000  # phantoms (from the same seeds) that the diversity references are drawn from
     model: str | None = None           # a pipeline folder of the domain (None: the bundled {domain}-phantom)
+    sheet: str | None = None           # also write a contact sheet (generated vs real phantoms) to this PNG
 
 
 def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
@@ -141,7 +143,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
-def run(config: ModelsBenchConfig) -> dict:
+def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Measure one domain's pipeline (see the module docstring); ``progress`` gets a line per finished prompt."""
     import torch
     from PIL import Image, ImageFilter
     from transformers import ResNetForImageClassification
@@ -180,6 +183,8 @@ def run(config: ModelsBenchConfig) -> dict:
             latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
                            height=size, width=size, generator=generator, output_type="latent").images
             seconds += time.perf_counter() - tic
+            if progress:
+                progress(f"{prompt!r}: {config.n} samples in {time.perf_counter() - tic:.0f} s")
             conditional = caption_conditional(config.domain, prompt)
             matching = np.all([pool_truth[:, labels.index(a)] == v for a, v in conditional.items()], axis=0)
             named_only = pool_truth[:, k] == wanted
@@ -207,6 +212,9 @@ def run(config: ModelsBenchConfig) -> dict:
         "generation_seconds": seconds, "images_generated": config.n * len(rows["bundled"]),
         "vae_round_trip": round_trips,
     }
+    if config.sheet:
+        result["sheet"] = contact_sheet(pipe, config.domain, config.sheet, config.model or f"{config.domain}-phantom",
+                                        steps=config.steps, guidance_scale=config.guidance_scale, seed=config.seed)
     if config.vae:
         result["candidate_vae"] = {"vae": config.vae, "rows": rows[config.vae], "fd_generated_vs_held_out":
                                    frechet_distance(np.concatenate(generated_features[config.vae]), ref_feat)}
@@ -268,43 +276,64 @@ def print_table(result: dict) -> None:
           + f"; blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
           f"held-out half vs half {result['fd_held_out_half_vs_half']:.2f}")
     print(f"generation: {result['images_generated']} images in {result['generation_seconds']:.0f} s")
+    if result.get("sheet"):
+        print(f"contact sheet: {result['sheet']}")
 
 
-def contact_sheet(domain: str, out: str, per_prompt: int = 4, real: int = 3, steps: int = 25, seed: int = 0) -> str:
-    """Generated samples per fidelity prompt (left) beside real phantoms with those attributes (right)."""
+def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, real: int = 3, steps: int = 25,
+                  guidance_scale: float = 4.0, seed: int = 0) -> str:
+    """Generated samples per fidelity prompt (left) beside real phantoms with those attributes (right).
+
+    Args:
+        pipe: a ``StableDiffusionPipeline`` of ``domain`` (the bundled one or a candidate folder's).
+        out: the PNG to write; ``title`` names the model in its heading.
+        per_prompt, real: generated and real images per row (one row per ``FIDELITY_PROMPTS`` prompt).
+        steps, guidance_scale, seed: sampling settings; every row starts from the same seed's noise.
+    Returns:
+        ``out``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import torch
 
-    from ..models import load_pipeline
     from ..train.captions import phantom_attributes
     from ..train.data import render_phantoms
     from ..train.oracle import HELD_OUT_FIRST_SEED
 
-    pipe = load_pipeline(f"{domain}-phantom", device="cpu")
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     pool, pool_factors = render_phantoms(domain, 400, size, HELD_OUT_FIRST_SEED + 700_000, workers=1)
+    pool_attributes = [phantom_attributes(domain, f) for f in pool_factors]
     prompts = [(a, w, p) for a, pair in FIDELITY_PROMPTS[domain].items() for w, p in zip((True, False), pair)]
-    figure, axes = plt.subplots(len(prompts), per_prompt + real, figsize=(1.6 * (per_prompt + real), 1.75 * len(prompts)),
-                                facecolor="black")
+    columns, label_in, tile_in, head_in = per_prompt + real, 1.9, 1.25, 0.55
+    figure, axes = plt.subplots(len(prompts), columns, squeeze=False, facecolor="black",
+                                figsize=(label_in + tile_in * columns, head_in + tile_in * len(prompts)))
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(left=label_in / width, right=0.995, bottom=0.005, top=1 - head_in / height,
+                           wspace=0.04, hspace=0.04)
     for r, (attribute, wanted, prompt) in enumerate(prompts):
-        images = pipe([prompt] * per_prompt, num_inference_steps=steps, guidance_scale=4.0, height=size, width=size,
-                      generator=torch.Generator().manual_seed(seed), output_type="np").images
-        matches = [i for i, f in enumerate(pool_factors) if phantom_attributes(domain, f)[attribute] == wanted][:real]
-        for c in range(per_prompt + real):
+        images = pipe([prompt] * per_prompt, num_inference_steps=steps, guidance_scale=guidance_scale, height=size,
+                      width=size, generator=torch.Generator().manual_seed(seed), output_type="np").images
+        # Real phantoms that fit the whole prompt as the training captions read it (unnamed artifacts
+        # absent), so a 'benign nevus with hair' row shows hairy nevi, not hairy melanomas with rulers.
+        fixed = caption_conditional(domain, prompt)
+        matches = [i for i, a in enumerate(pool_attributes) if all(a[k] == v for k, v in fixed.items())][:real]
+        if len(matches) < real:
+            raise ValueError(f"only {len(matches)} of 400 phantoms fit {prompt!r}; ask for fewer real images")
+        for c in range(columns):
             ax = axes[r, c]
             ax.imshow(images[c] if c < per_prompt else pool[matches[c - per_prompt]])
             ax.set_xticks([])
             ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color("orange" if c < per_prompt else "cyan")
         axes[r, 0].set_ylabel(prompt.replace("Dermoscopy image of ", "").replace("Chest X-ray ", ""), color="white",
-                              fontsize=6, rotation=0, ha="right", va="center")
-    axes[0, 0].set_title("generated", color="orange", fontsize=8)
-    axes[0, per_prompt].set_title("real phantoms", color="cyan", fontsize=8)
-    figure.suptitle(f"{domain}-phantom: generated (left, {steps} DDIM steps, CFG 4) vs real phantoms (right); "
-                    "synthetic, research use only", color="white", fontsize=8)
-    figure.tight_layout()
+                              fontsize=7, rotation=0, ha="right", va="center", wrap=True)
+    axes[0, 0].set_title("generated", color="orange", fontsize=8, loc="left")
+    axes[0, per_prompt].set_title("real phantoms", color="cyan", fontsize=8, loc="left")
+    figure.suptitle(f"{title}\ngenerated: {steps} DDIM steps, CFG {guidance_scale:g}, seed {seed}; "
+                    "synthetic, research use only", color="white", fontsize=7, y=1 - 0.05 / height, va="top")
     figure.savefig(out, dpi=110, facecolor="black")
     plt.close(figure)
     return out

@@ -90,3 +90,29 @@ def test_decode_matches_the_pipelines_own_output(cxr_model):
     assert ours.shape == (2, 128, 128, 3) and ours.dtype == np.uint8
     assert np.abs(ours.astype(int) - (np.clip(direct, 0, 1) * 255).round().astype(int)).max() <= 1
     assert ours.std() > 10          # an image, not a flat field
+
+
+@needs_models
+def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model, tmp_path):
+    from PIL import Image
+
+    from medviz.bench.models import FIDELITY_PROMPTS, contact_sheet
+
+    out = contact_sheet(cxr_model.pipe, "cxr", str(tmp_path / "sheet.png"), "cxr-phantom", per_prompt=2, real=1,
+                        steps=2)
+    sheet = np.asarray(Image.open(out).convert("L"), dtype=np.float32)
+    rows, columns = 2 * len(FIDELITY_PROMPTS["cxr"]), 2 + 1
+    # One row per prompt and a column per image: eight rows of three tiles make a tall sheet that holds
+    # pictures (bright lungs and bones on the black page), not a blank canvas.
+    assert sheet.shape[0] > 1.6 * sheet.shape[1] and rows > 2 * columns
+    assert sheet.std() > 20 and (sheet > 100).mean() > 0.1
+    with pytest.raises(ValueError, match="phantoms fit"):
+        contact_sheet(cxr_model.pipe, "cxr", str(tmp_path / "too_many.png"), "cxr-phantom", per_prompt=1, real=400,
+                      steps=1)
+
+
+def test_models_bench_refuses_a_sheet_without_samples():
+    from medviz.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="--sheet needs generated samples"):
+        main(["models", "--domain", "cxr", "--round-trip-only", "--sheet", "x.png"])
