@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     recipe.add_argument("--vae-structure-weight", type=float, default=0.0,
                         help="extra VAE loss weight on the pixels the renderer drew a thin structure in (hair, ruler "
                              "ticks, ink, bubbles; catheters): VAEConfig.structure_weight")
+    recipe.add_argument("--vae-crop-latents", type=int, default=0,
+                        help="train the VAE on windows this many latent cells wide (0: whole images)")
+    recipe.add_argument("--vae-structure-windows", type=float, default=0.0,
+                        help="share of VAE steps whose windows sit on a thin structure (needs --vae-crop-latents)")
+    recipe.add_argument("--vae-balance-structures", action=argparse.BooleanOptionalAction, default=False,
+                        help="give every thin-structure type the same share of those windows")
     recipe.add_argument("--unet-budget-s", type=float, default=0.0, help="cut UNet steps to fit this many seconds")
     recipe.add_argument("--n-held-out", type=int, default=2000)
     recipe.add_argument("--dtype", default="float32", choices=["float32", "float16"],
@@ -98,12 +104,14 @@ def run_recipe(args) -> dict:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     images, factors, masks = render_training_set(args.domain, args.n_images, arch.image_size, args.workers,
-                                                 bool(args.vae_structure_weight))
+                                                 bool(args.vae_structure_weight or args.vae_structure_windows))
     timings["render_s"] = time.perf_counter() - start
     common = dict(domain=args.domain, out=args.out, preset=args.preset, seed=args.seed, workers=args.workers)
     tic = time.perf_counter()
     vae = train_vae(VAEConfig(steps=args.vae_steps, batch_size=min(args.batch_size, 64), n_images=args.n_images,
-                              time_budget_s=args.vae_budget_s, structure_weight=args.vae_structure_weight, **common),
+                              time_budget_s=args.vae_budget_s, structure_weight=args.vae_structure_weight,
+                              crop_latents=args.vae_crop_latents, structure_windows=args.vae_structure_windows,
+                              balance_structures=args.vae_balance_structures, **common),
                     images, masks=masks)
     timings["vae_s"] = time.perf_counter() - tic
     tic = time.perf_counter()

@@ -17,13 +17,16 @@ def tiny_models(tmp_path_factory):
     assert main(["recipe", "--domain", "cxr", "--out", str(root / "work"), "--model-dir", str(root / "cxr-tiny"),
                  "--oracle-dir", str(root / "cxr-tiny-oracle"), "--preset", "tiny", "--n-images", "48",
                  "--vae-steps", "4", "--unet-steps", "4", "--oracle-steps", "4", "--batch-size", "8",
-                 "--workers", "1", "--n-held-out", "32", "--vae-structure-weight", "4"]) == 0
+                 "--workers", "1", "--n-held-out", "32", "--vae-structure-weight", "4", "--vae-crop-latents", "8",
+                 "--vae-structure-windows", "0.5", "--vae-balance-structures"]) == 0
     return root
 
 
-def test_recipe_passes_the_structure_weight_to_the_vae(tiny_models):
+def test_recipe_passes_the_structure_options_to_the_vae(tiny_models):
     record = json.loads((tiny_models / "work" / "vae" / "medviz_train.json").read_text())
     assert record["config"]["structure_weight"] == 4.0
+    assert record["config"]["crop_latents"] == 8 and record["config"]["structure_windows"] == 0.5
+    assert record["config"]["balance_structures"] is True
 
 
 def test_recipe_writes_a_stock_diffusers_pipeline(tiny_models):
