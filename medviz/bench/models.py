@@ -173,6 +173,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     if config.round_trip_only:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}
     rows = {name: [] for name in decoders}
+    decoded_samples: dict[str, np.ndarray] = {}      # prompt -> the pipeline's own decode, for the contact sheet
     generated_features = {name: [] for name in decoders}
     seconds = 0.0
     for attribute, (with_prompt, without_prompt) in FIDELITY_PROMPTS[config.domain].items():
@@ -192,6 +193,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
             # so the two rows differ only by the decoder.
             for name, vae in decoders.items():
                 images = _decode(pipe, vae, latents)
+                if name == "bundled" and config.sheet:
+                    decoded_samples[prompt] = images
                 probabilities, features = _features(oracle, images)
                 generated_features[name].append(features)
                 spread = mean_pairwise_distance(features)
@@ -214,7 +217,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     }
     if config.sheet:
         result["sheet"] = contact_sheet(pipe, config.domain, config.sheet, config.model or f"{config.domain}-phantom",
-                                        steps=config.steps, guidance_scale=config.guidance_scale, seed=config.seed)
+                                        steps=config.steps, guidance_scale=config.guidance_scale, seed=config.seed,
+                                        samples=decoded_samples)
     if config.vae:
         result["candidate_vae"] = {"vae": config.vae, "rows": rows[config.vae], "fd_generated_vs_held_out":
                                    frechet_distance(np.concatenate(generated_features[config.vae]), ref_feat)}
@@ -281,7 +285,7 @@ def print_table(result: dict) -> None:
 
 
 def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, real: int = 3, steps: int = 25,
-                  guidance_scale: float = 4.0, seed: int = 0) -> str:
+                  guidance_scale: float = 4.0, seed: int = 0, samples: dict[str, np.ndarray] | None = None) -> str:
     """Generated samples per fidelity prompt (left) beside real phantoms with those attributes (right).
 
     Args:
@@ -289,6 +293,9 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
         out: the PNG to write; ``title`` names the model in its heading.
         per_prompt, real: generated and real images per row (one row per ``FIDELITY_PROMPTS`` prompt).
         steps, guidance_scale, seed: sampling settings; every row starts from the same seed's noise.
+        samples: {prompt: uint8 images N x H x W x 3} already generated with those settings (the bench's own);
+            a row shows their first ``per_prompt`` instead of sampling again. Prompts not in it, or with fewer
+            images, are sampled.
     Returns:
         ``out``.
     """
@@ -313,8 +320,11 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
     figure.subplots_adjust(left=label_in / width, right=0.995, bottom=0.005, top=1 - head_in / height,
                            wspace=0.04, hspace=0.04)
     for r, (attribute, wanted, prompt) in enumerate(prompts):
-        images = pipe([prompt] * per_prompt, num_inference_steps=steps, guidance_scale=guidance_scale, height=size,
-                      width=size, generator=torch.Generator().manual_seed(seed), output_type="np").images
+        if samples and len(samples.get(prompt, ())) >= per_prompt:
+            images = samples[prompt][:per_prompt]
+        else:
+            images = pipe([prompt] * per_prompt, num_inference_steps=steps, guidance_scale=guidance_scale, height=size,
+                          width=size, generator=torch.Generator().manual_seed(seed), output_type="np").images
         # Real phantoms that fit the whole prompt as the training captions read it (unnamed artifacts
         # absent), so a 'benign nevus with hair' row shows hairy nevi, not hairy melanomas with rulers.
         fixed = caption_conditional(domain, prompt)

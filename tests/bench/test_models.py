@@ -109,6 +109,17 @@ def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model,
     with pytest.raises(ValueError, match="phantoms fit"):
         contact_sheet(cxr_model.pipe, "cxr", str(tmp_path / "too_many.png"), "cxr-phantom", per_prompt=1, real=400,
                       steps=1)
+    # Samples the bench already generated are shown as they are: nothing is sampled again (this "pipeline"
+    # cannot be called), and a row holds exactly the first ``per_prompt`` of them.
+    from types import SimpleNamespace
+
+    prompts = [p for pair in FIDELITY_PROMPTS["cxr"].values() for p in pair]
+    given = {p: np.full((5, 128, 128, 3), 255, np.uint8) for p in prompts}
+    frozen = SimpleNamespace(unet=cxr_model.pipe.unet, vae_scale_factor=cxr_model.pipe.vae_scale_factor)
+    reused = contact_sheet(frozen, "cxr", str(tmp_path / "reused.png"), "cxr-phantom", per_prompt=2, real=1,
+                           samples=given)
+    white = np.asarray(Image.open(reused).convert("L"), dtype=np.float32)
+    assert white.shape == sheet.shape and (white > 250).mean() > (sheet > 250).mean() + 0.2
 
 
 def test_models_bench_refuses_a_sheet_without_samples():
