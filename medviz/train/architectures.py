@@ -105,3 +105,68 @@ def make_sampling_scheduler():
 
     return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                          prediction_type="epsilon", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def grow_unet(unet, *, full_resolution_attention: bool = False, full_resolution_layer: bool = False):
+    """A copy of ``unet`` with more capacity at the full latent resolution that computes the same function.
+
+    Args:
+        unet: a ``UNet2DConditionModel`` built by :func:`make_unet` (first level without attention, one
+            resnet per block).
+        full_resolution_attention: make the first down block and the last up block cross-attention blocks
+            (self-attention over all latent cells + cross-attention to the prompt), as in SD v1.5, whose
+            first level has attention too.
+        full_resolution_layer: a second resnet in the first down block (and a third in the last up block).
+
+    Every new module starts as the identity (zero output projection of each new transformer; zero last
+    convolution of each new resnet, whose shortcut passes the main path through), the same trick as
+    ControlNet's zero convolutions (Zhang et al. 2023, sec. 3.1): fine-tuning starts from exactly what
+    the old UNet drew and only learns what the extra capacity adds.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    config = dict(unet.config)
+    down, up = list(config["down_block_types"]), list(config["up_block_types"])
+    levels = len(down)
+    per_block = config["layers_per_block"]
+    per_block = list(per_block) if isinstance(per_block, (list, tuple)) else [per_block] * levels
+    if full_resolution_attention:
+        if down[0] != "DownBlock2D" or up[-1] != "UpBlock2D":
+            raise ValueError("grow_unet: the first level already has attention")
+        down[0], up[-1] = "CrossAttnDownBlock2D", "CrossAttnUpBlock2D"
+    if full_resolution_layer:
+        if per_block != [1] * levels:
+            raise ValueError(f"grow_unet: expected one resnet per block, found {per_block}")
+        per_block[0] = 2
+    config.update(down_block_types=tuple(down), up_block_types=tuple(up),
+                  layers_per_block=per_block[0] if len(set(per_block)) == 1 else tuple(per_block))
+    grown = UNet2DConditionModel.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+    old = unet.state_dict()
+    last = levels - 1
+    if full_resolution_layer:
+        # Skips of level 0 were (conv_in, resnet 0); now (conv_in, resnet 0, new resnet 1). The last up
+        # block pops them in reverse: its old resnet 0 (which read resnet 0's output, now passed through
+        # unchanged by new resnet 1) stays resnet 0, its old resnet 1 (which read conv_in) becomes resnet 2,
+        # and the new resnet 1 (reading resnet 0's output) returns its main input unchanged.
+        old = {k.replace(f"up_blocks.{last}.resnets.1.", f"up_blocks.{last}.resnets.2."): v for k, v in old.items()}
+    missing, unexpected = grown.load_state_dict(old, strict=False)
+    if unexpected:
+        raise ValueError(f"grow_unet: weights with no place in the grown UNet: {unexpected[:4]}")
+    with torch.no_grad():
+        for module_name, module in grown.named_modules():
+            if f"{module_name}.weight" not in missing:
+                continue
+            if module_name.endswith(".proj_out"):
+                module.weight.zero_()
+                module.bias.zero_()
+            elif module_name.endswith(".conv2") and ".resnets." in module_name:
+                module.weight.zero_()
+                module.bias.zero_()
+            elif module_name.endswith(".conv_shortcut"):
+                # Pass the main path (the first channels) through; ignore the skip channels.
+                out_channels, in_channels = module.weight.shape[:2]
+                module.weight.zero_()
+                module.weight[:, :out_channels, 0, 0] = torch.eye(out_channels)
+                module.bias.zero_()
+    return grown

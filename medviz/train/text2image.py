@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from .architectures import PRESETS, make_noise_scheduler, make_text_encoder, make_unet
+from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
 from .captions import prompt_corpus, training_caption
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
 from .data import encode_latents, render_phantoms
@@ -53,6 +53,8 @@ class Text2ImageConfig:
     train_unet: bool = True            # False (with init_from): text encoder only, the UNet frozen
     train_tokens: str | None = None    # with init_from, train_unet=False: only these words' embeddings learn
     data_csv: str | None = None        # CheXpert- or ISIC-layout CSV (fine-tuning data)
+    grow_attention: bool = False       # with init_from: add attention at the full latent resolution
+    grow_layer: bool = False           # with init_from: add a resnet at the full latent resolution
 
 
 def _denoiser(text_encoder, unet):
@@ -108,6 +110,9 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         raise ValueError("train_unet=False needs init_from (a trained phantom pipeline whose UNet is kept)")
     if config.train_tokens and not config.init_from:
         raise ValueError("train_tokens needs init_from (a trained phantom pipeline whose words to re-learn)")
+    if (config.grow_attention or config.grow_layer) and not (config.init_from and config.train_unet):
+        raise ValueError("grow_attention/grow_layer add UNet capacity to a trained pipeline: they need init_from "
+                         "and a UNet that trains")
     if config.train_tokens and config.train_unet:
         raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
     out = Path(config.out)
@@ -141,6 +146,10 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True,
                                                      torch_dtype=torch.float32)
         unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True, torch_dtype=torch.float32)
+        if config.grow_attention or config.grow_layer:
+            # Starts as the same function (new modules are identities), so the step-0 model is the old one.
+            unet = grow_unet(unet, full_resolution_attention=config.grow_attention,
+                             full_resolution_layer=config.grow_layer)
         max_tokens = tokenizer.model_max_length
         if images is None or factors is None:
             images, factors = render_phantoms(config.domain, config.n_images, vae.config.sample_size, 0, config.workers)

@@ -165,6 +165,22 @@ def test_text_encoder_only_fine_tune_keeps_the_unet(tiny_models, tmp_path):
     assert all(torch.equal(after[k], tuned[k]) for k in after)
 
 
+def test_fine_tune_can_grow_the_unet_at_full_resolution(tiny_models, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from medviz.train.text2image import Text2ImageConfig, train_text2image
+
+    config = Text2ImageConfig(domain="cxr", out=str(tmp_path / "grown"), steps=2, batch_size=2, n_images=4,
+                              init_from=str(tiny_models / "cxr-tiny"), grow_attention=True, grow_layer=True, workers=1)
+    assert train_text2image(config)["steps"] == 2
+    unet = UNet2DConditionModel.from_pretrained(tmp_path / "grown" / "unet", local_files_only=True)
+    assert unet.config.down_block_types[0] == "CrossAttnDownBlock2D" and len(unet.down_blocks[0].resnets) == 2
+    record = json.loads((tmp_path / "grown" / "unet" / "medviz_train.json").read_text())
+    assert record["config"]["grow_attention"] and record["config"]["grow_layer"]
+    with pytest.raises(ValueError, match="need init_from"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), grow_layer=True))
+
+
 def test_token_only_fine_tune_changes_only_prompts_with_those_words(tiny_models, tmp_path):
     from transformers import CLIPTextModel, CLIPTokenizer
 
