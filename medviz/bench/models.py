@@ -11,6 +11,9 @@
   beside it: that reference also spans images the prompt excludes, so it understates diversity.
 * Fréchet distance in oracle features to held-out phantoms, beside that of a Gaussian-blurred copy of
   the held-out set (a reference for "how far is clearly wrong").
+* Thin-line shapes (``thin_line_shapes``): junction density, segment length and straightness of the thin
+  dark lines of each prompt's samples beside those of the phantoms that fit it. The oracle reads "hair"
+  off a net of branching cracks as readily as off a few straight shafts; these figures tell them apart.
 * VAE round trip: the oracle's recall of each attribute on held-out phantoms after encode -> decode.
   Whatever the decoder cannot draw, no sampler or edit can show: this is the ceiling of every engine.
   ``vae`` names a candidate VAE folder (e.g. a fine-tuned decoder) measured beside the bundled one.
@@ -38,6 +41,8 @@ FIDELITY_PROMPTS = {
         "hair": ("Dermoscopy image of a benign nevus with hair", "Dermoscopy image of a benign nevus with no hair"),
     },
 }
+
+LINE_REFERENCE = 256                   # fitting phantoms whose thin lines each prompt's samples are compared with
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     from PIL import Image, ImageFilter
     from transformers import ResNetForImageClassification
 
+    from ..metrics import thin_line_shapes
     from ..models import MODELS_DIR, load_pipeline
     from ..train.captions import ORACLE_ATTRIBUTES, phantom_attributes
     from ..train.data import render_phantoms
@@ -189,6 +195,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
             conditional = caption_conditional(config.domain, prompt)
             matching = np.all([pool_truth[:, labels.index(a)] == v for a, v in conditional.items()], axis=0)
             named_only = pool_truth[:, k] == wanted
+            real_lines = thin_line_shapes(pool[matching][:LINE_REFERENCE])
             # A candidate decoder (decoder-only fine-tune: same latent space) decodes the very same latents,
             # so the two rows differ only by the decoder.
             for name, vae in decoders.items():
@@ -203,7 +210,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
                                    "agreement": float(((probabilities[:, k] > 0.5) == wanted).mean()),
                                    "diversity_ratio": spread / mean_pairwise_distance(pool_feat[matching]),
                                    "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
-                                   "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only])})
+                                   "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only]),
+                                   "lines": thin_line_shapes(images), "lines_real": real_lines})
     blurred = np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2))) for im in reference])
     _, blurred_feat = _features(oracle, blurred)
     half = len(reference) // 2
@@ -275,6 +283,14 @@ def print_table(result: dict) -> None:
             print(f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}"
                   f"{row.get('fits_all', float('nan')):>9.1%}{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}"
                   f"{named:>12.2f}")
+    print("thin dark lines, generated (fitting phantoms): junctions per 100 line px; mean segment px; straightness "
+          "(1 = straight); line px per image")
+    for row in result["rows"]:
+        if "lines" not in row:
+            continue
+        cells = [(row["lines"][key], row["lines_real"][key], fmt) for key, fmt in
+                 (("junctions_per_100px", ".2f"), ("segment_px", ".1f"), ("straightness", ".3f"), ("line_px", ".0f"))]
+        print(f"{row['prompt']:<62}" + "".join(f"{g:>9{fmt}} ({r:{fmt}})" for g, r, fmt in cells))
     print("Fréchet distance (oracle features): generated vs held-out "
           + "; ".join(f"{fd:.2f} ({title.split(' (')[0]})" for title, _, fd in tables)
           + f"; blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "

@@ -127,3 +127,22 @@ def test_models_bench_refuses_a_sheet_without_samples():
 
     with pytest.raises(SystemExit, match="--sheet needs generated samples"):
         main(["models", "--domain", "cxr", "--round-trip-only", "--sheet", "x.png"])
+
+
+def test_models_table_shows_each_prompts_line_shapes_beside_the_phantoms(capsys):
+    from medviz.bench.models import print_table
+
+    trip = {"psnr_db": 32.0, "attributes": {"hair": {"n_positive": 10, "recall": 1.0, "specificity": 1.0}}}
+    lines = {"junctions_per_100px": 3.31, "segment_px": 14.4, "straightness": 0.922, "line_px": 1136.0}
+    real = {"junctions_per_100px": 1.83, "segment_px": 18.6, "straightness": 0.940, "line_px": 682.0}
+    row = {"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair", "wanted": True,
+           "agreement": 1.0, "fits_all": 0.98, "diversity_ratio": 1.05, "n_matching": 166,
+           "diversity_ratio_named_only": 0.9, "lines": lines, "lines_real": real}
+    result = {"domain": "skin", "config": {"n_reference": 10, "n": 64, "steps": 25, "guidance_scale": 4.0},
+              "vae_round_trip": {"bundled": trip}, "rows": [row], "fd_generated_vs_held_out": 263.6,
+              "fd_blurred_held_out_vs_held_out": 290.5, "fd_held_out_half_vs_half": 5.0,
+              "generation_seconds": 999.0, "images_generated": 64}
+    print_table(result)
+    printed = capsys.readouterr().out
+    shapes = next(line for line in printed.splitlines() if line.startswith(row["prompt"]) and "(1.83)" in line)
+    assert shapes.split()[-8:] == ["3.31", "(1.83)", "14.4", "(18.6)", "0.922", "(0.940)", "1136", "(682)"]
