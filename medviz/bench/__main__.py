@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--round-trip-only", action="store_true",
                         help="models: only the VAE round trip (no generation)")
     parser.add_argument("--model", default=None, help="generate/traverse: bundled name or local path (cxr-phantom); "
-                                                      "models: a pipeline folder of --domain (its bundled model)")
+                                                      "models: a pipeline folder of --domain (its bundled model); "
+                                                      "counterfactual: a pipeline folder for the edits' domain")
     parser.add_argument("--batch", type=int, default=4, help="generate: images per call")
     parser.add_argument("--seeds", type=int, default=32, help="traverse: trajectories per slider")
     parser.add_argument("--frames", type=int, default=7, help="traverse: frames per trajectory")
@@ -273,7 +274,8 @@ def _counterfactual(args) -> int:
               "residual": None if args.residual is None else args.residual == "on"}
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, mask_mode=args.mask,
-                                       tuning=args.tuning, **{k: v for k, v in chosen.items() if v is not None})
+                                       tuning=args.tuning, model=args.model,
+                                       **{k: v for k, v in chosen.items() if v is not None})
     result = run(config, progress=lambda name, row: print(f"done: {name} {json.dumps(row, default=str)}", flush=True))
     print_table(result)
     if args.figure_dir:
@@ -287,7 +289,7 @@ def _counterfactual(args) -> int:
             used = done[0]                                  # the settings the engine resolved for the domain
             change = f", change threshold {used['change_threshold']:g}" if used["change_threshold"] else ""
             save_edit_figure(rows, str(Path(args.figure_dir) / f"counterfactual_{domain}.png"),
-                             title=f"{domain}-phantom counterfactual edits (edit-friendly DDPM inversion, "
+                             title=f"{args.model or domain + '-phantom'} counterfactual edits (edit-friendly DDPM inversion, "
                                    f"strength {used['strength']}, guidance {used['guidance_scale']}, "
                                    f"{config.steps} steps{change})")
     for r in result["edits"]:

@@ -60,6 +60,7 @@ class CounterfactualBenchConfig:
     residual: bool = _ENGINE.residual
     seed: int = 0
     tuning: bool = False             # True: the tuning phantoms instead of the held-out bench set
+    model: str | None = None         # a pipeline folder of the edits' one domain (None: the bundled {domain}-phantom)
 
 
 def true_counterfactual(domain: str, seed: int, edit: str, size: int):
@@ -213,9 +214,14 @@ def run(config: CounterfactualBenchConfig, progress=None) -> dict:
 
     first_seed = HELD_OUT_FIRST_SEED + (TUNING_SEED_OFFSET if config.tuning else FIRST_SEED_OFFSET)
     domains = sorted({EDITS[e][0] for e in config.edits}, key=["cxr", "skin"].index)
+    if config.model and len(domains) > 1:
+        raise ValueError(f"model {config.model!r} is one domain's pipeline, but the edits span {' and '.join(domains)}: "
+                         "choose the edits of one domain")
     out = {"config": {k: v for k, v in config.__dict__.items()}, "reconstruction": [], "edits": []}
     for domain in domains:
-        model = load_model(f"{domain}-phantom", device="cpu")
+        model = load_model(config.model or f"{domain}-phantom", device="cpu")
+        if model.domain != domain:
+            raise ValueError(f"model {config.model!r} is a {model.domain} pipeline; the edits are {domain} edits")
         if config.n_reconstruction:
             out["reconstruction"].append(run_reconstruction(domain, config, model, first_seed))
             if progress:
