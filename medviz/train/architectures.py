@@ -148,8 +148,10 @@ def grow_unet(unet, *, full_resolution_attention: bool = False, full_resolution_
         # Skips of level 0 were (conv_in, resnet 0); now (conv_in, resnet 0, new resnet 1). The last up
         # block pops them in reverse: its old resnet 0 (which read resnet 0's output, now passed through
         # unchanged by new resnet 1) stays resnet 0, its old resnet 1 (which read conv_in) becomes resnet 2,
-        # and the new resnet 1 (reading resnet 0's output) returns its main input unchanged.
-        old = {k.replace(f"up_blocks.{last}.resnets.1.", f"up_blocks.{last}.resnets.2."): v for k, v in old.items()}
+        # and the new resnet 1 (reading resnet 0's output) returns its main input unchanged. The attention
+        # after each resnet (if the level has attention) moves with it.
+        old = {k.replace(f"up_blocks.{last}.resnets.1.", f"up_blocks.{last}.resnets.2.")
+                .replace(f"up_blocks.{last}.attentions.1.", f"up_blocks.{last}.attentions.2."): v for k, v in old.items()}
     missing, unexpected = grown.load_state_dict(old, strict=False)
     if unexpected:
         raise ValueError(f"grow_unet: weights with no place in the grown UNet: {unexpected[:4]}")
@@ -165,7 +167,7 @@ def grow_unet(unet, *, full_resolution_attention: bool = False, full_resolution_
                 module.bias.zero_()
             elif module_name.endswith(".conv_shortcut"):
                 # Pass the main path (the first channels) through; ignore the skip channels.
-                out_channels, in_channels = module.weight.shape[:2]
+                out_channels = module.weight.shape[0]
                 module.weight.zero_()
                 module.weight[:, :out_channels, 0, 0] = torch.eye(out_channels)
                 module.bias.zero_()

@@ -39,6 +39,20 @@ def test_grown_unet_starts_as_the_same_function_and_then_learns(attention, layer
         assert not torch.allclose(grown.eval()(sample, timesteps, states).sample, before, atol=1e-4)
 
 
+def test_growing_in_two_steps_keeps_the_function_too():
+    torch.manual_seed(0)
+    unet = make_unet(PRESETS["tiny"]).eval()
+    with_attention = grow_unet(unet, full_resolution_attention=True)
+    for module in with_attention.modules():       # as if trained: the new attention no longer an identity
+        if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
+            torch.nn.init.normal_(module.weight, std=0.05)
+    sample, timesteps, states = _inputs(unet)
+    grown = grow_unet(with_attention, full_resolution_layer=True).eval()
+    with torch.no_grad():
+        before, after = with_attention.eval()(sample, timesteps, states).sample, grown(sample, timesteps, states).sample
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
+
+
 def test_grow_unet_refuses_what_it_cannot_grow():
     unet = make_unet(PRESETS["tiny"])
     grown = grow_unet(unet, full_resolution_attention=True, full_resolution_layer=True)
