@@ -159,10 +159,7 @@ def grow_unet(unet, *, full_resolution_attention: bool = False, full_resolution_
         for module_name, module in grown.named_modules():
             if f"{module_name}.weight" not in missing:
                 continue
-            if module_name.endswith(".proj_out"):
-                module.weight.zero_()
-                module.bias.zero_()
-            elif module_name.endswith(".conv2") and ".resnets." in module_name:
+            if module_name.endswith(".proj_out") or (module_name.endswith(".conv2") and ".resnets." in module_name):
                 module.weight.zero_()
                 module.bias.zero_()
             elif module_name.endswith(".conv_shortcut"):
