@@ -1,6 +1,6 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--model DIR] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only]
-    [--sheet PNG] [--json PATH]
+    [--device-kinds] [--sheet PNG] [--json PATH]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
     [--reference-on-errors] [--reference-uncertain K] [--reference-early-stop] [--reference-from LOG ...]
@@ -9,7 +9,8 @@ python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21]
     [--t-range LO HI] [--resume LOG ...] [--shard K/M] [--json PATH] [--write-card]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps N] [--strength S] [--guidance W] [--mask auto|none] [--mask-threshold M]
-    [--mask-draws K] [--change-threshold C] [--residual on|off] [--tuning] [--figure-dir DIR] [--json PATH]
+    [--mask-draws K] [--change-threshold C] [--residual on|off] [--tuning] [--ceilings-only] [--figure-dir DIR]
+    [--json PATH]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="counterfactual: add only the edit's change to the input (engine default)")
     parser.add_argument("--tuning", action="store_true",
                         help="counterfactual: run on the tuning phantoms (for choosing defaults), not the bench set")
+    parser.add_argument("--ceilings-only", action="store_true",
+                        help="counterfactual: only the faithfulness ceilings (the true counterfactual through the VAE, "
+                             "and under fresh draws of the noise the input does not show); no edit is run")
     parser.add_argument("--edit", action="append", default=None, metavar="NAME",
                         help="counterfactual: only this edit type, e.g. 'add support devices' (repeatable; default: "
                              "every edit of --domain)")
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                              "({domain} in the path is replaced by the domain)")
     parser.add_argument("--round-trip-only", action="store_true",
                         help="models: only the VAE round trip (no generation)")
+    parser.add_argument("--device-kinds", action="store_true",
+                        help="models (cxr): only the device-kind table: each kind asked alone, which kinds are drawn")
     parser.add_argument("--model", default=None, help="generate/traverse: bundled name or local path (cxr-phantom); "
                                                       "models: a pipeline folder of --domain (its bundled model); "
                                                       "counterfactual: a pipeline folder for the edits' domain")
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                                      reference_uncertain=args.reference_uncertain,
                                      reference_early_stop=args.reference_early_stop, shard=shard)
         results = []
-        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
+        for domain in (["cxr"] if args.device_kinds else ["cxr", "skin"] if args.domain == "all" else [args.domain]):
             done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
             if args.reference_from:
                 done = with_reference_runs(done, {i: row for log in args.reference_from
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
         shard = _shard(parser, args.shard)
         results = []
-        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
+        for domain in (["cxr"] if args.device_kinds else ["cxr", "skin"] if args.domain == "all" else [args.domain]):
             config = ClassifyBenchConfig(n=args.n or 120, trials=args.trials, trials_per_batch=args.trials_per_batch,
                                          shard=shard)
             done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
@@ -234,12 +240,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.sheet and args.round_trip_only:
             raise SystemExit("--sheet needs generated samples; drop --round-trip-only")
+        if args.device_kinds and args.domain == "skin":
+            raise SystemExit("--device-kinds is a CXR measurement: use --domain cxr")
 
         results = []
-        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
+        for domain in (["cxr"] if args.device_kinds else ["cxr", "skin"] if args.domain == "all" else [args.domain]):
             result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25,
                                            vae=args.vae.replace("{domain}", domain) if args.vae else None,
-                                           round_trip_only=args.round_trip_only,
+                                           round_trip_only=args.round_trip_only, device_kinds=args.device_kinds,
                                            model=args.model,
                                            sheet=args.sheet.replace("{domain}", domain) if args.sheet else None),
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
@@ -274,7 +282,7 @@ def _counterfactual(args) -> int:
               "residual": None if args.residual is None else args.residual == "on"}
     config = CounterfactualBenchConfig(edits=edits, n=args.n or 100, n_reconstruction=args.n_reconstruction,
                                        n_cost=10 if args.n_cost is None else args.n_cost, mask_mode=args.mask,
-                                       tuning=args.tuning, model=args.model,
+                                       tuning=args.tuning, model=args.model, ceilings_only=args.ceilings_only,
                                        **{k: v for k, v in chosen.items() if v is not None})
     result = run(config, progress=lambda name, row: print(f"done: {name} {json.dumps(row, default=str)}", flush=True))
     print_table(result)
@@ -282,7 +290,7 @@ def _counterfactual(args) -> int:
         from .figures import save_edit_figure
 
         for domain in sorted({EDITS[e][0] for e in edits}):
-            done = [r for r in result["edits"] if r["domain"] == domain and r["cases"]]
+            done = [r for r in result["edits"] if r["domain"] == domain and r.get("cases")]
             if not done:
                 continue
             rows = [{**r["cases"][0], "edit": r["edit"]} for r in done]
@@ -293,7 +301,7 @@ def _counterfactual(args) -> int:
                                    f"strength {used['strength']}, guidance {used['guidance_scale']}, "
                                    f"{config.steps} steps{change})")
     for r in result["edits"]:
-        r.pop("cases")
+        r.pop("cases", None)
     return _write(args.json, result)
 
 

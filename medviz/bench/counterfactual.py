@@ -10,6 +10,10 @@ add one, ...):
   attributes held (the edit asks to change one attribute and keep the rest: the effusion -> devices and
   melanoma -> ruler links are not followed); the automatic mask's IoU with the true changed region, and
   that of the pixels taken from the edit (the mask narrowed to what the edit changed, ``change_threshold``);
+* faithfulness ceilings, what no edit of this kind can beat: (a) the true counterfactual put through the
+  model's own VAE and the engine's composite under a perfect mask (the edit a perfect UNet would make);
+  (b) for edits whose true counterfactual depends on render noise the input does not show (where the
+  added devices' paths wander), the SCM's own rendering under fresh draws of that noise;
 * reconstruction, on ``n_reconstruction`` images per domain: the empty edit's PSNR against the VAE round
   trip of the input;
 * cost, on the first ``n_cost`` images per edit type: the engine beside a plain DDIM-inversion edit
@@ -38,6 +42,12 @@ EDITS = {
     "add melanoma": ("skin", "add", "melanoma", {"melanoma": True}, ("ruler",)),
     "remove melanoma": ("skin", "remove", "melanoma", {"melanoma": False}, ("ruler",)),
 }
+#: edit -> the render components whose noise its input does not show. Adding devices: each device's path
+#: jitter (the device set itself is named in the request). Every other edit's true counterfactual is fixed by
+#: noise the input shows: added effusion has a set side and severity and no render noise; a melanoma grows
+#: from the nevus's own lesion noise; a removal only takes away.
+UNSEEN_RENDER_NOISE = {"add support devices": tuple(f"device-{name}" for name in ("pacemaker", "ett", "cvc", "ngt"))}
+CEILING_DRAWS = 8                    # fresh draws of that noise per phantom
 FIRST_SEED_OFFSET = 300_000          # held-out seeds, disjoint from the oracle's, the tuning and classify sets
 TUNING_SEED_OFFSET = 950_000         # edit tuning phantoms (seeds 10,950,000+): choosing defaults, never the bench
 
@@ -61,6 +71,7 @@ class CounterfactualBenchConfig:
     seed: int = 0
     tuning: bool = False             # True: the tuning phantoms instead of the held-out bench set
     model: str | None = None         # a pipeline folder of the edits' one domain (None: the bundled {domain}-phantom)
+    ceilings_only: bool = False      # only the faithfulness ceilings (no edit is run)
 
 
 def true_counterfactual(domain: str, seed: int, edit: str, size: int):
@@ -96,6 +107,44 @@ def eligible_seeds(edit: str, n: int, first_seed: int) -> list[int]:
     return seeds
 
 
+def redrawn_truths(domain: str, edit: str, after, size: int, draws: int = CEILING_DRAWS) -> list[np.ndarray]:
+    """Renders of the true counterfactual sample ``after`` with the render noise its input does not show
+    (``UNSEEN_RENDER_NOISE[edit]``) drawn afresh ``draws`` times: what an edit that renders exactly as the
+    SCM does, but must guess that noise, would return. Empty for edits without such noise."""
+    from ..phantoms import get_domain
+    from ..phantoms.render import redrawn
+
+    components = UNSEEN_RENDER_NOISE.get(edit, ())
+    if not components:
+        return []
+    module = get_domain(domain)
+    images = []
+    for draw in range(1, draws + 1):
+        with redrawn({name: 10**12 + 1000 * int(after.seed) + draw for name in components}):
+            images.append(module.render(after.factors, after.seed, size).image)
+    return images
+
+
+def decoder_ceiling(model, before: np.ndarray, truth: np.ndarray, changed: np.ndarray, engine) -> np.ndarray:
+    """The true counterfactual ``truth`` as the engine would return it if its UNet drew exactly truth's
+    latent: encoded and decoded by the model's VAE, composited into ``before`` by the engine's own rule
+    (``engine``: an EditConfig resolved for the domain) under a perfect mask, the true changed region
+    ``changed`` (bool (H, W)) grown to whole latent cells. No edit through this VAE can do better."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..engines.common import decode_latents, encode_rgb, model_rgb
+    from ..engines.counterfactual import composite
+
+    size = model.image_size
+    rgb, rgb_truth = model_rgb(before, size), model_rgb(truth, size)
+    latents = torch.cat([encode_rgb(model.pipe, rgb), encode_rgb(model.pipe, rgb_truth)])
+    reference, decoded = decode_latents(model.pipe, latents)
+    cells = F.adaptive_max_pool2d(torch.from_numpy(changed.astype(np.float32))[None, None], latents.shape[-1])
+    mask = F.interpolate(cells, size=(size, size), mode="nearest")[0, 0].numpy() > 0.5
+    return composite(decoded, rgb, mask, reference, engine)[0]
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import peak_signal_noise_ratio
 
@@ -114,6 +163,7 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
                         mask_mode=config.mask_mode, mask_threshold=config.mask_threshold, mask_draws=config.mask_draws,
                         change_threshold=config.change_threshold, residual=config.residual, seed=config.seed)
     baseline = replace(engine, inversion="ddim", mask_mode="none", residual=False)
+    resolved = engine.for_domain(domain)             # the settings the engine uses
     others = [a for a in FACTOR_ATTRIBUTES[domain] if a != attribute]
     index = {a: model.oracle.attributes.index(a) for a in FACTOR_ATTRIBUTES[domain]}
     rows, cases, cost = [], [], []
@@ -130,12 +180,13 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         kept = {a: bool((readouts[1, index[a]] > 0.5) == (readouts[0, index[a]] > 0.5)) for a in others}
         true_image = channel_mean(after.image)
         l1_edit = float(np.abs(channel_mean(result.counterfactual) - true_image).mean())
-        l1_input = float(np.abs(channel_mean(before.image) - true_image).mean())
+        ceilings = _ceilings(model, edit, before, after, changed, truth, resolved)
+        l1_input = ceilings["l1_input_to_truth"]
         union = (result.mask | changed).sum()
         edited_union = (result.edited | changed).sum()
         row = {"seed": seed, "effective": bool((readouts[1, index[attribute]] > 0.5) == wanted),
                "true_effective": bool((readouts[2, index[attribute]] > 0.5) == wanted),
-               "kept": kept, "all_kept": all(kept.values()), "l1_to_truth": l1_edit, "l1_input_to_truth": l1_input,
+               "kept": kept, "all_kept": all(kept.values()), "l1_to_truth": l1_edit, **ceilings,
                "faithful": l1_edit < l1_input,
                "mask_iou": float((result.mask & changed).sum() / union) if union else float("nan"),
                "edited_iou": float((result.edited & changed).sum() / edited_union) if edited_union else float("nan"),
@@ -155,7 +206,6 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         rows.append(row)
         if progress:
             progress(i + 1, config.n)
-    resolved = engine.for_domain(domain)             # the settings the engine used
     return {
         "edit": edit, "domain": domain, "n": len(rows), "steps": config.steps, "strength": resolved.strength,
         "guidance_scale": resolved.guidance_scale, "mask_mode": config.mask_mode,
@@ -166,14 +216,52 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         "preservation_all": float(np.mean([r["all_kept"] for r in rows])),
         "preservation": {a: float(np.mean([r["kept"][a] for r in rows])) for a in others},
         "faithfulness": float(np.mean([r["faithful"] for r in rows])),
+        **_summarise_ceilings(rows),
         "median_l1_to_truth": float(np.median([r["l1_to_truth"] for r in rows])),
-        "median_l1_input_to_truth": float(np.median([r["l1_input_to_truth"] for r in rows])),
         "mask_iou_mean": float(np.nanmean([r["mask_iou"] for r in rows])),
         "edited_iou_mean": float(np.nanmean([r["edited_iou"] for r in rows])),
         "mean_passes": float(np.mean([r["passes"] for r in rows])),
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
         "cost": _summarise_cost(cost), "cases": cases,
     }
+
+
+def _ceilings(model, edit: str, before, after, changed: np.ndarray, truth, engine) -> dict:
+    """One phantom's faithfulness ceilings (module docstring): L1 of the input to the true counterfactual,
+    whether the truth through the VAE beats it, and in what share of fresh draws of the unseen noise
+    the SCM's own rendering does (None: no unseen noise)."""
+    from ..engines.counterfactual import channel_mean
+
+    true_image = channel_mean(after.image)
+    l1_input = float(np.abs(channel_mean(before.image) - true_image).mean())
+    ceiling = decoder_ceiling(model, before.image, after.image, changed, engine)
+    redrawn_l1 = [float(np.abs(channel_mean(image) - true_image).mean())
+                  for image in redrawn_truths(EDITS[edit][0], edit, truth, model.image_size)]
+    return {"l1_input_to_truth": l1_input,
+            "ceiling_decoder_faithful": float(np.abs(channel_mean(ceiling) - true_image).mean()) < l1_input,
+            "ceiling_redrawn_faithful": float(np.mean([l1 < l1_input for l1 in redrawn_l1])) if redrawn_l1 else None}
+
+
+def _summarise_ceilings(rows: list[dict]) -> dict:
+    redrawn_rows = [r["ceiling_redrawn_faithful"] for r in rows if r["ceiling_redrawn_faithful"] is not None]
+    return {"faithfulness_ceiling_decoder": float(np.mean([r["ceiling_decoder_faithful"] for r in rows])),
+            "faithfulness_ceiling_redrawn": float(np.mean(redrawn_rows)) if redrawn_rows else None,
+            "median_l1_input_to_truth": float(np.median([r["l1_input_to_truth"] for r in rows]))}
+
+
+def run_ceilings(edit: str, config: CounterfactualBenchConfig, model, first_seed: int) -> dict:
+    """The faithfulness ceilings alone, on the same phantoms as ``run_edit`` (VAE passes only, no UNet)."""
+    from ..engines.counterfactual import EditConfig
+
+    domain, action, attribute, _, _ = EDITS[edit]
+    engine = EditConfig(add=(attribute,) if action == "add" else (), remove=(attribute,) if action == "remove" else (),
+                        change_threshold=config.change_threshold, residual=config.residual).for_domain(domain)
+    rows = []
+    for seed in eligible_seeds(edit, config.n, first_seed):
+        before, after, changed, truth = true_counterfactual(domain, seed, edit, model.image_size)
+        rows.append(_ceilings(model, edit, before, after, changed, truth, engine))
+    return {"edit": edit, "domain": domain, "n": len(rows), "change_threshold": engine.change_threshold,
+            **_summarise_ceilings(rows)}
 
 
 def _summarise_cost(cost: list[dict]) -> dict:
@@ -222,6 +310,10 @@ def run(config: CounterfactualBenchConfig, progress=None) -> dict:
         model = load_model(config.model or f"{domain}-phantom", device="cpu")
         if model.domain != domain:
             raise ValueError(f"model {config.model!r} is a {model.domain} pipeline; the edits are {domain} edits")
+        if config.ceilings_only:
+            out["edits"] += [run_ceilings(edit, config, model, first_seed) for edit in config.edits
+                             if EDITS[edit][0] == domain]
+            continue
         if config.n_reconstruction:
             out["reconstruction"].append(run_reconstruction(domain, config, model, first_seed))
             if progress:
@@ -232,6 +324,17 @@ def run(config: CounterfactualBenchConfig, progress=None) -> dict:
                 if progress:
                     progress(edit, {k: v for k, v in out["edits"][-1].items() if k != "cases"})
     return out
+
+
+def _print_ceilings(result: dict) -> None:
+    print("faithfulness ceilings (what no edit can beat): the true counterfactual through this VAE and the engine's "
+          "composite, perfect mask | the SCM's own rendering under fresh draws of the noise the input does not show:")
+    for r in result["edits"]:
+        redrawn_share = r["faithfulness_ceiling_redrawn"]
+        engine = f"faithful {r['faithfulness']:.0%} | " if "faithfulness" in r else ""
+        print(f"  {r['edit']:<25} {r['n']:>4} phantoms: {engine}through the VAE {r['faithfulness_ceiling_decoder']:.0%}"
+              f" (change threshold {r['change_threshold']}) | redrawn noise "
+              + ("none unseen" if redrawn_share is None else f"{redrawn_share:.0%} of {CEILING_DRAWS} draws per phantom"))
 
 
 def _setting_text(result: dict, key: str, by: str) -> str:
@@ -246,6 +349,9 @@ def _setting_text(result: dict, key: str, by: str) -> str:
 
 def print_table(result: dict) -> None:
     c = result["config"]
+    if c.get("ceilings_only"):
+        _print_ceilings(result)
+        return
     strength, guidance, draws, change = (_setting_text(result, key, "domain") for key in
                                          ("strength", "guidance_scale", "mask_draws", "change_threshold"))
     threshold = _setting_text(result, "mask_threshold", "edit")
@@ -264,6 +370,7 @@ def print_table(result: dict) -> None:
               f"{r['preservation_all']:>10.1%}{worst[1]:>7.1%} {worst[0][:4]:<4}{r['faithfulness']:>10.1%}"
               f"{r['mask_iou_mean']:>10.2f}{r['edited_iou_mean']:>12.2f}{r['mean_passes']:>8.0f}"
               f"{r['mean_seconds']:>8.2f}")
+    _print_ceilings(result)
     print("cost beside a plain DDIM-inversion edit (DDIM inversion, no mask), same images, same run:")
     for r in result["edits"]:
         k = r["cost"]

@@ -14,6 +14,10 @@
 * Thin-line shapes (``thin_line_shapes``): junction density, segment length and straightness of the thin
   dark lines of each prompt's samples beside those of the phantoms that fit it. The oracle reads "hair"
   off a net of branching cracks as readily as off a few straight shafts; these figures tell them apart.
+* Device kinds (CXR, ``device_kinds``): for a prompt naming one device kind ("... showing support
+  devices, central venous line"), how often the oracle reads each kind on the samples, beside the same
+  phantoms given exactly that device. A caption that names kinds names every kind present, so any other
+  kind drawn is one the prompt did not ask for; adding a named device (the Edit tab) draws what this shows.
 * VAE round trip: the oracle's recall of each attribute on held-out phantoms after encode -> decode.
   Whatever the decoder cannot draw, no sampler or edit can show: this is the ceiling of every engine.
   ``vae`` names a candidate VAE folder (e.g. a fine-tuned decoder) measured beside the bundled one.
@@ -58,6 +62,7 @@ class ModelsBenchConfig:
     n_diversity_reference: int = 2000  # phantoms (from the same seeds) that the diversity references are drawn from
     model: str | None = None           # a pipeline folder of the domain (None: the bundled {domain}-phantom)
     sheet: str | None = None           # also write a contact sheet (generated vs real phantoms) to this PNG
+    device_kinds: bool = False         # CXR: only the device-kind table (each kind asked alone: which kinds drawn)
 
 
 def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
@@ -164,6 +169,9 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     oracle = ResNetForImageClassification.from_pretrained(str(MODELS_DIR / f"{config.domain}-oracle")).eval()
     labels = ORACLE_ATTRIBUTES[config.domain]
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    if config.device_kinds:
+        return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
+                "device_kinds": device_kinds(pipe, oracle, config, size, progress)}
     pool_size = max(config.n_reference, config.n_diversity_reference)
     pool, pool_factors = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000)
     pool_feat = _features(oracle, pool)[1]
@@ -178,6 +186,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         round_trips[config.vae] = vae_round_trip(decoders[config.vae], oracle, reference, ref_truth, labels)
     if config.round_trip_only:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}
+
     rows = {name: [] for name in decoders}
     decoded_samples: dict[str, np.ndarray] = {}      # prompt -> the pipeline's own decode, for the contact sheet
     generated_features = {name: [] for name in decoders}
@@ -238,6 +247,43 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     return result
 
 
+def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=None) -> list[dict]:
+    """Per device kind: ``config.n`` samples of the prompt naming that kind alone, and the same number of
+    held-out phantoms given exactly that device; the share of each in which the oracle reads each kind."""
+    import torch
+
+    from ..io import as_rgb, to_uint8
+    from ..phantoms import get_domain
+    from ..prompts import SUPPORT_DEVICE_KINDS, describe
+    from ..train.captions import ORACLE_ATTRIBUTES
+    from ..train.oracle import HELD_OUT_FIRST_SEED
+
+    if config.domain != "cxr":
+        raise ValueError(f"device kinds are a CXR measurement; --domain is {config.domain}")
+    labels = ORACLE_ATTRIBUTES["cxr"]
+    cxr = get_domain("cxr")
+    graph = cxr.build_graph()
+    rows = []
+    for kind in SUPPORT_DEVICE_KINDS:
+        prompt = describe("cxr", {"support_devices": True, kind: True})
+        generator = torch.Generator().manual_seed(config.seed)
+        latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+                       height=size, width=size, generator=generator, output_type="latent").images
+        generated = _features(oracle, _decode(pipe, pipe.vae, latents))[0]
+        phantoms = []
+        for i in range(config.n):
+            sample = graph.sample(HELD_OUT_FIRST_SEED + 500_000 + i)
+            given = graph.intervene(sample, support_devices=True, devices=(kind,))
+            phantoms.append(to_uint8(as_rgb(cxr.render(given.factors, given.seed, size).image)))
+        real = _features(oracle, np.stack(phantoms))[0]
+        rows.append({"kind": kind, "prompt": prompt,
+                     "generated": {k: float((generated[:, labels.index(k)] > 0.5).mean()) for k in SUPPORT_DEVICE_KINDS},
+                     "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in SUPPORT_DEVICE_KINDS}})
+        if progress:
+            progress(f"{prompt!r}: {config.n} samples")
+    return rows
+
+
 def _decode(pipe, vae, latents) -> np.ndarray:
     """The pipeline's own decode and post-processing of its latents, by ``vae``: uint8 N x H x W x 3.
 
@@ -267,6 +313,9 @@ def print_round_trips(result: dict) -> None:
 
 
 def print_table(result: dict) -> None:
+    if result.get("device_kinds"):
+        print_device_kinds(result)
+        return
     print_round_trips(result)
     if not result["rows"]:
         return
@@ -303,6 +352,16 @@ def print_table(result: dict) -> None:
     print(f"generation: {result['images_generated']} images in {result['generation_seconds']:.0f} s")
     if result.get("sheet"):
         print(f"contact sheet: {result['sheet']}")
+
+
+def print_device_kinds(result: dict) -> None:
+    rows = result["device_kinds"]
+    kinds = list(rows[0]["generated"])
+    print(f"\ndevice kinds: {result['config']['n']} samples per prompt naming one kind, beside as many phantoms given "
+          "exactly that device; share the oracle reads as each kind, generated (phantoms)")
+    print(f"{'kind asked':<12}" + "".join(f"{k:>16}" for k in kinds))
+    for row in rows:
+        print(f"{row['kind']:<12}" + "".join(f"{row['generated'][k]:>9.0%} ({row['phantoms'][k]:>4.0%})" for k in kinds))
 
 
 def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, real: int = 3, steps: int = 25,

@@ -332,19 +332,10 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
         control.step()
 
     decoded = decode_latents(pipe, latents)[0]                                 # (size, size, 3)
-    masked = latent_mask is not None
-    restrict = bool(config.change_threshold) and masked
+    restrict = bool(config.change_threshold) and latent_mask is not None
     reference = decode_latents(pipe, x0)[0] if config.residual or restrict else None    # the input latent, decoded
-    edited = pixel_mask
-    if restrict:                            # step 5: only the pixels the edit redrew
-        edited = _changed_pixels(decoded, reference, pixel_mask, config.change_threshold)
-    if config.residual:                     # only the edit's change, added to the input's own pixels
-        decoded = rgb + (decoded - reference)
-    if masked:
-        # The seam: 4 px at 128 px inside a mask of latent cells, 2 px inside the pixels the edit changed.
-        weight = _feather(edited, ramp=size / 64 if restrict else size / 32)[..., None]
-        decoded = weight * decoded + (1 - weight) * rgb
-    decoded = np.clip(decoded, 0.0, 1.0).astype(np.float32)
+    decoded, edited = composite(decoded, rgb, pixel_mask if latent_mask is not None else None, reference, config)
+    edited = pixel_mask if edited is None else edited             # no mask: every pixel is the edit's
     readout_after = model.oracle.readout_dicts([decoded])[0] if model.oracle is not None else None
     gray_input = np.asarray(image).ndim == 2
     shown_input = channel_mean(rgb) if gray_input else rgb
@@ -491,6 +482,35 @@ def _masks(config: EditConfig, score, painted, latent_size: int, size: int, devi
         latent = F.adaptive_max_pool2d(torch.from_numpy(pixel.astype(np.float32))[None, None], latent_size)[0, 0]
         mask_score = None
     return latent.to(device)[None, None], pixel, mask_score
+
+
+def composite(decoded: np.ndarray, rgb: np.ndarray, pixel_mask: np.ndarray | None, reference: np.ndarray | None,
+              config: EditConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """Steps 4-5: put the decoded edit into the input.
+
+    Args:
+        decoded: the decoded edited latents, float (H, W, 3) in [0, 1].
+        rgb: the input at the model's size, float (H, W, 3) in [0, 1].
+        pixel_mask: bool (H, W), True where the edit may change the input; None: no mask, the whole decode.
+        reference: the decoded input latent (H, W, 3); needed for ``config.residual`` or a change threshold.
+        config: ``change_threshold`` and ``residual`` as resolved for the domain.
+
+    Returns:
+        (the result, float32 (H, W, 3) in [0, 1]; the pixels taken from the edit, bool (H, W), or None
+        without a mask).
+    """
+    restrict = bool(config.change_threshold) and pixel_mask is not None
+    edited = pixel_mask
+    if restrict:                            # step 5: only the pixels the edit redrew
+        edited = _changed_pixels(decoded, reference, pixel_mask, config.change_threshold)
+    if config.residual:                     # only the edit's change, added to the input's own pixels
+        decoded = rgb + (decoded - reference)
+    if pixel_mask is not None:
+        # The seam: 4 px at 128 px inside a mask of latent cells, 2 px inside the pixels the edit changed.
+        size = rgb.shape[0]
+        weight = _feather(edited, ramp=size / 64 if restrict else size / 32)[..., None]
+        decoded = weight * decoded + (1 - weight) * rgb
+    return np.clip(decoded, 0.0, 1.0).astype(np.float32), edited
 
 
 def _feather(pixel: np.ndarray, ramp: float) -> np.ndarray:

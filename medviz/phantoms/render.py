@@ -9,8 +9,10 @@ from a pixel difference. Coordinates are normalised to [-1, 1] so a phantom look
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import zlib
 
@@ -203,11 +205,33 @@ def mask_between(a: Rendering, b: Rendering) -> np.ndarray:
     return mask
 
 
+#: component name -> the seed its render noise is drawn from instead of the render seed (``redrawn``).
+_REDRAWN: ContextVar[Mapping[str, int]] = ContextVar("redrawn_components", default={})
+
+
+@contextmanager
+def redrawn(components: Mapping[str, int]) -> Iterator[None]:
+    """Within the block, draw the named components' render noise from the given seeds, not the render seed.
+
+    Render noise is exogenous noise too (where a device's path wanders, where each hair lies). An edit
+    that adds a component cannot see that noise in its input, so the best it can hope for is the true
+    counterfactual under a fresh draw of it; renders inside this block are such draws. Everything else
+    in the picture keeps the render seed's noise, bit for bit.
+    """
+    token = _REDRAWN.set(dict(components))
+    try:
+        yield
+    finally:
+        _REDRAWN.reset(token)
+
+
 def component_rng(seed: int, name: str) -> np.random.Generator:
     """The render noise of one component: fixed by the seed, untouched by the factors.
 
     Philox keyed directly by (seed, name) skips SeedSequence hashing, which cost ~0.1 ms per call here.
+    Inside ``redrawn({name: other_seed})`` the component's noise comes from ``other_seed``.
     """
+    seed = _REDRAWN.get().get(name, seed)
     key = (int(seed) & 0xFFFFFFFFFFFFFFFF, zlib.crc32(name.encode()))
     return np.random.Generator(np.random.Philox(key=np.array(key, dtype=np.uint64)))
 

@@ -146,3 +146,31 @@ def test_models_table_shows_each_prompts_line_shapes_beside_the_phantoms(capsys)
     printed = capsys.readouterr().out
     shapes = next(line for line in printed.splitlines() if line.startswith(row["prompt"]) and "(1.83)" in line)
     assert shapes.split()[-8:] == ["3.31", "(1.83)", "14.4", "(18.6)", "0.922", "(0.940)", "1136", "(682)"]
+
+
+@needs_models
+def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it(cxr_model, capsys):
+    from medviz.bench.models import ModelsBenchConfig, device_kinds, print_table
+    from medviz.prompts import SUPPORT_DEVICE_KINDS
+
+    config = ModelsBenchConfig(domain="cxr", n=3, steps=2, device_kinds=True)
+    rows = device_kinds(cxr_model.pipe, cxr_model.oracle.model, config, 128)
+    assert [r["kind"] for r in rows] == list(SUPPORT_DEVICE_KINDS)
+    assert rows[2]["prompt"] == "Chest X-ray showing support devices, central venous line"
+    for row in rows:
+        # Phantoms given exactly one device: the oracle reads that kind and no other, so whatever other kind
+        # the samples show is the model's, not the oracle's.
+        assert row["phantoms"] == {k: float(k == row["kind"]) for k in SUPPORT_DEVICE_KINDS}
+        assert all(v in (0.0, 1 / 3, 2 / 3, 1.0) for v in row["generated"].values())
+    print_table({"domain": "cxr", "config": config.__dict__, "rows": [], "vae_round_trip": {}, "device_kinds": rows})
+    out = capsys.readouterr().out
+    assert "kind asked" in out and "(100%)" in out and out.count("\ncvc ") == 1
+    with pytest.raises(ValueError, match="CXR measurement"):
+        device_kinds(cxr_model.pipe, cxr_model.oracle.model, ModelsBenchConfig(domain="skin", device_kinds=True), 128)
+
+
+def test_device_kinds_refuse_the_skin_domain():
+    from medviz.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="--device-kinds is a CXR measurement"):
+        main(["models", "--domain", "skin", "--device-kinds"])

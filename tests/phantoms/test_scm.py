@@ -152,3 +152,21 @@ def test_planted_link_matches_configured_strength(domain, strength):
     key = "effusion_device_strength" if domain == "cxr" else "melanoma_ruler_strength"
     measured = measure_planted_link(module.build_graph(**{key: strength}), 10_000)
     assert abs(measured["risk_difference"] - strength) <= 0.02, measured
+
+
+def test_redrawn_render_noise_moves_only_that_component():
+    from medviz.phantoms.render import redrawn
+
+    graph = cxr.build_graph()
+    sample = graph.intervene(graph.sample(5), support_devices=True, devices=("cvc", "pacemaker"))
+    original = cxr.render(sample.factors, sample.seed, 128)
+    with redrawn({"device-cvc": 99, "device-pacemaker": 99}):
+        moved = cxr.render(sample.factors, sample.seed, 128)
+    again = cxr.render(sample.factors, sample.seed, 128)
+    assert np.array_equal(again.image, original.image)                  # the block leaves no trace
+    differs = original.image != moved.image
+    devices = original.supports["cvc"] | original.supports["pacemaker"] | moved.supports["cvc"] | moved.supports["pacemaker"]
+    assert differs.any() and not (differs & ~devices).any()              # the devices moved; nothing else did
+    # A small jitter along the same anatomical path, not another device: most of the line stays put.
+    overlap = (original.supports["cvc"] & moved.supports["cvc"]).sum() / original.supports["cvc"].sum()
+    assert 0.2 < overlap < 1.0
