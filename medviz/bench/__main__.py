@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                                      reference_uncertain=args.reference_uncertain,
                                      reference_early_stop=args.reference_early_stop, shard=shard)
         results = []
-        for domain in (["cxr"] if args.device_kinds else ["cxr", "skin"] if args.domain == "all" else [args.domain]):
+        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
             if args.reference_from:
                 done = with_reference_runs(done, {i: row for log in args.reference_from
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
         shard = _shard(parser, args.shard)
         results = []
-        for domain in (["cxr"] if args.device_kinds else ["cxr", "skin"] if args.domain == "all" else [args.domain]):
+        for domain in (["cxr", "skin"] if args.domain == "all" else [args.domain]):
             config = ClassifyBenchConfig(n=args.n or 120, trials=args.trials, trials_per_batch=args.trials_per_batch,
                                          shard=shard)
             done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}

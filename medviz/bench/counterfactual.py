@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..engines.counterfactual import EditConfig
+from ..phantoms.cxr import DEVICES
 
 _ENGINE = EditConfig()
 
@@ -46,7 +47,7 @@ EDITS = {
 #: jitter (the device set itself is named in the request). Every other edit's true counterfactual is fixed by
 #: noise the input shows: added effusion has a set side and severity and no render noise; a melanoma grows
 #: from the nevus's own lesion noise; a removal only takes away.
-UNSEEN_RENDER_NOISE = {"add support devices": tuple(f"device-{name}" for name in ("pacemaker", "ett", "cvc", "ngt"))}
+UNSEEN_RENDER_NOISE = {"add support devices": tuple(f"device-{name}" for name in DEVICES)}
 CEILING_DRAWS = 8                    # fresh draws of that noise per phantom
 FIRST_SEED_OFFSET = 300_000          # held-out seeds, disjoint from the oracle's, the tuning and classify sets
 TUNING_SEED_OFFSET = 950_000         # edit tuning phantoms (seeds 10,950,000+): choosing defaults, never the bench
