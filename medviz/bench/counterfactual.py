@@ -146,6 +146,12 @@ def decoder_ceiling(model, before: np.ndarray, truth: np.ndarray, changed: np.nd
     return composite(decoded, rgb, mask, reference, engine)[0]
 
 
+def _request(edit: str) -> dict:
+    """The EditConfig fields that ask for ``edit``: its attribute added or removed."""
+    _, action, attribute, _, _ = EDITS[edit]
+    return {"add": (attribute,) if action == "add" else (), "remove": (attribute,) if action == "remove" else ()}
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import peak_signal_noise_ratio
 
@@ -159,9 +165,9 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
 
     domain, action, attribute, _, _ = EDITS[edit]
     size = model.image_size
-    engine = EditConfig(add=(attribute,) if action == "add" else (), remove=(attribute,) if action == "remove" else (),
-                        steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
-                        mask_mode=config.mask_mode, mask_threshold=config.mask_threshold, mask_draws=config.mask_draws,
+    engine = EditConfig(**_request(edit), steps=config.steps, strength=config.strength,
+                        guidance_scale=config.guidance_scale, mask_mode=config.mask_mode,
+                        mask_threshold=config.mask_threshold, mask_draws=config.mask_draws,
                         change_threshold=config.change_threshold, residual=config.residual, seed=config.seed)
     baseline = replace(engine, inversion="ddim", mask_mode="none", residual=False)
     resolved = engine.for_domain(domain)             # the settings the engine uses
@@ -254,9 +260,9 @@ def run_ceilings(edit: str, config: CounterfactualBenchConfig, model, first_seed
     """The faithfulness ceilings alone, on the same phantoms as ``run_edit`` (VAE passes only, no UNet)."""
     from ..engines.counterfactual import EditConfig
 
-    domain, action, attribute, _, _ = EDITS[edit]
-    engine = EditConfig(add=(attribute,) if action == "add" else (), remove=(attribute,) if action == "remove" else (),
-                        change_threshold=config.change_threshold, residual=config.residual).for_domain(domain)
+    domain = EDITS[edit][0]
+    engine = EditConfig(**_request(edit), change_threshold=config.change_threshold,
+                        residual=config.residual).for_domain(domain)
     rows = []
     for seed in eligible_seeds(edit, config.n, first_seed):
         before, after, changed, truth = true_counterfactual(domain, seed, edit, model.image_size)
