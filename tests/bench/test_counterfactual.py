@@ -55,3 +55,30 @@ def _grown(mask, cell=None):
         return binary_dilation(mask, iterations=4)
     cells = mask.reshape(mask.shape[0] // cell, cell, -1, cell).any(axis=(1, 3))
     return np.kron(cells, np.ones((cell, cell), bool)).astype(bool)
+
+
+def test_near_truth_puts_back_only_what_lies_away_from_the_true_change():
+    import numpy as np
+
+    from medviz.bench.counterfactual import near_truth
+
+    before = np.zeros((128, 128), np.float32)
+    changed = np.zeros((128, 128), bool)
+    changed[60:62, 20:100] = True                          # a true tube, 2 px wide
+    truth = np.where(changed, 1.0, before)
+    result = truth.copy()
+    result[0:20, 0:20] = 0.7                               # an unasked change far away, larger than the tube
+    result[58, 30] = 0.5                                   # a change 2 px from the tube: kept
+    result[56, 30] = 0.5                                   # 4 px away: put back
+    local = near_truth(before, result, changed)
+    assert np.array_equal(local[60:62], truth[60:62])
+    assert local[58, 30] == 0.5 and local[56, 30] == 0.0
+    assert not local[0:20, 0:20].any()
+    # The split it serves: unfaithful as a whole, faithful near the truth.
+    l1_input = np.abs(before - truth).mean()
+    assert np.abs(result - truth).mean() > l1_input > np.abs(local - truth).mean()
+    # At 256 px the reach doubles (4 px).
+    big = np.zeros((256, 256), bool)
+    big[120:124, 40:200] = True
+    grown = near_truth(np.zeros((256, 256)), np.ones((256, 256)), big)
+    assert grown[116, 100] == 1.0 and grown[115, 100] == 0.0
