@@ -152,9 +152,9 @@ def decoder_ceiling(model, before: np.ndarray, truth: np.ndarray, changed: np.nd
 
 
 def near_truth(before: np.ndarray, result: np.ndarray, changed: np.ndarray) -> np.ndarray:
-    """``result`` with every pixel farther than ``NEAR_TRUTH_PX`` (scaled from 128 px) from the true changed
-    region ``changed`` (bool (H, W)) put back to ``before``: the edit as it would be had it changed nothing
-    but the target. ``before`` and ``result``: float (H, W) in [0, 1]."""
+    """``result`` with every pixel farther than ``NEAR_TRUTH_PX`` (scaled from 128 px; city-block distance) from
+    the true changed region ``changed`` (bool (H, W)) put back to ``before``: the edit as it would be had it
+    changed nothing but the target. ``before`` and ``result``: float (H, W) in [0, 1]."""
     from scipy.ndimage import binary_dilation
 
     reach = max(1, round(NEAR_TRUTH_PX * changed.shape[0] / 128))
@@ -201,8 +201,9 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         wanted = action == "add"
         kept = {a: bool((readouts[1, index[a]] > 0.5) == (readouts[0, index[a]] > 0.5)) for a in others}
         true_image = channel_mean(after.image)
-        l1_edit = float(np.abs(channel_mean(result.counterfactual) - true_image).mean())
-        local = near_truth(channel_mean(before.image), channel_mean(result.counterfactual), changed)
+        result_gray = channel_mean(result.counterfactual)
+        l1_edit = float(np.abs(result_gray - true_image).mean())
+        local = near_truth(channel_mean(before.image), result_gray, changed)
         ceilings = _ceilings(model, edit, before, after, changed, truth, resolved)
         l1_input = ceilings["l1_input_to_truth"]
         union = (result.mask | changed).sum()

@@ -186,6 +186,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         round_trips[config.vae] = vae_round_trip(decoders[config.vae], oracle, reference, ref_truth, labels)
     if config.round_trip_only:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}
+
     rows = {name: [] for name in decoders}
     decoded_samples: dict[str, np.ndarray] = {}      # prompt -> the pipeline's own decode, for the contact sheet
     generated_features = {name: [] for name in decoders}
