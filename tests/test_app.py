@@ -305,3 +305,21 @@ def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
     changed = changed if changed.ndim == 2 else changed.any(-1)
     rows, cols = np.nonzero(changed)
     assert changed.any() and rows.min() >= 160 * 384 // 256 and cols.max() < 120 * 384 // 256
+
+
+def test_the_edit_summary_says_how_far_the_benched_edit_can_be_trusted():
+    record = {"edit": "add support devices", "n": 100, "date": "2026-12-03", "effectiveness": 1.0,
+              "preservation_all": 0.97, "faithfulness": 0.01, "same_settings": True,
+              "meets": {"effectiveness": True, "preservation_all": True, "faithfulness": False},
+              "settings": {"steps": 30, "strength": 0.8, "guidance_scale": 3.0, "mask_mode": "auto"}}
+    text = handlers.measured_markdown(record, known_domain=True)
+    assert text.startswith("⚠ **On this model this edit rarely looks like this image's true counterfactual.**")
+    assert "*add support devices* (100 held-out phantoms" in text and "than the input in 1%" in text
+    assert "settings differ" not in text
+    good = {**record, "faithfulness": 0.99, "meets": dict.fromkeys(record["meets"], True), "same_settings": False}
+    text = handlers.measured_markdown(good, known_domain=True)
+    assert "⚠" not in text and "Those figures are for strength 0.8, guidance 3.0, 30 steps, mask auto" in text
+    both = {**record, "effectiveness": 0.09, "meets": {**record["meets"], "effectiveness": False}}
+    assert "often fails to make the change and rarely looks" in handlers.measured_markdown(both, True)
+    assert "not measured on this model" in handlers.measured_markdown(None, known_domain=True)
+    assert handlers.measured_markdown(None, known_domain=False) == ""      # a user's checkpoint: no phantoms

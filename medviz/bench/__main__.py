@@ -10,7 +10,7 @@ python -m medviz.bench calibrate [--domain cxr|skin|all] [--n 120] [--trials 21]
 python -m medviz.bench counterfactual [--domain cxr|skin|all] [--n 100] [--n-reconstruction 100] [--n-cost 10]
     [--steps N] [--strength S] [--guidance W] [--mask auto|none] [--mask-threshold M]
     [--mask-draws K] [--change-threshold C] [--residual on|off] [--tuning] [--ceilings-only] [--figure-dir DIR]
-    [--json PATH]
+    [--json PATH] [--write-card]
 python -m medviz.bench ui [--repeats 50] [--json PATH]       (a moved Traverse slider, server side)
 python -m medviz.bench traverse [--model cxr-phantom] [--seeds 32] [--frames 7] [--steps 20] [--strips DIR] [--json PATH]
 
@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="calibrate: store the fit as the bundled model's operating point for the task "
                              "(medviz.json) and rewrite that section of its model card (README.md); classify: make "
                              "this run's --trials the engine's N for the task (at the card's share of the votes), "
-                             "with this run's figures kept beside the fit as the reason")
+                             "with this run's figures kept beside the fit as the reason); counterfactual: store "
+                             "each edit's figures in the model's card (medviz.json and README.md; the Edit tab shows "
+                             "them beside a result): held-out phantoms, n >= 100, the engine's default settings only")
     parser.add_argument("--trials-per-batch", type=int, default=16,
                         help="classify, calibrate: most trials per round (the engine's default, 16)")
     parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
         return _write(args.json, results) if results else 0
     if args.name == "counterfactual":
-        return _counterfactual(args)
+        return _counterfactual(args, argv)
     if args.name == "ui":
         from .ui import print_table, run
 
@@ -266,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _counterfactual(args) -> int:
-    from .counterfactual import EDITS, CounterfactualBenchConfig, print_table, run
+def _counterfactual(args, argv: list[str] | None) -> int:
+    from .counterfactual import EDITS, CounterfactualBenchConfig, card_problem, print_table, run, write_edit_card
 
     unknown = sorted(set(args.edit or ()) - set(EDITS))
     if unknown:
@@ -284,8 +286,14 @@ def _counterfactual(args) -> int:
                                        n_cost=10 if args.n_cost is None else args.n_cost, mask_mode=args.mask,
                                        tuning=args.tuning, model=args.model, ceilings_only=args.ceilings_only,
                                        **{k: v for k, v in chosen.items() if v is not None})
+    if args.write_card:
+        problem = card_problem(config)
+        if problem:
+            raise SystemExit(f"--write-card: {problem}")
     result = run(config, progress=lambda name, row: print(f"done: {name} {json.dumps(row, default=str)}", flush=True))
     print_table(result)
+    if args.write_card:
+        write_edit_card(result, "python -m medviz.bench " + " ".join(sys.argv[1:] if argv is None else argv))
     if args.figure_dir:
         from .figures import save_edit_figure
 

@@ -53,6 +53,11 @@ EDITS = {
 #: from the nevus's own lesion noise; a removal only takes away.
 UNSEEN_RENDER_NOISE = {"add support devices": tuple(f"device-{name}" for name in DEVICES)}
 NEAR_TRUTH_PX = 2                    # "near the truth": within this many pixels (at 128 px) of the true change
+#: The issue's acceptance bars (a model card says whether each benched edit meets them).
+BARS = {"effectiveness": 0.9, "preservation_all": 0.95, "faithfulness": 0.8}
+#: The engine settings a card record keeps (``card_record``): what the measured figures hold for.
+RECORDED_SETTINGS = ("steps", "strength", "guidance_scale", "mask_mode", "mask_threshold", "mask_draws",
+                     "change_threshold")
 CEILING_DRAWS = 8                    # fresh draws of that noise per phantom
 FIRST_SEED_OFFSET = 300_000          # held-out seeds, disjoint from the oracle's, the tuning and classify sets
 TUNING_SEED_OFFSET = 950_000         # edit tuning phantoms (seeds 10,950,000+): choosing defaults, never the bench
@@ -165,6 +170,59 @@ def _request(edit: str) -> dict:
     """The EditConfig fields that ask for ``edit``: its attribute added or removed."""
     _, action, attribute, _, _ = EDITS[edit]
     return {"add": (attribute,) if action == "add" else (), "remove": (attribute,) if action == "remove" else ()}
+
+
+def edit_attributes(edit: str) -> tuple[str, ...]:
+    """The attributes an engine request may name for it to be this benched edit: its own, and for adding
+    support devices each device kind too (the bench's request names the kinds the SCM added)."""
+    attribute = EDITS[edit][2]
+    return (attribute, *DEVICES) if edit == "add support devices" else (attribute,)
+
+
+def card_record(summary: dict, date: str, command: str) -> dict:
+    """What a model card keeps of one edit's ``run_edit`` summary: the figures, the settings they hold for,
+    whether they meet ``BARS``, and how to reproduce them (``medviz.train.bundle.record_edit_bench``)."""
+    _, action, _, _, _ = EDITS[summary["edit"]]
+    figures = ("n", "effectiveness", "preservation_all", "faithfulness", "faithfulness_near_truth",
+               "mask_iou_mean", "edited_iou_mean", "mean_passes")
+    return {"action": action, "attributes": list(edit_attributes(summary["edit"])),
+            **{key: summary[key] for key in figures},
+            "meets": {key: bool(summary[key] >= bar) for key, bar in BARS.items()},
+            "settings": {key: summary[key] for key in RECORDED_SETTINGS}, "date": date, "command": command}
+
+
+def card_problem(config: "CounterfactualBenchConfig") -> str | None:
+    """Why a run with ``config`` may not write its figures into a model card (None: it may)."""
+    if config.tuning:
+        return "the tuning phantoms choose the defaults; a card holds held-out figures (drop --tuning)"
+    if config.ceilings_only:
+        return "--ceilings-only runs no edit"
+    if config.n < 100:
+        return f"a card holds figures on at least 100 phantoms per edit, not {config.n}"
+    changed = [name for name in (*RECORDED_SETTINGS, "residual") if getattr(config, name) != getattr(_ENGINE, name)]
+    if changed:
+        return f"a card holds the engine's default settings, and this run sets {', '.join(changed)}"
+    return None
+
+
+def write_edit_card(result: dict, command: str) -> list[str]:
+    """Put a ``run`` result's edits in their model's card (``card_problem`` must have passed); returns the
+    medviz.json paths written."""
+    import datetime
+
+    from ..models import resolve
+    from ..train.bundle import record_edit_bench
+
+    date = datetime.date.today().isoformat()
+    written = []
+    for domain in sorted({r["domain"] for r in result["edits"]}):
+        folder = resolve(result["config"]["model"] or f"{domain}-phantom")
+        if not (folder / "medviz.json").is_file():
+            raise SystemExit(f"--write-card: {folder} has no medviz.json to hold the figures")
+        records = {r["edit"]: card_record(r, date, command) for r in result["edits"] if r["domain"] == domain}
+        written.append(str(record_edit_bench(folder, records)))
+        print(f"written to {folder} (medviz.json and README.md): {', '.join(records)}")
+    return written
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

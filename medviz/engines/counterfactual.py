@@ -231,6 +231,27 @@ class EditResult:
     seconds: float
     seed: int
     parameters: dict
+    measured: dict | None = None       # this kind of edit as the counterfactual bench measured it on this model
+                                       # (``measured_edit``), None where it was not
+
+
+def measured_edit(card: dict, config: EditConfig) -> dict | None:
+    """The model card's counterfactual-bench record of the edit ``config`` asks for, or None.
+
+    A record (medviz.json ``edit_bench``, written by ``python -m medviz.bench counterfactual --write-card``)
+    holds for an add/remove request of one of its ``attributes`` with no free target prompt. The returned copy
+    adds ``edit`` (the bench's name for it) and ``same_settings``: whether ``config`` (resolved for the model's
+    domain) ran at the settings the figures were measured at.
+    """
+    names = config.add or config.remove
+    if config.target_prompt is not None or len(names) != 1 or (config.add and config.remove):
+        return None
+    action = "add" if config.add else "remove"
+    for edit, record in (card or {}).get("edit_bench", {}).items():
+        if record["action"] == action and names[0] in record["attributes"]:
+            same = all(getattr(config, key) == value for key, value in record["settings"].items())
+            return {**record, "edit": edit, "same_settings": same}
+    return None
 
 
 def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -> tuple[str, str]:
@@ -349,7 +370,8 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
                       mask=pixel_mask, edited=edited, mask_score=mask_score, source_prompt=source, target_prompt=target,
                       readout_before=readout_before, readout_after=readout_after, l1_inside=l1_in,
                       l1_outside=l1_out, ssim_inside=ssim_in, ssim_outside=ssim_out, unet_passes=passes,
-                      seconds=time.perf_counter() - tic, seed=seed, parameters=parameters)
+                      seconds=time.perf_counter() - tic, seed=seed, parameters=parameters,
+                      measured=measured_edit(model.card, config))
 
 
 def _scheduler(pipe, class_name: str, steps: int):

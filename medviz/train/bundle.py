@@ -137,6 +137,7 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
                       for name, a in trip["attributes"].items()]
             lines.append("")
     lines += _calibration_section(facts.get("explain_calibration") or {})
+    lines += _edit_bench_section(facts.get("edit_bench") or {})
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
               "- Synthetic phantoms only: no real anatomy, pathology or device appearance was ever seen.",
               "- The oracle is an attribute readout trained on the same phantoms, not a diagnosis.", ""]
@@ -259,19 +260,70 @@ def record_engine_trials(model_dir: str | Path, result: dict, command: str) -> P
 
 def _write_calibration(model_dir: Path, facts: dict) -> Path:
     """Write medviz.json and regenerate the model card's calibration section from it."""
-    entries = facts["explain_calibration"]
+    return _write_facts(model_dir, facts, CALIBRATION_HEADING, _calibration_section(facts["explain_calibration"]))
+
+
+def _write_facts(model_dir: Path, facts: dict, heading: str, section: list[str]) -> Path:
+    """Write medviz.json, and put ``section`` in place of the model card's section under ``heading`` (up to the
+    next heading; a card without one gets it before "## Limits"). Returns the medviz.json path."""
     path = model_dir / "medviz.json"
     path.write_text(json.dumps(facts, indent=2, default=str))
     card = model_dir / "README.md"
     if card.exists():
         text = card.read_text()
-        section = "\n".join(_calibration_section(entries)) + "\n"
-        if CALIBRATION_HEADING in text:
-            head, rest = text.split(CALIBRATION_HEADING, 1)
+        body = "\n".join(section) + "\n"
+        if heading in text:
+            head, rest = text.split(heading, 1)
             tail = rest[rest.index("\n## "):] if "\n## " in rest else ""
-            text = head + section + tail.lstrip("\n")
+            text = head + body + tail.lstrip("\n")
         else:
             head, limits, tail = text.partition("## Limits")
-            text = head + section + "\n" + limits + tail if limits else text + "\n" + section
+            text = head + body + "\n" + limits + tail if limits else text + "\n" + body
         card.write_text(text)
     return path
+
+
+#: The model card section that ``record_edit_bench`` rewrites.
+EDIT_BENCH_HEADING = "## Counterfactual edits as measured (`python -m medviz.bench counterfactual`)"
+
+
+def _percent(share: float, met: bool) -> str:
+    return f"{share:.0%}" if met else f"**{share:.0%}** (below the bar)"
+
+
+def _edit_bench_section(records: dict) -> list[str]:
+    """The model card's table of benched edits (medviz.json ``edit_bench``; none: no lines)."""
+    if not records:
+        return []
+    lines = [EDIT_BENCH_HEADING, "",
+             "Held-out phantoms with known true counterfactuals (the phantom SCM's do(edit), same exogenous noise). "
+             "Effective: the oracle (an attribute readout, not a diagnosis) reads the change asked for; kept: every "
+             "other attribute keeps its label; faithful: closer (L1) to the true counterfactual than the input is; "
+             "near the truth: the same with every pixel farther than 2 px from the true change put back to the "
+             "input. Bars: effective >= 90%, kept >= 95%, faithful >= 80%. The Edit tab shows an edit's row beside "
+             "its result.", "",
+             "| edit | phantoms | effective | kept all | faithful | near the truth | mask IoU | UNet passes | "
+             "settings | measured |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for edit, r in records.items():
+        s = r["settings"]
+        settings = (f"strength {s['strength']}, guidance {s['guidance_scale']}, mask {s['mask_mode']} "
+                    f"{s['mask_threshold']}, change threshold {s['change_threshold']}, {s['steps']} steps")
+        lines.append(f"| {edit} | {r['n']} | {_percent(r['effectiveness'], r['meets']['effectiveness'])} | "
+                     f"{_percent(r['preservation_all'], r['meets']['preservation_all'])} | "
+                     f"{_percent(r['faithfulness'], r['meets']['faithfulness'])} | {r['faithfulness_near_truth']:.0%} | "
+                     f"{r['mask_iou_mean']:.2f} | {r['mean_passes']:.0f} | {settings} | {r['date']} |")
+    commands = sorted({r["command"] for r in records.values()})
+    lines += ["", "Reproduce: " + "; ".join(f"`{c}`" for c in commands) + ".", ""]
+    return lines
+
+
+def record_edit_bench(model_dir: str | Path, records: dict) -> Path:
+    """Store counterfactual-bench records (``medviz.bench.counterfactual.card_record``, by edit name) in
+    medviz.json ``edit_bench`` (replacing those edits' earlier records, keeping the others) and regenerate the
+    card's section. Returns the medviz.json path."""
+    model_dir = Path(model_dir)
+    facts = json.loads((model_dir / "medviz.json").read_text())
+    entries = facts.setdefault("edit_bench", {})
+    entries.update(records)
+    return _write_facts(model_dir, facts, EDIT_BENCH_HEADING, _edit_bench_section(entries))

@@ -571,7 +571,8 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
                    f"intensity by more than {change:g}")
         if not result.edited.any():
             inside += " (none: the result is the input; try a higher guidance or strength, or a lower threshold)"
-    summary = (f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
+    summary = (measured_markdown(result.measured, model.domain is not None) +
+               f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
                f"Mask: {mask_mode} ({inside}). Change inside the mask: L1 {_number(result.l1_inside)}, SSIM "
                f"{_number(result.ssim_inside)}; outside: L1 {_number(result.l1_outside)}, SSIM {_number(result.ssim_outside)}.  \n"
                f"Seed {result.seed}, {result.unet_passes} UNet passes, {result.seconds:.1f} s, "
@@ -580,6 +581,34 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
                f"{RESEARCH_ONLY_NOTICE.capitalize()}.*")
     return EditView(before=result.input, after=result.counterfactual, difference=result.difference, mask=result.mask,
                     summary=summary, readout=readout, files=[str(png), str(dicom)])
+
+
+#: What a benched edit that misses a bar does (the Edit tab's warning).
+EDIT_SHORTFALLS = {"effectiveness": "often fails to make the change",
+                   "preservation_all": "often changes other attributes too",
+                   "faithfulness": "rarely looks like this image's true counterfactual"}
+
+
+def measured_markdown(measured: dict | None, known_domain: bool) -> str:
+    """The Edit tab's word on how far to trust this kind of edit on this model: its counterfactual-bench
+    record (``medviz.engines.counterfactual.measured_edit``), a warning where it falls below a bar; empty for
+    a model of unknown domain (nothing can be measured without phantoms)."""
+    if measured is None:
+        return ("*This edit was not measured on this model against true counterfactuals (model card: Counterfactual "
+                "edits as measured).*  \n" if known_domain else "")
+    m, s = measured, measured["settings"]
+    figures = (f"the oracle read the change in {m['effectiveness']:.0%}, kept every other attribute in "
+               f"{m['preservation_all']:.0%}, and the result was closer to the true counterfactual than the input "
+               f"in {m['faithfulness']:.0%}")
+    text = (f"**Measured on this model** for *{m['edit']}* ({m['n']} held-out phantoms with known true "
+            f"counterfactuals, {m['date']}): {figures}.")
+    if not m["same_settings"]:
+        text += (f" Those figures are for strength {s['strength']}, guidance {s['guidance_scale']}, {s['steps']} "
+                 f"steps, mask {s['mask_mode']}; this run's settings differ and were not measured.")
+    failed = [EDIT_SHORTFALLS[name] for name, met in m["meets"].items() if not met]
+    if failed:
+        text = f"⚠ **On this model this edit {' and '.join(failed)}.** " + text
+    return text + "  \n"
 
 
 def _number(value: float) -> str:

@@ -82,3 +82,66 @@ def test_near_truth_puts_back_only_what_lies_away_from_the_true_change():
     big[120:124, 40:200] = True
     grown = near_truth(np.zeros((256, 256)), np.ones((256, 256)), big)
     assert grown[116, 100] == 1.0 and grown[115, 100] == 0.0
+
+
+def _summary(edit: str, **figures) -> dict:
+    """A ``run_edit`` summary as the bench returns it, at the engine's resolved CXR settings."""
+    base = {"edit": edit, "domain": "cxr", "n": 100, "steps": 30, "strength": 0.8, "guidance_scale": 3.0,
+            "mask_mode": "auto", "mask_threshold": 0.6, "mask_draws": 10, "change_threshold": 0.04,
+            "effectiveness": 1.0, "preservation_all": 0.97, "faithfulness": 0.99, "faithfulness_near_truth": 1.0,
+            "mask_iou_mean": 0.3, "edited_iou_mean": 0.5, "mean_passes": 82.0}
+    return {**base, **figures}
+
+
+def test_a_card_holds_only_default_held_out_runs_of_100_or_more():
+    from medviz.bench.counterfactual import CounterfactualBenchConfig, card_problem
+
+    assert card_problem(CounterfactualBenchConfig()) is None
+    assert "drop --tuning" in card_problem(CounterfactualBenchConfig(tuning=True))
+    assert "runs no edit" in card_problem(CounterfactualBenchConfig(ceilings_only=True))
+    assert "at least 100 phantoms per edit, not 20" in card_problem(CounterfactualBenchConfig(n=20))
+    assert card_problem(CounterfactualBenchConfig(strength=0.6, residual=True)).endswith("sets strength, residual")
+    # The CLI refuses before any edit runs.
+    with pytest.raises(SystemExit, match="--write-card: a card holds the engine's default settings, and this run sets "
+                                         "guidance_scale"):
+        main(["counterfactual", "--domain", "cxr", "--guidance", "5", "--write-card"])
+
+
+def test_card_record_keeps_the_figures_their_settings_and_the_bars_they_meet():
+    from medviz.bench.counterfactual import card_record
+
+    record = card_record(_summary("add support devices", faithfulness=0.01, preservation_all=0.94), "2026-12-03",
+                         "python -m medviz.bench counterfactual --domain cxr")
+    assert record["action"] == "add" and record["attributes"] == ["support_devices", "pacemaker", "ett", "cvc", "ngt"]
+    assert record["meets"] == {"effectiveness": True, "preservation_all": False, "faithfulness": False}
+    assert record["settings"] == {"steps": 30, "strength": 0.8, "guidance_scale": 3.0, "mask_mode": "auto",
+                                  "mask_threshold": 0.6, "mask_draws": 10, "change_threshold": 0.04}
+    assert record["n"] == 100 and record["faithfulness_near_truth"] == 1.0 and record["date"] == "2026-12-03"
+    assert card_record(_summary("remove support devices"), "d", "c")["attributes"] == ["support_devices"]
+
+
+def test_write_card_puts_each_edit_in_its_models_card(tmp_path, monkeypatch, capsys):
+    import json
+    import shutil
+
+    from medviz.bench.counterfactual import write_edit_card
+    from medviz.models import MODELS_DIR
+    from medviz.train.bundle import EDIT_BENCH_HEADING
+
+    card = tmp_path / "cxr-phantom"
+    card.mkdir()
+    for name in ("medviz.json", "README.md"):
+        shutil.copy2(MODELS_DIR / "cxr-phantom" / name, card / name)
+    monkeypatch.setattr("medviz.models.MODELS_DIR", tmp_path)
+    result = {"config": {"model": None}, "edits": [_summary("add pleural effusion"),
+                                                    _summary("add support devices", faithfulness=0.01)]}
+    write_edit_card(result, "python -m medviz.bench counterfactual --domain cxr --write-card")
+    stored = json.loads((card / "medviz.json").read_text())["edit_bench"]
+    assert list(stored) == ["add pleural effusion", "add support devices"]
+    assert stored["add support devices"]["meets"]["faithfulness"] is False
+    text = (card / "README.md").read_text()
+    section = text.split(EDIT_BENCH_HEADING)[1].split("\n## ")[0]
+    assert "| add support devices | 100 | 100% | 97% | **1%** (below the bar) | 100% |" in section
+    assert "| add pleural effusion | 100 | 100% | 97% | 99% |" in section
+    assert "`python -m medviz.bench counterfactual --domain cxr --write-card`" in section
+    assert "written to" in capsys.readouterr().out

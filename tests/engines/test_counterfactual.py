@@ -6,7 +6,7 @@ import pytest
 from medviz.engines import Interrupted
 from medviz.engines.common import decode_latents, encode_image
 from medviz.engines.counterfactual import (FALLBACK_DEFAULTS, EditConfig, change_metrics, counterfactual,
-                                          edit_defaults, edit_prompts)
+                                          edit_defaults, edit_prompts, measured_edit)
 from medviz.phantoms import get_domain
 
 FAST = dict(steps=10, strength=0.5, mask_draws=2, seed=3)
@@ -194,3 +194,38 @@ def test_skin_edits_keep_colour_and_name_the_artifact(skin_model):
     assert result.target_prompt.endswith("no ruler markings") and "ruler" in result.readout_after
     with pytest.raises(ValueError, match="cannot edit"):
         counterfactual(skin_model, image, EditConfig(remove=("pleural_effusion",), **FAST))
+
+
+CXR_SETTINGS = {"steps": 30, "strength": 0.8, "guidance_scale": 3.0, "mask_mode": "auto", "mask_threshold": 0.6,
+                "mask_draws": 10, "change_threshold": 0.04}
+BENCHED = {"edit_bench": {
+    "add support devices": {"action": "add", "attributes": ["support_devices", "pacemaker", "ett", "cvc", "ngt"],
+                            "faithfulness": 0.01, "settings": CXR_SETTINGS},
+    "remove support devices": {"action": "remove", "attributes": ["support_devices"], "faithfulness": 0.99,
+                               "settings": {**CXR_SETTINGS, "mask_threshold": 0.4}}}}
+
+
+def test_measured_edit_finds_the_cards_record_of_the_edit_asked_for():
+    def lookup(**request):
+        return measured_edit(BENCHED, EditConfig(**request).for_domain("cxr"))
+
+    # Adding a named device kind is the benched "add support devices" (its request names the kinds).
+    found = lookup(add=("pacemaker",))
+    assert found["edit"] == "add support devices" and found["faithfulness"] == 0.01 and found["same_settings"]
+    assert lookup(remove=("support_devices",))["same_settings"]          # its own mask threshold, resolved
+    assert not lookup(add=("ett",), strength=0.6)["same_settings"]
+    assert not lookup(add=("ett",), mask_mode="painted")["same_settings"]
+    # Not benched: removing one kind, a free target prompt, two attributes at once, a card without records.
+    assert lookup(remove=("pacemaker",)) is None
+    assert lookup(add=("ett",), target_prompt="Chest X-ray with an ETT") is None
+    assert lookup(add=("ett", "cvc")) is None and lookup(add=("pleural_effusion",)) is None
+    assert measured_edit({}, EditConfig(add=("ett",)).for_domain("cxr")) is None
+
+
+def test_an_edit_carries_the_record_of_the_model_it_ran_on(cxr_model):
+    benched = replace(cxr_model, card={**cxr_model.card, **BENCHED})
+    result = counterfactual(benched, _phantom(False, devices=True), EditConfig(remove=("support_devices",), **FAST))
+    assert result.measured["edit"] == "remove support devices" and not result.measured["same_settings"]   # FAST
+    bare = replace(cxr_model, card={k: v for k, v in cxr_model.card.items() if k != "edit_bench"})
+    assert counterfactual(bare, _phantom(False, devices=True),
+                          EditConfig(remove=("support_devices",), **FAST)).measured is None

@@ -562,3 +562,37 @@ def test_record_engine_trials_keeps_the_fit_and_says_which_n_the_engine_runs_and
         record_engine_trials(tmp_path, {**bench, "vote_threshold": 0.5}, "x")
     with pytest.raises(ValueError, match="run calibrate first"):
         record_engine_trials(tmp_path, {**bench, "task": "other"}, "x")
+
+
+def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path):
+    from medviz.train.bundle import CALIBRATION_HEADING, EDIT_BENCH_HEADING, record_edit_bench, write_model_card
+
+    def record(faithfulness, date):
+        return {"action": "remove", "attributes": ["ruler"], "n": 100, "effectiveness": 0.88,
+                "preservation_all": 0.94, "faithfulness": faithfulness, "faithfulness_near_truth": 0.98,
+                "mask_iou_mean": 0.2, "edited_iou_mean": 0.3, "mean_passes": 89.0,
+                "meets": {"effectiveness": False, "preservation_all": False, "faithfulness": faithfulness >= 0.8},
+                "settings": {"steps": 30, "strength": 0.9, "guidance_scale": 6.0, "mask_mode": "auto",
+                             "mask_threshold": 0.4, "mask_draws": 8, "change_threshold": 0.0},
+                "date": date, "command": "python -m medviz.bench counterfactual --domain skin --write-card"}
+
+    calibration = {"votes_needed": 12, "trials": 21, "vote_threshold": 0.5476, "t_range": [500, 980], "n": 120,
+                   "first_seed": 10_901_000, "seed": 0, "accuracy_calibrated": 0.95, "accuracy_majority": 0.925}
+    (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128,
+                                                      "explain_calibration": {"melanoma": calibration}}))
+    write_model_card(tmp_path, limits=["Hair is faint."])
+    before = (tmp_path / "README.md").read_text()
+    record_edit_bench(tmp_path, {"remove ruler": record(0.79, "2026-12-02"), "remove hair": record(0.54, "2026-12-02")})
+    record_edit_bench(tmp_path, {"remove ruler": record(0.85, "2026-12-03")})
+    stored = json.loads((tmp_path / "medviz.json").read_text())
+    assert stored["edit_bench"]["remove ruler"]["faithfulness"] == 0.85 and "remove hair" in stored["edit_bench"]
+    assert stored["explain_calibration"]["melanoma"] == calibration
+    after = (tmp_path / "README.md").read_text()
+    # The new section sits before the limits; the calibration section and everything else are as they were.
+    assert after.split(EDIT_BENCH_HEADING)[0] == before.split("## Limits")[0]
+    assert after.split("## Limits")[1] == before.split("## Limits")[1] and CALIBRATION_HEADING in after
+    section = after.split(EDIT_BENCH_HEADING)[1].split("\n## ")[0]
+    assert "| remove ruler | 100 | **88%** (below the bar) | **94%** (below the bar) | 85% | 98% |" in section
+    assert "| remove hair | 100 |" in section and "2026-12-02" in section and "| 2026-12-03 |" in section
+    assert after.count(EDIT_BENCH_HEADING) == 1
+    assert after == write_model_card(tmp_path, limits=["Hair is faint."]).read_text()     # as a full rewrite would
