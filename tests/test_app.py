@@ -323,3 +323,16 @@ def test_the_edit_summary_says_how_far_the_benched_edit_can_be_trusted():
     assert "often fails to make the change and rarely looks" in handlers.measured_markdown(both, True)
     assert "not measured on this model" in handlers.measured_markdown(None, known_domain=True)
     assert handlers.measured_markdown(None, known_domain=False) == ""      # a user's checkpoint: no phantoms
+
+
+def test_model_tab_lists_the_benched_edits_and_flags_those_below_a_bar(cxr_model):
+    from dataclasses import replace
+
+    bars = {"effectiveness": 0.9, "preservation_all": 0.95, "faithfulness": 0.8}
+    record = {"n": 100, "effectiveness": 1.0, "preservation_all": 0.97, "faithfulness": 0.01, "bars": bars,
+              "meets": {"effectiveness": True, "preservation_all": True, "faithfulness": False}}
+    text = handlers.model_about(replace(cxr_model, card={**cxr_model.card, "edit_bench": {"add support devices": record}}))
+    assert "| add support devices | 100 | 100% | 97% | 1% ⚠ |" in text
+    assert "below the bench's bar (90%, 95%, 80%)" in text
+    bare = replace(cxr_model, card={k: v for k, v in cxr_model.card.items() if k != "edit_bench"})
+    assert "Edits as measured" not in handlers.model_about(bare)

@@ -187,7 +187,7 @@ def card_record(summary: dict, date: str, command: str) -> dict:
                "mask_iou_mean", "edited_iou_mean", "mean_passes")
     return {"action": action, "attributes": list(edit_attributes(summary["edit"])),
             **{key: summary[key] for key in figures},
-            "meets": {key: bool(summary[key] >= bar) for key, bar in BARS.items()},
+            "bars": dict(BARS), "meets": {key: bool(summary[key] >= bar) for key, bar in BARS.items()},
             "settings": {key: summary[key] for key in RECORDED_SETTINGS}, "date": date, "command": command}
 
 

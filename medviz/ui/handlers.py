@@ -298,6 +298,18 @@ def model_about(model) -> str:
     else:
         lines.append("- no oracle: attribute readouts are off for this model")
     lines.append("- model card: `README.md` in the model folder (data, recipe, measured quality, limits)")
+    benched = card.get("edit_bench") or {}
+    if benched:
+        lines += ["", "#### Edits as measured on this model (held-out phantoms, against their true counterfactuals)",
+                  "| edit | phantoms | change made | other attributes kept | closer to the truth than the input |",
+                  "|---|---|---|---|---|"]
+        columns = ("effectiveness", "preservation_all", "faithfulness")
+        for edit, r in benched.items():
+            cells = [f"{r[key]:.0%}" + ("" if r["meets"][key] else " ⚠") for key in columns]
+            lines.append(f"| {edit} | {r['n']} | {' | '.join(cells)} |")
+        bars = next(iter(benched.values()))["bars"]
+        lines.append(f"⚠: below the bench's bar ({', '.join(f'{bars[key]:.0%}' for key in columns)}). Settings and "
+                     "dates: the model card.")
     return "\n".join(lines)
 
 

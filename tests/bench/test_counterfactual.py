@@ -114,6 +114,7 @@ def test_card_record_keeps_the_figures_their_settings_and_the_bars_they_meet():
                          "python -m medviz.bench counterfactual --domain cxr")
     assert record["action"] == "add" and record["attributes"] == ["support_devices", "pacemaker", "ett", "cvc", "ngt"]
     assert record["meets"] == {"effectiveness": True, "preservation_all": False, "faithfulness": False}
+    assert record["bars"] == {"effectiveness": 0.9, "preservation_all": 0.95, "faithfulness": 0.8}
     assert record["settings"] == {"steps": 30, "strength": 0.8, "guidance_scale": 3.0, "mask_mode": "auto",
                                   "mask_threshold": 0.6, "mask_draws": 10, "change_threshold": 0.04}
     assert record["n"] == 100 and record["faithfulness_near_truth"] == 1.0 and record["date"] == "2026-12-03"
