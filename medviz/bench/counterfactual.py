@@ -188,6 +188,7 @@ def card_record(summary: dict, date: str, command: str) -> dict:
     return {"action": action, "attributes": list(edit_attributes(summary["edit"])),
             **{key: summary[key] for key in figures},
             "bars": dict(BARS), "meets": {key: bool(summary[key] >= bar) for key, bar in BARS.items()},
+            "near_truth_px": NEAR_TRUTH_PX,
             "settings": {key: summary[key] for key in RECORDED_SETTINGS}, "date": date, "command": command}
 
 

@@ -295,15 +295,18 @@ def _edit_bench_section(records: dict) -> list[str]:
     """The model card's table of benched edits (medviz.json ``edit_bench``; none: no lines)."""
     if not records:
         return []
+    first = next(iter(records.values()))
+    bars = first["bars"]
     lines = [EDIT_BENCH_HEADING, "",
              "Held-out phantoms with known true counterfactuals (the phantom SCM's do(edit), same exogenous noise). "
              "Effective: the oracle (an attribute readout, not a diagnosis) reads the change asked for; kept: every "
              "other attribute keeps its label; faithful: closer (L1) to the true counterfactual than the input is; "
-             "near the truth: the same with every pixel farther than 2 px from the true change put back to the "
-             "input. Bars: effective >= 90%, kept >= 95%, faithful >= 80%. The Edit tab shows an edit's row beside "
-             "its result.", "",
+             f"near the truth: the same with every pixel farther than {first['near_truth_px']} px (at 128 px) from "
+             f"the true change put back to the input. Bars: effective >= {bars['effectiveness']:.0%}, kept >= "
+             f"{bars['preservation_all']:.0%}, faithful >= {bars['faithfulness']:.0%}. The Edit tab shows an "
+             "edit's row beside its result.", "",
              "| edit | phantoms | effective | kept all | faithful | near the truth | mask IoU | UNet passes | "
-             "settings | measured |",
+             "settings | date |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for edit, r in records.items():
         s = r["settings"]

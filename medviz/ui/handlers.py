@@ -609,9 +609,9 @@ def measured_markdown(measured: dict | None, known_domain: bool) -> str:
         return ("*This edit was not measured on this model against true counterfactuals (model card: Counterfactual "
                 "edits as measured).*  \n" if known_domain else "")
     m, s = measured, measured["settings"]
-    figures = (f"the oracle read the change in {m['effectiveness']:.0%}, kept every other attribute in "
-               f"{m['preservation_all']:.0%}, and the result was closer to the true counterfactual than the input "
-               f"in {m['faithfulness']:.0%}")
+    figures = (f"the oracle read the change asked for in {m['effectiveness']:.0%}, every other attribute kept its "
+               f"readout in {m['preservation_all']:.0%}, and the result was closer to the true counterfactual than "
+               f"the input in {m['faithfulness']:.0%}")
     text = (f"**Measured on this model** for *{m['edit']}* ({m['n']} held-out phantoms with known true "
             f"counterfactuals, {m['date']}): {figures}.")
     if not m["same_settings"]:

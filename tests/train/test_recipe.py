@@ -572,6 +572,7 @@ def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path
                 "preservation_all": 0.94, "faithfulness": faithfulness, "faithfulness_near_truth": 0.98,
                 "mask_iou_mean": 0.2, "edited_iou_mean": 0.3, "mean_passes": 89.0,
                 "meets": {"effectiveness": False, "preservation_all": False, "faithfulness": faithfulness >= 0.8},
+                "bars": {"effectiveness": 0.9, "preservation_all": 0.95, "faithfulness": 0.8}, "near_truth_px": 2,
                 "settings": {"steps": 30, "strength": 0.9, "guidance_scale": 6.0, "mask_mode": "auto",
                              "mask_threshold": 0.4, "mask_draws": 8, "change_threshold": 0.0},
                 "date": date, "command": "python -m medviz.bench counterfactual --domain skin --write-card"}
@@ -594,5 +595,5 @@ def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path
     section = after.split(EDIT_BENCH_HEADING)[1].split("\n## ")[0]
     assert "| remove ruler | 100 | **88%** (below the bar) | **94%** (below the bar) | 85% | 98% |" in section
     assert "| remove hair | 100 |" in section and "2026-12-02" in section and "| 2026-12-03 |" in section
-    assert after.count(EDIT_BENCH_HEADING) == 1
+    assert after.count(EDIT_BENCH_HEADING) == 1 and "Bars: effective >= 90%, kept >= 95%, faithful >= 80%" in after
     assert after == write_model_card(tmp_path, limits=["Hair is faint."]).read_text()     # as a full rewrite would
