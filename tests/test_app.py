@@ -259,6 +259,9 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
     assert before.shape[:2] == after.shape[:2] == (384, 384) and np.abs(before - after).max() > 0.02
     assert "no pleural effusion" not in summary.split("Target prompt:")[1].split("\n")[0]
     assert "Source prompt" in summary and "not a diagnosis" in summary
+    # The bundled card's bench record of this edit, with the settings this fast request changed.
+    assert "**Measured on this model** for *add pleural effusion* (100 held-out phantoms" in summary
+    assert "settings differ and were not measured: steps 10 (measured at 30), strength 0.5 (measured at 0.8)" in summary
     assert [row[0] for row in readout["data"]][:2] == ["pleural_effusion", "cardiomegaly"]
     png, dicom = sorted(files, key=lambda p: p.endswith(".dcm"))
     parameters = read_png_parameters(png)
@@ -309,18 +312,22 @@ def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
 
 def test_the_edit_summary_says_how_far_the_benched_edit_can_be_trusted():
     record = {"edit": "add support devices", "n": 100, "date": "2026-12-03", "effectiveness": 1.0,
-              "preservation_all": 0.97, "faithfulness": 0.01, "same_settings": True,
-              "meets": {"effectiveness": True, "preservation_all": True, "faithfulness": False},
-              "settings": {"steps": 30, "strength": 0.8, "guidance_scale": 3.0, "mask_mode": "auto"}}
+              "preservation_all": 0.97, "faithfulness": 0.01, "same_settings": True, "differences": {},
+              "meets": {"effectiveness": True, "preservation_all": True, "faithfulness": False}}
     text = handlers.measured_markdown(record, known_domain=True)
     assert text.startswith("⚠ **On this model this edit rarely looks like this image's true counterfactual.**")
     assert "*add support devices* (100 held-out phantoms" in text and "than the input in 1%" in text
     assert "settings differ" not in text
-    good = {**record, "faithfulness": 0.99, "meets": dict.fromkeys(record["meets"], True), "same_settings": False}
+    good = {**record, "faithfulness": 0.99, "meets": dict.fromkeys(record["meets"], True), "same_settings": False,
+            "differences": {"mask_mode": ("auto", "painted"), "strength": (0.8, 0.6)}}
     text = handlers.measured_markdown(good, known_domain=True)
-    assert "⚠" not in text and "Those figures are for strength 0.8, guidance 3.0, 30 steps, mask auto" in text
+    assert "⚠" not in text and ("settings differ and were not measured: mask mode painted (measured at auto), "
+                                "strength 0.6 (measured at 0.8).") in text
     both = {**record, "effectiveness": 0.09, "meets": {**record["meets"], "effectiveness": False}}
     assert "often fails to make the change and rarely looks" in handlers.measured_markdown(both, True)
+    three = {**both, "meets": dict.fromkeys(record["meets"], False)}
+    assert ("this edit often fails to make the change, often changes other attributes too and rarely looks"
+            in handlers.measured_markdown(three, True))
     assert "not measured on this model" in handlers.measured_markdown(None, known_domain=True)
     assert handlers.measured_markdown(None, known_domain=False) == ""      # a user's checkpoint: no phantoms
 

@@ -240,8 +240,9 @@ def measured_edit(card: dict, config: EditConfig) -> dict | None:
 
     A record (medviz.json ``edit_bench``, written by ``python -m medviz.bench counterfactual --write-card``)
     holds for an add/remove request of one of its ``attributes`` with no free target prompt. The returned copy
-    adds ``edit`` (the bench's name for it) and ``same_settings``: whether ``config`` (resolved for the model's
-    domain) ran at the settings the figures were measured at.
+    adds ``edit`` (the bench's name for it), ``differences`` ({setting: (measured at, this request)} wherever
+    ``config``, resolved for the model's domain, differs from the settings the figures hold for) and
+    ``same_settings`` (no differences).
     """
     names = config.add or config.remove
     if config.target_prompt is not None or len(names) != 1 or (config.add and config.remove):
@@ -249,8 +250,9 @@ def measured_edit(card: dict, config: EditConfig) -> dict | None:
     action = "add" if config.add else "remove"
     for edit, record in (card or {}).get("edit_bench", {}).items():
         if record["action"] == action and names[0] in record["attributes"]:
-            same = all(getattr(config, key) == value for key, value in record["settings"].items())
-            return {**record, "edit": edit, "same_settings": same}
+            differences = {key: (value, getattr(config, key)) for key, value in record["settings"].items()
+                           if getattr(config, key) != value}
+            return {**record, "edit": edit, "differences": differences, "same_settings": not differences}
     return None
 
 

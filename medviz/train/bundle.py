@@ -278,7 +278,7 @@ def _write_facts(model_dir: Path, facts: dict, heading: str, section: list[str])
             text = head + body + tail.lstrip("\n")
         else:
             head, limits, tail = text.partition("## Limits")
-            text = head + body + "\n" + limits + tail if limits else text + "\n" + body
+            text = head + body + limits + tail if limits else text + "\n" + body
         card.write_text(text)
     return path
 
@@ -310,8 +310,9 @@ def _edit_bench_section(records: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for edit, r in records.items():
         s = r["settings"]
-        settings = (f"strength {s['strength']}, guidance {s['guidance_scale']}, mask {s['mask_mode']} "
-                    f"{s['mask_threshold']}, change threshold {s['change_threshold']}, {s['steps']} steps")
+        settings = (f"strength {s['strength']}, guidance {s['guidance_scale']}, {s['mask_mode']} mask (threshold "
+                    f"{s['mask_threshold']}, {s['mask_draws']} draws), change threshold {s['change_threshold']}, "
+                    f"{s['steps']} steps")
         lines.append(f"| {edit} | {r['n']} | {_percent(r['effectiveness'], r['meets']['effectiveness'])} | "
                      f"{_percent(r['preservation_all'], r['meets']['preservation_all'])} | "
                      f"{_percent(r['faithfulness'], r['meets']['faithfulness'])} | {r['faithfulness_near_truth']:.0%} | "

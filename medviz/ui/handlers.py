@@ -608,18 +608,20 @@ def measured_markdown(measured: dict | None, known_domain: bool) -> str:
     if measured is None:
         return ("*This edit was not measured on this model against true counterfactuals (model card: Counterfactual "
                 "edits as measured).*  \n" if known_domain else "")
-    m, s = measured, measured["settings"]
+    m = measured
     figures = (f"the oracle read the change asked for in {m['effectiveness']:.0%}, every other attribute kept its "
                f"readout in {m['preservation_all']:.0%}, and the result was closer to the true counterfactual than "
                f"the input in {m['faithfulness']:.0%}")
     text = (f"**Measured on this model** for *{m['edit']}* ({m['n']} held-out phantoms with known true "
             f"counterfactuals, {m['date']}): {figures}.")
     if not m["same_settings"]:
-        text += (f" Those figures are for strength {s['strength']}, guidance {s['guidance_scale']}, {s['steps']} "
-                 f"steps, mask {s['mask_mode']}; this run's settings differ and were not measured.")
+        changed = ", ".join(f"{name.replace('_', ' ')} {mine} (measured at {theirs})"
+                            for name, (theirs, mine) in m["differences"].items())
+        text += f" This run's settings differ and were not measured: {changed}."
     failed = [EDIT_SHORTFALLS[name] for name, met in m["meets"].items() if not met]
     if failed:
-        text = f"⚠ **On this model this edit {' and '.join(failed)}.** " + text
+        listed = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
+        text = f"⚠ **On this model this edit {listed}.** " + text
     return text + "  \n"
 
 

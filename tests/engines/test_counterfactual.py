@@ -213,7 +213,8 @@ def test_measured_edit_finds_the_cards_record_of_the_edit_asked_for():
     found = lookup(add=("pacemaker",))
     assert found["edit"] == "add support devices" and found["faithfulness"] == 0.01 and found["same_settings"]
     assert lookup(remove=("support_devices",))["same_settings"]          # its own mask threshold, resolved
-    assert not lookup(add=("ett",), strength=0.6)["same_settings"]
+    assert lookup(add=("ett",))["differences"] == {}
+    assert lookup(add=("ett",), strength=0.6)["differences"] == {"strength": (0.8, 0.6)}
     assert not lookup(add=("ett",), mask_mode="painted")["same_settings"]
     # Not benched: removing one kind, a free target prompt, two attributes at once, a card without records.
     assert lookup(remove=("pacemaker",)) is None

@@ -584,6 +584,7 @@ def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path
     write_model_card(tmp_path, limits=["Hair is faint."])
     before = (tmp_path / "README.md").read_text()
     record_edit_bench(tmp_path, {"remove ruler": record(0.79, "2026-12-02"), "remove hair": record(0.54, "2026-12-02")})
+    assert (tmp_path / "README.md").read_text() == write_model_card(tmp_path, limits=["Hair is faint."]).read_text()
     record_edit_bench(tmp_path, {"remove ruler": record(0.85, "2026-12-03")})
     stored = json.loads((tmp_path / "medviz.json").read_text())
     assert stored["edit_bench"]["remove ruler"]["faithfulness"] == 0.85 and "remove hair" in stored["edit_bench"]
