@@ -308,8 +308,8 @@ def model_about(model) -> str:
             cells = [f"{r[key]:.0%}" + ("" if r["meets"][key] else " ⚠") for key in columns]
             lines.append(f"| {edit} | {r['n']} | {' | '.join(cells)} |")
         bars = next(iter(benched.values()))["bars"]
-        lines.append(f"⚠: below the bench's bar ({', '.join(f'{bars[key]:.0%}' for key in columns)}). Settings and "
-                     "dates: the model card.")
+        lines += ["", f"⚠: below the bench's bar ({', '.join(f'{bars[key]:.0%}' for key in columns)}). Settings and "
+                     "dates: the model card."]
     return "\n".join(lines)
 
 
