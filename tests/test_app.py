@@ -259,12 +259,12 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
     assert before.shape[:2] == after.shape[:2] == (384, 384) and np.abs(before - after).max() > 0.02
     assert "no pleural effusion" not in summary.split("Target prompt:")[1].split("\n")[0]
     assert "Source prompt" in summary and "not a diagnosis" in summary
-    # The bundled card's bench record of this edit, with the settings this fast request changed.
-    assert "**Measured on this model** for *add pleural effusion* (100 held-out phantoms" in summary
-    assert "settings differ and were not measured: steps 10 (measured at 30), strength 0.5 (measured at 0.8)" in summary
     assert [row[0] for row in readout["data"]][:2] == ["pleural_effusion", "cardiomegaly"]
     png, dicom = sorted(files, key=lambda p: p.endswith(".dcm"))
     parameters = read_png_parameters(png)
+    # The export keeps the bundled card's bench record of this kind of edit (shown above the Edit button).
+    record = parameters["bench_record"]
+    assert record["edit"] == "add pleural effusion" and record["n"] == 100 and record["same_settings"] is False
     assert parameters["engine"] == "counterfactual" and parameters["add"] == ["pleural_effusion"]
     assert "research use only" in parameters["notice"]
     dataset = pydicom.dcmread(dicom)
@@ -343,3 +343,23 @@ def test_model_tab_lists_the_benched_edits_and_flags_those_below_a_bar(cxr_model
     assert "| 1% ⚠ |\n\n⚠: below the bench's bar (90%, 95%, 80%)" in text       # a note under the table, not a row
     bare = replace(cxr_model, card={k: v for k, v in cxr_model.card.items() if k != "edit_bench"})
     assert "Edits as measured" not in handlers.model_about(bare)
+
+
+def test_the_edit_tab_says_what_the_bench_measured_before_an_edit_runs(client, cxr_model):
+    from gradio_client import Client
+
+    # The bundled CXR card's record of adding devices, at the tab's defaults for the model: no setting differs.
+    text = handlers.edit_expectation(cxr_model, "add", "support_devices", "", "automatic (DiffEdit)", 0.8, 3.0, 30, 0.04)
+    assert text.startswith("⚠ **On this model this edit rarely looks like this image's true counterfactual.**")
+    assert "settings differ" not in text and "*add support devices* (100 held-out phantoms" in text
+    moved = handlers.edit_expectation(cxr_model, "add", "ett", "", "automatic (DiffEdit)", 0.6, 3.0, 30, 0.04)
+    assert "not measured: strength 0.6 (measured at 0.8)" in moved
+    assert "not measured on this model" in handlers.edit_expectation(
+        cxr_model, "remove", "pacemaker", "", "automatic (DiffEdit)", 0.8, 3.0, 30, 0.04)
+    assert handlers.edit_expectation(cxr_model, "add", None, "", "automatic (DiffEdit)", 0.8, 3.0, 30, 0.04) == ""
+    assert handlers.edit_expectation(cxr_model, "add", "ruler", "", "automatic (DiffEdit)", 0.8, 3.0, 30, 0.04) == ""
+    # The endpoint the controls' change events call: no model run, the same text.
+    own = Client(client.src, verbose=False)
+    answer = own.predict("cxr-phantom", "remove", "support_devices", "", "automatic (DiffEdit)", 0.8, 3.0, 30, 0.04,
+                         api_name="/edit_expect")
+    assert "**Measured on this model** for *remove support devices*" in answer and "⚠" not in answer

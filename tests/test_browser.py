@@ -88,7 +88,10 @@ def test_edit_tab_uploads_an_example_paints_a_mask_and_edits(page, shots):
     _open_tab(page, "Edit")
     page.locator("#edit-upload input[type=file]").set_input_files(str(EXAMPLES_DIR / "cxr_effusion.png"))
     page.locator("#edit-input-info").get_by_text("PNG").wait_for()
+    expect = page.locator("#edit-expect")                # the card's figures for the edit, before it runs
+    expect.get_by_text("for remove pleural effusion (100 held-out phantoms").wait_for()
     page.get_by_label("painted with the brush").check()
+    expect.get_by_text("mask mode painted (measured at auto)").wait_for()
     _set_number(page, "edit-steps", 10, speed_only=True)
     summary = page.locator("#edit-summary")
     done = summary.get_by_text("Source prompt")

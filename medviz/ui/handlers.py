@@ -536,18 +536,11 @@ class EditView:
     files: list[str]                   # PNG and DICOM Secondary Capture of the counterfactual
 
 
-def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str, attribute: str, target_prompt: str,
-              mask_mode: str, strength: float, guidance: float, steps: int, seed: int, session: str,
-              progress=None, should_stop=None, change_threshold: float | None = None) -> EditView:
-    """Run the counterfactual engine on the loaded input and shape the result for the Edit tab.
+def edit_config(action: str, attribute: str, target_prompt: str, mask_mode: str, strength: float, guidance: float,
+                steps: int, seed: int | None = None, change_threshold: float | None = None):
+    """The engine's ``EditConfig`` for the Edit tab's controls (seed < 0 or None: random)."""
+    from ..engines.counterfactual import EditConfig
 
-    ``change_threshold``: keep the input where the edit changed the intensity by less (0 = take the whole
-    mask; ``None``: the model's default)."""
-    from ..engines.counterfactual import EditConfig, counterfactual
-    from ..io import write_dicom
-
-    if pixels is None:
-        raise ValueError("load an image first: upload a PNG, JPEG, TIFF or DICOM, or pick an example")
     if action not in EDIT_ACTIONS:
         raise ValueError(f"unknown action {action!r}; choose add or remove")
     if mask_mode not in EDIT_MASK_MODES:
@@ -556,11 +549,42 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
     if target_prompt is None and not attribute:
         raise ValueError("pick an attribute to add or remove, or type a target prompt")
     edit = () if target_prompt else (attribute,)
-    config = EditConfig(add=edit if action == "add" else (), remove=edit if action == "remove" else (),
-                        target_prompt=target_prompt, mask_mode=EDIT_MASK_MODES[mask_mode], strength=float(strength),
-                        guidance_scale=float(guidance), steps=int(steps),
-                        change_threshold=None if change_threshold is None else float(change_threshold),
-                        seed=None if seed is None or int(seed) < 0 else int(seed))
+    return EditConfig(add=edit if action == "add" else (), remove=edit if action == "remove" else (),
+                      target_prompt=target_prompt, mask_mode=EDIT_MASK_MODES[mask_mode], strength=float(strength),
+                      guidance_scale=float(guidance), steps=int(steps),
+                      change_threshold=None if change_threshold is None else float(change_threshold),
+                      seed=None if seed is None or int(seed) < 0 else int(seed))
+
+
+def edit_expectation(model, action: str, attribute: str, target_prompt: str, mask_mode: str, strength: float,
+                     guidance: float, steps: int, change_threshold: float | None = None) -> str:
+    """Markdown, before any edit runs: how this kind of edit did on this model in the counterfactual bench
+    (``measured_markdown``); empty while the controls ask for nothing runnable. No model call."""
+    from ..engines.counterfactual import measured_edit
+
+    try:
+        config = edit_config(action, attribute, target_prompt, mask_mode, strength, guidance, steps,
+                             change_threshold=change_threshold)
+        config.validate(model.domain)
+    except ValueError:
+        return ""
+    return measured_markdown(measured_edit(model.card, config.for_domain(model.domain)), model.domain is not None)
+
+
+def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str, attribute: str, target_prompt: str,
+              mask_mode: str, strength: float, guidance: float, steps: int, seed: int, session: str,
+              progress=None, should_stop=None, change_threshold: float | None = None) -> EditView:
+    """Run the counterfactual engine on the loaded input and shape the result for the Edit tab.
+
+    ``change_threshold``: keep the input where the edit changed the intensity by less (0 = take the whole
+    mask; ``None``: the model's default)."""
+    from ..engines.counterfactual import counterfactual
+    from ..io import write_dicom
+
+    if pixels is None:
+        raise ValueError("load an image first: upload a PNG, JPEG, TIFF or DICOM, or pick an example")
+    config = edit_config(action, attribute, target_prompt, mask_mode, strength, guidance, steps, seed,
+                         change_threshold)
     mask = painted_mask(canvas) if config.mask_mode == "painted" else None
     if mask is not None and mask.shape != np.asarray(pixels).shape[:2]:
         raise ValueError("the painted mask does not match the loaded image; load the image again and repaint")
@@ -573,6 +597,9 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
     folder = session_folder(session)
     stem = f"counterfactual-{result.seed}"
     parameters = {**result.parameters, "notice": RESEARCH_ONLY_NOTICE}
+    if result.measured is not None:          # the exported file keeps how far this kind of edit can be trusted
+        parameters["bench_record"] = {key: result.measured[key] for key in (
+            "edit", "n", "effectiveness", "preservation_all", "faithfulness", "meets", "date", "same_settings")}
     png = write_png(folder / f"{stem}.png", result.counterfactual, parameters)
     dicom = write_dicom(folder / f"{stem}.dcm", result.counterfactual, parameters,
                         description="medviz counterfactual edit (synthetic)")
@@ -583,8 +610,7 @@ def edit_view(model, pixels: np.ndarray | None, canvas: dict | None, action: str
                    f"intensity by more than {change:g}")
         if not result.edited.any():
             inside += " (none: the result is the input; try a higher guidance or strength, or a lower threshold)"
-    summary = (measured_markdown(result.measured, model.domain is not None) +
-               f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
+    summary = (f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
                f"Mask: {mask_mode} ({inside}). Change inside the mask: L1 {_number(result.l1_inside)}, SSIM "
                f"{_number(result.ssim_inside)}; outside: L1 {_number(result.l1_outside)}, SSIM {_number(result.ssim_outside)}.  \n"
                f"Seed {result.seed}, {result.unet_passes} UNet passes, {result.seconds:.1f} s, "
@@ -602,9 +628,9 @@ EDIT_SHORTFALLS = {"effectiveness": "often fails to make the change",
 
 
 def measured_markdown(measured: dict | None, known_domain: bool) -> str:
-    """The Edit tab's word on how far to trust this kind of edit on this model: its counterfactual-bench
-    record (``medviz.engines.counterfactual.measured_edit``), a warning where it falls below a bar; empty for
-    a model of unknown domain (nothing can be measured without phantoms)."""
+    """The Edit tab's word, above its Edit button, on how far to trust this kind of edit on this model: its
+    counterfactual-bench record (``medviz.engines.counterfactual.measured_edit``), a warning where it falls
+    below a bar; empty for a model of unknown domain (nothing can be measured without phantoms)."""
     if measured is None:
         return ("*This edit was not measured on this model against true counterfactuals (model card: Counterfactual "
                 "edits as measured).*  \n" if known_domain else "")

@@ -156,6 +156,16 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         return (view, (handlers.for_display(view.before), handlers.for_display(view.after)),
                 handlers.difference_overlay(view, opacity), view.summary, view.readout, view.files)
 
+    def on_edit_controls(name, action, attribute, target_prompt, mask_mode, strength, guidance, steps, keep):
+        """What the bench measured for the edit the controls ask for: no model call (a model that fails to load
+        says so through the model selector's own event)."""
+        try:
+            model = registry.get(name)
+        except ModelLoadError:
+            return ""
+        return handlers.edit_expectation(model, action, attribute, target_prompt, mask_mode, strength, guidance,
+                                         steps, keep)
+
     def on_difference_opacity(view, opacity):
         """Re-blend the stored difference map: no model call."""
         return handlers.difference_overlay(view, opacity)
@@ -299,6 +309,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                           step=0.01,
                                           label="Keep the input where the edit changed the intensity by less than "
                                                 "(0 = take the whole mask)")
+                    edit_expect = gr.Markdown(elem_id="edit-expect")        # the card's figures for this edit
                     edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
                     edit_summary = gr.Markdown(elem_id="edit-summary")
                     edit_readout = gr.Dataframe(headers=["attribute", "before", "after"], interactive=False,
@@ -390,6 +401,10 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                     difference_opacity, edit_keep],
                           [edit_state, before_after, difference_image, edit_summary, edit_readout, edit_files],
                           api_name="edit", concurrency_id=MODEL_JOBS)
+        edit_controls = [edit_action, edit_attribute, edit_target, edit_mask_mode, edit_strength, edit_guidance,
+                         edit_steps, edit_keep]
+        gr.on([demo.load, model_name.change, *(control.change for control in edit_controls)], on_edit_controls,
+              [model_name, *edit_controls], edit_expect, api_name="edit_expect", queue=False, show_progress="hidden")
         difference_opacity.change(on_difference_opacity, [edit_state, difference_opacity], difference_image,
                                   api_name="edit_opacity", queue=False, show_progress="hidden")
         stop.click(on_stop, None, status, api_name="stop", queue=False)
