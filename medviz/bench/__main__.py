@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                              "this run's --trials the engine's N for the task (at the card's share of the votes), "
                              "with this run's figures kept beside the fit as the reason); counterfactual: store "
                              "each edit's figures in the model's card (medviz.json and README.md; the Edit tab shows "
-                             "them beside a result): held-out phantoms, n >= 100, the engine's default settings only")
+                             "them before an edit runs): held-out phantoms, n >= 100, the engine's default settings only")
     parser.add_argument("--trials-per-batch", type=int, default=16,
                         help="classify, calibrate: most trials per round (the engine's default, 16)")
     parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",

@@ -304,7 +304,7 @@ def _edit_bench_section(records: dict) -> list[str]:
              f"near the truth: the same with every pixel farther than {first['near_truth_px']} px (at 128 px) from "
              f"the true change put back to the input. Bars: effective >= {bars['effectiveness']:.0%}, kept >= "
              f"{bars['preservation_all']:.0%}, faithful >= {bars['faithfulness']:.0%}. The Edit tab shows an "
-             "edit's row beside its result.", "",
+             "edit's row above its Edit button, before it runs.", "",
              "| edit | phantoms | effective | kept all | faithful | near the truth | mask IoU | UNet passes | "
              "settings | date |",
              "|---|---|---|---|---|---|---|---|---|---|"]
