@@ -185,6 +185,16 @@ def describe(domain: str, present: Mapping[str, bool], negated: Sequence[str] = 
     return text + (((", " if positives else " with ") + "no " + negatives) if negatives else "")
 
 
+def named_sex(text: str) -> bool | None:
+    """Whether a prompt names the patient female (True), male (False) or neither (None).
+
+        >>> named_sex("Chest X-ray of a male patient"), named_sex("Chest X-ray, effusion")
+        (False, None)
+    """
+    match = re.search(r"\b(female|male)\b", text.lower())
+    return None if match is None else match.group(1) == "female"
+
+
 def parse_prompt(text: str, domain: str = "cxr") -> dict[str, bool]:
     """Attributes a prompt mentions, True when asked for and False when negated.
 

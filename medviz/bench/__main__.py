@@ -1,6 +1,6 @@
 """python -m medviz.bench phantoms [--size 256] [--n 200] [--repeats 5] [--json PATH]
 python -m medviz.bench models [--domain cxr|skin|all] [--model DIR] [--n 64] [--steps 25] [--vae DIR] [--round-trip-only]
-    [--device-kinds] [--sheet PNG] [--json PATH]
+    [--device-kinds] [--sheet PNG] [--json PATH] [--write-card]
 python -m medviz.bench generate [--model cxr-phantom] [--batch 4] [--steps 25] [--repeats 5] [--json PATH]
 python -m medviz.bench classify [--domain cxr|skin|all] [--n 400] [--trials N (card)] [--n-cost 24] [--n-wallclock K]
     [--reference-on-errors] [--reference-uncertain K] [--reference-early-stop] [--reference-from LOG ...]
@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                              "this run's --trials the engine's N for the task (at the card's share of the votes), "
                              "with this run's figures kept beside the fit as the reason); counterfactual: store "
                              "each edit's figures in the model's card (medviz.json and README.md; the Edit tab shows "
-                             "them before an edit runs): held-out phantoms, n >= 100, the engine's default settings only")
+                             "them before an edit runs): held-out phantoms, n >= 100, the engine's default settings only; "
+                             "models: store each prompt's figures, the FD and the VAE round trip in the model's card "
+                             "(medviz.json and README.md; the Generate tab shows them before it runs): a full run at "
+                             "the bench's default settings only")
     parser.add_argument("--trials-per-batch", type=int, default=16,
                         help="classify, calibrate: most trials per round (the engine's default, 16)")
     parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
@@ -238,23 +241,31 @@ def main(argv: list[str] | None = None) -> int:
         print_table(result)
         return _write(args.json, result)
     if args.name == "models":
-        from .models import ModelsBenchConfig, print_table, run
+        from .models import ModelsBenchConfig, card_problem, print_table, run, write_models_card
 
         if args.sheet and args.round_trip_only:
             raise SystemExit("--sheet needs generated samples; drop --round-trip-only")
         if args.device_kinds and args.domain == "skin":
             raise SystemExit("--device-kinds is a CXR measurement: use --domain cxr")
-
+        domains = ["cxr"] if args.device_kinds else ["cxr", "skin"] if args.domain == "all" else [args.domain]
+        configs = [ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25,
+                                     vae=args.vae.replace("{domain}", domain) if args.vae else None,
+                                     round_trip_only=args.round_trip_only, device_kinds=args.device_kinds,
+                                     model=args.model, sheet=args.sheet.replace("{domain}", domain) if args.sheet else None)
+                   for domain in domains]
+        if args.write_card:
+            if args.model and len(configs) > 1:
+                raise SystemExit("--write-card: with --model, name the model's --domain")
+            problem = next(filter(None, map(card_problem, configs)), None)
+            if problem:
+                raise SystemExit(f"--write-card: {problem}")
         results = []
-        for domain in (["cxr"] if args.device_kinds else ["cxr", "skin"] if args.domain == "all" else [args.domain]):
-            result = run(ModelsBenchConfig(domain=domain, n=args.n or 64, steps=args.steps or 25,
-                                           vae=args.vae.replace("{domain}", domain) if args.vae else None,
-                                           round_trip_only=args.round_trip_only, device_kinds=args.device_kinds,
-                                           model=args.model,
-                                           sheet=args.sheet.replace("{domain}", domain) if args.sheet else None),
-                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+        for config in configs:
+            result = run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
             print_table(result)
             results.append(result)
+            if args.write_card:
+                write_models_card(result, "python -m medviz.bench " + " ".join(sys.argv[1:] if argv is None else argv))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return 0

@@ -65,6 +65,63 @@ class ModelsBenchConfig:
     device_kinds: bool = False         # CXR: only the device-kind table (each kind asked alone: which kinds drawn)
 
 
+#: Issue 3's bars for a model's prompts: the oracle agrees with the prompt's attribute in >= 90% of samples,
+#: and same-prompt samples spread >= 0.5 as far as the phantoms that fit the prompt (no mode collapse).
+PROMPT_BARS = {"agreement": 0.9, "diversity_ratio": 0.5}
+
+#: What the Generate engine does by default, which the bench's samples share (its prompts have no negative
+#: prompt and run the pipeline's own DDIM scheduler): the settings a card's prompt figures hold for.
+CARD_SETTINGS = {"steps": 25, "guidance_scale": 4.0, "scheduler": "DDIM", "negative_prompt": ""}
+
+
+def card_problem(config: "ModelsBenchConfig") -> str | None:
+    """Why a run with ``config`` may not write its figures into the model card (None: it may)."""
+    if config.round_trip_only or config.device_kinds:
+        return "a card holds the prompt figures of a full run (drop --round-trip-only / --device-kinds)"
+    if config.vae:
+        return "--vae measures a candidate VAE beside the model's own; a card holds the model's figures alone"
+    defaults = ModelsBenchConfig(domain=config.domain)
+    if config.n < defaults.n:
+        return f"a card holds figures on at least {defaults.n} samples per prompt, not {config.n}"
+    changed = [name for name in ("steps", "guidance_scale", "seed", "n_reference", "n_diversity_reference")
+               if getattr(config, name) != getattr(defaults, name)]
+    if changed:
+        return f"a card holds the bench's default settings, and this run sets {', '.join(changed)}"
+    return None
+
+
+def card_record(result: dict, date: str, command: str) -> dict:
+    """What a model card keeps of a ``run`` result (medviz.json ``models_bench``, written by
+    ``medviz.train.bundle.record_models_bench``): each prompt's figures and whether they meet ``PROMPT_BARS``,
+    the Fréchet distances, the VAE round trip, the settings the samples were drawn with, how to reproduce."""
+    keep = ("attribute", "prompt", "wanted", "agreement", "fits_all", "diversity_ratio", "n_matching",
+            "diversity_ratio_named_only", "lines", "lines_real")
+    rows = [{**{key: row[key] for key in keep if key in row},
+             "meets": {key: bool(row[key] >= bar) for key, bar in PROMPT_BARS.items()}} for row in result["rows"]]
+    config = result["config"]
+    return {"rows": rows, "n": config["n"], "bars": dict(PROMPT_BARS),
+            "settings": {**CARD_SETTINGS, "steps": config["steps"], "guidance_scale": config["guidance_scale"]},
+            **{key: result[key] for key in ("fd_generated_vs_held_out", "fd_blurred_held_out_vs_held_out",
+                                            "fd_held_out_half_vs_half")},
+            "n_reference": config["n_reference"], "vae_round_trip": result["vae_round_trip"]["bundled"],
+            "seed": config["seed"], "date": date, "command": command}
+
+
+def write_models_card(result: dict, command: str) -> str:
+    """Put a ``run`` result in its model's card (``card_problem`` must have passed); returns medviz.json's path."""
+    import datetime
+
+    from ..models import resolve
+    from ..train.bundle import record_models_bench
+
+    folder = resolve(result["config"]["model"] or f"{result['domain']}-phantom")
+    if not (folder / "medviz.json").is_file():
+        raise SystemExit(f"--write-card: {folder} has no medviz.json to hold the figures")
+    path = record_models_bench(folder, card_record(result, datetime.date.today().isoformat(), command))
+    print(f"written to {folder} (medviz.json and README.md): prompt fidelity, diversity, FD, VAE round trip")
+    return str(path)
+
+
 def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
     """The oracle attributes a prompt fixes under the training captions' convention, {name: value}.
 
@@ -76,9 +133,7 @@ def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
         >>> caption_conditional("cxr", "Chest X-ray of a female patient")
         {'pleural_effusion': False, 'cardiomegaly': False, 'support_devices': False, 'pacemaker': False, 'ett': False, 'cvc': False, 'ngt': False, 'female': True}
     """
-    import re
-
-    from ..prompts import ATTRIBUTES, SUPPORT_DEVICE_KINDS, parse_prompt
+    from ..prompts import ATTRIBUTES, SUPPORT_DEVICE_KINDS, named_sex, parse_prompt
 
     said = parse_prompt(prompt, domain)
     if domain == "cxr":
@@ -86,9 +141,8 @@ def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
         for kind in SUPPORT_DEVICE_KINDS:
             if kind in said or not fixed["support_devices"]:
                 fixed[kind] = said.get(kind, False)
-        sex = re.search(r"\b(female|male)\b", prompt.lower())
-        if sex:
-            fixed["female"] = sex.group(1) == "female"
+        if named_sex(prompt) is not None:
+            fixed["female"] = named_sex(prompt)
         return fixed
     return {k: said.get(k, False) for k in ATTRIBUTES["skin"] if k != "nevus"}
 

@@ -75,8 +75,8 @@ def upcast_pipeline(source: str | Path, target: str | Path) -> Path:
     return target
 
 
-def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: list[str] | None = None) -> Path:
-    """README.md for a bundled pipeline from its medviz.json (and a models-bench result, if given)."""
+def write_model_card(model_dir: str | Path, limits: list[str] | None = None) -> Path:
+    """README.md for a bundled pipeline from its medviz.json (``limits``: the card's own limits, listed first)."""
     model_dir = Path(model_dir)
     facts = json.loads((model_dir / "medviz.json").read_text())
     domain = facts["domain"]
@@ -111,31 +111,7 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
               f"{domain} --out runs/{domain} --model-dir assets/models/{domain}-phantom --oracle-dir "
               f"assets/models/{domain}-oracle` (see `python -m medviz.train recipe --help` for the step and time "
               "budgets used above).", ""]
-    if bench:
-        lines += ["## Measured quality (`python -m medviz.bench models`)", "",
-                  "Oracle agrees: the row's attribute reads as the prompt asks. Fits all: every attribute the prompt "
-                  "fixes as the training captions read it (they name everything present, so an unnamed finding or "
-                  "artifact is absent). Diversity: mean pairwise oracle-feature distance of the 64 samples over that "
-                  "of the held-out phantoms that fit the prompt (n of them), and over that of the phantoms that "
-                  "match only the row's attribute (they also span what the prompt excludes).", "",
-                  "| attribute | prompt | oracle agrees | fits all | diversity vs fitting phantoms (n) | "
-                  "diversity vs row-attribute match |", "|---|---|---|---|---|---|"]
-        for row in bench["rows"]:
-            lines.append(f"| {row['attribute']} | {row['prompt']} | {row['agreement']:.1%} | "
-                         f"{row.get('fits_all', float('nan')):.1%} | {row['diversity_ratio']:.2f} "
-                         f"({row.get('n_matching', '?')}) | {row.get('diversity_ratio_named_only', float('nan')):.2f} |")
-        lines += ["", f"Fréchet distance in oracle features: generated vs held-out phantoms "
-                      f"{bench['fd_generated_vs_held_out']:.1f}; Gaussian-blurred held-out vs held-out "
-                      f"{bench['fd_blurred_held_out_vs_held_out']:.1f}; held-out half vs half "
-                      f"{bench['fd_held_out_half_vs_half']:.1f}. Settings: {json.dumps(bench['config'])}.", ""]
-        trip = bench.get("vae_round_trip", {}).get("bundled")
-        if trip:
-            lines += [f"VAE round trip (encode -> decode) of {bench['config']['n_reference']} held-out phantoms: "
-                      f"PSNR {trip['psnr_db']:.1f} dB; the oracle still finds each attribute in (recall):", "",
-                      "| attribute | phantoms with it | recall after the round trip | specificity |", "|---|---|---|---|"]
-            lines += [f"| {name} | {a['n_positive']} | {a['recall']:.1%} | {a['specificity']:.1%} |"
-                      for name, a in trip["attributes"].items()]
-            lines.append("")
+    lines += _models_bench_section(facts.get("models_bench") or {})
     lines += _calibration_section(facts.get("explain_calibration") or {})
     lines += _edit_bench_section(facts.get("edit_bench") or {})
     lines += ["## Limits", *[f"- {limit}" for limit in (limits or [])],
@@ -144,6 +120,61 @@ def write_model_card(model_dir: str | Path, bench: dict | None = None, limits: l
     path = model_dir / "README.md"
     path.write_text("\n".join(lines))
     return path
+
+
+#: The model card section that ``record_models_bench`` rewrites.
+MODELS_BENCH_HEADING = "## Measured quality (`python -m medviz.bench models`)"
+
+
+def _models_bench_section(bench: dict) -> list[str]:
+    """The model card's prompt fidelity, diversity, FD and VAE round trip (medviz.json ``models_bench``, the
+    record ``medviz.bench.models.card_record`` makes of a run; none: no lines)."""
+    if not bench:
+        return []
+    bars = bench["bars"]
+
+    def marked(value: float, bar: str, text: str) -> str:
+        return text if value >= bars[bar] else f"**{text}**"
+
+    lines = [MODELS_BENCH_HEADING, "",
+             "Oracle agrees: the row's attribute reads as the prompt asks. Fits all: every attribute the prompt "
+             "fixes as the training captions read it (they name everything present, so an unnamed finding or "
+             f"artifact is absent). Diversity: mean pairwise oracle-feature distance of the {bench['n']} samples over "
+             "that of the held-out phantoms that fit the prompt (n of them), and over that of the phantoms that "
+             f"match only the row's attribute (they also span what the prompt excludes). Bars: oracle agrees >= "
+             f"{bars['agreement']:.0%}, diversity >= {bars['diversity_ratio']:.2f}; bold: below its bar. The Generate tab "
+             "shows the rows of the attributes a prompt names, before it runs.", "",
+             "| attribute | prompt | oracle agrees | fits all | diversity vs fitting phantoms (n) | "
+             "diversity vs row-attribute match |", "|---|---|---|---|---|---|"]
+    for row in bench["rows"]:
+        agreement = marked(row["agreement"], "agreement", f"{row['agreement']:.1%}")
+        diversity = marked(row["diversity_ratio"], "diversity_ratio", f"{row['diversity_ratio']:.2f}")
+        lines.append(f"| {row['attribute']} | {row['prompt']} | {agreement} | {row['fits_all']:.1%} | {diversity} "
+                     f"({row['n_matching']}) | {row['diversity_ratio_named_only']:.2f} |")
+    settings = bench["settings"]
+    negative = f"negative prompt {settings['negative_prompt']!r}" if settings["negative_prompt"] else "no negative prompt"
+    trip = bench["vae_round_trip"]
+    lines += ["", f"Samples: {bench['n']} per prompt, {settings['steps']} {settings['scheduler']} steps, guidance "
+                  f"{settings['guidance_scale']}, {negative}, seed {bench['seed']}. Fréchet distance in oracle features: "
+                  f"generated vs held-out phantoms {bench['fd_generated_vs_held_out']:.1f}; Gaussian-blurred held-out "
+                  f"vs held-out {bench['fd_blurred_held_out_vs_held_out']:.1f}; held-out half vs half "
+                  f"{bench['fd_held_out_half_vs_half']:.1f} ({bench['n_reference']} held-out phantoms).", "",
+              f"VAE round trip (encode -> decode) of {bench['n_reference']} held-out phantoms: PSNR "
+              f"{trip['psnr_db']:.1f} dB; the oracle still finds each attribute in (recall):", "",
+              "| attribute | phantoms with it | recall after the round trip | specificity |", "|---|---|---|---|",
+              *[f"| {name} | {a['n_positive']} | {a['recall']:.1%} | {a['specificity']:.1%} |"
+                for name, a in trip["attributes"].items()],
+              "", f"Reproduce: `{bench['command']}` ({bench['date']}).", ""]
+    return lines
+
+
+def record_models_bench(model_dir: str | Path, record: dict) -> Path:
+    """Store a models-bench card record (``medviz.bench.models.card_record``) in medviz.json ``models_bench``
+    and regenerate the card's section. Returns the medviz.json path."""
+    model_dir = Path(model_dir)
+    facts = json.loads((model_dir / "medviz.json").read_text())
+    facts["models_bench"] = record
+    return _write_facts(model_dir, facts, MODELS_BENCH_HEADING, _models_bench_section(record))
 
 
 #: The model card section that ``record_calibration`` rewrites.

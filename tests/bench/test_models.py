@@ -174,3 +174,74 @@ def test_device_kinds_refuse_the_skin_domain():
 
     with pytest.raises(SystemExit, match="--device-kinds is a CXR measurement"):
         main(["models", "--domain", "skin", "--device-kinds"])
+
+
+def _models_result(agreement_hair=0.03):
+    trip = {"psnr_db": 28.8, "attributes": {"hair": {"n_positive": 212, "recall": 0.0, "specificity": 1.0}}}
+    rows = [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair", "wanted": True,
+             "agreement": agreement_hair, "fits_all": 0.03, "diversity_ratio": 0.83, "n_matching": 166,
+             "diversity_ratio_named_only": 0.18, "lines": {"junctions_per_100px": 3.0}, "lines_real": {}},
+            {"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with no hair", "wanted": False,
+             "agreement": 1.0, "fits_all": 1.0, "diversity_ratio": 0.4, "n_matching": 248,
+             "diversity_ratio_named_only": 0.1}]
+    from medviz.bench.models import ModelsBenchConfig
+
+    return {"domain": "skin", "config": ModelsBenchConfig(domain="skin").__dict__, "rows": rows,
+            "fd_generated_vs_held_out": 398.2, "fd_blurred_held_out_vs_held_out": 290.5,
+            "fd_held_out_half_vs_half": 5.0, "vae_round_trip": {"bundled": trip}}
+
+
+def test_models_card_record_keeps_the_figures_the_bars_they_meet_and_the_settings():
+    from medviz.bench.models import card_record
+
+    record = card_record(_models_result(), "2026-12-03", "python -m medviz.bench models --domain skin --write-card")
+    hair, no_hair = record["rows"]
+    assert hair["meets"] == {"agreement": False, "diversity_ratio": True}
+    assert no_hair["meets"] == {"agreement": True, "diversity_ratio": False}
+    assert record["bars"] == {"agreement": 0.9, "diversity_ratio": 0.5}
+    assert record["settings"] == {"steps": 25, "guidance_scale": 4.0, "scheduler": "DDIM", "negative_prompt": ""}
+    assert record["n"] == 64 and record["n_reference"] == 512 and record["vae_round_trip"]["psnr_db"] == 28.8
+    assert hair["lines"] == {"junctions_per_100px": 3.0} and record["date"] == "2026-12-03"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--round-trip-only"], "a full run"), (["--vae", "runs/x"], "candidate VAE"),
+    (["--n", "8"], "at least 64 samples per prompt, not 8"), (["--steps", "10"], "this run sets steps"),
+    (["--model", "runs/x"], "name the model's --domain")])
+def test_models_write_card_refuses_what_a_card_must_not_hold(args, message):
+    from medviz.bench.__main__ import main
+
+    domain = [] if "--model" in args else ["--domain", "cxr"]
+    with pytest.raises(SystemExit, match=f"--write-card: .*{message}"):
+        main(["models", *domain, *args, "--write-card"])
+
+
+def test_models_write_card_puts_the_run_in_its_models_card(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from medviz.bench.__main__ import main
+    from medviz.train.bundle import CALIBRATION_HEADING, EDIT_BENCH_HEADING, MODELS_BENCH_HEADING
+
+    card = tmp_path / "skin-phantom"
+    card.mkdir()
+    for name in ("medviz.json", "README.md"):
+        shutil.copy2(MODELS_DIR / "skin-phantom" / name, card / name)
+    before = (card / "README.md").read_text()
+    monkeypatch.setattr("medviz.models.MODELS_DIR", tmp_path)
+    # Through the CLI, with the bench's run (64 samples per prompt) stood in for by its result.
+    monkeypatch.setattr("medviz.bench.models.run", lambda config, progress=None: _models_result(0.25))
+    monkeypatch.setattr("medviz.bench.models.print_table", lambda result: None)
+    main(["models", "--domain", "skin", "--write-card"])
+    stored = json.loads((card / "medviz.json").read_text())
+    assert stored["models_bench"]["rows"][0]["agreement"] == 0.25
+    assert stored["models_bench"]["command"] == "python -m medviz.bench models --domain skin --write-card"
+    assert "edit_bench" in stored and "explain_calibration" in stored                 # the rest of the card stays
+    text = (card / "README.md").read_text()
+    section = text.split(MODELS_BENCH_HEADING)[1].split("\n## ")[0]
+    assert "| hair | Dermoscopy image of a benign nevus with hair | **25.0%** | 3.0% | 0.83 (166) | 0.18 |" in section
+    assert "| 100.0% | 100.0% | **0.40** (248) | 0.10 |" in section and "bold: below its bar" in section
+    assert "PSNR 28.8 dB" in section and "| hair | 212 | 0.0% | 100.0% |" in section
+    assert "`python -m medviz.bench models --domain skin --write-card`" in section
+    for heading in (CALIBRATION_HEADING, EDIT_BENCH_HEADING, "## Limits"):          # other sections untouched
+        assert text.split(heading)[1] == before.split(heading)[1]

@@ -446,6 +446,20 @@ def test_detail_weights_single_out_thin_lines():
     assert torch.allclose(weights[0, 0, 5, 5], torch.tensor(1.0))
 
 
+def _models_record(agreement: float, date: str = "2026-12-03") -> dict:
+    """A models-bench card record (``medviz.bench.models.card_record``) with one prompt row."""
+    return {"rows": [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair", "wanted": True,
+                      "agreement": agreement, "fits_all": 0.125, "diversity_ratio": 0.75, "n_matching": 166,
+                      "diversity_ratio_named_only": 0.3,
+                      "meets": {"agreement": agreement >= 0.9, "diversity_ratio": True}}],
+            "n": 64, "bars": {"agreement": 0.9, "diversity_ratio": 0.5},
+            "settings": {"steps": 25, "guidance_scale": 4.0, "scheduler": "DDIM", "negative_prompt": ""},
+            "fd_generated_vs_held_out": 10.0, "fd_blurred_held_out_vs_held_out": 20.0, "fd_held_out_half_vs_half": 1.0,
+            "n_reference": 512, "vae_round_trip": {"psnr_db": 31.25, "attributes": {
+                "hair": {"n_positive": 200, "recall": 0.875, "specificity": 0.99}}},
+            "seed": 0, "date": date, "command": "python -m medviz.bench models --domain skin --write-card"}
+
+
 def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
     from medviz.train.bundle import write_model_card
 
@@ -469,16 +483,13 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
                                                           "accuracy_majority": 0.967, "window_searched": False,
                                                           "decision": "mean_error", "accuracy_mean_error": 0.99,
                                                           "mean_trials_run": 27.25}}}))
-    bench = {"rows": [{"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair",
-                       "agreement": 0.25, "fits_all": 0.125, "diversity_ratio": 0.75, "n_matching": 166,
-                       "diversity_ratio_named_only": 0.3}],
-             "fd_generated_vs_held_out": 10.0, "fd_blurred_held_out_vs_held_out": 20.0, "fd_held_out_half_vs_half": 1.0,
-             "config": {"n_reference": 512},
-             "vae_round_trip": {"bundled": {"psnr_db": 31.25, "attributes": {
-                 "hair": {"n_positive": 200, "recall": 0.875, "specificity": 0.99}}}}}
-    text = write_model_card(tmp_path, bench, limits=["Hair is faint."]).read_text()
-    assert "| hair | Dermoscopy image of a benign nevus with hair | 25.0% | 12.5% | 0.75 (166) | 0.30 |" in text
+    facts = json.loads((tmp_path / "medviz.json").read_text())
+    facts["models_bench"] = _models_record(0.25)
+    (tmp_path / "medviz.json").write_text(json.dumps(facts))
+    text = write_model_card(tmp_path, limits=["Hair is faint."]).read_text()
+    assert "| hair | Dermoscopy image of a benign nevus with hair | **25.0%** | 12.5% | 0.75 (166) | 0.30 |" in text
     assert "PSNR 31.2 dB" in text and "| hair | 200 | 87.5% | 99.0% |" in text
+    assert "Samples: 64 per prompt, 25 DDIM steps, guidance 4.0, no negative prompt, seed 0." in text
     assert "- Hair is faint." in text and "not for diagnosis" in text
     assert ("**melanoma**: the first class needs 12 of 21 votes (`vote_threshold` 0.5476), trials drawn from "
             "timesteps 400–980 only, disagreement error weighting; fitted on 120 labelled tuning phantoms "
@@ -598,3 +609,21 @@ def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path
     assert "| remove hair | 100 |" in section and "2026-12-02" in section and "| 2026-12-03 |" in section
     assert after.count(EDIT_BENCH_HEADING) == 1 and "Bars: effective >= 90%, kept >= 95%, faithful >= 80%" in after
     assert after == write_model_card(tmp_path, limits=["Hair is faint."]).read_text()     # as a full rewrite would
+
+
+def test_record_models_bench_replaces_only_its_card_section(tmp_path):
+    from medviz.train.bundle import EDIT_BENCH_HEADING, MODELS_BENCH_HEADING, record_models_bench, write_model_card
+
+    (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128}))
+    write_model_card(tmp_path, limits=["Hair is faint."])
+    before = (tmp_path / "README.md").read_text()
+    record_models_bench(tmp_path, _models_record(0.03, "2026-12-02"))
+    first = (tmp_path / "README.md").read_text()
+    assert first == write_model_card(tmp_path, limits=["Hair is faint."]).read_text()   # as a full rewrite would
+    assert first.split(MODELS_BENCH_HEADING)[0] == before.split("## Limits")[0]
+    record_models_bench(tmp_path, _models_record(0.97))
+    after = (tmp_path / "README.md").read_text()
+    assert after.count(MODELS_BENCH_HEADING) == 1 and "| 97.0% |" in after and "**3.0%**" not in after
+    assert "(2026-12-03)" in after and EDIT_BENCH_HEADING not in after
+    assert after.split("## Limits")[1] == before.split("## Limits")[1]
+    assert after == write_model_card(tmp_path, limits=["Hair is faint."]).read_text()
