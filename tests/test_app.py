@@ -62,6 +62,10 @@ def test_generate_endpoint_returns_pngs_with_parameters_and_readouts(client):
     assert "research use only" in parameters["notice"] and "pleural_effusion" in parameters["oracle_readout"]
     assert Image.open(files[0]).info["Disclaimer"]
     assert "Seed 11" in info and history["data"][0][0] == 11
+    # The file keeps how often the bench saw the model draw what the prompt names (its card's rows).
+    record = parameters["bench_record"]
+    assert [(r["attribute"], r["wanted"]) for r in record["rows"]] == [("pleural_effusion", True), ("female", True)]
+    assert record["n"] == 64 and not record["same_settings"]                   # 4 steps, measured at 25
 
 
 def test_generate_rejects_an_empty_prompt_with_a_clear_message(cxr_model):
@@ -363,3 +367,69 @@ def test_the_edit_tab_says_what_the_bench_measured_before_an_edit_runs(client, c
     answer = own.predict("cxr-phantom", "remove", "support_devices", "", "automatic (DiffEdit)", 0.8, 3.0, 30, 0.04,
                          api_name="/edit_expect")
     assert "**Measured on this model** for *remove support devices*" in answer and "⚠" not in answer
+
+
+def _measured_prompt(**change):
+    rows = [{"attribute": "hair", "wanted": True, "agreement": 0.031, "diversity_ratio": 0.83},
+            {"attribute": "ruler", "wanted": False, "agreement": 1.0, "diversity_ratio": 0.83}]
+    return {"rows": rows, "unmeasured": [], "differences": {}, "same_settings": True, "n": 64, "date": "2026-12-03",
+            "bars": {"agreement": 0.9, "diversity_ratio": 0.5}, **change}
+
+
+def test_the_generate_tab_says_how_often_the_model_draws_what_the_prompt_names():
+    text = handlers.prompt_measured_markdown(_measured_prompt(), known_domain=True)
+    assert text.startswith("⚠ **On this model, asked for hair, it drew it in only 3% of samples.**")
+    assert "the oracle read *hair* in 3%, *no ruler* in 100%." in text and "settings differ" not in text
+    negated = _measured_prompt(rows=[{"attribute": "pleural_effusion", "wanted": False, "agreement": 0.75,
+                                      "diversity_ratio": 0.3}])
+    text = handlers.prompt_measured_markdown(negated, True)
+    assert ("asked for no pleural effusion, it still drew pleural effusion in 25% of samples; asked for no pleural "
+            "effusion, its samples were much alike (diversity 0.30 of the phantoms')") in text
+    male = _measured_prompt(rows=[{"attribute": "female", "wanted": False, "agreement": 0.5, "diversity_ratio": 1.0}])
+    assert "asked for male, it drew it in only 50% of samples" in handlers.prompt_measured_markdown(male, True)
+    moved = _measured_prompt(rows=[], unmeasured=["pacemaker"], same_settings=False,
+                             differences={"steps": (25, 50), "negative_prompt": ("", "blurry")})
+    assert handlers.prompt_measured_markdown(moved, True) == (
+        "Not measured on this model: pacemaker. This run's settings differ and were not measured: steps 50 "
+        "(measured at 25), negative prompt 'blurry' (measured at '').  \n")
+    assert handlers.prompt_measured_markdown(_measured_prompt(rows=[]), True) == ""        # names no attribute
+    assert "were not measured" in handlers.prompt_measured_markdown(None, known_domain=True)
+    assert handlers.prompt_measured_markdown(None, known_domain=False) == ""       # a user's checkpoint
+
+
+def test_model_tab_lists_the_benched_prompts_and_flags_those_below_a_bar(cxr_model):
+    from dataclasses import replace
+
+    record = {"n": 64, "bars": {"agreement": 0.9, "diversity_ratio": 0.5}, "fd_generated_vs_held_out": 101.8,
+              "fd_blurred_held_out_vs_held_out": 286.8,
+              "rows": [{"attribute": "support_devices", "wanted": True, "prompt": "Chest X-ray showing support devices",
+                        "agreement": 0.5, "diversity_ratio": 0.66, "meets": {"agreement": False, "diversity_ratio": True}},
+                       {"attribute": "female", "wanted": False, "prompt": "Chest X-ray of a male patient",
+                        "agreement": 1.0, "diversity_ratio": 0.4, "meets": {"agreement": True, "diversity_ratio": False}}]}
+    text = handlers.model_about(replace(cxr_model, card={**cxr_model.card, "models_bench": record}))
+    assert "| Chest X-ray showing support devices | support devices | 50% ⚠ | 0.66 |" in text
+    assert "| Chest X-ray of a male patient | male | 100% | 0.40 ⚠ |\n\n⚠: below the bench's bar (90%, 0.50)" in text
+    bare = replace(cxr_model, card={k: v for k, v in cxr_model.card.items() if k != "models_bench"})
+    assert "Prompts as measured" not in handlers.model_about(bare)
+
+
+def test_the_generate_tab_says_what_the_bench_measured_before_it_runs(client, cxr_model, skin_model):
+    from gradio_client import Client
+
+    # The bundled cards' own rows, at the tab's defaults (25 DDIM steps, guidance 4): no setting differs.
+    hair = handlers.generate_expectation(skin_model, "Dermoscopy image of a benign nevus with hair", "", "DDIM", 25, 4.0)
+    hair_row = next(r for r in skin_model.card["models_bench"]["rows"] if r["attribute"] == "hair" and r["wanted"])
+    assert (hair_row["agreement"] < 0.9) == hair.startswith("⚠ **On this model, asked for hair, it drew it in only")
+    assert f"*hair* in {hair_row['agreement']:.0%}" in hair and "*no melanoma* in" in hair
+    assert "settings differ" not in hair
+    moved = handlers.generate_expectation(cxr_model, "Chest X-ray with a pacemaker", "", "Euler ancestral", 25, 4.0)
+    assert "*support devices* in" in moved and "Not measured on this model: pacemaker." in moved
+    assert "scheduler 'Euler ancestral' (measured at 'DDIM')" in moved
+    assert handlers.generate_expectation(cxr_model, "   ", "", "DDIM", 25, 4.0) == ""
+    # The endpoint the controls' change events call: no model run, the same text.
+    own = Client(client.src, verbose=False)
+    answer = own.predict("cxr-phantom", ["pleural effusion"], "", "female", "benign nevus", "", "DDIM", 25, 4.0,
+                         api_name="/generate_expect")
+    assert answer.strip() == handlers.generate_expectation(
+        cxr_model, "Chest X-ray of a female patient showing pleural effusion", "", "DDIM", 25, 4.0).strip()
+    assert "*pleural effusion* in" in answer and "*female* in" in answer

@@ -138,6 +138,11 @@ def test_traverse_slider_changes_the_displayed_frame(page, shots):
 
 def test_screenshots_of_the_other_tabs(page, shots):
     _open_tab(page, "Generate")
+    # The card's prompt figures for what the default prompt names (a female patient), before anything runs.
+    page.locator("#generate-expect").get_by_text("Measured on this model").wait_for()
+    assert "*female* in" not in page.locator("#generate-expect").inner_text()         # rendered, not raw markdown
+    page.get_by_label("pleural effusion").check()
+    page.locator("#generate-expect").get_by_text("pleural effusion in").wait_for()
     _set_number(page, "generate-steps", 8, speed_only=True)
     page.locator("#generate-button").click()
     page.locator("#gallery img").first.wait_for()

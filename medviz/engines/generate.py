@@ -62,10 +62,46 @@ class GenerateResult:
     seconds: float
     readouts: list[dict[str, float]] | None = None     # oracle attribute readout per image, if any
     unet_passes: int = 0                                # UNet evaluations per image (x2 batch with CFG)
+    measured: dict | None = None                        # the card's prompt figures for the attributes named
+                                                        # (``measured_prompt``), None where it has none
 
     def image_parameters(self, index: int) -> dict:
         """Parameters of image ``index`` alone (its own seed, batch size 1): what a PNG should carry."""
         return {**self.parameters, "seed": self.seeds[index], "batch_size": 1, "batch_index": index}
+
+
+def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> dict | None:
+    """The model card's prompt-fidelity rows for the attributes ``config.prompt`` names, or None.
+
+    The rows (medviz.json ``models_bench``, written by ``python -m medviz.bench models --write-card``) hold
+    each attribute asked for ("with hair") and negated ("no hair") in one bench prompt. A row applies to an
+    attribute this prompt names the same way; the rest of the prompt may differ from the bench's, so the row
+    says how often the model drew that attribute under the bench's prompt, not under this one.
+
+    Returns None for a card without the record or a model of unknown domain; otherwise ``rows`` (the applying
+    rows, each with ``meets``), ``unmeasured`` (attributes named that no row covers, e.g. a device kind),
+    ``differences`` ({setting: (measured at, this run)} for steps, guidance scale, scheduler and negative
+    prompt), ``same_settings``, and the record's ``n``, ``bars`` and ``date``.
+    """
+    from ..prompts import named_sex, parse_prompt
+
+    record = (card or {}).get("models_bench")
+    if not record or domain is None:
+        return None
+    named = parse_prompt(config.prompt, domain)
+    if domain == "cxr" and named_sex(config.prompt) is not None:
+        named["female"] = named_sex(config.prompt)
+    rows, unmeasured = [], []
+    for attribute, wanted in named.items():
+        row = next((r for r in record["rows"] if r["attribute"] == attribute and r["wanted"] == wanted), None)
+        if row is None:
+            unmeasured.append(attribute)
+        else:
+            rows.append(row)
+    differences = {key: (value, getattr(config, key)) for key, value in record["settings"].items()
+                   if getattr(config, key) != value}
+    return {"rows": rows, "unmeasured": unmeasured, "differences": differences, "same_settings": not differences,
+            **{key: record[key] for key in ("n", "bars", "date")}}
 
 
 def generate(model, config: GenerateConfig, progress: Progress = None, should_stop: ShouldStop = None) -> GenerateResult:
@@ -106,4 +142,4 @@ def generate(model, config: GenerateConfig, progress: Progress = None, should_st
     readouts = model.oracle.readout_dicts(images) if model.oracle is not None else None
     passes = config.steps * (2 if config.guidance_scale > 1 else 1)
     return GenerateResult(images=images, seeds=seeds, parameters=parameters, seconds=seconds, readouts=readouts,
-                          unet_passes=passes)
+                          unet_passes=passes, measured=measured_prompt(model.card, model.domain, config))

@@ -115,16 +115,83 @@ class GeneratedView:
     history_row: list
 
 
-def generate_view(model, prompt: str, negative_prompt: str, seed: int, batch_size: int, scheduler: str, steps: int,
-                  guidance_scale: float, session: str, progress=None, should_stop=None) -> GeneratedView:
-    """Run the generate engine and shape its result for the Generate tab (seed -1 = random)."""
-    from ..engines.generate import GenerateConfig, generate
+def generate_config(prompt: str, negative_prompt: str, seed: int | None, batch_size: int, scheduler: str, steps: int,
+                    guidance_scale: float):
+    """The engine's ``GenerateConfig`` for the Generate tab's controls (seed < 0 or None: random)."""
+    from ..engines.generate import GenerateConfig
 
     if not (prompt or "").strip():
         raise ValueError("the prompt is empty: tick attributes or write a prompt")
-    config = GenerateConfig(prompt=prompt.strip(), negative_prompt=negative_prompt or "", batch_size=int(batch_size),
-                            seed=None if seed is None or int(seed) < 0 else int(seed), steps=int(steps),
-                            guidance_scale=float(guidance_scale), scheduler=scheduler)
+    return GenerateConfig(prompt=prompt.strip(), negative_prompt=negative_prompt or "", batch_size=int(batch_size),
+                          seed=None if seed is None or int(seed) < 0 else int(seed), steps=int(steps),
+                          guidance_scale=float(guidance_scale), scheduler=scheduler)
+
+
+def generate_expectation(model, prompt: str, negative_prompt: str, scheduler: str, steps: int,
+                         guidance_scale: float) -> str:
+    """Markdown, before anything is generated: how often this model drew the attributes the prompt names in
+    the models bench (``prompt_measured_markdown``); empty for an empty prompt. No model call."""
+    from ..engines.generate import measured_prompt
+
+    try:
+        config = generate_config(prompt, negative_prompt, None, 1, scheduler, steps, guidance_scale)
+    except ValueError:
+        return ""
+    return prompt_measured_markdown(measured_prompt(model.card, model.domain, config), model.domain is not None)
+
+
+def _attribute_phrase(attribute: str, wanted: bool) -> str:
+    """'pleural effusion', 'no hair', 'male' (the bench's female row, negated)."""
+    if attribute == "female":
+        return "female" if wanted else "male"
+    return attribute.replace("_", " ") if wanted else f"no {attribute.replace('_', ' ')}"
+
+
+def prompt_measured_markdown(measured: dict | None, known_domain: bool) -> str:
+    """The Generate tab's word, above its Generate button, on how often this model draws what the prompt names:
+    the models-bench rows (``medviz.engines.generate.measured_prompt``), a warning for a row below a bar; empty
+    for a model of unknown domain and for a prompt that names no attribute."""
+    if measured is None:
+        return ("*This model's prompts were not measured (model card: Measured quality).*  \n" if known_domain
+                else "")
+    if not measured["rows"] and not measured["unmeasured"]:
+        return ""
+    bars = measured["bars"]
+    warnings, read = [], []
+    for row in measured["rows"]:
+        phrase = _attribute_phrase(row["attribute"], row["wanted"])
+        read.append(f"*{phrase}* in {row['agreement']:.0%}")
+        if row["agreement"] < bars["agreement"]:
+            warnings.append(f"asked for {phrase}, it drew it in only {row['agreement']:.0%} of samples"
+                            if row["wanted"] or row["attribute"] == "female" else
+                            f"asked for {phrase}, it still drew {row['attribute'].replace('_', ' ')} in "
+                            f"{1 - row['agreement']:.0%} of samples")
+        if row["diversity_ratio"] < bars["diversity_ratio"]:
+            warnings.append(f"asked for {phrase}, its samples were much alike (diversity {row['diversity_ratio']:.2f} "
+                            "of the phantoms')")
+    text = ""
+    if read:
+        text = (f"**Measured on this model** (models bench, {measured['date']}; {measured['n']} samples of the "
+                "bench's own prompt for each attribute): the oracle read " + ", ".join(read) + ".")
+    if measured["unmeasured"]:
+        text += (" " if text else "") + "Not measured on this model: " + ", ".join(
+            a.replace("_", " ") for a in measured["unmeasured"]) + "."
+    if not measured["same_settings"]:
+        changed = ", ".join(f"{name.replace('_', ' ')} {mine!r} (measured at {theirs!r})" if isinstance(mine, str)
+                            else f"{name.replace('_', ' ')} {mine} (measured at {theirs})"
+                            for name, (theirs, mine) in measured["differences"].items())
+        text += f" This run's settings differ and were not measured: {changed}."
+    if warnings:
+        text = "⚠ **On this model, " + "; ".join(warnings) + ".** " + text
+    return text + "  \n"
+
+
+def generate_view(model, prompt: str, negative_prompt: str, seed: int, batch_size: int, scheduler: str, steps: int,
+                  guidance_scale: float, session: str, progress=None, should_stop=None) -> GeneratedView:
+    """Run the generate engine and shape its result for the Generate tab (seed -1 = random)."""
+    from ..engines.generate import generate
+
+    config = generate_config(prompt, negative_prompt, seed, batch_size, scheduler, steps, guidance_scale)
     result = generate(model, config, progress=progress, should_stop=should_stop)
     folder = session_folder(session)
     gallery, files = [], []
@@ -132,6 +199,11 @@ def generate_view(model, prompt: str, negative_prompt: str, seed: int, batch_siz
         parameters = {**result.image_parameters(i), "notice": RESEARCH_ONLY_NOTICE}
         if result.readouts:
             parameters["oracle_readout"] = {k: round(v, 4) for k, v in result.readouts[i].items()}
+        if result.measured and result.measured["rows"]:     # the file keeps how often the model draws what it names
+            parameters["bench_record"] = {"n": result.measured["n"], "date": result.measured["date"],
+                                          "same_settings": result.measured["same_settings"],
+                                          "rows": [{key: row[key] for key in ("attribute", "wanted", "prompt", "agreement")}
+                                                   for row in result.measured["rows"]]}
         path = write_png(folder / f"medviz_{result.seeds[i]}_{i}.png", image, parameters)
         files.append(str(path))
         caption = f"seed {result.seeds[i]}"
@@ -298,6 +370,20 @@ def model_about(model) -> str:
     else:
         lines.append("- no oracle: attribute readouts are off for this model")
     lines.append("- model card: `README.md` in the model folder (data, recipe, measured quality, limits)")
+    prompts = card.get("models_bench")
+    if prompts:
+        bars = prompts["bars"]
+        lines += ["", f"#### Prompts as measured on this model ({prompts['n']} samples each, read by the oracle)",
+                  "| prompt | attribute | the oracle reads it as asked | diversity (vs phantoms that fit) |",
+                  "|---|---|---|---|"]
+        for row in prompts["rows"]:
+            agree = f"{row['agreement']:.0%}" + ("" if row["meets"]["agreement"] else " ⚠")
+            spread = f"{row['diversity_ratio']:.2f}" + ("" if row["meets"]["diversity_ratio"] else " ⚠")
+            lines.append(f"| {row['prompt']} | {_attribute_phrase(row['attribute'], row['wanted'])} | {agree} | "
+                         f"{spread} |")
+        lines += ["", f"⚠: below the bench's bar ({bars['agreement']:.0%}, {bars['diversity_ratio']:.2f}). Fréchet "
+                      f"distance to held-out phantoms {prompts['fd_generated_vs_held_out']:.0f} (a blurred copy of them: "
+                      f"{prompts['fd_blurred_held_out_vs_held_out']:.0f}); settings and dates: the model card."]
     benched = card.get("edit_bench") or {}
     if benched:
         lines += ["", "#### Edits as measured on this model (held-out phantoms, against their true counterfactuals)",

@@ -166,6 +166,16 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         return handlers.edit_expectation(model, action, attribute, target_prompt, mask_mode, strength, guidance,
                                          steps, keep)
 
+    def on_generate_controls(name, attributes, free_text, sex, lesion, negative, scheduler, steps, guidance):
+        """How often the bench saw this model draw what the prompt names: no model call (a model that fails to
+        load says so through the model selector's own event)."""
+        try:
+            model = registry.get(name)
+        except ModelLoadError:
+            return ""
+        prompt = handlers.compose_prompt(model.domain, attributes, free_text, sex, lesion)
+        return handlers.generate_expectation(model, prompt, negative, scheduler, steps, guidance)
+
     def on_difference_opacity(view, opacity):
         """Re-blend the stored difference map: no model call."""
         return handlers.difference_overlay(view, opacity)
@@ -234,6 +244,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                     with gr.Row():
                         guidance = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
                         scheduler = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Sampler")
+                    generate_expect = gr.Markdown(elem_id="generate-expect")   # the card's figures for this prompt
                     generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 with gr.Column(scale=3):
                     gallery = gr.Gallery(label="Generated (synthetic)", format="png", columns=4, height=360,
@@ -372,6 +383,10 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                             scheduler, steps, guidance, history],
                               [gallery, files, generate_info, last_seed, history, history_table],
                               api_name="generate", concurrency_id=MODEL_JOBS)
+        generate_controls = [attributes, free_text, sex, lesion, negative, scheduler, steps, guidance]
+        gr.on([demo.load, model_name.change, *(control.change for control in generate_controls)], on_generate_controls,
+              [model_name, *generate_controls], generate_expect, api_name="generate_expect", queue=False,
+              show_progress="hidden")
         random_seed.click(lambda: -1, None, seed, api_name=False, queue=False)
         reuse_seed.click(on_reuse_seed, last_seed, seed, api_name=False, queue=False)
         traverse_button.click(on_traverse, [model_name, kind, targets, traverse_prompt, traverse_seed, seed_b, frames,

@@ -60,3 +60,43 @@ def test_prompt_steers_the_oracle_readout(cxr_model):
 def test_bad_parameters_have_clear_messages(cxr_model, change, message):
     with pytest.raises(ValueError, match=message):
         generate(cxr_model, GenerateConfig(PROMPT, **change))
+
+
+def _prompt_record(**settings):
+    """A models-bench card record (``medviz.bench.models.card_record``) with one row per attribute and polarity."""
+    def row(attribute, wanted, agreement, prompt):
+        return {"attribute": attribute, "wanted": wanted, "agreement": agreement, "prompt": prompt,
+                "diversity_ratio": 0.9, "meets": {"agreement": agreement >= 0.9, "diversity_ratio": True}}
+
+    return {"rows": [row("pleural_effusion", True, 0.97, "Chest X-ray showing pleural effusion"),
+                     row("pleural_effusion", False, 1.0, "Chest X-ray with no pleural effusion"),
+                     row("support_devices", True, 0.98, "Chest X-ray showing support devices"),
+                     row("female", True, 1.0, "Chest X-ray of a female patient"),
+                     row("female", False, 1.0, "Chest X-ray of a male patient")],
+            "n": 64, "bars": {"agreement": 0.9, "diversity_ratio": 0.5}, "date": "2026-12-03",
+            "settings": {"steps": 25, "guidance_scale": 4.0, "scheduler": "DDIM", "negative_prompt": "", **settings}}
+
+
+def test_measured_prompt_finds_the_rows_of_what_the_prompt_names():
+    from medviz.engines.generate import measured_prompt
+
+    card = {"models_bench": _prompt_record()}
+    found = measured_prompt(card, "cxr", GenerateConfig("Chest X-ray of a male patient showing pleural effusion, pacemaker"))
+    assert [(r["attribute"], r["wanted"]) for r in found["rows"]] == [
+        ("pleural_effusion", True), ("support_devices", True), ("female", False)]
+    assert found["unmeasured"] == ["pacemaker"]           # a device kind: the bench asked only the generic phrase
+    assert found["same_settings"] and found["n"] == 64 and found["date"] == "2026-12-03"
+    negated = measured_prompt(card, "cxr", GenerateConfig("Chest X-ray with no pleural effusion", steps=50,
+                                                          negative_prompt="blurry"))
+    assert [(r["attribute"], r["wanted"]) for r in negated["rows"]] == [("pleural_effusion", False)]
+    assert negated["differences"] == {"steps": (25, 50), "negative_prompt": ("", "blurry")}
+    assert measured_prompt(card, "cxr", GenerateConfig("Chest X-ray"))["rows"] == []
+    # No record, or a checkpoint of unknown domain (no phantoms to measure it on): nothing to say.
+    assert measured_prompt({}, "cxr", GenerateConfig(PROMPT)) is None
+    assert measured_prompt(card, None, GenerateConfig(PROMPT)) is None
+
+
+def test_a_generation_carries_its_cards_prompt_figures(cxr_model):
+    result = generate(cxr_model, GenerateConfig(PROMPT, batch_size=1, seed=0, steps=2))
+    assert [(r["attribute"], r["wanted"]) for r in result.measured["rows"]] == [
+        ("pleural_effusion", True), ("female", True)]
