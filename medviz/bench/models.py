@@ -69,9 +69,6 @@ class ModelsBenchConfig:
 #: and same-prompt samples spread >= 0.5 as far as the phantoms that fit the prompt (no mode collapse).
 PROMPT_BARS = {"agreement": 0.9, "diversity_ratio": 0.5}
 
-#: What the Generate engine does by default, which the bench's samples share (its prompts have no negative
-#: prompt and run the pipeline's own DDIM scheduler): the settings a card's prompt figures hold for.
-CARD_SETTINGS = {"steps": 25, "guidance_scale": 4.0, "scheduler": "DDIM", "negative_prompt": ""}
 
 
 def card_problem(config: "ModelsBenchConfig") -> str | None:
@@ -98,9 +95,15 @@ def card_record(result: dict, date: str, command: str) -> dict:
             "diversity_ratio_named_only", "lines", "lines_real")
     rows = [{**{key: row[key] for key in keep if key in row},
              "meets": {key: bool(row[key] >= bar) for key, bar in PROMPT_BARS.items()}} for row in result["rows"]]
+    from ..engines.common import SCHEDULERS
+
     config = result["config"]
+    # The bench samples with the pipeline's own scheduler and no negative prompt: in the Generate tab's terms,
+    # the sampler of that class (the bundled pipelines': DDIM), or the class name where the tab has none.
+    sampler = next((name for name, (cls, _) in SCHEDULERS.items() if cls == result["scheduler"]), result["scheduler"])
     return {"rows": rows, "n": config["n"], "bars": dict(PROMPT_BARS),
-            "settings": {**CARD_SETTINGS, "steps": config["steps"], "guidance_scale": config["guidance_scale"]},
+            "settings": {"steps": config["steps"], "guidance_scale": config["guidance_scale"], "scheduler": sampler,
+                         "negative_prompt": ""},
             **{key: result[key] for key in ("fd_generated_vs_held_out", "fd_blurred_held_out_vs_held_out",
                                             "fd_held_out_half_vs_half")},
             "n_reference": config["n_reference"], "vae_round_trip": result["vae_round_trip"]["bundled"],
@@ -289,6 +292,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         "fd_blurred_held_out_vs_held_out": frechet_distance(blurred_feat[:half], ref_feat[half:]),
         "fd_held_out_half_vs_half": frechet_distance(ref_feat[:half], ref_feat[half:]),
         "generation_seconds": seconds, "images_generated": config.n * len(rows["bundled"]),
+        "scheduler": type(pipe.scheduler).__name__,
         "vae_round_trip": round_trips,
     }
     if config.sheet:

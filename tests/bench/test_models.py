@@ -188,7 +188,7 @@ def _models_result(agreement_hair=0.03):
 
     return {"domain": "skin", "config": ModelsBenchConfig(domain="skin").__dict__, "rows": rows,
             "fd_generated_vs_held_out": 398.2, "fd_blurred_held_out_vs_held_out": 290.5,
-            "fd_held_out_half_vs_half": 5.0, "vae_round_trip": {"bundled": trip}}
+            "fd_held_out_half_vs_half": 5.0, "vae_round_trip": {"bundled": trip}, "scheduler": "DDIMScheduler"}
 
 
 def test_models_card_record_keeps_the_figures_the_bars_they_meet_and_the_settings():
@@ -202,6 +202,9 @@ def test_models_card_record_keeps_the_figures_the_bars_they_meet_and_the_setting
     assert record["settings"] == {"steps": 25, "guidance_scale": 4.0, "scheduler": "DDIM", "negative_prompt": ""}
     assert record["n"] == 64 and record["n_reference"] == 512 and record["vae_round_trip"]["psnr_db"] == 28.8
     assert hair["lines"] == {"junctions_per_100px": 3.0} and record["date"] == "2026-12-03"
+    # A pipeline whose own scheduler the Generate tab has no name for keeps its class name.
+    assert card_record({**_models_result(), "scheduler": "PNDMScheduler"}, "d", "c")["settings"]["scheduler"] == \
+        "PNDMScheduler"
 
 
 @pytest.mark.parametrize("args, message", [
