@@ -433,3 +433,23 @@ def test_the_generate_tab_says_what_the_bench_measured_before_it_runs(client, cx
     assert answer.strip() == handlers.generate_expectation(
         cxr_model, "Chest X-ray of a female patient showing pleural effusion", "", "DDIM", 25, 4.0).strip()
     assert "*pleural effusion* in" in answer and "*female* in" in answer
+
+
+def test_the_explain_tab_says_what_the_classify_bench_measured_before_it_runs(client, skin_model):
+    from gradio_client import Client
+
+    card = "model card's operating point (default)"
+    text = handlers.explain_expectation(skin_model, "melanoma", "", 101, card)
+    assert text.startswith("**Measured on this model** for *melanoma* (classify bench, 400 held-out phantoms")
+    assert "gave the phantoms' true label in 98.75%, with 63.5 trials on average." in text
+    assert "At most 0.75 points behind N = 501." in text and "settings differ" not in text
+    moved = handlers.explain_expectation(skin_model, "melanoma", "", 51, "where the classes differ")
+    assert ("settings differ and were not measured: weighting disagreement (measured at uniform), t range 20–980 "
+            "(measured at 500–980), vote threshold 0.5 (measured at 0.5488), trials 51 (measured at 101).") in moved
+    assert handlers.explain_expectation(skin_model, "custom", "a\nb", 21, card).startswith("*Custom prompts were not")
+    assert handlers.explain_expectation(skin_model, "melanoma (one prompt per class)", "", 21, card).startswith(
+        "*Melanoma (one prompt per class) was not measured on held-out phantoms")
+    assert "| melanoma | 400 | 98.75% | 63.5 | 762 |" in handlers.model_about(skin_model)       # the Model tab
+    own = Client(client.src, verbose=False)
+    answer = own.predict("cxr-phantom", "custom", "a\nb", 21, card, api_name="/explain_expect")
+    assert answer.startswith("*Custom prompts were not measured")

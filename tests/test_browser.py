@@ -148,6 +148,8 @@ def test_screenshots_of_the_other_tabs(page, shots):
     page.locator("#gallery img").first.wait_for()
     page.screenshot(path=str(shots / "generate.png"), full_page=True)
     _open_tab(page, "Explain")
+    # The classify bench's word on the preset at the card's operating point, before anything runs.
+    page.locator("#explain-expect").get_by_text("held-out phantoms").wait_for()
     _set_number(page, "explain-trials", 15, speed_only=True)
     page.locator("#explain-button").click()
     page.locator("#explain-summary").get_by_text("UNet passes").wait_for()     # in every finished summary

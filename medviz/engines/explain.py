@@ -363,6 +363,25 @@ def fitted_trials(model, task: str) -> int | None:
     return int(entry.get("trials_run", entry.get("trials", DEFAULT_TRIALS)))
 
 
+def measured_classifier(model, task: str, config: ExplainConfig) -> dict | None:
+    """The classify bench's held-out figures for a preset task at its model card's operating point, or None.
+
+    The record (``engine_trials_bench`` in the card's ``explain_calibration`` entry for ``task``, written by
+    ``python -m medviz.bench classify --write-card``) holds for the preset's prompts at the card's operating
+    point and N. None for another prompt set or a card without the record; else a copy with ``task``,
+    ``differences`` ({setting: (measured at, this request)} over trials, weighting, t_range, vote_threshold
+    and decision) and ``same_settings``.
+    """
+    entry = _calibration_entry(model, task)
+    record = entry.get("engine_trials_bench")
+    preset = PRESETS.get(getattr(model, "domain", None), {}).get(task)
+    if not record or preset is None or tuple(config.prompts) != tuple(preset[1]):
+        return None
+    measured = calibrated_settings(model, task)         # the operating point the bench ran at (its N included)
+    differences = {key: (value, getattr(config, key)) for key, value in measured.items() if getattr(config, key) != value}
+    return {**record, "task": task, "differences": differences, "same_settings": not differences}
+
+
 def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,
              should_stop: ShouldStop = None) -> ExplainResult:
     """Classify ``image`` (I/O contract) among ``config.prompts`` by denoising error.

@@ -223,10 +223,10 @@ def _calibration_section(calibration: dict) -> list[str]:
         if adopted:
             cost = (f", at most {adopted['points_behind_at_most']:.2f} points behind N = {adopted['reference_trials']} "
                     f"with {adopted['passes_saving']:.1f}x fewer UNet passes" if "points_behind_at_most" in adopted else "")
-            found += (f" The engine runs N = {c['trials']} at that share of the votes, not the fit's N = "
-                      f"{c['trials_run']}: the classify bench on {adopted['n']} held-out phantoms gave "
-                      f"{adopted['accuracy']:.2%} ({adopted['mean_trials']:.1f} trials on average){cost} "
-                      f"(`{adopted['command']}`).")
+            engine_n = (f" The engine runs N = {c['trials']} at that share of the votes, not the fit's N = "
+                        f"{c['trials_run']}: the" if c["trials"] != c["trials_run"] else " At that N the")
+            found += (f"{engine_n} classify bench on {adopted['n']} held-out phantoms gave {adopted['accuracy']:.2%} "
+                      f"({adopted['mean_trials']:.1f} trials on average){cost} (`{adopted['command']}`).")
         lines.append(
             f"- **{task}**: the first class needs {c['votes_needed']} of {c['trials']} votes (`vote_threshold` "
             f"{c['vote_threshold']}), {window}, {c.get('weighting', 'disagreement')} error weighting; {found} "
@@ -278,12 +278,15 @@ def record_engine_trials(model_dir: str | Path, result: dict, command: str) -> P
         if result[key] != entry.get(key, result[key]):
             raise ValueError(f"the bench ran at {key}={result[key]!r}, the card's fit is {entry[key]!r}: not its "
                              "operating point")
+    import datetime
+
     entry.setdefault("trials_run", entry["trials"])                # the N the share was fitted at
     cost = result.get("cost") or {}
     entry.update({"trials": int(result["trials"]), "votes_needed": votes_needed(result["trials"], entry["vote_threshold"]),
                   "engine_trials_bench": {
                       "n": result["n"], "accuracy": result["accuracy"], "mean_trials": result["mean_trials"],
                       "mean_passes": result["mean_passes"], "command": command,
+                      "date": datetime.date.today().isoformat(),
                       **{key: cost[key] for key in ("points_behind_at_most", "reference_trials", "passes_saving")
                          if key in cost}}})
     return _write_calibration(model_dir, facts)

@@ -384,6 +384,14 @@ def model_about(model) -> str:
         lines += ["", f"⚠: below the bench's bar ({bars['agreement']:.0%}, {bars['diversity_ratio']:.2f}). Fréchet "
                       f"distance to held-out phantoms {prompts['fd_generated_vs_held_out']:.0f} (a blurred copy of them: "
                       f"{prompts['fd_blurred_held_out_vs_held_out']:.0f}); settings and dates: the model card."]
+    classified = {task: entry["engine_trials_bench"] for task, entry in (card.get("explain_calibration") or {}).items()
+                  if entry.get("engine_trials_bench")}
+    if classified:
+        lines += ["", "#### Diffusion classifier as measured on this model (held-out phantoms, at the card's operating "
+                      "point)", "| task | phantoms | true label given | trials on average | UNet passes on average |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {task} | {r['n']} | {r['accuracy']:.2%} | {r['mean_trials']:.1f} | {r['mean_passes']:.0f} |"
+                  for task, r in classified.items()]
     benched = card.get("edit_bench") or {}
     if benched:
         lines += ["", "#### Edits as measured on this model (held-out phantoms, against their true counterfactuals)",
@@ -485,17 +493,13 @@ EXPLAIN_WEIGHTINGS = {"model card's operating point (default)": None, "where the
                       "uniform (Favero et al.)": "uniform"}
 
 
-def explain_view(model, upload: str | None, example: str | None, preset: str, custom_prompts: str, trials: int,
-                 early_stop: bool, weighting: str = "model card's operating point (default)", progress=None,
-                 should_stop=None) -> ExplainView:
-    """Classify the input with the diffusion classifier and shape the result for the Explain tab."""
-    import plotly.graph_objects as go
+def explain_config(model, preset: str, custom_prompts: str, trials: int, early_stop: bool = True,
+                   weighting: str = "model card's operating point (default)"):
+    """The engine's ``ExplainConfig`` for the Explain tab's controls: a preset's prompts at its model card's
+    operating point (``calibrated_settings``; N from the slider, made odd), or custom prompts (one per line)
+    under the plain majority over the whole schedule."""
+    from ..engines.explain import PRESETS, ExplainConfig, calibrated_settings
 
-    from ..engines.common import model_rgb
-    from ..engines.explain import (DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify,
-                                   fitted_trials, votes_needed)
-
-    source = load_input(upload, example)
     if weighting not in EXPLAIN_WEIGHTINGS:
         raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
     is_preset = preset != "custom" and preset in PRESETS.get(model.domain, {})
@@ -507,9 +511,54 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     # Custom prompts get no card's fit: the plain majority over the whole schedule.
     settings = calibrated_settings(model if is_preset else None, preset, EXPLAIN_WEIGHTINGS[weighting])
     settings.pop("trials")          # the N to run comes from the slider (its default is the card's N)
-    fit_n = fitted_trials(model, preset) if is_preset else None
-    trials = int(trials) | 1                     # odd
-    config = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=bool(early_stop), **settings)
+    return ExplainConfig(prompts=prompts, labels=labels, trials=int(trials) | 1, early_stop=bool(early_stop),
+                         **settings)
+
+
+def explain_expectation(model, preset: str, custom_prompts: str, trials: int, weighting: str) -> str:
+    """Markdown, before anything is classified: the classify bench's held-out accuracy for this preset at its
+    model card's operating point (``medviz.engines.explain.measured_classifier``), and the settings that differ
+    from those it was measured at; empty for a model of unknown domain. No model call."""
+    from ..engines.explain import PRESETS, measured_classifier
+
+    if model.domain is None:
+        return ""
+    if preset not in PRESETS.get(model.domain, {}):
+        return "*Custom prompts were not measured on held-out phantoms.*  \n"
+    measured = measured_classifier(model, preset, explain_config(model, preset, custom_prompts, trials, True, weighting))
+    if measured is None:
+        return (f"*{preset.capitalize()} was not measured on held-out phantoms with this model (model card: "
+                "Diffusion-classifier operating point).*  \n")
+    m = measured
+    text = (f"**Measured on this model** for *{m['task']}* (classify bench, {m['n']} held-out phantoms"
+            + (f", {m['date']}" if m.get("date") else "") + f"): at the card's operating point the diffusion "
+            f"classifier gave the phantoms' true label in {m['accuracy']:.2%}, with {m['mean_trials']:.1f} trials on "
+            "average.")
+    if "points_behind_at_most" in m:
+        text += f" At most {m['points_behind_at_most']:.2f} points behind N = {m['reference_trials']}."
+    if not m["same_settings"]:
+        def shown(value):
+            return "–".join(map(str, value)) if isinstance(value, tuple) else value
+
+        changed = ", ".join(f"{name.replace('_', ' ')} {shown(mine)} (measured at {shown(theirs)})"
+                            for name, (theirs, mine) in m["differences"].items())
+        text += f" This run's settings differ and were not measured: {changed}."
+    return text + "  \n"
+
+
+def explain_view(model, upload: str | None, example: str | None, preset: str, custom_prompts: str, trials: int,
+                 early_stop: bool, weighting: str = "model card's operating point (default)", progress=None,
+                 should_stop=None) -> ExplainView:
+    """Classify the input with the diffusion classifier and shape the result for the Explain tab."""
+    import plotly.graph_objects as go
+
+    from ..engines.common import model_rgb
+    from ..engines.explain import DEFAULT_T_RANGE, PRESETS, classify, fitted_trials, votes_needed
+
+    source = load_input(upload, example)
+    config = explain_config(model, preset, custom_prompts, trials, early_stop, weighting)
+    fit_n = fitted_trials(model, preset) if preset in PRESETS.get(model.domain, {}) else None
+    trials = config.trials
     threshold = config.vote_threshold
     result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)
     display = model_rgb(source.pixels, model.image_size)          # the input as the model saw it

@@ -176,6 +176,15 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         prompt = handlers.compose_prompt(model.domain, attributes, free_text, sex, lesion)
         return handlers.generate_expectation(model, prompt, negative, scheduler, steps, guidance)
 
+    def on_explain_controls(name, preset, custom_prompts, trials, weighting):
+        """What the classify bench measured for this preset at the card's operating point: no model call (a model
+        that fails to load says so through the model selector's own event)."""
+        try:
+            model = registry.get(name)
+        except ModelLoadError:
+            return ""
+        return handlers.explain_expectation(model, preset, custom_prompts, trials, weighting)
+
     def on_difference_opacity(view, opacity):
         """Re-blend the stored difference map: no model call."""
         return handlers.difference_overlay(view, opacity)
@@ -348,6 +357,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                         early_stop = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
                     weighting = gr.Radio(list(handlers.EXPLAIN_WEIGHTINGS), value=list(handlers.EXPLAIN_WEIGHTINGS)[0],
                                          label="Operating point / denoising error weighted", elem_id="explain-weighting")
+                    explain_expect = gr.Markdown(elem_id="explain-expect")     # the card's held-out figures
                     explain_button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
                 with gr.Column(scale=3):
                     explain_summary = gr.Markdown(elem_id="explain-summary")
@@ -400,6 +410,10 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                                           early_stop, weighting, explain_opacity],
                              [explain_state, explanation_image, evidence_image, uncertainty_image, votes_chart, explain_summary],
                              api_name="explain", concurrency_id=MODEL_JOBS)
+        explain_controls = [preset, custom_prompts, trials, weighting]
+        gr.on([demo.load, model_name.change, *(control.change for control in explain_controls)], on_explain_controls,
+              [model_name, *explain_controls], explain_expect, api_name="explain_expect", queue=False,
+              show_progress="hidden")
         # The card's operating point is "k of N votes": N follows the card for each preset (still the user's to change).
         preset.change(on_preset_change, [model_name, preset], trials, api_name=False, queue=False,
                       show_progress="hidden")

@@ -273,3 +273,23 @@ def test_trials_run_until_decided_replays_the_exact_stop():
     # At 3 of 5 needed for the first class: two losses then a win leave 1 + 2 remaining = 3 reachable.
     assert trials_run_until_decided([False, False, False], 5, 2.5 / 5) == 3
     assert trials_run_until_decided([True, True, True, False, False], 5, 2.5 / 5) == 3
+
+
+def test_measured_classifier_holds_for_the_preset_at_its_cards_operating_point(skin_model):
+    from dataclasses import replace
+
+    from medviz.engines.explain import measured_classifier
+
+    labels, prompts = PRESETS["skin"]["melanoma"]
+    at_card = ExplainConfig(prompts=prompts, labels=labels, **calibrated_settings(skin_model, "melanoma"))
+    measured = measured_classifier(skin_model, "melanoma", at_card)
+    entry = skin_model.card["explain_calibration"]["melanoma"]
+    assert measured["same_settings"] and measured["task"] == "melanoma"
+    assert measured["accuracy"] == entry["engine_trials_bench"]["accuracy"] and measured["n"] == 400
+    fewer = measured_classifier(skin_model, "melanoma", replace(at_card, trials=51, weighting="disagreement"))
+    assert fewer["differences"] == {"trials": (101, 51), "weighting": ("uniform", "disagreement")}
+    # Other prompts, or a card that has no held-out record for the task, were not measured.
+    assert measured_classifier(skin_model, "melanoma", replace(at_card, prompts=("a melanoma", "a nevus"))) is None
+    bare = replace(skin_model, card={**skin_model.card, "explain_calibration": {"melanoma": {
+        k: v for k, v in entry.items() if k != "engine_trials_bench"}}})
+    assert measured_classifier(bare, "melanoma", at_card) is None

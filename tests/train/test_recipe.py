@@ -573,6 +573,16 @@ def test_record_engine_trials_keeps_the_fit_and_says_which_n_the_engine_runs_and
         record_engine_trials(tmp_path, {**bench, "vote_threshold": 0.5}, "x")
     with pytest.raises(ValueError, match="run calibrate first"):
         record_engine_trials(tmp_path, {**bench, "task": "other"}, "x")
+    # A bench at the N the share was fitted at: the card gives its held-out figure, and no "not the fit's N".
+    (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128,
+                                                      "explain_calibration": {"melanoma": {**fit, "trials": 101,
+                                                                                           "trials_run": 101}}}))
+    record_engine_trials(tmp_path, {**bench, "cost": {}}, "python -m medviz.bench classify --domain skin")
+    card = write_model_card(tmp_path, limits=[]).read_text()
+    assert ("At that N the classify bench on 400 held-out phantoms gave 99.25% (60.2 trials on average) "
+            "(`python -m medviz.bench classify --domain skin`).") in card and "not the fit's N" not in card
+    stored = json.loads((tmp_path / "medviz.json").read_text())["explain_calibration"]["melanoma"]
+    assert len(stored["engine_trials_bench"]["date"]) == 10                      # ISO date of the run
 
 
 def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path):
