@@ -435,7 +435,7 @@ def test_the_generate_tab_says_what_the_bench_measured_before_it_runs(client, cx
     assert "*pleural effusion* in" in answer and "*female* in" in answer
 
 
-def test_the_explain_tab_says_what_the_classify_bench_measured_before_it_runs(client, skin_model):
+def test_the_explain_tab_says_what_the_classify_bench_measured_before_it_runs(client, cxr_model, skin_model):
     from gradio_client import Client
 
     card = "model card's operating point (default)"
@@ -450,6 +450,8 @@ def test_the_explain_tab_says_what_the_classify_bench_measured_before_it_runs(cl
     assert handlers.explain_expectation(skin_model, "melanoma (one prompt per class)", "", 21, card).startswith(
         "*Melanoma (one prompt per class) was not measured on held-out phantoms")
     assert "| melanoma | 400 | 98.75% | 63.5 | 762 |" in handlers.model_about(skin_model)       # the Model tab
+    effusion = handlers.explain_expectation(cxr_model, "pleural effusion", "", 101, card)
+    assert "true label in 97.75%, with 66.7 trials on average." in effusion and "points behind" not in effusion
     own = Client(client.src, verbose=False)
     answer = own.predict("cxr-phantom", "custom", "a\nb", 21, card, api_name="/explain_expect")
     assert answer.startswith("*Custom prompts were not measured")
