@@ -150,6 +150,9 @@ def test_screenshots_of_the_other_tabs(page, shots):
     _open_tab(page, "Explain")
     # The classify bench's word on the preset at the card's operating point, before anything runs.
     page.locator("#explain-expect").get_by_text("held-out phantoms").wait_for()
+    page.wait_for_timeout(500)
+    # At the card's own N (set by the model's load): no setting differs. The line once raced that load.
+    assert "settings differ" not in page.locator("#explain-expect").inner_text()
     _set_number(page, "explain-trials", 15, speed_only=True)
     page.locator("#explain-button").click()
     page.locator("#explain-summary").get_by_text("UNet passes").wait_for()     # in every finished summary

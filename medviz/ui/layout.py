@@ -387,14 +387,14 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         # ------------------------------------------------------------ wiring
         model_outputs = [attributes, sex, lesion, targets, about, preset, explain_example, edit_example, edit_attribute,
                          trials, edit_strength, edit_guidance, edit_keep]
-        model_name.change(on_model_change, model_name, model_outputs,
-                          api_name="select_model", concurrency_id=MODEL_JOBS)
+        model_switched = model_name.change(on_model_change, model_name, model_outputs,
+                                           api_name="select_model", concurrency_id=MODEL_JOBS)
         generate_button.click(on_generate, [model_name, attributes, free_text, sex, lesion, negative, seed, batch,
                                             scheduler, steps, guidance, history],
                               [gallery, files, generate_info, last_seed, history, history_table],
                               api_name="generate", concurrency_id=MODEL_JOBS)
         generate_controls = [attributes, free_text, sex, lesion, negative, scheduler, steps, guidance]
-        gr.on([demo.load, model_name.change, *(control.change for control in generate_controls)], on_generate_controls,
+        gr.on([control.change for control in generate_controls], on_generate_controls,
               [model_name, *generate_controls], generate_expect, api_name="generate_expect", queue=False,
               show_progress="hidden")
         random_seed.click(lambda: -1, None, seed, api_name=False, queue=False)
@@ -411,7 +411,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                              [explain_state, explanation_image, evidence_image, uncertainty_image, votes_chart, explain_summary],
                              api_name="explain", concurrency_id=MODEL_JOBS)
         explain_controls = [preset, custom_prompts, trials, weighting]
-        gr.on([demo.load, model_name.change, *(control.change for control in explain_controls)], on_explain_controls,
+        gr.on([control.change for control in explain_controls], on_explain_controls,
               [model_name, *explain_controls], explain_expect, api_name="explain_expect", queue=False,
               show_progress="hidden")
         # The card's operating point is "k of N votes": N follows the card for each preset (still the user's to change).
@@ -432,7 +432,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                           api_name="edit", concurrency_id=MODEL_JOBS)
         edit_controls = [edit_action, edit_attribute, edit_target, edit_mask_mode, edit_strength, edit_guidance,
                          edit_steps, edit_keep]
-        gr.on([demo.load, model_name.change, *(control.change for control in edit_controls)], on_edit_controls,
+        gr.on([control.change for control in edit_controls], on_edit_controls,
               [model_name, *edit_controls], edit_expect, api_name="edit_expect", queue=False, show_progress="hidden")
         difference_opacity.change(on_difference_opacity, [edit_state, difference_opacity], difference_image,
                                   api_name="edit_opacity", queue=False, show_progress="hidden")
@@ -442,6 +442,15 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
                              api_name="phantom")
         demo.load(on_preview, [domain, phantom_seed, intervention], [factual, counterfactual, description],
                   api_name=False)
-        demo.load(on_model_change, model_name, model_outputs, api_name=False)
+        model_loaded = demo.load(on_model_change, model_name, model_outputs, api_name=False)
+        # The lines above the run buttons follow a model change only once it has set the controls to that model's
+        # defaults: run alongside it, they raced it and could show the figures for the controls' old values.
+        for event in (model_switched, model_loaded):
+            event.then(on_generate_controls, [model_name, *generate_controls], generate_expect, api_name=False,
+                       queue=False, show_progress="hidden")
+            event.then(on_edit_controls, [model_name, *edit_controls], edit_expect, api_name=False, queue=False,
+                       show_progress="hidden")
+            event.then(on_explain_controls, [model_name, *explain_controls], explain_expect, api_name=False,
+                       queue=False, show_progress="hidden")
         demo.load(on_edit_load, load_inputs, load_outputs, api_name=False)     # the preselected example, ready to edit
     return demo
