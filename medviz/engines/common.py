@@ -38,6 +38,12 @@ def make_scheduler(name: str, base_config):
     return getattr(diffusers, class_name).from_config(base_config, **overrides)
 
 
+def setting_differences(measured: dict, config) -> dict:
+    """{setting: (measured at, this request)} for each of a bench record's ``measured`` settings that ``config``
+    (an engine config) does not share; empty when the record's figures hold for the request."""
+    return {key: (value, getattr(config, key)) for key, value in measured.items() if getattr(config, key) != value}
+
+
 def new_seed() -> int:
     """A random seed in A1111's range, to be reported so the result can be reproduced."""
     return secrets.randbelow(2**32 - 1)

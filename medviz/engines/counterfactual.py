@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, encode_rgb, model_rgb,
-                     new_seed)
+                     new_seed, setting_differences)
 
 INVERSIONS = ("edit_friendly", "ddim")
 MASK_MODES = ("none", "auto", "painted")
@@ -250,8 +250,7 @@ def measured_edit(card: dict, config: EditConfig) -> dict | None:
     action = "add" if config.add else "remove"
     for edit, record in (card or {}).get("edit_bench", {}).items():
         if record["action"] == action and names[0] in record["attributes"]:
-            differences = {key: (value, getattr(config, key)) for key, value in record["settings"].items()
-                           if getattr(config, key) != value}
+            differences = setting_differences(record["settings"], config)
             return {**record, "edit": edit, "differences": differences, "same_settings": not differences}
     return None
 

@@ -90,7 +90,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..prompts import describe
-from .common import Progress, ShouldStop, StepControl, encode_image, encode_prompts, predict_noise
+from .common import (Progress, ShouldStop, StepControl, encode_image, encode_prompts, predict_noise,
+                     setting_differences)
 
 _CXR_CONTEXTS = ("", "cardiomegaly")        # why no device context: see the module docstring
 
@@ -377,8 +378,8 @@ def measured_classifier(model, task: str, config: ExplainConfig) -> dict | None:
     preset = PRESETS.get(getattr(model, "domain", None), {}).get(task)
     if not record or preset is None or tuple(config.prompts) != tuple(preset[1]):
         return None
-    measured = calibrated_settings(model, task)         # the operating point the bench ran at (its N included)
-    differences = {key: (value, getattr(config, key)) for key, value in measured.items() if getattr(config, key) != value}
+    # The operating point the bench ran at, its N included.
+    differences = setting_differences(calibrated_settings(model, task), config)
     return {**record, "task": task, "differences": differences, "same_settings": not differences}
 
 

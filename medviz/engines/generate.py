@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .common import Progress, ShouldStop, StepControl, make_scheduler, new_seed
+from .common import Progress, ShouldStop, StepControl, make_scheduler, new_seed, setting_differences
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,7 @@ def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> d
             unmeasured.append(attribute)
         else:
             rows.append(row)
-    differences = {key: (value, getattr(config, key)) for key, value in record["settings"].items()
-                   if getattr(config, key) != value}
+    differences = setting_differences(record["settings"], config)
     return {"rows": rows, "unmeasured": unmeasured, "differences": differences, "same_settings": not differences,
             **{key: record[key] for key in ("n", "bars", "date")}}
 

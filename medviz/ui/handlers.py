@@ -176,11 +176,8 @@ def prompt_measured_markdown(measured: dict | None, known_domain: bool) -> str:
     if measured["unmeasured"]:
         text += (" " if text else "") + "Not measured on this model: " + ", ".join(
             a.replace("_", " ") for a in measured["unmeasured"]) + "."
-    if not measured["same_settings"]:
-        changed = ", ".join(f"{name.replace('_', ' ')} {mine!r} (measured at {theirs!r})" if isinstance(mine, str)
-                            else f"{name.replace('_', ' ')} {mine} (measured at {theirs})"
-                            for name, (theirs, mine) in measured["differences"].items())
-        text += f" This run's settings differ and were not measured: {changed}."
+    # Quoted: a negative prompt may be empty, a sampler name has spaces.
+    text += _unmeasured_settings(measured["differences"], lambda v: repr(v) if isinstance(v, str) else str(v))
     if warnings:
         text = "⚠ **On this model, " + "; ".join(warnings) + ".** " + text
     return text + "  \n"
@@ -536,13 +533,7 @@ def explain_expectation(model, preset: str, custom_prompts: str, trials: int, we
             "average.")
     if "points_behind_at_most" in m:
         text += f" At most {m['points_behind_at_most']:.2f} points behind N = {m['reference_trials']}."
-    if not m["same_settings"]:
-        def shown(value):
-            return "–".join(map(str, value)) if isinstance(value, tuple) else value
-
-        changed = ", ".join(f"{name.replace('_', ' ')} {shown(mine)} (measured at {shown(theirs)})"
-                            for name, (theirs, mine) in m["differences"].items())
-        text += f" This run's settings differ and were not measured: {changed}."
+    text += _unmeasured_settings(m["differences"], lambda v: "–".join(map(str, v)) if isinstance(v, tuple) else str(v))
     return text + "  \n"
 
 
@@ -775,15 +766,23 @@ def measured_markdown(measured: dict | None, known_domain: bool) -> str:
                f"the input in {m['faithfulness']:.0%}")
     text = (f"**Measured on this model** for *{m['edit']}* ({m['n']} held-out phantoms with known true "
             f"counterfactuals, {m['date']}): {figures}.")
-    if not m["same_settings"]:
-        changed = ", ".join(f"{name.replace('_', ' ')} {mine} (measured at {theirs})"
-                            for name, (theirs, mine) in m["differences"].items())
-        text += f" This run's settings differ and were not measured: {changed}."
+    text += _unmeasured_settings(m["differences"])
     failed = [EDIT_SHORTFALLS[name] for name, met in m["meets"].items() if not met]
     if failed:
         listed = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
         text = f"⚠ **On this model this edit {listed}.** " + text
     return text + "  \n"
+
+
+def _unmeasured_settings(differences: dict, shown=str) -> str:
+    """' This run's settings differ and were not measured: steps 50 (measured at 25), ...' for a bench record's
+    ``differences`` ({setting: (measured at, this run)}, ``medviz.engines.common.setting_differences``), each
+    value written by ``shown``; '' when there are none."""
+    if not differences:
+        return ""
+    changed = ", ".join(f"{name.replace('_', ' ')} {shown(mine)} (measured at {shown(theirs)})"
+                        for name, (theirs, mine) in differences.items())
+    return f" This run's settings differ and were not measured: {changed}."
 
 
 def _number(value: float) -> str:

@@ -156,34 +156,25 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         return (view, (handlers.for_display(view.before), handlers.for_display(view.after)),
                 handlers.difference_overlay(view, opacity), view.summary, view.readout, view.files)
 
-    def on_edit_controls(name, action, attribute, target_prompt, mask_mode, strength, guidance, steps, keep):
-        """What the bench measured for the edit the controls ask for: no model call (a model that fails to load
-        says so through the model selector's own event)."""
-        try:
-            model = registry.get(name)
-        except ModelLoadError:
-            return ""
-        return handlers.edit_expectation(model, action, attribute, target_prompt, mask_mode, strength, guidance,
-                                         steps, keep)
+    # The lines above the run buttons: what the benches measured for what the controls ask, from the model card (no
+    # model call). A model that fails to load leaves them empty: the model selector's own event says why.
+    def with_loaded_model(line):
+        def adapter(name, *controls):
+            try:
+                model = registry.get(name)
+            except ModelLoadError:
+                return ""
+            return line(model, *controls)
+        return adapter
 
-    def on_generate_controls(name, attributes, free_text, sex, lesion, negative, scheduler, steps, guidance):
-        """How often the bench saw this model draw what the prompt names: no model call (a model that fails to
-        load says so through the model selector's own event)."""
-        try:
-            model = registry.get(name)
-        except ModelLoadError:
-            return ""
+    on_edit_controls = with_loaded_model(handlers.edit_expectation)
+
+    @with_loaded_model
+    def on_generate_controls(model, attributes, free_text, sex, lesion, negative, scheduler, steps, guidance):
         prompt = handlers.compose_prompt(model.domain, attributes, free_text, sex, lesion)
         return handlers.generate_expectation(model, prompt, negative, scheduler, steps, guidance)
 
-    def on_explain_controls(name, preset, custom_prompts, trials, weighting):
-        """What the classify bench measured for this preset at the card's operating point: no model call (a model
-        that fails to load says so through the model selector's own event)."""
-        try:
-            model = registry.get(name)
-        except ModelLoadError:
-            return ""
-        return handlers.explain_expectation(model, preset, custom_prompts, trials, weighting)
+    on_explain_controls = with_loaded_model(handlers.explain_expectation)
 
     def on_difference_opacity(view, opacity):
         """Re-blend the stored difference map: no model call."""
