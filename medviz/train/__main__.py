@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     recipe.add_argument("--vae-balance-structures", action=argparse.BooleanOptionalAction, default=False,
                         help="give every thin-structure type the same share of those windows")
     recipe.add_argument("--unet-budget-s", type=float, default=0.0, help="cut UNet steps to fit this many seconds")
+    recipe.add_argument("--unet-structure-weight", type=float, default=0.0,
+                        help="extra UNet loss weight on the latent cells holding a thin structure: "
+                             "Text2ImageConfig.structure_weight")
     recipe.add_argument("--n-held-out", type=int, default=2000)
     recipe.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                         help="weights of the written pipeline (float16 for transfer; upcast before use)")
@@ -104,7 +107,8 @@ def run_recipe(args) -> dict:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     images, factors, masks = render_training_set(args.domain, args.n_images, arch.image_size, args.workers,
-                                                 bool(args.vae_structure_weight or args.vae_structure_windows))
+                                                 bool(args.vae_structure_weight or args.vae_structure_windows
+                                                      or args.unet_structure_weight))
     timings["render_s"] = time.perf_counter() - start
     common = dict(domain=args.domain, out=args.out, preset=args.preset, seed=args.seed, workers=args.workers)
     tic = time.perf_counter()
@@ -117,7 +121,8 @@ def run_recipe(args) -> dict:
     tic = time.perf_counter()
     text2image = train_text2image(Text2ImageConfig(steps=args.unet_steps, batch_size=args.batch_size,
                                                    n_images=args.n_images, time_budget_s=args.unet_budget_s,
-                                                   **common), images, factors)
+                                                   structure_weight=args.unet_structure_weight, **common),
+                                 images, factors, masks=masks)
     timings["text2image_s"] = time.perf_counter() - tic
     tic = time.perf_counter()
     oracle = train_oracle(OracleConfig(steps=args.oracle_steps, n_images=args.n_images, n_held_out=args.n_held_out,

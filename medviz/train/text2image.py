@@ -10,6 +10,11 @@ words' tokens, as textual inversion does (Gal et al. 2022, "An Image is Worth On
 on existing tokens instead of a new one): every prompt without those tokens encodes bit for bit as
 before, so what else the model was measured to do stays measured.
 
+``structure_weight`` > 0 weights the noise-prediction error of the latent cells where the phantom renderer
+drew a fine structure (``FINE_STRUCTURES``: catheters and tubes, hair, ruler ticks) by 1 + that weight, as
+the VAE's loss does for their pixels: a device is a few percent of the cells of the few images that hold
+one, so an unweighted loss lets it be drawn a few pixels off its anatomical path for almost no cost.
+
 Fine-tuning an existing SD folder on a folder + CSV dataset follows PRISM (arXiv 2503.00196): UNet
 only, VAE and text encoder frozen, AdamW lr 1e-5, weight decay 1e-2, grad clip 1.0, fp16 on GPU.
 """
@@ -25,7 +30,7 @@ import numpy as np
 from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
 from .captions import prompt_corpus, training_caption
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
-from .data import encode_latents, render_phantoms
+from .data import encode_latents, render_training_set
 from .tokenizer import build_clip_tokenizer
 
 
@@ -55,6 +60,7 @@ class Text2ImageConfig:
     data_csv: str | None = None        # CheXpert- or ISIC-layout CSV (fine-tuning data)
     grow_attention: bool = False       # with init_from: add attention at the full latent resolution
     grow_layer: bool = False           # with init_from: add a resnet at the full latent resolution
+    structure_weight: float = 0.0      # >0: extra loss weight on latent cells holding a fine structure
 
 
 def _denoiser(text_encoder, unet):
@@ -91,6 +97,24 @@ def _token_ids(tokenizer, words: str) -> list[int]:
     return sorted(set(ids))
 
 
+def latent_structure_weights(masks: np.ndarray, latent_side: int, strength: float, device):
+    """Per-latent-cell loss weights 1 + strength * (cell holds a fine structure), shape (N, 1, h, h).
+
+    ``masks`` (N, H, W), nonzero where the renderer drew a fine structure; H a multiple of ``latent_side``.
+    The mask is dilated by 1 px first (as ``vae.structure_weights`` does), so a line along a cell border
+    weights the cells on both sides of it.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    side = masks.shape[-1]
+    if side % latent_side:
+        raise ValueError(f"masks of {side} px do not tile {latent_side} latent cells")
+    mask = torch.from_numpy(np.ascontiguousarray(masks != 0)).float()[:, None]
+    mask = F.max_pool2d(F.max_pool2d(mask, 3, stride=1, padding=1), side // latent_side)
+    return (1.0 + strength * mask).to(device)
+
+
 def _snr_weights(scheduler, timesteps, gamma: float):
     """min(SNR, gamma) / SNR for epsilon prediction (Hang et al. 2023, eq. 6)."""
     alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
@@ -99,8 +123,14 @@ def _snr_weights(scheduler, timesteps, gamma: float):
 
 
 def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None, factors: list | None = None,
-                     progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
-    """Train and save ``out/text_encoder``, ``out/unet`` (and ``out/tokenizer``). Returns final metrics."""
+                     progress: Progress | None = None, should_stop: Callable[[], bool] | None = None,
+                     masks: np.ndarray | None = None) -> dict:
+    """Train and save ``out/text_encoder``, ``out/unet`` (and ``out/tokenizer``). Returns final metrics.
+
+    ``images`` (N, H, W, 3) uint8 and their ``factors``, rendered from the domain's phantoms when None;
+    ``masks`` (N, H, W), their fine-structure pixels, are needed with ``structure_weight`` and rendered
+    alongside when images are.
+    """
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.training_utils import EMAModel
@@ -113,6 +143,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     if (config.grow_attention or config.grow_layer) and not (config.init_from and config.train_unet):
         raise ValueError("grow_attention/grow_layer add UNet capacity to a trained pipeline: they need init_from "
                          "and a UNet that trains")
+    if config.structure_weight and config.pretrained:
+        raise ValueError("structure_weight needs the phantoms' fine-structure masks: a CSV dataset has none")
     if config.train_tokens and config.train_unet:
         raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
     out = Path(config.out)
@@ -152,7 +184,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
                              full_resolution_layer=config.grow_layer)
         max_tokens = tokenizer.model_max_length
         if images is None or factors is None:
-            images, factors = render_phantoms(config.domain, config.n_images, vae.config.sample_size, 0, config.workers)
+            images, factors, masks = render_training_set(config.domain, config.n_images, vae.config.sample_size,
+                                                          config.workers, bool(config.structure_weight))
         fixed_captions = None
         # A frozen UNet keeps what it draws and changes only what the words ask for: a cheap way to
         # teach a phrase (a new caption wording) without moving the image model.
@@ -168,7 +201,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         unet = make_unet(arch)
         max_tokens = arch.max_tokens
         if images is None or factors is None:
-            images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
+            images, factors, masks = render_training_set(config.domain, config.n_images, arch.image_size, config.workers,
+                                                          bool(config.structure_weight))
         fixed_captions = None
     vae.requires_grad_(False)
     if trained_ids is not None:
@@ -178,8 +212,12 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         frozen_rows[trained_ids] = False
         frozen_rows = frozen_rows.to(device)
         original_embeddings = text_encoder.get_input_embeddings().weight.detach().clone().to(device)
+    if config.structure_weight and (masks is None or masks.shape != images.shape[:3]):
+        raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     latent_mean, latent_std = encode_latents(vae, images, device)
     del vae
+    cell_weights = (latent_structure_weights(masks, latent_mean.shape[-1], config.structure_weight, device)
+                    if config.structure_weight else None)
     noise_scheduler = make_noise_scheduler()
     denoiser = _denoiser(text_encoder, unet)
     trainable = [p for p in denoiser.parameters() if p.requires_grad]   # text encoder first, then UNet
@@ -232,7 +270,10 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
         with accelerator.autocast():
             prediction = denoiser(noisy, timesteps, input_ids)
-        per_sample = (prediction.float() - noise).pow(2).mean(dim=(1, 2, 3))
+        errors = (prediction.float() - noise).pow(2)
+        if cell_weights is not None:
+            errors = errors * cell_weights[picked]
+        per_sample = errors.mean(dim=(1, 2, 3))
         loss = (per_sample * _snr_weights(noise_scheduler, timesteps, config.snr_gamma)).mean()
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)

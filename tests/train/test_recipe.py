@@ -18,15 +18,18 @@ def tiny_models(tmp_path_factory):
                  "--oracle-dir", str(root / "cxr-tiny-oracle"), "--preset", "tiny", "--n-images", "48",
                  "--vae-steps", "4", "--unet-steps", "4", "--oracle-steps", "4", "--batch-size", "8",
                  "--workers", "1", "--n-held-out", "32", "--vae-structure-weight", "4", "--vae-crop-latents", "8",
-                 "--vae-structure-windows", "0.5", "--vae-balance-structures"]) == 0
+                 "--vae-structure-windows", "0.5", "--vae-balance-structures",
+                 "--unet-structure-weight", "8"]) == 0
     return root
 
 
-def test_recipe_passes_the_structure_options_to_the_vae(tiny_models):
+def test_recipe_passes_the_structure_options_to_the_vae_and_unet(tiny_models):
     record = json.loads((tiny_models / "work" / "vae" / "medviz_train.json").read_text())
     assert record["config"]["structure_weight"] == 4.0
     assert record["config"]["crop_latents"] == 8 and record["config"]["structure_windows"] == 0.5
     assert record["config"]["balance_structures"] is True
+    unet_record = json.loads((tiny_models / "work" / "unet" / "medviz_train.json").read_text())
+    assert unet_record["config"]["structure_weight"] == 8.0
 
 
 def test_recipe_writes_a_stock_diffusers_pipeline(tiny_models):
@@ -637,3 +640,51 @@ def test_record_models_bench_replaces_only_its_card_section(tmp_path):
     assert "(2026-12-03)" in after and EDIT_BENCH_HEADING not in after
     assert after.split("## Limits")[1] == before.split("## Limits")[1]
     assert after == write_model_card(tmp_path, limits=["Hair is faint."]).read_text()
+
+
+def test_latent_structure_weights_weight_the_cells_a_structure_touches():
+    from medviz.train.text2image import latent_structure_weights
+
+    masks = np.zeros((2, 16, 16), np.uint8)
+    masks[0, 5, 5] = 1            # inside cell (1, 1) of a 4 x 4 grid, dilated 4..6: still that cell only
+    masks[1, 4, 4] = 4            # on a cell corner: dilated 3..5 touches the four cells around it
+    weights = latent_structure_weights(masks, 4, 3.0, "cpu")
+    assert weights.shape == (2, 1, 4, 4)
+    first, second = weights[0, 0].numpy(), weights[1, 0].numpy()
+    assert first[1, 1] == 4.0 and (first == 4.0).sum() == 1 and (first == 1.0).sum() == 15
+    assert (second[:2, :2] == 4.0).all() and (second == 1.0).sum() == 12
+    with pytest.raises(ValueError, match="do not tile"):
+        latent_structure_weights(np.zeros((1, 10, 10)), 4, 3.0, "cpu")
+
+
+def test_structure_weight_reaches_the_unet_loss_only_where_a_structure_was_drawn(tiny_models, tmp_path):
+    from safetensors.torch import load_file
+
+    from medviz.train.data import render_phantoms
+    from medviz.train.text2image import Text2ImageConfig, train_text2image
+
+    source = tiny_models / "cxr-tiny"
+    size = json.loads((source / "vae" / "config.json").read_text())["sample_size"]
+    images, factors, masks = render_phantoms("cxr", 8, size, 0, 1, fine_structure_masks=True)
+    assert masks.any()                                       # some of these phantoms hold a device
+
+    def unet_after(name, weight, structure_masks):
+        config = Text2ImageConfig(domain="cxr", out=str(tmp_path / name), steps=3, batch_size=4, n_images=8,
+                                  init_from=str(source), workers=1, structure_weight=weight)
+        train_text2image(config, images, factors, masks=structure_masks)
+        return load_file(tmp_path / name / "unet" / "diffusion_pytorch_model.safetensors")
+
+    plain = unet_after("plain", 0.0, None)
+    # No structure drawn: every weight is 1, the same steps as the unweighted loss, bit for bit.
+    empty = unet_after("empty", 16.0, np.zeros_like(masks))
+    weighted = unet_after("weighted", 16.0, masks)
+    assert all(torch.equal(plain[k], empty[k]) for k in plain)
+    assert not all(torch.equal(plain[k], weighted[k]) for k in plain)
+    record = json.loads((tmp_path / "weighted" / "unet" / "medviz_train.json").read_text())
+    assert record["config"]["structure_weight"] == 16.0
+    with pytest.raises(ValueError, match="fine-structure masks"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), init_from=str(source),
+                                          structure_weight=4.0, workers=1), images, factors)
+    with pytest.raises(ValueError, match="a CSV dataset has none"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), pretrained=str(source),
+                                          structure_weight=4.0))
