@@ -145,6 +145,9 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
                          "and a UNet that trains")
     if config.structure_weight and config.pretrained:
         raise ValueError("structure_weight needs the phantoms' fine-structure masks: a CSV dataset has none")
+    if config.structure_weight and images is not None and (masks is None or masks.shape != images.shape[:3]):
+        # Checked before anything is written: given images need their masks (rendered ones come with them).
+        raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     if config.train_tokens and config.train_unet:
         raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
     out = Path(config.out)
@@ -212,8 +215,6 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         frozen_rows[trained_ids] = False
         frozen_rows = frozen_rows.to(device)
         original_embeddings = text_encoder.get_input_embeddings().weight.detach().clone().to(device)
-    if config.structure_weight and (masks is None or masks.shape != images.shape[:3]):
-        raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     latent_mean, latent_std = encode_latents(vae, images, device)
     del vae
     cell_weights = (latent_structure_weights(masks, latent_mean.shape[-1], config.structure_weight, device)

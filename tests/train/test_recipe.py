@@ -685,6 +685,7 @@ def test_structure_weight_reaches_the_unet_loss_only_where_a_structure_was_drawn
     with pytest.raises(ValueError, match="fine-structure masks"):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), init_from=str(source),
                                           structure_weight=4.0, workers=1), images, factors)
+    assert not (tmp_path / "bad").exists()                   # refused before anything was written
     with pytest.raises(ValueError, match="a CSV dataset has none"):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), pretrained=str(source),
                                           structure_weight=4.0))
