@@ -32,6 +32,7 @@ from .captions import prompt_corpus, training_caption
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
 from .data import encode_latents, render_training_set
 from .tokenizer import build_clip_tokenizer
+from .vae import structure_weights
 
 
 @dataclass(frozen=True)
@@ -101,18 +102,16 @@ def latent_structure_weights(masks: np.ndarray, latent_side: int, strength: floa
     """Per-latent-cell loss weights 1 + strength * (cell holds a fine structure), shape (N, 1, h, h).
 
     ``masks`` (N, H, W), nonzero where the renderer drew a fine structure; H a multiple of ``latent_side``.
-    The mask is dilated by 1 px first (as ``vae.structure_weights`` does), so a line along a cell border
+    The VAE's pixel weights (mask dilated by 1 px), max-pooled to the cells: a line along a cell border
     weights the cells on both sides of it.
     """
-    import torch
     import torch.nn.functional as F
 
     side = masks.shape[-1]
     if side % latent_side:
         raise ValueError(f"masks of {side} px do not tile {latent_side} latent cells")
-    mask = torch.from_numpy(np.ascontiguousarray(masks != 0)).float()[:, None]
-    mask = F.max_pool2d(F.max_pool2d(mask, 3, stride=1, padding=1), side // latent_side)
-    return (1.0 + strength * mask).to(device)
+    # Pooled on the CPU: the full-resolution weights of a whole training set need not visit the GPU.
+    return F.max_pool2d(structure_weights(masks, strength, "cpu"), side // latent_side).to(device)
 
 
 def _snr_weights(scheduler, timesteps, gamma: float):
