@@ -308,6 +308,7 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
         "mean_passes": float(np.mean([r["passes"] for r in rows])),
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
         "cost": _summarise_cost(cost), "cases": cases,
+        "rows": rows,                                # per phantom, so that two runs can be compared row by row
     }
 
 
@@ -407,7 +408,7 @@ def run(config: CounterfactualBenchConfig, progress=None) -> dict:
             if EDITS[edit][0] == domain:
                 out["edits"].append(run_edit(edit, config, model, first_seed))
                 if progress:
-                    progress(edit, {k: v for k, v in out["edits"][-1].items() if k != "cases"})
+                    progress(edit, {k: v for k, v in out["edits"][-1].items() if k not in ("cases", "rows")})
     return out
 
 
