@@ -392,6 +392,14 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def to_model_batch(images: np.ndarray, device):
+    """uint8 N x H x W x 3 -> float tensor N x 3 x H x W in [-1, 1]: the model boundary of the VAE and the oracle."""
+    import torch
+
+    tensor = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
+    return tensor / 127.5 - 1.0
+
+
 def to_uint16(pixels: np.ndarray) -> np.ndarray:
     """Contract pixels -> uint16 (rounding)."""
     return np.round(np.clip(pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)

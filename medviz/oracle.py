@@ -2,7 +2,8 @@
 
 A multi-label ``transformers`` ResNet trained on phantoms (``python -m medviz.train oracle``); each
 bundled model names its oracle in ``medviz.json``. Images enter in the I/O contract (float32 in
-[0, 1], ``(H, W)`` or ``(H, W, 3)``) or as uint8; they are resized to the oracle's training size.
+[0, 1], ``(H, W)`` or ``(H, W, 3)``) or as uint8; they are resized to the side its ``config.json``
+gives (``image_size``, the size it was trained at).
 """
 
 from __future__ import annotations
@@ -14,17 +15,26 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
+
+from . import domains
+from .io import to_model_batch, to_uint8
 
 #: Every figure the oracle produces is labelled with this, in tables, charts and metadata.
 READOUT_KIND = "attribute readout (not a diagnosis)"
 
-#: Attributes that are separate factors of the phantom SCM, per domain. Disentanglement metrics
-#: (leakage, CFRT) compare a target with these; the device kinds (pacemaker, ...) are parts of
-#: ``support_devices``, not independent factors.
-FACTOR_ATTRIBUTES = {
-    "cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "female"),
-    "skin": ("melanoma", "ruler", "hair", "gel_bubbles", "ink", "vignette"),
-}
+
+def predict(model, images: np.ndarray, device, batch: int = 256) -> np.ndarray:
+    """Sigmoid probabilities (N, n_attributes) of uint8 N x H x W x 3 images, in batches of ``batch``."""
+    import torch
+
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            logits = model(pixel_values=to_model_batch(images[start:start + batch], device)).logits
+            outputs.append(torch.sigmoid(logits.float()).cpu().numpy())
+    return np.concatenate(outputs)
 
 
 @dataclass
@@ -37,10 +47,14 @@ class Oracle:
     domain: str | None = None
     path: str = ""
 
+    @property
+    def factors(self) -> tuple[str, ...]:
+        """The attributes it reads that are separate factors of its domain's SCM (all of them: unknown domain)."""
+        domain = domains.find(self.domain)
+        return tuple(a.name for a in domain.factors) if domain else self.attributes
+
     def readout(self, images: np.ndarray | Sequence[np.ndarray], batch: int = 128) -> np.ndarray:
         """Sigmoid probabilities (N, A) of N images (contract floats or uint8, any size, gray or RGB)."""
-        from .train.oracle import predict
-
         uint8 = self._to_uint8_batch(images)
         if not len(uint8):
             return np.zeros((0, len(self.attributes)), np.float32)
@@ -50,10 +64,6 @@ class Oracle:
         return [dict(zip(self.attributes, map(float, row))) for row in self.readout(images)]
 
     def _to_uint8_batch(self, images) -> np.ndarray:
-        from PIL import Image
-
-        from .io import to_uint8
-
         arrays = []
         for image in images:
             image = np.asarray(image)
@@ -68,20 +78,16 @@ class Oracle:
 
 
 def load_oracle(path: str | os.PathLike, domain: str | None = None) -> Oracle:
-    """Load an oracle folder (``config.json`` + ``model.safetensors``) offline."""
+    """Load an oracle folder (``config.json`` with ``image_size`` + ``model.safetensors``) offline."""
     from transformers import ResNetForImageClassification
 
     folder = Path(path)
     model = ResNetForImageClassification.from_pretrained(str(folder), local_files_only=True).eval()
     attributes = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
-    size = 128
+    size = getattr(model.config, "image_size", None)
+    if not size:
+        raise ValueError(f"{folder}/config.json gives no image_size (the side the oracle was trained at)")
     record = folder / "medviz_train.json"
-    if record.is_file():
-        facts = json.loads(record.read_text())
-        preset = facts.get("config", {}).get("preset")
-        if preset:
-            from .train.architectures import PRESETS
-
-            size = PRESETS[preset].image_size
-        domain = domain or facts.get("config", {}).get("domain")
-    return Oracle(model=model, attributes=attributes, image_size=size, domain=domain, path=str(folder))
+    if domain is None and record.is_file():
+        domain = json.loads(record.read_text()).get("config", {}).get("domain")
+    return Oracle(model=model, attributes=attributes, image_size=int(size), domain=domain, path=str(folder))

@@ -1,9 +1,10 @@
-"""Captions from labels, and the reverse: which attributes a free-text prompt asks for.
+"""The one caption grammar, both ways: captions from attributes, and which attributes a prompt asks for.
 
-Caption templates follow PRISM (arXiv 2503.00196): "Chest X-ray showing {findings}" built from the
-CheXpert findings whose label is exactly 1 (uncertain and blank count as absent), or "Normal chest
-X-ray with no significant findings"; and the demographic template of arXiv 2503.23618:
-"Chest X-ray of a {age}-year-old {sex} patient with {findings}".
+Every caption reads "<subject><head><lead><listed attributes>, no <negated>" in the domain's words
+(``medviz.domains``): "Chest X-ray of a female patient showing pleural effusion, no support devices",
+"Dermoscopy image of a melanoma with ruler markings". Real-data captions follow PRISM (arXiv
+2503.00196): "Chest X-ray showing {findings}" from the CheXpert findings labelled exactly 1, or "Normal
+chest X-ray with no significant findings"; and the demographic template of arXiv 2503.23618.
 
 ``parse_prompt`` reads a prompt back into {attribute: True/False} for the attributes it mentions,
 with negation scope ("no effusion or cardiomegaly", "pacemaker but no effusion", "without ruler").
@@ -17,6 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import domains
+from .domains import Domain
+
 #: The 14 CheXpert observations, in the dataset's column order.
 CHEXPERT_FINDINGS = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
@@ -26,42 +30,9 @@ CHEXPERT_FINDINGS = (
 
 PRISM_NORMAL = "Normal chest X-ray with no significant findings"
 
-#: attribute -> (caption phrase, synonyms recognised in prompts). Keys are the names used across
-#: medviz (sliders, edits, oracle); for CXR they map onto CheXpert columns via ``CXR_COLUMNS``.
-CXR_ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "pleural_effusion": ("pleural effusion", ("pleural effusion", "pleural effusions", "effusion", "effusions",
-                                              "pleural fluid", "blunted costophrenic angle", "blunting")),
-    "cardiomegaly": ("cardiomegaly", ("cardiomegaly", "enlarged heart", "cardiac enlargement", "large heart",
-                                      "enlarged cardiac silhouette")),
-    "support_devices": ("support devices", ("support devices", "support device", "devices", "device",
-                                            "lines and tubes", "tubes and lines")),
-    "pacemaker": ("pacemaker", ("pacemaker", "pacer", "cardiac device", "icd")),
-    "ett": ("endotracheal tube", ("endotracheal tube", "et tube", "ett", "intubated", "breathing tube")),
-    "cvc": ("central venous line", ("central venous line", "central venous catheter", "central line", "cvc",
-                                    "picc", "venous catheter")),
-    "ngt": ("nasogastric tube", ("nasogastric tube", "ng tube", "ngt", "feeding tube", "enteric tube")),
-}
-CXR_COLUMNS = {"pleural_effusion": "Pleural Effusion", "cardiomegaly": "Cardiomegaly",
-               "support_devices": "Support Devices"}
-SUPPORT_DEVICE_KINDS = ("pacemaker", "ett", "cvc", "ngt")
-
-SKIN_ATTRIBUTES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "melanoma": ("melanoma", ("melanoma", "malignant melanoma", "malignant lesion", "malignant")),
-    "nevus": ("benign nevus", ("benign nevus", "nevus", "naevus", "mole", "benign lesion", "benign")),
-    "ruler": ("ruler markings", ("ruler markings", "ruler marks", "ruler", "scale bar", "measuring scale")),
-    "hair": ("hair", ("hair", "hairs", "hairy")),
-    "gel_bubbles": ("gel bubbles", ("gel bubbles", "air bubbles", "bubbles", "bubble")),
-    "ink": ("ink markings", ("ink markings", "ink marking", "ink", "surgical marker", "pen marks")),
-    "vignette": ("dark corners", ("dark corners", "dark corner", "vignette", "vignetting")),
-}
-
-ATTRIBUTES = {"cxr": CXR_ATTRIBUTES, "skin": SKIN_ATTRIBUTES}
-
 _NEGATIONS = ("no", "without", "absent", "absence of", "negative for", "free of", "not", "removed",
               "remove", "minus", "lacking", "lack of", "resolved")
 _SCOPE_BREAKS = ("but", "with", "and with", "showing", "shows", "has", "having", "plus", "however", "yet")
-_NORMAL_PHRASES = ("no significant findings", "no acute findings", "no acute cardiopulmonary", "no finding",
-                   "normal chest", "unremarkable")
 
 
 def label_value(value: Any) -> float:
@@ -120,11 +91,8 @@ def skin_caption(labels: Mapping[str, Any]) -> str:
     """ "Dermoscopy image of a melanoma with ruler markings, hair" from ISIC-style labels."""
     diagnosis = str(labels.get("diagnosis", "")).lower()
     malignant = int(float(labels.get("target", 0) or 0)) == 1 or "melanoma" in diagnosis
-    lesion = "melanoma" if malignant else "benign nevus"
-    artifacts = [SKIN_ATTRIBUTES[k][0] for k in ("ruler", "hair", "gel_bubbles", "ink", "vignette")
-                 if _truthy(labels.get(k))]
-    text = f"Dermoscopy image of a {lesion}"
-    return text + (" with " + _join(artifacts) if artifacts else "")
+    skin = domains.get("skin")
+    return describe("skin", {"melanoma": malignant, **{a.name: _truthy(labels.get(a.name)) for a in skin.listed}})
 
 
 def _truthy(value: Any) -> bool:
@@ -135,83 +103,193 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def augmented_caption(domain: str, present: Mapping[str, bool], rng: np.random.Generator,
-                      negatives: float = 0.3) -> str:
-    """A caption with random attribute order, synonyms and explicit negatives ("no pleural effusion").
+def _caption(domain: Domain, head: str, positives: list[str], negatives: list[str]) -> str:
+    """The grammar itself: subject, head, the lead word and the listed phrases, then "no ..." for negatives."""
+    text = domain.subject + head + (domain.lead + _join(positives) if positives else "")
+    return text + (((", " if positives else " with ") + "no " + " or ".join(negatives)) if negatives else "")
 
-    Used for training so that free-text prompts work; ``present`` maps attribute -> True/False.
-    """
-    table = ATTRIBUTES[domain]
-    positives = [k for k, v in present.items() if v and k in table]
-    absent = [k for k, v in present.items() if not v and k in table]
-    rng.shuffle(positives)
 
-    def phrase(key: str) -> str:
-        synonyms = table[key][1]
-        return synonyms[int(rng.integers(len(synonyms)))] if rng.random() < 0.3 else table[key][0]
-
-    head = "Chest X-ray" if domain == "cxr" else "Dermoscopy image"
-    text = head + (" showing " + _join([phrase(k) for k in positives]) if positives else "")
-    negated = [k for k in absent if rng.random() < negatives]
-    if negated:
-        text += (", " if positives else " with ") + "no " + " or ".join(table[k][0] for k in negated)
+def _head(domain: Domain, present: Mapping[str, bool]) -> str:
+    """' of a female patient', ' of a benign nevus': the head attributes named in ``present`` (or always named)."""
+    text = ""
+    for attribute in domain.heads:
+        value = present.get(attribute.name)
+        if value is None and attribute.always_named:
+            value = False
+        if value is not None:
+            text += attribute.head.format(attribute.phrase if value else attribute.absent)
     return text
 
 
 def describe(domain: str, present: Mapping[str, bool], negated: Sequence[str] = ()) -> str:
     """A canonical caption in the training captions' grammar, e.g. for the edit engine's prompts.
 
-    ``present`` maps attributes (``ATTRIBUTES[domain]`` keys, plus CXR's ``female`` and skin's
-    ``melanoma``) to True/False; only True ones are named, in the table's order, with their canonical
-    phrase. ``negated`` attributes are named after "no" (the training captions' explicit negatives).
+    ``present`` maps attributes to True/False; True ones are listed in the domain's order with their
+    canonical phrase; head attributes (CXR's sex, skin's lesion) go in the head when given (the lesion
+    always). ``negated`` attributes are named after "no" (the training captions' explicit negatives).
 
         >>> describe("cxr", {"female": True, "pleural_effusion": True}, negated=["support_devices"])
         'Chest X-ray of a female patient showing pleural effusion, no support devices'
         >>> describe("skin", {"melanoma": False, "ruler": True})
         'Dermoscopy image of a benign nevus with ruler markings'
     """
-    if domain not in ATTRIBUTES:
-        raise ValueError(f"unknown domain {domain!r}; choose one of {sorted(ATTRIBUTES)}")
-    table = ATTRIBUTES[domain]
-    positives = [table[k][0] for k in table if present.get(k) and k not in ("melanoma", "nevus")]
-    negatives = " or ".join(table[k][0] for k in table if k in negated)
-    if domain == "cxr":
-        head, lead = "Chest X-ray", " showing "
-        if "female" in present:
-            head += f" of a {'female' if present['female'] else 'male'} patient"
-    else:
-        head, lead = f"Dermoscopy image of {'a melanoma' if present.get('melanoma') else 'a benign nevus'}", " with "
-    text = head + (lead + _join(positives) if positives else "")
-    return text + (((", " if positives else " with ") + "no " + negatives) if negatives else "")
+    d = domains.get(domain)
+    positives = [a.phrase for a in d.listed if present.get(a.name)]
+    negatives = [a.phrase for a in d.attributes if a.name in negated]
+    return _caption(d, _head(d, present), positives, negatives)
 
 
-def named_sex(text: str) -> bool | None:
-    """Whether a prompt names the patient female (True), male (False) or neither (None).
+def class_prompts(domain: str, attribute: str, context: Mapping[str, bool] = {},
+                  companions: Sequence[str] = ()) -> tuple[str, str]:
+    """(with, without) ``attribute`` in ``context``: a head attribute's absence is its other word ("male",
+    "benign nevus"), a listed one's is "no <phrase>"; ``companions`` are named beside it.
 
-        >>> named_sex("Chest X-ray of a male patient"), named_sex("Chest X-ray, effusion")
-        (False, None)
+        >>> class_prompts("cxr", "pleural_effusion", {"cardiomegaly": True})
+        ('Chest X-ray showing pleural effusion, cardiomegaly', 'Chest X-ray showing cardiomegaly, no pleural effusion')
     """
-    match = re.search(r"\b(female|male)\b", text.lower())
-    return None if match is None else match.group(1) == "female"
+    head = domains.get(domain).attribute(attribute).head is not None
+    with_it = describe(domain, {**context, attribute: True, **{c: True for c in companions}})
+    without = describe(domain, {**context, attribute: False}) if head else describe(domain, context, [attribute])
+    return with_it, without
+
+
+def neutral_prompt(domain: str | None) -> str:
+    """The prompt a trajectory starts from: the domain's neutral state ('' for an unknown domain)."""
+    d = domains.find(domain)
+    return describe(d.name, d.neutral) if d else ""
+
+
+def start_prompt(domain: str | None, target: str) -> str:
+    """The neutral prompt with ``target`` off (a sex slider starts from the other sex)."""
+    d = domains.find(domain)
+    if d is None or target not in d:
+        return neutral_prompt(domain)
+    return describe(d.name, {**d.neutral, target: False})
+
+
+def attribute_prompt(domain: str, target: str) -> str:
+    """The neutral prompt with ``target`` (and its companions) on: where a prompt switch goes."""
+    d = domains.get(domain)
+    return describe(domain, {**d.neutral, target: True, **{c: True for c in d.attribute(target).companions}})
+
+
+def augmented_caption(domain: str, present: Mapping[str, bool], rng: np.random.Generator,
+                      negatives: float = 0.3) -> str:
+    """A caption with random attribute order, synonyms and explicit negatives ("no pleural effusion").
+
+    Used for training so that free-text prompts work; ``present`` maps listed attributes to True/False.
+    """
+    d = domains.get(domain)
+    table = {a.name: a for a in d.listed}
+    positives = [k for k, v in present.items() if v and k in table]
+    absent = [k for k, v in present.items() if not v and k in table]
+    rng.shuffle(positives)
+
+    def phrase(key: str) -> str:
+        synonyms = table[key].synonyms
+        return synonyms[int(rng.integers(len(synonyms)))] if rng.random() < 0.3 else table[key].phrase
+
+    words = [phrase(k) for k in positives]
+    negated = [k for k in absent if rng.random() < negatives]
+    return _caption(d, "", words, [table[k].phrase for k in negated])
+
+
+def training_caption(domain: str, factors: Mapping[str, Any], rng: np.random.Generator) -> str:
+    """A phantom's training caption: every present attribute named, in varied words and order, sometimes
+    with negatives; head attributes as often as their ``caption_share`` (CXR's sex in 70%, skin's lesion always).
+
+    An attribute with kinds (support devices) is named by its kinds, by its own phrase, or both, a third of
+    the time each: the phrase must also stand alone, or "showing support devices" alone draws nothing (0 of
+    64 samples when it only came beside the device names).
+    """
+    d = domains.get(domain)
+    attributes = d.attributes_of(factors)
+    present = {k: v for k, v in attributes.items() if k in {a.name for a in d.listed}}
+    for attribute in d.listed:
+        kinds = d.kinds(attribute.name)
+        if not kinds:
+            continue
+        if any(present[k] for k in kinds):
+            wording = rng.random()
+            if wording < 1 / 3:
+                present.pop(attribute.name)
+            elif wording < 2 / 3:
+                for kind in kinds:
+                    present.pop(kind)            # unnamed, not negated: they are there
+        if not present.get(attribute.name, True):
+            for kind in kinds:
+                present.pop(kind)
+    text = augmented_caption(domain, present, rng, negatives=0.35)
+    head = {a.name: attributes[a.name] for a in d.heads
+            if a.always_named or a.caption_share >= 1 or rng.random() < a.caption_share}
+    return d.subject + _head(d, head) + text[len(d.subject):]
+
+
+def named_heads(text: str, domain: str) -> dict[str, bool]:
+    """Head attributes a prompt names by their own words ("female" / "male"; a head with synonyms is
+    ``parse_prompt``'s): the first of the two words found decides.
+
+        >>> named_heads("Chest X-ray of a male patient", "cxr"), named_heads("Chest X-ray, effusion", "cxr")
+        ({'female': False}, {})
+    """
+    found = {}
+    for attribute in domains.get(domain).heads:
+        if attribute.synonyms:
+            continue
+        match = re.search(rf"\b({re.escape(attribute.phrase)}|{re.escape(attribute.absent)})\b", text.lower())
+        if match is not None:
+            found[attribute.name] = match.group(1) == attribute.phrase
+    return found
+
+
+def prompt_attributes(text: str, domain: str) -> dict[str, bool]:
+    """Every attribute a prompt names: ``parse_prompt``'s, then its head words (``named_heads``)."""
+    return {**parse_prompt(text, domain), **named_heads(text, domain)}
+
+
+def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
+    """The attributes a prompt fixes under the training captions' convention, {name: value}.
+
+    Training captions name every attribute a phantom has, a head attribute as often as its
+    ``caption_share`` and a kind (a device) by name, by its parent's phrase or both. So: a named
+    attribute is present, a negated or unnamed listed one is absent, a head attribute is fixed when named
+    (or when every caption names it), and a kind only when named or when its parent is absent.
+
+        >>> caption_conditional("cxr", "Chest X-ray of a female patient")
+        {'pleural_effusion': False, 'cardiomegaly': False, 'support_devices': False, 'pacemaker': False, 'ett': False, 'cvc': False, 'ngt': False, 'female': True}
+    """
+    d = domains.get(domain)
+    said = prompt_attributes(prompt, domain)
+    fixed: dict[str, bool] = {}
+    for a in d.attributes:
+        if a.kind_of is not None:
+            if a.name in said or not fixed.get(a.kind_of, said.get(a.kind_of, False)):
+                fixed[a.name] = said.get(a.name, False)
+        elif a.head is None or a.always_named or a.caption_share >= 1:
+            fixed[a.name] = said.get(a.name, False)
+        elif a.name in said:
+            fixed[a.name] = said[a.name]
+    return fixed
 
 
 def parse_prompt(text: str, domain: str = "cxr") -> dict[str, bool]:
     """Attributes a prompt mentions, True when asked for and False when negated.
 
     Negation cues ("no", "without", "absent", "negative for", "free of", ...) apply to every attribute
-    after them until a clause break ("but", "with", ";", "."). For CXR, a named device implies
-    ``support_devices``; "normal ... no significant findings" sets every finding False.
+    after them until a clause break ("but", "with", ";", "."). A named kind implies its parent (a
+    pacemaker, support devices); the domain's "normal" words set its findings False; a word for an
+    attribute's absence ("benign nevus") sets it False unless the attribute itself is named.
 
         >>> parse_prompt("chest X-ray with pacemaker but no pleural effusion or cardiomegaly")
         {'pacemaker': True, 'support_devices': True, 'pleural_effusion': False, 'cardiomegaly': False}
     """
-    if domain not in ATTRIBUTES:
-        raise ValueError(f"unknown domain {domain!r}; choose one of {sorted(ATTRIBUTES)}")
-    table = ATTRIBUTES[domain]
+    d = domains.get(domain)
     lowered = " " + re.sub(r"[^a-z0-9\-\s,;.]", " ", text.lower()) + " "
-    # Longest synonyms first so "pleural effusion" wins over "effusion".
-    patterns = sorted(((syn, key) for key, (_, syns) in table.items() for syn in syns), key=lambda p: -len(p[0]))
-    mentions: list[tuple[int, int, str]] = []
+    # Longest synonyms first so "pleural effusion" wins over "effusion"; absence words as keys of their own.
+    keyed = [item for a in d.attributes for item in
+             [(syn, (a.name, True)) for syn in a.synonyms] + [(syn, (a.name, False)) for syn in a.absent_synonyms]]
+    patterns = sorted(keyed, key=lambda p: -len(p[0]))
+    mentions: list[tuple[int, int, tuple[str, bool]]] = []
     taken = np.zeros(len(lowered), bool)
     for synonym, key in patterns:
         for match in re.finditer(r"(?<![a-z])" + re.escape(synonym) + r"(?![a-z])", lowered):
@@ -225,21 +303,24 @@ def parse_prompt(text: str, domain: str = "cxr") -> dict[str, bool]:
     breaks = [m.start() for m in re.finditer(
         r"[;.]|(?<![a-z])(" + "|".join(re.escape(b) for b in _SCOPE_BREAKS) + r")(?![a-z])", lowered)]
     result: dict[str, bool] = {}
-    for start, end, key in mentions:
+    absences: dict[str, bool] = {}           # attribute -> whether its absence word was asked for
+    for start, end, (name, itself) in mentions:
         negated = False
         for cue_start, cue_end in cues:
             if cue_end <= start and not any(cue_end <= b < start for b in breaks):
                 negated = True
-        # A cue inside the mention's own synonym ("no" in "nodule") cannot happen thanks to the
-        # word boundaries; a later positive mention overrides an earlier negation only if unset.
+        # Word boundaries keep a cue inside a synonym ("no" in "nodule") out; the first mention of a key wins.
         value = not negated
-        result.setdefault(key, value)
-        if domain == "cxr" and key in SUPPORT_DEVICE_KINDS and value:
-            result.setdefault("support_devices", True)
-    if domain == "cxr" and any(p in lowered for p in _NORMAL_PHRASES):
-        for key in ("pleural_effusion", "cardiomegaly"):
-            result.setdefault(key, False)
-    if domain == "skin" and "nevus" in result:
-        result.setdefault("melanoma", not result["nevus"])
-        del result["nevus"]
+        if not itself:
+            absences.setdefault(name, value)
+            continue
+        result.setdefault(name, value)
+        parent = d.attribute(name).kind_of
+        if parent is not None and value:
+            result.setdefault(parent, True)
+    if any(p in lowered for p in d.normal_phrases):
+        for name in d.normal_negates:
+            result.setdefault(name, False)
+    for name, asked in absences.items():
+        result.setdefault(name, not asked)
     return result

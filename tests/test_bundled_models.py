@@ -39,7 +39,7 @@ def test_oracle_reads_held_out_phantoms(domain):
     from transformers import ResNetForImageClassification
 
     from medviz.metrics import roc_auc
-    from medviz.train.captions import ORACLE_ATTRIBUTES
+    from medviz import domains
     from medviz.train.data import render_phantoms
     from medviz.train.oracle import HELD_OUT_FIRST_SEED, attribute_matrix, predict
 
@@ -47,6 +47,6 @@ def test_oracle_reads_held_out_phantoms(domain):
     images, factors = render_phantoms(domain, 300, 128, HELD_OUT_FIRST_SEED + 900_000, workers=1)
     probabilities = predict(oracle, images, "cpu")
     truth = attribute_matrix(domain, factors)
-    for k, name in enumerate(ORACLE_ATTRIBUTES[domain]):
+    for k, name in enumerate(domains.get(domain).oracle_labels):
         if 0 < truth[:, k].sum() < len(truth):
             assert roc_auc(truth[:, k], probabilities[:, k]) >= 0.98, name

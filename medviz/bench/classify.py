@@ -34,11 +34,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..engines.explain import DEFAULT_T_RANGE, DEFAULT_TRIALS
+from .. import domains
+from ..engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, calibrated_settings, classify,
+                               classify_reference, preset, trials_run_until_decided)
 from ..metrics import roc_auc
+from ..models import load_model
+from .truth import labelled_phantoms, toggled_region
 
-TASKS = {"cxr": ("pleural effusion", "pleural_effusion", {"effusion": ("bilateral", "none")}),
-         "skin": ("melanoma", "melanoma", {"melanoma": (True, False)})}
+#: The bench's diffusion-classifier task per domain: a preset of the domain (``medviz.domains``).
+TASKS = {"cxr": "pleural effusion", "skin": "melanoma"}
 FIRST_SEED_OFFSET = 200_000          # held-out seeds, disjoint from the oracle's and the tuning set's
 TUNING_SEED_OFFSET = 901_000         # the tuning phantoms (seeds 10,901,000+): calibration, never the bench
 
@@ -65,32 +69,6 @@ class ClassifyBenchConfig:
     shard: tuple[int, int] = (0, 1)   # (k, m): classify only images i with i % m == k (one process per core)
 
 
-def _true_changed_region(domain: str, seed: int, factor: str, values, size: int) -> np.ndarray:
-    """Pixels the intervention on the class factor changes (toggle to the other class)."""
-    from ..phantoms import get_domain, mask_between
-
-    module = get_domain(domain)
-    graph = module.build_graph()
-    sample = graph.sample(seed)
-    present = sample.factors[factor] not in (False, "none")
-    changes = {factor: values[1] if present else values[0]}
-    if domain == "cxr" and not present:
-        changes["effusion_severity"] = max(0.5, float(sample.factors.get("effusion_severity", 0.5)))
-    other = graph.intervene(sample, **changes)
-    return mask_between(module.render(sample.factors, sample.seed, size), module.render(other.factors, other.seed, size))
-
-
-def _labelled_phantoms(domain: str, n: int, size: int, seed_offset: int):
-    """(first seed, n rendered phantoms from HELD_OUT_FIRST_SEED + seed_offset, their task labels)."""
-    from ..train.captions import phantom_attributes
-    from ..train.data import render_phantoms
-    from ..train.oracle import HELD_OUT_FIRST_SEED
-
-    first_seed = HELD_OUT_FIRST_SEED + seed_offset
-    images, factors = render_phantoms(domain, n, size, first_seed, workers=1)
-    return first_seed, images, np.array([phantom_attributes(domain, f)[TASKS[domain][1]] for f in factors])
-
-
 def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None, on_row=None,
              done_rows: dict[int, dict] | None = None) -> dict:
     """One task on ``config.n`` held-out phantoms.
@@ -104,15 +82,12 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     ``on_row``) and the result is ``{"shard": (k, m), "rows": {i: row}}``, no summary: m such runs, one
     per core, print rows that one run with all their logs as ``done_rows`` then summarises.
     """
-    from ..engines.explain import PRESETS, ExplainConfig, calibrated_settings, classify
-    from ..models import load_model
-
-    task, attribute, intervention = TASKS[domain]
-    factor, values = next(iter(intervention.items()))
+    task = TASKS[domain]
+    attribute = domains.get(domain).presets[task].attribute
     model = model or load_model(f"{domain}-phantom", device="cpu")
-    labels, prompts = PRESETS[domain][task]
+    labels, prompts = preset(domain, task)
     size = model.image_size
-    first_seed, images, truth = _labelled_phantoms(domain, config.n, size, FIRST_SEED_OFFSET)
+    first_seed, images, truth = labelled_phantoms(domain, config.n, size, FIRST_SEED_OFFSET, attribute)
     settings = calibrated_settings(model, task) if config.calibrated else {"trials": DEFAULT_TRIALS}
     settings["trials"] = config.trials or settings["trials"]
     engine = ExplainConfig(prompts=prompts, labels=labels, early_stop=config.early_stop,
@@ -120,7 +95,7 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
 
     def row(i: int, image: np.ndarray, label: bool) -> dict:
         result = classify(model, image.astype(np.float32) / 255.0, engine)
-        mask = _true_changed_region(domain, first_seed + i, factor, values, size)
+        mask = toggled_region(domain, first_seed + i, attribute, size)
         scorable = 0 < mask.sum() < mask.size
         auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if scorable else float("nan")
         evidence_auc = roc_auc(mask.ravel(), result.evidence_map.ravel()) if scorable else float("nan")
@@ -239,13 +214,11 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
     lesions drew melanoma votes at a per-trial rate of 0.19 on the whole-schedule fit's draws and ~0.30 on
     the engine's), so a threshold fitted on other draws need not transfer.
     """
-    from ..engines.explain import PRESETS, ExplainConfig, classify
-    from ..models import load_model
-
-    task = TASKS[domain][0]
+    task = TASKS[domain]
     model = model or load_model(f"{domain}-phantom", device="cpu")
-    labels, prompts = PRESETS[domain][task]
-    first_seed, images, truth = _labelled_phantoms(domain, config.n, model.image_size, TUNING_SEED_OFFSET)
+    labels, prompts = preset(domain, task)
+    first_seed, images, truth = labelled_phantoms(domain, config.n, model.image_size, TUNING_SEED_OFFSET,
+                                                  domains.get(domain).presets[task].attribute)
     schedule = tuple(t_range) if t_range else DEFAULT_T_RANGE
     trials = config.trials or DEFAULT_TRIALS
     engine_trials = trials if t_range else engine_trials
@@ -324,8 +297,6 @@ def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.
            "accuracy_majority": float(((whole * engine_trials >= majority - 0.5) == truth).mean()),
            "accuracy_by_window": by_window, "decision": "vote"}
     if error_difference is not None and windows == [(lo, hi)] and first_won.shape[1] == engine_trials:
-        from ..engines.explain import trials_run_until_decided
-
         stops = np.array([trials_run_until_decided(won, engine_trials, threshold) for won in first_won])
         first_by_mean = np.array([d[:stop].mean() < 0 for d, stop in zip(error_difference, stops)])
         mean_error = float((first_by_mean == truth).mean())
@@ -390,8 +361,6 @@ def _engine_beside_reference_loop(model, pixels: np.ndarray, engine):
 
     Returns (the engine's ``ExplainResult``, (loop winner, loop UNet passes, loop seconds)).
     """
-    from ..engines.explain import classify, classify_reference
-
     return classify(model, pixels, engine), classify_reference(model, pixels, replace(engine, early_stop=False))
 
 
@@ -401,8 +370,6 @@ def _reference_fields(model, pixels: np.ndarray, engine, reference) -> dict:
     Both rules' answers of the N run are kept ("vote" is exact with or without its early stop; "mean_error"
     is over ``trials_run``).
     """
-    from ..engines.explain import classify
-
     full = classify(model, pixels, reference)
     mine, (winner, passes, seconds) = _engine_beside_reference_loop(model, pixels, engine)
     return {"reference": {"trials": reference.trials, "early_stop": reference.early_stop, "trials_run": full.trials_run,

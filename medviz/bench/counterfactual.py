@@ -30,22 +30,31 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..engines.counterfactual import EditConfig
+from .. import domains
+from ..engines.common import decode_latents, encode_image, encode_rgb, model_rgb
+from ..engines.counterfactual import EditConfig, channel_mean, composite, counterfactual
+from ..models import load_model, resolve
+from ..phantoms import get_domain, mask_between
 from ..phantoms.cxr import DEVICES
+from ..phantoms.render import redrawn
+from ..train.bundle import record_edit_bench
+from ..train.data import render_phantoms
+from ..train.oracle import HELD_OUT_FIRST_SEED
+from .truth import switch
 
 _ENGINE = EditConfig()
 
-#: name -> (domain, "add"/"remove", attribute, factor changes, factors held at their values).
+#: name -> (domain, "add"/"remove", attribute, SCM factors held at their values: the planted link is not followed).
 EDITS = {
-    "add pleural effusion": ("cxr", "add", "pleural_effusion", {"effusion": "bilateral"}, ("support_devices", "devices")),
-    "remove pleural effusion": ("cxr", "remove", "pleural_effusion", {"effusion": "none"}, ("support_devices", "devices")),
-    "add support devices": ("cxr", "add", "support_devices", {"support_devices": True}, ()),    # names the devices
-    "remove support devices": ("cxr", "remove", "support_devices", {"support_devices": False}, ()),
-    "remove ruler": ("skin", "remove", "ruler", {"ruler": False}, ()),
-    "remove hair": ("skin", "remove", "hair", {"hair": False}, ()),
-    "remove ink": ("skin", "remove", "ink", {"ink": False}, ()),
-    "add melanoma": ("skin", "add", "melanoma", {"melanoma": True}, ("ruler",)),
-    "remove melanoma": ("skin", "remove", "melanoma", {"melanoma": False}, ("ruler",)),
+    "add pleural effusion": ("cxr", "add", "pleural_effusion", ("support_devices", "devices")),
+    "remove pleural effusion": ("cxr", "remove", "pleural_effusion", ("support_devices", "devices")),
+    "add support devices": ("cxr", "add", "support_devices", ()),    # the request names the devices
+    "remove support devices": ("cxr", "remove", "support_devices", ()),
+    "remove ruler": ("skin", "remove", "ruler", ()),
+    "remove hair": ("skin", "remove", "hair", ()),
+    "remove ink": ("skin", "remove", "ink", ()),
+    "add melanoma": ("skin", "add", "melanoma", ("ruler",)),
+    "remove melanoma": ("skin", "remove", "melanoma", ("ruler",)),
 }
 #: edit -> the render components whose noise its input does not show. Adding devices: each device's path
 #: jitter (the device set itself is named in the request). Every other edit's true counterfactual is fixed by
@@ -87,15 +96,11 @@ class CounterfactualBenchConfig:
 
 def true_counterfactual(domain: str, seed: int, edit: str, size: int):
     """(input rendering, true counterfactual rendering, changed-region mask, counterfactual sample) of ``seed``."""
-    from ..phantoms import get_domain, mask_between
-
-    _, _, _, changes, held = EDITS[edit]
+    _, action, attribute, held = EDITS[edit]
     module = get_domain(domain)
     graph = module.build_graph()
     sample = graph.sample(seed)
-    changes = dict(changes)
-    if changes.get("effusion") == "bilateral":       # a clearly visible effusion, not a blunted angle
-        changes["effusion_severity"] = max(0.5, float(sample.factors["effusion_severity"]))
+    changes = switch(domain, sample, attribute, action == "add")
     after = graph.intervene(sample, **changes, **{name: sample.factors[name] for name in held})
     before_image = module.render(sample.factors, sample.seed, size)
     after_image = module.render(after.factors, after.seed, size)
@@ -104,14 +109,12 @@ def true_counterfactual(domain: str, seed: int, edit: str, size: int):
 
 def eligible_seeds(edit: str, n: int, first_seed: int) -> list[int]:
     """The first ``n`` seeds from ``first_seed`` whose phantom lacks (add) or has (remove) the attribute."""
-    from ..phantoms import get_domain
-    from ..train.captions import phantom_attributes
-
-    domain, action, attribute, _, _ = EDITS[edit]
+    domain, action, attribute, _ = EDITS[edit]
     graph = get_domain(domain).build_graph()
+    attributes_of = domains.get(domain).attributes_of
     seeds, seed = [], first_seed
     while len(seeds) < n:
-        has = phantom_attributes(domain, graph.sample(seed).factors)[attribute]
+        has = attributes_of(graph.sample(seed).factors)[attribute]
         if has == (action == "remove"):
             seeds.append(seed)
         seed += 1
@@ -122,9 +125,6 @@ def redrawn_truths(domain: str, edit: str, after, size: int, draws: int = CEILIN
     """Renders of the true counterfactual sample ``after`` with the render noise its input does not show
     (``UNSEEN_RENDER_NOISE[edit]``) drawn afresh ``draws`` times: what an edit that renders exactly as the
     SCM does, but must guess that noise, would return. Empty for edits without such noise."""
-    from ..phantoms import get_domain
-    from ..phantoms.render import redrawn
-
     components = UNSEEN_RENDER_NOISE.get(edit, ())
     if not components:
         return []
@@ -143,9 +143,6 @@ def decoder_ceiling(model, before: np.ndarray, truth: np.ndarray, changed: np.nd
     ``changed`` (bool (H, W)) grown to whole latent cells. No edit through this VAE can do better."""
     import torch
     import torch.nn.functional as F
-
-    from ..engines.common import decode_latents, encode_rgb, model_rgb
-    from ..engines.counterfactual import composite
 
     size = model.image_size
     rgb, rgb_truth = model_rgb(before, size), model_rgb(truth, size)
@@ -168,21 +165,21 @@ def near_truth(before: np.ndarray, result: np.ndarray, changed: np.ndarray) -> n
 
 def _request(edit: str) -> dict:
     """The EditConfig fields that ask for ``edit``: its attribute added or removed."""
-    _, action, attribute, _, _ = EDITS[edit]
+    _, action, attribute, _ = EDITS[edit]
     return {"add": (attribute,) if action == "add" else (), "remove": (attribute,) if action == "remove" else ()}
 
 
 def edit_attributes(edit: str) -> tuple[str, ...]:
     """The attributes an engine request may name for it to be this benched edit: its own, and for adding
     support devices each device kind too (the bench's request names the kinds the SCM added)."""
-    attribute = EDITS[edit][2]
-    return (attribute, *DEVICES) if edit == "add support devices" else (attribute,)
+    domain, _, attribute, _ = EDITS[edit]
+    return (attribute, *domains.get(domain).kinds(attribute)) if edit == "add support devices" else (attribute,)
 
 
 def card_record(summary: dict, date: str, command: str) -> dict:
     """What a model card keeps of one edit's ``run_edit`` summary: the figures, the settings they hold for,
     whether they meet ``BARS``, and how to reproduce them (``medviz.train.bundle.record_edit_bench``)."""
-    _, action, _, _, _ = EDITS[summary["edit"]]
+    _, action, _, _ = EDITS[summary["edit"]]
     figures = ("n", "effectiveness", "preservation_all", "faithfulness", "faithfulness_near_truth",
                "mask_iou_mean", "edited_iou_mean", "mean_passes")
     return {"action": action, "attributes": list(edit_attributes(summary["edit"])),
@@ -211,9 +208,6 @@ def write_edit_card(result: dict, command: str) -> list[str]:
     medviz.json paths written."""
     import datetime
 
-    from ..models import resolve
-    from ..train.bundle import record_edit_bench
-
     date = datetime.date.today().isoformat()
     written = []
     for domain in sorted({r["domain"] for r in result["edits"]}):
@@ -234,10 +228,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: int, progress=None) -> dict:
     """Every figure of one edit type; ``cases`` keeps three examples for the figure."""
-    from ..engines.counterfactual import EditConfig, channel_mean, counterfactual
-    from ..oracle import FACTOR_ATTRIBUTES
-
-    domain, action, attribute, _, _ = EDITS[edit]
+    domain, action, attribute, _ = EDITS[edit]
     size = model.image_size
     engine = EditConfig(**_request(edit), steps=config.steps, strength=config.strength,
                         guidance_scale=config.guidance_scale, mask_mode=config.mask_mode,
@@ -245,8 +236,9 @@ def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: in
                         change_threshold=config.change_threshold, residual=config.residual, seed=config.seed)
     baseline = replace(engine, inversion="ddim", mask_mode="none", residual=False)
     resolved = engine.for_domain(domain)             # the settings the engine uses
-    others = [a for a in FACTOR_ATTRIBUTES[domain] if a != attribute]
-    index = {a: model.oracle.attributes.index(a) for a in FACTOR_ATTRIBUTES[domain]}
+    factors = [a.name for a in domains.get(domain).factors]
+    others = [a for a in factors if a != attribute]
+    index = {a: model.oracle.attributes.index(a) for a in factors}
     rows, cases, cost = [], [], []
     for i, seed in enumerate(eligible_seeds(edit, config.n, first_seed)):
         before, after, changed, truth = true_counterfactual(domain, seed, edit, size)
@@ -316,8 +308,6 @@ def _ceilings(model, edit: str, before, after, changed: np.ndarray, truth, engin
     """One phantom's faithfulness ceilings (module docstring): L1 of the input to the true counterfactual,
     whether the truth through the VAE beats it, and in what share of fresh draws of the unseen noise
     the SCM's own rendering does (None: no unseen noise)."""
-    from ..engines.counterfactual import channel_mean
-
     true_image = channel_mean(after.image)
     l1_input = float(np.abs(channel_mean(before.image) - true_image).mean())
     ceiling = decoder_ceiling(model, before.image, after.image, changed, engine)
@@ -337,8 +327,6 @@ def _summarise_ceilings(rows: list[dict]) -> dict:
 
 def run_ceilings(edit: str, config: CounterfactualBenchConfig, model, first_seed: int) -> dict:
     """The faithfulness ceilings alone, on the same phantoms as ``run_edit`` (VAE passes only, no UNet)."""
-    from ..engines.counterfactual import EditConfig
-
     domain = EDITS[edit][0]
     engine = EditConfig(**_request(edit), change_threshold=config.change_threshold,
                         residual=config.residual).for_domain(domain)
@@ -364,10 +352,6 @@ def _summarise_cost(cost: list[dict]) -> dict:
 
 def run_reconstruction(domain: str, config: CounterfactualBenchConfig, model, first_seed: int) -> dict:
     """Empty edits (target = source, no mask): PSNR of the result against the VAE round trip of the input."""
-    from ..engines.common import decode_latents, encode_image
-    from ..engines.counterfactual import EditConfig, channel_mean, counterfactual
-    from ..train.data import render_phantoms
-
     images, _ = render_phantoms(domain, config.n_reconstruction, model.image_size, first_seed, workers=1)
     engine = EditConfig(steps=config.steps, strength=config.strength, guidance_scale=config.guidance_scale,
                         mask_mode="none", seed=config.seed)
@@ -383,16 +367,13 @@ def run_reconstruction(domain: str, config: CounterfactualBenchConfig, model, fi
 
 
 def run(config: CounterfactualBenchConfig, progress=None) -> dict:
-    from ..models import load_model
-    from ..train.oracle import HELD_OUT_FIRST_SEED
-
     first_seed = HELD_OUT_FIRST_SEED + (TUNING_SEED_OFFSET if config.tuning else FIRST_SEED_OFFSET)
-    domains = sorted({EDITS[e][0] for e in config.edits}, key=["cxr", "skin"].index)
-    if config.model and len(domains) > 1:
-        raise ValueError(f"model {config.model!r} is one domain's pipeline, but the edits span {' and '.join(domains)}: "
+    spanned = sorted({EDITS[e][0] for e in config.edits}, key=["cxr", "skin"].index)
+    if config.model and len(spanned) > 1:
+        raise ValueError(f"model {config.model!r} is one domain's pipeline, but the edits span {' and '.join(spanned)}: "
                          "choose the edits of one domain")
     out = {"config": {k: v for k, v in config.__dict__.items()}, "reconstruction": [], "edits": []}
-    for domain in domains:
+    for domain in spanned:
         model = load_model(config.model or f"{domain}-phantom", device="cpu")
         if model.domain != domain:
             raise ValueError(f"model {config.model!r} is a {model.domain} pipeline; the edits are {domain} edits")

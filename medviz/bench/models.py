@@ -31,20 +31,24 @@ from typing import Callable
 
 import numpy as np
 
-FIDELITY_PROMPTS = {
-    "cxr": {
-        "pleural_effusion": ("Chest X-ray showing pleural effusion", "Chest X-ray with no pleural effusion"),
-        "cardiomegaly": ("Chest X-ray showing cardiomegaly", "Chest X-ray with no cardiomegaly"),
-        "support_devices": ("Chest X-ray showing support devices", "Chest X-ray with no support devices"),
-        "female": ("Chest X-ray of a female patient", "Chest X-ray of a male patient"),
-    },
-    "skin": {
-        "melanoma": ("Dermoscopy image of a melanoma", "Dermoscopy image of a benign nevus"),
-        "ruler": ("Dermoscopy image of a benign nevus with ruler markings",
-                  "Dermoscopy image of a benign nevus with no ruler markings"),
-        "hair": ("Dermoscopy image of a benign nevus with hair", "Dermoscopy image of a benign nevus with no hair"),
-    },
-}
+from .. import domains
+from ..engines.common import SCHEDULERS
+from ..io import as_rgb, to_model_batch, to_uint8
+from ..metrics import thin_line_shapes
+from ..models import MODELS_DIR, load_pipeline, resolve
+from ..phantoms import get_domain
+from ..prompts import caption_conditional, class_prompts, describe
+from ..train.bundle import record_models_bench
+from ..train.data import render_phantoms
+from ..train.oracle import HELD_OUT_FIRST_SEED
+from ..train.vae import load_vae
+
+#: The attributes whose "with" and "without" prompts the bench asks for, per domain.
+FIDELITY_ATTRIBUTES = {"cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "female"),
+                       "skin": ("melanoma", "ruler", "hair")}
+#: attribute -> (its prompt, the prompt of its absence), in the training captions' words (``class_prompts``).
+FIDELITY_PROMPTS = {domain: {a: class_prompts(domain, a) for a in attributes}
+                    for domain, attributes in FIDELITY_ATTRIBUTES.items()}
 
 LINE_REFERENCE = 256                   # fitting phantoms whose thin lines each prompt's samples are compared with
 
@@ -95,8 +99,6 @@ def card_record(result: dict, date: str, command: str) -> dict:
             "diversity_ratio_named_only", "lines", "lines_real")
     rows = [{**{key: row[key] for key in keep if key in row},
              "meets": {key: bool(row[key] >= bar) for key, bar in PROMPT_BARS.items()}} for row in result["rows"]]
-    from ..engines.common import SCHEDULERS
-
     config = result["config"]
     # The bench samples with the pipeline's own scheduler and no negative prompt: in the Generate tab's terms,
     # the sampler of that class (the bundled pipelines': DDIM), or the class name where the tab has none.
@@ -114,9 +116,6 @@ def write_models_card(result: dict, command: str) -> str:
     """Put a ``run`` result in its model's card (``card_problem`` must have passed); returns medviz.json's path."""
     import datetime
 
-    from ..models import resolve
-    from ..train.bundle import record_models_bench
-
     folder = resolve(result["config"]["model"] or f"{result['domain']}-phantom")
     if not (folder / "medviz.json").is_file():
         raise SystemExit(f"--write-card: {folder} has no medviz.json to hold the figures")
@@ -125,36 +124,9 @@ def write_models_card(result: dict, command: str) -> str:
     return str(path)
 
 
-def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
-    """The oracle attributes a prompt fixes under the training captions' convention, {name: value}.
-
-    Training captions (``medviz.train.captions.training_caption``) name every attribute a phantom has;
-    the sex (CXR) is named in 70% of them and a device may be named by kind, by the generic phrase or
-    both. So: a named attribute is present, a negated or unnamed finding / artifact is absent, the sex
-    is fixed only when named, and device kinds are fixed only when named or when devices are negated.
-
-        >>> caption_conditional("cxr", "Chest X-ray of a female patient")
-        {'pleural_effusion': False, 'cardiomegaly': False, 'support_devices': False, 'pacemaker': False, 'ett': False, 'cvc': False, 'ngt': False, 'female': True}
-    """
-    from ..prompts import ATTRIBUTES, SUPPORT_DEVICE_KINDS, named_sex, parse_prompt
-
-    said = parse_prompt(prompt, domain)
-    if domain == "cxr":
-        fixed = {k: said.get(k, False) for k in ("pleural_effusion", "cardiomegaly", "support_devices")}
-        for kind in SUPPORT_DEVICE_KINDS:
-            if kind in said or not fixed["support_devices"]:
-                fixed[kind] = said.get(kind, False)
-        if named_sex(prompt) is not None:
-            fixed["female"] = named_sex(prompt)
-        return fixed
-    return {k: said.get(k, False) for k in ATTRIBUTES["skin"] if k != "nevus"}
-
-
 def _features(oracle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sigmoid probabilities, pooled penultimate features) of uint8 N x H x W x 3 images."""
     import torch
-
-    from ..train.data import to_model_batch
 
     probabilities, features = [], []
     with torch.no_grad():
@@ -172,8 +144,6 @@ def vae_round_trip(vae, oracle, images: np.ndarray, truth: np.ndarray, labels, b
     "specificity"}}}``; recall is the share of phantoms with the attribute that the oracle still finds.
     """
     import torch
-
-    from ..train.data import to_model_batch
 
     decoded, psnr = [], []
     with torch.no_grad():
@@ -216,15 +186,10 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     from PIL import Image, ImageFilter
     from transformers import ResNetForImageClassification
 
-    from ..metrics import thin_line_shapes
-    from ..models import MODELS_DIR, load_pipeline
-    from ..train.captions import ORACLE_ATTRIBUTES, phantom_attributes
-    from ..train.data import render_phantoms
-    from ..train.oracle import HELD_OUT_FIRST_SEED
-
     pipe = load_pipeline(config.model or f"{config.domain}-phantom", device="cpu")
     oracle = ResNetForImageClassification.from_pretrained(str(MODELS_DIR / f"{config.domain}-oracle")).eval()
-    labels = ORACLE_ATTRIBUTES[config.domain]
+    vocabulary = domains.get(config.domain)
+    labels = vocabulary.oracle_labels
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     if config.device_kinds:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
@@ -232,13 +197,11 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     pool_size = max(config.n_reference, config.n_diversity_reference)
     pool, pool_factors = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000)
     pool_feat = _features(oracle, pool)[1]
-    pool_truth = np.array([[phantom_attributes(config.domain, f)[k] for k in labels] for f in pool_factors])
+    pool_truth = np.array([[vocabulary.attributes_of(f)[k] for k in labels] for f in pool_factors])
     reference, ref_feat, ref_truth = (a[:config.n_reference] for a in (pool, pool_feat, pool_truth))
     round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels)}
     decoders = {"bundled": pipe.vae}
     if config.vae:
-        from ..train.vae import load_vae
-
         decoders[config.vae] = load_vae(config.vae).eval()       # a VAE folder, or one holding vae/
         round_trips[config.vae] = vae_round_trip(decoders[config.vae], oracle, reference, ref_truth, labels)
     if config.round_trip_only:
@@ -310,19 +273,14 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
     held-out phantoms given exactly that device; the share of each in which the oracle reads each kind."""
     import torch
 
-    from ..io import as_rgb, to_uint8
-    from ..phantoms import get_domain
-    from ..prompts import SUPPORT_DEVICE_KINDS, describe
-    from ..train.captions import ORACLE_ATTRIBUTES
-    from ..train.oracle import HELD_OUT_FIRST_SEED
-
     if config.domain != "cxr":
         raise ValueError(f"device kinds are a CXR measurement; --domain is {config.domain}")
-    labels = ORACLE_ATTRIBUTES["cxr"]
+    labels = domains.get("cxr").oracle_labels
+    kinds = domains.get("cxr").kinds("support_devices")
     cxr = get_domain("cxr")
     graph = cxr.build_graph()
     rows = []
-    for kind in SUPPORT_DEVICE_KINDS:
+    for kind in kinds:
         prompt = describe("cxr", {"support_devices": True, kind: True})
         generator = torch.Generator().manual_seed(config.seed)
         latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
@@ -335,8 +293,8 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
             phantoms.append(to_uint8(as_rgb(cxr.render(given.factors, given.seed, size).image)))
         real = _features(oracle, np.stack(phantoms))[0]
         rows.append({"kind": kind, "prompt": prompt,
-                     "generated": {k: float((generated[:, labels.index(k)] > 0.5).mean()) for k in SUPPORT_DEVICE_KINDS},
-                     "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in SUPPORT_DEVICE_KINDS}})
+                     "generated": {k: float((generated[:, labels.index(k)] > 0.5).mean()) for k in kinds},
+                     "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in kinds}})
         if progress:
             progress(f"{prompt!r}: {config.n} samples")
     return rows
@@ -443,13 +401,9 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
     import matplotlib.pyplot as plt
     import torch
 
-    from ..train.captions import phantom_attributes
-    from ..train.data import render_phantoms
-    from ..train.oracle import HELD_OUT_FIRST_SEED
-
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     pool, pool_factors = render_phantoms(domain, 400, size, HELD_OUT_FIRST_SEED + 700_000, workers=1)
-    pool_attributes = [phantom_attributes(domain, f) for f in pool_factors]
+    pool_attributes = [domains.get(domain).attributes_of(f) for f in pool_factors]
     prompts = [(a, w, p) for a, pair in FIDELITY_PROMPTS[domain].items() for w, p in zip((True, False), pair)]
     columns, label_in, tile_in, head_in = per_prompt + real, 1.9, 1.25, 0.55
     figure, axes = plt.subplots(len(prompts), columns, squeeze=False, facecolor="black",

@@ -52,27 +52,19 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .. import domains
+from ..prompts import describe
 from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, encode_rgb, model_rgb,
                      new_seed, setting_differences)
 
 INVERSIONS = ("edit_friendly", "ddim")
 MASK_MODES = ("none", "auto", "painted")
 
-#: Attributes an edit can add or remove, per domain (the oracle reads every one of them).
-EDITABLE = {
-    "cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "pacemaker", "ett", "cvc", "ngt"),
-    "skin": ("melanoma", "ruler", "hair", "gel_bubbles", "ink", "vignette"),
-}
-
-
 @dataclass(frozen=True)
 class EditDefaults:
-    """What an edit request leaves as ``None`` resolves to, per model domain (``EditConfig.for_domain``).
-
-    The bundled domains' values were chosen on edit-tuning phantoms (seeds 10,950,000+, never the bench's;
-    ``python -m medviz.bench counterfactual --tuning``), 25 per edit type unless said otherwise; the
-    reasons are beside ``DOMAIN_DEFAULTS``. Any other checkpoint gets ``FALLBACK_DEFAULTS``.
-    """
+    """What an edit request leaves as ``None`` resolves to, per model domain (``EditConfig.for_domain``):
+    these values, overridden by the domain's ``edit_defaults`` (chosen on edit-tuning phantoms,
+    docs/counterfactual.md); a checkpoint of unknown domain keeps these."""
 
     strength: float = 0.8
     guidance_scale: float = 6.0
@@ -82,40 +74,16 @@ class EditDefaults:
     change_threshold: float = 0.0        # 0: the whole mask is taken from the edit
 
 
-#: * guidance, CXR 3: against 6 it kept every other finding in 88-100% of edits instead of 48-100% and was
-#:   closer to the true counterfactual (effusion added 92% vs 60%, removed 68% vs 52%), still flipping the
-#:   readout in 92-100%. Skin keeps 6: 3 flipped "add melanoma" in 24% of edits against 80%.
-#: * add_mask_threshold, CXR 0.6: the map |eps(target) - eps(source)| also lights, more weakly, where the
-#:   model would add what it learnt goes with the target (effusion at the lung bases when devices are
-#:   added); a higher threshold leaves those out. A removal needs the whole finding inside the mask, or
-#:   what is left outside keeps it visible. At 0.6 instead of 0.4 (guidance 3) every other finding was
-#:   kept in 100% of additions (adding effusion 96% -> 100%, adding devices 88% -> 100%), which flipped as
-#:   often (100%); but removing effusion at 0.6 flipped it in 72% instead of 92%, so removals keep 0.4.
-#: * change_threshold, CXR 0.04 (see ``_changed_pixels``): chosen on 40 CXR tuning phantoms per edit type,
-#:   each edit run once and its decodes composited at 0.02-0.1 (and dilations, ramps) offline; ``bench
-#:   counterfactual --tuning --n 40 --change-threshold 0.04 --edit "remove support devices"`` reproduces
-#:   that row. Against the whole mask, 0.04 brought "faithful" (closer to the true counterfactual than the
-#:   input) from 62% to 97% for effusion removal and from 47% to 97% for device removal, the IoU of the
-#:   pixels taken with the true change from 0.16 to 0.67 and 0.06 to 0.27, at the same effectiveness
-#:   (93-100%) and preservation; at 0.1 half the removed devices showed again. Off for skin: its VAE
-#:   already erases hair, ink and much of a ruler in the input's own decode, so the change map cannot see
-#:   them (hair and ink removal flipped in 0-17% of edits instead of 7-60%).
-#: * strength, skin 0.9 (CXR 0.8: 0.6 removed too little, 0.9 / 1.0 were no better): against 0.8 (10 mask
-#:   draws both), "add melanoma" flipped in 96% instead of 80% and was faithful in 68% instead of 36%,
-#:   "remove melanoma" flipped in 84% instead of 52%; ruler, hair and ink removal moved by at most 4
-#:   points of flips (1.0: much the same, at 100 UNet passes per edit). mask_draws, skin 8: keeps an edit
-#:   within 3 x 30 passes at strength 0.9 (27 inversion + 8 mask + 54 edit = 89); with 8 draws the
-#:   melanoma edits flipped in 96% (add) and 76% (remove).
-DOMAIN_DEFAULTS = {
-    "cxr": EditDefaults(guidance_scale=3.0, add_mask_threshold=0.6, change_threshold=0.04),
-    "skin": EditDefaults(strength=0.9, mask_draws=8),
-}
-FALLBACK_DEFAULTS = EditDefaults()        # any other checkpoint (e.g. a fine-tuned SD on real X-rays)
-
-
 def edit_defaults(domain: str | None) -> EditDefaults:
     """The values an edit request left as ``None`` take for a model of ``domain``."""
-    return DOMAIN_DEFAULTS.get(domain, FALLBACK_DEFAULTS)
+    known = domains.find(domain)
+    return EditDefaults(**known.edit_defaults) if known else EditDefaults()
+
+
+def editable(domain: str | None) -> tuple[str, ...]:
+    """The attributes an edit can add or remove on a model of ``domain`` (none for an unknown domain)."""
+    known = domains.find(domain)
+    return tuple(a.name for a in known.editable) if known else ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +91,7 @@ class EditConfig:
     """One edit request.
 
     Args:
-        add, remove: attribute names (``EDITABLE[domain]``) to switch on / off.
+        add, remove: attribute names (``editable(domain)``) to switch on / off.
         target_prompt: a free target prompt; replaces the one composed from ``add``/``remove``.
         source_prompt: what the image shows; default: the caption of the oracle's readout.
         inversion: "edit_friendly" (exact) or "ddim".
@@ -200,7 +168,7 @@ class EditConfig:
         if self.target_prompt is not None and not self.target_prompt.strip():
             raise ValueError("the target prompt is empty")
         if domain is not None and (self.add or self.remove):
-            allowed = EDITABLE.get(domain, ())
+            allowed = editable(domain)
             unknown = sorted((set(self.add) | set(self.remove)) - set(allowed))
             if unknown:
                 raise ValueError(f"cannot edit {unknown} with a {domain!r} model; editable: {', '.join(allowed)}")
@@ -256,34 +224,37 @@ def measured_edit(card: dict, config: EditConfig) -> dict | None:
 
 
 def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -> tuple[str, str]:
-    """(source, target) prompts of an edit: from the user's text or from the oracle readout."""
-    from ..prompts import SUPPORT_DEVICE_KINDS, describe
+    """(source, target) prompts of an edit: from the user's text or from the oracle readout.
 
+    The source is the caption of what the oracle reads; the target switches the requested attributes,
+    removed ones named after "no" as in the training captions. Kinds follow their parent: no support
+    devices means no device kind, a device kind means support devices, removing devices removes every kind.
+    Adding the generic attribute names no kind: the model picks (its card: mostly tubes).
+    """
     if config.source_prompt and config.target_prompt:
         return config.source_prompt, config.target_prompt
     if domain is None or readout is None:
         if config.source_prompt is None or config.target_prompt is None:
             raise ValueError("this model has no oracle: give both the source and the target prompt")
+    vocabulary = domains.get(domain)
+    parents = [a.name for a in vocabulary.attributes if vocabulary.kinds(a.name)]
     present = {k: v > 0.5 for k, v in (readout or {}).items()}
-    if domain == "cxr" and present.get("support_devices") is False:
-        present.update({d: False for d in SUPPORT_DEVICE_KINDS})        # a device kind implies support devices
+    for parent in parents:
+        if present.get(parent) is False:
+            present.update({kind: False for kind in vocabulary.kinds(parent)})
     source = config.source_prompt or describe(domain, present)
     if config.target_prompt:
         return source, config.target_prompt
     target = dict(present)
     negated = list(config.remove)
-    # Adding the generic "support devices" names no device; the model picks (its card: mostly tubes). Before
-    # its run6 it drew nothing for the phrase alone, so edits also named an ETT and a central line; on 25
-    # CXR edit-tuning phantoms the phrase alone now flipped the readout in 100% and kept every other
-    # finding in 100%, as naming them did (2026-11-29).
     for name in config.add:
         target[name] = True
     for name in config.remove:
         target[name] = False
-        if domain == "cxr" and name == "support_devices":
-            target.update({d: False for d in SUPPORT_DEVICE_KINDS})
-    if domain == "cxr" and any(target.get(d) for d in SUPPORT_DEVICE_KINDS):
-        target["support_devices"] = True
+        target.update({kind: False for kind in vocabulary.kinds(name)})
+    for parent in parents:
+        if any(target.get(kind) for kind in vocabulary.kinds(parent)):
+            target[parent] = True
     return source, describe(domain, target, negated=negated)
 
 

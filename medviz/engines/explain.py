@@ -89,50 +89,27 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..prompts import describe
+from .. import domains
+from ..prompts import class_prompts
 from .common import (Progress, ShouldStop, StepControl, encode_image, encode_prompts, predict_noise,
                      setting_differences)
 
-_CXR_CONTEXTS = ("", "cardiomegaly")        # why no device context: see the module docstring
+def preset_names(domain: str | None) -> list[str]:
+    """The diffusion-classifier presets of a domain (none for an unknown domain)."""
+    known = domains.find(domain)
+    return list(known.presets) if known else []
 
 
-def _with_contexts(finding: str, contexts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(prompts with the finding, prompts without it), one per context."""
-    present = tuple(f"Chest X-ray showing {finding}" + (f", {c}" if c else "") for c in contexts)
-    absent = tuple((f"Chest X-ray showing {c}, no {finding}" if c else f"Chest X-ray with no {finding}")
-                   for c in contexts)
-    return present, absent
-
-
-_SKIN_CONTEXTS = (None, "ruler", "hair", "gel_bubbles", "ink", "vignette")   # artifact attributes; None = none
-
-
-def _skin_contexts(artifacts: tuple[str | None, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(melanoma prompts, benign prompts), one per artifact context, in the training captions' words."""
-    return tuple(tuple(describe("skin", {"melanoma": melanoma, **({a: True} if a else {})}) for a in artifacts)
-                 for melanoma in (True, False))
-
-
-#: Class-prompt presets per domain: name -> (class labels, one prompt or a prompt set per class).
-PRESETS = {
-    "cxr": {
-        "pleural effusion": (("effusion", "no effusion"), _with_contexts("pleural effusion", _CXR_CONTEXTS)),
-        "pleural effusion (one prompt per class)": (
-            ("effusion", "no effusion"), ("Chest X-ray showing pleural effusion", "Chest X-ray with no pleural effusion")),
-        "support devices": (("devices", "no devices"),
-                            ("Chest X-ray showing support devices, endotracheal tube, central venous line",
-                             "Chest X-ray with no support devices")),
-        "cardiomegaly": (("cardiomegaly", "no cardiomegaly"),
-                         ("Chest X-ray showing cardiomegaly", "Chest X-ray with no cardiomegaly")),
-    },
-    "skin": {
-        # Every artifact is named on both sides (the planted link melanoma -> ruler, and hair, gel bubbles,
-        # ink and dark corners, which the melanoma prompt otherwise "explains"), as effusion's confounders are for cxr.
-        "melanoma": (("melanoma", "benign"), _skin_contexts(_SKIN_CONTEXTS)),
-        "melanoma (one prompt per class)": (
-            ("melanoma", "benign"), ("Dermoscopy image of a melanoma", "Dermoscopy image of a benign nevus")),
-    },
-}
+def preset(domain: str | None, task: str) -> tuple[tuple[str, ...], tuple] | None:
+    """(class labels, class prompts) of a domain's preset ``task``, or None: one prompt per class, or per class
+    a tuple of context prompts (the confounders named on both sides, ``ClassifierPreset.contexts``)."""
+    known = domains.find(domain)
+    entry = known.presets.get(task) if known else None
+    if entry is None:
+        return None
+    pairs = [class_prompts(known.name, entry.attribute, context, entry.companions) for context in entry.contexts]
+    with_it, without = tuple(p for p, _ in pairs), tuple(q for _, q in pairs)
+    return entry.labels, ((with_it[0], without[0]) if len(pairs) == 1 else (with_it, without))
 
 
 WEIGHTINGS = ("disagreement", "uniform")
@@ -375,8 +352,8 @@ def measured_classifier(model, task: str, config: ExplainConfig) -> dict | None:
     """
     entry = _calibration_entry(model, task)
     record = entry.get("engine_trials_bench")
-    preset = PRESETS.get(getattr(model, "domain", None), {}).get(task)
-    if not record or preset is None or tuple(config.prompts) != tuple(preset[1]):
+    prompts = preset(getattr(model, "domain", None), task)
+    if not record or prompts is None or tuple(config.prompts) != tuple(prompts[1]):
         return None
     # The operating point the bench ran at, its N included.
     differences = setting_differences(calibrated_settings(model, task), config)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import domains
+from ..prompts import prompt_attributes
 from .common import Progress, ShouldStop, StepControl, make_scheduler, new_seed, setting_differences
 
 
@@ -83,14 +85,10 @@ def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> d
     ``differences`` ({setting: (measured at, this run)} for steps, guidance scale, scheduler and negative
     prompt), ``same_settings``, and the record's ``n``, ``bars`` and ``date``.
     """
-    from ..prompts import named_sex, parse_prompt
-
     record = (card or {}).get("models_bench")
-    if not record or domain is None:
+    if not record or domains.find(domain) is None:
         return None
-    named = parse_prompt(config.prompt, domain)
-    if domain == "cxr" and named_sex(config.prompt) is not None:
-        named["female"] = named_sex(config.prompt)
+    named = prompt_attributes(config.prompt, domain)
     rows, unmeasured = [], []
     for attribute, wanted in named.items():
         row = next((r for r in record["rows"] if r["attribute"] == attribute and r["wanted"] == wanted), None)

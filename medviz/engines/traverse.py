@@ -36,53 +36,13 @@ from math import comb
 
 import numpy as np
 
+from .. import domains
+from ..phantoms import get_domain
+from ..prompts import attribute_prompt, start_prompt, training_caption
 from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, initial_noise,
                      make_scheduler)
 
 KINDS = ("slider", "prompt_switch", "interpolate")
-
-#: Neutral prompt and "with attribute" prompt per domain. The support-device prompt names devices,
-#: as the training captions do (the generic phrase alone is weakly learned by the bundled model).
-#: Slider contexts should name the patient's sex: with "Chest X-ray" alone the bundled model's sex
-#: is fragile and flips under small embedding shifts (measured: leakage ~1.0 vs ~1e-4 with it).
-NEUTRAL_PROMPTS = {"cxr": "Chest X-ray of a female patient", "skin": "Dermoscopy image of a benign nevus"}
-ATTRIBUTE_PROMPTS = {
-    "cxr": {"pleural_effusion": "Chest X-ray of a female patient showing pleural effusion",
-            "cardiomegaly": "Chest X-ray of a female patient showing cardiomegaly",
-            "support_devices": "Chest X-ray of a female patient showing support devices, endotracheal tube, "
-                               "central venous line",
-            "female": "Chest X-ray of a female patient"},
-    "skin": {"melanoma": "Dermoscopy image of a melanoma",
-             "ruler": "Dermoscopy image of a benign nevus with ruler markings",
-             "hair": "Dermoscopy image of a benign nevus with hair",
-             "gel_bubbles": "Dermoscopy image of a benign nevus with gel bubbles",
-             "ink": "Dermoscopy image of a benign nevus with ink markings",
-             "vignette": "Dermoscopy image of a benign nevus with dark corners"},
-}
-#: The sex slider (and switch) starts from a prompt that does not name the sex.
-_SEX_NEUTRAL = {"cxr": ("female", "Chest X-ray of a male patient")}
-
-
-def default_prompt(domain: str | None, target: str) -> str:
-    """The context a trajectory for ``target`` starts from."""
-    special = _SEX_NEUTRAL.get(domain)
-    if special and special[0] == target:
-        return special[1]
-    return NEUTRAL_PROMPTS.get(domain, "")
-
-
-#: How an attribute is switched on and off in a phantom's factors (to caption matched pairs).
-_FACTOR_SETTINGS = {
-    "cxr": {"pleural_effusion": ({"effusion": "bilateral", "effusion_severity": 0.6}, {"effusion": "none"}),
-            "cardiomegaly": ({"cardiomegaly": True}, {"cardiomegaly": False}),
-            "support_devices": ({"support_devices": True}, {"support_devices": False, "devices": ()}),
-            "female": ({"sex": "F"}, {"sex": "M"})},
-    "skin": {"melanoma": ({"melanoma": True}, {"melanoma": False}), "ruler": ({"ruler": True}, {"ruler": False}),
-             "hair": ({"hair": True}, {"hair": False}), "gel_bubbles": ({"gel_bubbles": True}, {"gel_bubbles": False}),
-             "ink": ({"ink": True}, {"ink": False}), "vignette": ({"vignette": 0.8}, {"vignette": 0.0})},
-}
-_DEVICE_SETS = (("ett",), ("cvc",), ("pacemaker",), ("ngt",), ("ett", "cvc"), ("ett", "ngt"), ("cvc", "pacemaker"),
-                ("ett", "cvc", "ngt"))
 
 
 @dataclass(frozen=True)
@@ -184,24 +144,24 @@ class TraverseResult:
 def caption_pairs(domain: str, attribute: str, n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     """``n`` training-style captions with ``attribute`` and the same captions without it.
 
-    Contexts are phantoms whose other factors vary, captioned as the model was trained
-    (``medviz.train.captions.training_caption``) with the same random choices on both sides.
+    Contexts are phantoms whose other factors vary, with the attribute switched by its ``add`` / ``remove``
+    factor changes, captioned as the model was trained (``medviz.prompts.training_caption``) with the same
+    random choices on both sides.
     """
-    from ..phantoms import get_domain
-    from ..train.captions import training_caption
-
-    settings = _FACTOR_SETTINGS.get(domain, {})
-    if attribute not in settings:
-        raise ValueError(f"no slider for {attribute!r} in domain {domain!r}; sliders: {', '.join(settings) or 'none'}")
-    on, off = settings[attribute]
+    vocabulary = domains.get(domain)
+    sliders = [a.name for a in vocabulary.factors]
+    if attribute not in sliders:
+        raise ValueError(f"no slider for {attribute!r} in domain {domain!r}; sliders: {', '.join(sliders) or 'none'}")
+    switched = vocabulary.attribute(attribute)
+    kinds = vocabulary.kinds(attribute)
     graph = get_domain(domain).build_graph()
     with_attribute, without_attribute = [], []
     for i in range(n):
         factors = dict(graph.sample(seed + i).factors)
-        present = {**factors, **on}
-        if attribute == "support_devices" and not present.get("devices"):
-            present["devices"] = _DEVICE_SETS[i % len(_DEVICE_SETS)]
-        absent = {**factors, **off}
+        present = {**factors, **switched.add}
+        if switched.add_variants and not any(vocabulary.attributes_of(present)[k] for k in kinds):
+            present.update(switched.add_variants[i % len(switched.add_variants)])
+        absent = {**factors, **switched.remove}
         with_attribute.append(training_caption(domain, present, np.random.default_rng([seed, i])))
         without_attribute.append(training_caption(domain, absent, np.random.default_rng([seed, i])))
     return with_attribute, without_attribute
@@ -369,10 +329,10 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
 
     config.validate()
     domain = model.domain
-    if config.kind != "interpolate" and domain not in NEUTRAL_PROMPTS:
+    if config.kind != "interpolate" and domains.find(domain) is None:
         raise ValueError("attribute trajectories need a model whose domain is known (cxr or skin); "
                          "use kind='interpolate' for other models")
-    prompt = config.prompt or default_prompt(domain, config.target)
+    prompt = config.prompt or start_prompt(domain, config.target)
     pipe = model.pipe
     dtype = pipe.unet.dtype
     device = model.device
@@ -386,7 +346,7 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
     noise = initial_noise(seeds, latent_shape, dtype, device)
     control_points = 0
     if config.kind == "slider":
-        names = tuple(_FACTOR_SETTINGS[domain])
+        names = tuple(a.name for a in domains.get(domain).factors)
         if config.target not in names:
             raise ValueError(f"no slider for {config.target!r}; sliders: {', '.join(names)}")
         directions = slider_directions(model, names, config.n_contexts)
@@ -402,9 +362,9 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
         latents = finals.transpose(0, 1)                                  # (S, K, C, h, w)
         unshared = config.frames * config.steps * len(seeds)
     elif config.kind == "prompt_switch":
-        target_prompt = config.target_prompt or ATTRIBUTE_PROMPTS[domain].get(config.target)
-        if target_prompt is None:
+        if config.target_prompt is None and config.target not in domains.get(domain):
             raise ValueError(f"no prompt for {config.target!r}; give target_prompt")
+        target_prompt = config.target_prompt or attribute_prompt(domain, config.target)
         attribute = encode_prompts(pipe, [target_prompt])[0]
         switches = sorted({max(1, min(config.steps - 1, round(f * config.steps))) for f in config.switch_fractions},
                           reverse=True)                                   # late switch (near neutral) first
@@ -444,13 +404,10 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
     seconds = time.perf_counter() - tic
     attributes, readouts, metrics = (), None, None
     if model.oracle is not None:
-        from ..oracle import FACTOR_ATTRIBUTES
-
         attributes = model.oracle.attributes
         readouts = model.oracle.readout(frames.reshape(-1, *frames.shape[2:])).reshape(len(seeds), config.frames, -1)
         if config.kind != "interpolate" and config.target in attributes:
-            factors = FACTOR_ATTRIBUTES.get(domain, attributes)
-            metrics = [trajectory_metrics(r, attributes, config.target, factors) for r in readouts]
+            metrics = [trajectory_metrics(r, attributes, config.target, model.oracle.factors) for r in readouts]
     parameters = {**asdict(config), "prompt": prompt, "model": model.name, "sampler": "DDIM", "engine": "traverse"}
     return TraverseResult(frames=frames, positions=np.asarray(positions, dtype=np.float64), seeds=seeds,
                           attributes=attributes, readouts=readouts, metrics=metrics, parameters=parameters,

@@ -1,7 +1,9 @@
 """Procedural phantoms with known causal factors: chest X-ray (``cxr``) and dermoscopy (``skin``).
 
 Each domain module exposes ``DOMAIN``, ``build_graph(**strengths) -> CausalGraph``,
-``render(factors, seed, size) -> Rendering`` and ``labels(factors) -> dict``.
+``render(factors, seed, size) -> Rendering``, ``labels(factors) -> dict`` (the dataset's columns),
+``summary(factors) -> str`` and ``is_clean(factors)``; their attributes and interventions are the
+vocabulary's (``medviz.domains``).
 
     >>> from medviz.phantoms import get_domain
     >>> cxr = get_domain("cxr")

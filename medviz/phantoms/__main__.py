@@ -6,15 +6,17 @@ import argparse
 import json
 import sys
 
-from . import get_domain
+from .. import domains
+from . import DOMAINS, get_domain
 from .export import write_dataset
+from .sheets import contact_sheet
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.phantoms", description=(
         "Write procedural phantoms with known causal factors as images plus a CSV (CheXpert layout for "
         "cxr, ISIC layout for skin)."))
-    parser.add_argument("--domain", choices=["cxr", "skin"], required=True)
+    parser.add_argument("--domain", choices=sorted(DOMAINS), required=True)
     parser.add_argument("--n", type=int, default=100, help="number of images (default 100)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels, 128-512 (default 256)")
     parser.add_argument("--out", help="output folder (images/ and labels.csv are written inside)")
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --out, --contact-sheet or both")
     strengths = {}
     if args.strength is not None:
-        strengths = {"effusion_device_strength" if args.domain == "cxr" else "melanoma_ruler_strength": args.strength}
+        strengths = {domains.get(args.domain).planted_link[0]: args.strength}
     try:
         get_domain(args.domain).build_graph(**strengths)
     except ValueError as error:
@@ -45,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
         report = write_dataset(args.domain, args.n, args.size, args.out, args.seed, progress, **strengths)
         print(json.dumps(report, indent=2))
     if args.contact_sheet:
-        from .sheets import contact_sheet
-
         path = contact_sheet(args.domain, args.contact_sheet, seed=args.seed, **strengths)
         print(f"contact sheet: {path}")
     return 0

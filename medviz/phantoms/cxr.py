@@ -24,17 +24,16 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image
 
+from ..domains.cxr import DEVICE_KINDS
 from .render import Rendering, Stroke, bezier, component_rng, correlated_noise, grid, smoothstep, value_noise
 from .scm import (CausalGraph, Variable, categorical, check_bool, check_choice, check_range,
                   normal_quantile, risk_difference_probability)
 
 DOMAIN = "cxr"
 EFFUSION_SIDES = ("none", "right", "left", "bilateral")
-DEVICES = ("pacemaker", "ett", "cvc", "ngt")
+DEVICES = DEVICE_KINDS
 #: Render supports of the thin structures an autoencoder tends to average away (VAE training weights them).
 FINE_STRUCTURES = DEVICES
-DEVICE_NAMES = {"pacemaker": "pacemaker", "ett": "endotracheal tube", "cvc": "central venous line",
-                "ngt": "nasogastric tube"}
 # P(device | support devices present); at least one device is always drawn.
 DEVICE_RATES = {"pacemaker": 0.35, "ett": 0.45, "cvc": 0.6, "ngt": 0.4}
 GEOMETRY = ("rotation", "shift_x", "shift_y")
@@ -146,6 +145,22 @@ def labels(factors: Mapping[str, Any]) -> dict[str, Any]:
         "Support Devices": int(factors["support_devices"]),
         "No Finding": int(not (effusion or factors["cardiomegaly"])),
     }
+
+
+def summary(factors: Mapping[str, Any]) -> str:
+    """Three short lines on the factors that matter to a reader (sex and age, findings, devices)."""
+    findings = []
+    if factors["effusion"] != "none":
+        findings.append(f"effusion {factors['effusion'][0].upper()} {factors['effusion_severity']:.1f}")
+    if factors["cardiomegaly"]:
+        findings.append(f"cardiomegaly (CTR {factors['ctr']:.2f})")
+    devices = "+".join(factors["devices"]) or "no devices"
+    return f"{factors['sex']} {factors['age']}y\n" + (", ".join(findings) or "no finding") + f"\n{devices}"
+
+
+def is_clean(factors: Mapping[str, Any]) -> bool:
+    """No finding and no device: a patient every "add" intervention visibly changes."""
+    return factors["effusion"] == "none" and not factors["cardiomegaly"] and not factors["devices"]
 
 
 # ----------------------------------------------------------------------------------------------

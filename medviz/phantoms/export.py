@@ -9,25 +9,22 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .. import domains
 from ..io import write_png
 from ..prompts import CHEXPERT_FINDINGS
 from . import get_domain
 from .scm import CausalGraph
 
-#: The planted spurious link of each domain: (graph parameter, cause, effect) as factor predicates.
-PLANTED_LINKS: dict[str, tuple[str, Callable[[Mapping[str, Any]], bool], Callable[[Mapping[str, Any]], bool]]] = {
-    "cxr": ("effusion_device_strength", lambda f: f["effusion"] != "none", lambda f: bool(f["support_devices"])),
-    "skin": ("melanoma_ruler_strength", lambda f: bool(f["melanoma"]), lambda f: bool(f["ruler"])),
-}
-
 
 def measure_planted_link(graph: CausalGraph, n: int, first_seed: int = 0) -> dict[str, float]:
-    """Risk difference P(effect | cause) - P(effect | no cause) over ``n`` samples of ``graph``."""
-    _, cause, effect = PLANTED_LINKS[graph.domain]
+    """Risk difference P(effect | cause) - P(effect | no cause) over ``n`` samples of ``graph``, for the
+    domain's planted spurious link (``Domain.planted_link``: effusion -> devices, melanoma -> ruler)."""
+    vocabulary = domains.get(graph.domain)
+    _, cause, effect = vocabulary.planted_link
     counts = np.zeros((2, 2))
     for seed in range(first_seed, first_seed + n):
-        factors = graph.sample(seed).factors
-        counts[int(cause(factors)), int(effect(factors))] += 1
+        present = vocabulary.attributes_of(graph.sample(seed).factors)
+        counts[int(present[cause]), int(present[effect])] += 1
     p_exposed = counts[1, 1] / max(counts[1].sum(), 1)
     p_unexposed = counts[0, 1] / max(counts[0].sum(), 1)
     return {"risk_difference": p_exposed - p_unexposed, "p_effect_given_cause": p_exposed,

@@ -110,6 +110,20 @@ def labels(factors: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def summary(factors: Mapping[str, Any]) -> str:
+    """Two short lines on the factors that matter to a reader (lesion, size, skin type; artifacts)."""
+    lesion = "MELANOMA" if factors["melanoma"] else "nevus"
+    artifacts = [a for a in ("ruler", "hair", "gel_bubbles", "ink") if factors[a]]
+    if factors["vignette"] > 0:
+        artifacts.append("vignette")
+    return f"{lesion} {factors['diameter_mm']:.1f} mm, type {factors['skin_type']}\n" + (", ".join(artifacts) or "no artifacts")
+
+
+def is_clean(factors: Mapping[str, Any]) -> bool:
+    """A benign lesion without artifacts on lighter skin: a patient every "add" intervention visibly changes."""
+    return not any(factors[a] for a in ("melanoma", "ruler", "hair", "gel_bubbles", "ink")) and factors["skin_type"] <= 4
+
+
 def _skin(x: np.ndarray, y: np.ndarray, skin_type: int, seed: int) -> np.ndarray:
     """Skin reflectance with low-frequency mottling, erythema and the criss-cross of skin furrows."""
     rng = component_rng(seed, "skin")

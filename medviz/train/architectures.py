@@ -87,7 +87,8 @@ def make_oracle(arch: Architecture, labels: tuple[str, ...]):
     config = ResNetConfig(num_channels=3, embedding_size=arch.oracle_widths[0], hidden_sizes=list(arch.oracle_widths),
                           depths=[1] * len(arch.oracle_widths), layer_type="basic",
                           num_labels=len(labels), problem_type="multi_label_classification",
-                          id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+                          id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+                          image_size=arch.image_size)      # medviz.oracle resizes its inputs to this side
     return ResNetForImageClassification(config)
 
 

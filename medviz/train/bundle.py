@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import RESEARCH_ONLY_NOTICE
+from .. import RESEARCH_ONLY_NOTICE, domains
 from ..engines.explain import DEFAULT_T_RANGE
 from .architectures import make_sampling_scheduler
-from .captions import ORACLE_ATTRIBUTES
 
 DOMAIN_TEXT = {"cxr": "procedural PA chest radiographs (medviz.phantoms.cxr)",
                "skin": "procedural dermoscopy images (medviz.phantoms.skin)"}
@@ -42,7 +41,7 @@ def bundle_pipeline(domain: str, work: str | Path, model_dir: str | Path, facts:
         requires_safety_checker=False)
     pipe.to(getattr(torch, dtype)).save_pretrained(str(model_dir), safe_serialization=True)
     oracle = os.path.relpath(Path(oracle_dir or MODELS_DIR / f"{domain}-oracle").resolve(), model_dir.resolve())
-    facts = {"domain": domain, "attributes": list(ORACLE_ATTRIBUTES[domain]),
+    facts = {"domain": domain, "attributes": list(domains.get(domain).oracle_labels),
              "oracle": Path(oracle).as_posix(), "notice": RESEARCH_ONLY_NOTICE, **facts}
     (model_dir / "medviz.json").write_text(json.dumps(facts, indent=2, default=str))
     return model_dir

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
-from ..io import as_rgb, to_uint8
+from ..io import as_rgb, to_model_batch, to_uint8
 from ..phantoms import get_domain
-
-if TYPE_CHECKING:                     # torch is imported lazily: rendering needs only numpy
-    import torch
 
 
 def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
@@ -79,14 +76,6 @@ def render_training_set(domain: str, n: int, size: int, workers: int | None, wit
     if with_masks:
         return render_phantoms(domain, n, size, 0, workers, fine_structure_masks=True)
     return (*render_phantoms(domain, n, size, 0, workers), None)
-
-
-def to_model_batch(images: np.ndarray, device) -> "torch.Tensor":
-    """uint8 N x H x W x 3 -> float tensor N x 3 x H x W in [-1, 1] (the model boundary)."""
-    import torch
-
-    tensor = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
-    return tensor / 127.5 - 1.0
 
 
 def encode_latents(vae, images: np.ndarray, device, batch: int = 128):

@@ -13,11 +13,13 @@ from typing import Callable
 
 import numpy as np
 
+from .. import domains
+from ..io import to_model_batch
 from ..metrics import roc_auc
+from ..oracle import READOUT_KIND, predict
 from .architectures import PRESETS, make_oracle
-from .captions import ORACLE_ATTRIBUTES, phantom_attributes
 from .common import BudgetedSchedule, Log, Progress, make_accelerator, write_record
-from .data import render_phantoms, to_model_batch
+from .data import render_phantoms
 
 HELD_OUT_FIRST_SEED = 10_000_000   # held-out phantoms never overlap the training seeds
 
@@ -37,21 +39,9 @@ class OracleConfig:
 
 
 def attribute_matrix(domain: str, factors: list) -> np.ndarray:
-    labels = ORACLE_ATTRIBUTES[domain]
-    return np.array([[phantom_attributes(domain, f)[k] for k in labels] for f in factors], dtype=np.float32)
-
-
-def predict(model, images: np.ndarray, device, batch: int = 256) -> np.ndarray:
-    """Sigmoid probabilities (N, n_attributes) of uint8 N x H x W x 3 images."""
-    import torch
-
-    model.eval()
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            logits = model(pixel_values=to_model_batch(images[start:start + batch], device)).logits
-            outputs.append(torch.sigmoid(logits.float()).cpu().numpy())
-    return np.concatenate(outputs)
+    """(N, A) float32 of the oracle's labels (the domain's ``oracle_labels``) for N phantoms' factors."""
+    d = domains.get(domain)
+    return np.array([[d.attributes_of(f)[k] for k in d.oracle_labels] for f in factors], dtype=np.float32)
 
 
 def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors: list | None = None,
@@ -60,7 +50,7 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     import torch
 
     arch = PRESETS[config.preset]
-    labels = ORACLE_ATTRIBUTES[config.domain]
+    labels = domains.get(config.domain).oracle_labels
     accelerator = make_accelerator(config.seed)
     if images is None or factors is None:
         images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
@@ -96,6 +86,6 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     out = Path(config.out) / "oracle"
     model.save_pretrained(str(out), safe_serialization=True)
     result = {"held_out_auc": auc, "held_out_n": config.n_held_out, "held_out_first_seed": HELD_OUT_FIRST_SEED,
-              "kind": "attribute readout (not a diagnosis)"}
+              "kind": READOUT_KIND}
     write_record(out, "medviz_train.json", config, result)
     return result

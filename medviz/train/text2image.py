@@ -27,11 +27,11 @@ from typing import Callable
 
 import numpy as np
 
+from ..prompts import training_caption
 from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
-from .captions import prompt_corpus, training_caption
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
 from .data import encode_latents, render_training_set
-from .tokenizer import build_clip_tokenizer
+from .tokenizer import build_clip_tokenizer, prompt_corpus
 from .vae import structure_weights
 
 

@@ -12,6 +12,12 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
+from .. import domains
+from ..phantoms import get_domain
+from ..prompts import training_caption
+
 START, END = "<|startoftext|>", "<|endoftext|>"
 
 
@@ -68,3 +74,18 @@ def build_clip_tokenizer(corpus: Iterable[str], out_dir: str | Path, vocab_size:
                          pad_token=END)
     clip.save_pretrained(str(out))
     return clip
+
+
+def prompt_corpus(domain: str, n: int = 4000, seed: int = 0) -> list[str]:
+    """Captions of ``n`` phantoms plus every synonym: the text the tokenizer vocabulary is built from."""
+    graph = get_domain(domain).build_graph()
+    rng = np.random.default_rng(seed)
+    corpus = [training_caption(domain, graph.sample(seed + i).factors, rng) for i in range(n)]
+    for attribute in domains.get(domain).attributes:
+        if attribute.synonyms:
+            corpus += [attribute.phrase, *attribute.synonyms]
+        if attribute.absent_synonyms:
+            corpus += [attribute.absent, *attribute.absent_synonyms]
+    corpus += ["Normal chest X-ray with no significant findings", "Chest X-ray of a 63-year-old female patient",
+               "without absent negative for free of removed", "left right bilateral small large"]
+    return corpus

@@ -15,19 +15,15 @@ import numpy as np
 
 from .. import RESEARCH_ONLY_NOTICE
 from ..io import as_rgb, to_uint8, write_png
-from ..oracle import FACTOR_ATTRIBUTES, READOUT_KIND
+from .. import domains
+from ..oracle import READOUT_KIND
 from ..phantoms import get_domain, mask_between
-from ..phantoms.sheets import describe
+from ..prompts import describe
 
-INTERVENTION_CHOICES = {
-    "cxr": {"none": {}, "add pleural effusion (bilateral)": {"effusion": "bilateral", "effusion_severity": 0.6},
-            "remove pleural effusion": {"effusion": "none"}, "add cardiomegaly": {"cardiomegaly": True},
-            "remove all support devices": {"support_devices": False},
-            "add pacemaker": {"support_devices": True, "devices": ("pacemaker",)}},
-    "skin": {"none": {}, "make melanoma": {"melanoma": True}, "make benign nevus": {"melanoma": False},
-             "add ruler": {"ruler": True}, "remove ruler": {"ruler": False}, "add hair": {"hair": True},
-             "remove hair": {"hair": False}},
-}
+
+def _factor_names(domain: str | None) -> tuple[str, ...]:
+    known = domains.find(domain)
+    return tuple(a.name for a in known.factors) if known else ()
 
 
 def phantom_preview(domain: str, seed: int, intervention: str, size: int = 256) -> tuple[np.ndarray, np.ndarray, str]:
@@ -36,7 +32,8 @@ def phantom_preview(domain: str, seed: int, intervention: str, size: int = 256) 
     Returns (factual uint8 image, counterfactual uint8 RGB with overlay, markdown description).
     """
     module = get_domain(domain)
-    changes = INTERVENTION_CHOICES[domain].get(intervention)
+    named = {"none": {}, **domains.get(domain).named_interventions()}
+    changes = named.get(intervention)
     if changes is None:
         raise ValueError(f"unknown intervention {intervention!r} for {domain}")
     graph = module.build_graph()
@@ -49,52 +46,48 @@ def phantom_preview(domain: str, seed: int, intervention: str, size: int = 256) 
     if changes:
         mask = mask_between(factual_render, counterfactual_render)
         after[mask] = 0.6 * after[mask] + 0.4 * np.array([1.0, 0.15, 0.15], np.float32)
-    text = (f"**Factual** (seed {sample.seed}): {describe(domain, sample.factors)}\n\n"
-            f"**Counterfactual**: {describe(domain, counterfactual.factors)}").replace("\n", "  \n")
+    text = (f"**Factual** (seed {sample.seed}): {module.summary(sample.factors)}\n\n"
+            f"**Counterfactual**: {module.summary(counterfactual.factors)}").replace("\n", "  \n")
     return to_uint8(factual), to_uint8(after), text
 
 
 def intervention_names(domain: str) -> list[str]:
-    return list(INTERVENTION_CHOICES[domain])
+    return ["none", *domains.get(domain).named_interventions()]
 
 
 
 # ------------------------------------------------------------------------------------------------
 # Generate
 
-#: Attribute checkboxes per domain: label -> caption phrase (the words the model was trained on).
-PROMPT_ATTRIBUTES = {
-    "cxr": {"pleural effusion": "pleural effusion", "cardiomegaly": "cardiomegaly",
-            "support devices": "support devices", "pacemaker": "pacemaker",
-            "endotracheal tube": "endotracheal tube", "central venous line": "central venous line",
-            "nasogastric tube": "nasogastric tube"},
-    "skin": {"ruler": "ruler markings", "hair": "hair", "gel bubbles": "gel bubbles", "ink": "ink markings",
-             "dark corners": "dark corners"},
-}
 SEX_CHOICES = ("unspecified", "female", "male")
 LESION_CHOICES = ("benign nevus", "melanoma")
 
 
+def prompt_attributes(domain: str | None) -> list[str]:
+    """The Generate tab's checkboxes: the listed attributes' UI words."""
+    known = domains.find(domain)
+    return [a.shown for a in known.listed] if known else []
+
+
 def compose_prompt(domain: str | None, attributes: list[str] | None, free_text: str = "", sex: str = "unspecified",
                    lesion: str = "benign nevus") -> str:
-    """The prompt the checkboxes and free text stand for, in the training captions' words.
+    """The prompt the checkboxes and free text stand for, in the training captions' words (``describe``).
 
     cxr: "Chest X-ray of a female patient showing pleural effusion, support devices"; skin:
     "Dermoscopy image of a melanoma with ruler markings, hair"; free text is appended after a comma.
     For a model of unknown domain only the free text is used.
     """
-    attributes = list(attributes or [])
     free_text = (free_text or "").strip()
-    if domain == "cxr":
-        phrases = [PROMPT_ATTRIBUTES["cxr"][a] for a in attributes if a in PROMPT_ATTRIBUTES["cxr"]]
-        text = "Chest X-ray" + (f" of a {sex} patient" if sex in ("female", "male") else "")
-        text += (" showing " + ", ".join(phrases)) if phrases else ""
-    elif domain == "skin":
-        phrases = [PROMPT_ATTRIBUTES["skin"][a] for a in attributes if a in PROMPT_ATTRIBUTES["skin"]]
-        text = f"Dermoscopy image of a {lesion if lesion in LESION_CHOICES else 'benign nevus'}"
-        text += (" with " + ", ".join(phrases)) if phrases else ""
-    else:
+    known = domains.find(domain)
+    if known is None:
         return free_text
+    ticked = set(attributes or [])
+    present = {a.name: True for a in known.listed if a.shown in ticked}
+    if "female" in known and sex in ("female", "male"):
+        present["female"] = sex == "female"
+    if "melanoma" in known:
+        present["melanoma"] = lesion == "melanoma"
+    text = describe(known.name, present)
     return f"{text}, {free_text}" if free_text else text
 
 
@@ -205,7 +198,7 @@ def generate_view(model, prompt: str, negative_prompt: str, seed: int, batch_siz
         files.append(str(path))
         caption = f"seed {result.seeds[i]}"
         if result.readouts:
-            top = [f"{k} {v:.2f}" for k, v in result.readouts[i].items() if k in FACTOR_ATTRIBUTES.get(model.domain, ())]
+            top = [f"{k} {v:.2f}" for k, v in result.readouts[i].items() if k in _factor_names(model.domain)]
             caption += " · " + ", ".join(top)
         gallery.append((to_uint8(image), caption))
     info = (f"**Seed {result.parameters['seed']}** (image *i* uses seed + *i*) · {config.steps} {config.scheduler} steps · "
@@ -225,7 +218,7 @@ TRAVERSE_KINDS = {"attribute sliders": "slider", "prompt switch (2503.23623)": "
 
 
 def slider_attributes(domain: str | None) -> list[str]:
-    return list(FACTOR_ATTRIBUTES.get(domain, ()))
+    return list(_factor_names(domain))
 
 
 @dataclass
@@ -299,7 +292,7 @@ def readout_figure(cache: TrajectoryCache, name: str, index: int, domain: str | 
     figure = go.Figure()
     readouts = cache.readouts.get(name)
     positions = cache.positions[name]
-    shown = [a for a in cache.attributes if a in FACTOR_ATTRIBUTES.get(domain, cache.attributes)]
+    shown = [a for a in cache.attributes if a in (_factor_names(domain) or cache.attributes)]
     for attribute in shown:
         k = cache.attributes.index(attribute)
         figure.add_trace(go.Scatter(x=positions, y=readouts[:, k], mode="lines+markers", name=attribute,
@@ -460,16 +453,16 @@ def overlay(pixels: np.ndarray, heat: np.ndarray, opacity: float, colormap: str 
 # Explain
 
 def explain_presets(domain: str | None) -> list[str]:
-    from ..engines.explain import PRESETS
+    from ..engines.explain import preset_names
 
-    return list(PRESETS.get(domain, {})) + ["custom"]
+    return preset_names(domain) + ["custom"]
 
 
 def explain_trials(model, preset: str) -> int:
     """The Explain tab's default N for a preset: its model card's N (``calibrated_settings``)."""
-    from ..engines.explain import DEFAULT_TRIALS, PRESETS, calibrated_settings
+    from ..engines.explain import DEFAULT_TRIALS, calibrated_settings, preset_names
 
-    if preset not in PRESETS.get(model.domain, {}):
+    if preset not in preset_names(model.domain):
         return DEFAULT_TRIALS
     return calibrated_settings(model, preset)["trials"]
 
@@ -495,13 +488,15 @@ def explain_config(model, preset: str, custom_prompts: str, trials: int, early_s
     """The engine's ``ExplainConfig`` for the Explain tab's controls: a preset's prompts at its model card's
     operating point (``calibrated_settings``; N from the slider, made odd), or custom prompts (one per line)
     under the plain majority over the whole schedule."""
-    from ..engines.explain import PRESETS, ExplainConfig, calibrated_settings
+    from ..engines.explain import ExplainConfig, calibrated_settings
+    from ..engines.explain import preset as preset_prompts
 
     if weighting not in EXPLAIN_WEIGHTINGS:
         raise ValueError(f"unknown error weighting {weighting!r}; choose one of {', '.join(EXPLAIN_WEIGHTINGS)}")
-    is_preset = preset != "custom" and preset in PRESETS.get(model.domain, {})
+    classes = preset_prompts(model.domain, preset) if preset != "custom" else None
+    is_preset = classes is not None
     if is_preset:
-        labels, prompts = PRESETS[model.domain][preset]
+        labels, prompts = classes
     else:
         prompts = tuple(p.strip() for p in (custom_prompts or "").split("\n") if p.strip())
         labels = prompts
@@ -516,11 +511,11 @@ def explain_expectation(model, preset: str, custom_prompts: str, trials: int, we
     """Markdown, before anything is classified: the classify bench's held-out accuracy for this preset at its
     model card's operating point (``medviz.engines.explain.measured_classifier``), and the settings that differ
     from those it was measured at; empty for a model of unknown domain. No model call."""
-    from ..engines.explain import PRESETS, measured_classifier
+    from ..engines.explain import measured_classifier, preset_names
 
     if model.domain is None:
         return ""
-    if preset not in PRESETS.get(model.domain, {}):
+    if preset not in preset_names(model.domain):
         return "*Custom prompts were not measured on held-out phantoms.*  \n"
     measured = measured_classifier(model, preset, explain_config(model, preset, custom_prompts, trials, True, weighting))
     if measured is None:
@@ -544,11 +539,11 @@ def explain_view(model, upload: str | None, example: str | None, preset: str, cu
     import plotly.graph_objects as go
 
     from ..engines.common import model_rgb
-    from ..engines.explain import DEFAULT_T_RANGE, PRESETS, classify, fitted_trials, votes_needed
+    from ..engines.explain import DEFAULT_T_RANGE, classify, fitted_trials, preset_names, votes_needed
 
     source = load_input(upload, example)
     config = explain_config(model, preset, custom_prompts, trials, early_stop, weighting)
-    fit_n = fitted_trials(model, preset) if preset in PRESETS.get(model.domain, {}) else None
+    fit_n = fitted_trials(model, preset) if preset in preset_names(model.domain) else None
     trials = config.trials
     threshold = config.vote_threshold
     result = classify(model, source.pixels, config, progress=progress, should_stop=should_stop)
@@ -604,9 +599,9 @@ EDIT_ACTIONS = ("remove", "add")
 
 
 def edit_attributes(domain: str | None) -> list[str]:
-    from ..engines.counterfactual import EDITABLE
+    from ..engines.counterfactual import editable
 
-    return list(EDITABLE.get(domain, ()))
+    return list(editable(domain))
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
     def on_model_change(name):
         model = registry.get(name)
         domain = model.domain
-        attributes = list(handlers.PROMPT_ATTRIBUTES.get(domain, {}))
+        attributes = handlers.prompt_attributes(domain)
         sliders = handlers.slider_attributes(domain)
         about = handlers.model_about(model)
         presets = handlers.explain_presets(domain)
@@ -229,7 +229,7 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         with gr.Tab("Generate", id="generate"):
             with gr.Row():
                 with gr.Column(scale=2):
-                    attributes = gr.CheckboxGroup(list(handlers.PROMPT_ATTRIBUTES["cxr"]), label="Findings and devices")
+                    attributes = gr.CheckboxGroup(handlers.prompt_attributes("cxr"), label="Findings and devices")
                     sex = gr.Radio(list(handlers.SEX_CHOICES), value="female", label="Sex")
                     lesion = gr.Radio(list(handlers.LESION_CHOICES), value="benign nevus", label="Lesion", visible=False)
                     free_text = gr.Textbox(label="More prompt text (appended)", placeholder="e.g. small left effusion")

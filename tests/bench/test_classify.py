@@ -1,13 +1,14 @@
 import numpy as np
 
-from medviz.bench.classify import ClassifyBenchConfig, _true_changed_region, calibrate, run_task
-from medviz.engines.explain import PRESETS
+from medviz.bench.classify import ClassifyBenchConfig, calibrate, run_task
+from medviz.bench.truth import toggled_region
+from medviz.engines.explain import preset
 
-PROMPTS_PER_TRIAL = sum(len(group) for group in PRESETS["cxr"]["pleural effusion"][1])   # one UNet pass each
+PROMPTS_PER_TRIAL = sum(len(group) for group in preset("cxr", "pleural effusion")[1])   # one UNet pass each
 
 
 def test_true_changed_region_of_an_effusion_toggle_lies_in_the_lung_bases():
-    mask = _true_changed_region("cxr", 10_200_000, "effusion", ("bilateral", "none"), 128)
+    mask = toggled_region("cxr", 10_200_000, "pleural_effusion", 128)
     assert mask.shape == (128, 128) and mask.dtype == bool
     assert 0.005 < mask.mean() < 0.5
     assert mask[64:].sum() > 3 * mask[:64].sum()           # fluid collects at the bases
@@ -74,9 +75,10 @@ def test_classify_bench_scores_the_cards_decision_rule(cxr_model, monkeypatch, c
     done = {i: {"truth": t, "vote": t if i < 3 else not t, "mean_error": t if i > 0 else not t, "z": float(i),
                 "entropy": 0.5, "trials": 3, "passes": 24, "seconds": 0.1, "explanation_auc": 0.9,
                 "evidence_auc": 0.6, "vote_fraction_positive": 0.5} for i, t in enumerate(truth)}
-    monkeypatch.setattr("medviz.bench.classify._labelled_phantoms",
-                        lambda domain, n, size, offset: (0, np.zeros((n, size, size), np.uint8), np.array(truth[:n])))
-    monkeypatch.setattr("medviz.bench.classify._true_changed_region", lambda *a: np.zeros((128, 128), bool))
+    monkeypatch.setattr("medviz.bench.classify.labelled_phantoms",
+                        lambda domain, n, size, offset, attribute: (0, np.zeros((n, size, size), np.uint8),
+                                                                   np.array(truth[:n])))
+    monkeypatch.setattr("medviz.bench.classify.toggled_region", lambda *a: np.zeros((128, 128), bool))
     results = {}
     for decision in ("vote", "mean_error"):
         monkeypatch.setitem(fit, "decision", decision)
@@ -101,12 +103,12 @@ def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_p
     import pytest
 
     from medviz.bench.classify import FIRST_SEED_OFFSET, TASKS, read_rows
-    from medviz.train.captions import phantom_attributes
+    from medviz import domains
     from medviz.train.data import render_phantoms
     from medviz.train.oracle import HELD_OUT_FIRST_SEED
 
     _, factors = render_phantoms("cxr", 1, 128, HELD_OUT_FIRST_SEED + FIRST_SEED_OFFSET, workers=1)
-    truth = bool(phantom_attributes("cxr", factors[0])[TASKS["cxr"][1]])
+    truth = bool(domains.get("cxr").attributes_of(factors[0])[domains.get("cxr").presets[TASKS["cxr"]].attribute])
     config = ClassifyBenchConfig(n=2, trials=3, n_cost=0)
     printed = tmp_path / "bench.log"
     first = {"truth": truth, "vote": truth, "mean_error": truth, "z": 9.0, "entropy": 0.0, "trials": 3, "passes": 24,
@@ -180,8 +182,9 @@ def test_fit_operating_point_finds_the_informative_timesteps():
 
 
 def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_the_threshold(cxr_model):
-    from medviz.bench.classify import TUNING_SEED_OFFSET, _labelled_phantoms
-    from medviz.engines.explain import PRESETS, ExplainConfig, classify, votes_needed
+    from medviz.bench.classify import TUNING_SEED_OFFSET
+    from medviz.bench.truth import labelled_phantoms
+    from medviz.engines.explain import ExplainConfig, classify, preset, votes_needed
 
     rows = []
     result = calibrate("cxr", ClassifyBenchConfig(n=3, trials=5), model=cxr_model, weighting="uniform",
@@ -191,8 +194,8 @@ def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_
     assert votes_needed(5, result["vote_threshold"]) == result["votes_needed"]
     assert result["accuracy_calibrated"] >= result["accuracy_majority"]
     # Row 0 holds exactly what the engine does with that operating point: same timesteps, same winners.
-    labels, prompts = PRESETS["cxr"]["pleural effusion"]
-    _, images, _ = _labelled_phantoms("cxr", 1, cxr_model.image_size, TUNING_SEED_OFFSET)
+    labels, prompts = preset("cxr", "pleural effusion")
+    _, images, _ = labelled_phantoms("cxr", 1, cxr_model.image_size, TUNING_SEED_OFFSET, "pleural_effusion")
     engine = classify(cxr_model, images[0].astype(np.float32) / 255.0,
                       ExplainConfig(prompts=prompts, labels=labels, trials=5, early_stop=False, t_range=(500, 980),
                                     weighting="uniform"))
@@ -264,7 +267,7 @@ def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, mon
 def test_rows_keep_both_rules_apart_whichever_the_card_picks(cxr_model, monkeypatch):
     from types import SimpleNamespace
 
-    import medviz.engines.explain as explain
+    import medviz.bench.classify as bench
 
     fit = cxr_model.card["explain_calibration"]["pleural effusion"]
     monkeypatch.setitem(fit, "decision", "mean_error")
@@ -272,7 +275,7 @@ def test_rows_keep_both_rules_apart_whichever_the_card_picks(cxr_model, monkeypa
     fake = SimpleNamespace(predicted=1, predicted_vote=0, predicted_mean_error=1, z_score=1.0, vote_entropy=1.0,
                            trials_run=3, unet_passes=12, seconds=0.1, vote_fractions=np.array([2 / 3, 1 / 3]),
                            explanation_map=np.zeros((128, 128), np.float32), evidence_map=np.zeros((128, 128), np.float32))
-    monkeypatch.setattr(explain, "classify", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(bench, "classify", lambda *args, **kwargs: fake)
     rows = []
     run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0, shard=(0, 2)), model=cxr_model,
              on_row=lambda i, row: rows.append(row))
@@ -328,8 +331,8 @@ def test_reference_runs_on_the_least_certain_images_and_on_the_errors(cxr_model,
     done = {i: {"truth": t, "vote": t if i < 4 else not t, "mean_error": t, "z": z, "entropy": 0.5, "trials": 3,
                 "passes": 12, "seconds": 0.1, "explanation_auc": 0.9, "evidence_auc": 0.6, "vote_fraction_positive": 0.5}
             for i, (t, z) in enumerate(zip(truth, (3.0, 0.5, 2.0, 0.1, 9.0)))}
-    monkeypatch.setattr(bench, "_labelled_phantoms",
-                        lambda domain, n, size, offset: (0, np.zeros((n, size, size), np.uint8), np.array(truth[:n])))
+    monkeypatch.setattr(bench, "labelled_phantoms",
+                        lambda domain, n, size, offset, attribute: (0, np.zeros((n, size, size), np.uint8), np.array(truth[:n])))
     monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
         "reference": {"trials": reference.trials, "early_stop": reference.early_stop, "trials_run": reference.trials,
                       "vote": True, "mean_error": True, "votes_first_class": 3, "passes": 20, "seconds": 1.0}})
@@ -375,8 +378,8 @@ def test_reference_runs_of_a_run_at_another_n_are_taken_without_their_loop_timin
         bench.with_reference_runs(rows, {1: row(True, reference_vote=True)})
 
     # A taken run on one of the first n_cost images is redone, since the cost table needs the loop beside it.
-    monkeypatch.setattr(bench, "_labelled_phantoms",
-                        lambda domain, n, size, offset: (0, np.zeros((n, size, size), np.uint8),
+    monkeypatch.setattr(bench, "labelled_phantoms",
+                        lambda domain, n, size, offset, attribute: (0, np.zeros((n, size, size), np.uint8),
                                                          np.array([True, False, True][:n])))
     monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
         "reference": row(True, reference_vote=True)["reference"], "beside_loop": row(True, loop=True)["beside_loop"]})

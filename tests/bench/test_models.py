@@ -11,8 +11,9 @@ needs_models = pytest.mark.skipif(not (MODELS_DIR / "cxr-phantom").is_dir(), rea
 
 
 def test_caption_conditional_reads_prompts_as_the_training_captions_do():
-    from medviz.bench.models import FIDELITY_PROMPTS, caption_conditional
-    from medviz.train.captions import ORACLE_ATTRIBUTES
+    from medviz import domains
+    from medviz.bench.models import FIDELITY_PROMPTS
+    from medviz.prompts import caption_conditional
 
     # Unnamed findings are absent, an unnamed sex is free, named devices fix only what is named.
     female = caption_conditional("cxr", "Chest X-ray of a female patient")
@@ -35,7 +36,7 @@ def test_caption_conditional_reads_prompts_as_the_training_captions_do():
         for attribute, pair in rows.items():
             for wanted, prompt in zip((True, False), pair):
                 fixed = caption_conditional(domain, prompt)
-                assert fixed[attribute] is wanted and set(fixed) <= set(ORACLE_ATTRIBUTES[domain])
+                assert fixed[attribute] is wanted and set(fixed) <= set(domains.get(domain).oracle_labels)
 
 
 @needs_models
@@ -43,12 +44,12 @@ def test_vae_round_trip_measures_what_the_decoder_keeps(cxr_model):
     import copy
 
     from medviz.bench.models import print_round_trips, vae_round_trip
-    from medviz.train.captions import ORACLE_ATTRIBUTES, phantom_attributes
+    from medviz import domains
     from medviz.train.data import render_phantoms
 
-    labels = ORACLE_ATTRIBUTES["cxr"]
+    labels = domains.get("cxr").oracle_labels
     images, factors = render_phantoms("cxr", 12, 128, 10_000_000 + 900_000, workers=1)
-    truth = np.array([[phantom_attributes("cxr", f)[k] for k in labels] for f in factors])
+    truth = np.array([[domains.get("cxr").attributes_of(f)[k] for k in labels] for f in factors])
     oracle = cxr_model.oracle.model
     bundled = vae_round_trip(cxr_model.pipe.vae, oracle, images, truth, labels)
     assert set(bundled["attributes"]) == set(labels)
@@ -151,16 +152,16 @@ def test_models_table_shows_each_prompts_line_shapes_beside_the_phantoms(capsys)
 @needs_models
 def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it(cxr_model, capsys):
     from medviz.bench.models import ModelsBenchConfig, device_kinds, print_table
-    from medviz.prompts import SUPPORT_DEVICE_KINDS
+    from medviz import domains
 
     config = ModelsBenchConfig(domain="cxr", n=3, steps=2, device_kinds=True)
     rows = device_kinds(cxr_model.pipe, cxr_model.oracle.model, config, 128)
-    assert [r["kind"] for r in rows] == list(SUPPORT_DEVICE_KINDS)
+    assert [r["kind"] for r in rows] == list(domains.get("cxr").kinds("support_devices"))
     assert rows[2]["prompt"] == "Chest X-ray showing support devices, central venous line"
     for row in rows:
         # Phantoms given exactly one device: the oracle reads that kind and no other, so whatever other kind
         # the samples show is the model's, not the oracle's.
-        assert row["phantoms"] == {k: float(k == row["kind"]) for k in SUPPORT_DEVICE_KINDS}
+        assert row["phantoms"] == {k: float(k == row["kind"]) for k in domains.get("cxr").kinds("support_devices")}
         assert all(v in (0.0, 1 / 3, 2 / 3, 1.0) for v in row["generated"].values())
     print_table({"domain": "cxr", "config": config.__dict__, "rows": [], "vae_round_trip": {}, "device_kinds": rows})
     out = capsys.readouterr().out

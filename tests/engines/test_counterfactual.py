@@ -5,7 +5,7 @@ import pytest
 
 from medviz.engines import Interrupted
 from medviz.engines.common import decode_latents, encode_image
-from medviz.engines.counterfactual import (FALLBACK_DEFAULTS, EditConfig, change_metrics, counterfactual,
+from medviz.engines.counterfactual import (EditConfig, EditDefaults, change_metrics, counterfactual,
                                           edit_defaults, edit_prompts, measured_edit)
 from medviz.phantoms import get_domain
 
@@ -104,7 +104,7 @@ def test_removing_an_effusion_lowers_its_readout_and_keeps_the_rest(cxr_model):
 def test_guidance_defaults_per_domain_and_an_explicit_value_wins():
     assert EditConfig().for_domain("cxr").guidance_scale == 3.0
     assert EditConfig().for_domain("skin").guidance_scale == 6.0
-    assert EditConfig().for_domain(None).guidance_scale == FALLBACK_DEFAULTS.guidance_scale == 6.0
+    assert EditConfig().for_domain(None).guidance_scale == EditDefaults().guidance_scale == 6.0
     assert EditConfig(guidance_scale=7.5).for_domain("cxr").guidance_scale == 7.5
     with pytest.raises(ValueError, match="guidance scale must be >= 1"):
         EditConfig(guidance_scale=0.5).validate("cxr")

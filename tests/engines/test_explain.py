@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.explain import (DEFAULT_T_RANGE, PRESETS, ExplainConfig, calibrated_settings, classify,
+from medviz.engines.explain import (DEFAULT_T_RANGE, ExplainConfig, preset, calibrated_settings, classify,
                                     classify_reference, decision_is_final, fitted_trials, leader_is_final,
                                     stratified_timesteps, trial_class_errors, trials_run_until_decided,
                                     trials_until_decidable, votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
-LABELS, PROMPTS = PRESETS["cxr"]["pleural effusion"]
+LABELS, PROMPTS = preset("cxr", "pleural effusion")
 PROMPTS_PER_TRIAL = sum(len(group) for group in PROMPTS)      # every class's prompt set, one batched UNet call
 
 
@@ -205,7 +205,7 @@ def test_reference_loop_agrees_with_the_batched_engine(cxr_model):
 
 
 def test_one_prompt_per_class_preset_and_class_sets_agree_on_a_clear_case(cxr_model):
-    labels, single = PRESETS["cxr"]["pleural effusion (one prompt per class)"]
+    labels, single = preset("cxr", "pleural effusion (one prompt per class)")
     result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=single, labels=labels, trials=9))
     assert result.label == "effusion" and result.unet_passes == 2 * result.trials_run
 
@@ -232,12 +232,12 @@ def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink
     sample = graph.sample(10_901_027)
     assert not sample.factors["melanoma"] and sample.factors["hair"] and sample.factors["ink"]
     image = skin.render(sample.factors, sample.seed, 128).image
-    labels, sets = PRESETS["skin"]["melanoma"]
+    labels, sets = preset("skin", "melanoma")
     assert len(sets[0]) == len(sets[1]) == 6 and all("nevus" in p for p in sets[1])
     assert any("gel bubbles" in p for p in sets[0]) and any("gel bubbles" in p for p in sets[1])
     # All 21 trials: the vote share is then the N-trial share, not that of an early-stopped prefix.
     with_contexts = classify(skin_model, image, ExplainConfig(prompts=sets, labels=labels, trials=21, early_stop=False))
-    labels_one, single = PRESETS["skin"]["melanoma (one prompt per class)"]
+    labels_one, single = preset("skin", "melanoma (one prompt per class)")
     one_prompt = classify(skin_model, image, ExplainConfig(prompts=single, labels=labels_one, trials=21))
     assert with_contexts.label == "benign" and with_contexts.vote_fractions[1] > 0.8
     assert one_prompt.label == "melanoma"
@@ -280,7 +280,7 @@ def test_measured_classifier_holds_for_the_preset_at_its_cards_operating_point(s
 
     from medviz.engines.explain import measured_classifier
 
-    labels, prompts = PRESETS["skin"]["melanoma"]
+    labels, prompts = preset("skin", "melanoma")
     at_card = ExplainConfig(prompts=prompts, labels=labels, **calibrated_settings(skin_model, "melanoma"))
     measured = measured_classifier(skin_model, "melanoma", at_card)
     entry = skin_model.card["explain_calibration"]["melanoma"]

@@ -6,7 +6,7 @@ from medviz.engines import Interrupted
 from medviz.engines.common import encode_prompts, initial_noise
 from medviz.engines.traverse import (TraverseConfig, bezier, caption_pairs, conditional_direction, slerp,
                                      trajectory_metrics, traverse)
-from medviz.oracle import FACTOR_ATTRIBUTES
+from medviz import domains
 from medviz.prompts import parse_prompt
 
 FEMALE = "Chest X-ray of a female patient"
@@ -131,7 +131,7 @@ def test_bezier_and_slerp_endpoints():
 
 def test_trajectory_metrics_on_known_curves():
     attributes = ("pleural_effusion", "cardiomegaly", "support_devices", "pacemaker", "ett", "cvc", "ngt", "female")
-    factors = FACTOR_ATTRIBUTES["cxr"]
+    factors = tuple(a.name for a in domains.get("cxr").factors)
     clean = np.zeros((5, 8))
     clean[:, 0] = [0.0, 0.1, 0.5, 0.9, 1.0]
     clean[:, 3] = [0.0, 0.0, 0.0, 1.0, 1.0]          # pacemaker is part of devices, not a factor: ignored

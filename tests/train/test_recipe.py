@@ -78,7 +78,7 @@ def test_same_seed_gives_the_same_weights(tmp_path):
 def test_tokenizer_covers_the_prompt_vocabulary(tmp_path):
     from transformers import CLIPTokenizer
 
-    from medviz.train.captions import prompt_corpus
+    from medviz.train.tokenizer import prompt_corpus
     from medviz.train.tokenizer import build_clip_tokenizer
 
     build_clip_tokenizer(prompt_corpus("cxr", 300), tmp_path, 1024, 32)
@@ -93,7 +93,8 @@ def test_tokenizer_covers_the_prompt_vocabulary(tmp_path):
 def test_training_captions_name_every_present_attribute():
     from medviz.phantoms import get_domain
     from medviz.prompts import parse_prompt
-    from medviz.train.captions import phantom_attributes, training_caption
+    from medviz import domains
+    from medviz.prompts import training_caption
 
     rng = np.random.default_rng(1)
     for domain in ("cxr", "skin"):
@@ -102,7 +103,7 @@ def test_training_captions_name_every_present_attribute():
             factors = graph.sample(seed).factors
             caption = training_caption(domain, factors, rng)
             parsed = parse_prompt(caption, domain)
-            truth = phantom_attributes(domain, factors)
+            truth = domains.get(domain).attributes_of(factors)
             for key, value in parsed.items():
                 assert truth[key] == value, (caption, key)
             main = ("pleural_effusion", "cardiomegaly") if domain == "cxr" else ("melanoma", "ruler", "hair")
@@ -114,10 +115,10 @@ def test_training_captions_name_every_present_attribute():
 def test_device_captions_also_use_the_generic_phrase_alone():
     """The generic phrase must stand alone in training, or "showing support devices" learns nothing."""
     from medviz.phantoms import get_domain
-    from medviz.prompts import CXR_ATTRIBUTES, SUPPORT_DEVICE_KINDS, parse_prompt
-    from medviz.train.captions import training_caption
+    from medviz import domains
+    from medviz.prompts import parse_prompt, training_caption
 
-    synonyms = sorted(CXR_ATTRIBUTES["support_devices"][1], key=len, reverse=True)
+    synonyms = sorted(domains.get("cxr").attribute("support_devices").synonyms, key=len, reverse=True)
     generic_phrase = re.compile(r"(?<!cardiac )\b(" + "|".join(map(re.escape, synonyms)) + r")\b")  # not a pacemaker's
     graph = get_domain("cxr").build_graph()
     rng = np.random.default_rng(0)
@@ -128,7 +129,7 @@ def test_device_captions_also_use_the_generic_phrase_alone():
             continue
         caption = training_caption("cxr", factors, rng)
         parsed = parse_prompt(caption, "cxr")           # a named device implies support devices here
-        named = any(parsed.get(d) for d in SUPPORT_DEVICE_KINDS)
+        named = any(parsed.get(d) for d in domains.get("cxr").kinds("support_devices"))
         generic = generic_phrase.search(caption.split(", no ")[0]) is not None
         assert generic or named
         assert not any(parsed.get(d) is False for d in factors["devices"])    # present ones never negated

@@ -1,0 +1,42 @@
+"""What the benches share about phantoms: labelled held-out sets and true counterfactuals of one attribute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import domains
+from ..phantoms import Sample, get_domain, mask_between
+from ..train.data import render_phantoms
+from ..train.oracle import HELD_OUT_FIRST_SEED
+
+
+def switch(domain: str, sample: Sample, attribute: str, on: bool) -> dict[str, Any]:
+    """Factor changes that switch ``attribute`` on or off in ``sample``: the domain's ``add`` / ``remove``,
+    with an added effusion clearly visible (severity at least 0.5, or the phantom's own if larger: not a
+    blunted angle)."""
+    a = domains.get(domain).attribute(attribute)
+    changes = dict(a.add if on else a.remove)
+    if "effusion_severity" in changes:
+        changes["effusion_severity"] = max(0.5, float(sample.factors["effusion_severity"]))
+    return changes
+
+
+def toggled_region(domain: str, seed: int, attribute: str, size: int) -> np.ndarray:
+    """Bool (size, size): the pixels that switching ``attribute`` to its other value changes in phantom ``seed``."""
+    module = get_domain(domain)
+    graph = module.build_graph()
+    sample = graph.sample(seed)
+    present = domains.get(domain).attributes_of(sample.factors)[attribute]
+    other = graph.intervene(sample, **switch(domain, sample, attribute, not present))
+    return mask_between(module.render(sample.factors, sample.seed, size), module.render(other.factors, other.seed, size))
+
+
+def labelled_phantoms(domain: str, n: int, size: int, seed_offset: int, attribute: str):
+    """(first seed, ``n`` rendered phantoms (uint8) from ``HELD_OUT_FIRST_SEED + seed_offset``, whether each has
+    ``attribute``)."""
+    first_seed = HELD_OUT_FIRST_SEED + seed_offset
+    images, factors = render_phantoms(domain, n, size, first_seed, workers=1)
+    attributes_of = domains.get(domain).attributes_of
+    return first_seed, images, np.array([attributes_of(f)[attribute] for f in factors])
