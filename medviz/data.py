@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from . import prompts
-from .io import MedicalImage, read_image
+from .io import MedicalImage, as_rgb, read_image
 from .phantoms import get_domain
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".webp")
@@ -205,8 +205,6 @@ class CaptionedImages:
     def __getitem__(self, index: int) -> dict[str, Any]:
         import torch
         from PIL import Image
-
-        from .io import as_rgb
 
         record = self.records[index]
         pixels = as_rgb(record.load().pixels)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .oracle import load_oracle
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODELS_DIR = ASSETS / "models"
 PIPELINE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -202,8 +204,6 @@ class Model:
 def load_model(name_or_path: str | os.PathLike = "cxr-phantom", *, device: str | None = None,
                oracle: str | os.PathLike | None = None, **pipeline_options) -> Model:
     """The pipeline plus its oracle (from ``medviz.json`` or ``oracle=``) and model card facts."""
-    from .oracle import load_oracle
-
     pipe = load_pipeline(name_or_path, device=device, **pipeline_options)
     path = resolve(name_or_path)
     card = read_model_card(path) if path.is_dir() else {}

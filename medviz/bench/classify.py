@@ -24,27 +24,33 @@ Per task (cxr pleural effusion, skin melanoma), on ``n`` held-out phantoms:
   cover them too, and a run of the same card at another N takes the N = 501 runs from the first's rows
   (``with_reference_runs``, ``--reference-from``) instead of running them again.
 
-``calibrate`` fits that operating point (timestep window, vote threshold) on the tuning phantoms (a
-disjoint seed range).
+The operating point the card holds is ``python -m medviz.bench calibrate``'s (``medviz.bench.calibrate``).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
 from .. import domains
 from ..engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, calibrated_settings, classify,
-                               classify_reference, preset, trials_run_until_decided)
+                               classify_reference, preset, votes_needed)
 from ..metrics import roc_auc
 from ..models import load_model
+from ..cards import record_engine_trials
+from ..models import resolve
+from .cli import add_common, chosen_domains, shard, write_json
+from .figures import save_explain_figure
 from .truth import labelled_phantoms, toggled_region
 
 #: The bench's diffusion-classifier task per domain: a preset of the domain (``medviz.domains``).
 TASKS = {"cxr": "pleural effusion", "skin": "melanoma"}
 FIRST_SEED_OFFSET = 200_000          # held-out seeds, disjoint from the oracle's and the tuning set's
-TUNING_SEED_OFFSET = 901_000         # the tuning phantoms (seeds 10,901,000+): calibration, never the bench
 
 
 @dataclass(frozen=True)
@@ -194,142 +200,8 @@ def _rows(images, truth, row, shard: tuple[int, int], done_rows, on_row, progres
     return by_index
 
 
-def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None, done_rows=None,
-              weighting: str = "disagreement", engine_trials: int = 21, t_range: tuple[int, int] | None = None) -> dict:
-    """Fit the task's operating point (timestep window and two-class vote threshold) on tuning phantoms.
-
-    Every one of ``config.n`` labelled tuning phantoms (seeds 10,901,000+, never the bench's) runs all
-    N = ``config.trials`` trials (21 when None), stratified over the whole schedule (no early stop); each
-    trial's timestep, winner and error difference (first class minus second) are kept (rows via ``on_row``; ``done_rows`` and ``config.shard`` as in
-    ``run_task``).
-    ``fit_operating_point`` then picks the window and threshold. Why a window: the trials' timesteps do
-    not carry the same evidence. On the skin model with uniform weighting, trials at t < 300 voted benign
-    for most melanomas (20-37% of them right on 47 tuning phantoms, against 85% at t = 400-700), so they
-    outvoted the informative trials.
-
-    With ``t_range`` the window is given, not searched: the trials stratify over it and N is the engine's
-    (``engine_trials`` is then ``config.trials``), so with the engine's seed every tuning phantom sees exactly
-    the (t, noise) draws the engine will use, and only the threshold is fitted. Why: every image shares
-    the seed's draws, and the vote share a class gets depends on that draw set (on the skin model, benign
-    lesions drew melanoma votes at a per-trial rate of 0.19 on the whole-schedule fit's draws and ~0.30 on
-    the engine's), so a threshold fitted on other draws need not transfer.
-    """
-    task = TASKS[domain]
-    model = model or load_model(f"{domain}-phantom", device="cpu")
-    labels, prompts = preset(domain, task)
-    first_seed, images, truth = labelled_phantoms(domain, config.n, model.image_size, TUNING_SEED_OFFSET,
-                                                  domains.get(domain).presets[task].attribute)
-    schedule = tuple(t_range) if t_range else DEFAULT_T_RANGE
-    trials = config.trials or DEFAULT_TRIALS
-    engine_trials = trials if t_range else engine_trials
-    engine = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=False, t_range=schedule,
-                           trials_per_batch=config.trials_per_batch, weighting=weighting, seed=config.seed)
-
-    def row(i: int, image: np.ndarray, label: bool) -> dict:
-        result = classify(model, image.astype(np.float32) / 255.0, engine)
-        won = result.errors.argmin(1) == 0                                  # trials the first class won
-        # err(first class) - err(second), per trial in the engine's order: the mean-error rule and the
-        # engine's early stop can then be replayed on these rows (``fit_operating_point``).
-        difference = result.errors[:, 0] - result.errors[:, 1]
-        return {"truth": label, "votes_first_class": int(won.sum()), "timesteps": result.timesteps.tolist(),
-                "first_class_won": won.astype(int).tolist(),
-                "error_difference": [float(f"{d:.6g}") for d in difference]}
-
-    by_index = _rows(images, truth, row, config.shard, done_rows, on_row, None)
-    if config.shard[1] > 1:
-        return {"shard": config.shard, "rows": by_index}
-    rows = [by_index[i] for i in range(len(images))]
-    # Rows printed before the error differences were kept lack them: the vote is fitted alone then.
-    differences = (np.array([r["error_difference"] for r in rows], float)
-                   if all("error_difference" in r for r in rows) else None)
-    fit = fit_operating_point(truth, np.array([r["timesteps"] for r in rows]),
-                              np.array([r["first_class_won"] for r in rows], bool), engine_trials, schedule,
-                              windows=[schedule] if t_range else None, error_difference=differences)
-    return {"domain": domain, "task": task, "n": len(truth), "positives": int(truth.sum()),
-            "trials_run": trials, "trials_t_range": list(schedule), "window_searched": not t_range,
-            "first_seed": first_seed, "seed": config.seed, "weighting": weighting, **fit}
-
-
-def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.ndarray, engine_trials: int,
-                        schedule: tuple[int, int], grid: int = 100, min_width: int = 300,
-                        windows: list[tuple[int, int]] | None = None,
-                        error_difference: np.ndarray | None = None) -> dict:
-    """The timestep window and vote threshold with the best accuracy on labelled images.
-
-    Args:
-        truth: (n,) bool, the first class is the true one.
-        timesteps: (n, N) each trial's timestep, stratified over ``schedule``.
-        first_won: (n, N) bool, the first class won the trial.
-        engine_trials: the N at which the threshold is stated (``votes_needed``) and later applied.
-        schedule: (t_min, t_max) of the trials; windows have edges on ``grid`` multiples inside it (or its
-            ends) and are at least ``min_width`` wide.
-        windows: the candidate windows, instead of that grid (``[schedule]``: fit only the threshold).
-        error_difference: (n, N) err(first class) - err(second) per trial, in the engine's draw order. Where
-            the trials are exactly the engine's (``windows == [schedule]`` and N == ``engine_trials``), the
-            mean-error rule is scored as the engine applies it: over the trials it runs before its early stop
-            at the fitted threshold (``trials_run_until_decided``), and ``decision`` names the rule with the
-            better accuracy ("vote" on a tie, the papers' rule). Otherwise ``decision`` is "vote".
-    An image's vote share in a window is the share of its trials inside that window that the first class
-    won; it is called first class when share * engine_trials >= k - 0.5, i.e. with k of ``engine_trials``
-    votes once the engine draws all its trials from that window. Ties go to k nearest the majority, then
-    to the wider window. ``accuracy_majority`` is the plain majority over all the trials (over ``schedule``).
-    """
-    lo, hi = schedule
-    if windows is None:
-        edges = [lo, *range((lo // grid + 1) * grid, hi, grid), hi]
-        windows = [(a, b) for a in edges for b in edges if b - a >= min_width]
-    majority = engine_trials // 2 + 1
-    by_window, best = {}, None
-    for a, b in windows:
-        inside = (timesteps >= a) & (timesteps <= b)
-        share = (first_won & inside).sum(1) / np.maximum(inside.sum(1), 1)
-        for k in range(1, engine_trials + 1):
-            accuracy = float(((share * engine_trials >= k - 0.5) == truth).mean())
-            key = (accuracy, -abs(k - majority), b - a)
-            by_window[f"{a}-{b}"] = max(by_window.get(f"{a}-{b}", 0.0), accuracy)
-            if best is None or key > best[0]:
-                best = (key, (a, b), k)
-    (accuracy, _, _), (a, b), k = best
-    whole = first_won.sum(1) / first_won.shape[1]
-    threshold = round((k - 0.5) / engine_trials, 4)
-    fit = {"t_range": [int(a), int(b)], "votes_needed": k, "trials": engine_trials, "vote_threshold": threshold,
-           "accuracy_calibrated": accuracy,
-           "accuracy_majority": float(((whole * engine_trials >= majority - 0.5) == truth).mean()),
-           "accuracy_by_window": by_window, "decision": "vote"}
-    if error_difference is not None and windows == [(lo, hi)] and first_won.shape[1] == engine_trials:
-        stops = np.array([trials_run_until_decided(won, engine_trials, threshold) for won in first_won])
-        first_by_mean = np.array([d[:stop].mean() < 0 for d, stop in zip(error_difference, stops)])
-        mean_error = float((first_by_mean == truth).mean())
-        fit.update({"accuracy_mean_error": mean_error, "mean_trials_run": float(stops.mean()),
-                    "accuracy_mean_error_all_trials": float(((error_difference.mean(1) < 0) == truth).mean()),
-                    "decision": "mean_error" if mean_error > accuracy else "vote"})
-    return fit
-
-
-def print_calibration(result: dict) -> None:
-    windows = sorted(result["accuracy_by_window"].items(), key=lambda item: -item[1])[:6]
-    lo, hi = result.get("trials_t_range", DEFAULT_T_RANGE)
-    searched = result.get("window_searched", True)
-    print(f"\n{result['task']} operating point on {result['n']} tuning phantoms (seeds {result['first_seed']:,}+, "
-          f"{result['positives']} positive), N = {result['trials_run']} trials over t {lo}-{hi} (seed {result['seed']}), "
-          f"{result['weighting']} weighting" + ("; best accuracy per timestep window:" if searched else ", window given"))
-    if searched:
-        print("  " + "  ".join(f"t {w}: {a:.1%}" for w, a in windows))
-    print(f"chosen: t {result['t_range'][0]}-{result['t_range'][1]}, {result['votes_needed']} of {result['trials']} "
-          f"votes (vote_threshold {result['vote_threshold']}): {result['accuracy_calibrated']:.1%} vs "
-          f"{result['accuracy_majority']:.1%} for the majority over t {lo}-{hi}")
-    if "accuracy_mean_error" in result:
-        print(f"mean-error rule over the trials the engine runs ({result['mean_trials_run']:.1f} of {result['trials']} "
-              f"on average, early stop at that threshold): {result['accuracy_mean_error']:.1%} "
-              f"({result['accuracy_mean_error_all_trials']:.1%} over all {result['trials']}); decision rule: "
-              f"{result['decision']}")
-
-
 def read_rows(path: str, domain: str) -> dict[int, dict]:
     """Rows that ``python -m medviz.bench classify`` printed (``<domain> <i>: <json>``) for ``--resume``."""
-    import json
-    import re
-
     pattern = re.compile(rf"^{re.escape(domain)} (\d+): (\{{.*\}})$")
     with open(path, encoding="utf-8") as lines:
         matches = [pattern.match(line.strip()) for line in lines]
@@ -504,3 +376,82 @@ def print_table(results: list[dict]) -> None:
                   f"{w['seconds_reference_loop']:.1f} s vs engine {w['seconds_engine']:.1f} s "
                   f"({w['speedup_vs_reference_loop']:.2f}x; engine {w['mean_trials_engine']:.1f} trials of "
                   f"{r['trials']} on average; same decision in {w['decisions_agree']:.0%})")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=400, help="held-out phantoms per task")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials N per image (odd; default: the model card's N, at the card's share of the votes)")
+    parser.add_argument("--trials-per-batch", type=int, default=16, help="most trials per round (the engine's default)")
+    parser.add_argument("--n-cost", type=int, default=24, help="images for the N=501 / reference-loop cost runs")
+    parser.add_argument("--n-wallclock", type=int, default=0,
+                        help="also time the engine against the reference loop on this many images spread evenly over "
+                             "the set (the first --n-cost ones need not be typical)")
+    parser.add_argument("--reference-trials", type=int, default=501, help="N of the cost comparison")
+    parser.add_argument("--reference-on-errors", action="store_true",
+                        help="run N=501 also on every image the engine gets wrong (bounds N=501's accuracy from above)")
+    parser.add_argument("--reference-uncertain", type=int, default=0, metavar="K",
+                        help="run N=501 also on the K images the engine is least sure of (smallest |z|)")
+    parser.add_argument("--reference-from", default=None, nargs="+", metavar="LOG",
+                        help="logs of a run with the same card apart from its N: their N=501 runs are taken for images "
+                             "this run's rows lack one for, not rerun")
+    parser.add_argument("--reference-early-stop", action="store_true",
+                        help="stop N=501 once its vote is decided (exact for the vote; about half the cost)")
+    parser.add_argument("--resume", default=None, nargs="+", metavar="LOG",
+                        help="logs of earlier runs (or of --shard runs): their printed rows are kept, not recomputed")
+    parser.add_argument("--shard", type=shard, default=(0, 1), metavar="K/M",
+                        help="only images i with i %% M == K, rows only (run M of these, one per core, then once more "
+                             "with all their logs as --resume for the summary)")
+    parser.add_argument("--figure-dir", default=None, metavar="DIR", help="write explain_<domain>.png here")
+    parser.add_argument("--write-card", action="store_true",
+                        help="make this run's --trials the engine's N for the task (at the card's share of the votes), "
+                             "this run's figures kept beside the fit as the reason")
+    add_common(parser)
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    config = ClassifyBenchConfig(n=args.n, trials=args.trials, n_cost=args.n_cost, n_wallclock=args.n_wallclock,
+                                 trials_per_batch=args.trials_per_batch, reference_trials=args.reference_trials,
+                                 reference_on_errors=args.reference_on_errors,
+                                 reference_uncertain=args.reference_uncertain,
+                                 reference_early_stop=args.reference_early_stop, shard=args.shard)
+    results = []
+    for domain in chosen_domains(args):
+        done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
+        if args.reference_from:
+            done = with_reference_runs(done, {i: row for log in args.reference_from
+                                              for i, row in read_rows(log, domain).items()})
+        result = run_task(domain, config, done_rows=done,
+                          on_row=lambda i, row: print(f"{domain} {i}: {json.dumps(row)}", flush=True))
+        if "shard" in result:
+            print(f"{domain} shard {args.shard[0]}/{args.shard[1]} done: {len(result['rows'])} rows; summarise with "
+                  "--resume and every shard's log", flush=True)
+            continue
+        print(f"done: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}", flush=True)
+        if args.figure_dir:
+            save_explain_figure(result["cases"], str(Path(args.figure_dir) / f"explain_{domain}.png"),
+                                title=f"{domain}-phantom diffusion classifier: {result['task']} (N={result['trials']}"
+                                      + operating_point(result) + ")")
+        results.append({k: v for k, v in result.items() if k != "cases"})
+        if args.write_card:
+            record_engine_trials(resolve(f"{domain}-phantom"), result, command)
+            print(f"written to the {domain}-phantom model card: the engine runs N={result['trials']} for "
+                  f"{result['task']}")
+    if not results:             # shard runs: rows only
+        return 0
+    print_table(results)
+    return write_json(args.json, results)
+
+
+def operating_point(result: dict) -> str:
+    """', first class needs k of N votes, t lo-hi' for a figure title (and the decision rule when it is the
+    mean-error rule); empty for the plain majority."""
+    text = ""
+    if result["vote_threshold"] != 0.5:
+        text += (f", {result['labels'][0]} needs {votes_needed(result['trials'], result['vote_threshold'])} of "
+                 f"{result['trials']} votes")
+    if result.get("decision") == "mean_error":     # the vote above then sets only when the trials stop
+        text = ", mean-error rule; trials stop once the vote is decided" + (f" ({text[2:]})" if text else "")
+    if tuple(result["t_range"]) != DEFAULT_T_RANGE:
+        text += f", t {result['t_range'][0]}–{result['t_range'][1]}"
+    return text

@@ -26,7 +26,10 @@ add one, ...):
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -37,9 +40,11 @@ from ..models import load_model, resolve
 from ..phantoms import get_domain, mask_between
 from ..phantoms.cxr import DEVICES
 from ..phantoms.render import redrawn
-from ..train.bundle import record_edit_bench
+from ..cards import record_edit_bench
 from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
+from .cli import add_common, write_json
+from .figures import save_edit_figure
 from .truth import switch
 
 _ENGINE = EditConfig()
@@ -178,7 +183,7 @@ def edit_attributes(edit: str) -> tuple[str, ...]:
 
 def card_record(summary: dict, date: str, command: str) -> dict:
     """What a model card keeps of one edit's ``run_edit`` summary: the figures, the settings they hold for,
-    whether they meet ``BARS``, and how to reproduce them (``medviz.train.bundle.record_edit_bench``)."""
+    whether they meet ``BARS``, and how to reproduce them (``medviz.cards.record_edit_bench``)."""
     _, action, _, _ = EDITS[summary["edit"]]
     figures = ("n", "effectiveness", "preservation_all", "faithfulness", "faithfulness_near_truth",
                "mask_iou_mean", "edited_iou_mean", "mean_passes")
@@ -449,3 +454,79 @@ def print_table(result: dict) -> None:
                   f"{k['ddim_passes']:.0f} passes, {k['ddim_seconds']:.1f} s (effective {k['ddim_effectiveness']:.0%}, "
                   f"faithful {k['ddim_faithfulness']:.0%}) on {k['n']} images; time ratio "
                   f"{k['ddim_seconds'] / k['engine_seconds']:.2f}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n", type=int, default=100, help="phantoms per edit type")
+    parser.add_argument("--n-reconstruction", type=int, default=100, help="empty edits per domain")
+    parser.add_argument("--n-cost", type=int, default=10, help="images per edit type for the DDIM-inversion comparison")
+    parser.add_argument("--edit", action="append", default=None, metavar="NAME",
+                        help="only this edit type, e.g. 'add support devices' (repeatable; default: every edit of "
+                             f"--domain): {', '.join(EDITS)}")
+    for flag, kind, what in (("--steps", int, "denoising steps"), ("--strength", float, "edit strength"),
+                             ("--guidance", float, "guidance scale"),
+                             ("--mask-threshold", float, "automatic mask threshold"),
+                             ("--mask-draws", int, "noise draws of the automatic mask"),
+                             ("--change-threshold", float, "keep the input where the edit changed the decoded image "
+                                                           "by less than this (0 = off)")):
+        parser.add_argument(flag, type=kind, default=None, help=f"{what} (default: the engine's for the domain)")
+    parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="mask mode")
+    parser.add_argument("--residual", default=None, choices=["on", "off"],
+                        help="add only the edit's change to the input (default: the engine's)")
+    parser.add_argument("--tuning", action="store_true",
+                        help="run on the tuning phantoms (for choosing defaults), not the bench set")
+    parser.add_argument("--ceilings-only", action="store_true",
+                        help="only the faithfulness ceilings (the true counterfactual through the VAE, and under fresh "
+                             "draws of the noise the input does not show); no edit is run")
+    parser.add_argument("--model", default=None, metavar="DIR", help="a pipeline folder for the edits' one domain")
+    parser.add_argument("--figure-dir", default=None, metavar="DIR", help="write counterfactual_<domain>.png here")
+    parser.add_argument("--write-card", action="store_true",
+                        help="store each edit's figures in the model's card (medviz.json and README.md; the Edit tab "
+                             "shows them before an edit runs): held-out phantoms, n >= 100, the engine's defaults only")
+    add_common(parser)
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    unknown = sorted(set(args.edit or ()) - set(EDITS))
+    if unknown:
+        raise SystemExit(f"unknown edit type {unknown[0]!r}; known: {', '.join(EDITS)}")
+    edits = tuple(e for e in EDITS if args.domain in ("all", EDITS[e][0]) and (not args.edit or e in args.edit))
+    if not edits:
+        raise SystemExit(f"no edit of --domain {args.domain} among {', '.join(args.edit)}; "
+                         f"{args.domain} edits: {', '.join(e for e in EDITS if EDITS[e][0] == args.domain)}")
+    chosen = {"steps": args.steps, "strength": args.strength, "guidance_scale": args.guidance,
+              "mask_threshold": args.mask_threshold, "mask_draws": args.mask_draws,
+              "change_threshold": args.change_threshold,
+              "residual": None if args.residual is None else args.residual == "on"}
+    config = CounterfactualBenchConfig(edits=edits, n=args.n, n_reconstruction=args.n_reconstruction,
+                                       n_cost=args.n_cost, mask_mode=args.mask, tuning=args.tuning, model=args.model,
+                                       ceilings_only=args.ceilings_only,
+                                       **{k: v for k, v in chosen.items() if v is not None})
+    if args.write_card:
+        problem = card_problem(config)
+        if problem:
+            raise SystemExit(f"--write-card: {problem}")
+    result = run(config, progress=lambda name, row: print(f"done: {name} {json.dumps(row, default=str)}", flush=True))
+    print_table(result)
+    if args.write_card:
+        write_edit_card(result, command)
+    if args.figure_dir:
+        write_figures(result, config, args.figure_dir)
+    for r in result["edits"]:
+        r.pop("cases", None)
+    return write_json(args.json, result)
+
+
+def write_figures(result: dict, config: CounterfactualBenchConfig, folder: str) -> None:
+    """counterfactual_<domain>.png: each edit's first case beside the SCM's true counterfactual."""
+    for domain in sorted({EDITS[e][0] for e in config.edits}):
+        done = [r for r in result["edits"] if r["domain"] == domain and r.get("cases")]
+        if not done:
+            continue
+        rows = [{**r["cases"][0], "edit": r["edit"]} for r in done]
+        used = done[0]                                  # the settings the engine resolved for the domain
+        change = f", change threshold {used['change_threshold']:g}" if used["change_threshold"] else ""
+        save_edit_figure(rows, str(Path(folder) / f"counterfactual_{domain}.png"),
+                         title=f"{config.model or domain + '-phantom'} counterfactual edits (edit-friendly DDPM "
+                               f"inversion, strength {used['strength']}, guidance {used['guidance_scale']}, "
+                               f"{config.steps} steps{change})")

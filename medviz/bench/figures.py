@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import RESEARCH_ONLY_NOTICE
+from ..display import overlay
 
 
 def save_strip(result, path: str, title: str = "") -> str:
@@ -43,8 +44,6 @@ def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..ui.handlers import overlay
 
     figure, axes = plt.subplots(len(cases), 4, figsize=(8.0, 2.1 * len(cases) + 0.6), facecolor="black", squeeze=False)
     for r, case in enumerate(cases):

@@ -7,10 +7,15 @@ Also checks that a fixed seed reproduces bit-identical images.
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..engines.generate import GenerateConfig, generate
+from ..models import load_model
+from .cli import add_common, write_json
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,6 @@ class GenerateBenchConfig:
 
 def run(config: GenerateBenchConfig, model=None) -> dict:
     import torch
-
-    from ..engines.generate import GenerateConfig, generate
-    from ..models import load_model
 
     model = model or load_model(config.model, device=config.device)
     pipe = model.pipe
@@ -84,3 +86,19 @@ def print_table(result: dict) -> None:
         print(f"{name:<10}{row['best_images_per_s']:>12.3f}{row['median_images_per_s']:>14.3f}{row['peak_memory_gib']:>10.2f}")
     print(f"engine / stock: median {result['ratio_median']:.3f}, best {result['ratio_best']:.3f}; "
           f"same seed -> identical images: {result['same_seed_identical']}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="cxr-phantom", help="bundled name or local path")
+    parser.add_argument("--batch", type=int, default=4, help="images per call")
+    parser.add_argument("--steps", type=int, default=25, help="denoising steps")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating runs of each")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    add_common(parser, domains=False)
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    result = run(GenerateBenchConfig(model=args.model, batch_size=args.batch, steps=args.steps, repeats=args.repeats,
+                                     device=args.device))
+    print_table(result)
+    return write_json(args.json, result)

@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -38,10 +40,11 @@ from ..metrics import thin_line_shapes
 from ..models import MODELS_DIR, load_pipeline, resolve
 from ..phantoms import get_domain
 from ..prompts import caption_conditional, class_prompts, describe
-from ..train.bundle import record_models_bench
+from ..cards import record_models_bench
 from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from ..train.vae import load_vae
+from .cli import add_common, chosen_domains, write_json
 
 #: The attributes whose "with" and "without" prompts the bench asks for, per domain.
 FIDELITY_ATTRIBUTES = {"cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "female"),
@@ -93,7 +96,7 @@ def card_problem(config: "ModelsBenchConfig") -> str | None:
 
 def card_record(result: dict, date: str, command: str) -> dict:
     """What a model card keeps of a ``run`` result (medviz.json ``models_bench``, written by
-    ``medviz.train.bundle.record_models_bench``): each prompt's figures and whether they meet ``PROMPT_BARS``,
+    ``medviz.cards.record_models_bench``): each prompt's figures and whether they meet ``PROMPT_BARS``,
     the Fréchet distances, the VAE round trip, the settings the samples were drawn with, how to reproduce."""
     keep = ("attribute", "prompt", "wanted", "agreement", "fits_all", "diversity_ratio", "n_matching",
             "diversity_ratio_named_only", "lines", "lines_real")
@@ -439,3 +442,50 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
     figure.savefig(out, dpi=110, facecolor="black")
     plt.close(figure)
     return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="a pipeline folder of --domain, measured instead of its bundled model")
+    parser.add_argument("--n", type=int, default=64, help="samples per prompt")
+    parser.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    parser.add_argument("--vae", default=None, metavar="DIR",
+                        help="a candidate VAE folder (or a folder holding vae/) measured beside the bundled one: its "
+                             "round trip, and its decode of the very same generated latents ({domain} is replaced)")
+    parser.add_argument("--round-trip-only", action="store_true", help="only the VAE round trip (no generation)")
+    parser.add_argument("--device-kinds", action="store_true",
+                        help="CXR: only the device-kind table: each kind asked alone, which kinds are drawn")
+    parser.add_argument("--sheet", default=None, metavar="PNG",
+                        help="also write a contact sheet: each prompt's samples beside real phantoms that fit it "
+                             "({domain} in the path is replaced by the domain)")
+    parser.add_argument("--write-card", action="store_true",
+                        help="store each prompt's figures, the FD and the VAE round trip in the model's card "
+                             "(medviz.json and README.md; the Generate tab shows them before it runs): a full run at "
+                             "the bench's default settings only")
+    add_common(parser)
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    if args.sheet and args.round_trip_only:
+        raise SystemExit("--sheet needs generated samples; drop --round-trip-only")
+    if args.device_kinds and args.domain == "skin":
+        raise SystemExit("--device-kinds is a CXR measurement: use --domain cxr")
+    configs = [ModelsBenchConfig(domain=domain, n=args.n, steps=args.steps, model=args.model,
+                                 vae=args.vae.replace("{domain}", domain) if args.vae else None,
+                                 round_trip_only=args.round_trip_only, device_kinds=args.device_kinds,
+                                 sheet=args.sheet.replace("{domain}", domain) if args.sheet else None)
+               for domain in (["cxr"] if args.device_kinds else chosen_domains(args))]
+    if args.write_card:
+        if args.model and len(configs) > 1:
+            raise SystemExit("--write-card: with --model, name the model's --domain")
+        problem = next(filter(None, map(card_problem, configs)), None)
+        if problem:
+            raise SystemExit(f"--write-card: {problem}")
+    results = []
+    for config in configs:
+        result = run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
+        print_table(result)
+        results.append(result)
+        if args.write_card:
+            write_models_card(result, command)
+    return write_json(args.json, results)

@@ -9,9 +9,16 @@ running each switch point separately; and writes frame strips of each trajectory
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from ..engines.traverse import TraverseConfig, traverse
+from ..models import load_model
+from .cli import add_common, write_json
+from .figures import save_strip
 
 SLIDER_TARGETS = ("pleural_effusion", "support_devices", "cardiomegaly")
 CONTEXTS = ("Chest X-ray of a female patient", "Chest X-ray of a male patient")
@@ -31,9 +38,6 @@ class TraverseBenchConfig:
 
 
 def run(config: TraverseBenchConfig, model=None, strips_dir: str | None = None) -> dict:
-    from ..engines.traverse import TraverseConfig, traverse
-    from ..models import load_model
-
     model = model or load_model(config.model, device="cpu")
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
     halves = (tuple(seeds[0::2]), tuple(seeds[1::2]))
@@ -70,11 +74,6 @@ def run(config: TraverseBenchConfig, model=None, strips_dir: str | None = None) 
 
 def write_strips(model, folder: str, config: TraverseBenchConfig, seeds: tuple[int, ...] = (3, 8)) -> list[str]:
     """One PNG per trajectory kind: rows are seeds, columns frames, with the target's readout under each."""
-    from pathlib import Path
-
-    from ..engines.traverse import TraverseConfig, traverse
-    from .figures import save_strip
-
     Path(folder).mkdir(parents=True, exist_ok=True)
     paths = []
     requests = {f"traverse_slider_{t}": TraverseConfig(kind="slider", target=t, seeds=seeds, frames=config.frames,
@@ -106,3 +105,20 @@ def print_table(result: dict) -> None:
     print(f"prompt switch, {s['switch_points']} switch points, {s['seeds']} seeds, {s['steps']} steps: "
           f"{s['unet_passes']} UNet passes shared vs {s['unet_passes_each_separately']} each separately "
           f"= {s['ratio']:.1%}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="cxr-phantom", help="bundled name or local path (a CXR model)")
+    parser.add_argument("--seeds", type=int, default=32, help="trajectories per slider")
+    parser.add_argument("--frames", type=int, default=7, help="frames per trajectory")
+    parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
+    parser.add_argument("--start-step", type=int, default=0, help="the slider shift starts at this step")
+    parser.add_argument("--strips", default=None, metavar="DIR", help="also write frame strips (PNG) here")
+    add_common(parser, domains=False)
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    result = run(TraverseBenchConfig(model=args.model, seeds=args.seeds, frames=args.frames, steps=args.steps,
+                                     start_step=args.start_step), strips_dir=args.strips)
+    print_table(result)
+    return write_json(args.json, result)

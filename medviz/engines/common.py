@@ -8,6 +8,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..io import as_rgb, to_uint8
+
 Progress = Optional[Callable[[int, int], None]]      # progress(done, total)
 ShouldStop = Optional[Callable[[], bool]]            # True -> stop at the next step
 
@@ -139,8 +141,6 @@ def model_rgb(pixels: np.ndarray, size: int) -> np.ndarray:
     bicubically through 8-bit, the precision of the images the models were trained on.
     """
     from PIL import Image
-
-    from ..io import as_rgb, to_uint8
 
     rgb = as_rgb(np.asarray(pixels, dtype=np.float32))
     if rgb.shape[:2] != (size, size):

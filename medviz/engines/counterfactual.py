@@ -201,6 +201,7 @@ class EditResult:
     parameters: dict
     measured: dict | None = None       # this kind of edit as the counterfactual bench measured it on this model
                                        # (``measured_edit``), None where it was not
+    warnings: tuple[str, ...] = ()     # what a user should know first: the bench's shortfalls, an edit that changed nothing
 
 
 def measured_edit(card: dict, config: EditConfig) -> dict | None:
@@ -209,8 +210,8 @@ def measured_edit(card: dict, config: EditConfig) -> dict | None:
     A record (medviz.json ``edit_bench``, written by ``python -m medviz.bench counterfactual --write-card``)
     holds for an add/remove request of one of its ``attributes`` with no free target prompt. The returned copy
     adds ``edit`` (the bench's name for it), ``differences`` ({setting: (measured at, this request)} wherever
-    ``config``, resolved for the model's domain, differs from the settings the figures hold for) and
-    ``same_settings`` (no differences).
+    ``config``, resolved for the model's domain, differs from the settings the figures hold for),
+    ``same_settings`` (no differences) and ``warnings`` (one sentence naming every bar the edit misses, or none).
     """
     names = config.add or config.remove
     if config.target_prompt is not None or len(names) != 1 or (config.add and config.remove):
@@ -219,8 +220,24 @@ def measured_edit(card: dict, config: EditConfig) -> dict | None:
     for edit, record in (card or {}).get("edit_bench", {}).items():
         if record["action"] == action and names[0] in record["attributes"]:
             differences = setting_differences(record["settings"], config)
-            return {**record, "edit": edit, "differences": differences, "same_settings": not differences}
+            return {**record, "edit": edit, "differences": differences, "same_settings": not differences,
+                    "warnings": _shortfalls(record)}
     return None
+
+
+#: What a benched edit that misses a bar does.
+EDIT_SHORTFALLS = {"effectiveness": "often fails to make the change",
+                   "preservation_all": "often changes other attributes too",
+                   "faithfulness": "rarely looks like this image's true counterfactual"}
+
+
+def _shortfalls(record: dict) -> list[str]:
+    """['On this model this edit often fails to make the change and ...'] for the bars a record misses; [] for none."""
+    failed = [EDIT_SHORTFALLS[name] for name, met in record.get("meets", {}).items() if not met]
+    if not failed:
+        return []
+    listed = failed[0] if len(failed) == 1 else ", ".join(failed[:-1]) + " and " + failed[-1]
+    return [f"On this model this edit {listed}."]
 
 
 def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -> tuple[str, str]:
@@ -337,13 +354,18 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
     l1_in, l1_out, ssim_in, ssim_out = change_metrics(rgb, decoded, pixel_mask)
     parameters = {**asdict(config), "seed": seed, "source_prompt": source, "target_prompt": target,
                   "model": model.name, "engine": "counterfactual", "image_size": size}
+    measured = measured_edit(model.card, config)
+    warnings = list((measured or {}).get("warnings", ()))
+    if restrict and not edited.any():
+        warnings.append(f"The edit changed no pixel by more than the change threshold {config.change_threshold:g}: the "
+                        "result is the input; try a higher guidance or strength, or a lower threshold.")
     return EditResult(input=np.ascontiguousarray(shown_input, np.float32),
                       counterfactual=np.ascontiguousarray(shown_output, np.float32), difference=difference,
                       mask=pixel_mask, edited=edited, mask_score=mask_score, source_prompt=source, target_prompt=target,
                       readout_before=readout_before, readout_after=readout_after, l1_inside=l1_in,
                       l1_outside=l1_out, ssim_inside=ssim_in, ssim_outside=ssim_out, unet_passes=passes,
                       seconds=time.perf_counter() - tic, seed=seed, parameters=parameters,
-                      measured=measured_edit(model.card, config))
+                      measured=measured, warnings=tuple(warnings))
 
 
 def _scheduler(pipe, class_name: str, steps: int):

@@ -219,6 +219,13 @@ class ExplainResult:
     def label(self) -> str:
         return self.labels[self.predicted]
 
+    @property
+    def certainty(self) -> str:
+        """'high' (|z| > 3 and vote entropy < 0.5 bits), 'moderate' (|z| > 1.5) or 'low': how thin the evidence is."""
+        if abs(self.z_score) > 3 and self.vote_entropy < 0.5:
+            return "high"
+        return "moderate" if abs(self.z_score) > 1.5 else "low"
+
 
 def stratified_timesteps(n: int, t_range: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """n timesteps, one uniform draw inside each of n equal strata of t_range, in random stratum order."""
@@ -308,7 +315,7 @@ def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     ``trials`` is the N the threshold was fitted at: "k of N votes" is exact only at that N (and with the
     card's seed, on exactly the tuning draws); at another N the same share is the nearest reading. A card
     may instead name an N a classify bench measured that share at on held-out phantoms
-    (``medviz.train.bundle.record_engine_trials``; the fit's own N is then ``trials_run``). With
+    (``medviz.cards.record_engine_trials``; the fit's own N is then ``trials_run``). With
     ``weighting=None`` the card's own weighting is used; a fit is applied only under the weighting it was
     fitted with, so an explicitly different rule (or a card with no fit for the task: any user checkpoint)
     gets the plain majority over the whole schedule at the default N. A checkpoint is never given another

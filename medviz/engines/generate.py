@@ -66,6 +66,7 @@ class GenerateResult:
     unet_passes: int = 0                                # UNet evaluations per image (x2 batch with CFG)
     measured: dict | None = None                        # the card's prompt figures for the attributes named
                                                         # (``measured_prompt``), None where it has none
+    warnings: tuple[str, ...] = ()                      # what a user should know first (a prompt below a bar)
 
     def image_parameters(self, index: int) -> dict:
         """Parameters of image ``index`` alone (its own seed, batch size 1): what a PNG should carry."""
@@ -81,7 +82,8 @@ def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> d
     says how often the model drew that attribute under the bench's prompt, not under this one.
 
     Returns None for a card without the record or a model of unknown domain; otherwise ``rows`` (the applying
-    rows, each with ``meets``), ``unmeasured`` (attributes named that no row covers, e.g. a device kind),
+    rows, each with ``meets``, and ``phrase``: the attribute as asked, "hair", "no hair", "male"), ``unmeasured``
+    (attributes named that no row covers, e.g. a device kind), ``warnings`` (a sentence on the rows below a bar),
     ``differences`` ({setting: (measured at, this run)} for steps, guidance scale, scheduler and negative
     prompt), ``same_settings``, and the record's ``n``, ``bars`` and ``date``.
     """
@@ -89,16 +91,29 @@ def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> d
     if not record or domains.find(domain) is None:
         return None
     named = prompt_attributes(config.prompt, domain)
-    rows, unmeasured = [], []
+    vocabulary = domains.get(domain)
+    rows, unmeasured, shortfalls = [], [], []
+    bars = record["bars"]
     for attribute, wanted in named.items():
         row = next((r for r in record["rows"] if r["attribute"] == attribute and r["wanted"] == wanted), None)
         if row is None:
-            unmeasured.append(attribute)
-        else:
-            rows.append(row)
+            unmeasured.append(vocabulary.attribute(attribute).phrase)
+            continue
+        asked = vocabulary.attribute(attribute)
+        phrase = asked.phrase if wanted else asked.absent_phrase
+        rows.append({**row, "phrase": phrase})
+        if row["agreement"] < bars["agreement"]:
+            # A head attribute's absence is a thing drawn too ("male"); a listed one's is a thing left out.
+            shortfalls.append(f"asked for {phrase}, it drew it in only {row['agreement']:.0%} of samples"
+                            if wanted or asked.absent is not None else
+                            f"asked for {phrase}, it still drew {asked.phrase} in {1 - row['agreement']:.0%} of samples")
+        if row["diversity_ratio"] < bars["diversity_ratio"]:
+            shortfalls.append(f"asked for {phrase}, its samples were much alike (diversity {row['diversity_ratio']:.2f} "
+                            "of the phantoms')")
     differences = setting_differences(record["settings"], config)
-    return {"rows": rows, "unmeasured": unmeasured, "differences": differences, "same_settings": not differences,
-            **{key: record[key] for key in ("n", "bars", "date")}}
+    warnings = [f"On this model, {'; '.join(shortfalls)}."] if shortfalls else []
+    return {"rows": rows, "unmeasured": unmeasured, "warnings": warnings, "differences": differences,
+            "same_settings": not differences, **{key: record[key] for key in ("n", "bars", "date")}}
 
 
 def generate(model, config: GenerateConfig, progress: Progress = None, should_stop: ShouldStop = None) -> GenerateResult:
@@ -138,5 +153,7 @@ def generate(model, config: GenerateConfig, progress: Progress = None, should_st
                   "sampler": config.scheduler, "engine": "generate"}
     readouts = model.oracle.readout_dicts(images) if model.oracle is not None else None
     passes = config.steps * (2 if config.guidance_scale > 1 else 1)
+    measured = measured_prompt(model.card, model.domain, config)
+    warnings = tuple((measured or {}).get("warnings", ()))
     return GenerateResult(images=images, seeds=seeds, parameters=parameters, seconds=seconds, readouts=readouts,
-                          unet_passes=passes, measured=measured_prompt(model.card, model.domain, config))
+                          unet_passes=passes, measured=measured, warnings=warnings)

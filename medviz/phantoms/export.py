@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .. import domains
-from ..io import write_png
+from ..io import write_dicom, write_png
 from ..prompts import CHEXPERT_FINDINGS
 from . import get_domain
 from .scm import CausalGraph
@@ -106,8 +106,6 @@ EXAMPLE_INPUTS = {
 
 def write_examples(folder: str | Path, size: int = 256) -> list[Path]:
     """Render the example inputs (PNG, and one DICOM Secondary Capture) with their factors in metadata."""
-    from ..io import write_dicom
-
     folder = Path(folder)
     paths = []
     for name, (domain, seed, changes) in EXAMPLE_INPUTS.items():

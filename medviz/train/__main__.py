@@ -13,6 +13,9 @@ import json
 import time
 from dataclasses import fields
 
+from .architectures import PRESETS
+from .bundle import bundle_oracle, bundle_pipeline
+from .data import render_training_set
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
 from .vae import VAEConfig, train_vae
@@ -88,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "oracle":
         print(json.dumps(train_oracle(_config(OracleConfig, args)), indent=2, default=str))
     elif args.command == "bundle":
-        from .bundle import bundle_oracle, bundle_pipeline
-
         bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
         if args.oracle_dir:
             bundle_oracle(args.out, args.oracle_dir)
@@ -99,10 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_recipe(args) -> dict:
-    from .architectures import PRESETS
-    from .bundle import bundle_oracle, bundle_pipeline
-    from .data import render_training_set
-
     arch = PRESETS[args.preset]
     timings: dict[str, float] = {}
     start = time.perf_counter()

@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from .. import data
+from ..io import as_rgb, to_uint8
 from ..prompts import training_caption
 from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
 from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
@@ -313,9 +315,6 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
 def _load_csv_images(csv_path: str, size: int) -> tuple[np.ndarray, list[str]]:
     """Images (uint8, resized to ``size``, 3 channels) and captions of a CheXpert- or ISIC-layout CSV."""
     from PIL import Image
-
-    from .. import data
-    from ..io import as_rgb, to_uint8
 
     try:
         records = data.load_chexpert(csv_path)

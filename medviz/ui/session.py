@@ -10,10 +10,12 @@ from ..models import Model, ModelLoadError, bundled_models, load_model
 class ModelRegistry:
     """Loads each model once (bundled name or local path) and hands the same instance to every tab."""
 
-    def __init__(self, default: str = "cxr-phantom", device: str | None = None, preloaded: Model | None = None):
+    def __init__(self, default: str = "cxr-phantom", device: str | None = None, preloaded: Model | None = None,
+                 others: dict[str, Model] | None = None):
+        """``preloaded``: the default model, already loaded; ``others``: more loaded models by name."""
         self.default = default
         self.device = device
-        self._models: dict[str, Model] = {}
+        self._models: dict[str, Model] = dict(others or {})
         self._lock = threading.Lock()
         if preloaded is not None:
             self._models[default] = preloaded

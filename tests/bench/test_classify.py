@@ -1,6 +1,7 @@
 import numpy as np
 
-from medviz.bench.classify import ClassifyBenchConfig, calibrate, run_task
+from medviz.bench.calibrate import calibrate
+from medviz.bench.classify import ClassifyBenchConfig, run_task
 from medviz.bench.truth import toggled_region
 from medviz.engines.explain import preset
 
@@ -158,7 +159,7 @@ def test_calibrate_runs_every_trial_and_fits_an_operating_point_on_tuning_phanto
 
 
 def test_fit_operating_point_finds_the_informative_timesteps():
-    from medviz.bench.classify import fit_operating_point
+    from medviz.bench.calibrate import fit_operating_point
 
     rng = np.random.default_rng(0)
     n, trials = 200, 41
@@ -182,7 +183,7 @@ def test_fit_operating_point_finds_the_informative_timesteps():
 
 
 def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_the_threshold(cxr_model):
-    from medviz.bench.classify import TUNING_SEED_OFFSET
+    from medviz.bench.calibrate import TUNING_SEED_OFFSET
     from medviz.bench.truth import labelled_phantoms
     from medviz.engines.explain import ExplainConfig, classify, preset, votes_needed
 
@@ -208,7 +209,7 @@ def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_
 
 
 def test_fit_chooses_the_mean_error_rule_only_when_it_beats_the_vote_on_the_engines_trials():
-    from medviz.bench.classify import fit_operating_point
+    from medviz.bench.calibrate import fit_operating_point
 
     rng = np.random.default_rng(1)
     n, trials = 300, 21

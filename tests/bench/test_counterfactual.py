@@ -126,7 +126,7 @@ def test_write_card_puts_each_edit_in_its_models_card(tmp_path, monkeypatch, cap
     import shutil
 
     from medviz.models import MODELS_DIR
-    from medviz.train.bundle import EDIT_BENCH_HEADING
+    from medviz.cards import EDIT_BENCH_HEADING
 
     card = tmp_path / "cxr-phantom"
     card.mkdir()

@@ -225,7 +225,7 @@ def test_models_write_card_puts_the_run_in_its_models_card(tmp_path, monkeypatch
     import shutil
 
     from medviz.bench.__main__ import main
-    from medviz.train.bundle import CALIBRATION_HEADING, EDIT_BENCH_HEADING, MODELS_BENCH_HEADING
+    from medviz.cards import CALIBRATION_HEADING, EDIT_BENCH_HEADING, MODELS_BENCH_HEADING
 
     card = tmp_path / "skin-phantom"
     card.mkdir()

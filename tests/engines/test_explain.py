@@ -53,25 +53,25 @@ def test_vote_threshold_needs_that_share_and_its_early_stop_is_exact():
         ExplainConfig(prompts=("a", "b", "c"), vote_threshold=0.4).validate()
 
 
-def test_vote_threshold_moves_the_decision_and_stays_exact_with_early_stop(cxr_model):
+def test_vote_threshold_moves_the_decision_and_stays_exact_with_early_stop(tiny_cxr):
     image = _phantom(False, seed=10_000_400)
-    full = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False, trials_per_batch=4))
+    full = classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False, trials_per_batch=4))
     first = int(round(full.vote_fractions[0] * 15))
-    assert full.predicted == 1 and 1 <= first < 8                    # "no effusion" by majority, a few votes for it
-    # The first class wins exactly when its count reaches the threshold's votes: at `first` votes it wins
-    # (a threshold below the majority flips this image), at `first + 1` it does not.
-    for needed in (first, first + 1):
+    # The first class wins exactly when its count reaches the threshold's votes: at `first` votes it wins, at
+    # `first + 1` it does not; early stop and the reference loop agree with the full count.
+    for needed in sorted({max(first, 1), min(first + 1, 15)}):
         threshold = (needed - 0.5) / 15
-        early = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, trials_per_batch=4,
-                                                          vote_threshold=threshold))
+        early = classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=15, trials_per_batch=4,
+                                                         vote_threshold=threshold))
         assert early.predicted == (0 if first >= needed else 1)
         assert early.runner_up == 1 - early.predicted
-        winner, _, _ = classify_reference(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False,
-                                                                          trials_per_batch=4, vote_threshold=threshold))
+        winner, _, _ = classify_reference(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False,
+                                                                         trials_per_batch=4, vote_threshold=threshold))
         assert winner == early.predicted
 
 
-def test_calibrated_settings_come_from_the_model_card_only(cxr_model):
+def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
+    cxr_model = tiny_cxr                                                # the bundled CXR card, a random model
     from types import SimpleNamespace
 
     stored = cxr_model.card["explain_calibration"]["pleural effusion"]
@@ -99,6 +99,16 @@ def test_calibrated_settings_come_from_the_model_card_only(cxr_model):
     assert fitted_trials(cxr_model, "cardiomegaly") is None and fitted_trials(SimpleNamespace(card={}), "x") is None
 
 
+def test_maps_votes_and_passes_have_the_promised_shapes(tiny_cxr):
+    result = classify(tiny_cxr, _phantom(True), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=7, early_stop=False))
+    assert result.explanation_map.shape == result.evidence_map.shape == result.uncertainty_map.shape == (32, 32)
+    assert result.errors.shape == (7, 2) and result.timesteps.shape == (7,)
+    assert result.unet_passes == PROMPTS_PER_TRIAL * 7 and result.vote_fractions.sum() == pytest.approx(1.0)
+    assert result.explanation_map.min() >= 0 and result.certainty in ("high", "moderate", "low")
+    assert result.label == LABELS[result.predicted] and result.runner_up == 1 - result.predicted
+
+
+@pytest.mark.slow
 def test_classifies_clear_effusion_and_returns_maps(cxr_model):
     result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=15))
     assert result.label == "effusion" and result.vote_fractions[0] > 0.5
@@ -114,6 +124,7 @@ def test_classifies_clear_effusion_and_returns_maps(cxr_model):
     assert clear.label == "no effusion"
 
 
+@pytest.mark.slow
 def test_explanation_map_finds_the_fluid_and_evidence_map_is_signed(cxr_model):
     from medviz.phantoms import mask_between
 
@@ -178,17 +189,17 @@ def test_trials_until_decidable_is_the_earliest_possible_stop():
                            for a in range(extra + 1))
 
 
-def test_early_stop_is_exact_and_stops_at_the_first_decidable_trial(cxr_model):
+def test_early_stop_is_exact_and_stops_at_the_first_decidable_trial(tiny_cxr):
     image = _phantom(True, seed=10_000_400)
-    full = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=False, trials_per_batch=4))
-    early = classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=True, trials_per_batch=16))
+    full = classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=False, trials_per_batch=4))
+    early = classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=31, early_stop=True, trials_per_batch=16))
     assert full.trials_run == 31 and early.predicted == full.predicted
     # The trial at which the full run's votes first make the decision final is where the engine stopped,
     # although it may put up to 16 trials into one round.
     winners = full.errors.argmin(1)
     counts = [np.bincount(winners[:k], minlength=2) for k in range(32)]
     first_final = next(k for k in range(1, 32) if decision_is_final(counts[k], 31 - k, 31))
-    assert early.trials_run == first_final < 31
+    assert early.trials_run == first_final
     assert trials_run_until_decided(winners == 0, 31) == first_final           # the replay calibrate uses
     assert early.unet_passes == first_final * PROMPTS_PER_TRIAL
     # The same trials in the same order: the early run is a prefix of the full one.
@@ -196,33 +207,35 @@ def test_early_stop_is_exact_and_stops_at_the_first_decidable_trial(cxr_model):
     np.testing.assert_array_equal(early.timesteps, full.timesteps[:early.trials_run])
 
 
-def test_reference_loop_agrees_with_the_batched_engine(cxr_model):
+def test_reference_loop_agrees_with_the_batched_engine(tiny_cxr):
     image = _phantom(False, seed=10_000_500)
     config = ExplainConfig(prompts=PROMPTS, trials=5, early_stop=False, trials_per_batch=4)
-    batched = classify(cxr_model, image, config)
-    winner, passes, _ = classify_reference(cxr_model, image, config)
+    batched = classify(tiny_cxr, image, config)
+    winner, passes, _ = classify_reference(tiny_cxr, image, config)
     assert winner == batched.predicted and passes == 5 * PROMPTS_PER_TRIAL == batched.unet_passes
 
 
+@pytest.mark.slow
 def test_one_prompt_per_class_preset_and_class_sets_agree_on_a_clear_case(cxr_model):
     labels, single = preset("cxr", "pleural effusion (one prompt per class)")
     result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=single, labels=labels, trials=9))
     assert result.label == "effusion" and result.unet_passes == 2 * result.trials_run
 
 
-def test_progress_interrupt_and_bad_requests(cxr_model):
+def test_progress_interrupt_and_bad_requests(tiny_cxr):
     image = _phantom(False)
     seen = []
     with pytest.raises(Interrupted):
-        classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=21, trials_per_batch=4),
+        classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=21, trials_per_batch=4),
                  progress=lambda d, t: seen.append(d), should_stop=lambda: len(seen) >= 2)
     assert seen == [4, 8]
     with pytest.raises(ValueError, match="odd"):
-        classify(cxr_model, image, ExplainConfig(prompts=PROMPTS, trials=10))
+        classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=10))
     with pytest.raises(ValueError, match="2 to 8"):
-        classify(cxr_model, image, ExplainConfig(prompts=("only one",)))
+        classify(tiny_cxr, image, ExplainConfig(prompts=("only one",)))
 
 
+@pytest.mark.slow
 def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink(skin_model):
     # A benign nevus with hair and ink markings from the tuning phantoms (seed 10,901,027): one prompt per
     # class calls it melanoma (the melanoma prompt explains the artifacts); with every artifact named on
@@ -243,6 +256,17 @@ def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink
     assert one_prompt.label == "melanoma"
 
 
+def test_mean_error_rule_runs_the_votes_trials_and_takes_their_lowest_mean_error(tiny_cxr):
+    image = _phantom(False, seed=10_000_400)
+    by_vote = classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=15))
+    by_mean = classify(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=15, decision="mean_error"))
+    assert by_mean.trials_run == by_vote.trials_run and by_mean.predicted_vote == by_vote.predicted_vote
+    expected = int(by_vote.errors.mean(0).argmin())
+    assert by_mean.predicted == by_mean.predicted_mean_error == by_vote.predicted_mean_error == expected
+    assert by_mean.runner_up == 1 - by_mean.predicted
+
+
+@pytest.mark.slow
 def test_mean_error_decision_rule_decides_over_the_trials_the_vote_needed(cxr_model):
     image = _phantom(False, seed=10_000_400)
     # A low threshold flips this image's vote to "effusion" (see above) while its mean error still says "none".
@@ -275,7 +299,8 @@ def test_trials_run_until_decided_replays_the_exact_stop():
     assert trials_run_until_decided([True, True, True, False, False], 5, 2.5 / 5) == 3
 
 
-def test_measured_classifier_holds_for_the_preset_at_its_cards_operating_point(skin_model):
+def test_measured_classifier_holds_for_the_preset_at_its_cards_operating_point(tiny_skin):
+    skin_model = tiny_skin                                              # the bundled skin card, a random model
     from dataclasses import replace
 
     from medviz.engines.explain import measured_classifier

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from medviz.engines import Interrupted
-from medviz.engines.common import encode_prompts, initial_noise
+from medviz.engines.common import decode_latents, encode_prompts, initial_noise
+from medviz import domains
 from medviz.engines.traverse import (TraverseConfig, bezier, caption_pairs, conditional_direction, slerp,
                                      trajectory_metrics, traverse)
-from medviz import domains
 from medviz.prompts import parse_prompt
 
 FEMALE = "Chest X-ray of a female patient"
@@ -19,22 +19,21 @@ def _stock_latents(model, prompt, noise, steps, guidance=4.0):
                 num_inference_steps=steps, guidance_scale=guidance, output_type="latent").images
 
 
-def test_slider_frames_batched_and_the_zero_frame_is_the_stock_pipeline(cxr_model):
+def test_slider_frames_batched_and_the_zero_frame_is_the_stock_pipeline(tiny_cxr):
     config = TraverseConfig(kind="slider", target="pleural_effusion", prompt=FEMALE, seeds=(5, 6), frames=3, steps=6,
                             alpha_range=(-1.0, 1.0))
-    result = traverse(cxr_model, config)
-    assert result.frames.shape == (2, 3, 128, 128, 3) and result.frames.dtype == np.float32
+    result = traverse(tiny_cxr, config)
+    assert result.frames.shape == (2, 3, 32, 32, 3) and result.frames.dtype == np.float32
     assert result.readouts.shape == (2, 3, 8) and len(result.metrics) == 2
     np.testing.assert_allclose(result.positions, [-1, 0, 1])
     assert result.unet_passes == result.unet_passes_unshared == 2 * 3 * 6
     # alpha = 0 is the plain prompt: the frame must match the stock pipeline from the same noise.
-    noise = initial_noise([5, 6], (4, 32, 32), torch.float32, "cpu")
-    stock = _stock_latents(cxr_model, FEMALE, noise, 6)
-    from medviz.engines.common import decode_latents
-
-    np.testing.assert_allclose(result.frames[:, 1], decode_latents(cxr_model.pipe, stock), atol=2e-3)
+    noise = initial_noise([5, 6], (4, 16, 16), torch.float32, "cpu")
+    stock = _stock_latents(tiny_cxr, FEMALE, noise, 6)
+    np.testing.assert_allclose(result.frames[:, 1], decode_latents(tiny_cxr.pipe, stock), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_effusion_slider_raises_effusion_and_keeps_the_rest(cxr_model):
     result = traverse(cxr_model, TraverseConfig(kind="slider", target="pleural_effusion", prompt=FEMALE, seeds=(3,),
                                                 frames=4, steps=10, alpha_range=(0.0, 1.5)))
@@ -43,56 +42,52 @@ def test_effusion_slider_raises_effusion_and_keeps_the_rest(cxr_model):
     assert result.metrics[0].cfrt_success and result.metrics[0].leakage < 0.2
 
 
-def test_start_step_shares_the_prefix(cxr_model):
+def test_start_step_shares_the_prefix(tiny_cxr):
     config = TraverseConfig(kind="slider", target="cardiomegaly", prompt=FEMALE, seeds=(1,), frames=4, steps=6,
                             start_step=3)
-    result = traverse(cxr_model, config)
+    result = traverse(tiny_cxr, config)
     assert result.unet_passes == 3 + 4 * 3 and result.unet_passes_unshared == 4 * 6
 
 
-def test_prompt_switch_shares_the_neutral_run_and_ends_on_its_control_points(cxr_model):
+def test_prompt_switch_shares_the_neutral_run_and_ends_on_its_control_points(tiny_cxr):
     config = TraverseConfig(kind="prompt_switch", target="pleural_effusion", seeds=(2,), frames=5, steps=10)
-    result = traverse(cxr_model, config)
+    result = traverse(tiny_cxr, config)
     lambdas = range(1, 10)                                    # 0.1 .. 0.9 of 10 steps
     assert result.control_points == 10
     assert result.unet_passes == 10 + sum(10 - lam for lam in lambdas)
     assert result.unet_passes_unshared == 10 * 10
     assert result.unet_passes / result.unet_passes_unshared <= 0.6
     # The curve starts at the neutral run: the stock pipeline with the neutral prompt.
-    noise = initial_noise([2], (4, 32, 32), torch.float32, "cpu")
-    from medviz.engines.common import decode_latents
-
-    neutral = decode_latents(cxr_model.pipe, _stock_latents(cxr_model, FEMALE, noise, 10))
+    noise = initial_noise([2], (4, 16, 16), torch.float32, "cpu")
+    neutral = decode_latents(tiny_cxr.pipe, _stock_latents(tiny_cxr, FEMALE, noise, 10))
     np.testing.assert_allclose(result.frames[0, 0], neutral[0], atol=2e-3)
 
 
-def test_interpolation_walks_from_one_patient_to_another(cxr_model):
-    result = traverse(cxr_model, TraverseConfig(kind="interpolate", prompt=FEMALE, seeds=(7,), seed_b=9, frames=3,
+def test_interpolation_walks_from_one_patient_to_another(tiny_cxr):
+    result = traverse(tiny_cxr, TraverseConfig(kind="interpolate", prompt=FEMALE, seeds=(7,), seed_b=9, frames=3,
                                                 steps=5))
-    noise = initial_noise([7, 9], (4, 32, 32), torch.float32, "cpu")
-    from medviz.engines.common import decode_latents
-
-    ends = decode_latents(cxr_model.pipe, _stock_latents(cxr_model, FEMALE, noise, 5))
+    noise = initial_noise([7, 9], (4, 16, 16), torch.float32, "cpu")
+    ends = decode_latents(tiny_cxr.pipe, _stock_latents(tiny_cxr, FEMALE, noise, 5))
     np.testing.assert_allclose(result.frames[0, 0], ends[0], atol=2e-3)
     np.testing.assert_allclose(result.frames[0, -1], ends[1], atol=2e-3)
     assert result.metrics is None
 
 
-def test_interrupt_and_progress(cxr_model):
+def test_interrupt_and_progress(tiny_cxr):
     ticks = []
     with pytest.raises(Interrupted):
-        traverse(cxr_model, TraverseConfig(kind="slider", prompt=FEMALE, seeds=(0,), frames=2, steps=6),
+        traverse(tiny_cxr, TraverseConfig(kind="slider", prompt=FEMALE, seeds=(0,), frames=2, steps=6),
                  progress=lambda d, t: ticks.append(d), should_stop=lambda: len(ticks) >= 2)
     assert ticks == [1, 2]
 
 
-def test_bad_requests_have_clear_messages(cxr_model):
+def test_bad_requests_have_clear_messages(tiny_cxr):
     with pytest.raises(ValueError, match="no slider for 'ruler'"):
-        traverse(cxr_model, TraverseConfig(kind="slider", target="ruler", frames=2, steps=2))
+        traverse(tiny_cxr, TraverseConfig(kind="slider", target="ruler", frames=2, steps=2))
     with pytest.raises(ValueError, match="unknown trajectory kind"):
-        traverse(cxr_model, TraverseConfig(kind="zoom"))
+        traverse(tiny_cxr, TraverseConfig(kind="zoom"))
     with pytest.raises(ValueError, match="frames"):
-        traverse(cxr_model, TraverseConfig(frames=1))
+        traverse(tiny_cxr, TraverseConfig(frames=1))
 
 
 def test_caption_pairs_differ_in_the_attribute_only():

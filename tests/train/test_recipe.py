@@ -465,7 +465,7 @@ def _models_record(agreement: float, date: str = "2026-12-03") -> dict:
 
 
 def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
-    from medviz.train.bundle import write_model_card
+    from medviz.cards import write_model_card
 
     (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128, "oracle": "../skin-oracle",
                                                       "training": {"run1": {"command": "python -m medviz.train ..."}},
@@ -510,8 +510,8 @@ def test_model_card_reports_the_bench_and_the_vae_round_trip(tmp_path):
 
 
 def test_record_calibration_replaces_the_tasks_fit_and_only_its_card_section(tmp_path):
-    from medviz.bench.__main__ import calibration_command
-    from medviz.train.bundle import CALIBRATION_HEADING, record_calibration, write_model_card
+    from medviz.bench.calibrate import calibration_command
+    from medviz.cards import CALIBRATION_HEADING, record_calibration, write_model_card
 
     window_fit = {"trials_run": 41, "accuracy_calibrated": 1.0, "accuracy_majority": 0.92}
     old = {"votes_needed": 12, "trials": 21, "vote_threshold": 0.5476, "t_range": [500, 980], "n": 120,
@@ -549,7 +549,7 @@ def test_record_engine_trials_keeps_the_fit_and_says_which_n_the_engine_runs_and
     import pytest
 
     from medviz.engines.explain import calibrated_settings
-    from medviz.train.bundle import record_engine_trials, write_model_card
+    from medviz.cards import record_engine_trials, write_model_card
 
     fit = {"votes_needed": 23, "trials": 41, "vote_threshold": 0.5488, "t_range": [500, 980], "weighting": "uniform",
            "n": 600, "positives": 244, "trials_run": 41, "window_searched": False, "first_seed": 10_901_000, "seed": 0,
@@ -590,7 +590,7 @@ def test_record_engine_trials_keeps_the_fit_and_says_which_n_the_engine_runs_and
 
 
 def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path):
-    from medviz.train.bundle import CALIBRATION_HEADING, EDIT_BENCH_HEADING, record_edit_bench, write_model_card
+    from medviz.cards import CALIBRATION_HEADING, EDIT_BENCH_HEADING, record_edit_bench, write_model_card
 
     def record(faithfulness, date):
         return {"action": "remove", "attributes": ["ruler"], "n": 100, "effectiveness": 0.88,
@@ -626,7 +626,7 @@ def test_record_edit_bench_replaces_its_edits_and_only_its_card_section(tmp_path
 
 
 def test_record_models_bench_replaces_only_its_card_section(tmp_path):
-    from medviz.train.bundle import EDIT_BENCH_HEADING, MODELS_BENCH_HEADING, record_models_bench, write_model_card
+    from medviz.cards import EDIT_BENCH_HEADING, MODELS_BENCH_HEADING, record_models_bench, write_model_card
 
     (tmp_path / "medviz.json").write_text(json.dumps({"domain": "skin", "image_size": 128}))
     write_model_card(tmp_path, limits=["Hair is faint."])

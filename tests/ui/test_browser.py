@@ -2,7 +2,9 @@
 
 Uploads an example X-ray on the Edit tab and runs an edit, computes a trajectory and moves its slider
 (the displayed frame must change), and saves a screenshot of every tab (to ``$MEDVIZ_SCREENSHOTS`` when
-set, e.g. ``assets/screenshots``, else to pytest's temporary folder).
+set, e.g. ``assets/screenshots``, else to pytest's temporary folder). The page runs on the tiny random
+models (``tests/ui/conftest.py``); a screenshot run uses the bundled models at the app's defaults, so that
+the pictures show what a user gets.
 """
 
 import os
@@ -11,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from medviz.ui.handlers import EXAMPLES_DIR
+from medviz.ui.common import EXAMPLES_DIR
+
+pytestmark = pytest.mark.slow          # a browser end to end: in the full run, not in the quick one (-m "not slow")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT_MS = 300_000        # a CPU edit with few steps takes seconds; leave room for a busy CI machine
@@ -21,11 +25,15 @@ FEW_STEPS = not os.environ.get("MEDVIZ_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
-def app_url(cxr_model):
+def page_url(request):
+    if FEW_STEPS:
+        yield request.getfixturevalue("app_url")                   # the tiny random models
+        return
+    from medviz.models import load_model
     from medviz.ui.layout import build_demo
     from medviz.ui.session import ModelRegistry
 
-    demo = build_demo(ModelRegistry("cxr-phantom", device="cpu", preloaded=cxr_model))
+    demo = build_demo(ModelRegistry("cxr-phantom", device="cpu", preloaded=load_model("cxr-phantom", device="cpu")))
     demo.queue(default_concurrency_limit=1, max_size=32)
     demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
                 run_history=False, enable_monitoring=False)
@@ -36,14 +44,14 @@ def app_url(cxr_model):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def page(page_url):
     sync_api = pytest.importorskip("playwright.sync_api")
     assert CHROMIUM, "chromium is not installed: apt-get install chromium (see .ci/run)"
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app_url)
+        page.goto(page_url)
         page.get_by_text("research use only", exact=False).first.wait_for()
         yield page
         browser.close()
@@ -80,7 +88,7 @@ def _paint_lung_bases(page) -> None:
         y = box["y"] + box["height"] * height
         page.mouse.move(box["x"] + box["width"] * 0.25, y)
         page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=25)
+        page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)       # the editor joins them with a line
         page.mouse.up()
 
 

@@ -1,0 +1,41 @@
+"""What every bench's command line shares: thread count, JSON output, domains, shards."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..phantoms import DOMAINS
+
+
+def add_common(parser: argparse.ArgumentParser, domains: bool = True, json_help: str = "write the result here as JSON"):
+    """``--threads`` and ``--json`` (and ``--domain cxr|skin|all`` unless ``domains`` is False)."""
+    if domains:
+        parser.add_argument("--domain", default="all", choices=[*DOMAINS, "all"])
+    parser.add_argument("--json", default=None, metavar="PATH", help=json_help)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; pin a core with taskset -c 0)")
+
+
+def chosen_domains(args: argparse.Namespace) -> list[str]:
+    return list(DOMAINS) if args.domain == "all" else [args.domain]
+
+
+def shard(text: str) -> tuple[int, int]:
+    """'K/M' -> (K, M) with 0 <= K < M (an argparse type)."""
+    try:
+        k, m = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard wants K/M, e.g. 0/2, got {text!r}") from None
+    if not 0 <= k < m:
+        raise argparse.ArgumentTypeError(f"--shard K/M needs 0 <= K < M, got {text!r}")
+    return k, m
+
+
+def write_json(path: str | None, result) -> int:
+    """Write ``result`` to ``path`` (its folder created) when given; the bench's exit status, 0."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2, default=str))
+    return 0

@@ -1,0 +1,153 @@
+"""What the tabs share: the page (models, stop flags, the model selector), jobs, inputs, files and wording.
+
+Plain functions and small classes; only the event helpers touch gradio.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+
+from .. import RESEARCH_ONLY_NOTICE, __version__
+from ..engines import Interrupted
+from ..engines.common import Progress, ShouldStop
+from ..io import MedicalImage, read_image
+from ..models import ModelLoadError
+from .session import ModelRegistry, StopFlags
+
+BANNER = (f"**medviz {__version__}** · ⚠️ {RESEARCH_ONLY_NOTICE.capitalize()}. Images here are synthetic or "
+          "edited; never use them for clinical decisions.")
+MODEL_JOBS = "model"          # concurrency id shared by every event that runs the model
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "examples" / "inputs"
+UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """What every tab's events need: the loaded models, the stop flags and the model selector."""
+
+    registry: ModelRegistry
+    stops: StopFlags
+    model_name: gr.Dropdown
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run's session (for its files), progress report and interrupt check."""
+
+    session: str
+    progress: Progress = None
+    should_stop: ShouldStop = None
+
+    @property
+    def folder(self) -> Path:
+        return session_folder(self.session)
+
+
+def start_job(page: Page, request: gr.Request, progress: gr.Progress, what: str) -> Job:
+    """Arm the session's Stop flag and report progress as ``what`` ("denoising", "trials")."""
+    session = request.session_hash or "anonymous"
+    return Job(session, lambda done, total: progress((done, total), desc=what), page.stops.arm(session))
+
+
+def errors_as_messages(function: Callable) -> Callable:
+    """Show engine and input errors as a Gradio error toast instead of a stack trace."""
+
+    @functools.wraps(function)        # keeps the signature: Gradio injects gr.Request / gr.Progress by it
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Interrupted as error:
+            raise gr.Error(f"Stopped: {error}") from None
+        except (ValueError, ModelLoadError) as error:
+            raise gr.Error(str(error)) from None
+
+    return wrapper
+
+
+def pre_run_line(page: Page, line: Callable) -> Callable:
+    """An adapter for a line above a run button, ``line(model, **values)``: '' while the model fails to load
+    (the model selector's own event says why)."""
+
+    def adapter(model_name, **values):
+        try:
+            model = page.registry.get(model_name)
+        except ModelLoadError:
+            return ""
+        return line(model, **values)
+
+    return adapter
+
+
+def session_folder(session: str) -> Path:
+    """A private folder for this session's exports, inside Gradio's (private) temp dir."""
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "medviz-exports"
+    folder = root / "".join(c for c in session if c.isalnum())[:64]
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def example_images(domain: str | None = None) -> list[str]:
+    """Bundled example inputs (phantoms) for a domain: file names under assets/examples/inputs."""
+    if not EXAMPLES_DIR.is_dir():
+        return []
+    return sorted(p.name for p in EXAMPLES_DIR.iterdir()
+                  if p.suffix in (".png", ".dcm") and (domain is None or p.name.startswith(domain)))
+
+
+def load_input(upload: str | None, example: str | None, window: tuple[float, float] | None = None) -> MedicalImage:
+    """The image to work on, in the I/O contract: an upload (PNG/JPEG/TIFF/DICOM) wins over an example.
+
+    ``window``: DICOM only, (center, width) in modality units instead of the file's own VOI.
+    Raises ``ImageReadError`` (a ``ValueError``) with a one-sentence message for a bad file.
+    """
+    if upload:
+        return read_image(upload, window=window)
+    if example:
+        if example not in example_images():
+            raise ValueError(f"unknown example {example!r}")
+        return read_image(EXAMPLES_DIR / example, window=window)
+    raise ValueError("upload an image (PNG, JPEG, TIFF or DICOM) or pick an example")
+
+
+def image_input(tab: str, domain: str | None) -> tuple[gr.File, gr.Dropdown]:
+    """An upload box (PNG, JPEG, TIFF, DICOM) and a bundled-example picker; the upload wins."""
+    upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM", file_types=UPLOAD_TYPES, type="filepath",
+                     elem_id=f"{tab}-upload")
+    examples = example_images(domain)
+    example = gr.Dropdown(examples, value=first_example(examples, tab),
+                          label="…or a bundled example (phantom; an upload takes precedence)")
+    return upload, example
+
+
+def first_example(examples: list[str], tab: str) -> str | None:
+    """The example a tab starts on: the first PNG (Edit: the first one with something to remove)."""
+    return next((e for e in examples if e.endswith(".png") and (tab != "edit" or "clear" not in e)), None)
+
+
+def unmeasured_settings(differences: dict, shown: Callable = str) -> str:
+    """' This run's settings differ and were not measured: steps 50 (measured at 25), ...' for a bench record's
+    ``differences`` ({setting: (measured at, this run)}, ``medviz.engines.common.setting_differences``), each
+    value written by ``shown``; '' when there are none."""
+    if not differences:
+        return ""
+    changed = ", ".join(f"{name.replace('_', ' ')} {shown(mine)} (measured at {shown(theirs)})"
+                        for name, (theirs, mine) in differences.items())
+    return f" This run's settings differ and were not measured: {changed}."
+
+
+def warned(warnings, text: str) -> str:
+    """``text`` after the engine's warnings, in bold with a ⚠ ('' warnings: ``text`` alone)."""
+    if not warnings:
+        return text
+    return "⚠ **" + " ".join(warnings) + "** " + text
+
+
+def number(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"
