@@ -8,6 +8,9 @@ import sys
 import tempfile
 import threading
 
+from medviz.models import ModelLoadError, check_pipeline_folder, resolve
+from medviz.ui.session import ModelRegistry
+
 
 def private_environment() -> None:
     """Privacy first: no analytics, offline, uploads/outputs in a private temp folder (not a shared cache).
@@ -50,9 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     private_environment()
-    from medviz.models import ModelLoadError, check_pipeline_folder, resolve
-    from medviz.ui.session import ModelRegistry
-
     try:  # a missing or malformed --model stops here with one message (cheap checks, no weights loaded)
         path = resolve(args.model)
         if path.is_dir():
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     # Load the model while gradio is imported and the page is built and served: the page is usable
     # sooner, and the first model event waits for this load (the registry's lock), never loads twice.
     threading.Thread(target=registry.warm, name="medviz-model-load", daemon=True).start()
-    from medviz.ui.layout import build_demo
+    from medviz.ui.layout import build_demo     # after private_environment: gradio reads it at import
 
     demo = build_demo(registry)
     demo.queue(default_concurrency_limit=1, max_size=32)

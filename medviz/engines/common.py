@@ -89,9 +89,8 @@ def initial_noise(seeds: list[int], shape: tuple[int, ...], dtype, device):
     return torch.stack(noise).to(device=device, dtype=dtype)
 
 
-#: Most samples per UNet call on a CPU. Per-sample time of the bundled skin UNet (1 thread, 32 x 32 latents)
-#: was 43.8 ms at batch 1, 32-35 ms at batches 8-48 and 47 ms at 96-132: past ~48 samples the attention
-#: matrices outgrow the caches. GPUs have no such knee within the engines' batches, so they get no limit.
+#: Most samples per UNet call on a CPU: past ~48 the attention matrices outgrow the caches (docs/engines.md);
+#: GPUs have no such knee within the engines' batches, so they get no limit.
 CPU_UNET_BATCH = 32
 
 

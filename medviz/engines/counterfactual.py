@@ -1,48 +1,11 @@
 """Edit: the counterfactual of an uploaded image -- add or remove a device or a disease, keep the rest.
 
-One edit, for an image in the I/O contract and a loaded ``medviz.models.Model``:
-
-1. **Prompts.** The source prompt describes what the image shows: the caption of the oracle's
-   attribute readout (or the user's text). The target prompt is the same caption with the requested
-   attributes switched, removed ones named after "no" as in the training captions (or the user's
-   free target prompt). An empty edit gives target = source: a reconstruction.
-2. **Inversion**, over the last ``strength x steps`` steps of the schedule (the edit starts there).
-   * ``edit_friendly`` (default): edit-friendly DDPM inversion (Huberman-Spiegelglas, Kulikov &
-     Michaeli, CVPR 2024, "An Edit Friendly DDPM Noise Space"). Eq. 6: noisy copies
-     x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps_t with *independent* eps_t per step; eq. 7: the
-     noise maps z_t = (x_{t-1} - mu_t(x_t)) / sigma_t of a DDPM (DDIM eta = 1) sampler under the
-     source prompt. Sampling with those z_t reproduces x_0 exactly, and the copies are independent,
-     so all inversion UNet calls run as one batch (not a sequential chain like DDIM inversion).
-   * ``ddim``: DDIM inversion with diffusers' ``DDIMInverseScheduler`` (approximate reconstruction).
-3. **Mask** (``mask_mode``): ``none``; ``auto``, DiffEdit's mask (Couairon et al., ICLR 2023, sec. 3.1:
-   mean |eps(x_t, target) - eps(x_t, source)| over noise draws at t = 0.5 T, clamped at 3x its mean and
-   thresholded, as diffusers' deprecated ``StableDiffusionDiffEditPipeline.generate_mask``; here after
-   smoothing over one latent cell, then dilated by one cell). With
-   edit-friendly inversion the noisy copies x_t near 0.5 T *are* such draws, so the target prompt joins
-   those inversion calls instead of costing separate ones; or ``painted``: a user's binary mask.
-   Masked edits blend latents after every step with the inversion's own trajectory outside the mask
-   (DiffEdit sec. 3.2) and composite the decoded image with the input, so outside the mask the result
-   *is* the input.
-4. **Edit loop** (visible below, one UNet call per step with source and target prompts batched):
-   eps = eps(source) + w (eps(target) - eps(source)) -- classifier-free guidance with the source prompt
-   as the negative prompt, so the guidance pushes exactly along the edit, and an empty edit reproduces
-   the inversion: exact reconstruction at 1 + 2 UNet passes per edited step.
-5. **Composite where the edit changed** (``change_threshold``, on by default for CXR): inside the mask,
-   only the pixels where the decoded edit differs from the decoded *input latent* by more than the
-   threshold are taken from the edit; the rest keep the input. Comparing two decodes cancels the VAE's
-   round-trip error (smoothed fine texture), which otherwise covers the whole latent-resolution mask,
-   so the mask shrinks from the latent cells DiffEdit marks to the pixels the edit redrew (in the
-   spirit of the thresholded healthy-minus-input maps of Fontanella et al. 2023, arXiv 2308.02062).
-
-Why not ``LEditsPPPipelineStableDiffusion``: it does use edit-friendly inversion, but edits by semantic
-guidance on concept prompts with its own attention masks; here the edit is source -> target prompt with
-DiffEdit or painted masks, and the bench needs its noise maps and pass counts. Its ``invert`` also
-resizes through its own image processor. The loop below is short and uses diffusers' schedulers for
-every update.
-
-Output at the model's resolution: the counterfactual, the signed difference (luminance of
-counterfactual - input), the mask, the oracle readout before and after (an attribute readout, not a
-diagnosis), L1 and SSIM to the input inside and outside the mask, UNet passes and seconds.
+Prompts from the oracle's readout (or the user's), edit-friendly DDPM inversion (Huberman-Spiegelglas et
+al., CVPR 2024, eqs. 6-7: exact reconstruction, every inversion pass in one batch) or DDIM inversion, a
+DiffEdit mask (Couairon et al., ICLR 2023, sec. 3.1) from the inversion's own noisy copies or a painted one,
+an edit loop with the source prompt as the negative prompt (an empty edit reproduces the input), and a
+composite that takes from the edit only the pixels it redrew. The steps, and why the per-domain defaults:
+docs/counterfactual.md.
 """
 
 from __future__ import annotations

@@ -1,84 +1,12 @@
-"""Explain: the text-to-image model as a classifier, with explanation and uncertainty maps.
+"""Explain: the text-to-image model as a diffusion classifier, with explanation, evidence and uncertainty maps.
 
-The class whose prompt best denoises the image wins (Li et al. 2023, "Your diffusion model is secretly a
-zero-shot classifier", eq. 5; Favero et al. 2025, arXiv 2502.03687, for medical images). Per trial j:
-
-1. one timestep t_j, stratified over [t_min, t_max] (trial j draws uniformly inside stratum j; strata
-   are visited in a seeded random order so that any prefix of trials covers the schedule evenly),
-   and one noise draw eps_j, shared by all classes;
-2. x_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps_j from the image's latent z0 (VAE-encoded once);
-3. the UNet predicts eps under every class prompt in one batched call (prompts encoded once);
-4. error_c = ||eps_hat_c - eps_j||^2 averaged over the latent's pixels; the trial votes for the
-   lowest-error class. The papers average uniformly (``weighting="uniform"``); by default the average
-   is weighted to the pixels where the class prompts' predictions differ (``"disagreement"``, see
-   ``trial_class_errors``): on the tuning phantoms (seeds 10,901,000+, N = 21 without early stop) that
-   took effusion from 87.7% to 95.1% (81 phantoms) and melanoma from 91.7% to 95.0% (60).
-
-A class may be a *set* of prompts that differ in context (e.g. effusion with and without devices,
-with and without cardiomegaly); the class likelihood is approximated by its best-explaining context,
-max_z p(x | c, z): with uniform weighting each class's error is the smallest over its set; with the
-default weighting, sets of equal length are aligned contexts and every class is scored in the trial's
-best-fitting context, so that the classes' prompts differ only in the class. Why contexts: the bundled
-models learnt the phantoms' planted links (effusion -> devices, effusion beside cardiomegaly), so with one
-prompt per class "effusion" also explains what comes with it and an image without effusion but with the
-companion is called effusion. Naming the confounder on both sides removes that shortcut (measured in the
-classify bench). The effusion preset names cardiomegaly only, not devices: the cxr-phantom model follows
-"<device>, no pleural effusion" poorly (it draws effusion in 50-62% of such samples, its model card), so a
-"no effusion" prompt that names devices explains effusion too. Measured on 240 tuning phantoms (seeds
-10,901,000+, N = 21, the engine's draws): contexts "" and "cardiomegaly" 98.3% (mean-error rule) against
-96.2% when the four device kinds are named as well; the earlier contexts named "support devices", which
-the model drew in 0% of samples until its text encoder learnt the phrase, and with that encoder the bench
-fell from 97.5% to 94.75-95.75%.
-Skin is the same story with the artifacts: with one prompt per class (or ruler as the only context),
-every error on 40 tuning phantoms (seeds 10,901,000+) was a benign nevus with hair, ink or dark corners
-that the melanoma prompt explained better; naming each artifact as a context on both sides took
-accuracy from 85% to 100% there (N = 50 trials per image); on the 400 bench phantoms it was 88.2%, the
-remaining errors mostly benign lesions with gel bubbles, the one artifact the list had left out; gel
-bubbles are named too now (6 contexts, 12 prompts).
-
-Decision: majority vote over trials (Favero et al., better than the mean-error rule at large N) and the
-mean-error rule, both reported. N is odd; with ``early_stop`` trials stop as soon as the leader cannot
-be overtaken by the remaining votes (exact: the vote winner is the one N trials would give).
-With two classes the vote can be given an operating point, ``vote_threshold``: the first class wins
-with at least that share of the N votes. A model that fits its own cases of a class worse than its
-prompt's alternative (the bundled cxr-phantom misses one-sided effusions) calls that class too
-rarely under the plain majority; the threshold that corrects it is fitted on labelled tuning phantoms
-(``python -m medviz.bench calibrate``), never on the bench's, and carried by the model card
-(``calibrated_settings``), the way a discriminative classifier's operating point is chosen on a
-validation set. Early stop stays exact: trials stop once the remaining votes cannot move the first
-class's count across the threshold.
-The card may also pick the decision rule (``decision``): the vote, or the mean-error rule taken over the
-trials the vote needed (the stop is the vote's either way, so the cost is the same). ``calibrate``
-replays that stop on every tuning phantom's trials and keeps the rule with the better tuning accuracy
-(the vote on a tie).
-The same fit may restrict the trials to a timestep window (``t_range``) and name the weighting: not
-every timestep carries the same evidence (on the skin model with uniform weighting, trials at t < 300
-voted benign for most melanomas). A preset's card entry is applied whole (``calibrated_settings``).
-Caveat, measured: every image uses the same seed, hence the same (t, noise) draws, and the vote share
-of a class depends on that draw set, so a threshold fitted on one set of draws need not suit another;
-``python -m medviz.bench calibrate --t-range LO HI`` therefore fits it on exactly the engine's draws (its
-window, N and seed): melanoma 93.0% -> 96.2% on the 400 bench phantoms.
-
-Uncertainty: vote entropy, and the z-score of the paired error difference between the two leading
-classes (mean / standard error over trials; small |z| = the evidence is thin).
-
-Maps (image space, bilinear upsampling of the latent grid):
-* explanation map, *where* the class matters to the model: the per-pixel mean over trials of
-  ||eps_hat(winner) - eps_hat(runner-up)||^2 (channel mean), each trial at the prompts that scored the
-  classes (with the default weighting: one context for both). This is the one-step form of Favero et
-  al.'s counterfactual explanation (noise the image, denoise it toward the other class, map =
-  counterfactual - input): a denoising step toward the other class moves x by a multiple of
-  eps_hat(other) - eps_hat(this) (the classifier-free-guidance direction, Ho & Salimans 2022), here
-  averaged over the trials' timesteps instead of integrated along one path.
-  It costs nothing extra: every prompt's eps_hat is already computed for the vote.
-* evidence map, *which* class each pixel supports: the per-pixel mean of err_runner_up - err_winner
-  (positive where the winning prompt denoises better). Since err_a - err_b =
-  (eps_hat_a - eps_hat_b) . (eps_hat_a + eps_hat_b - 2 eps), it is the disagreement above weighted by a
-  factor that carries the sampled noise, so per pixel it is far noisier: on 30 tuning phantoms per
-  domain (seeds 10,901,000+, N = 21) its ROC AUC against the truly changed region was 0.66 (cxr) and
-  0.57 (skin), against 0.92 and 0.89 for the explanation map (uniform weighting, measured before it
-  became the default).
-* uncertainty map: the per-pixel standard deviation of that error difference across trials.
+The class whose prompt best denoises the image wins (Li et al. 2023, eq. 5; Favero et al. 2025, arXiv
+2502.03687): per trial one stratified timestep and one noise draw shared by all classes, every class prompt
+in one batched UNet call, the trial's vote to the lowest error (weighted to where the class prompts
+disagree, or uniformly as in the papers); a class may be a set of context prompts (confounders named on
+both sides). Decision: the vote, at a model card's fitted operating point for a preset, or the mean-error
+rule; exact early stop. Maps: where the classes' predictions differ, which class each pixel supports, and
+how much that varies across trials. Why each piece, and what it measured: docs/explain.md.
 """
 
 from __future__ import annotations
@@ -126,14 +54,8 @@ class ExplainConfig:
         prompts: per class (2..8) one prompt, or a tuple of context prompts (the class is scored in its
             best-explaining context; equal-length tuples are aligned contexts, see ``trial_class_errors``).
         labels: display names of the classes (default: the prompts).
-        trials: N, odd, 1..1001. Favero et al. report N = 501; on our tuning phantoms the majority vote's
-            accuracy saturates by N = 21 (89.3% at 21 vs 89.7% at 49 for effusion, simulated from 50 trials
-            per image), because the remaining errors are the model's bias on an image, not vote noise. A vote
-            threshold is another matter: fitted at N = 41, melanoma's has a broad optimum (97.3-98.0% of 300
-            tuning phantoms for 22-26 of 41 votes) where N = 21 had one point (96.7% at 15 of 21 only), so a
-            model card stores the N to run at (``calibrated_settings``): its threshold's, or a larger one a
-            bench measured the same share at (melanoma: fitted at 41, run at 101, where N = 41's vote noise
-            near the threshold cost 7 of its 8 held-out errors against N = 501).
+        trials: N, odd, 1..1001 (Favero et al.: 501). The majority saturates near 21 on our phantoms; a fitted
+            vote threshold wants the N its model card names (``calibrated_settings``; docs/explain.md).
         early_stop: stop once the vote leader cannot be overtaken (exact).
         t_range: (t_min, t_max) of the training schedule's timesteps to stratify over.
         trials_per_batch: most trials per round (x prompts each); progress and the interrupt check come

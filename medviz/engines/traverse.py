@@ -1,31 +1,10 @@
 """Traverse: latent trajectories between attributes or patients, with the attributes read along the way.
 
-Three kinds of trajectory, each giving K frames per seed, computed in batches and returned at once
-(a UI slider over them needs no model call):
-
-* ``slider``: training-free attribute sliders in text-embedding space. The direction of attribute a
-  is the mean difference of prompt embeddings with and without a over many contexts (captions of
-  phantoms whose other attributes vary). ``conditional=True`` projects out the other attributes'
-  directions (the conditional manipulation of InterfaceGAN, Shen et al. 2020, sec. 2.3), so that
-  moving a does not move b. Frame k is conditioned on ``e(prompt) + alpha_k d_a + sum_b v_b d_b``.
-  With ``start_step = k0 > 0`` the first k0 steps use the unshifted prompt and are computed once for
-  all frames (anatomy is fixed early in sampling; the shift only edits what is decided later).
-* ``prompt_switch`` (arXiv 2503.23623, sec. 3): denoise with the neutral prompt for the first lambda
-  steps, then with the attribute prompt; for lambda in the switch points, the final latents z0(lambda)
-  and the neutral z0 are the control points of a Bezier curve that is decoded frame by frame with the
-  VAE. The neutral run is the shared prefix of every switched run: it is computed once and each switch
-  point branches off it, so the cost is ``steps + sum(steps - lambda)`` instead of ``(1 + L) steps``.
-* ``interpolate``: slerp between two seeds' initial noise at a fixed prompt (the "walk" of the diffusers
-  community ``StableDiffusionWalkPipeline``), run through the stock pipeline.
-
-Metrics per trajectory, from the oracle's attribute readout (not a diagnosis):
-* monotonicity: Spearman correlation of the target's probability with the frame position;
-* leakage: the largest change (from frame 0) of any non-target factor attribute along the trajectory;
-* CFRT (arXiv 2503.23623): the target's mean absolute change over the last 40% of frames (frames
-  30-49 of 50 in the paper) vs. frame 0 exceeds that of every other factor attribute; CFRT is the share
-  of trajectories where it does.
-
-Branching requires a deterministic sampler (DDIM): each branch continues from the shared latent.
+Sliders in text-embedding space (mean with-minus-without caption embeddings, the others' directions projected
+out as in InterfaceGAN's conditional manipulation), prompt switches joined by a Bezier curve (arXiv
+2503.23623, sec. 3), and slerp between two patients' noise; every frame at once, shared prefixes computed
+once (DDIM only: branches continue from a shared latent). Spearman, leakage and CFRT per trajectory from the
+oracle's readout. Details: docs/traverse.md.
 """
 
 from __future__ import annotations

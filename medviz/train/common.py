@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 Progress = Callable[[int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What every training job takes; each job's config adds its own fields and its own defaults."""
+
+    domain: str
+    out: str
+    preset: str = "small"              # medviz.train.architectures.PRESETS: the sizes
+    n_images: int = 20000              # phantoms rendered for training (seeds 0 .. n_images - 1)
+    steps: int = 1000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    seed: int = 0
+    workers: int | None = None         # rendering processes (default: one per core)
 
 
 def make_accelerator(seed: int, mixed_precision: str | None = None):

@@ -18,24 +18,18 @@ from ..io import to_model_batch
 from ..metrics import roc_auc
 from ..oracle import READOUT_KIND, predict
 from .architectures import PRESETS, make_oracle
-from .common import BudgetedSchedule, Log, Progress, make_accelerator, write_record
+from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, write_record
 from .data import render_phantoms
 
 HELD_OUT_FIRST_SEED = 10_000_000   # held-out phantoms never overlap the training seeds
 
 
 @dataclass(frozen=True)
-class OracleConfig:
-    domain: str
-    out: str
-    preset: str = "small"
-    n_images: int = 20000
-    n_held_out: int = 2000
+class OracleConfig(TrainConfig):
+    n_held_out: int = 2000             # held-out phantoms the AUCs are measured on
     steps: int = 3000
     batch_size: int = 128
     learning_rate: float = 2e-3
-    seed: int = 0
-    workers: int | None = None
 
 
 def attribute_matrix(domain: str, factors: list) -> np.ndarray:

@@ -31,30 +31,24 @@ from .. import data
 from ..io import as_rgb, to_uint8
 from ..prompts import training_caption
 from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
-from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
+from .common import (BudgetedSchedule, Log, Progress, TrainConfig, latest_checkpoint, make_accelerator, save_checkpoint,
+                     write_record)
 from .data import encode_latents, render_training_set
 from .tokenizer import build_clip_tokenizer, prompt_corpus
 from .vae import structure_weights
 
 
 @dataclass(frozen=True)
-class Text2ImageConfig:
-    domain: str
-    out: str
-    preset: str = "small"
-    n_images: int = 20000
+class Text2ImageConfig(TrainConfig):
     steps: int = 20000
-    batch_size: int = 64
     learning_rate: float = 3e-4
     weight_decay: float = 1e-2
     caption_dropout: float = 0.1
     caption_variants: int = 8          # augmented captions drawn per image, tokenized once
     ema_decay: float = 0.999
     snr_gamma: float = 5.0
-    seed: int = 0
     checkpoint_every: int = 0
     vocab_size: int = 1024
-    workers: int | None = None
     time_budget_s: float = 0.0         # >0: cut the step count to end in about this many seconds
     pretrained: str | None = None      # fine-tune this SD folder (UNet only) instead of training from scratch
     init_from: str | None = None       # continue training a bundled phantom pipeline (text encoder + UNet)

@@ -27,24 +27,19 @@ from typing import Callable
 import numpy as np
 
 from .architectures import PRESETS, make_vae
-from .common import BudgetedSchedule, Log, Progress, latest_checkpoint, make_accelerator, save_checkpoint, write_record
-from .data import encode_latents, render_training_set, to_model_batch
+from ..io import to_model_batch
+from .common import (BudgetedSchedule, Log, Progress, TrainConfig, latest_checkpoint, make_accelerator, save_checkpoint,
+                     write_record)
+from .data import encode_latents, render_training_set
 
 
 @dataclass(frozen=True)
-class VAEConfig:
-    domain: str
-    out: str
-    preset: str = "small"
-    n_images: int = 20000
+class VAEConfig(TrainConfig):
     steps: int = 4000
     batch_size: int = 32
-    learning_rate: float = 1e-3
     kl_weight: float = 1e-6
     edge_weight: float = 0.5
-    seed: int = 0
     checkpoint_every: int = 0          # 0: only at the end
-    workers: int | None = None
     time_budget_s: float = 0.0         # >0: cut the step count to end in about this many seconds
     detail_weight: float = 0.0         # >0: extra weight on pixels with high-pass detail (thin lines)
     init_from: str | None = None       # start from this VAE folder (or a pipeline folder with vae/)

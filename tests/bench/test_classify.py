@@ -1,6 +1,5 @@
 import numpy as np
 
-from medviz.bench.calibrate import calibrate
 from medviz.bench.classify import ClassifyBenchConfig, run_task
 from medviz.bench.truth import toggled_region
 from medviz.engines.explain import preset
@@ -15,10 +14,10 @@ def test_true_changed_region_of_an_effusion_toggle_lies_in_the_lung_bases():
     assert mask[64:].sum() > 3 * mask[:64].sum()           # fluid collects at the bases
 
 
-def test_classify_bench_task_reports_every_figure(cxr_model):
+def test_classify_bench_task_reports_every_figure(tiny_cxr):
     rows = []
     config = ClassifyBenchConfig(n=2, trials=3, n_cost=1, reference_trials=5)
-    result = run_task("cxr", config, model=cxr_model, on_row=lambda i, row: rows.append((i, row)))
+    result = run_task("cxr", config, model=tiny_cxr, on_row=lambda i, row: rows.append((i, row)))
     # Image 0 is printed again once its cost runs are added, so that --resume keeps them.
     assert [i for i, _ in rows] == [0, 1, 0] and all(r["passes"] == PROMPTS_PER_TRIAL * r["trials"] for _, r in rows)
     assert "reference" not in rows[0][1] and "reference" not in rows[1][1]
@@ -38,10 +37,10 @@ def test_classify_bench_task_reports_every_figure(cxr_model):
     assert result["cases"] and {"image", "explanation", "evidence", "uncertainty", "caption"} <= set(result["cases"][0])
 
 
-def test_wallclock_sample_is_spread_over_the_set_and_timed_side_by_side(cxr_model, capsys):
+def test_wallclock_sample_is_spread_over_the_set_and_timed_side_by_side(tiny_cxr, capsys):
     from medviz.bench.classify import print_table
 
-    result = run_task("cxr", ClassifyBenchConfig(n=5, trials=3, n_cost=0, n_wallclock=3), model=cxr_model)
+    result = run_task("cxr", ClassifyBenchConfig(n=5, trials=3, n_cost=0, n_wallclock=3), model=tiny_cxr)
     clock = result["wallclock"]
     assert clock["images"] == [0, 2, 4] and clock["n"] == 3                  # first, middle, last
     assert clock["decisions_agree"] == 1.0                                    # an exact stop keeps every decision
@@ -50,27 +49,27 @@ def test_wallclock_sample_is_spread_over_the_set_and_timed_side_by_side(cxr_mode
     assert 1 <= clock["mean_trials_engine"] <= 3
     print_table([result])
     assert "wall-clock on 3 images spread over all 5" in capsys.readouterr().out
-    assert run_task("cxr", ClassifyBenchConfig(n=2, trials=3, n_cost=0), model=cxr_model)["wallclock"] is None
+    assert run_task("cxr", ClassifyBenchConfig(n=2, trials=3, n_cost=0), model=tiny_cxr)["wallclock"] is None
 
 
-def test_classify_bench_runs_at_the_n_the_model_card_was_fitted_at(cxr_model, monkeypatch):
-    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+def test_classify_bench_runs_at_the_n_the_model_card_was_fitted_at(tiny_cxr, monkeypatch):
+    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
     monkeypatch.setitem(fit, "trials", 5)
     rows = []
-    result = run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0), model=cxr_model,
+    result = run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0), model=tiny_cxr,
                       on_row=lambda i, row: rows.append(row))
     assert result["trials"] == 5 and rows[0]["trials"] <= 5 and rows[0]["passes"] == PROMPTS_PER_TRIAL * rows[0]["trials"]
     assert result["vote_threshold"] == fit["vote_threshold"]
-    explicit = run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0), model=cxr_model)
+    explicit = run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0), model=tiny_cxr)
     assert explicit["trials"] == 3                                        # --trials overrides the card's N
-    assert run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0, calibrated=False), model=cxr_model,
+    assert run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0, calibrated=False), model=tiny_cxr,
                     done_rows={0: rows[0]})["trials"] == 21              # no card fit: the engine's default N
 
 
-def test_classify_bench_scores_the_cards_decision_rule(cxr_model, monkeypatch, capsys):
+def test_classify_bench_scores_the_cards_decision_rule(tiny_cxr, monkeypatch, capsys):
     from medviz.bench.classify import print_table
 
-    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
     truth = [True, False, True, False]
     # Rows where the vote and the mean-error rule disagree: image i's vote is right for i < 3, its mean error for i > 0.
     done = {i: {"truth": t, "vote": t if i < 3 else not t, "mean_error": t if i > 0 else not t, "z": float(i),
@@ -83,7 +82,7 @@ def test_classify_bench_scores_the_cards_decision_rule(cxr_model, monkeypatch, c
     results = {}
     for decision in ("vote", "mean_error"):
         monkeypatch.setitem(fit, "decision", decision)
-        results[decision] = run_task("cxr", ClassifyBenchConfig(n=4, trials=3, n_cost=0), model=cxr_model,
+        results[decision] = run_task("cxr", ClassifyBenchConfig(n=4, trials=3, n_cost=0), model=tiny_cxr,
                                      done_rows=done)
     for decision, result in results.items():
         assert result["decision"] == decision and result["accuracy_vote"] == 0.75 == result["accuracy_mean_error"]
@@ -98,7 +97,7 @@ def test_classify_bench_scores_the_cards_decision_rule(cxr_model, monkeypatch, c
     assert "mean_error" in capsys.readouterr().out
 
 
-def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_path):
+def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(tiny_cxr, tmp_path):
     import json
 
     import pytest
@@ -118,167 +117,47 @@ def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(cxr_model, tmp_p
     done = read_rows(str(printed), "cxr")
     assert list(done) == [0] and done[0]["z"] == 9.0
     fresh = []
-    result = run_task("cxr", config, model=cxr_model, done_rows=done, on_row=lambda i, row: fresh.append(i))
+    result = run_task("cxr", config, model=tiny_cxr, done_rows=done, on_row=lambda i, row: fresh.append(i))
     assert fresh == [1] and result["cost"] is None               # image 0 was taken from the printout
     with pytest.raises(ValueError, match="another run"):
-        run_task("cxr", config, model=cxr_model, done_rows={0: {**first, "truth": not truth}})
+        run_task("cxr", config, model=tiny_cxr, done_rows={0: {**first, "truth": not truth}})
 
 
-def test_shards_split_the_images_and_their_logs_make_the_summary(cxr_model, tmp_path):
+def test_shards_split_the_images_and_their_logs_make_the_summary(tiny_cxr, tmp_path):
     import pytest
 
     from medviz.bench.__main__ import main
 
-    shards = [run_task("cxr", ClassifyBenchConfig(n=3, trials=3, n_cost=0, shard=(k, 2)), model=cxr_model)
+    shards = [run_task("cxr", ClassifyBenchConfig(n=3, trials=3, n_cost=0, shard=(k, 2)), model=tiny_cxr)
               for k in (0, 1)]
     assert [sorted(s["rows"]) for s in shards] == [[0, 2], [1]]           # i % 2 == k, rows only
     assert all(set(s) == {"shard", "rows"} for s in shards)
     fresh = []
     merged = {**shards[0]["rows"], **shards[1]["rows"]}
-    summary = run_task("cxr", ClassifyBenchConfig(n=3, trials=3, n_cost=0), model=cxr_model, done_rows=merged,
+    summary = run_task("cxr", ClassifyBenchConfig(n=3, trials=3, n_cost=0), model=tiny_cxr, done_rows=merged,
                        on_row=lambda i, row: fresh.append(i))
     assert fresh == []                                                       # nothing classified twice
     assert summary["accuracy_vote"] == sum(r["vote"] == r["truth"] for r in merged.values()) / 3
     with pytest.raises(ValueError, match="bad shard"):
-        run_task("cxr", ClassifyBenchConfig(n=3, shard=(2, 2)), model=cxr_model)
+        run_task("cxr", ClassifyBenchConfig(n=3, shard=(2, 2)), model=tiny_cxr)
     with pytest.raises(SystemExit):
         main(["classify", "--shard", "2/2"])
 
 
-def test_calibrate_runs_every_trial_and_fits_an_operating_point_on_tuning_phantoms(cxr_model):
-    rows = []
-    result = calibrate("cxr", ClassifyBenchConfig(n=4, trials=3), model=cxr_model, on_row=lambda i, r: rows.append(r))
-    assert result["first_seed"] == 10_901_000 and result["n"] == 4 and len(rows) == 4 and result["trials_run"] == 3
-    assert all(len(r["timesteps"]) == len(r["first_class_won"]) == 3 for r in rows)   # no early stop
-    assert all(r["votes_first_class"] == sum(r["first_class_won"]) for r in rows)
-    lo, hi = result["t_range"]
-    assert 20 <= lo < hi <= 980 and result["trials"] == 21
-    assert result["accuracy_calibrated"] == max(result["accuracy_by_window"].values()) >= result["accuracy_majority"]
-    # The uncalibrated engine, recomputed from the printed rows: majority of all 3 trials.
-    assert result["accuracy_majority"] == np.mean([(sum(r["first_class_won"]) >= 2) == r["truth"] for r in rows])
-
-
-def test_fit_operating_point_finds_the_informative_timesteps():
-    from medviz.bench.calibrate import fit_operating_point
-
-    rng = np.random.default_rng(0)
-    n, trials = 200, 41
-    truth = rng.random(n) < 0.4
-    timesteps = np.tile(np.linspace(20, 980, trials).round(), (n, 1))
-    # Trials at t >= 500 vote for the truth 90% of the time; the rest vote "first class" 5% of the time (as
-    # the skin model's low-t trials call melanomas benign).
-    informative = timesteps >= 500
-    first_won = np.where(informative, (rng.random((n, trials)) < 0.9) == truth[:, None], rng.random((n, trials)) < 0.05)
-    fit = fit_operating_point(truth, timesteps, first_won, 21, (20, 980))
-    lo, hi = fit["t_range"]
-    assert 300 <= lo <= 600 and hi >= 900          # most misleading trials left out (ties go to wider windows)
-    assert fit["accuracy_calibrated"] >= 0.98 > fit["accuracy_majority"] + 0.05
-    from medviz.engines.explain import votes_needed
-
-    assert votes_needed(21, fit["vote_threshold"]) == fit["votes_needed"]     # the stored share gives k back
-    # All trials informative: the whole schedule and the plain majority are kept (ties prefer them).
-    everywhere = (rng.random((n, trials)) < 0.9) == truth[:, None]
-    fit = fit_operating_point(truth, timesteps, everywhere, 21, (20, 980))
-    assert fit["t_range"] == [20, 980] and fit["votes_needed"] == 11
-
-
-def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_the_threshold(cxr_model):
-    from medviz.bench.calibrate import TUNING_SEED_OFFSET
-    from medviz.bench.truth import labelled_phantoms
-    from medviz.engines.explain import ExplainConfig, classify, preset, votes_needed
-
-    rows = []
-    result = calibrate("cxr", ClassifyBenchConfig(n=3, trials=5), model=cxr_model, weighting="uniform",
-                       t_range=(500, 980), on_row=lambda i, r: rows.append(r))
-    assert result["t_range"] == result["trials_t_range"] == [500, 980] and not result["window_searched"]
-    assert list(result["accuracy_by_window"]) == ["500-980"] and result["trials"] == 5   # N is the engine's
-    assert votes_needed(5, result["vote_threshold"]) == result["votes_needed"]
-    assert result["accuracy_calibrated"] >= result["accuracy_majority"]
-    # Row 0 holds exactly what the engine does with that operating point: same timesteps, same winners.
-    labels, prompts = preset("cxr", "pleural effusion")
-    _, images, _ = labelled_phantoms("cxr", 1, cxr_model.image_size, TUNING_SEED_OFFSET, "pleural_effusion")
-    engine = classify(cxr_model, images[0].astype(np.float32) / 255.0,
-                      ExplainConfig(prompts=prompts, labels=labels, trials=5, early_stop=False, t_range=(500, 980),
-                                    weighting="uniform"))
-    assert engine.timesteps.tolist() == rows[0]["timesteps"] and all(500 <= t <= 980 for t in rows[0]["timesteps"])
-    assert (engine.errors.argmin(1) == 0).astype(int).tolist() == rows[0]["first_class_won"]
-    np.testing.assert_allclose(rows[0]["error_difference"], engine.errors[:, 0] - engine.errors[:, 1], rtol=1e-5)
-    # The mean-error rule is scored over the trials the engine runs before its early stop at that threshold.
-    assert result["decision"] in ("vote", "mean_error") and 0 <= result["accuracy_mean_error"] <= 1
-    assert 1 <= result["mean_trials_run"] <= 5
-
-
-def test_fit_chooses_the_mean_error_rule_only_when_it_beats_the_vote_on_the_engines_trials():
-    from medviz.bench.calibrate import fit_operating_point
-
-    rng = np.random.default_rng(1)
-    n, trials = 300, 21
-    truth = rng.random(n) < 0.5
-    timesteps = np.tile(np.arange(trials) * 40 + 500, (n, 1))
-    # Every trial votes for the truth 60% of the time (a thin vote), while the error difference carries a
-    # clear signal in its size: the mean error sees through the vote noise.
-    first_won = (rng.random((n, trials)) < 0.6) == truth[:, None]
-    size = np.where(first_won == truth[:, None], 1.0, 0.2)          # right votes by wide margins, wrong by thin
-    difference = np.where(first_won, -size, size)                     # < 0: the first class denoised better
-    fit = fit_operating_point(truth, timesteps, first_won, trials, (500, 1300), windows=[(500, 1300)],
-                              error_difference=difference)
-    assert fit["decision"] == "mean_error" and fit["accuracy_mean_error"] > fit["accuracy_calibrated"]
-    # Replayed by hand: the engine stops where the vote at k is decided, the mean error over those trials.
-    from medviz.engines.explain import trials_run_until_decided
-
-    stops = [trials_run_until_decided(w, trials, fit["vote_threshold"]) for w in first_won]
-    by_hand = np.mean([(d[:s].mean() < 0) == t for d, s, t in zip(difference, stops, truth)])
-    assert fit["accuracy_mean_error"] == by_hand and fit["mean_trials_run"] == np.mean(stops) < trials
-    # Errors unrelated to the image: the vote wins and is kept.
-    fit = fit_operating_point(truth, timesteps, first_won, trials, (500, 1300), windows=[(500, 1300)],
-                              error_difference=rng.normal(size=(n, trials)))
-    assert fit["decision"] == "vote" and fit["accuracy_mean_error"] <= fit["accuracy_calibrated"]
-    # A searched window: the trials are not the engine's, so nothing is replayed.
-    fit = fit_operating_point(truth, timesteps, first_won, trials, (500, 1300), error_difference=difference)
-    assert fit["decision"] == "vote" and "accuracy_mean_error" not in fit
-
-
-def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, monkeypatch, capsys):
-    import json
-    import shutil
-
-    from medviz.bench.__main__ import main
-    from medviz.models import MODELS_DIR
-
-    # The bundled model with its own copy of the card (the weights linked, not copied).
-    card = tmp_path / "cxr-phantom"
-    card.mkdir()
-    for entry in (MODELS_DIR / "cxr-phantom").iterdir():
-        if entry.name in ("medviz.json", "README.md"):
-            shutil.copy2(entry, card / entry.name)
-        else:
-            (card / entry.name).symlink_to(entry)
-    (tmp_path / "cxr-oracle").symlink_to(MODELS_DIR / "cxr-oracle")
-    monkeypatch.setattr("medviz.models.MODELS_DIR", tmp_path)
-    main(["calibrate", "--domain", "cxr", "--n", "2", "--trials", "3", "--t-range", "500", "980"])
-    assert json.loads((card / "medviz.json").read_text()) == json.loads((MODELS_DIR / "cxr-phantom" / "medviz.json").read_text())
-    main(["calibrate", "--domain", "cxr", "--n", "2", "--trials", "3", "--t-range", "500", "980", "--write-card"])
-    fit = json.loads((card / "medviz.json").read_text())["explain_calibration"]["pleural effusion"]
-    assert fit["trials"] == 3 and fit["n"] == 2 and fit["t_range"] == [500, 980] and "decision" in fit
-    assert fit["command"].startswith("python -m medviz.bench calibrate --domain cxr --n 2 --trials 3")
-    assert "needs {} of 3 votes".format(fit["votes_needed"]) in (card / "README.md").read_text()
-    assert "written to the cxr-phantom model card" in capsys.readouterr().out
-
-
-def test_rows_keep_both_rules_apart_whichever_the_card_picks(cxr_model, monkeypatch):
+def test_rows_keep_both_rules_apart_whichever_the_card_picks(tiny_cxr, monkeypatch):
     from types import SimpleNamespace
 
     import medviz.bench.classify as bench
 
-    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
     monkeypatch.setitem(fit, "decision", "mean_error")
     # The vote says the first class, the mean error the second: the card's answer is the mean error's.
     fake = SimpleNamespace(predicted=1, predicted_vote=0, predicted_mean_error=1, z_score=1.0, vote_entropy=1.0,
                            trials_run=3, unet_passes=12, seconds=0.1, vote_fractions=np.array([2 / 3, 1 / 3]),
-                           explanation_map=np.zeros((128, 128), np.float32), evidence_map=np.zeros((128, 128), np.float32))
+                           explanation_map=np.zeros((32, 32), np.float32), evidence_map=np.zeros((32, 32), np.float32))
     monkeypatch.setattr(bench, "classify", lambda *args, **kwargs: fake)
     rows = []
-    run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0, shard=(0, 2)), model=cxr_model,
+    run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0, shard=(0, 2)), model=tiny_cxr,
              on_row=lambda i, row: rows.append(row))
     assert rows[0]["vote"] is True and rows[0]["mean_error"] is False
 
@@ -322,7 +201,7 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
     assert not _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2))["ran_every_engine_error"]
 
 
-def test_reference_runs_on_the_least_certain_images_and_on_the_errors(cxr_model, monkeypatch):
+def test_reference_runs_on_the_least_certain_images_and_on_the_errors(tiny_cxr, monkeypatch):
     from dataclasses import replace
 
     import medviz.bench.classify as bench
@@ -337,20 +216,20 @@ def test_reference_runs_on_the_least_certain_images_and_on_the_errors(cxr_model,
     monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
         "reference": {"trials": reference.trials, "early_stop": reference.early_stop, "trials_run": reference.trials,
                       "vote": True, "mean_error": True, "votes_first_class": 3, "passes": 20, "seconds": 1.0}})
-    fit = cxr_model.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
     monkeypatch.setitem(fit, "decision", "vote")
     ran = []
     config = ClassifyBenchConfig(n=5, trials=3, n_cost=0, reference_trials=5, reference_uncertain=2,
                                  reference_on_errors=True, shard=(0, 1))
-    bench.run_task("cxr", config, model=cxr_model, done_rows=done, on_row=lambda i, row: ran.append(i))
+    bench.run_task("cxr", config, model=tiny_cxr, done_rows=done, on_row=lambda i, row: ran.append(i))
     assert ran == [1, 3, 4]                               # the two smallest |z|, then the error
     ran.clear()
     shard = replace(config, shard=(1, 2))
-    bench.run_task("cxr", shard, model=cxr_model, done_rows=done, on_row=lambda i, row: ran.append(i))
+    bench.run_task("cxr", shard, model=tiny_cxr, done_rows=done, on_row=lambda i, row: ran.append(i))
     assert ran == [1, 3]                                  # the same ranking, this shard's images only
 
 
-def test_reference_runs_of_a_run_at_another_n_are_taken_without_their_loop_timing(cxr_model, monkeypatch):
+def test_reference_runs_of_a_run_at_another_n_are_taken_without_their_loop_timing(tiny_cxr, monkeypatch):
     import pytest
 
     import medviz.bench.classify as bench
@@ -384,9 +263,9 @@ def test_reference_runs_of_a_run_at_another_n_are_taken_without_their_loop_timin
                                                          np.array([True, False, True][:n])))
     monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
         "reference": row(True, reference_vote=True)["reference"], "beside_loop": row(True, loop=True)["beside_loop"]})
-    monkeypatch.setitem(cxr_model.card["explain_calibration"]["pleural effusion"], "decision", "vote")
+    monkeypatch.setitem(tiny_cxr.card["explain_calibration"]["pleural effusion"], "decision", "vote")
     ran = []
     config = ClassifyBenchConfig(n=3, trials=3, n_cost=1, reference_trials=5, reference_on_errors=True)
-    result = bench.run_task("cxr", config, model=cxr_model, done_rows=merged, on_row=lambda i, r: ran.append(i))
+    result = bench.run_task("cxr", config, model=tiny_cxr, done_rows=merged, on_row=lambda i, r: ran.append(i))
     assert ran == [0]                                    # image 2 keeps its run, image 1 is right and not asked for
     assert result["cost"]["n_ran"] == 2 and result["cost"]["passes_reference_loop"] == 20.0

@@ -21,6 +21,7 @@ def test_a_model_folder_is_benched_on_its_own_domains_edits_only():
         main(["counterfactual", "--domain", "skin", "--edit", "remove ruler", "--model", "cxr-phantom"])
 
 
+@pytest.mark.slow
 def test_ceilings_redraw_only_unseen_noise_and_go_through_the_models_own_vae(cxr_model):
     import numpy as np
 

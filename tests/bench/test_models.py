@@ -39,6 +39,7 @@ def test_caption_conditional_reads_prompts_as_the_training_captions_do():
                 assert fixed[attribute] is wanted and set(fixed) <= set(domains.get(domain).oracle_labels)
 
 
+@pytest.mark.slow
 @needs_models
 def test_vae_round_trip_measures_what_the_decoder_keeps(cxr_model):
     import copy
@@ -75,24 +76,24 @@ def test_vae_round_trip_measures_what_the_decoder_keeps(cxr_model):
     print_round_trips(result)
 
 
-@needs_models
-def test_decode_matches_the_pipelines_own_output(cxr_model):
-    """The bench generates latents once and decodes them with each VAE: with the bundled VAE that must be
+def test_decode_matches_the_pipelines_own_output(tiny_cxr):
+    """The bench generates latents once and decodes them with each VAE: with the pipeline's own VAE that must be
     exactly what the pipeline itself returns, so a candidate's row differs from the bundled one only by its decoder."""
     from medviz.bench.models import _decode
 
-    pipe = cxr_model.pipe
-    ask = dict(num_inference_steps=2, guidance_scale=4.0, height=128, width=128)
+    pipe = tiny_cxr.pipe
+    ask = dict(num_inference_steps=2, guidance_scale=4.0, height=32, width=32)
     latents = pipe(["Chest X-ray showing support devices"] * 2, generator=torch.Generator().manual_seed(3),
                    output_type="latent", **ask).images
     direct = pipe(["Chest X-ray showing support devices"] * 2, generator=torch.Generator().manual_seed(3),
                   output_type="np", **ask).images
     ours = _decode(pipe, pipe.vae, latents)
-    assert ours.shape == (2, 128, 128, 3) and ours.dtype == np.uint8
+    assert ours.shape == (2, 32, 32, 3) and ours.dtype == np.uint8
     assert np.abs(ours.astype(int) - (np.clip(direct, 0, 1) * 255).round().astype(int)).max() <= 1
-    assert ours.std() > 10          # an image, not a flat field
+    assert ours.std() > 0           # an image, not a flat field
 
 
+@pytest.mark.slow
 @needs_models
 def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model, tmp_path):
     from PIL import Image
@@ -149,6 +150,7 @@ def test_models_table_shows_each_prompts_line_shapes_beside_the_phantoms(capsys)
     assert shapes.split()[-8:] == ["3.31", "(1.83)", "14.4", "(18.6)", "0.922", "(0.940)", "1136", "(682)"]
 
 
+@pytest.mark.slow
 @needs_models
 def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it(cxr_model, capsys):
     from medviz.bench.models import ModelsBenchConfig, device_kinds, print_table

@@ -71,11 +71,10 @@ def test_vote_threshold_moves_the_decision_and_stays_exact_with_early_stop(tiny_
 
 
 def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
-    cxr_model = tiny_cxr                                                # the bundled CXR card, a random model
     from types import SimpleNamespace
 
-    stored = cxr_model.card["explain_calibration"]["pleural effusion"]
-    settings = calibrated_settings(cxr_model, "pleural effusion")
+    stored = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    settings = calibrated_settings(tiny_cxr, "pleural effusion")
     assert settings["vote_threshold"] == stored["vote_threshold"] and 0 < stored["vote_threshold"] < 1
     assert settings["weighting"] == stored["weighting"]
     assert settings["t_range"] == tuple(stored.get("t_range", DEFAULT_T_RANGE))
@@ -84,9 +83,9 @@ def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
     assert settings["decision"] == stored.get("decision", "vote")
     plain = {"weighting": "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5, "decision": "vote",
              "trials": 21}
-    assert calibrated_settings(cxr_model, "cardiomegaly") == plain                   # not calibrated
+    assert calibrated_settings(tiny_cxr, "cardiomegaly") == plain                   # not calibrated
     other = "uniform" if stored["weighting"] == "disagreement" else "disagreement"
-    assert calibrated_settings(cxr_model, "pleural effusion", other) == {**plain, "weighting": other}   # another rule
+    assert calibrated_settings(tiny_cxr, "pleural effusion", other) == {**plain, "weighting": other}   # another rule
     assert calibrated_settings(SimpleNamespace(card={}), "pleural effusion") == plain   # a user's checkpoint
     fitted = SimpleNamespace(card={"explain_calibration": {"melanoma": {
         "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.6, "trials": 41, "decision": "mean_error"}}})
@@ -96,7 +95,7 @@ def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
     moved = SimpleNamespace(card={"explain_calibration": {"melanoma": {
         **fitted.card["explain_calibration"]["melanoma"], "trials": 101, "trials_run": 41}}})
     assert calibrated_settings(moved, "melanoma")["trials"] == 101 and fitted_trials(moved, "melanoma") == 41
-    assert fitted_trials(cxr_model, "cardiomegaly") is None and fitted_trials(SimpleNamespace(card={}), "x") is None
+    assert fitted_trials(tiny_cxr, "cardiomegaly") is None and fitted_trials(SimpleNamespace(card={}), "x") is None
 
 
 def test_maps_votes_and_passes_have_the_promised_shapes(tiny_cxr):
@@ -300,21 +299,20 @@ def test_trials_run_until_decided_replays_the_exact_stop():
 
 
 def test_measured_classifier_holds_for_the_preset_at_its_cards_operating_point(tiny_skin):
-    skin_model = tiny_skin                                              # the bundled skin card, a random model
     from dataclasses import replace
 
     from medviz.engines.explain import measured_classifier
 
     labels, prompts = preset("skin", "melanoma")
-    at_card = ExplainConfig(prompts=prompts, labels=labels, **calibrated_settings(skin_model, "melanoma"))
-    measured = measured_classifier(skin_model, "melanoma", at_card)
-    entry = skin_model.card["explain_calibration"]["melanoma"]
+    at_card = ExplainConfig(prompts=prompts, labels=labels, **calibrated_settings(tiny_skin, "melanoma"))
+    measured = measured_classifier(tiny_skin, "melanoma", at_card)
+    entry = tiny_skin.card["explain_calibration"]["melanoma"]
     assert measured["same_settings"] and measured["task"] == "melanoma"
     assert measured["accuracy"] == entry["engine_trials_bench"]["accuracy"] and measured["n"] == 400
-    fewer = measured_classifier(skin_model, "melanoma", replace(at_card, trials=51, weighting="disagreement"))
+    fewer = measured_classifier(tiny_skin, "melanoma", replace(at_card, trials=51, weighting="disagreement"))
     assert fewer["differences"] == {"trials": (101, 51), "weighting": ("uniform", "disagreement")}
     # Other prompts, or a card that has no held-out record for the task, were not measured.
-    assert measured_classifier(skin_model, "melanoma", replace(at_card, prompts=("a melanoma", "a nevus"))) is None
-    bare = replace(skin_model, card={**skin_model.card, "explain_calibration": {"melanoma": {
+    assert measured_classifier(tiny_skin, "melanoma", replace(at_card, prompts=("a melanoma", "a nevus"))) is None
+    bare = replace(tiny_skin, card={**tiny_skin.card, "explain_calibration": {"melanoma": {
         k: v for k, v in entry.items() if k != "engine_trials_bench"}}})
     assert measured_classifier(bare, "melanoma", at_card) is None

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from medviz import domains
 from medviz.phantoms import cxr, get_domain, intervention_mask, skin
 from medviz.phantoms.export import measure_planted_link
 from medviz.phantoms.scm import CausalGraph, Variable
@@ -146,10 +147,11 @@ def test_graph_declares_parents_before_children():
     assert {"support_devices", "devices", "effusion_severity"} <= graph.descendants("effusion")
 
 
+@pytest.mark.slow                        # 10,000 samples each: a statistical check, in the full run
 @pytest.mark.parametrize("domain,strength", [(d, s) for d in ("cxr", "skin") for s in (0.0, 0.2, 0.5)])
 def test_planted_link_matches_configured_strength(domain, strength):
     module = get_domain(domain)
-    key = "effusion_device_strength" if domain == "cxr" else "melanoma_ruler_strength"
+    key = domains.get(domain).planted_link[0]
     measured = measure_planted_link(module.build_graph(**{key: strength}), 10_000)
     assert abs(measured["risk_difference"] - strength) <= 0.02, measured
 
