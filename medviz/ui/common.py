@@ -71,9 +71,11 @@ def errors_as_messages(function: Callable) -> Callable:
     return wrapper
 
 
-def pre_run_line(page: Page, line: Callable) -> Callable:
-    """An adapter for a line above a run button, ``line(model, **values)``: '' while the model fails to load
-    (the model selector's own event says why)."""
+def pre_run_line(page: Page, line: Callable, shown: gr.Markdown, controls: dict, api_name: str) -> Callable:
+    """Wire the line above a run button, ``line(model, **values)`` of ``controls`` (no model call): it follows the
+    controls' changes (endpoint ``api_name``) and, once a model change has set the controls to that model's
+    defaults, the model (the returned ``after_model`` hook; run alongside the change, it could show the figures
+    for the controls' old values). '' while the model fails to load: the model selector's own event says why."""
 
     def adapter(model_name, **values):
         try:
@@ -82,7 +84,10 @@ def pre_run_line(page: Page, line: Callable) -> Callable:
             return ""
         return line(model, **values)
 
-    return adapter
+    quietly = dict(queue=False, show_progress="hidden")
+    gr.on([c.change for c in controls.values()], adapter, [page.model_name], shown, inputs_kwargs=controls,
+          api_name=api_name, **quietly)
+    return lambda event: event.then(adapter, [page.model_name], shown, inputs_kwargs=controls, api_name=False, **quietly)
 
 
 def session_folder(session: str) -> Path:

@@ -267,10 +267,9 @@ def build(page: Page, domain: str | None) -> Tab:
     button.click(on_edit, [page.model_name, opacity], [state, before_after, difference, summary, readout, files],
                  inputs_kwargs={"pixels": pixels, "canvas": loading["canvas"], **controls}, api_name="edit",
                  concurrency_id=MODEL_JOBS)
-    line = pre_run_line(page, lambda model, **values: expectation(model, EditRequest(**values)))
     line_controls = {k: v for k, v in controls.items() if k != "seed"}
-    gr.on([c.change for c in line_controls.values()], line, [page.model_name], expect, inputs_kwargs=line_controls,
-          api_name="edit_expect", queue=False, show_progress="hidden")
+    after_model = pre_run_line(page, lambda model, **values: expectation(model, EditRequest(**values)), expect,
+                               line_controls, "edit_expect")
     opacity.change(difference_overlay, [state, opacity], difference, api_name="edit_opacity", queue=False,
                    show_progress="hidden")
 
@@ -282,9 +281,6 @@ def build(page: Page, domain: str | None) -> Tab:
                 gr.Slider(value=defaults.strength), gr.Slider(value=defaults.guidance_scale),
                 gr.Slider(value=defaults.change_threshold)]
 
-    def after_model(event) -> None:
-        event.then(line, [page.model_name], expect, inputs_kwargs=line_controls, api_name=False, queue=False,
-                   show_progress="hidden")
 
     return Tab(outputs=[controls["attribute"], loading["example"], controls["strength"], controls["guidance"],
                         controls["keep"]], on_model=on_model, after_model=after_model,

@@ -206,10 +206,9 @@ def build(page: Page, domain: str | None) -> Tab:
 
     button.click(on_explain, [page.model_name, opacity], [state, *maps, votes, summary], inputs_kwargs=controls,
                  api_name="explain", concurrency_id=MODEL_JOBS)
-    line = pre_run_line(page, lambda model, **values: expectation(model, ExplainRequest(**values)))
     line_controls = {k: controls[k] for k in ("preset", "custom_prompts", "trials", "weighting")}
-    gr.on([c.change for c in line_controls.values()], line, [page.model_name], expect, inputs_kwargs=line_controls,
-          api_name="explain_expect", queue=False, show_progress="hidden")
+    after_model = pre_run_line(page, lambda model, **values: expectation(model, ExplainRequest(**values)), expect,
+                               line_controls, "explain_expect")
     # The card's operating point is "k of N votes": N follows the card for each preset (still the user's to change).
     controls["preset"].change(on_preset, [page.model_name, controls["preset"]], controls["trials"], api_name=False,
                               queue=False, show_progress="hidden")
@@ -222,9 +221,6 @@ def build(page: Page, domain: str | None) -> Tab:
                 gr.Dropdown(choices=examples, value=first_example(examples, "explain")),
                 gr.Slider(value=default_trials(model, presets[0]))]
 
-    def after_model(event) -> None:
-        event.then(line, [page.model_name], expect, inputs_kwargs=line_controls, api_name=False, queue=False,
-                   show_progress="hidden")
 
     return Tab(outputs=[controls["preset"], controls["example"], controls["trials"]], on_model=on_model,
                after_model=after_model)

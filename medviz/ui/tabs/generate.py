@@ -179,6 +179,8 @@ def build(page: Page, domain: str | None) -> Tab:
         last_seed, history = gr.State(None), gr.State([])
     random_seed, reuse_seed = controls.pop("random_seed"), controls.pop("reuse_seed")
     line_controls = {k: v for k, v in controls.items() if k not in ("seed", "batch")}
+    after_model = pre_run_line(page, lambda model, **values: expectation(model, GenerateRequest(**values)), expect,
+                               line_controls, "generate_expect")
 
     @errors_as_messages
     def on_generate(model_name, history, request: gr.Request, progress=gr.Progress(), **values):
@@ -187,11 +189,8 @@ def build(page: Page, domain: str | None) -> Tab:
         history = ([view.history_row] + list(history or []))[:50]
         return view.gallery, view.files, view.info, view.seed, history, history
 
-    line = pre_run_line(page, lambda model, **values: expectation(model, GenerateRequest(**values)))
     button.click(on_generate, [page.model_name, history], [gallery, files, info, last_seed, history, history_table],
                  inputs_kwargs=controls, api_name="generate", concurrency_id=MODEL_JOBS)
-    gr.on([c.change for c in line_controls.values()], line, [page.model_name], expect, inputs_kwargs=line_controls,
-          api_name="generate_expect", queue=False, show_progress="hidden")
     random_seed.click(lambda: -1, None, controls["seed"], api_name=False, queue=False)
     reuse_seed.click(lambda last: -1 if last is None else last, last_seed, controls["seed"], api_name=False, queue=False)
 
@@ -200,8 +199,5 @@ def build(page: Page, domain: str | None) -> Tab:
         return [gr.CheckboxGroup(choices=attribute_choices(model.domain), value=[]),
                 gr.Radio(choices=choices, value=default, label=label, visible=bool(choices))]
 
-    def after_model(event) -> None:
-        event.then(line, [page.model_name], expect, inputs_kwargs=line_controls, api_name=False, queue=False,
-                   show_progress="hidden")
 
     return Tab(outputs=[controls["attributes"], controls["head"]], on_model=on_model, after_model=after_model)
