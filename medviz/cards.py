@@ -44,7 +44,7 @@ def write_model_card(model_dir: str | Path, limits: list[str] | None = None) -> 
         f'pipe = StableDiffusionPipeline.from_pretrained("assets/models/{model_dir.name}")  # offline',
         "```", "",
         "## Data", f"Phantoms from `medviz.phantoms.{domain}` (seeds 0-29999, default causal graph), captions from "
-        "their factors with synonyms, random order and explicit negatives (`medviz.train.captions`); 10% "
+        "their factors with synonyms, random order and explicit negatives (`medviz.prompts.training_caption`); 10% "
         "empty captions for classifier-free guidance.", "",
         "## Recipe (as run)", f"Trained on: {facts.get('trained_on')}.", "",
     ]

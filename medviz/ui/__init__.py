@@ -1,2 +1,2 @@
-"""The Gradio front end: plain functions (handlers), then layout, then wiring. Only this package and
-app.py import gradio; engines never do."""
+"""The Gradio front end: one module per tab (``tabs/``: controls, request, handlers, events), what the tabs
+share (``common``), and the page (``layout``). Only this package and app.py import gradio; engines never do."""
