@@ -149,10 +149,11 @@ def _controls(domain: str | None) -> dict:
                 "head": gr.Radio(choices, value=default, label=label, visible=bool(choices)),
                 "free_text": gr.Textbox("", label="More prompt text (appended)", placeholder="e.g. small left effusion"),
                 "negative": gr.Textbox(label="Negative prompt", value="")}
-    with gr.Row():
-        controls["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", minimum=-1)
-        controls["random_seed"] = gr.Button("Random seed", scale=0)
-        controls["reuse_seed"] = gr.Button("Reuse last seed", scale=0)
+    with gr.Row(equal_height=True):
+        controls["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", minimum=-1, scale=2)
+        with gr.Column(scale=1, min_width=140):
+            controls["random_seed"] = gr.Button("Random seed", size="sm")
+            controls["reuse_seed"] = gr.Button("Reuse last seed", size="sm")
     with gr.Row():
         controls["batch"] = gr.Slider(1, 8, value=4, step=1, label="Batch size")
         controls["steps"] = gr.Slider(2, 100, value=25, step=1, label="Steps", elem_id="generate-steps")
