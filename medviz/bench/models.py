@@ -384,7 +384,8 @@ def print_device_kinds(result: dict) -> None:
 
 
 def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, real: int = 3, steps: int = 25,
-                  guidance_scale: float = 4.0, seed: int = 0, samples: dict[str, np.ndarray] | None = None) -> str:
+                  guidance_scale: float = 4.0, seed: int = 0, samples: dict[str, np.ndarray] | None = None,
+                  pool: int = 400) -> str:
     """Generated samples per fidelity prompt (left) beside real phantoms with those attributes (right).
 
     Args:
@@ -395,6 +396,7 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
         samples: {prompt: uint8 images N x H x W x 3} already generated with those settings (the bench's own);
             a row shows their first ``per_prompt`` instead of sampling again. Prompts not in it, or with fewer
             images, are sampled.
+        pool: held-out phantoms the real ones are picked from (the first that fit each prompt).
     Returns:
         ``out``.
     """
@@ -405,7 +407,7 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
     import torch
 
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    pool, pool_factors = render_phantoms(domain, 400, size, HELD_OUT_FIRST_SEED + 700_000, workers=1)
+    pool_images, pool_factors = render_phantoms(domain, pool, size, HELD_OUT_FIRST_SEED + 700_000, workers=1)
     pool_attributes = [domains.get(domain).attributes_of(f) for f in pool_factors]
     prompts = [(a, w, p) for a, pair in FIDELITY_PROMPTS[domain].items() for w, p in zip((True, False), pair)]
     columns, label_in, tile_in, head_in = per_prompt + real, 1.9, 1.25, 0.55
@@ -425,10 +427,10 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
         fixed = caption_conditional(domain, prompt)
         matches = [i for i, a in enumerate(pool_attributes) if all(a[k] == v for k, v in fixed.items())][:real]
         if len(matches) < real:
-            raise ValueError(f"only {len(matches)} of 400 phantoms fit {prompt!r}; ask for fewer real images")
+            raise ValueError(f"only {len(matches)} of {pool} phantoms fit {prompt!r}; ask for fewer real images")
         for c in range(columns):
             ax = axes[r, c]
-            ax.imshow(images[c] if c < per_prompt else pool[matches[c - per_prompt]])
+            ax.imshow(images[c] if c < per_prompt else pool_images[matches[c - per_prompt]])
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
