@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import domains
-from ..phantoms import Sample, get_domain, mask_between
+from ..phantoms import Sample, get_domain, mask_between, shrink_mask
 from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
 
@@ -26,7 +26,7 @@ def switch(domain: str, sample: Sample, attribute: str, on: bool) -> dict[str, A
 def toggled_region(domain: str, seed: int, attribute: str, size: int) -> np.ndarray:
     """Bool (size, size): the pixels that switching ``attribute`` to its other value changes in phantom ``seed``.
 
-    Below the renderer's 128 px (test-sized models) a pixel changes if any of the 128-px pixels it covers does.
+    Below the renderer's 128 px (test-sized models): drawn at 128 px and shrunk (``shrink_mask``).
     """
     module = get_domain(domain)
     graph = module.build_graph()
@@ -34,11 +34,8 @@ def toggled_region(domain: str, seed: int, attribute: str, size: int) -> np.ndar
     present = domains.get(domain).attributes_of(sample.factors)[attribute]
     other = graph.intervene(sample, **switch(domain, sample, attribute, not present))
     drawn = max(size, 128)
-    mask = mask_between(module.render(sample.factors, sample.seed, drawn), module.render(other.factors, other.seed, drawn))
-    if drawn == size:
-        return mask
-    block = drawn // size
-    return mask[:size * block, :size * block].reshape(size, block, size, block).any(axis=(1, 3))
+    return shrink_mask(mask_between(module.render(sample.factors, sample.seed, drawn),
+                                    module.render(other.factors, other.seed, drawn)), size)
 
 
 def labelled_phantoms(domain: str, n: int, size: int, seed_offset: int, attribute: str):

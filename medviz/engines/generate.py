@@ -95,11 +95,11 @@ def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> d
     rows, unmeasured, shortfalls = [], [], []
     bars = record["bars"]
     for attribute, wanted in named.items():
+        asked = vocabulary.attribute(attribute)
         row = next((r for r in record["rows"] if r["attribute"] == attribute and r["wanted"] == wanted), None)
         if row is None:
-            unmeasured.append(vocabulary.attribute(attribute).phrase)
+            unmeasured.append(asked.phrase)
             continue
-        asked = vocabulary.attribute(attribute)
         phrase = asked.phrase if wanted else asked.absent_phrase
         rows.append({**row, "phrase": phrase})
         if row["agreement"] < bars["agreement"]:

@@ -20,7 +20,7 @@ from types import ModuleType
 import numpy as np
 
 from . import cxr, skin
-from .render import Rendering, changed_mask, mask_between
+from .render import Rendering, changed_mask, mask_between, shrink_mask
 from .scm import CausalGraph, Sample, Variable
 
 DOMAINS: dict[str, ModuleType] = {cxr.DOMAIN: cxr, skin.DOMAIN: skin}
@@ -40,4 +40,4 @@ def intervention_mask(before: Sample, after: Sample, size: int) -> np.ndarray:
 
 
 __all__ = ["CausalGraph", "DOMAINS", "Rendering", "Sample", "Variable", "changed_mask", "get_domain", "mask_between",
-           "intervention_mask", "cxr", "skin"]
+           "intervention_mask", "shrink_mask", "cxr", "skin"]

@@ -205,6 +205,14 @@ def mask_between(a: Rendering, b: Rendering) -> np.ndarray:
     return mask
 
 
+def shrink_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A bool mask drawn at the renderer's smallest size (128 px) brought down to ``size`` px (test-sized
+    models): a small pixel holds the mask if any of the large pixels it covers does (a box filter, > 0)."""
+    if mask.shape[0] == size:
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.BOX)) > 0
+
+
 #: component name -> the seed its render noise is drawn from instead of the render seed (``redrawn``).
 _REDRAWN: ContextVar[Mapping[str, int]] = ContextVar("redrawn_components", default={})
 

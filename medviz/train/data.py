@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import as_rgb, to_model_batch, to_uint8
-from ..phantoms import get_domain
+from ..phantoms import get_domain, shrink_mask
 
 
 def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
@@ -28,10 +28,7 @@ def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, li
             pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BOX))
         images[i] = pixels
         for bit, name in enumerate(module.FINE_STRUCTURES if with_masks else ()):
-            drawn = rendering.supports[name]
-            if size < 128:  # a small pixel holds the structure if any of the large pixels it covers did
-                drawn = np.asarray(Image.fromarray(drawn.astype(np.uint8) * 255).resize((size, size), Image.BOX)) > 0
-            masks[i] |= drawn.astype(np.uint8) << bit
+            masks[i] |= shrink_mask(rendering.supports[name], size).astype(np.uint8) << bit
         factors.append(dict(sample.factors))
     return images, factors, masks
 

@@ -24,9 +24,9 @@ def phantom_preview(domain: str, seed: int, intervention: str, size: int = 256) 
     Returns (factual uint8 image, counterfactual uint8 RGB with overlay, markdown description).
     """
     module = get_domain(domain)
-    if intervention not in intervention_names(domain):
+    changes = {NONE: {}, **domains.get(domain).named_interventions()}.get(intervention)
+    if changes is None:
         raise ValueError(f"unknown intervention {intervention!r} for {domain}")
-    changes = {} if intervention == NONE else domains.get(domain).intervention(intervention)
     graph = module.build_graph()
     sample = graph.sample(int(seed))
     counterfactual = graph.intervene(sample, **changes) if changes else sample
