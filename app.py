@@ -1,4 +1,4 @@
-"""medviz: python app.py [--model NAME_OR_PATH] [--host 127.0.0.1] [--port 7860] [--auth-file FILE]"""
+"""medviz: python app.py [--model NAME_OR_PATH] [--models-dir FOLDER] [--host 127.0.0.1] [--port 7860] [--auth-file FILE]"""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def read_auth_file(path: str) -> list[tuple[str, str]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="medviz: look inside medical text-to-image diffusion models")
     parser.add_argument("--model", default="cxr-phantom", help="bundled model name or a local model path")
+    parser.add_argument("--models-dir", help="a folder of your own models (diffusers folders): the model box offers "
+                                             "them, and takes nothing else beside the bundled models")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("MEDVIZ_PORT", 7860)))
     parser.add_argument("--auth-file", help="enable basic auth with 'user:password' lines from this file")
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> None:
             check_pipeline_folder(path)
     except ModelLoadError as error:
         raise SystemExit(f"medviz: {error}") from None
-    registry = ModelRegistry(args.model, device=args.device)
+    if args.models_dir and not os.path.isdir(args.models_dir):
+        raise SystemExit(f"medviz: --models-dir {args.models_dir}: not a folder")
+    registry = ModelRegistry(args.model, device=args.device, models_dir=args.models_dir)
     # Load the model while gradio is imported and the page is built and served: the page is usable
     # sooner, and the first model event waits for this load (the registry's lock), never loads twice.
     threading.Thread(target=registry.warm, name="medviz-model-load", daemon=True).start()

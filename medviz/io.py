@@ -29,7 +29,7 @@ import os
 import struct
 import threading
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, BinaryIO, Mapping
@@ -116,13 +116,16 @@ def from_array(pixels: np.ndarray, source: str = "array") -> MedicalImage:
 # --------------------------------------------------------------------------------------------
 
 def read_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               window: tuple[float, float] | None = None) -> MedicalImage:
+               window: tuple[float, float] | None = None, max_side: int | None = None) -> MedicalImage:
     """Read a PNG, JPEG, TIFF, BMP, WebP or DICOM image into the intensity contract.
 
     Args:
         source: a path, the file's bytes, or a binary file object.
         max_pixels: refuse images with more pixels than this (checked before decoding).
         window: DICOM only: (center, width) in modality units, overriding the file's VOI.
+        max_side: reduce the image (aspect kept, box-filtered) so that its longer side is at most this, right
+            after decoding: a huge upload then never exists in the contract's float32 at full size
+            (JPEG decodes at the reduced scale directly). ``info.original_shape`` keeps the stored size.
 
     Raises:
         ImageReadError: with a one-sentence message naming the problem.
@@ -131,8 +134,34 @@ def read_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: int 
     if not data:
         raise ImageReadError(f"{name}: the file is empty")
     if _looks_like_dicom(data, name):
-        return _read_dicom(data, name, max_pixels, window)
-    return _read_raster(data, name, max_pixels)
+        image = _read_dicom(data, name, max_pixels, window)
+        return _reduced(image, max_side) if max_side else image
+    return _read_raster(data, name, max_pixels, max_side)
+
+
+def _reduced(image: MedicalImage, max_side: int) -> MedicalImage:
+    """``image`` with its longer side at most ``max_side`` (box filter per channel, in float32)."""
+    height, width = image.pixels.shape[:2]
+    target = _fitted((width, height), max_side)
+    if target == (width, height):
+        return image
+    channels = image.pixels if image.pixels.ndim == 3 else image.pixels[..., None]
+    reduced = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channels[..., c]), "F").resize(target, Image.BOX))
+                        for c in range(channels.shape[-1])], axis=-1)
+    pixels = np.clip(reduced[..., 0] if image.pixels.ndim == 2 else reduced, 0.0, 1.0).astype(np.float32)
+    notes = (*image.info.notes, _reduction_note((width, height), target))
+    return MedicalImage(pixels, replace(image.info, notes=notes), image.metadata)
+
+
+def _fitted(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """(width, height) scaled so that the longer side is at most ``max_side`` (unchanged if it already is)."""
+    width, height = size
+    scale = max_side / max(width, height)
+    return size if scale >= 1 else (max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+def _reduction_note(before: tuple[int, int], after: tuple[int, int]) -> str:
+    return f"reduced from {before[0]}×{before[1]} to {after[0]}×{after[1]} on reading"
 
 
 def _read_bytes(source: str | os.PathLike | bytes | BinaryIO) -> tuple[bytes, str]:
@@ -155,19 +184,36 @@ def _looks_like_dicom(data: bytes, name: str) -> bool:
     return name.lower().endswith((".dcm", ".dicom")) and not data.startswith((b"\x89PNG", b"\xff\xd8", b"II*", b"MM\0*"))
 
 
-def _read_raster(data: bytes, name: str, max_pixels: int) -> MedicalImage:
+def _read_raster(data: bytes, name: str, max_pixels: int, max_side: int | None = None) -> MedicalImage:
     # PIL's own bomb check is replaced by ours (a configurable limit, checked before decoding, with
     # the size in the message); the lock keeps that swap of a global safe between threads.
     with _PIL_LIMIT_LOCK:
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            image = _open_raster(data, name, max_pixels)
+            image = _open_raster(data, name, max_pixels, max_side)
         finally:
             Image.MAX_IMAGE_PIXELS = previous
-    return _raster_to_contract(image, name)
+    stored = image.size
+    note = None
+    if max_side and image.mode in _REDUCIBLE_MODES and _fitted(image.size, max_side) != image.size:
+        fmt = image.format
+        image = image.convert("L") if image.mode == "1" else image
+        image = image.resize(_fitted(image.size, max_side), Image.BOX)          # 8-bit modes: reduce before floats
+        image.format = fmt
+    if image.size != stored:
+        note = _reduction_note(stored, image.size)
+    read = _raster_to_contract(image, name)
+    if note:
+        read = MedicalImage(read.pixels, replace(read.info, original_shape=(stored[1], stored[0], *read.info.original_shape[2:]),
+                                                 notes=(*read.info.notes, note)), read.metadata)
+    return _reduced(read, max_side) if max_side else read        # the other modes (16-bit, float) reduce here
 
 
-def _open_raster(data: bytes, name: str, max_pixels: int) -> Image.Image:
+#: PIL modes reduced as 8-bit images before they become floats (a 7900² bilevel PNG: 62 MB, not 250 MB).
+_REDUCIBLE_MODES = ("1", "L", "RGB", "RGBA", "LA", "P", "PA")
+
+
+def _open_raster(data: bytes, name: str, max_pixels: int, max_side: int | None = None) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -184,6 +230,8 @@ def _open_raster(data: bytes, name: str, max_pixels: int) -> Image.Image:
                              "export a single 2-D image")
     fmt = image.format or "image"
     try:
+        if max_side and fmt == "JPEG":
+            image.draft(image.mode, (max_side, max_side))          # DCT scaling: decode at 1/2, 1/4 or 1/8 size
         image.load()
         transposed = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:

@@ -22,7 +22,7 @@ def tiny_model(domain: str | None = "cxr", seed: int = 0, card: dict | None = No
 
     The tokenizer is the bundled model's (files only, no weights), at its 32 tokens;
     ``card`` defaults to the bundled model's medviz.json, so the lines the benches wrote into it show as they
-    would for that model.
+    would for that model; its domain-check calibration, which belongs to the bundled weights, is left out.
     """
     arch = replace(PRESETS["tiny"], max_tokens=32)          # the bundled models' prompt length
     torch.manual_seed(seed)
@@ -37,4 +37,5 @@ def tiny_model(domain: str | None = "cxr", seed: int = 0, card: dict | None = No
         labels = domains.get(domain).oracle_labels
         oracle = Oracle(make_oracle(arch, labels).eval(), labels, arch.image_size, domain)
         card = read_model_card(f"{domain}-phantom") if card is None else card
+        card = {k: v for k, v in card.items() if k != "domain_check"}     # the bundled weights' calibration, not ours
     return Model(name=f"tiny-{domain}", pipe=pipe, oracle=oracle, domain=domain, card=card or {})

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import calibrate, classify, counterfactual, generate, models, phantoms, traverse, ui
+from . import calibrate, classify, counterfactual, generate, guard, models, phantoms, traverse, ui
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
-           "calibrate": calibrate, "counterfactual": counterfactual, "ui": ui}
+           "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "ui": ui}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,7 +55,8 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
     trials = config.trials or DEFAULT_TRIALS
     engine_trials = trials if t_range else engine_trials
     engine = ExplainConfig(prompts=prompts, labels=labels, trials=trials, early_stop=False, t_range=schedule,
-                           trials_per_batch=config.trials_per_batch, weighting=weighting, seed=config.seed)
+                           trials_per_batch=config.trials_per_batch, weighting=weighting, seed=config.seed,
+                           domain_check=False)
 
     def row(i: int, image: np.ndarray, label: bool) -> dict:
         result = classify(model, image.astype(np.float32) / 255.0, engine)

@@ -97,7 +97,8 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     settings = calibrated_settings(model, task) if config.calibrated else {"trials": DEFAULT_TRIALS}
     settings["trials"] = config.trials or settings["trials"]
     engine = ExplainConfig(prompts=prompts, labels=labels, early_stop=config.early_stop,
-                           trials_per_batch=config.trials_per_batch, seed=config.seed, **settings)
+                           trials_per_batch=config.trials_per_batch, seed=config.seed, domain_check=False,
+                           **settings)
 
     def row(i: int, image: np.ndarray, label: bool) -> dict:
         result = classify(model, image.astype(np.float32) / 255.0, engine)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .. import domains
+from ..guard import DomainCheck, check_domain
 from ..prompts import describe
 from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, encode_rgb, model_rgb,
                      new_seed, setting_differences)
@@ -76,6 +77,8 @@ class EditConfig:
             mask too. No extra UNet pass (one more decode). An empty edit then returns the input itself.
         seed: seeds the inversion noise; ``None`` draws one (reported in the result).
         batch_size: samples per UNet call during inversion.
+        domain_check: check first that the image is like the model's training images (``medviz.guard``; its
+            UNet passes are counted apart); the benches, on phantoms, leave it out.
     """
 
     add: tuple[str, ...] = ()
@@ -94,6 +97,7 @@ class EditConfig:
     residual: bool = False
     seed: int | None = None
     batch_size: int = 16
+    domain_check: bool = True
 
     def for_domain(self, domain: str | None) -> "EditConfig":
         """This request with the domain's defaults (``edit_defaults``) wherever it gave ``None``."""
@@ -164,7 +168,53 @@ class EditResult:
     parameters: dict
     measured: dict | None = None       # this kind of edit as the counterfactual bench measured it on this model
                                        # (``measured_edit``), None where it was not
-    warnings: tuple[str, ...] = ()     # what a user should know first: the bench's shortfalls, an edit that changed nothing
+    warnings: tuple[str, ...] = ()     # what a user should know first: an image outside the model's domain, an edit
+                                       # that did not do what was asked, the bench's shortfalls, an edit that changed nothing
+    domain_check: DomainCheck | None = None   # None: not run (``EditConfig.domain_check`` False)
+    effect: EffectCheck | None = None  # None: nothing to check (no oracle, or a free target prompt)
+
+
+@dataclass(frozen=True)
+class EffectCheck:
+    """Did the edited attribute's readout move the way asked? ``passed``: it ends on the asked side of 0.5."""
+
+    attribute: str
+    action: str                        # "add" or "remove"
+    before: float
+    after: float
+    passed: bool
+    verdict: str                       # one plain sentence
+
+    def record(self) -> dict:
+        return {"attribute": self.attribute, "action": self.action, "before": round(self.before, 4),
+                "after": round(self.after, 4), "passed": self.passed, "verdict": self.verdict}
+
+
+#: A readout change smaller than this is "did not move" (the oracle's readouts of one image vary by less).
+EFFECT_MOVE = 0.1
+
+
+def effect_check(config: EditConfig, before: dict | None, after: dict | None) -> EffectCheck | None:
+    """The effect check of a one-attribute add/remove edit (None: a free prompt, several attributes, no oracle)."""
+    edits = [(name, "add") for name in config.add] + [(name, "remove") for name in config.remove]
+    if config.target_prompt is not None or len(edits) != 1 or before is None or edits[0][0] not in before:
+        return None
+    (name, action), sign = edits[0], 1 if edits[0][1] == "add" else -1
+    start, end = float(before[name]), float(after[name])
+    moved = sign * (end - start)
+    passed = end >= 0.5 if action == "add" else end < 0.5
+    reading = f"the {name} readout went from {start:.2f} to {end:.2f}"
+    if passed and (start >= 0.5) == (action == "add"):
+        verdict = f"Nothing to {action}: {reading}; it already read {'present' if action == 'add' else 'absent'}."
+    elif passed:
+        verdict = f"The edit did what was asked: {reading}."
+    elif moved <= -EFFECT_MOVE:
+        verdict = f"The edit moved the other way: {reading}, the opposite of {action}."
+    elif moved < EFFECT_MOVE:
+        verdict = f"The edit did not {action} {name}: {reading}."
+    else:
+        verdict = f"The edit only partly did what was asked: {reading}, not past 0.5."
+    return EffectCheck(name, action, start, end, passed, verdict)
 
 
 def measured_edit(card: dict, config: EditConfig) -> dict | None:
@@ -258,6 +308,7 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
     size = model.image_size
     seed = new_seed() if config.seed is None else int(config.seed)
     tic = time.perf_counter()
+    checked = check_domain(model, image) if config.domain_check else None
     rgb = model_rgb(image, size)
     readout_before = model.oracle.readout_dicts([rgb])[0] if model.oracle is not None else None
     source, target = edit_prompts(model.domain, readout_before, config)
@@ -315,10 +366,16 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
     shown_output = channel_mean(decoded) if gray_input else decoded
     difference = (channel_mean(decoded) - channel_mean(rgb)).astype(np.float32)
     l1_in, l1_out, ssim_in, ssim_out = change_metrics(rgb, decoded, pixel_mask)
+    effect = effect_check(config, readout_before, readout_after)
     parameters = {**asdict(config), "seed": seed, "source_prompt": source, "target_prompt": target,
-                  "model": model.name, "engine": "counterfactual", "image_size": size}
+                  "model": model.name, "engine": "counterfactual", "image_size": size,
+                  "input_size": list(np.asarray(image).shape[:2]),
+                  "domain_check": checked.record() if checked else None, "effect_check": effect.record() if effect else None}
     measured = measured_edit(model.card, config)
-    warnings = list((measured or {}).get("warnings", ()))
+    warnings = [checked.warning] if checked is not None and checked.warning else []
+    if effect is not None and not effect.passed:
+        warnings.append(effect.verdict)
+    warnings += list((measured or {}).get("warnings", ()))
     if restrict and not edited.any():
         warnings.append(f"The edit changed no pixel by more than the change threshold {config.change_threshold:g}: the "
                         "result is the input; try a higher guidance or strength, or a lower threshold.")
@@ -328,7 +385,7 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
                       readout_before=readout_before, readout_after=readout_after, l1_inside=l1_in,
                       l1_outside=l1_out, ssim_inside=ssim_in, ssim_outside=ssim_out, unet_passes=passes,
                       seconds=time.perf_counter() - tic, seed=seed, parameters=parameters,
-                      measured=measured, warnings=tuple(warnings))
+                      measured=measured, warnings=tuple(warnings), domain_check=checked, effect=effect)
 
 
 def _scheduler(pipe, class_name: str, steps: int):

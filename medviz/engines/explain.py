@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import domains
+from ..guard import DomainCheck, check_domain
 from ..prompts import class_prompts
 from .common import (Progress, ShouldStop, StepControl, encode_image, encode_prompts, predict_noise,
                      setting_differences)
@@ -74,6 +75,8 @@ class ExplainConfig:
             decided under either rule: exact for the vote; for the mean-error rule it is the stopping time
             its model card fitted it under (``calibrate`` replays it, ``trials_run_until_decided``).
         seed: seeds the timestep order and the noise draws.
+        domain_check: check first that the image is like the model's training images (``medviz.guard``; its
+            UNet passes are counted apart); the benches, on phantoms, leave it out.
     """
 
     prompts: tuple[str | tuple[str, ...], ...]
@@ -86,6 +89,7 @@ class ExplainConfig:
     vote_threshold: float = 0.5
     decision: str = "vote"
     seed: int = 0
+    domain_check: bool = True
 
     @property
     def prompt_sets(self) -> tuple[tuple[str, ...], ...]:
@@ -136,6 +140,17 @@ class ExplainResult:
     unet_passes: int                     # sample evaluations (trials_run x prompts)
     seconds: float
     parameters: dict
+    domain_check: DomainCheck | None = None   # None: not run (``ExplainConfig.domain_check`` False)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What a user should know first: an image outside the model's domain (or a model without a check)."""
+        return (self.domain_check.warning,) if self.domain_check is not None and self.domain_check.warning else ()
+
+    @property
+    def meaningful(self) -> bool:
+        """False when the domain check says the image is outside the model's domain."""
+        return self.domain_check is None or self.domain_check.in_domain is not False
 
     @property
     def label(self) -> str:
@@ -312,6 +327,7 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
     control = StepControl(total=config.trials, progress=progress, should_stop=should_stop)
     control.check()
     tic = time.perf_counter()
+    checked = check_domain(model, image) if config.domain_check else None
     device, dtype = pipe._execution_device, pipe.unet.dtype
     latent = encode_image(pipe, image, size).to(dtype)                            # (1, C, h, w), once
     prompts = encode_prompts(pipe, flat_prompts).to(dtype)                        # (P, T, D), once
@@ -376,12 +392,13 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
     explanation = _upsample(disagreement[a, b] / done, size)
     uncertainty = _upsample(pixel_difference.std(0) if len(pixel_difference) > 1 else
                             torch.zeros_like(pixel_difference[0]), size)
-    parameters = {**asdict(config), "labels": labels, "model": model.name, "engine": "explain"}
+    parameters = {**asdict(config), "labels": labels, "model": model.name, "engine": "explain",
+                  "domain_check": checked.record() if checked else None}
     return ExplainResult(labels=labels, predicted=predicted, predicted_vote=predicted_vote, predicted_mean_error=predicted_mean,
                          runner_up=runner_up, vote_fractions=fractions.astype(np.float64), vote_entropy=entropy, z_score=z_score,
                          errors=errors_all, timesteps=timesteps[:done], explanation_map=explanation,
                          evidence_map=evidence, uncertainty_map=uncertainty, trials_run=done, unet_passes=done * width,
-                         seconds=time.perf_counter() - tic, parameters=parameters)
+                         seconds=time.perf_counter() - tic, parameters=parameters, domain_check=checked)
 
 
 def trial_class_errors(predictions, noise, sets: tuple[tuple[str, ...], ...], weighting: str):

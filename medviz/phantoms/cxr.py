@@ -39,6 +39,16 @@ DEVICE_RATES = {"pacemaker": 0.35, "ett": 0.45, "cvc": 0.6, "ngt": 0.4}
 GEOMETRY = ("rotation", "shift_x", "shift_y")
 
 
+#: The acquisition factors' ranges in the phantoms the models were trained on (the mechanisms' truncation bounds);
+#: interventions may go further, to the validators' limits. The domain check is measured at these edges.
+ACQUISITION_RANGES = {"exposure": (0.82, 1.18), "contrast": (0.8, 1.2), "noise_level": (0.006, 0.02),
+                      "rotation": (-4.0, 4.0), "shift_x": (-0.05, 0.05), "shift_y": (-0.05, 0.05)}
+
+
+def _uniform(u: float, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(u)
+
+
 def _device_mechanism(parents: Mapping[str, Any], u: np.ndarray) -> tuple[str, ...]:
     if not parents["support_devices"]:
         return ()
@@ -112,17 +122,17 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
         Variable("devices", ("support_devices",), _device_mechanism, "set",
                  "which devices: pacemaker, ett (endotracheal tube), cvc (central line), ngt (NG tube)",
                  n_noise=5, validate=_check_devices),
-        Variable("exposure", (), lambda p, u: normal_quantile(u[0], 1.0, 0.07, 0.82, 1.18), "continuous",
+        Variable("exposure", (), lambda p, u: normal_quantile(u[0], 1.0, 0.07, *ACQUISITION_RANGES["exposure"]), "continuous",
                  "exposure: >1 darker (over-exposed), <1 brighter", validate=check_range("exposure", 0.7, 1.3)),
-        Variable("contrast", (), lambda p, u: normal_quantile(u[0], 1.0, 0.08, 0.8, 1.2), "continuous",
+        Variable("contrast", (), lambda p, u: normal_quantile(u[0], 1.0, 0.08, *ACQUISITION_RANGES["contrast"]), "continuous",
                  "display gamma", validate=check_range("contrast", 0.7, 1.3)),
-        Variable("noise_level", (), lambda p, u: 0.006 + 0.014 * float(u[0]), "continuous",
+        Variable("noise_level", (), lambda p, u: _uniform(u[0], *ACQUISITION_RANGES["noise_level"]), "continuous",
                  "quantum noise standard deviation", validate=check_range("noise_level", 0.0, 0.06)),
-        Variable("rotation", (), lambda p, u: normal_quantile(u[0], 0.0, 1.5, -4.0, 4.0), "continuous",
+        Variable("rotation", (), lambda p, u: normal_quantile(u[0], 0.0, 1.5, *ACQUISITION_RANGES["rotation"]), "continuous",
                  "patient rotation in the image plane, degrees", validate=check_range("rotation", -10, 10)),
-        Variable("shift_x", (), lambda p, u: normal_quantile(u[0], 0.0, 0.02, -0.05, 0.05), "continuous",
+        Variable("shift_x", (), lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_x"]), "continuous",
                  "horizontal positioning offset (image widths / 2)", validate=check_range("shift_x", -0.1, 0.1)),
-        Variable("shift_y", (), lambda p, u: normal_quantile(u[0], 0.0, 0.02, -0.05, 0.05), "continuous",
+        Variable("shift_y", (), lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_y"]), "continuous",
                  "vertical positioning offset", validate=check_range("shift_y", -0.1, 0.1)),
         Variable("marker", (), lambda p, u: "L" if u[0] < 0.8 else "R", "categorical",
                  "laterality marker: L on the image right (patient's left) or R on the image left",

@@ -44,6 +44,15 @@ MELANIN_ABSORPTION = np.array([0.55, 0.95, 1.45], np.float32)
 MELANOMA_RATE = {1: 0.5, 2: 0.46, 3: 0.4, 4: 0.34, 5: 0.3, 6: 0.26}
 
 
+#: The acquisition factors' ranges in the phantoms the models were trained on (the mechanisms' bounds; a vignette
+#: is absent or in this range); interventions may go further. The domain check is measured at these edges.
+ACQUISITION_RANGES = {"illumination": (0.88, 1.12), "vignette": (0.3, 1.0)}
+
+
+def _uniform(u: float, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(u)
+
+
 def build_graph(melanoma_ruler_strength: float = 0.5, ruler_base_rate: float = 0.1) -> CausalGraph:
     """The dermoscopy SCM.
 
@@ -85,10 +94,10 @@ def build_graph(melanoma_ruler_strength: float = 0.5, ruler_base_rate: float = 0
                  validate=check_bool("gel_bubbles")),
         Variable("ink", (), lambda p, u: bool(u[0] < 0.15), "binary", "surgical-marker ink around the lesion",
                  validate=check_bool("ink")),
-        Variable("vignette", (), lambda p, u: 0.0 if u[0] >= 0.4 else round(0.3 + 0.7 * float(u[1]), 4),
+        Variable("vignette", (), lambda p, u: 0.0 if u[0] >= 0.4 else round(_uniform(u[1], *ACQUISITION_RANGES["vignette"]), 4),
                  "continuous", "dark corners of the round aperture, 0 (none) to 1", n_noise=2,
                  validate=check_range("vignette", 0.0, 1.0)),
-        Variable("illumination", (), lambda p, u: normal_quantile(u[0], 1.0, 0.05, 0.88, 1.12), "continuous",
+        Variable("illumination", (), lambda p, u: normal_quantile(u[0], 1.0, 0.05, *ACQUISITION_RANGES["illumination"]), "continuous",
                  "light level of the dermatoscope", validate=check_range("illumination", 0.7, 1.3)),
     ]
     return CausalGraph(DOMAIN, variables, {"melanoma_ruler_strength": melanoma_ruler_strength,

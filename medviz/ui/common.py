@@ -6,9 +6,8 @@ Plain functions and small classes; only the event helpers touch gradio.
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,7 @@ from ..engines import Interrupted
 from ..engines.common import Progress, ShouldStop
 from ..io import MedicalImage, read_image
 from ..models import ModelLoadError
-from .session import ModelRegistry, StopFlags
+from .session import ModelRegistry, StopFlags, exports_root
 
 BANNER = (f"**medviz {__version__}** · ⚠️ {RESEARCH_ONLY_NOTICE.capitalize()}. Images here are synthetic or "
           "edited; never use them for clinical decisions.")
@@ -39,21 +38,47 @@ class Page:
 
 @dataclass(frozen=True)
 class Job:
-    """One run's session (for its files), progress report and interrupt check."""
+    """One run's session (for its files), progress report and interrupt check. ``run_id``: in every file name
+    the run writes, so that a download link never serves another run's result."""
 
     session: str
     progress: Progress = None
     should_stop: ShouldStop = None
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
     @property
     def folder(self) -> Path:
         return session_folder(self.session)
+
+    def file(self, stem: str, suffix: str) -> Path:
+        """``<session folder>/<stem>-<run id><suffix>``."""
+        return self.folder / f"{stem}-{self.run_id}{suffix}"
 
 
 def start_job(page: Page, request: gr.Request, progress: gr.Progress, what: str) -> Job:
     """Arm the session's Stop flag and report progress as ``what`` ("denoising", "trials")."""
     session = request.session_hash or "anonymous"
     return Job(session, lambda done, total: progress((done, total), desc=what), page.stops.arm(session))
+
+
+def take_upload(path: str | None) -> bytes | None:
+    """The uploaded file's bytes; the file (and its name) leaves the server's cache at once."""
+    if not path:
+        return None
+    upload = Path(path)
+    try:
+        return upload.read_bytes()
+    finally:
+        forget_file(upload)
+
+
+def forget_file(path: Path) -> None:
+    """Delete a cached file and its folder when that is left empty (gradio caches each file in its own)."""
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
 
 
 def errors_as_messages(function: Callable) -> Callable:
@@ -92,8 +117,7 @@ def pre_run_line(page: Page, line: Callable, shown: gr.Markdown, controls: dict,
 
 def session_folder(session: str) -> Path:
     """A private folder for this session's exports, inside Gradio's (private) temp dir."""
-    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "medviz-exports"
-    folder = root / "".join(c for c in session if c.isalnum())[:64]
+    folder = exports_root() / "".join(c for c in session if c.isalnum())[:64]
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -106,28 +130,46 @@ def example_images(domain: str | None = None) -> list[str]:
                   if p.suffix in (".png", ".dcm") and (domain is None or p.name.startswith(domain)))
 
 
-def load_input(upload: str | None, example: str | None, window: tuple[float, float] | None = None) -> MedicalImage:
-    """The image to work on, in the I/O contract: an upload (PNG/JPEG/TIFF/DICOM) wins over an example.
+def load_input(upload: bytes | None, example: str | None, size: int,
+               window: tuple[float, float] | None = None) -> MedicalImage:
+    """The image to work on, in the I/O contract, reduced to at most ``size`` px (the model's working size): an
+    upload's bytes (PNG/JPEG/TIFF/DICOM, ``take_upload``) win over an example.
 
     ``window``: DICOM only, (center, width) in modality units instead of the file's own VOI.
     Raises ``ImageReadError`` (a ``ValueError``) with a one-sentence message for a bad file.
     """
     if upload:
-        return read_image(upload, window=window)
+        return read_image(upload, window=window, max_side=size)
     if example:
         if example not in example_images():
             raise ValueError(f"unknown example {example!r}")
-        return read_image(EXAMPLES_DIR / example, window=window)
+        return read_image(EXAMPLES_DIR / example, window=window, max_side=size)
     raise ValueError("upload an image (PNG, JPEG, TIFF or DICOM) or pick an example")
 
 
+def input_summary(image: MedicalImage) -> str:
+    """'DICOM, 512×512 → 128×128, uint16; window center 40, width 400' (markdown, no file name)."""
+    info = image.info
+    stored = f"{info.original_shape[1]}×{info.original_shape[0]}"
+    size = f"{image.size[0]}×{image.size[1]}"
+    text = f"{info.source_format}, {stored}" + (f" → {size} (the model's working size)" if stored != size else "")
+    text += f", {info.original_dtype}"
+    if info.window is not None:
+        text += f"; window center {info.window[0]:g}, width {info.window[1]:g}"
+    if info.inverted:
+        text += "; MONOCHROME1 inverted for display"
+    return text
+
+
+NO_IMAGE = "load an image first: upload a PNG, JPEG, TIFF or DICOM, or pick an example"
+
+
 def image_input(tab: str, domain: str | None) -> tuple[gr.File, gr.Dropdown]:
-    """An upload box (PNG, JPEG, TIFF, DICOM) and a bundled-example picker; the upload wins."""
-    upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM", file_types=UPLOAD_TYPES, type="filepath",
-                     elem_id=f"{tab}-upload")
+    """An upload box (PNG, JPEG, TIFF, DICOM) and a bundled-example picker; the last one used is the input."""
+    upload = gr.File(label="Upload PNG, JPEG, TIFF or DICOM (read into memory, then deleted from the server)",
+                     file_types=UPLOAD_TYPES, type="filepath", elem_id=f"{tab}-upload")
     examples = example_images(domain)
-    example = gr.Dropdown(examples, value=first_example(examples, tab),
-                          label="…or a bundled example (phantom; an upload takes precedence)")
+    example = gr.Dropdown(examples, value=first_example(examples, tab), label="…or a bundled example (phantom)")
     return upload, example
 
 
@@ -152,6 +194,21 @@ def warned(warnings, text: str) -> str:
     if not warnings:
         return text
     return "⚠ **" + " ".join(warnings) + "** " + text
+
+
+def outside(check) -> bool:
+    """True when a result's domain check (``medviz.guard.DomainCheck`` or None) says the image is out of domain."""
+    return check is not None and check.in_domain is False
+
+
+def domain_banner(check) -> str:
+    """Markdown above a result: a prominent warning for an image outside the model's domain, a note for a model
+    without a domain check, '' otherwise (in domain, or not checked)."""
+    if check is None or check.in_domain:
+        return ""
+    if check.in_domain is None:
+        return f"ℹ️ *{check.warning}*  \n"
+    return f"### ⚠️ Outside this model's domain\n**{check.warning}** You may still proceed; treat the result as such.\n\n"
 
 
 def number(value: float) -> str:

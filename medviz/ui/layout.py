@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..models import ModelLoadError, read_model_card
 from .common import BANNER, MODEL_JOBS, Page, errors_as_messages
-from .session import ModelRegistry, StopFlags
+from .session import FILE_LIFETIME, SWEEP_EVERY, ModelRegistry, StopFlags, forget_session, start_sweeper
 from .tabs import about, edit, explain, generate, phantoms, traverse
 
 TABS = (generate, traverse, edit, explain, phantoms, about)
@@ -28,11 +28,14 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
     """The app's Blocks; ``registry`` holds the loaded models (default: the bundled CXR model, lazily)."""
     registry = registry or ModelRegistry()
     stops = StopFlags()
-    with gr.Blocks(title="medviz", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+    start_sweeper()
+    # gradio deletes the copies it serves (uploads, results) FILE_LIFETIME s after they were made, checked every
+    # SWEEP_EVERY s; the sweeper does the same for the exports' own folder; closing the page deletes at once.
+    with gr.Blocks(title="medviz", analytics_enabled=False, delete_cache=(SWEEP_EVERY, FILE_LIFETIME)) as demo:
         gr.Markdown(BANNER, elem_id="research-banner")
         with gr.Row():
             model_name = gr.Dropdown(registry.choices(), value=registry.default, allow_custom_value=True, scale=3,
-                                     label="Model (bundled name or local path)")
+                                     label="Model (bundled, or a folder under the models folder)")
             stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
             status = gr.Markdown("", elem_id="status")
         page = Page(registry, stops, model_name)
@@ -43,6 +46,9 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
         def on_model_change(model_name):
             model = registry.get(model_name)
             return [update for tab in tabs for update in tab.on_model(model)]
+
+        def on_unload(request: gr.Request):
+            forget_session(request.session_hash or "anonymous")
 
         def on_stop(request: gr.Request):
             stops.stop(request.session_hash or "anonymous")
@@ -59,4 +65,5 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
             tab.after_model(loaded)
             tab.on_load(demo)
         stop.click(on_stop, None, status, api_name="stop", queue=False)
+        demo.unload(on_unload)
     return demo

@@ -1,20 +1,33 @@
-"""State the UI keeps outside the engines: loaded models (shared) and per-session stop flags."""
+"""State the UI keeps outside the engines: loaded models (shared), per-session stop flags, the session's files."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+import time
+from pathlib import Path
+
+from gradio.utils import get_upload_folder
 
 from ..models import Model, ModelLoadError, bundled_models, load_model
 
+#: A session's files live at most this long after they were written (seconds); closing the page deletes them at once.
+FILE_LIFETIME = 540
+SWEEP_EVERY = 60                     # so a file is gone at the latest FILE_LIFETIME + SWEEP_EVERY = 10 min after
+
 
 class ModelRegistry:
-    """Loads each model once (bundled name or local path) and hands the same instance to every tab."""
+    """Loads each model once and hands the same instance to every tab. The model box takes the bundled names and
+    the folders under ``models_dir`` (given at launch) and nothing else; its errors name nothing outside them."""
 
     def __init__(self, default: str = "cxr-phantom", device: str | None = None, preloaded: Model | None = None,
-                 others: dict[str, Model] | None = None):
-        """``preloaded``: the default model, already loaded; ``others``: more loaded models by name."""
+                 others: dict[str, Model] | None = None, models_dir: str | os.PathLike | None = None):
+        """``default``: the launch model (any name or path: the operator's choice); ``preloaded``: the default model,
+        already loaded; ``others``: more loaded models by name; ``models_dir``: the folder of users' models."""
         self.default = default
         self.device = device
+        self.models_dir = Path(models_dir).expanduser().resolve() if models_dir else None
         self._models: dict[str, Model] = dict(others or {})
         self._lock = threading.Lock()
         if preloaded is not None:
@@ -22,7 +35,33 @@ class ModelRegistry:
 
     def choices(self) -> list[str]:
         names = list(bundled_models())
+        if self.models_dir is not None and self.models_dir.is_dir():
+            names += sorted(p.name for p in self.models_dir.iterdir() if (p / "model_index.json").is_file())
         return names if self.default in names else [self.default, *names]
+
+    def _path(self, name: str) -> str:
+        """What to load for a name typed in the model box (see the class docstring)."""
+        if name == self.default or name in bundled_models():
+            return name
+        if self.models_dir is not None:
+            candidate = (self.models_dir / name).resolve()
+            if candidate.is_relative_to(self.models_dir) and candidate.is_dir():
+                return str(candidate)
+        where = " or a folder under the models folder" if self.models_dir is not None else \
+            " (start medviz with --models-dir FOLDER to load your own models from that folder)"
+        raise ModelLoadError(f"{name!r} is not a bundled model ({', '.join(bundled_models())}){where}")
+
+    def _load(self, name: str) -> Model:
+        path = self._path(name)
+        try:
+            model = load_model(path, device=self.device)
+        except ModelLoadError as error:
+            text = str(error)
+            if self.models_dir is not None:        # name the folder as the user typed it, not the server's path
+                text = text.replace(str(self.models_dir) + os.sep, "")
+            raise ModelLoadError(text) from None
+        model.name = name
+        return model
 
     def warm(self) -> None:
         """Load the default model now (e.g. in a background thread at start-up); errors surface on first use."""
@@ -37,7 +76,7 @@ class ModelRegistry:
             raise ModelLoadError("choose a model: a bundled name or a local path")
         with self._lock:
             if name not in self._models:
-                self._models[name] = load_model(name, device=self.device)
+                self._models[name] = self._load(name)
             return self._models[name]
 
 
@@ -60,3 +99,60 @@ class StopFlags:
 
     def stop(self, session: str) -> None:
         self._event(session).set()
+
+
+def exports_root() -> Path:
+    """The private folder of every session's exports, inside Gradio's cache (app.py makes it a private temp dir)."""
+    return Path(get_upload_folder()) / "medviz-exports"
+
+
+def forget_session(session: str) -> int:
+    """Delete a session's export folder and the copies gradio cached of its files (found by their names, which
+    carry run ids). Returns how many files were deleted."""
+    folder = exports_root() / "".join(c for c in session if c.isalnum())[:64]
+    if not folder.is_dir():
+        return 0
+    names = {p.name for p in folder.iterdir()}
+    deleted = len(names)
+    shutil.rmtree(folder, ignore_errors=True)
+    cache = exports_root().parent
+    copies = [Path(folder) / name for folder, _, files in os.walk(cache) for name in files if name in names]
+    for path in copies:                       # gradio keeps each served copy in a folder of its own
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
+    return deleted + len(copies)
+
+
+def sweep_exports(max_age: float = FILE_LIFETIME) -> int:
+    """Delete export files older than ``max_age`` seconds (and the session folders left empty)."""
+    root, now, deleted = exports_root(), time.time(), 0
+    if not root.is_dir():
+        return 0
+    for folder in root.iterdir():
+        for path in folder.iterdir() if folder.is_dir() else ():
+            if now - path.stat().st_mtime > max_age:
+                path.unlink(missing_ok=True)
+                deleted += 1
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return deleted
+
+
+def start_sweeper(every: float = SWEEP_EVERY, max_age: float = FILE_LIFETIME) -> threading.Thread:
+    """A daemon thread that runs ``sweep_exports`` every ``every`` seconds (gradio's ``delete_cache`` does the same
+    for the copies it serves)."""
+
+    def loop():
+        while True:
+            time.sleep(every)
+            try:
+                sweep_exports(max_age)
+            except OSError:          # a folder deleted under us by forget_session: the next sweep sees the rest
+                pass
+
+    thread = threading.Thread(target=loop, name="medviz-export-sweeper", daemon=True)
+    thread.start()
+    return thread

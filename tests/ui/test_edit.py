@@ -1,3 +1,8 @@
+import re
+import shutil
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -16,12 +21,13 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
 
     with pytest.raises(Exception, match="load an image first"):
         client.predict(action="remove", attribute="pleural_effusion", **FAST, api_name="/edit")
-    canvas, info, center, width = client.predict(upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), example=None,
-                                                 center=None, width=None, api_name="/edit_load")
-    assert "DICOM" in info and width > 0
-    canvas, info, center2, width2 = client.predict(upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")),
-                                                   example=None, center=center, width=width / 2,
-                                                   api_name="/edit_load")         # a narrower window
+    canvas, info, center, width, upload = client.predict(
+        model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), center=None, width=None,
+        api_name="/edit_load")
+    assert "DICOM" in info and "→ 32×32 (the model's working size)" in info and width > 0
+    assert upload is None                                  # the upload box is emptied: the file has left the server
+    canvas, info, center2, width2 = client.predict(model_name="cxr-phantom", center=center, width=width / 2,
+                                                      api_name="/edit_window")          # a narrower window
     assert width2 == pytest.approx(width / 2)
     sliders, difference, summary, readout, files = client.predict(
         action="add", attribute="pleural_effusion", **{**FAST, "mask_mode": "none (whole image)"}, api_name="/edit")
@@ -29,13 +35,18 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
     assert before.shape[:2] == after.shape[:2] == (384, 384) and np.abs(before - after).max() > 0.02
     assert "no pleural effusion" not in summary.split("Target prompt:")[1].split("\n")[0]
     assert "Source prompt" in summary and "not a diagnosis" in summary
+    assert "No domain check for this model" in summary           # the tiny model carries no calibration
     assert [row[0] for row in readout["data"]][:2] == ["pleural_effusion", "cardiomegaly"]
     png, dicom = sorted(files, key=lambda p: p.endswith(".dcm"))
+    assert re.fullmatch(r"counterfactual-0-[0-9a-f]{8}\.png", Path(png).name)      # seed, then the run's id
     parameters = read_png_parameters(png)
     # The export keeps the card's bench record of this kind of edit (shown above the Edit button).
     record = parameters["bench_record"]
     assert record["edit"] == "add pleural effusion" and record["n"] == 100 and record["same_settings"] is False
     assert parameters["engine"] == "counterfactual" and parameters["add"] == ["pleural_effusion"]
+    assert parameters["image_size"] == 32 and parameters["input_size"] == [32, 32]
+    assert parameters["domain_check"]["in_domain"] is None
+    assert parameters["effect_check"]["attribute"] == "pleural_effusion" and "passed" in parameters["effect_check"]
     assert "research use only" in parameters["notice"]
     dataset = pydicom.dcmread(dicom)
     assert list(dataset.ImageType) == ["DERIVED", "SECONDARY"] and dataset.PatientName == ""
@@ -46,6 +57,52 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
     with pytest.raises(Exception, match="paint"):
         client.predict(action="add", attribute="pleural_effusion", **{**FAST, "mask_mode": "painted with the brush"},
                        api_name="/edit")
+
+
+def test_a_failed_upload_leaves_no_image_and_the_edit_refuses(client, tmp_path):
+    from gradio_client import handle_file
+
+    client.predict(model_name="cxr-phantom", example="cxr_effusion.png", api_name="/edit_example")
+    client.predict(action="remove", attribute="pleural_effusion", **FAST, api_name="/edit")      # an image is loaded
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    canvas, info, *_ = client.predict(model_name="cxr-phantom", upload=handle_file(str(broken)), center=None,
+                                      width=None, api_name="/edit_load")
+    assert canvas is None and "No image loaded" in info and "broken" not in info      # no file name either
+    with pytest.raises(Exception, match="load an image first"):             # never the example loaded before
+        client.predict(action="remove", attribute="pleural_effusion", **FAST, api_name="/edit")
+
+
+def test_an_upload_leaves_the_servers_cache_at_once(client, tmp_path):
+    from gradio.utils import get_upload_folder
+    from gradio_client import handle_file
+
+    named = tmp_path / "DOE_JOHN_1957.dcm"                      # a patient's name in the file name
+    shutil.copy(EXAMPLES_DIR / "cxr_clear.dcm", named)
+    client.predict(model_name="cxr-phantom", upload=handle_file(str(named)), center=None, width=None,
+                   api_name="/edit_load")
+    assert not list(Path(get_upload_folder()).rglob(named.name))
+
+
+def test_every_run_has_its_own_download_and_a_closed_session_leaves_none(app_url):
+    import httpx
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False, download_files=False)
+    client.predict(model_name="cxr-phantom", example="cxr_effusion.png", api_name="/edit_example")
+    served = []
+    for _ in range(2):                                        # the same edit, the same seed
+        *_, files = client.predict(action="remove", attribute="pleural_effusion", **FAST, api_name="/edit")
+        served.append({Path(f["path"]).suffix: f["url"] for f in files})
+    first, second = served
+    assert first[".png"] != second[".png"] and first[".dcm"] != second[".dcm"]
+    before = httpx.get(first[".png"]).content
+    assert httpx.get(first[".png"]).content == before and httpx.get(second[".png"]).status_code == 200
+    client.close()                                            # the session ends: its files go
+    deadline = time.time() + 40
+    while time.time() < deadline and httpx.get(first[".png"]).status_code == 200:
+        time.sleep(1)
+    assert all(httpx.get(url).status_code in (403, 404) for run in served for url in run.values())
 
 
 def test_painted_mask_comes_from_the_editor_layers():
@@ -59,8 +116,8 @@ def test_painted_mask_comes_from_the_editor_layers():
 def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
     from gradio_client import handle_file
 
-    client.predict(upload=None, example="cxr_effusion.png", center=None, width=None, api_name="/edit_load")   # 256 px
-    layer = np.zeros((256, 256, 4), np.uint8)
+    client.predict(model_name="cxr-phantom", example="cxr_effusion.png", api_name="/edit_example")   # 32 px, shown at 384
+    layer = np.zeros((256, 256, 4), np.uint8)                 # a canvas of another size: the mask is resized to the image
     layer[160:240, 32:128] = (255, 208, 0, 255)                                        # the brush stroke
     Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
     background = str(EXAMPLES_DIR / "cxr_effusion.png")

@@ -11,7 +11,8 @@ CARD = "model card's operating point (default)"
 
 
 def _view(model, preset, trials, early_stop=True, weighting=CARD, example="cxr_effusion.png"):
-    return explain_view(model, ExplainRequest(example=example, preset=preset, trials=trials, early_stop=early_stop,
+    pixels = read_image(EXAMPLES_DIR / example).pixels
+    return explain_view(model, ExplainRequest(pixels=pixels, preset=preset, trials=trials, early_stop=early_stop,
                                               weighting=weighting), Job("test"))
 
 
@@ -22,9 +23,12 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
     fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
     for key, value in {"vote_threshold": 0.4524, "trials": 21, "trials_run": 21, "decision": "vote"}.items():
         monkeypatch.setitem(fit, key, value)
+    with pytest.raises(Exception, match="load an image first"):
+        client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
+    info = client.predict(model_name="cxr-phantom", name="cxr_effusion.png", api_name="/explain_example")
+    assert "PNG, 256×256 → 32×32 (the model's working size)" in info
     explanation, evidence, uncertainty, chart, summary = client.predict(
-        model_name="cxr-phantom", upload=None, example="cxr_effusion.png", preset="pleural effusion", trials=9,
-        api_name="/explain")
+        model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
     for shown in (explanation, evidence, uncertainty):
         assert read_image(shown).pixels.shape == (384, 384, 3)             # 32 px shown 12x (nearest)
     assert "evidence map" in summary and "weighted to where the class prompts differ" in summary
@@ -35,8 +39,10 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
     faint, _, _ = client.predict(opacity=0.0, api_name="/explain_opacity")   # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
     assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
-    _, _, _, _, summary = client.predict(model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")),
-                                         example=None, preset="pleural effusion", trials=9,
+    info, upload = client.predict(model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")),
+                                  api_name="/explain_load")
+    assert info.startswith("DICOM") and upload is None
+    _, _, _, _, summary = client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9,
                                          weighting="uniform (Favero et al.)", api_name="/explain")
     assert "Majority vote" in summary and "weighted uniformly" in summary   # the fit holds for its weighting only
 
@@ -97,14 +103,16 @@ def _by_tab(updates):
     return (*updates[:3], *explain, edit[2:])
 
 
-def test_a_bad_upload_gets_a_clear_message(client, tmp_path):
+def test_a_bad_upload_gets_a_clear_message_and_leaves_no_image(client, tmp_path):
     from gradio_client import handle_file
 
+    client.predict(model_name="cxr-phantom", name="cxr_effusion.png", api_name="/explain_example")
     bad = tmp_path / "scan.png"
     bad.write_text("this is not an image")
-    with pytest.raises(Exception, match="not a recognised image"):
-        client.predict(model_name="cxr-phantom", upload=handle_file(str(bad)), example=None, preset="pleural effusion",
-                       trials=9, api_name="/explain")
+    info, _ = client.predict(model_name="cxr-phantom", upload=handle_file(str(bad)), api_name="/explain_load")
+    assert "No image loaded" in info and "not a recognised image" in info
+    with pytest.raises(Exception, match="load an image first"):          # never the example loaded before
+        client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
 
 
 def test_the_tab_says_what_the_classify_bench_measured_before_it_runs(client, tiny_cxr, tiny_skin):

@@ -16,9 +16,14 @@ def test_every_endpoint_has_an_api_name(client):
             "/edit_load", "/edit_expect", "/edit_opacity", "/explain", "/explain_expect", "/explain_opacity"} <= names
 
 
-def test_unknown_model_gives_a_clear_message(client):
-    with pytest.raises(Exception, match="not found"):
-        client.predict(model_name="/no/such/model", api_name="/select_model")
+def test_the_model_box_takes_bundled_names_only_and_says_nothing_of_other_paths(client):
+    messages = []
+    for path in ("/no/such/model", "/root", "/etc/passwd"):          # absent, a folder, a file: the same answer
+        with pytest.raises(Exception) as raised:
+            client.predict(model_name=path, api_name="/select_model")
+        messages.append(str(raised.value).replace(path, "PATH"))
+    assert len(set(messages)) == 1 and "is not a bundled model (cxr-phantom, skin-phantom)" in messages[0]
+    assert "model_index" not in messages[0] and "folder" in messages[0]          # how to load one's own: --models-dir
 
 
 def test_stop_endpoint_answers_at_once(client):

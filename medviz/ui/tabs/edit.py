@@ -6,14 +6,17 @@ from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
 from ... import RESEARCH_ONLY_NOTICE
 from ...display import for_display, overlay
 from ...engines.counterfactual import EditConfig, counterfactual, edit_defaults, editable, measured_edit
-from ...io import to_uint8, write_dicom, write_png
+from ...io import write_dicom, write_png
+from ...models import ModelLoadError
 from ...oracle import READOUT_KIND
-from ..common import (MODEL_JOBS, Job, Page, errors_as_messages, example_images, first_example, image_input,
-                      load_input, number, pre_run_line, start_job, unmeasured_settings, warned)
+from ..common import (MODEL_JOBS, NO_IMAGE, Job, Page, domain_banner, errors_as_messages, outside, example_images, first_example, image_input,
+                      input_summary, load_input, number, pre_run_line, start_job, take_upload, unmeasured_settings,
+                      warned)
 from . import Tab
 
 #: Mask-mode labels shown in the tab -> the engine's mask modes.
@@ -23,32 +26,30 @@ ACTIONS = ("remove", "add")
 
 @dataclass(frozen=True)
 class EditInput:
-    pixels: np.ndarray                 # the image in the I/O contract (full resolution, full precision)
-    canvas: dict                       # ImageEditor value: the image as background, no painted layer
-    info: str                          # markdown: what was read and how it was mapped
+    pixels: np.ndarray                 # the image in the I/O contract, at most the model's working size
+    canvas: dict                       # ImageEditor value: the image, enlarged for painting, as background
+    info: str                          # markdown: what was read and how it was mapped (never the file's name)
     window: tuple[float, float] | None  # the DICOM window used (center, width), None for other formats
 
 
-def edit_input(upload: str | None, example: str | None, window_center: float | None = None,
+def edit_input(source: dict | None, size: int, window_center: float | None = None,
                window_width: float | None = None) -> EditInput:
-    """Read the tab's input; a DICOM takes the given window/level (both > 0) or its own VOI."""
+    """Read the tab's input (``source``: {"upload": bytes} or {"example": name}) at most ``size`` px; a DICOM takes
+    the given window/level (both > 0) or its own VOI."""
+    if not source:
+        raise ValueError(NO_IMAGE)
     window = None
     if window_center is not None and window_width is not None and float(window_width) > 0:
         window = (float(window_center), float(window_width))
-    image = load_input(upload, example, window)
-    info = image.info
-    text = f"{info.source_format}, {image.size[0]}×{image.size[1]}, {info.original_dtype}"
-    if info.window is not None:
-        text += f"; window center {info.window[0]:g}, width {info.window[1]:g}"
-    if info.inverted:
-        text += "; MONOCHROME1 inverted for display"
-    background = to_uint8(image.pixels)
+    image = load_input(source.get("upload"), source.get("example"), size, window)
+    background = for_display(image.pixels)
     return EditInput(pixels=image.pixels, canvas={"background": background, "layers": [], "composite": background},
-                     info=text, window=info.window)
+                     info=input_summary(image), window=image.info.window)
 
 
-def painted_mask(canvas: dict | None) -> np.ndarray | None:
-    """Bool (H, W): every pixel painted on any layer of an ImageEditor value (the layers' alpha), or None."""
+def painted_mask(canvas: dict | None, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+    """Bool (H, W): every pixel painted on any layer of an ImageEditor value (the layers' alpha), or None;
+    ``shape``: resized (nearest) to the image's (H, W), as the canvas shows it enlarged."""
     if not canvas or not canvas.get("layers"):
         return None
     masks = []
@@ -59,7 +60,12 @@ def painted_mask(canvas: dict | None) -> np.ndarray | None:
             masks.append(layer.max(-1) > 0)
         elif layer.ndim == 2:
             masks.append(layer > 0)
-    return np.logical_or.reduce(masks) if masks else None
+    if not masks:
+        return None
+    mask = np.logical_or.reduce(masks)
+    if shape is not None and mask.shape != tuple(shape):
+        mask = np.asarray(Image.fromarray(mask).resize((shape[1], shape[0]), Image.NEAREST))
+    return mask
 
 
 @dataclass(frozen=True)
@@ -135,16 +141,16 @@ def measured_markdown(measured: dict | None, known_domain: bool) -> str:
 def edit_view(model, request: EditRequest, job: Job) -> EditView:
     """Run the counterfactual engine on the loaded input and shape the result for the tab, files included."""
     if request.pixels is None:
-        raise ValueError("load an image first: upload a PNG, JPEG, TIFF or DICOM, or pick an example")
+        raise ValueError(NO_IMAGE)
     config = request.config()
-    mask = painted_mask(request.canvas) if config.mask_mode == "painted" else None
-    if mask is not None and mask.shape != np.asarray(request.pixels).shape[:2]:
-        raise ValueError("the painted mask does not match the loaded image; load the image again and repaint")
+    shape = np.asarray(request.pixels).shape[:2]
+    mask = painted_mask(request.canvas, shape) if config.mask_mode == "painted" else None
     result = counterfactual(model, np.asarray(request.pixels, np.float32), config, mask=mask, progress=job.progress,
                             should_stop=job.should_stop)
     readout = []
     if result.readout_before is not None:
-        readout = [[name, f"{result.readout_before[name]:.3f}", f"{result.readout_after[name]:.3f}"]
+        shown = (lambda v: f"{v:.3f} (not meaningful)") if outside(result.domain_check) else number
+        readout = [[name, shown(result.readout_before[name]), shown(result.readout_after[name])]
                    for name in result.readout_before]
     return EditView(before=result.input, after=result.counterfactual, difference=result.difference, mask=result.mask,
                     summary=_summary(model, result, request.mask_mode), readout=readout, files=_export(result, job))
@@ -153,12 +159,12 @@ def edit_view(model, request: EditRequest, job: Job) -> EditView:
 def _export(result, job: Job) -> list[str]:
     """PNG and DICOM Secondary Capture of the counterfactual, with its parameters and the bench's record."""
     stem = f"counterfactual-{result.seed}"
-    parameters = {**result.parameters, "notice": RESEARCH_ONLY_NOTICE}
+    parameters = {**result.parameters, "notice": RESEARCH_ONLY_NOTICE}       # domain and effect checks included
     if result.measured is not None:          # the exported file keeps how far this kind of edit can be trusted
         parameters["bench_record"] = {key: result.measured[key] for key in (
             "edit", "n", "effectiveness", "preservation_all", "faithfulness", "meets", "date", "same_settings")}
-    png = write_png(job.folder / f"{stem}.png", result.counterfactual, parameters)
-    dicom = write_dicom(job.folder / f"{stem}.dcm", result.counterfactual, parameters,
+    png = write_png(job.file(stem, ".png"), result.counterfactual, parameters)
+    dicom = write_dicom(job.file(stem, ".dcm"), result.counterfactual, parameters,
                         description="medviz counterfactual edit (synthetic)")
     return [str(png), str(dicom)]
 
@@ -172,11 +178,15 @@ def _summary(model, result, mask_label: str) -> str:
     text = (f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
             f"Mask: {mask_label} ({inside}). Change inside the mask: L1 {number(result.l1_inside)}, SSIM "
             f"{number(result.ssim_inside)}; outside: L1 {number(result.l1_outside)}, SSIM {number(result.ssim_outside)}.  \n"
-            f"Seed {result.seed}, {result.unet_passes} UNet passes, {result.seconds:.1f} s, "
-            f"{model.image_size} px (the model's resolution).  \n"
+            f"Seed {result.seed}, {result.unet_passes} UNet passes"
+            + (f" (+{result.domain_check.unet_passes} for the domain check)" if result.domain_check else "")
+            + f", {result.seconds:.1f} s, {model.image_size} px (the model's resolution).  \n"
             f"*A synthetic counterfactual from a generative model; the table is an {READOUT_KIND}. "
             f"{RESEARCH_ONLY_NOTICE.capitalize()}.*")
-    return warned(result.warnings, text)
+    if result.effect is not None and result.effect.passed:
+        text = f"**Effect check:** {result.effect.verdict}  \n" + text
+    others = [w for w in result.warnings if not result.domain_check or w != result.domain_check.warning]
+    return domain_banner(result.domain_check) + warned(others, text)
 
 
 def difference_overlay(view: EditView | None, opacity: float) -> np.ndarray | None:
@@ -245,13 +255,28 @@ def build(page: Page, domain: str | None) -> Tab:
                 opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Difference overlay opacity")
         files = gr.File(label="Export: PNG and DICOM Secondary Capture (parameters and notice embedded)",
                         file_count="multiple")
-        pixels, state = gr.State(None), gr.State(None)
+        # What was loaded ({"upload": bytes} or {"example": name}; in memory, per session, for a new window/level)
+        # and its pixels.
+        source, pixels, state = gr.State(None), gr.State(None), gr.State(None)
 
-    @errors_as_messages
-    def on_load(upload, example, center, width):
-        loaded = edit_input(upload, example, center, width)
+    def read(model_name, source, center=None, width=None) -> list:
+        """The loading outputs for ``source``; a file that cannot be read leaves no image (never an earlier one)."""
+        if not source:
+            return [None, None, None, "", None, None]
+        try:
+            loaded = edit_input(source, page.registry.get(model_name).image_size, center, width)
+        except (ValueError, ModelLoadError) as error:
+            gr.Warning(f"No image loaded: {error}")
+            return [None, None, None, f"⚠ **No image loaded:** {error}", None, None]
         center, width = loaded.window if loaded.window else (None, None)
-        return loaded.pixels, loaded.canvas, loaded.info, center, width
+        return [source, loaded.pixels, loaded.canvas, loaded.info, center, width]
+
+    def on_example(model_name, example):
+        return read(model_name, {"example": example} if example else None)
+
+    def on_upload(model_name, upload, center, width):
+        data = take_upload(upload)            # read into memory; the file and its name leave the server now
+        return [*read(model_name, {"upload": data} if data else None, center, width), None]
 
     @errors_as_messages
     def on_edit(model_name, opacity, request: gr.Request, progress=gr.Progress(), **values):
@@ -259,11 +284,13 @@ def build(page: Page, domain: str | None) -> Tab:
         return (view, (for_display(view.before), for_display(view.after)), difference_overlay(view, opacity),
                 view.summary, view.readout, view.files)
 
-    load_inputs = [loading["upload"], loading["example"], loading["center"], loading["width"]]
-    load_outputs = [pixels, loading["canvas"], loading["info"], loading["center"], loading["width"]]
-    loading["upload"].change(on_load, load_inputs, load_outputs, api_name="edit_load")
-    loading["example"].change(on_load, load_inputs, load_outputs, api_name=False)
-    loading["apply"].click(on_load, load_inputs, load_outputs, api_name=False)
+    window = [loading["center"], loading["width"]]
+    loaded = [source, pixels, loading["canvas"], loading["info"], *window]
+    loading["upload"].upload(on_upload, [page.model_name, loading["upload"], *window], [*loaded, loading["upload"]],
+                             api_name="edit_load")
+    loading["upload"].clear(lambda: read(None, None), None, loaded, api_name=False)
+    loading["example"].change(on_example, [page.model_name, loading["example"]], loaded, api_name="edit_example")
+    loading["apply"].click(read, [page.model_name, source, *window], loaded, api_name="edit_window")
     button.click(on_edit, [page.model_name, opacity], [state, before_after, difference, summary, readout, files],
                  inputs_kwargs={"pixels": pixels, "canvas": loading["canvas"], **controls}, api_name="edit",
                  concurrency_id=MODEL_JOBS)
@@ -284,4 +311,4 @@ def build(page: Page, domain: str | None) -> Tab:
 
     return Tab(outputs=[controls["attribute"], loading["example"], controls["strength"], controls["guidance"],
                         controls["keep"]], on_model=on_model, after_model=after_model,
-               on_load=lambda demo: demo.load(on_load, load_inputs, load_outputs, api_name=False))
+               on_load=lambda demo: demo.load(on_example, [page.model_name, loading["example"]], loaded, api_name=False))

@@ -10,10 +10,12 @@ import plotly.graph_objects as go
 
 from ...display import for_display, overlay
 from ...engines.common import model_rgb
+from ...models import ModelLoadError
 from ...engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, ExplainResult, calibrated_settings,
                                 classify, fitted_trials, measured_classifier, preset, preset_names, votes_needed)
-from ..common import (MODEL_JOBS, Job, Page, errors_as_messages, example_images, first_example, image_input,
-                      load_input, pre_run_line, start_job, unmeasured_settings)
+from ..common import (MODEL_JOBS, NO_IMAGE, Job, Page, domain_banner, errors_as_messages, example_images, first_example,
+                      image_input, input_summary, load_input, pre_run_line, start_job, take_upload,
+                      unmeasured_settings)
 from . import Tab
 
 CUSTOM = "custom"
@@ -35,10 +37,9 @@ def default_trials(model, task: str) -> int:
 
 @dataclass(frozen=True)
 class ExplainRequest:
-    """The Explain tab's controls: the image (an upload wins over an example), the classes and the trials."""
+    """The Explain tab's controls: the loaded image (the last upload or example), the classes and the trials."""
 
-    upload: str | None = None
-    example: str | None = None
+    pixels: np.ndarray | None = None
     preset: str = CUSTOM
     custom_prompts: str = ""
     trials: int = DEFAULT_TRIALS
@@ -95,11 +96,13 @@ def expectation(model, request: ExplainRequest) -> str:
 
 def explain_view(model, request: ExplainRequest, job: Job) -> ExplainView:
     """Classify the input with the diffusion classifier and shape the result for the tab."""
-    source = load_input(request.upload, request.example)
+    if request.pixels is None:
+        raise ValueError(NO_IMAGE)
+    pixels = np.asarray(request.pixels, np.float32)
     config = request.config(model)
     fit_n = fitted_trials(model, request.preset) if request.preset in preset_names(model.domain) else None
-    result = classify(model, source.pixels, config, progress=job.progress, should_stop=job.should_stop)
-    return ExplainView(image=model_rgb(source.pixels, model.image_size), explanation=result.explanation_map,
+    result = classify(model, pixels, config, progress=job.progress, should_stop=job.should_stop)
+    return ExplainView(image=model_rgb(pixels, model.image_size), explanation=result.explanation_map,
                        evidence=result.evidence_map, uncertainty=result.uncertainty_map,
                        summary=_summary(model, result, config, fit_n), figure=_votes_figure(result, config))
 
@@ -142,11 +145,15 @@ def _summary(model, result: ExplainResult, config: ExplainConfig, fit_n: int | N
     other = (f"mean-error rule: **{result.labels[result.predicted_mean_error]}**" if config.decision == "vote" else
              f"{vote_name}: **{result.labels[result.predicted_vote]}**")
     weighted = "to where the class prompts differ" if config.weighting == "disagreement" else "uniformly"
-    return (f"### {result.label}  \n"
+    verdict = f"### {result.label}" + ("  (not meaningful: the image is outside the model's domain)"
+                                      if not result.meaningful else "")
+    return domain_banner(result.domain_check) + (f"{verdict}  \n"
             f"{rule} **{result.label}** (votes: {result.vote_fractions[result.predicted]:.0%} of "
             f"{result.trials_run} trials{stopped}); {other}.  \n"
             f"Uncertainty: vote entropy {result.vote_entropy:.2f} bits, paired error z = {result.z_score:.1f} "
-            f"→ **{result.certainty}** certainty. {result.unet_passes} UNet passes, {result.seconds:.1f} s; errors "
+            f"→ **{result.certainty}** certainty. {result.unet_passes} UNet passes"
+            + (f" (+{result.domain_check.unet_passes} for the domain check)" if result.domain_check else "")
+            + f", {result.seconds:.1f} s; errors "
             f"weighted {weighted}.  \n"
             f"Explanation map: bright where the model's prediction changes between **{result.label}** and "
             f"**{result.labels[result.runner_up]}** (where the class matters); evidence map: red where the "
@@ -165,8 +172,8 @@ def explain_overlays(view: ExplainView | None, opacity: float) -> tuple[np.ndarr
 
 
 def _controls(domain: str | None) -> dict:
-    controls = dict(zip(("upload", "example"), image_input("explain", domain)))
     presets = preset_choices(domain)
+    controls = {}
     controls["preset"] = gr.Dropdown(presets, value=presets[0], label="Classes (prompt presets)")
     controls["custom_prompts"] = gr.Textbox("", label="Custom class prompts (one per line; preset 'custom')", lines=3)
     with gr.Row():
@@ -182,6 +189,8 @@ def build(page: Page, domain: str | None) -> Tab:
     with gr.Tab("Explain", id="explain"):
         with gr.Row():
             with gr.Column(scale=2):
+                upload, example = image_input("explain", domain)
+                info = gr.Markdown(elem_id="explain-input-info")
                 controls = _controls(domain)
                 expect = gr.Markdown(elem_id="explain-expect")     # the card's held-out figures
                 button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
@@ -192,7 +201,28 @@ def build(page: Page, domain: str | None) -> Tab:
                 with gr.Row():
                     maps = [gr.Image(label=f"{name} map", format="png", interactive=False)
                             for name in ("Explanation", "Evidence", "Uncertainty")]
-        state = gr.State(None)
+        state, pixels = gr.State(None), gr.State(None)
+
+    def read(model_name, upload: bytes | None, example: str | None) -> list:
+        """(pixels, info) of the input; a file that cannot be read leaves no image (never an earlier one)."""
+        if not upload and not example:
+            return [None, ""]
+        try:
+            image = load_input(upload, example, page.registry.get(model_name).image_size)
+        except (ValueError, ModelLoadError) as error:
+            gr.Warning(f"No image loaded: {error}")
+            return [None, f"⚠ **No image loaded:** {error}"]
+        return [image.pixels, input_summary(image)]
+
+    def on_upload(model_name, upload):
+        data = take_upload(upload)            # read into memory; the file and its name leave the server now
+        return [*read(model_name, data, None), None]
+
+    loaded = [pixels, info]
+    upload.upload(on_upload, [page.model_name, upload], [*loaded, upload], api_name="explain_load")
+    upload.clear(lambda: [None, ""], None, loaded, api_name=False)
+    example.change(lambda model_name, name: read(model_name, None, name), [page.model_name, example], loaded,
+                   api_name="explain_example")
 
     @errors_as_messages
     def on_explain(model_name, opacity, request: gr.Request, progress=gr.Progress(), **values):
@@ -204,8 +234,8 @@ def build(page: Page, domain: str | None) -> Tab:
     def on_preset(model_name, preset):
         return gr.Slider(value=default_trials(page.registry.get(model_name), preset))
 
-    button.click(on_explain, [page.model_name, opacity], [state, *maps, votes, summary], inputs_kwargs=controls,
-                 api_name="explain", concurrency_id=MODEL_JOBS)
+    button.click(on_explain, [page.model_name, opacity], [state, *maps, votes, summary],
+                 inputs_kwargs={"pixels": pixels, **controls}, api_name="explain", concurrency_id=MODEL_JOBS)
     line_controls = {k: controls[k] for k in ("preset", "custom_prompts", "trials", "weighting")}
     after_model = pre_run_line(page, lambda model, **values: expectation(model, ExplainRequest(**values)), expect,
                                line_controls, "explain_expect")
@@ -222,5 +252,6 @@ def build(page: Page, domain: str | None) -> Tab:
                 gr.Slider(value=default_trials(model, presets[0]))]
 
 
-    return Tab(outputs=[controls["preset"], controls["example"], controls["trials"]], on_model=on_model,
-               after_model=after_model)
+    return Tab(outputs=[controls["preset"], example, controls["trials"]], on_model=on_model, after_model=after_model,
+               on_load=lambda demo: demo.load(lambda model_name, name: read(model_name, None, name),
+                                              [page.model_name, example], loaded, api_name=False))

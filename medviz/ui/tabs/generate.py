@@ -127,7 +127,7 @@ def generate_view(model, request: GenerateRequest, job: Job) -> GeneratedView:
                                           "same_settings": result.measured["same_settings"],
                                           "rows": [{key: row[key] for key in ("attribute", "wanted", "prompt", "agreement")}
                                                    for row in result.measured["rows"]]}
-        files.append(str(write_png(job.folder / f"medviz_{result.seeds[i]}_{i}.png", image, parameters)))
+        files.append(str(write_png(job.file(f"medviz_{result.seeds[i]}_{i}", ".png"), image, parameters)))
         caption = f"seed {result.seeds[i]}"
         if result.readouts:
             caption += " · " + ", ".join(f"{k} {v:.2f}" for k, v in result.readouts[i].items() if k in model.oracle.factors)

@@ -126,7 +126,7 @@ def trajectory_gif(cache: TrajectoryCache, name: str, job: Job, duration_ms: int
     """The trajectory's frames as a looping GIF (there and back) in the session's export folder."""
     frames = [Image.fromarray(f) for f in cache.frames[name]]
     frames = frames + frames[-2:0:-1]
-    path = job.folder / f"trajectory_{cache.kind}_{name}.gif"
+    path = job.file(f"trajectory_{cache.kind}_{name}", ".gif")
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0,
                    comment=RESEARCH_ONLY_NOTICE.encode())
     return str(path)
