@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engines.common import encode_prompts, model_rgb
-from .io import to_model_batch
 from .models import Model
 
 #: Timesteps of the denoising-error features (of 1000): low enough to read texture, high enough to read layout.

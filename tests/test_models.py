@@ -47,7 +47,7 @@ def test_load_model_brings_the_oracle_named_in_the_card(cxr_model):
     assert cxr_model.oracle.readout([gray]).shape == (1, 8)
 
 
-def test_a_model_without_card_has_no_oracle_and_only_interpolates(tmp_path):
+def test_a_model_without_card_has_no_oracle_and_takes_attributes_in_words(tmp_path):
     import shutil
 
     from medviz.engines.traverse import TraverseConfig, traverse
@@ -57,7 +57,11 @@ def test_a_model_without_card_has_no_oracle_and_only_interpolates(tmp_path):
     shutil.copytree(MODELS_DIR / "cxr-phantom", folder, ignore=shutil.ignore_patterns("medviz.json", "README.md"))
     model = load_model(folder, device="cpu")
     assert model.oracle is None and model.domain is None
-    with pytest.raises(ValueError, match="domain is known"):
+    with pytest.raises(ValueError, match="domain is not known.*type the attribute in words"):
         traverse(model, TraverseConfig(kind="slider", frames=2, steps=2))
     walk = traverse(model, TraverseConfig(kind="interpolate", prompt="Chest X-ray", frames=2, steps=2))
     assert walk.frames.shape == (1, 2, 128, 128, 3) and walk.readouts is None and walk.metrics is None
+    typed = traverse(model, TraverseConfig(kind="slider", prompt="Chest X-ray", phrase="with a pacemaker",
+                                           negation="without a pacemaker", frames=3, steps=2))
+    assert typed.frames.shape == (1, 3, 128, 128, 3) and typed.metrics is None
+    assert not np.allclose(typed.frames[0, 0], typed.frames[0, -1])      # the walk moves

@@ -36,6 +36,6 @@ def tiny_model(domain: str | None = "cxr", seed: int = 0, card: dict | None = No
     if domain is not None:
         labels = domains.get(domain).oracle_labels
         oracle = Oracle(make_oracle(arch, labels).eval(), labels, arch.image_size, domain)
-        card = read_model_card(f"{domain}-phantom") if card is None else card
-        card = {k: v for k, v in card.items() if k != "domain_check"}     # the bundled weights' calibration, not ours
+        if card is None:                  # the bundled card, less its domain check (the bundled weights' calibration)
+            card = {k: v for k, v in read_model_card(f"{domain}-phantom").items() if k != "domain_check"}
     return Model(name=f"tiny-{domain}", pipe=pipe, oracle=oracle, domain=domain, card=card or {})

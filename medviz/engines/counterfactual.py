@@ -265,7 +265,8 @@ def edit_prompts(domain: str | None, readout: dict | None, config: EditConfig) -
         return config.source_prompt, config.target_prompt
     if domain is None or readout is None:
         if config.source_prompt is None or config.target_prompt is None:
-            raise ValueError("this model has no oracle: give both the source and the target prompt")
+            raise ValueError("this model has no oracle to read what the image shows: type the source prompt as well as "
+                             "the target prompt")
     vocabulary = domains.get(domain)
     parents = [a.name for a in vocabulary.attributes if vocabulary.kinds(a.name)]
     present = {k: v > 0.5 for k, v in (readout or {}).items()}
@@ -501,9 +502,11 @@ def _masks(config: EditConfig, score, painted, latent_size: int, size: int, devi
         # DiffEdit as diffusers (clamp at 3x the mean, rescale to [0, 1], threshold), after smoothing the
         # map over one latent cell and then dilating the mask by one cell: ten draws leave a speckled
         # map, and thin structures (lines, tubes) otherwise keep a residue just outside the mask.
-        smooth = gaussian_filter(score.float().cpu().numpy(), sigma=1.0)
+        # In latent cells: one at the bundled models' 32-cell latents, as many more as a latent is larger (SD 1.5: 2).
+        cells = latent_cells(latent_size)
+        smooth = gaussian_filter(score.float().cpu().numpy(), sigma=float(cells))
         scaled = np.clip(smooth / (3.0 * smooth.mean()), 0.0, 1.0)
-        latent_np = binary_dilation(scaled > config.mask_threshold, iterations=1)
+        latent_np = binary_dilation(scaled > config.mask_threshold, iterations=cells)
         latent = torch.from_numpy(latent_np.astype(np.float32))
         pixel = F.interpolate(latent[None, None], size=(size, size), mode="nearest")[0, 0].numpy() > 0.5
         mask_score = F.interpolate(torch.from_numpy(scaled.astype(np.float32))[None, None], size=(size, size),
@@ -547,6 +550,21 @@ def composite(decoded: np.ndarray, rgb: np.ndarray, pixel_mask: np.ndarray | Non
         weight = _feather(edited, ramp=size / 64 if restrict else size / 32)[..., None]
         decoded = weight * decoded + (1 - weight) * rgb
     return np.clip(decoded, 0.0, 1.0).astype(np.float32), edited
+
+
+def latent_cells(latent_size: int) -> int:
+    """The automatic mask's smoothing and dilation, in latent cells: one per 32 cells of latent side (at least one),
+    so that in pixels they scale with the image as every other pixel setting does (``pixel_settings``)."""
+    return max(1, round(latent_size / 32))
+
+
+def pixel_settings(size: int, latent_size: int) -> dict[str, float]:
+    """Every edit setting measured in pixels, at an image side of ``size`` px with ``latent_size`` latent cells:
+    each is a fixed share of the image side (the bundled models' value at 128 px, scaled)."""
+    scale = size / 128
+    return {"mask_dilation_px": latent_cells(latent_size) * size / latent_size,
+            "seam_ramp_mask_px": size / 32, "seam_ramp_changed_px": size / 64,
+            "change_smoothing_sigma_px": scale, "change_dilation_px": max(1, round(scale))}
 
 
 def _feather(pixel: np.ndarray, ramp: float) -> np.ndarray:

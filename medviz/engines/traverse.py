@@ -45,6 +45,9 @@ class TraverseConfig:
         switch_fractions: prompt_switch; switch points as fractions of ``steps`` (lambda / steps).
         n_contexts: caption pairs per attribute for the slider directions.
         batch_size: samples per UNet call (x2 with guidance).
+        phrase, negation: an attribute in the user's own words, for any model (its domain need not be known):
+            a slider walks the embedding difference of the prompt with ``phrase`` and with ``negation`` (one
+            context, no projection); a prompt switch goes to the prompt with ``phrase``. ``target`` is ignored.
     """
 
     kind: str = "slider"
@@ -64,6 +67,13 @@ class TraverseConfig:
     switch_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     n_contexts: int = 64
     batch_size: int = 64
+    phrase: str | None = None
+    negation: str | None = None
+
+    @property
+    def typed(self) -> bool:
+        """True when the attribute is the user's words (``phrase``) rather than one of the domain's."""
+        return bool(self.phrase and self.phrase.strip())
 
     def validate(self) -> None:
         if self.kind not in KINDS:
@@ -78,6 +88,9 @@ class TraverseConfig:
             raise ValueError(f"start step must be 0..{self.steps - 1}, got {self.start_step}")
         if any(not 0 < f < 1 for f in self.switch_fractions):
             raise ValueError("switch fractions must lie strictly between 0 and 1")
+        if self.kind == "slider" and self.typed and not (self.negation or "").strip():
+            raise ValueError("a slider in your own words needs the words for its absence too (e.g. 'with glasses' "
+                             "and 'without glasses')")
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,11 @@ def caption_pairs(domain: str, attribute: str, n: int, seed: int = 0) -> tuple[l
         with_attribute.append(training_caption(domain, present, np.random.default_rng([seed, i])))
         without_attribute.append(training_caption(domain, absent, np.random.default_rng([seed, i])))
     return with_attribute, without_attribute
+
+
+def with_words(prompt: str, words: str) -> str:
+    """``prompt`` with the user's ``words`` appended ('prompt, words'; the words alone for an empty prompt)."""
+    return ", ".join(part for part in ((prompt or "").strip(), words.strip()) if part)
 
 
 def slider_directions(model, attributes: tuple[str, ...], n_contexts: int = 64, seed: int = 0) -> dict:
@@ -308,9 +326,9 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
 
     config.validate()
     domain = model.domain
-    if config.kind != "interpolate" and domains.find(domain) is None:
-        raise ValueError("attribute trajectories need a model whose domain is known (cxr or skin); "
-                         "use kind='interpolate' for other models")
+    if config.kind != "interpolate" and domains.find(domain) is None and not (config.typed or config.target_prompt):
+        raise ValueError("this model's domain is not known, so it has no attributes of its own: type the attribute "
+                         "in words (a phrase and its negation), or a target prompt")
     prompt = config.prompt or start_prompt(domain, config.target)
     pipe = model.pipe
     dtype = pipe.unet.dtype
@@ -324,7 +342,18 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
     base = encode_prompts(pipe, [prompt])[0]
     noise = initial_noise(seeds, latent_shape, dtype, device)
     control_points = 0
-    if config.kind == "slider":
+    if config.kind == "slider" and config.typed:
+        # One context: the prompt with the phrase minus the prompt with its negation.
+        direction = (encode_prompts(pipe, [with_words(prompt, config.phrase)])
+                     - encode_prompts(pipe, [with_words(prompt, config.negation)]))[0].float()
+        positions = np.linspace(*config.alpha_range, config.frames)
+        branches = [(config.start_step, (base + float(a) * direction).to(dtype)) for a in positions]
+        _, finals, passes = denoise_tree(model, noise, base, branches, steps=config.steps,
+                                         guidance_scale=config.guidance_scale, negative_embeds=negative,
+                                         keep_trunk=False, batch_size=config.batch_size, control=control)
+        latents = finals.transpose(0, 1)
+        unshared = config.frames * config.steps * len(seeds)
+    elif config.kind == "slider":
         names = tuple(a.name for a in domains.get(domain).factors)
         if config.target not in names:
             raise ValueError(f"no slider for {config.target!r}; sliders: {', '.join(names)}")
@@ -341,9 +370,12 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
         latents = finals.transpose(0, 1)                                  # (S, K, C, h, w)
         unshared = config.frames * config.steps * len(seeds)
     elif config.kind == "prompt_switch":
-        if config.target_prompt is None and config.target not in domains.get(domain):
+        if config.typed:
+            target_prompt = config.target_prompt or with_words(prompt, config.phrase)
+        elif config.target_prompt is None and config.target not in domains.get(domain):
             raise ValueError(f"no prompt for {config.target!r}; give target_prompt")
-        target_prompt = config.target_prompt or attribute_prompt(domain, config.target)
+        else:
+            target_prompt = config.target_prompt or attribute_prompt(domain, config.target)
         attribute = encode_prompts(pipe, [target_prompt])[0]
         switches = sorted({max(1, min(config.steps - 1, round(f * config.steps))) for f in config.switch_fractions},
                           reverse=True)                                   # late switch (near neutral) first
@@ -385,7 +417,7 @@ def traverse(model, config: TraverseConfig, progress: Progress = None, should_st
     if model.oracle is not None:
         attributes = model.oracle.attributes
         readouts = model.oracle.readout(frames.reshape(-1, *frames.shape[2:])).reshape(len(seeds), config.frames, -1)
-        if config.kind != "interpolate" and config.target in attributes:
+        if config.kind != "interpolate" and not config.typed and config.target in attributes:
             metrics = [trajectory_metrics(r, attributes, config.target, model.oracle.factors) for r in readouts]
     parameters = {**asdict(config), "prompt": prompt, "model": model.name, "sampler": "DDIM", "engine": "traverse"}
     return TraverseResult(frames=frames, positions=np.asarray(positions, dtype=np.float64), seeds=seeds,

@@ -6,7 +6,9 @@ import gradio as gr
 
 from ... import RESEARCH_ONLY_NOTICE
 from ...cards import measured_sections
+from ...guard import CARD_KEY, NO_CHECK
 from ...oracle import READOUT_KIND
+from ..session import FILE_LIFETIME, SWEEP_EVERY
 from . import Tab
 
 ABOUT = f"""### medviz
@@ -20,8 +22,14 @@ explore the **Phantoms** the bundled models were trained on (with their true cou
 Edits run at the model's resolution (128 px for the bundled models): a counterfactual is what *this
 model* thinks the image would look like, not evidence about a patient.
 
-Everything runs offline on this machine; nothing is uploaded anywhere. Uploads and exports live in a
-private temporary folder that is deleted with the session. **{RESEARCH_ONLY_NOTICE.capitalize()}.**
+Edit and Explain first check that an image looks like the model's training images; outside them, the
+result says so and its readouts and verdicts are labelled not meaningful.
+
+Everything runs offline on this machine; nothing is uploaded anywhere. An upload is read into memory at
+the model's working size and the uploaded file, with its name, is deleted from the server at once. Your
+results are deleted when you close the page, and every file the server made (results, and the images it
+shows you) at the latest {(FILE_LIFETIME + SWEEP_EVERY) // 60} minutes after it was written.
+**{RESEARCH_ONLY_NOTICE.capitalize()}.**
 """
 
 
@@ -34,6 +42,15 @@ def model_about(model) -> str:
              f"({model.pipe.unet.dtype})"]
     if card.get("trained_on"):
         lines.append(f"- trained on: {card['trained_on']}")
+    check = card.get(CARD_KEY)
+    if check:
+        measured = check.get("measured", {})
+        figures = (f": {measured['false_alarms_held_out']:.1%} false alarms on {measured['n_held_out']} held-out "
+                   f"phantoms, {measured['detection_far']:.1%} of {measured['n_far']} far images flagged"
+                   if "detection_far" in measured else "")
+        lines.append(f"- domain check: threshold {check['threshold']:.1f}{figures} ({check.get('date', 'undated')})")
+    else:
+        lines.append("- " + NO_CHECK)
     if model.oracle is not None:
         lines.append(f"- oracle ({READOUT_KIND}): {', '.join(model.oracle.attributes)}")
     else:

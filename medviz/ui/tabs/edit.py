@@ -78,6 +78,7 @@ class EditRequest:
     action: str = "remove"
     attribute: str | None = None
     target_prompt: str = ""
+    source_prompt: str = ""
     mask_mode: str = "automatic (DiffEdit)"
     strength: float = 0.8
     guidance: float = 6.0
@@ -95,7 +96,7 @@ class EditRequest:
             raise ValueError("pick an attribute to add or remove, or type a target prompt")
         edit = () if target_prompt else (self.attribute,)
         return EditConfig(add=edit if self.action == "add" else (), remove=edit if self.action == "remove" else (),
-                          target_prompt=target_prompt, mask_mode=MASK_MODES[self.mask_mode],
+                          target_prompt=target_prompt, source_prompt=(self.source_prompt or "").strip() or None, mask_mode=MASK_MODES[self.mask_mode],
                           strength=float(self.strength), guidance_scale=float(self.guidance), steps=int(self.steps),
                           change_threshold=None if self.keep is None else float(self.keep),
                           seed=None if self.seed is None or int(self.seed) < 0 else int(self.seed))
@@ -203,8 +204,12 @@ def _controls(domain: str | None) -> dict:
     with gr.Row():
         controls = {"action": gr.Radio(list(ACTIONS), value="remove", label="Action"),
                     "attribute": gr.Dropdown(attributes, value=attributes[0] if attributes else None, label="Attribute")}
-    controls["target_prompt"] = gr.Textbox("", label="…or a free target prompt (overrides add/remove)",
-                                           placeholder="Chest X-ray of a female patient with no pleural effusion")
+    with gr.Row():
+        controls["target_prompt"] = gr.Textbox("", label="…or a free target prompt (overrides add/remove)",
+                                               placeholder="Chest X-ray of a female patient with no pleural effusion")
+        controls["source_prompt"] = gr.Textbox("", label="Source prompt: what the image shows (blank = from the "
+                                               "oracle's readout)", placeholder="Chest X-ray of a female patient "
+                                               "with pleural effusion", elem_id="edit-source-prompt")
     controls["mask_mode"] = gr.Radio(list(MASK_MODES), value="automatic (DiffEdit)",
                                      label="Mask: where the edit may change pixels")
     controls["strength"] = gr.Slider(0.2, 1.0, value=defaults.strength, step=0.05,

@@ -43,19 +43,26 @@ class TraverseRequest:
     guidance: float = 4.0
     strength: float = 1.5
     start_step: int = 0
+    phrase: str = ""
+    negation: str = ""
 
     def configs(self) -> dict[str, TraverseConfig]:
-        """One engine config per trajectory: per ticked attribute, or the one patient walk ("walk")."""
+        """One engine config per trajectory: per ticked attribute and the attribute typed in words (named by its
+        phrase), or the one patient walk ("walk")."""
         kind = KINDS.get(self.kind, self.kind)
+        phrase = (self.phrase or "").strip()
         names = ["walk"] if kind == "interpolate" else list(self.targets or [])
-        if not names:
-            raise ValueError("tick at least one attribute to traverse")
+        if not names and not (phrase and kind != "interpolate"):
+            raise ValueError("tick at least one attribute to traverse, or type one in words")
         common = dict(kind=kind, prompt=(self.prompt or "").strip() or None, seeds=(int(self.seed),),
                       seed_b=None if self.seed_b is None or int(self.seed_b) < 0 else int(self.seed_b),
                       frames=int(self.frames), steps=int(self.steps), guidance_scale=float(self.guidance),
                       alpha_range=(-float(self.strength), float(self.strength)), start_step=int(self.start_step))
-        return {name: TraverseConfig(target=name, **common) if kind != "interpolate" else TraverseConfig(**common)
-                for name in names}
+        configs = {name: TraverseConfig(target=name, **common) if kind != "interpolate" else TraverseConfig(**common)
+                   for name in names}
+        if phrase and kind != "interpolate":
+            configs[phrase] = TraverseConfig(phrase=phrase, negation=(self.negation or "").strip() or None, **common)
+        return configs
 
 
 @dataclass
@@ -117,16 +124,24 @@ def readout_figure(cache: TrajectoryCache, name: str, index: int) -> go.Figure:
 
 
 def summary_markdown(cache: TrajectoryCache) -> str:
-    lines = [f"**{name}**: Spearman {s['median_spearman']:.2f}, leakage {s['max_leakage']:.3f}, "
-             f"CFRT {'✓' if s['cfrt'] >= 1 else '✗'}" for name, s in cache.summaries.items() if s]
-    return "  \n".join(lines) or "Patient interpolation (no target attribute)."
+    """Each trajectory's metrics, or why it has none (no oracle; an attribute in words; a patient walk)."""
+    if cache.kind == "interpolate":
+        lines = ["Patient interpolation (no target attribute)."]
+    else:
+        lines = [f"**{name}**: Spearman {s['median_spearman']:.2f}, leakage {s['max_leakage']:.3f}, "
+                 f"CFRT {'✓' if s['cfrt'] >= 1 else '✗'}" if s else
+                 f"**{name}**: no trajectory metrics (the oracle reads no attribute of this name)"
+                 for name, s in cache.summaries.items()]
+    if not cache.attributes:
+        lines.append("*This model has no oracle: attribute readouts and trajectory metrics are absent.*")
+    return "  \n".join(lines)
 
 
 def trajectory_gif(cache: TrajectoryCache, name: str, job: Job, duration_ms: int = 250) -> str:
     """The trajectory's frames as a looping GIF (there and back) in the session's export folder."""
     frames = [Image.fromarray(f) for f in cache.frames[name]]
     frames = frames + frames[-2:0:-1]
-    path = job.file(f"trajectory_{cache.kind}_{name}", ".gif")
+    path = job.file(f"trajectory_{cache.kind}_{''.join(c if c.isalnum() else '_' for c in name)[:40]}", ".gif")
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0,
                    comment=RESEARCH_ONLY_NOTICE.encode())
     return str(path)
@@ -139,6 +154,11 @@ def _controls(domain: str | None) -> dict:
                 "targets": gr.CheckboxGroup(sliders, value=sliders[:3], label="Attributes (one slider each)"),
                 "prompt": gr.Textbox("", label="Context prompt (blank = the model's neutral prompt)",
                                      placeholder="Chest X-ray of a female patient")}
+    with gr.Row():             # any model, its domain known or not
+        controls["phrase"] = gr.Textbox("", label="…or an attribute in your words (slider: with; switch: the target)",
+                                        placeholder="with a pacemaker", elem_id="traverse-phrase")
+        controls["negation"] = gr.Textbox("", label="…and its absence (sliders)", placeholder="without a pacemaker",
+                                          elem_id="traverse-negation")
     with gr.Row():
         controls["seed"] = gr.Number(value=0, precision=0, label="Seed (patient A)")
         controls["seed_b"] = gr.Number(value=-1, precision=0, label="Patient B seed (-1 = A + 1)")
