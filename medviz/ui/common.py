@@ -193,7 +193,7 @@ def warned(warnings, text: str) -> str:
     """``text`` after the engine's warnings, in bold with a ⚠ ('' warnings: ``text`` alone)."""
     if not warnings:
         return text
-    return "⚠ **" + " ".join(warnings) + "** " + text
+    return "⚠ **" + " ".join(warnings) + "**  \n" + text
 
 
 def outside(check) -> bool:

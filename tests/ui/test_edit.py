@@ -21,11 +21,12 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
 
     with pytest.raises(Exception, match="load an image first"):
         client.predict(action="remove", attribute="pleural_effusion", **FAST, api_name="/edit")
-    canvas, info, center, width, upload = client.predict(
+    canvas, info, center, width, upload, example = client.predict(
         model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), center=None, width=None,
         api_name="/edit_load")
-    assert "DICOM" in info and "→ 32×32 (the model's working size)" in info and width > 0
-    assert upload is None                                  # the upload box is emptied: the file has left the server
+    assert info.startswith("Upload: DICOM") and "→ 32×32 (the model's working size)" in info and width > 0
+    assert upload is None and example is None     # the upload box is emptied (the file has left the server), and the
+                                                  # example picker too: the upload is the input
     canvas, info, center2, width2 = client.predict(model_name="cxr-phantom", center=center, width=width / 2,
                                                       api_name="/edit_window")          # a narrower window
     assert width2 == pytest.approx(width / 2)

@@ -26,7 +26,7 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
     with pytest.raises(Exception, match="load an image first"):
         client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
     info = client.predict(model_name="cxr-phantom", name="cxr_effusion.png", api_name="/explain_example")
-    assert "PNG, 256×256 → 32×32 (the model's working size)" in info
+    assert info == "Example *cxr_effusion.png*: PNG, 256×256 → 32×32 (the model's working size), uint8"
     explanation, evidence, uncertainty, chart, summary = client.predict(
         model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
     for shown in (explanation, evidence, uncertainty):
@@ -39,9 +39,9 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
     faint, _, _ = client.predict(opacity=0.0, api_name="/explain_opacity")   # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
     assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
-    info, upload = client.predict(model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")),
+    info, upload, example = client.predict(model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")),
                                   api_name="/explain_load")
-    assert info.startswith("DICOM") and upload is None
+    assert info.startswith("Upload: DICOM") and upload is None and example is None
     _, _, _, _, summary = client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9,
                                          weighting="uniform (Favero et al.)", api_name="/explain")
     assert "Majority vote" in summary and "weighted uniformly" in summary   # the fit holds for its weighting only
@@ -109,7 +109,7 @@ def test_a_bad_upload_gets_a_clear_message_and_leaves_no_image(client, tmp_path)
     client.predict(model_name="cxr-phantom", name="cxr_effusion.png", api_name="/explain_example")
     bad = tmp_path / "scan.png"
     bad.write_text("this is not an image")
-    info, _ = client.predict(model_name="cxr-phantom", upload=handle_file(str(bad)), api_name="/explain_load")
+    info, _, _ = client.predict(model_name="cxr-phantom", upload=handle_file(str(bad)), api_name="/explain_load")
     assert "No image loaded" in info and "not a recognised image" in info
     with pytest.raises(Exception, match="load an image first"):          # never the example loaded before
         client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")

@@ -239,6 +239,22 @@ def _input_column(domain: str | None) -> dict:
     return widgets
 
 
+def loaded_outputs(page: Page, model_name: str | None, source: dict | None, center: float | None = None,
+                   width: float | None = None) -> list:
+    """The loading events' outputs (source, pixels, canvas, info, window center and width) for ``source``
+    ({"upload": bytes} or {"example": name}); a file that cannot be read leaves no image, never an earlier one."""
+    if not source:
+        return [None, None, None, "", None, None]
+    try:
+        loaded = edit_input(source, page.registry.get(model_name).image_size, center, width)
+    except (ValueError, ModelLoadError) as error:
+        gr.Warning(f"No image loaded: {error}")
+        return [None, None, None, f"⚠ **No image loaded:** {error}", None, None]
+    center, width = loaded.window if loaded.window else (None, None)
+    origin = "Upload" if "upload" in source else f"Example *{source['example']}*"
+    return [source, loaded.pixels, loaded.canvas, f"{origin}: {loaded.info}", center, width]
+
+
 def build(page: Page, domain: str | None) -> Tab:
     with gr.Tab("Edit", id="edit"):
         with gr.Row():
@@ -264,24 +280,14 @@ def build(page: Page, domain: str | None) -> Tab:
         # and its pixels.
         source, pixels, state = gr.State(None), gr.State(None), gr.State(None)
 
-    def read(model_name, source, center=None, width=None) -> list:
-        """The loading outputs for ``source``; a file that cannot be read leaves no image (never an earlier one)."""
-        if not source:
-            return [None, None, None, "", None, None]
-        try:
-            loaded = edit_input(source, page.registry.get(model_name).image_size, center, width)
-        except (ValueError, ModelLoadError) as error:
-            gr.Warning(f"No image loaded: {error}")
-            return [None, None, None, f"⚠ **No image loaded:** {error}", None, None]
-        center, width = loaded.window if loaded.window else (None, None)
-        return [source, loaded.pixels, loaded.canvas, loaded.info, center, width]
-
     def on_example(model_name, example):
-        return read(model_name, {"example": example} if example else None)
+        if not example:                       # emptied by an upload (below): the upload is the input
+            return [gr.skip()] * 6
+        return loaded_outputs(page, model_name, {"example": example})
 
     def on_upload(model_name, upload, center, width):
         data = take_upload(upload)            # read into memory; the file and its name leave the server now
-        return [*read(model_name, {"upload": data} if data else None, center, width), None]
+        return [*loaded_outputs(page, model_name, {"upload": data} if data else None, center, width), None, None]
 
     @errors_as_messages
     def on_edit(model_name, opacity, request: gr.Request, progress=gr.Progress(), **values):
@@ -291,11 +297,12 @@ def build(page: Page, domain: str | None) -> Tab:
 
     window = [loading["center"], loading["width"]]
     loaded = [source, pixels, loading["canvas"], loading["info"], *window]
-    loading["upload"].upload(on_upload, [page.model_name, loading["upload"], *window], [*loaded, loading["upload"]],
-                             api_name="edit_load")
-    loading["upload"].clear(lambda: read(None, None), None, loaded, api_name=False)
+    loading["upload"].upload(on_upload, [page.model_name, loading["upload"], *window],
+                             [*loaded, loading["upload"], loading["example"]], api_name="edit_load")
+    loading["upload"].clear(lambda: loaded_outputs(page, None, None), None, loaded, api_name=False)
     loading["example"].change(on_example, [page.model_name, loading["example"]], loaded, api_name="edit_example")
-    loading["apply"].click(read, [page.model_name, source, *window], loaded, api_name="edit_window")
+    loading["apply"].click(lambda model_name, source, center, width: loaded_outputs(page, model_name, source, center, width),
+                           [page.model_name, source, *window], loaded, api_name="edit_window")
     button.click(on_edit, [page.model_name, opacity], [state, before_after, difference, summary, readout, files],
                  inputs_kwargs={"pixels": pixels, "canvas": loading["canvas"], **controls}, api_name="edit",
                  concurrency_id=MODEL_JOBS)

@@ -212,16 +212,19 @@ def build(page: Page, domain: str | None) -> Tab:
         except (ValueError, ModelLoadError) as error:
             gr.Warning(f"No image loaded: {error}")
             return [None, f"⚠ **No image loaded:** {error}"]
-        return [image.pixels, input_summary(image)]
+        return [image.pixels, ("Upload" if upload else f"Example *{example}*") + ": " + input_summary(image)]
+
+    def on_example(model_name, name):
+        return read(model_name, None, name) if name else [gr.skip()] * 2    # emptied by an upload: keep the upload
 
     def on_upload(model_name, upload):
         data = take_upload(upload)            # read into memory; the file and its name leave the server now
-        return [*read(model_name, data, None), None]
+        return [*read(model_name, data, None), None, None]
 
     loaded = [pixels, info]
-    upload.upload(on_upload, [page.model_name, upload], [*loaded, upload], api_name="explain_load")
+    upload.upload(on_upload, [page.model_name, upload], [*loaded, upload, example], api_name="explain_load")
     upload.clear(lambda: [None, ""], None, loaded, api_name=False)
-    example.change(lambda model_name, name: read(model_name, None, name), [page.model_name, example], loaded,
+    example.change(on_example, [page.model_name, example], loaded,
                    api_name="explain_example")
 
     @errors_as_messages
@@ -253,5 +256,4 @@ def build(page: Page, domain: str | None) -> Tab:
 
 
     return Tab(outputs=[controls["preset"], example, controls["trials"]], on_model=on_model, after_model=after_model,
-               on_load=lambda demo: demo.load(lambda model_name, name: read(model_name, None, name),
-                                              [page.model_name, example], loaded, api_name=False))
+               on_load=lambda demo: demo.load(on_example, [page.model_name, example], loaded, api_name=False))
