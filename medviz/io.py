@@ -190,10 +190,9 @@ def _read_raster(data: bytes, name: str, max_pixels: int, max_side: int | None =
     with _PIL_LIMIT_LOCK:
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            image = _open_raster(data, name, max_pixels, max_side)
+            image, stored = _open_raster(data, name, max_pixels, max_side)
         finally:
             Image.MAX_IMAGE_PIXELS = previous
-    stored = image.size
     note = None
     if max_side and image.mode in _REDUCIBLE_MODES and _fitted(image.size, max_side) != image.size:
         fmt = image.format
@@ -213,7 +212,8 @@ def _read_raster(data: bytes, name: str, max_pixels: int, max_side: int | None =
 _REDUCIBLE_MODES = ("1", "L", "RGB", "RGBA", "LA", "P", "PA")
 
 
-def _open_raster(data: bytes, name: str, max_pixels: int, max_side: int | None = None) -> Image.Image:
+def _open_raster(data: bytes, name: str, max_pixels: int, max_side: int | None = None) -> tuple[Image.Image, tuple]:
+    """(the decoded image, upright, and its stored (width, height): a JPEG may decode smaller, ``max_side``)."""
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -240,7 +240,9 @@ def _open_raster(data: bytes, name: str, max_pixels: int, max_side: int | None =
             raise ImageReadError(f"{name}: the {fmt} data is truncated or corrupt") from None
         raise ImageReadError(f"{name}: cannot decode the {fmt} data ({_short(error)})") from None
     transposed.format = fmt
-    return transposed
+    if transposed.size != image.size:                # an EXIF rotation by 90 degrees swaps the sides
+        width, height = height, width
+    return transposed, (width, height)
 
 
 def _raster_to_contract(image: Image.Image, name: str) -> MedicalImage:

@@ -229,3 +229,33 @@ def test_contract_is_enforced():
     with pytest.raises(ValueError, match="shape"):
         from_array(np.zeros((4, 4, 2), np.float32))
     assert from_array(np.full((2, 2), 255, np.uint8)).pixels.max() == 1.0
+
+
+def test_max_side_reduces_a_huge_image_right_after_decoding(tmp_path):
+    import resource
+
+    bilevel = np.zeros((6000, 4000), bool)
+    bilevel[1000:3000, 1000:3000] = True                     # a white square on black, stored at 1 bit per pixel
+    Image.fromarray(bilevel).save(tmp_path / "huge.png", optimize=True)
+    assert (tmp_path / "huge.png").stat().st_size < 20_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    image = read_image(tmp_path / "huge.png", max_side=128)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert image.pixels.shape == (128, 85) and image.info.original_shape[:2] == (6000, 4000)
+    assert image.info.notes[-1] == "reduced from 4000×6000 to 85×128 on reading"
+    assert grown_mb < 150                                      # 24 M pixels as float32 alone would be 96 MB
+    assert image.pixels[40, 40] == pytest.approx(1.0) and image.pixels[5, 5] == 0.0
+    small = read_image(tmp_path / "huge.png", max_side=8000)   # already small enough: untouched
+    assert small.pixels.shape == (6000, 4000) and not small.info.notes
+
+
+def test_max_side_reduces_jpeg_16_bit_and_dicom_alike(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (600, 800, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
+    jpeg = read_image(tmp_path / "photo.jpg", max_side=100)
+    assert jpeg.pixels.shape == (75, 100, 3) and jpeg.info.original_shape[:2] == (600, 800)
+    Image.fromarray(np.full((300, 300), 40000, np.uint16)).save(tmp_path / "deep.png")
+    deep = read_image(tmp_path / "deep.png", max_side=30)
+    assert deep.pixels.shape == (30, 30) and deep.pixels.max() == pytest.approx(40000 / 65535, abs=1e-4)
+    dicom = read_image(pydicom.data.get_testdata_file("CT_small.dcm"), max_side=32)
+    assert dicom.pixels.shape == (32, 32) and "reduced from 128×128 to 32×32 on reading" in dicom.info.notes

@@ -14,9 +14,10 @@ from ...engines.counterfactual import EditConfig, counterfactual, edit_defaults,
 from ...io import write_dicom, write_png
 from ...models import ModelLoadError
 from ...oracle import READOUT_KIND
-from ..common import (MODEL_JOBS, NO_IMAGE, Job, Page, domain_banner, errors_as_messages, outside, example_images, first_example, image_input,
-                      input_summary, load_input, number, pre_run_line, start_job, take_upload, unmeasured_settings,
-                      warned)
+from ..common import (MODEL_JOBS, NO_IMAGE, Job, Page, domain_banner, errors_as_messages, example_images, first_example,
+                      image_input, input_summary, load_input, number, outside, pre_run_line, start_job, take_upload,
+                      unmeasured_settings, warned)
+from ..session import FILE_LIFETIME
 from . import Tab
 
 #: Mask-mode labels shown in the tab -> the engine's mask modes.
@@ -96,7 +97,8 @@ class EditRequest:
             raise ValueError("pick an attribute to add or remove, or type a target prompt")
         edit = () if target_prompt else (self.attribute,)
         return EditConfig(add=edit if self.action == "add" else (), remove=edit if self.action == "remove" else (),
-                          target_prompt=target_prompt, source_prompt=(self.source_prompt or "").strip() or None, mask_mode=MASK_MODES[self.mask_mode],
+                          target_prompt=target_prompt, source_prompt=(self.source_prompt or "").strip() or None,
+                          mask_mode=MASK_MODES[self.mask_mode],
                           strength=float(self.strength), guidance_scale=float(self.guidance), steps=int(self.steps),
                           change_threshold=None if self.keep is None else float(self.keep),
                           seed=None if self.seed is None or int(self.seed) < 0 else int(self.seed))
@@ -276,9 +278,10 @@ def build(page: Page, domain: str | None) -> Tab:
                 opacity = gr.Slider(0, 1, value=0.6, step=0.05, label="Difference overlay opacity")
         files = gr.File(label="Export: PNG and DICOM Secondary Capture (parameters and notice embedded)",
                         file_count="multiple")
-        # What was loaded ({"upload": bytes} or {"example": name}; in memory, per session, for a new window/level)
-        # and its pixels.
-        source, pixels, state = gr.State(None), gr.State(None), gr.State(None)
+        # What was loaded ({"upload": bytes} or {"example": name}; in memory, for a new window/level) and its pixels:
+        # kept FILE_LIFETIME s after they were loaded, as the server's files are.
+        source, pixels = gr.State(None, time_to_live=FILE_LIFETIME), gr.State(None, time_to_live=FILE_LIFETIME)
+        state = gr.State(None)
 
     def on_example(model_name, example):
         if not example:                       # emptied by an upload (below): the upload is the input

@@ -10,12 +10,13 @@ import plotly.graph_objects as go
 
 from ...display import for_display, overlay
 from ...engines.common import model_rgb
-from ...models import ModelLoadError
 from ...engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, ExplainResult, calibrated_settings,
                                 classify, fitted_trials, measured_classifier, preset, preset_names, votes_needed)
+from ...models import ModelLoadError
 from ..common import (MODEL_JOBS, NO_IMAGE, Job, Page, domain_banner, errors_as_messages, example_images, first_example,
                       image_input, input_summary, load_input, pre_run_line, start_job, take_upload,
                       unmeasured_settings)
+from ..session import FILE_LIFETIME
 from . import Tab
 
 CUSTOM = "custom"
@@ -173,8 +174,7 @@ def explain_overlays(view: ExplainView | None, opacity: float) -> tuple[np.ndarr
 
 def _controls(domain: str | None) -> dict:
     presets = preset_choices(domain)
-    controls = {}
-    controls["preset"] = gr.Dropdown(presets, value=presets[0], label="Classes (prompt presets)")
+    controls = {"preset": gr.Dropdown(presets, value=presets[0], label="Classes (prompt presets)")}
     controls["custom_prompts"] = gr.Textbox("", label="Custom class prompts (one per line; preset 'custom')", lines=3)
     with gr.Row():
         controls["trials"] = gr.Slider(1, 201, value=DEFAULT_TRIALS, step=2, label="Trials N (odd)",
@@ -201,7 +201,8 @@ def build(page: Page, domain: str | None) -> Tab:
                 with gr.Row():
                     maps = [gr.Image(label=f"{name} map", format="png", interactive=False)
                             for name in ("Explanation", "Evidence", "Uncertainty")]
-        state, pixels = gr.State(None), gr.State(None)
+        # The loaded image, in memory: kept FILE_LIFETIME s after it was loaded, as the server's files are.
+        state, pixels = gr.State(None), gr.State(None, time_to_live=FILE_LIFETIME)
 
     def read(model_name, upload: bytes | None, example: str | None) -> list:
         """(pixels, info) of the input; a file that cannot be read leaves no image (never an earlier one)."""
@@ -224,8 +225,7 @@ def build(page: Page, domain: str | None) -> Tab:
     loaded = [pixels, info]
     upload.upload(on_upload, [page.model_name, upload], [*loaded, upload, example], api_name="explain_load")
     upload.clear(lambda: [None, ""], None, loaded, api_name=False)
-    example.change(on_example, [page.model_name, example], loaded,
-                   api_name="explain_example")
+    example.change(on_example, [page.model_name, example], loaded, api_name="explain_example")
 
     @errors_as_messages
     def on_explain(model_name, opacity, request: gr.Request, progress=gr.Progress(), **values):

@@ -1,0 +1,11 @@
+from medviz.bench.fullsize import UNET, scaling
+from medviz.engines.counterfactual import latent_cells, pixel_settings
+
+
+def test_every_pixel_setting_scales_from_128_to_512_px():
+    rows = scaling(UNET["sample_size"], 512)                     # SD 1.5: 64-cell latents at 512 px
+    assert {r["setting"] for r in rows} == {"mask_dilation_px", "seam_ramp_mask_px", "seam_ramp_changed_px",
+                                            "change_smoothing_sigma_px", "change_dilation_px", "near_truth_px"}
+    assert all(r["scales"] and r["ratio"] == 4 for r in rows)
+    assert pixel_settings(128, 32)["mask_dilation_px"] == 4 and latent_cells(32) == 1 and latent_cells(64) == 2
+    assert latent_cells(4) == 1                                  # tiny test models keep one cell
