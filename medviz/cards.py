@@ -17,7 +17,7 @@ from .engines.explain import DEFAULT_T_RANGE, votes_needed
 def measured_sections(card: dict) -> str:
     """Markdown of every bench record a card holds (prompts, diffusion classifier, edits); '' for none."""
     lines = (_models_bench_section(card.get("models_bench") or {}) + _calibration_section(card.get("explain_calibration") or {})
-             + _edit_bench_section(card.get("edit_bench") or {}))
+             + _edit_bench_section(card.get("edit_bench") or {}) + _domain_check_section(card.get("domain_check") or {}))
     return "\n".join(lines)
 
 
@@ -308,3 +308,36 @@ def record_edit_bench(model_dir: str | Path, records: dict) -> Path:
     entries = facts.setdefault("edit_bench", {})
     entries.update(records)
     return _write_facts(model_dir, facts, EDIT_BENCH_HEADING, _edit_bench_section(entries))
+
+
+DOMAIN_CHECK_HEADING = "## Domain check as measured (`python -m medviz.bench guard`)"
+
+
+def _domain_check_section(record: dict) -> list[str]:
+    """The model card's lines on its domain check (medviz.json ``domain_check``; none: no lines)."""
+    if not record:
+        return []
+    m = record.get("measured", {})
+    lines = [DOMAIN_CHECK_HEADING, "",
+             f"Edit and Explain flag an image whose score (the norm of its standardised VAE round-trip and one-step "
+             f"denoising errors at t = {', '.join(map(str, record['timesteps']))}) exceeds **{record['threshold']:.2f}** "
+             f"({len(record['timesteps'])} UNet passes per check; docs/guard.md)."]
+    if "detection_far" in m:
+        lines += ["", f"- false alarms: {m['false_alarms_held_out']:.2%} of {m['n_held_out']} held-out phantoms, "
+                      f"{m['false_alarms_edges']:.2%} of {m['n_edges']} at the corners of the training acquisition ranges",
+                  f"- far images flagged: {m['detection_far']:.2%} of {m['n_far']} (AUROC {m['auroc']:.4f}): "
+                  + ", ".join(f"{group} {share}" for group, share in m.get("far_by_group", {}).items()),
+                  f"- cost: {m['unet_passes_per_check']} UNet passes, {m['cost_vs_edit']:.1%} of a default edit's "
+                  f"{m['edit_unet_passes']}; {m['check_seconds'] * 1e3:.0f} ms on this CPU"]
+    lines += ["", f"Measured {record.get('date', '')} with `{record.get('command', '')}`."]
+    return lines
+
+
+def record_domain_check(model_dir: str | Path, record: dict) -> Path:
+    """Store a ``bench guard`` calibration and its figures in medviz.json ``domain_check`` and regenerate the
+    card's section. Returns the medviz.json path."""
+    model_dir = Path(model_dir)
+    path = model_dir / "medviz.json"
+    facts = json.loads(path.read_text()) if path.is_file() else {}
+    facts["domain_check"] = record
+    return _write_facts(model_dir, facts, DOMAIN_CHECK_HEADING, _domain_check_section(record))

@@ -13,6 +13,7 @@ import argparse
 import resource
 import time
 
+from ..engines.common import encode_prompts
 from ..engines.counterfactual import EditConfig, counterfactual, pixel_settings
 from ..engines.explain import ExplainConfig, classify
 from ..engines.generate import GenerateConfig, generate
@@ -59,7 +60,8 @@ def parameters(module) -> int:
 
 
 def run(model: Model, steps: int) -> list[dict]:
-    """Each engine once at 512 px: seconds, UNet passes, seconds per pass, peak memory so far."""
+    """Each engine once at 512 px: seconds, UNet passes, seconds per pass (everything the engine did, VAE and text
+    encoder included, over its UNet passes), peak memory so far."""
     image = get_domain("cxr").render(get_domain("cxr").build_graph().sample(0).factors, 0, 512).image
     prompt = "Chest X-ray of a female patient"
     runs = {
@@ -92,6 +94,23 @@ def run(model: Model, steps: int) -> list[dict]:
     return rows
 
 
+def unet_seconds(model: Model, repeats: int = 2) -> float:
+    """Best-of seconds of one UNet pass alone (batch 1, the model's latent size, a text condition)."""
+    import torch
+
+    pipe = model.pipe
+    size = pipe.unet.config.sample_size
+    latent = torch.randn(1, pipe.unet.config.in_channels, size, size, dtype=pipe.unet.dtype, device=model.device)
+    condition = encode_prompts(pipe, ["Chest X-ray"]).to(pipe.unet.dtype)
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            pipe.unet(latent, 500, encoder_hidden_states=condition)
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def scaling(latent_size: int, size: int = 512) -> list[dict]:
     """Each pixel setting at 128 px (bundled: 32-cell latents) and at ``size``; scales when the ratio is size/128."""
     small, large = pixel_settings(128, 32), pixel_settings(size, latent_size)
@@ -114,11 +133,14 @@ def main(args: argparse.Namespace, command: str) -> int:
     sizes = {"unet": parameters(pipe.unet), "text_encoder": parameters(pipe.text_encoder), "vae": parameters(pipe.vae)}
     print(f"SD-1.5 architecture, random weights, built in {built:.1f} s: " +
           ", ".join(f"{k} {v / 1e6:.0f}M" for k, v in sizes.items()) + f"; {model.image_size} px, {args.device}")
+    alone = unet_seconds(model)
+    print(f"one UNet pass alone (batch 1, {pipe.unet.config.sample_size}² latent): {alone:.2f} s")
     rows = run(model, args.steps)
     checks = scaling(pipe.unet.config.sample_size, model.image_size)
     for row in checks:
         print(f"  {row['setting']:<28}{row['at_128']:>6.2f} px at 128{row['at_512']:>7.2f} px at 512  "
               f"{'scales' if row['scales'] else 'DOES NOT SCALE'}")
-    return write_json(args.json, {"command": command, "parameters": sizes, "build_seconds": built, "engines": rows,
+    return write_json(args.json, {"command": command, "parameters": sizes, "build_seconds": built,
+                                  "unet_pass_seconds": alone, "engines": rows,
                                   "pixel_settings": checks, "all_scale": all(r["scales"] for r in checks),
                                   "image_size": model.image_size, "device": args.device})

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import guard
+from ..cards import record_domain_check
 from ..engines.counterfactual import EditConfig, counterfactual, editable
 from ..io import ImageReadError, read_image
 from ..models import Model, load_model, resolve
@@ -212,11 +213,10 @@ def run_domain(model: Model, domain: str, n_test: int, n_fit: int, n_edge: int) 
 
 def write_card(model_dir: Path, calibration: dict, summary: dict, command: str) -> None:
     """Store the calibration, and the figures it was measured at, in the model's medviz.json ``domain_check``."""
-    facts_path = model_dir / "medviz.json"
-    facts = json.loads(facts_path.read_text()) if facts_path.is_file() else {}
-    facts[guard.CARD_KEY] = {**calibration, "date": datetime.date.today().isoformat(), "command": command,
-                             "measured": {k: v for k, v in summary.items() if k != "far_groups"}}
-    facts_path.write_text(json.dumps(facts, indent=2) + "\n")
+    record_domain_check(model_dir, {**calibration, "date": datetime.date.today().isoformat(), "command": command,
+                                    "measured": {**{k: v for k, v in summary.items() if k != "far_groups"},
+                                                 "far_by_group": {g: f"{e['detected']}/{e['n']}" for g, e in
+                                                                  summary.get("far_groups", {}).items()}}})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

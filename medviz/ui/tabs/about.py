@@ -42,14 +42,7 @@ def model_about(model) -> str:
              f"({model.pipe.unet.dtype})"]
     if card.get("trained_on"):
         lines.append(f"- trained on: {card['trained_on']}")
-    check = card.get(CARD_KEY)
-    if check:
-        measured = check.get("measured", {})
-        figures = (f": {measured['false_alarms_held_out']:.1%} false alarms on {measured['n_held_out']} held-out "
-                   f"phantoms, {measured['detection_far']:.1%} of {measured['n_far']} far images flagged"
-                   if "detection_far" in measured else "")
-        lines.append(f"- domain check: threshold {check['threshold']:.1f}{figures} ({check.get('date', 'undated')})")
-    else:
+    if not card.get(CARD_KEY):                # a calibrated model's figures are in its card's section below
         lines.append("- " + NO_CHECK)
     if model.oracle is not None:
         lines.append(f"- oracle ({READOUT_KIND}): {', '.join(model.oracle.attributes)}")
