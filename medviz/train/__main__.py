@@ -1,4 +1,4 @@
-"""python -m medviz.train {vae,text2image,oracle,bundle,recipe} --domain cxr|skin --out DIR [...]
+"""python -m medviz.train {vae,text2image,oracle,classifier,bundle,recipe} --domain cxr|skin --out DIR [...]
 
 `recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
 text encoder + UNet and the oracle, and write the pipeline and oracle folders. Each job can be run on
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import fields
 
 from .architectures import PRESETS
 from .bundle import bundle_oracle, bundle_pipeline
+from .classifier import ClassifierConfig, train_classifier
 from .data import render_training_set
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
@@ -41,7 +43,8 @@ def _config(config_type, args) -> object:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.train", description=__doc__.split("\n\n")[1])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig)):
+    for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig),
+                              ("classifier", ClassifierConfig)):
         sub = commands.add_parser(name)
         sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
         sub.add_argument("--out", required=True)
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(train_text2image(_config(Text2ImageConfig, args)), indent=2))
     elif args.command == "oracle":
         print(json.dumps(train_oracle(_config(OracleConfig, args)), indent=2, default=str))
+    elif args.command == "classifier":
+        command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
+        print(json.dumps(train_classifier(_config(ClassifierConfig, args), command=command), indent=2, default=str))
     elif args.command == "bundle":
         bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
         if args.oracle_dir:

@@ -13,10 +13,10 @@ from ..io import as_rgb, to_model_batch, to_uint8
 from ..phantoms import get_domain, shrink_mask
 
 
-def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
-    domain, first, count, size, with_masks = args
+def _render_chunk(args: tuple) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
+    domain, first, count, size, with_masks, graph_parameters = args
     module = get_domain(domain)
-    graph = module.build_graph()
+    graph = module.build_graph(**graph_parameters)
     images = np.empty((count, size, size, 3), np.uint8)
     masks = np.zeros((count, size, size), np.uint8) if with_masks else None
     factors = []
@@ -34,8 +34,10 @@ def _render_chunk(args: tuple[str, int, int, int, bool]) -> tuple[np.ndarray, li
 
 
 def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers: int | None = None,
-                    progress: Callable[[int, int], None] | None = None, fine_structure_masks: bool = False):
-    """Render phantoms ``first_seed .. first_seed + n - 1`` at ``size`` px.
+                    progress: Callable[[int, int], None] | None = None, fine_structure_masks: bool = False,
+                    graph_parameters: dict | None = None):
+    """Render phantoms ``first_seed .. first_seed + n - 1`` at ``size`` px (``graph_parameters``: the SCM's, e.g.
+    the planted link's strength; default: the domain's own).
 
     Returns (uint8 images N x H x W x 3, factors), and with ``fine_structure_masks`` also a uint8 N x H x W
     array of bits: bit i is set where the renderer drew the domain's ``FINE_STRUCTURES[i]`` (hair, ruler
@@ -46,7 +48,7 @@ def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers
         raise ValueError(f"{domain}: {len(structures)} fine structures do not fit the masks' 8 bits")
     workers = workers or max(1, (os.cpu_count() or 1))
     chunk = max(1, min(500, n // (workers * 4) or 1))
-    jobs = [(domain, first_seed + start, min(chunk, n - start), size, fine_structure_masks)
+    jobs = [(domain, first_seed + start, min(chunk, n - start), size, fine_structure_masks, dict(graph_parameters or {}))
             for start in range(0, n, chunk)]
     images, factors, masks = [], [], []
     pool = ProcessPoolExecutor(workers) if workers > 1 else None

@@ -1,0 +1,173 @@
+"""Train a classifier to audit: a ``transformers`` ResNet for one target attribute, on phantoms whose planted link
+to a spurious attribute has a chosen strength, by ERM or Group DRO.
+
+Not the oracle: its own seed and training set, a single target, and a shortcut on purpose. Judged on a
+balanced held-out set drawn without the link: accuracy per group (target × spurious), mean and worst.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import domains
+from ..io import to_model_batch
+from .architectures import PRESETS
+from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, write_record
+from .data import render_phantoms
+from .oracle import HELD_OUT_FIRST_SEED
+
+METHODS = ("erm", "groupdro")
+#: Seeds of classifier training sets: apart from the generative models' (0..) and the oracle's held-out ones.
+TRAIN_FIRST_SEED = 30_000_000
+TEST_OFFSET = 900_000              # balanced test phantoms: HELD_OUT_FIRST_SEED + this, drawn without the link
+CARD = "medviz_classifier.json"
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(TrainConfig):
+    """``strength``: the planted link's risk difference, P(spurious | target) - P(spurious | no target), of the
+    training phantoms (the domain's ``planted_link``). ``method``: "erm" or "groupdro" (Sagawa et al. 2020,
+    Algorithm 1: group weights q_g <- q_g exp(group_step * loss_g), renormalised, loss = sum_g q_g loss_g; it
+    needs strong L2, ``weight_decay``). ``image_size``: the side the classifier reads."""
+
+    target: str = ""
+    spurious: str = ""
+    strength: float = 0.9
+    method: str = "erm"
+    image_size: int = 64
+    n_images: int = 4000
+    n_test: int = 800
+    steps: int = 600
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    group_step: float = 0.01
+
+    def validate(self) -> None:
+        d = domains.get(self.domain)
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if d.planted_link is None:
+            raise ValueError(f"domain {self.domain!r} plants no spurious link")
+        _, cause, effect = d.planted_link
+        if (self.target, self.spurious) != (cause, effect):
+            raise ValueError(f"the {self.domain} phantoms plant one link, {cause} -> {effect}: train with --target "
+                             f"{cause} --spurious {effect}")
+
+
+def graph_parameters(domain: str, strength: float) -> dict:
+    """The SCM parameter of the domain's planted link, set to ``strength``."""
+    return {domains.get(domain).planted_link[0]: float(strength)}
+
+
+def groups(domain: str, factors: list, target: str, spurious: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels (N,) int: the target present, group (N,) int: 2 * target + spurious) of N phantoms' factors."""
+    attributes = [domains.get(domain).attributes_of(f) for f in factors]
+    labels = np.array([int(a[target]) for a in attributes])
+    return labels, 2 * labels + np.array([int(a[spurious]) for a in attributes])
+
+
+def make_classifier(widths: tuple[int, ...], target: str, image_size: int):
+    """A two-class ResNet (``transformers``), label 1 = ``target`` present."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    labels = (f"no {target}", target)
+    config = ResNetConfig(num_channels=3, embedding_size=widths[0], hidden_sizes=list(widths), depths=[1] * len(widths),
+                          layer_type="basic", num_labels=2, id2label=dict(enumerate(labels)),
+                          label2id={label: i for i, label in enumerate(labels)}, image_size=image_size)
+    return ResNetForImageClassification(config)
+
+
+def group_dro_loss(losses, group, weights, step_size: float):
+    """Sagawa et al. 2020, Algorithm 1, one step: update the group weights ``weights`` (4,) in place from this
+    batch's mean loss per group present, and return the weighted loss."""
+    import torch
+
+    group_losses = torch.zeros_like(weights)
+    for g in torch.unique(group):
+        group_losses[g] = losses[group == g].mean()
+    with torch.no_grad():
+        weights.mul_(torch.exp(step_size * group_losses.detach()))
+        weights.div_(weights.sum())
+    return (weights * group_losses).sum()
+
+
+def subgroup_accuracy(model, images: np.ndarray, labels: np.ndarray, group: np.ndarray, device) -> dict:
+    """Accuracy per group (target × spurious), their mean, the worst, and each group's n."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        predicted = np.concatenate([model(pixel_values=to_model_batch(images[i:i + 256], device)).logits.argmax(-1).cpu()
+                                    .numpy() for i in range(0, len(images), 256)])
+    correct = predicted == labels
+    per_group = {int(g): float(correct[group == g].mean()) for g in range(4) if (group == g).any()}
+    return {"groups": per_group, "n": {int(g): int((group == g).sum()) for g in range(4)},
+            "mean_accuracy": float(correct.mean()), "worst_group_accuracy": min(per_group.values())}
+
+
+def balanced_test_set(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, groups): phantoms drawn without the link, subsampled to equal groups."""
+    images, factors = render_phantoms(config.domain, config.n_test * 4, config.image_size,
+                                      HELD_OUT_FIRST_SEED + TEST_OFFSET, config.workers,
+                                      graph_parameters=graph_parameters(config.domain, 0.0))
+    labels, group = groups(config.domain, factors, config.target, config.spurious)
+    smallest = min(int((group == g).sum()) for g in range(4))
+    keep = np.sort(np.concatenate([np.flatnonzero(group == g)[:min(smallest, config.n_test // 4)] for g in range(4)]))
+    return images[keep], labels[keep], group[keep]
+
+
+def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
+                     should_stop: Callable[[], bool] | None = None, command: str = "") -> dict:
+    """Train, measure per-group accuracy on the balanced test set, save ``out`` (a transformers folder + card)."""
+    import torch
+
+    config.validate()
+    accelerator = make_accelerator(config.seed)
+    images, factors = render_phantoms(config.domain, config.n_images, config.image_size, TRAIN_FIRST_SEED + config.seed,
+                                      config.workers, graph_parameters=graph_parameters(config.domain, config.strength))
+    labels, group = groups(config.domain, factors, config.target, config.spurious)
+    model = make_classifier(PRESETS[config.preset].oracle_widths, config.target, config.image_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    scheduler = BudgetedSchedule(optimizer, min(100, config.steps // 10), config.steps)
+    weights = torch.full((4,), 0.25, device=accelerator.device)
+    rng = np.random.default_rng(config.seed)
+    log = Log(f"classifier {config.method}", config.steps, progress=progress)
+    model.train()
+    for step in range(1, config.steps + 1):
+        index = rng.integers(0, len(images), config.batch_size)
+        batch = images[index]
+        if config.domain == "skin" and rng.random() < 0.5:
+            batch = batch[:, :, ::-1]              # dermoscopy has no left/right; X-rays do (heart side)
+        logits = model(pixel_values=to_model_batch(np.ascontiguousarray(batch), accelerator.device)).logits
+        target = torch.as_tensor(labels[index], device=logits.device)
+        losses = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
+        if config.method == "groupdro":
+            loss = group_dro_loss(losses, torch.as_tensor(group[index], device=logits.device), weights, config.group_step)
+        else:
+            loss = losses.mean()
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step(step)
+        optimizer.zero_grad(set_to_none=True)
+        log.step(step, loss=loss.item())
+        if should_stop and should_stop():
+            break
+    model = accelerator.unwrap_model(model)
+    test_images, test_labels, test_groups = balanced_test_set(config)
+    measured = subgroup_accuracy(model, test_images, test_labels, test_groups, accelerator.device)
+    train_share = {int(g): float((group == g).mean()) for g in range(4)}
+    out = Path(config.out)
+    model.save_pretrained(str(out), safe_serialization=True)
+    result = {"target": config.target, "spurious": config.spurious, "strength": config.strength,
+              "method": config.method, "groups": {g: f"{'' if g // 2 else 'no '}{config.target}, "
+                                                     f"{'' if g % 2 else 'no '}{config.spurious}" for g in range(4)},
+              "train_group_share": train_share, "balanced_test": measured, "command": command,
+              "group_weights": weights.cpu().tolist() if config.method == "groupdro" else None}
+    write_record(out, CARD, config, result)
+    return result

@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medviz.train.__main__ import main
+from medviz.train.classifier import ClassifierConfig, graph_parameters, group_dro_loss, groups
+from medviz.train.data import render_phantoms
+
+
+def test_the_planted_link_strength_reaches_the_rendered_phantoms():
+    _, none = render_phantoms("cxr", 300, 32, 30_000_000, workers=1, graph_parameters=graph_parameters("cxr", 0.0))
+    _, strong = render_phantoms("cxr", 300, 32, 30_000_000, workers=1, graph_parameters=graph_parameters("cxr", 0.8))
+    for factors, lo, hi in ((none, -0.15, 0.15), (strong, 0.6, 1.0)):
+        labels, group = groups("cxr", factors, "pleural_effusion", "support_devices")
+        spurious = group % 2
+        difference = spurious[labels == 1].mean() - spurious[labels == 0].mean()
+        assert lo < difference < hi                              # the risk difference asked for, within sampling
+
+
+def test_group_dro_raises_the_weight_of_the_group_with_the_largest_loss():
+    weights = torch.full((4,), 0.25)
+    losses = torch.tensor([0.1, 0.1, 2.0, 0.1, 0.1])
+    group = torch.tensor([0, 1, 2, 3, 0])
+    loss = group_dro_loss(losses, group, weights, step_size=0.5)
+    assert weights.sum().item() == pytest.approx(1.0) and weights.argmax().item() == 2 and weights[2] > 0.25
+    assert loss.item() == pytest.approx((weights * torch.tensor([0.1, 0.1, 2.0, 0.1])).sum().item())
+
+
+def test_a_tiny_classifier_trains_and_writes_its_card(tmp_path):
+    out = tmp_path / "clf"
+    assert main(["classifier", "--domain", "skin", "--out", str(out), "--target", "melanoma", "--spurious", "ruler",
+                 "--strength", "0.9", "--method", "groupdro", "--preset", "tiny", "--image-size", "32",
+                 "--n-images", "120", "--n-test", "40", "--steps", "4", "--batch-size", "16", "--workers", "1"]) == 0
+    card = json.loads((out / "medviz_classifier.json").read_text())
+    measured = card["balanced_test"]
+    assert card["method"] == "groupdro" and card["strength"] == 0.9 and len(card["group_weights"]) == 4
+    assert set(measured["groups"]) == {"0", "1", "2", "3"} and 0 <= measured["worst_group_accuracy"] <= 1
+    assert measured["worst_group_accuracy"] == min(measured["groups"].values())
+    assert len(set(measured["n"].values())) == 1                            # the test set is balanced
+    assert card["command"].startswith("python -m medviz.train classifier --domain skin")
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "no melanoma", "1": "melanoma"}
+
+
+def test_the_classifier_refuses_a_link_the_phantoms_do_not_plant():
+    with pytest.raises(ValueError, match="plant one link, pleural_effusion -> support_devices"):
+        ClassifierConfig(domain="cxr", out="x", target="cardiomegaly", spurious="support_devices").validate()
+    with pytest.raises(ValueError, match="unknown method"):
+        ClassifierConfig(domain="skin", out="x", target="melanoma", spurious="ruler", method="irm").validate()
+    assert np.isclose(graph_parameters("skin", 0.3)["melanoma_ruler_strength"], 0.3)
