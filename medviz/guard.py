@@ -17,6 +17,7 @@ without one (a user's checkpoint not yet calibrated) gets ``in_domain = None`` a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from .engines.common import encode_prompts, model_rgb
@@ -34,8 +35,8 @@ NO_CHECK = ("there is no domain check for this model: its readouts and verdicts 
 @dataclass(frozen=True)
 class DomainCheck:
     """The verdict on one image. ``in_domain`` is None where the model has no calibration; ``score`` and
-    ``threshold`` are then NaN. ``features``: each feature's standardised value (the score is their largest
-    absolute value); ``unet_passes``: what the check cost."""
+    ``threshold`` are then NaN. ``features``: each feature's standardised value (the score is their norm,
+    ``scores``); ``unet_passes``: what the check cost."""
 
     in_domain: bool | None
     score: float
@@ -85,7 +86,9 @@ def raw_features(model: Model, images, batch: int = 16) -> dict[str, np.ndarray]
             noise = noise.to(device, dtype)
             for t in TIMESTEPS:          # one call per timestep over the chunk; per image that is one UNet pass each
                 steps = torch.full((len(latents),), t, device=device, dtype=torch.long)
-                noisy = pipe.scheduler.add_noise(latents.to(dtype), noise.expand_as(latents), steps)
+                # DDPM's forward process (Ho et al. 2020, eq. 4), from the schedule's alphas: any scheduler has them.
+                abar = float(pipe.scheduler.alphas_cumprod[t])
+                noisy = (abar ** 0.5 * latents.float() + (1 - abar) ** 0.5 * noise.float().expand_as(latents)).to(dtype)
                 eps = pipe.unet(noisy, steps, encoder_hidden_states=empty.expand(len(latents), -1, -1)).sample
                 out[f"denoise@{t}"].append(((eps.float() - noise.float()) ** 2).mean((1, 2, 3)).cpu().numpy())
     return {name: np.concatenate(values) for name, values in out.items()}

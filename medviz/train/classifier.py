@@ -59,9 +59,15 @@ class ClassifierConfig(TrainConfig):
                              f"{cause} --spurious {effect}")
 
 
+#: P(spurious | no target) of every classifier's phantoms, whatever the strength: low enough for a link of 0.9
+#: (P(spurious | target) = 0.95), and one value so that classifiers at different strengths differ in the link alone.
+SPURIOUS_BASE_RATE = 0.05
+BASE_RATE_PARAMETERS = {"cxr": "device_base_rate", "skin": "ruler_base_rate"}     # the SCMs' names for it
+
+
 def graph_parameters(domain: str, strength: float) -> dict:
-    """The SCM parameter of the domain's planted link, set to ``strength``."""
-    return {domains.get(domain).planted_link[0]: float(strength)}
+    """The SCM parameters of the domain's planted link: its strength, and the base rate ``SPURIOUS_BASE_RATE``."""
+    return {domains.get(domain).planted_link[0]: float(strength), BASE_RATE_PARAMETERS[domain]: SPURIOUS_BASE_RATE}
 
 
 def groups(domain: str, factors: list, target: str, spurious: str) -> tuple[np.ndarray, np.ndarray]:
