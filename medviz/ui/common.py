@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from .. import RESEARCH_ONLY_NOTICE, __version__
 from ..engines import Interrupted
@@ -69,7 +70,8 @@ def take_upload(path: str | None) -> bytes | None:
     try:
         return upload.read_bytes()
     finally:
-        forget_file(upload)
+        if Path(get_upload_folder()).resolve() in upload.resolve().parents:     # never a file outside gradio's cache
+            forget_file(upload)
 
 
 def forget_file(path: Path) -> None:
