@@ -141,9 +141,14 @@ def sweep_exports(max_age: float = FILE_LIFETIME) -> int:
     return deleted
 
 
+_SWEEPER: list[threading.Thread] = []
+
+
 def start_sweeper(every: float = SWEEP_EVERY, max_age: float = FILE_LIFETIME) -> threading.Thread:
-    """A daemon thread that runs ``sweep_exports`` every ``every`` seconds (gradio's ``delete_cache`` does the same
-    for the copies it serves)."""
+    """The daemon thread that runs ``sweep_exports`` every ``every`` seconds (gradio's ``delete_cache`` does the same
+    for the copies it serves); one per process, however many pages are built."""
+    if _SWEEPER and _SWEEPER[0].is_alive():
+        return _SWEEPER[0]
 
     def loop():
         while True:
@@ -155,4 +160,5 @@ def start_sweeper(every: float = SWEEP_EVERY, max_age: float = FILE_LIFETIME) ->
 
     thread = threading.Thread(target=loop, name="medviz-export-sweeper", daemon=True)
     thread.start()
+    _SWEEPER[:] = [thread]
     return thread

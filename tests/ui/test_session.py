@@ -25,3 +25,7 @@ def test_every_job_names_its_files_apart():
     first, second = Job("s"), Job("s")
     assert first.run_id != second.run_id and len(first.run_id) == 8
     assert first.file("counterfactual-0", ".png").name == f"counterfactual-0-{first.run_id}.png"
+
+
+def test_one_sweeper_per_process():
+    assert session.start_sweeper() is session.start_sweeper()
