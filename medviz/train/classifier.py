@@ -16,7 +16,7 @@ import numpy as np
 from .. import domains
 from ..io import to_model_batch
 from .architectures import PRESETS
-from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, write_record
+from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, optimizer_step, write_record
 from .data import render_phantoms
 from .oracle import HELD_OUT_FIRST_SEED
 
@@ -157,11 +157,7 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
             loss = group_dro_loss(losses, torch.as_tensor(group[index], device=logits.device), weights, config.group_step)
         else:
             loss = losses.mean()
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step(step)
-        optimizer.zero_grad(set_to_none=True)
-        log.step(step, loss=loss.item())
+        optimizer_step(accelerator, loss, optimizer, scheduler, step, log, cross_entropy=loss.item())
         if should_stop and should_stop():
             break
     model = accelerator.unwrap_model(model)

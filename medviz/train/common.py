@@ -127,3 +127,12 @@ class BudgetedSchedule:
 
     def done(self, step: int) -> bool:
         return step >= self.total
+
+
+def optimizer_step(accelerator, loss, optimizer, scheduler, step: int, log: "Log", **metrics: float) -> None:
+    """One step of a training loop: backward, update, learning-rate schedule, zeroed gradients, the log line."""
+    accelerator.backward(loss)
+    optimizer.step()
+    scheduler.step(step)
+    optimizer.zero_grad(set_to_none=True)
+    log.step(step, **metrics)

@@ -18,7 +18,7 @@ from ..io import to_model_batch
 from ..metrics import roc_auc
 from ..oracle import READOUT_KIND, predict
 from .architectures import PRESETS, make_oracle
-from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, write_record
+from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, optimizer_step, write_record
 from .data import render_phantoms
 
 HELD_OUT_FIRST_SEED = 10_000_000   # held-out phantoms never overlap the training seeds
@@ -64,11 +64,7 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
         with accelerator.autocast():
             logits = model(pixel_values=to_model_batch(np.ascontiguousarray(batch), accelerator.device)).logits
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets[index].to(logits.device))
-        accelerator.backward(loss)
-        optimizer.step()
-        scheduler.step(step)
-        optimizer.zero_grad(set_to_none=True)
-        log.step(step, bce=loss.item())
+        optimizer_step(accelerator, loss, optimizer, scheduler, step, log, bce=loss.item())
         if should_stop and should_stop():
             break
     model = accelerator.unwrap_model(model)
