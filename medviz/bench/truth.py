@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .. import domains
-from ..phantoms import Sample, get_domain, mask_between, shrink_mask
+from ..phantoms import get_domain, mask_between, shrink_mask
+from ..phantoms.effects import switch
 from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
-
-
-def switch(domain: str, sample: Sample, attribute: str, on: bool) -> dict[str, Any]:
-    """Factor changes that switch ``attribute`` on or off in ``sample``: the domain's ``add`` / ``remove``,
-    with an added effusion clearly visible (severity at least 0.5, or the phantom's own if larger: not a
-    blunted angle)."""
-    a = domains.get(domain).attribute(attribute)
-    changes = dict(a.add if on else a.remove)
-    if "effusion_severity" in changes:
-        changes["effusion_severity"] = max(0.5, float(sample.factors["effusion_severity"]))
-    return changes
 
 
 def toggled_region(domain: str, seed: int, attribute: str, size: int) -> np.ndarray:
