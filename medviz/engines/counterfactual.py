@@ -546,8 +546,8 @@ def composite(decoded: np.ndarray, rgb: np.ndarray, pixel_mask: np.ndarray | Non
         decoded = rgb + (decoded - reference)
     if pixel_mask is not None:
         # The seam: 4 px at 128 px inside a mask of latent cells, 2 px inside the pixels the edit changed.
-        size = rgb.shape[0]
-        weight = _feather(edited, ramp=size / 64 if restrict else size / 32)[..., None]
+        mask_ramp, changed_ramp = seam_ramps(rgb.shape[0])
+        weight = _feather(edited, ramp=changed_ramp if restrict else mask_ramp)[..., None]
         decoded = weight * decoded + (1 - weight) * rgb
     return np.clip(decoded, 0.0, 1.0).astype(np.float32), edited
 
@@ -558,13 +558,23 @@ def latent_cells(latent_size: int) -> int:
     return max(1, round(latent_size / 32))
 
 
-def pixel_settings(size: int, latent_size: int) -> dict[str, float]:
-    """Every edit setting measured in pixels, at an image side of ``size`` px with ``latent_size`` latent cells:
-    each is a fixed share of the image side (the bundled models' value at 128 px, scaled)."""
+def seam_ramps(size: int) -> tuple[float, float]:
+    """The composite's seam, px: (inside a mask of latent cells, inside the pixels the edit changed): 4 and 2 at 128 px."""
+    return size / 32, size / 64
+
+
+def change_reach(size: int) -> tuple[float, int]:
+    """The change threshold's smoothing sigma and dilation, px: 1 and 1 at 128 px."""
     scale = size / 128
-    return {"mask_dilation_px": latent_cells(latent_size) * size / latent_size,
-            "seam_ramp_mask_px": size / 32, "seam_ramp_changed_px": size / 64,
-            "change_smoothing_sigma_px": scale, "change_dilation_px": max(1, round(scale))}
+    return scale, max(1, round(scale))
+
+
+def pixel_settings(size: int, latent_size: int) -> dict[str, float]:
+    """Every edit setting measured in pixels, at an image side of ``size`` px with ``latent_size`` latent cells, as
+    the engine uses them: each is a fixed share of the image side (the bundled models' value at 128 px, scaled)."""
+    (mask_ramp, changed_ramp), (sigma, reach) = seam_ramps(size), change_reach(size)
+    return {"mask_dilation_px": latent_cells(latent_size) * size / latent_size, "seam_ramp_mask_px": mask_ramp,
+            "seam_ramp_changed_px": changed_ramp, "change_smoothing_sigma_px": sigma, "change_dilation_px": reach}
 
 
 def _feather(pixel: np.ndarray, ramp: float) -> np.ndarray:
@@ -582,9 +592,9 @@ def _changed_pixels(edited: np.ndarray, reference: np.ndarray, mask: np.ndarray,
     much, so that the edge of a removed structure is inside."""
     from scipy.ndimage import binary_dilation, gaussian_filter
 
-    scale = edited.shape[0] / 128
-    change = gaussian_filter(np.abs(edited - reference).max(-1), sigma=scale)
-    return binary_dilation(change > threshold, iterations=max(1, round(scale))) & mask
+    sigma, reach = change_reach(edited.shape[0])
+    change = gaussian_filter(np.abs(edited - reference).max(-1), sigma=sigma)
+    return binary_dilation(change > threshold, iterations=reach) & mask
 
 
 def channel_mean(image: np.ndarray) -> np.ndarray:
