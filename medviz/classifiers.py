@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from .io import as_rgb, to_model_batch, to_uint8
+from .io import uint8_rgb
+from .oracle import predict
 
 CLASSIFIERS_DIR = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
 CARD = "medviz_classifier.json"          # what ``python -m medviz.train classifier`` writes beside the weights
@@ -39,28 +39,9 @@ class AuditedClassifier:
 
     def score(self, images, batch: int = 128) -> np.ndarray:
         """(N,) the softmax (single-label) or sigmoid (multi-label) probability of ``label`` for N images."""
-        import torch
-
-        uint8 = np.stack([self._prepared(image) for image in images])
+        uint8 = np.stack([uint8_rgb(image, self.image_size) for image in images])
         multi_label = getattr(self.model.config, "problem_type", None) == "multi_label_classification"
-        scores = []
-        self.model.eval()
-        with torch.no_grad():
-            for start in range(0, len(uint8), batch):
-                logits = self.model(pixel_values=to_model_batch(uint8[start:start + batch], "cpu")).logits.float()
-                probabilities = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
-                scores.append(probabilities[:, self.index].numpy())
-        return np.concatenate(scores)
-
-    def _prepared(self, image) -> np.ndarray:
-        image = np.asarray(image)
-        if image.dtype != np.uint8:
-            image = to_uint8(as_rgb(np.clip(image, 0, 1).astype(np.float32)))
-        elif image.ndim == 2:
-            image = np.repeat(image[..., None], 3, axis=-1)
-        if image.shape[:2] != (self.image_size, self.image_size):
-            image = np.asarray(Image.fromarray(image).resize((self.image_size, self.image_size), Image.BILINEAR))
-        return image
+        return predict(self.model, uint8, "cpu", batch, softmax=not multi_label)[:, self.index]
 
 
 def bundled_classifiers() -> list[str]:

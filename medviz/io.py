@@ -455,6 +455,19 @@ def to_uint16(pixels: np.ndarray) -> np.ndarray:
     return np.round(np.clip(pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
+def uint8_rgb(image: np.ndarray, size: int) -> np.ndarray:
+    """Contract floats (clipped) or uint8, gray or RGB, any size -> uint8 (size, size, 3), resized bilinearly: what
+    the classifiers (the oracle, an audited classifier) read."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = to_uint8(np.clip(image, 0.0, 1.0).astype(np.float32))
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return image
+
+
 def as_rgb(pixels: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3) -> (H, W, 3), repeating gray."""
     return np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels

@@ -15,25 +15,25 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
 from . import domains
-from .io import to_model_batch, to_uint8
+from .io import to_model_batch, uint8_rgb
 
 #: Every figure the oracle produces is labelled with this, in tables, charts and metadata.
 READOUT_KIND = "attribute readout (not a diagnosis)"
 
 
-def predict(model, images: np.ndarray, device, batch: int = 256) -> np.ndarray:
-    """Sigmoid probabilities (N, n_attributes) of uint8 N x H x W x 3 images, in batches of ``batch``."""
+def predict(model, images: np.ndarray, device, batch: int = 256, softmax: bool = False) -> np.ndarray:
+    """Probabilities (N, n_labels) of uint8 N x H x W x 3 images, in batches of ``batch``: sigmoid per label
+    (multi-label, the oracle), or ``softmax`` over the labels (a single-label classifier)."""
     import torch
 
     model.eval()
     outputs = []
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            logits = model(pixel_values=to_model_batch(images[start:start + batch], device)).logits
-            outputs.append(torch.sigmoid(logits.float()).cpu().numpy())
+            logits = model(pixel_values=to_model_batch(images[start:start + batch], device)).logits.float()
+            outputs.append((torch.softmax(logits, dim=-1) if softmax else torch.sigmoid(logits)).cpu().numpy())
     return np.concatenate(outputs)
 
 
@@ -64,16 +64,7 @@ class Oracle:
         return [dict(zip(self.attributes, map(float, row))) for row in self.readout(images)]
 
     def _to_uint8_batch(self, images) -> np.ndarray:
-        arrays = []
-        for image in images:
-            image = np.asarray(image)
-            if image.dtype != np.uint8:
-                image = to_uint8(np.clip(image, 0.0, 1.0).astype(np.float32))
-            if image.ndim == 2:
-                image = np.repeat(image[..., None], 3, axis=-1)
-            if image.shape[:2] != (self.image_size, self.image_size):
-                image = np.asarray(Image.fromarray(image).resize((self.image_size, self.image_size), Image.BILINEAR))
-            arrays.append(image)
+        arrays = [uint8_rgb(image, self.image_size) for image in images]
         return np.stack(arrays) if arrays else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import domains
 from ..io import to_model_batch
+from ..oracle import predict
 from .architectures import PRESETS
 from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, optimizer_step, write_record
 from .data import render_phantoms
@@ -104,13 +105,7 @@ def group_dro_loss(losses, group, weights, step_size: float):
 
 def subgroup_accuracy(model, images: np.ndarray, labels: np.ndarray, group: np.ndarray, device) -> dict:
     """Accuracy per group (target × spurious), their mean, the worst, and each group's n."""
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        predicted = np.concatenate([model(pixel_values=to_model_batch(images[i:i + 256], device)).logits.argmax(-1).cpu()
-                                    .numpy() for i in range(0, len(images), 256)])
-    correct = predicted == labels
+    correct = predict(model, images, device, softmax=True).argmax(-1) == labels
     per_group = {int(g): float(correct[group == g].mean()) for g in range(4) if (group == g).any()}
     return {"groups": per_group, "n": {int(g): int((group == g).sum()) for g in range(4)},
             "mean_accuracy": float(correct.mean()), "worst_group_accuracy": min(per_group.values())}
