@@ -163,6 +163,21 @@ def input_summary(image: MedicalImage) -> str:
     return text
 
 
+def read_input(page: Page, model_name: str | None, source: dict,
+               window: tuple[float, float] | None = None) -> tuple[MedicalImage | None, str]:
+    """(the image, its info line: 'Upload: …' or 'Example *name*: …') of ``source`` ({"upload": bytes} or
+    {"example": name}) at the model's working size; a file that cannot be read gives (None, why) and a warning
+    toast, never an earlier image."""
+    try:
+        image = load_input(source.get("upload"), source.get("example"), page.registry.get(model_name).image_size,
+                           window)
+    except (ValueError, ModelLoadError) as error:
+        gr.Warning(f"No image loaded: {error}")
+        return None, f"⚠ **No image loaded:** {error}"
+    origin = "Upload" if source.get("upload") else f"Example *{source['example']}*"
+    return image, f"{origin}: {input_summary(image)}"
+
+
 NO_IMAGE = "load an image first: upload a PNG, JPEG, TIFF or DICOM, or pick an example"
 
 

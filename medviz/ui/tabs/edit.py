@@ -12,10 +12,9 @@ from ... import RESEARCH_ONLY_NOTICE
 from ...display import for_display, overlay
 from ...engines.counterfactual import EditConfig, counterfactual, edit_defaults, editable, measured_edit
 from ...io import write_dicom, write_png
-from ...models import ModelLoadError
 from ...oracle import READOUT_KIND
 from ..common import (MODEL_JOBS, NO_IMAGE, Job, Page, domain_banner, errors_as_messages, example_images, first_example,
-                      image_input, input_summary, load_input, number, outside, pre_run_line, start_job, take_upload,
+                      image_input, number, outside, pre_run_line, read_input, start_job, take_upload,
                       unmeasured_settings, warned)
 from ..session import FILE_LIFETIME
 from . import Tab
@@ -25,27 +24,17 @@ MASK_MODES = {"automatic (DiffEdit)": "auto", "painted with the brush": "painted
 ACTIONS = ("remove", "add")
 
 
-@dataclass(frozen=True)
-class EditInput:
-    pixels: np.ndarray                 # the image in the I/O contract, at most the model's working size
-    canvas: dict                       # ImageEditor value: the image, enlarged for painting, as background
-    info: str                          # markdown: what was read and how it was mapped (never the file's name)
-    window: tuple[float, float] | None  # the DICOM window used (center, width), None for other formats
+def dicom_window(center: float | None, width: float | None) -> tuple[float, float] | None:
+    """(center, width) when both are given and the width is positive, else None (the file's own VOI)."""
+    if center is not None and width is not None and float(width) > 0:
+        return float(center), float(width)
+    return None
 
 
-def edit_input(source: dict | None, size: int, window_center: float | None = None,
-               window_width: float | None = None) -> EditInput:
-    """Read the tab's input (``source``: {"upload": bytes} or {"example": name}) at most ``size`` px; a DICOM takes
-    the given window/level (both > 0) or its own VOI."""
-    if not source:
-        raise ValueError(NO_IMAGE)
-    window = None
-    if window_center is not None and window_width is not None and float(window_width) > 0:
-        window = (float(window_center), float(window_width))
-    image = load_input(source.get("upload"), source.get("example"), size, window)
-    background = for_display(image.pixels)
-    return EditInput(pixels=image.pixels, canvas={"background": background, "layers": [], "composite": background},
-                     info=input_summary(image), window=image.info.window)
+def canvas_of(pixels: np.ndarray) -> dict:
+    """The ImageEditor value for an image: enlarged for painting as its background, no painted layer."""
+    background = for_display(pixels)
+    return {"background": background, "layers": [], "composite": background}
 
 
 def painted_mask(canvas: dict | None, shape: tuple[int, int] | None = None) -> np.ndarray | None:
@@ -247,14 +236,11 @@ def loaded_outputs(page: Page, model_name: str | None, source: dict | None, cent
     ({"upload": bytes} or {"example": name}); a file that cannot be read leaves no image, never an earlier one."""
     if not source:
         return [None, None, None, "", None, None]
-    try:
-        loaded = edit_input(source, page.registry.get(model_name).image_size, center, width)
-    except (ValueError, ModelLoadError) as error:
-        gr.Warning(f"No image loaded: {error}")
-        return [None, None, None, f"⚠ **No image loaded:** {error}", None, None]
-    center, width = loaded.window if loaded.window else (None, None)
-    origin = "Upload" if "upload" in source else f"Example *{source['example']}*"
-    return [source, loaded.pixels, loaded.canvas, f"{origin}: {loaded.info}", center, width]
+    image, info = read_input(page, model_name, source, dicom_window(center, width))
+    if image is None:
+        return [None, None, None, info, None, None]
+    center, width = image.info.window or (None, None)
+    return [source, image.pixels, canvas_of(image.pixels), info, center, width]
 
 
 def build(page: Page, domain: str | None) -> Tab:

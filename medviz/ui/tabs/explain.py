@@ -12,10 +12,8 @@ from ...display import for_display, overlay
 from ...engines.common import model_rgb
 from ...engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, ExplainResult, calibrated_settings,
                                 classify, fitted_trials, measured_classifier, preset, preset_names, votes_needed)
-from ...models import ModelLoadError
 from ..common import (MODEL_JOBS, NO_IMAGE, Job, Page, domain_banner, errors_as_messages, example_images, first_example,
-                      image_input, input_summary, load_input, pre_run_line, start_job, take_upload,
-                      unmeasured_settings)
+                      image_input, pre_run_line, read_input, start_job, take_upload, unmeasured_settings)
 from ..session import FILE_LIFETIME
 from . import Tab
 
@@ -204,23 +202,19 @@ def build(page: Page, domain: str | None) -> Tab:
         # The loaded image, in memory: kept FILE_LIFETIME s after it was loaded, as the server's files are.
         state, pixels = gr.State(None), gr.State(None, time_to_live=FILE_LIFETIME)
 
-    def read(model_name, upload: bytes | None, example: str | None) -> list:
+    def read(model_name, source: dict | None) -> list:
         """(pixels, info) of the input; a file that cannot be read leaves no image (never an earlier one)."""
-        if not upload and not example:
+        if not source:
             return [None, ""]
-        try:
-            image = load_input(upload, example, page.registry.get(model_name).image_size)
-        except (ValueError, ModelLoadError) as error:
-            gr.Warning(f"No image loaded: {error}")
-            return [None, f"⚠ **No image loaded:** {error}"]
-        return [image.pixels, ("Upload" if upload else f"Example *{example}*") + ": " + input_summary(image)]
+        image, info = read_input(page, model_name, source)
+        return [None if image is None else image.pixels, info]
 
     def on_example(model_name, name):
-        return read(model_name, None, name) if name else [gr.skip()] * 2    # emptied by an upload: keep the upload
+        return read(model_name, {"example": name}) if name else [gr.skip()] * 2   # emptied by an upload: keep it
 
     def on_upload(model_name, upload):
         data = take_upload(upload)            # read into memory; the file and its name leave the server now
-        return [*read(model_name, data, None), None, None]
+        return [*read(model_name, {"upload": data} if data else None), None, None]
 
     loaded = [pixels, info]
     upload.upload(on_upload, [page.model_name, upload], [*loaded, upload, example], api_name="explain_load")
