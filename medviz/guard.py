@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .engines.common import encode_prompts, model_rgb
+from .io import from_array
 from .models import Model
 
 #: Timesteps of the denoising-error features (of 1000): low enough to read texture, high enough to read layout.
@@ -76,7 +77,7 @@ def raw_features(model: Model, images, batch: int = 16) -> dict[str, np.ndarray]
     out: dict[str, list] = {"vae": [], **{f"denoise@{t}": [] for t in TIMESTEPS}}
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            chunk = [model_rgb(_as_float(image), size) for image in images[start:start + batch]]
+            chunk = [model_rgb(from_array(image).pixels, size) for image in images[start:start + batch]]
             x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(device, pipe.vae.dtype) * 2 - 1
             latents = pipe.vae.encode(x).latent_dist.mean
             decoded = pipe.vae.decode(latents).sample.float().clamp(-1, 1)
@@ -92,11 +93,6 @@ def raw_features(model: Model, images, batch: int = 16) -> dict[str, np.ndarray]
                 eps = pipe.unet(noisy, steps, encoder_hidden_states=empty.expand(len(latents), -1, -1)).sample
                 out[f"denoise@{t}"].append(((eps.float() - noise.float()) ** 2).mean((1, 2, 3)).cpu().numpy())
     return {name: np.concatenate(values) for name, values in out.items()}
-
-
-def _as_float(image) -> np.ndarray:
-    image = np.asarray(image)
-    return image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
 
 
 def standardise(features: dict[str, np.ndarray], calibration: dict) -> dict[str, np.ndarray]:

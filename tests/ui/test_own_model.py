@@ -63,7 +63,7 @@ def test_edit_takes_source_and_target_prompts_and_says_there_is_no_domain_check(
         client.predict(**request, source_prompt="", api_name="/edit")
     _, _, summary, readout, files = client.predict(**request, source_prompt="a chest X-ray with fluid", api_name="/edit")
     assert "No domain check for this model" in summary and "**Target prompt:** a chest X-ray without fluid" in summary
-    assert readout["data"] in ([], [[None, None, None]], [["", "", ""]]) and len(files) == 2
+    assert readout["data"] == [] and len(files) == 2                      # no oracle: no readout rows
 
 
 def test_explain_and_generate_run_on_the_users_model(own_app):
