@@ -18,7 +18,7 @@ import numpy as np
 from .io import uint8_rgb
 from .oracle import predict
 
-CLASSIFIERS_DIR = Path(__file__).resolve().parent.parent / "assets" / "classifiers"
+CLASSIFIERS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"     # beside the pipelines
 CARD = "medviz_classifier.json"          # what ``python -m medviz.train classifier`` writes beside the weights
 
 
@@ -45,10 +45,19 @@ class AuditedClassifier:
 
 
 def bundled_classifiers() -> list[str]:
-    """Names of the bundled classifier folders under ``assets/classifiers``."""
+    """Names of the bundled classifiers to audit: folders under ``assets/models`` with a classifier card."""
     if not CLASSIFIERS_DIR.is_dir():
         return []
-    return sorted(p.name for p in CLASSIFIERS_DIR.iterdir() if (p / "config.json").is_file())
+    return sorted(p.name for p in CLASSIFIERS_DIR.iterdir() if (p / "config.json").is_file() and (p / CARD).is_file())
+
+
+def classifier_domain(name: str) -> str | None:
+    """The domain a bundled classifier was trained on (its card), None when its card does not say."""
+    path = CLASSIFIERS_DIR / name / CARD
+    try:
+        return json.loads(path.read_text()).get("config", {}).get("domain")
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def load_classifier(name_or_path: str | os.PathLike, label: str | None = None) -> AuditedClassifier:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import calibrate, classify, counterfactual, fullsize, generate, guard, models, phantoms, traverse, ui
+from . import audit, calibrate, classify, counterfactual, fullsize, generate, guard, models, phantoms, traverse, ui
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,
-           "ui": ui}
+           "ui": ui, "audit": audit}
 
 
 def main(argv: list[str] | None = None) -> int:

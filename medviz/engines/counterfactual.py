@@ -505,7 +505,7 @@ def _masks(config: EditConfig, score, painted, latent_size: int, size: int, devi
         # In latent cells: one at the bundled models' 32-cell latents, as many more as a latent is larger (SD 1.5: 2).
         cells = latent_cells(latent_size)
         smooth = gaussian_filter(score.float().cpu().numpy(), sigma=float(cells))
-        scaled = np.clip(smooth / (3.0 * smooth.mean()), 0.0, 1.0)
+        scaled = np.clip(smooth / (3.0 * max(float(smooth.mean()), 1e-12)), 0.0, 1.0)   # identical prompts: all 0
         latent_np = binary_dilation(scaled > config.mask_threshold, iterations=cells)
         latent = torch.from_numpy(latent_np.astype(np.float32))
         pixel = F.interpolate(latent[None, None], size=(size, size), mode="nearest")[0, 0].numpy() > 0.5

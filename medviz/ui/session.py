@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gradio.utils import get_upload_folder
 
+from ..classifiers import AuditedClassifier, ClassifierLoadError, bundled_classifiers, classifier_domain, load_classifier
 from ..models import Model, ModelLoadError, bundled_models, load_model
 
 #: A session's files live at most this long after they were written (seconds); closing the page deletes them at once.
@@ -69,6 +70,34 @@ class ModelRegistry:
             self.get(self.default)
         except ModelLoadError:
             pass
+
+    def classifier_choices(self, domain: str | None) -> list[str]:
+        """Bundled classifiers of ``domain`` and the classifier folders (no pipeline) under the models folder."""
+        names = [n for n in bundled_classifiers() if classifier_domain(n) in (domain, None)]
+        if self.models_dir is not None and self.models_dir.is_dir():
+            names += sorted(p.name for p in self.models_dir.iterdir()
+                            if (p / "config.json").is_file() and not (p / "model_index.json").is_file())
+        return names
+
+    def classifier(self, name: str | None, label: str | None = None) -> AuditedClassifier:
+        """A classifier for the classifier box: a bundled name or a folder under the models folder (errors name
+        nothing outside them), loaded each time (small; a user may retrain it in place)."""
+        name = (name or "").strip()
+        if not name:
+            raise ClassifierLoadError("choose a classifier: a bundled one or a folder under the models folder")
+        if name in bundled_classifiers():
+            return load_classifier(name, label or None)
+        candidate = (self.models_dir / name).resolve() if self.models_dir is not None else None
+        if candidate is None or not candidate.is_relative_to(self.models_dir) or not candidate.is_dir():
+            where = (" or a folder under the models folder" if self.models_dir is not None else
+                     " (start medviz with --models-dir FOLDER to audit your own classifiers from that folder)")
+            raise ClassifierLoadError(f"{name!r} is not a bundled classifier ({', '.join(bundled_classifiers())}){where}")
+        try:
+            classifier = load_classifier(candidate, label or None)
+        except ClassifierLoadError as error:            # name the folder as the user typed it, not the server's path
+            raise ClassifierLoadError(str(error).replace(str(candidate), name)) from None
+        classifier.name = name
+        return classifier
 
     def get(self, name: str | None) -> Model:
         name = (name or self.default).strip()

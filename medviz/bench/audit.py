@@ -1,0 +1,177 @@
+"""Audit bench: does the audit engine's counterfactual reliance tell the truth? Classifiers at planted link
+strengths 0, 0.3, 0.6 and 0.9 (ERM, several seeds) and Group DRO at 0.9, each audited on the same held-out phantoms
+drawn without the link; per classifier: worst-group and mean accuracy on a balanced test set, reliance estimated
+by the engine (our edits) and true (the SCM's counterfactuals), SCLS, flagged or not; then the Spearman correlation
+between estimated and true reliance across the classifiers.
+
+    python -m medviz.bench audit --domain cxr --threads 1 --json assets/bench/audit_cxr.json [--write-card]
+
+Classifiers are trained into ``--classifiers-dir`` (``{domain}-{method}-{strength}-s{seed}``) unless already
+there; the counterfactuals (classifier-independent) are computed once and kept in ``--cache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import domains
+from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
+from ..engines.audit import SHORTCUT, UNITS, AuditConfig, make_counterfactuals, phantom_images, report, score_audit
+from ..models import load_model
+from ..train.classifier import ClassifierConfig, train_classifier
+from ..train.oracle import HELD_OUT_FIRST_SEED
+from .cli import add_common, chosen_domains, write_json
+
+AUDIT_OFFSET = 960_000          # the audit phantoms: HELD_OUT_FIRST_SEED + this (apart from the test sets')
+#: The bundled classifiers (``assets/models``) and the bench run whose audit goes into their cards.
+BUNDLED = {"cxr": {"cxr-effusion-erm": ("erm", 0.9, 0), "cxr-effusion-groupdro": ("groupdro", 0.9, 0)},
+           "skin": {"skin-melanoma-erm": ("erm", 0.9, 0), "skin-melanoma-groupdro": ("groupdro", 0.9, 0)}}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--n-images", type=int, default=200, help="held-out phantoms audited (default 200)")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.3, 0.6, 0.9])
+    parser.add_argument("--seeds", type=int, default=2, help="ERM seeds per strength (default 2)")
+    parser.add_argument("--classifiers-dir", default="runs/audit_classifiers")
+    parser.add_argument("--cache", default="runs/audit_counterfactuals", help="folder of the counterfactual caches")
+    parser.add_argument("--write-card", action="store_true",
+                        help="store the bundled classifiers' audits in their cards (medviz_classifier.json)")
+
+
+def classifier_runs(domain: str, strengths, seeds: int) -> list[tuple[str, float, int]]:
+    """(method, strength, seed) of every classifier the bench audits."""
+    runs = [("erm", s, seed) for s in strengths for seed in range(seeds)]
+    return runs + [("groupdro", max(strengths), seed) for seed in range(seeds)]
+
+
+def trained(folder: Path, domain: str, method: str, strength: float, seed: int, command: str) -> Path:
+    """The classifier's folder, trained with the trainer's defaults unless already there."""
+    out = folder / f"{domain}-{method}-{strength}-s{seed}"
+    if not (out / CARD).is_file():
+        _, target, spurious = domains.get(domain).planted_link
+        train_classifier(ClassifierConfig(domain=domain, out=str(out), target=target, spurious=spurious,
+                                          strength=strength, method=method, seed=seed, workers=1), command=command)
+    return out
+
+
+def counterfactuals(domain: str, n: int, cache: Path):
+    """Stage 1 of the audit on ``n`` link-free phantoms (P(spurious) = 0.5, so half are removals), cached."""
+    _, target, spurious = domains.get(domain).planted_link
+    config = AuditConfig(spurious=spurious, target=target)
+    path = cache / f"{domain}-{n}.pkl"
+    if path.is_file():
+        return config, pickle.loads(path.read_bytes())
+    model = load_model(f"{domain}-phantom")
+    images = phantom_images(domain, n, HELD_OUT_FIRST_SEED + AUDIT_OFFSET, attributes=(spurious, target),
+                            size=model.image_size)
+    tic = time.perf_counter()
+    made = make_counterfactuals(model, images, config, progress=_every(20, tic))
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(made))
+    return config, made
+
+
+def _every(count: int, tic: float):
+    def progress(done: int, total: int) -> None:
+        if done % count == 0 or done == total:
+            print(f"  edits {done}/{total}  {time.perf_counter() - tic:.0f} s", flush=True)
+    return progress
+
+
+def spearman(x, y) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic)
+
+
+def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
+    folder = Path(args.classifiers_dir)
+    rows = [(m, s, seed, trained(folder, domain, m, s, seed, command)) for m, s, seed in
+            classifier_runs(domain, args.strengths, args.seeds)]
+    config, made = counterfactuals(domain, args.n_images, Path(args.cache))
+    classifiers = []
+    for method, strength, seed, path in rows:
+        audited = score_audit(load_classifier(path), made, config)
+        card = json.loads((path / CARD).read_text())
+        record = report(audited)
+        classifiers.append({
+            "name": path.name, "method": method, "strength": strength, "seed": seed,
+            "worst_group_accuracy": card["balanced_test"]["worst_group_accuracy"],
+            "mean_accuracy": card["balanced_test"]["mean_accuracy"],
+            "reliance": record["reliance"], "true_reliance": record["truth"]["reliance"],
+            "true_reliance_same_images": record["truth"]["reliance_same_images"],
+            "error": round(record["reliance"]["mean"] - record["truth"]["reliance"]["mean"], 4),
+            "target_effect": record["target_effect"]["mean"], "true_target_effect": record["truth"]["target_effect"]["mean"],
+            "scls": record["scls"], "true_scls": record["truth"]["scls"]["mean"], "flagged": record["flagged"],
+            "audit": record})
+    estimated = [c["reliance"]["mean"] for c in classifiers]
+    true = [c["true_reliance"]["mean"] for c in classifiers]
+    shortcut = [c for c in classifiers if c["true_reliance"]["mean"] >= SHORTCUT]
+    clear = [c for c in classifiers if c["true_reliance"]["mean"] < SHORTCUT / 2]
+    erm_worst = {s: float(np.mean([c["worst_group_accuracy"] for c in classifiers
+                                   if c["method"] == "erm" and c["strength"] == s])) for s in args.strengths}
+    dro = [c["worst_group_accuracy"] for c in classifiers if c["method"] == "groupdro"]
+    n_images = len(made.images) + len(made.excluded)
+    return {
+        "domain": domain, "units": UNITS, "n_images": n_images, "excluded": classifiers[0]["audit"]["excluded"],
+        "spearman": round(spearman(estimated, true), 4),
+        "max_abs_error": round(max(abs(c["error"]) for c in classifiers), 4),
+        "flag_at": config.flag_at, "shortcut_threshold": SHORTCUT,
+        "flagged_with_shortcut": f"{sum(c['flagged'] for c in shortcut)} / {len(shortcut)}",
+        "flagged_below_half": f"{sum(c['flagged'] for c in clear)} / {len(clear)}",
+        "erm_worst_by_strength": erm_worst, "groupdro_worst": float(np.mean(dro)),
+        "groupdro_gain_points": round(100 * (float(np.mean(dro)) - erm_worst[max(args.strengths)]), 1),
+        "unet_passes_per_image": round(made.unet_passes / n_images, 1),
+        "counterfactual_seconds_per_image": round(made.seconds / n_images, 2),
+        "classifiers": classifiers}
+
+
+def write_cards(domain: str, result: dict, command: str) -> None:
+    """Each bundled classifier's card gets the audit of the bench classifier it was copied from."""
+    by_run = {(c["method"], c["strength"], c["seed"]): c for c in result["classifiers"]}
+    for name, run in BUNDLED[domain].items():
+        card_path = CLASSIFIERS_DIR / name / CARD
+        if not card_path.is_file() or run not in by_run:
+            continue
+        card = json.loads(card_path.read_text())
+        entry = by_run[run]
+        card["audit"] = {"date": datetime.date.today().isoformat(), "command": command, "units": UNITS,
+                         "n_images": result["n_images"], "reliance": entry["reliance"],
+                         "true_reliance": entry["true_reliance"], "scls": entry["scls"], "true_scls": entry["true_scls"],
+                         "target_effect": entry["target_effect"], "flagged": entry["flagged"],
+                         "bench_spearman": result["spearman"]}
+        card_path.write_text(json.dumps(card, indent=2))
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['domain']}: {result['n_images']} link-free phantoms; reliance in {result['units']}")
+    print(f"{'classifier':28} {'worst':>6} {'mean':>6} {'estimate [95% CI]':>24} {'true':>7} {'err':>7} "
+          f"{'SCLS':>6} {'true':>6} flag")
+    for c in result["classifiers"]:
+        r = c["reliance"]
+        print(f"{c['name']:28} {c['worst_group_accuracy']:6.3f} {c['mean_accuracy']:6.3f} "
+              f"{r['mean']:+7.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {c['true_reliance']['mean']:+7.3f} "
+              f"{c['error']:+7.3f} {c['scls']['mean']:6.3f} {c['true_scls']:6.3f} {'yes' if c['flagged'] else 'no'}")
+    print(f"spearman {result['spearman']}  max |error| {result['max_abs_error']}  flagged with true >= "
+          f"{result['shortcut_threshold']}: {result['flagged_with_shortcut']}  below half: {result['flagged_below_half']}")
+    print(f"ERM worst group by strength {result['erm_worst_by_strength']}  Group DRO {result['groupdro_worst']:.3f} "
+          f"({result['groupdro_gain_points']:+.1f} points)  UNet passes / image {result['unet_passes_per_image']}  "
+          f"counterfactuals {result['counterfactual_seconds_per_image']} s / image")
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    results = {}
+    for domain in chosen_domains(args):
+        results[domain] = run_domain(domain, args, command)
+        print_table(results[domain])
+        if args.write_card:
+            write_cards(domain, results[domain], command)
+    return write_json(args.json, results if len(results) > 1 else next(iter(results.values())))

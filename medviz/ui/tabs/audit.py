@@ -1,0 +1,226 @@
+"""Audit tab: does a classifier read the disease, or the device or ruler beside it? Its counterfactual reliance
+(``medviz.engines.audit``), the subgroup table, the pairs whose score moved most, and the report as CSV + JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+
+from ... import domains
+from ...data import DatasetError, load_chexpert, load_isic
+from ...display import for_display
+from ...engines.audit import AuditConfig, AuditImage, AuditResult, audit, folder_images, phantom_images, report, report_rows
+from ...engines.counterfactual import editable
+from ...io import read_image
+from ...phantoms import DOMAINS
+from ..common import MODEL_JOBS, Job, Page, errors_as_messages, number, start_job, take_upload, warned
+from . import Tab
+
+SOURCES = ("phantoms", "uploads")
+AUDIT_FIRST_SEED = 40_000_000          # the tab's phantoms: apart from every training and bench set
+MAX_UPLOADS = 200
+
+
+def pair_choices(domain: str | None) -> tuple[list[str], str | None, str | None]:
+    """(editable attributes, default spurious, default target): the domain's planted link where it has one."""
+    names = list(editable(domain))
+    link = domains.find(domain).planted_link if domains.find(domain) else None
+    return names, (link[2] if link else None), (link[1] if link else None)
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """The Audit tab's controls."""
+
+    classifier: str = ""
+    label: str = ""
+    spurious: str = ""
+    target: str = ""
+    source: str = "phantoms"
+    n_phantoms: int = 20
+    link_strength: float = 0.0
+    uploads: tuple[str, ...] = ()
+
+    def config(self) -> AuditConfig:
+        return AuditConfig(spurious=self.spurious, target=self.target)
+
+
+def audit_images(model, request: AuditRequest) -> tuple[list[AuditImage], list[str]]:
+    """(images, notes) of the request: phantoms with their truth, or the uploaded images (a CSV among them in the
+    CheXpert or ISIC layout, naming the uploaded files, gives their labels). Uploads leave the server at once."""
+    if request.source == "phantoms":
+        if model.domain not in DOMAINS:
+            raise ValueError("phantoms exist for the bundled domains only: upload images for this model")
+        return phantom_images(model.domain, int(request.n_phantoms), AUDIT_FIRST_SEED, float(request.link_strength),
+                              attributes=(request.spurious, request.target), size=model.image_size), []
+    if not request.uploads:
+        raise ValueError("upload the images to audit (PNG, JPEG, TIFF or DICOM; a CSV beside them adds labels)")
+    if len(request.uploads) > MAX_UPLOADS:
+        raise ValueError(f"at most {MAX_UPLOADS} images per audit; got {len(request.uploads)}")
+    folder = Path(tempfile.mkdtemp(prefix="medviz-audit-"))
+    try:
+        for path in request.uploads:
+            (folder / Path(path).name).write_bytes(take_upload(path) or b"")
+        return _read_folder(folder, model.domain, model.image_size)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_folder(folder: Path, domain: str | None, size: int) -> tuple[list[AuditImage], list[str]]:
+    csvs = sorted(folder.glob("*.csv"))
+    if csvs:
+        loader = load_chexpert if domain == "cxr" else load_isic
+        try:
+            records = loader(csvs[0], image_root=folder, check_files=False)
+        except DatasetError as error:
+            raise ValueError(str(error).replace(str(folder) + "/", "")) from None
+        records = [r for r in records if r.path.is_file()]
+        images, unreadable = folder_images(records, max_side=size)
+        notes = [f"Labels from {csvs[0].name} for {len(images)} images."] if images else []
+        return images, notes + [f"Unreadable, left out: {line}" for line in unreadable]
+    images, notes = [], []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() != ".csv"):
+        try:
+            images.append(AuditImage(path.name, read_image(path, max_side=size).pixels))
+        except ValueError as error:
+            notes.append(f"Unreadable, left out: {path.name}: {error}")
+    return images, notes
+
+
+def subgroup_figure(result: AuditResult) -> go.Figure:
+    """Heatmap of accuracy per (target, spurious) group, with n and the mean score in each cell."""
+    figure = go.Figure()
+    if not result.subgroups:
+        figure.add_annotation(text="No labels: no subgroup table (phantoms, or uploads with a CSV, have them)",
+                              showarrow=False)
+        return figure
+    cell = {(r["target"], r["spurious"]): r for r in result.subgroups}
+    rows, columns = [False, True], [False, True]
+    z = [[cell.get((t, s), {}).get("accuracy") for s in columns] for t in rows]
+    text = [[(f"acc {cell[(t, s)]['accuracy']:.2f}<br>n {cell[(t, s)]['n']}<br>score {cell[(t, s)]['mean_score']:.2f}"
+              if (t, s) in cell else "none") for s in columns] for t in rows]
+    figure.add_trace(go.Heatmap(z=z, text=text, texttemplate="%{text}", zmin=0, zmax=1, colorscale="RdYlGn",
+                                x=[f"no {result.spurious}", result.spurious], y=[f"no {result.target}", result.target],
+                                colorbar={"title": "accuracy"}))
+    figure.update_layout(title=f"Accuracy per group (worst {number(result.worst_group_accuracy or float('nan'))})",
+                         height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+def reliance_figure(result: AuditResult) -> go.Figure:
+    """Bars: the mean score change when the spurious attribute or the target is switched, with 95% intervals,
+    beside the SCM's truth where there is one."""
+    figure = go.Figure()
+    names = [result.spurious, result.target]
+    estimates = [result.reliance, result.target_effect]
+    figure.add_trace(go.Bar(name="estimated (our counterfactuals)", x=names, y=[e.mean for e in estimates],
+                            error_y={"type": "data", "symmetric": False, "array": [e.high - e.mean for e in estimates],
+                                     "arrayminus": [e.mean - e.low for e in estimates]}))
+    if result.truth is not None:
+        figure.add_trace(go.Bar(name="true (the phantoms' causal model)", x=names,
+                                y=[result.truth["reliance"]["mean"], result.truth["target_effect"]["mean"]]))
+    figure.add_hline(y=result.parameters["flag_at"], line_dash="dot", annotation_text="flag")
+    figure.update_layout(title="Score change when only this attribute is switched (on − off)", barmode="group",
+                         yaxis={"title": f"change in P({result.label})", "range": [-0.2, 1.05]}, height=340,
+                         margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+def summary(result: AuditResult, notes: list[str]) -> str:
+    """Markdown: the verdict, the figures with their intervals, the truth, the cost and what was left out."""
+    r, t, s = result.reliance, result.target_effect, result.scls
+    verdict = (f"### ⚠️ Shortcut: {result.classifier} leans on **{result.spurious}**" if result.flagged else
+               f"### No shortcut on {result.spurious} found")
+    lines = [f"{verdict}",
+             f"Switching only **{result.spurious}** moves P({result.label}) by **{r.mean:+.3f}** "
+             f"(95% CI {r.low:+.3f} to {r.high:+.3f}, {r.n} images); switching only **{result.target}** by "
+             f"**{t.mean:+.3f}** ({t.low:+.3f} to {t.high:+.3f}). SCLS (our definition: the spurious attribute's share of "
+             f"the score's counterfactual sensitivity) **{number(s.mean)}**. Flagged at a reliance of "
+             f"{result.parameters['flag_at']}."]
+    if result.truth is not None:
+        lines.append(f"Truth from the phantoms' causal model: reliance **{result.truth['reliance']['mean']:+.3f}**, "
+                     f"target effect {result.truth['target_effect']['mean']:+.3f}, SCLS {number(result.truth['scls']['mean'])}.")
+    if result.worst_group_accuracy is not None:
+        lines.append(f"Accuracy: mean {result.mean_accuracy:.3f}, worst group {result.worst_group_accuracy:.3f}.")
+    lines.append(f"{result.unet_passes} UNet passes ({result.unet_passes_per_image:.0f} per image), "
+                 f"{result.seconds:.0f} s. Left out: " + ", ".join(f"{k} {v}" for k, v in result.excluded.items()) + ".")
+    lines += notes
+    lines.append("*A research audit on synthetic or edited images, not a clinical validation.*")
+    return warned(result.warnings, "  \n".join(lines))
+
+
+def run_audit(model, request: AuditRequest, job: Job, classifier) -> tuple:
+    """The audit and what the widgets show: summary, two figures, the gallery and the report files."""
+    config = request.config()
+    config.validate(model.domain)
+    images, notes = audit_images(model, request)
+    if not images:
+        raise ValueError("no readable image to audit" + (f": {notes[-1]}" if notes else ""))
+    result = audit(model, classifier, images, config, job.progress, job.should_stop)
+    csv_path, json_path = job.file("audit", ".csv"), job.file("audit", ".json")
+    csv_path.write_text(report_rows(result))
+    json_path.write_text(json.dumps(report(result), indent=2, default=str))
+    gallery = [(for_display(np.concatenate([before, after], axis=1)), caption)
+               for before, after, caption in result.gallery]
+    return summary(result, notes), subgroup_figure(result), reliance_figure(result), gallery, [str(csv_path),
+                                                                                               str(json_path)]
+
+
+def _controls(page: Page, domain: str | None) -> dict:
+    names, spurious, target = pair_choices(domain)
+    choices = page.registry.classifier_choices(domain)
+    controls = {"classifier": gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
+                                          label="Classifier (bundled, or a folder under the models folder)",
+                                          elem_id="audit-classifier"),
+                "label": gr.Textbox("", label="Label to audit (default: the classifier's target)")}
+    with gr.Row():
+        controls["spurious"] = gr.Dropdown(names, value=spurious, label="Spurious attribute (device, ruler)")
+        controls["target"] = gr.Dropdown(names, value=target, label="Target (the disease)")
+    controls["source"] = gr.Radio(list(SOURCES), value=SOURCES[0], label="Images")
+    with gr.Row():
+        controls["n_phantoms"] = gr.Slider(4, 200, value=20, step=1, label="Phantoms")
+        controls["link_strength"] = gr.Slider(0, 0.9, value=0.0, step=0.1, label="Their planted link (0: none)")
+    controls["uploads"] = gr.File(file_count="multiple", type="filepath", label="…or upload images (+ a CSV of labels "
+                                  "in the CheXpert or ISIC layout); read into memory, then deleted from the server")
+    return controls
+
+
+def build(page: Page, domain: str | None) -> Tab:
+    with gr.Tab("Audit", id="audit"):
+        with gr.Row():
+            with gr.Column(scale=2):
+                controls = _controls(page, domain)
+                button = gr.Button("Audit the classifier", variant="primary", elem_id="audit-button")
+            with gr.Column(scale=3):
+                shown = gr.Markdown(elem_id="audit-summary")
+                with gr.Row():
+                    reliance = gr.Plot(label="Reliance")
+                    groups = gr.Plot(label="Subgroups")
+                gallery = gr.Gallery(label="Pairs whose score moved most (input | counterfactual)", columns=2, height=360)
+                files = gr.File(label="Report (CSV per image, JSON summary)", file_count="multiple", interactive=False)
+
+    @errors_as_messages
+    def on_audit(model_name, request: gr.Request, progress=gr.Progress(), **values):
+        values["uploads"] = tuple(values.get("uploads") or ())
+        audit_request = AuditRequest(**values)
+        classifier = page.registry.classifier(audit_request.classifier, audit_request.label)
+        return run_audit(page.registry.get(model_name), audit_request, start_job(page, request, progress, "edits"),
+                         classifier)
+
+    button.click(on_audit, [page.model_name], [shown, reliance, groups, gallery, files], inputs_kwargs=controls,
+                 api_name="audit", concurrency_id=MODEL_JOBS)
+
+    def on_model(model) -> list:
+        names, spurious, target = pair_choices(model.domain)
+        choices = page.registry.classifier_choices(model.domain)
+        return [gr.Dropdown(choices=choices, value=choices[0] if choices else None),
+                gr.Dropdown(choices=names, value=spurious), gr.Dropdown(choices=names, value=target)]
+
+    return Tab(outputs=[controls["classifier"], controls["spurious"], controls["target"]], on_model=on_model)
