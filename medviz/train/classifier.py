@@ -35,7 +35,8 @@ class ClassifierConfig(TrainConfig):
     training phantoms (the domain's ``planted_link``). ``method``: "erm" or "groupdro" (Sagawa et al. 2020,
     Algorithm 1: group weights q_g <- q_g exp(group_step * loss_g), renormalised, loss = sum_g q_g loss_g; it
     needs strong L2: ``weight_decay`` defaults to 0.1 for it, 1e-4 for ERM). ``image_size``: the side the classifier
-    reads. The defaults (32 px, 1,000 phantoms, 300 steps) make the target hard enough that ERM takes the shortcut
+    reads. ``augment``: a CheXpert- or ISIC-layout CSV (e.g. counterfactuals) whose images, with their target and
+    spurious labels, join the training phantoms. The defaults (32 px, 1,000 phantoms, 300 steps) make the target hard enough that ERM takes the shortcut
     at a strong link, as in Waterbirds; at 64 px and 4,000 phantoms it does not (docs/results/audit.md)."""
 
     target: str = ""
@@ -50,6 +51,7 @@ class ClassifierConfig(TrainConfig):
     learning_rate: float = 1e-3
     weight_decay: float | None = None
     group_step: float = 0.01
+    augment: str = ""
 
     @property
     def l2(self) -> float:
@@ -117,6 +119,27 @@ def balanced_test_set(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray,
     return images[keep], labels[keep], group[keep]
 
 
+def augmentation(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uint8 images (M, S, S, 3), labels (M,), groups (M,)) of ``config.augment``'s rows; a row without a target or
+    spurious label (uncertain, blank) cannot join a group and is refused by name."""
+    from ..data import load_chexpert, load_isic
+    from ..io import uint8_rgb
+
+    records = (load_chexpert if config.domain == "cxr" else load_isic)(config.augment)
+    images, labels, group = [], [], []
+    for record in records:
+        named = {k.lower().replace(" ", "_"): v for k, v in record.labels.items()}
+        missing = [a for a in (config.target, config.spurious) if named.get(a) not in (0.0, 1.0)]
+        if missing:
+            raise ValueError(f"{config.augment}: {record.path.name} has no 0/1 label for {', '.join(missing)}")
+        images.append(uint8_rgb(record.load(max_side=max(config.image_size, 128)).pixels, config.image_size))
+        labels.append(int(named[config.target]))
+        group.append(2 * labels[-1] + int(named[config.spurious]))
+    if not images:
+        raise ValueError(f"{config.augment}: no rows")
+    return np.stack(images), np.array(labels), np.array(group)
+
+
 def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
                      should_stop: Callable[[], bool] | None = None, command: str = "") -> dict:
     """Train, measure per-group accuracy on the balanced test set, save ``out`` (a transformers folder + card)."""
@@ -127,6 +150,12 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
     images, factors = render_phantoms(config.domain, config.n_images, config.image_size, TRAIN_FIRST_SEED + config.seed,
                                       config.workers, graph_parameters=graph_parameters(config.domain, config.strength))
     labels, group = groups(config.domain, factors, config.target, config.spurious)
+    n_augment = 0
+    if config.augment:
+        extra, extra_labels, extra_group = augmentation(config)
+        n_augment = len(extra)
+        images, labels, group = (np.concatenate([images, extra]), np.concatenate([labels, extra_labels]),
+                                 np.concatenate([group, extra_group]))
     model = make_classifier(PRESETS[config.preset].oracle_widths, config.target, config.image_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.l2)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -159,7 +188,7 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
     result = {"target": config.target, "spurious": config.spurious, "strength": config.strength,
               "method": config.method, "weight_decay": config.l2, "groups": {g: f"{'' if g // 2 else 'no '}{config.target}, "
                                                      f"{'' if g % 2 else 'no '}{config.spurious}" for g in range(4)},
-              "train_group_share": train_share, "balanced_test": measured, "command": command,
+              "train_group_share": train_share, "augment_rows": n_augment, "balanced_test": measured, "command": command,
               "group_weights": weights.cpu().tolist() if config.method == "groupdro" else None}
     write_record(out, CARD, config, result)
     return result

@@ -49,3 +49,28 @@ def test_the_classifier_refuses_a_link_the_phantoms_do_not_plant():
     with pytest.raises(ValueError, match="unknown method"):
         ClassifierConfig(domain="skin", out="x", target="melanoma", spurious="ruler", method="irm").validate()
     assert graph_parameters("skin", 0.3) == {"melanoma_ruler_strength": 0.3, "ruler_base_rate": 0.05}
+
+
+def test_augment_rows_join_the_training_set_with_their_groups_and_unlabelled_rows_are_refused(tmp_path):
+    import csv
+
+    from medviz.phantoms.export import write_dataset
+    from medviz.train.classifier import augmentation
+
+    write_dataset("skin", 6, 128, tmp_path / "extra", seed=5)
+    csv_path = tmp_path / "extra" / "labels.csv"
+    config = ClassifierConfig(domain="skin", out="x", target="melanoma", spurious="ruler", augment=str(csv_path))
+    images, labels, group = augmentation(config)
+    rows = list(csv.DictReader(open(csv_path)))
+    assert images.shape == (6, 32, 32, 3) and images.dtype.name == "uint8"
+    assert list(group) == [2 * int(r["target"]) + int(float(r["ruler"])) for r in rows] and list(labels) == list(group // 2)
+    out = tmp_path / "clf"
+    assert main(["classifier", "--domain", "skin", "--out", str(out), "--target", "melanoma", "--spurious", "ruler",
+                 "--preset", "tiny", "--n-images", "60", "--n-test", "40", "--steps", "2", "--batch-size", "8",
+                 "--workers", "1", "--augment", str(csv_path)]) == 0
+    assert json.loads((out / "medviz_classifier.json").read_text())["augment_rows"] == 6
+    header, *body = csv_path.read_text().splitlines()
+    (tmp_path / "extra" / "nolabel.csv").write_text("\n".join([header.replace("ruler", "rule_r"), *body]))
+    with pytest.raises(ValueError, match="has no 0/1 label for ruler"):
+        augmentation(ClassifierConfig(domain="skin", out="x", target="melanoma", spurious="ruler",
+                                      augment=str(tmp_path / "extra" / "nolabel.csv")))
