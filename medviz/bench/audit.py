@@ -23,8 +23,9 @@ import numpy as np
 
 from .. import domains
 from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
-from ..engines.audit import SHORTCUT, UNITS, AuditConfig, make_counterfactuals, phantom_images, report, score_audit
-from ..models import load_model
+from ..engines.audit import (SHORTCUT, UNITS, AuditConfig, Counterfactuals, edit_faithfulness, make_counterfactuals,
+                             phantom_images, report, score_audit)
+from ..models import load_model, read_model_card
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from .cli import add_common, chosen_domains, write_json
@@ -68,8 +69,10 @@ def counterfactuals(domain: str, n: int, cache: Path):
     _, target, spurious = domains.get(domain).planted_link
     config = AuditConfig(spurious=spurious, target=target)
     path = cache / f"{domain}-{n}.pkl"
-    if path.is_file():
-        return config, pickle.loads(path.read_bytes())
+    if path.is_file():            # the card's faithfulness figures are read afresh: the cache holds the edits only
+        made = pickle.loads(path.read_bytes())
+        faithfulness = edit_faithfulness(read_model_card(f"{domain}-phantom"), (spurious, target), config.edit)
+        return config, Counterfactuals(**{**vars(made), "faithfulness": faithfulness})
     model = load_model(f"{domain}-phantom")
     images = phantom_images(domain, n, HELD_OUT_FIRST_SEED + AUDIT_OFFSET, attributes=(spurious, target),
                             size=model.image_size)
@@ -109,6 +112,7 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
             "mean_accuracy": card["balanced_test"]["mean_accuracy"],
             "reliance": record["reliance"], "true_reliance": record["truth"]["reliance"],
             "true_reliance_same_images": record["truth"]["reliance_same_images"],
+            "reliance_every_switch": record["reliance_every_switch"],
             "error": round(record["reliance"]["mean"] - record["truth"]["reliance"]["mean"], 4),
             "target_effect": record["target_effect"]["mean"], "true_target_effect": record["truth"]["target_effect"]["mean"],
             "scls": record["scls"], "true_scls": record["truth"]["scls"]["mean"], "flagged": record["flagged"],
@@ -214,6 +218,7 @@ def print_table(result: dict) -> None:
         print(f"{c['name']:28} {c['worst_group_accuracy']:6.3f} {c['mean_accuracy']:6.3f} "
               f"{r['mean']:+7.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {c['true_reliance']['mean']:+7.3f} "
               f"{c['error']:+7.3f} {c['scls']['mean']:6.3f} {c['true_scls']:6.3f} {'yes' if c['flagged'] else 'no'}")
+    print(f"left out: {result['excluded']}")
     print(f"spearman {result['spearman']}  max |error| {result['max_abs_error']}  flagged with true >= "
           f"{result['shortcut_threshold']}: {result['flagged_with_shortcut']}  below half: {result['flagged_below_half']}")
     print(f"ERM worst group by strength {result['erm_worst_by_strength']}  Group DRO {result['groupdro_worst']:.3f} "

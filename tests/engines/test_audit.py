@@ -58,7 +58,9 @@ def test_reliance_is_the_mean_score_change_on_minus_off_and_failed_edits_are_lef
     assert result.reliance.low <= result.reliance.mean <= result.reliance.high
     assert result.scls.mean == pytest.approx(0.45 / (0.45 + 1.6 / 3))
     assert result.excluded == {"outside the model's domain": 1, "support_devices edit did not switch it": 1,
-                               "pleural_effusion edit did not switch it": 0}
+                               "support_devices edit unfaithful on this model": 0,
+                               "pleural_effusion edit did not switch it": 0,
+                               "pleural_effusion edit unfaithful on this model": 0}
     assert result.flagged                                            # 0.45 >= 0.075
     assert result.truth["reliance"]["mean"] == pytest.approx(0.5) and result.truth["target_effect"]["mean"] == pytest.approx(0.8)
     assert result.truth["reliance_same_images"] == pytest.approx(0.5)
@@ -70,10 +72,24 @@ def test_reliance_is_the_mean_score_change_on_minus_off_and_failed_edits_are_lef
     assert result.gallery[0][2] == "im1: add pleural_effusion: 0.10 -> 0.90"             # the largest move first
     assert any("did not switch it" in w for w in result.warnings) and any("left out" in w for w in result.warnings)
     rows_csv = report_rows(result).splitlines()
-    assert rows_csv[0].startswith("image,attribute,action,passed,score_before,score_after,change_on_minus_off")
+    assert rows_csv[0].startswith("image,attribute,action,passed,used,score_before,score_after,change_on_minus_off")
     assert len(rows_csv) == 1 + 6
     record = json.loads(json.dumps(report(result)))
     assert record["reliance"]["mean"] == pytest.approx(0.45) and record["flagged"] is True
+
+
+def test_edits_the_model_card_measured_unfaithful_are_left_out_and_named():
+    rows = [(0.8, {}, {"support_devices": ("remove", 0.3, True), "pleural_effusion": ("remove", 0.2, True)}, None),
+            (0.1, {}, {"support_devices": ("add", 0.9, True), "pleural_effusion": ("add", 0.9, True)}, None)]
+    made = _made(rows)
+    made = Counterfactuals(**{**vars(made), "faithfulness": {"add support_devices": 0.01, "remove support_devices": 0.99}})
+    result = score_audit(BrightnessClassifier(), made, AuditConfig(**CXR, bootstrap=20))
+    assert result.reliance.n == 1 and result.reliance.mean == pytest.approx(0.5)
+    assert result.reliance_every_switch == pytest.approx((0.5 + 0.8) / 2)
+    assert result.excluded["support_devices edit unfaithful on this model"] == 1
+    assert any("'add support_devices' edit rarely looks like the true counterfactual (counterfactual bench: faithful "
+               "in 1%): its 1 edits are left out" in w for w in result.warnings)
+    assert [p["used"] for p in result.pairs] == [True, False, True, True]
 
 
 def test_a_classifier_that_ignores_the_spurious_attribute_is_not_flagged_and_scls_is_zero():
@@ -122,8 +138,13 @@ def test_counterfactuals_switch_each_attribute_the_way_its_label_says_and_stop_o
         for attribute in CXR.values():
             switch = item.switches[attribute]
             assert switch.action == ("remove" if image.labels[attribute] else "add")
-            assert switch.image.shape == (32, 32, 3) and switch.passed in (True, False)
+            assert switch.image.shape == (32, 32, 3) and switch.passed in (True, False, None)
     assert made.unet_passes == sum(s.unet_passes for item in made.images for s in item.switches.values())
+    # The bundled CXR card (which the tiny model carries) measured "add support devices" faithful in 1%: not run.
+    assert made.faithfulness["add support_devices"] == pytest.approx(0.01)
+    for image, item in zip(images, made.images):
+        switch = item.switches["support_devices"]
+        assert (switch.unet_passes == 0 and switch.passed is None) == (not image.labels["support_devices"])
     with pytest.raises(Interrupted):
         make_counterfactuals(tiny_cxr, images, AuditConfig(**CXR, edit=FAST), should_stop=lambda: True)
     with pytest.raises(ValueError, match="no images"):

@@ -48,13 +48,14 @@ def test_a_users_classifier_folder_is_audited_with_figures_gallery_and_report(au
     csv_file, json_file = sorted(files, key=lambda f: f.endswith(".json"))
     rows = list(csv.DictReader(open(csv_file)))
     assert len(rows) == 8 and {r["attribute"] for r in rows} == {"support_devices", "pleural_effusion"}
-    switched = [r for r in rows if r["passed"] != "False"]             # the gallery shows edits that switched
+    switched = [r for r in rows if r["used"] == "True"]                # the gallery shows the edits the figures use
     assert len(gallery) == len(switched) and all(Path(item["image"]).is_file() for item in gallery)
     largest = max(switched, key=lambda r: abs(float(r["change_on_minus_off"])))
     assert gallery[0]["caption"].startswith(f"{largest['image']}: {largest['action']} {largest['attribute']}: ")
     record = json.loads(Path(json_file).read_text())
-    assert record["classifier"] == "my-effusion" and record["reliance"]["n"] + record["excluded"][
-        "support_devices edit did not switch it"] == 4
+    left_out = record["excluded"]["support_devices edit did not switch it"] + record["excluded"][
+        "support_devices edit unfaithful on this model"]                # the card's "add support devices": 1% faithful
+    assert record["classifier"] == "my-effusion" and record["reliance"]["n"] + left_out == 4
     assert len(record["subgroups"]) >= 1 and record["truth"]["reliance"]["n"] == 4
     assert "plot" in json.dumps(reliance) and "plot" in json.dumps(groups)
 
