@@ -341,3 +341,34 @@ def record_domain_check(model_dir: str | Path, record: dict) -> Path:
     facts = json.loads(path.read_text()) if path.is_file() else {}
     facts["domain_check"] = record
     return _write_facts(model_dir, facts, DOMAIN_CHECK_HEADING, _domain_check_section(record))
+
+
+def write_classifier_card(folder: str | Path) -> Path:
+    """README.md of a classifier to audit from its ``medviz_classifier.json``: what it was trained on, its accuracy
+    per group on the balanced test set and, once ``bench audit --write-card`` ran, its audit. Returns the path."""
+    folder = Path(folder)
+    card = json.loads((folder / "medviz_classifier.json").read_text())
+    config, test = card["config"], card["balanced_test"]
+    method = "ERM" if card["method"] == "erm" else "Group DRO (Sagawa et al. 2020)"
+    lines = [f"# {folder.name}: a classifier to audit", "", f"> {RESEARCH_ONLY_NOTICE.capitalize()}. Trained on "
+             "synthetic phantoms with a planted shortcut, on purpose: it is the audit's test object, not a model to use.",
+             "", f"- task: P({card['target']}) from a {config['image_size']} px {config['domain']} phantom "
+             f"(transformers ResNet, `AutoModelForImageClassification`)",
+             f"- training: {method} on {config['n_images']} phantoms whose link {card['target']} -> {card['spurious']} "
+             f"has risk difference {card['strength']}; {config['steps']} steps, weight decay {card.get('weight_decay')}",
+             f"- command: `{card['command']}`", "", "## Balanced test set (no link)", "",
+             "| group | accuracy | n |", "| --- | --- | --- |"]
+    lines += [f"| {card['groups'][g]} | {test['groups'][g]:.3f} | {test['n'][g]} |" for g in sorted(test["groups"])]
+    lines += ["", f"Mean accuracy {test['mean_accuracy']:.3f}, worst group **{test['worst_group_accuracy']:.3f}**."]
+    audit = card.get("audit")
+    if audit:
+        r, t = audit["reliance"], audit["true_reliance"]
+        lines += ["", "## Audit (`medviz.engines.audit`)", "",
+                  f"On {audit['n_images']} link-free phantoms: reliance on {card['spurious']} (mean of P(with) - "
+                  f"P(without)) estimated **{r['mean']:+.3f}** (95% CI {r['low']:+.3f} to {r['high']:+.3f}), true "
+                  f"{t['mean']:+.3f}; SCLS (ours) {audit['scls']['mean']:.3f}, true {audit['true_scls']:.3f}; "
+                  f"{'flagged' if audit['flagged'] else 'not flagged'}. Measured {audit['date']} with "
+                  f"`{audit['command']}`."]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

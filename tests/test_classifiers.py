@@ -49,3 +49,25 @@ def test_every_broken_folder_gets_one_clear_message(folder, tmp_path):
         weights.unlink()
     with pytest.raises(ClassifierLoadError, match="no weights file"):
         load_classifier(folder, label="dog")
+
+
+def test_the_bundled_classifiers_load_and_their_readmes_are_rendered_from_their_cards(tmp_path):
+    import shutil
+
+    from medviz.cards import write_classifier_card
+    from medviz.classifiers import CLASSIFIERS_DIR, bundled_classifiers, classifier_domain
+
+    names = bundled_classifiers()
+    assert names == ["cxr-effusion-erm", "cxr-effusion-groupdro", "skin-melanoma-erm", "skin-melanoma-groupdro"]
+    for name in names:
+        classifier = load_classifier(name)
+        assert classifier.label == ("pleural_effusion" if name.startswith("cxr") else "melanoma")
+        assert classifier_domain(name) == name.split("-")[0] and classifier.card["strength"] == 0.9
+        assert (CLASSIFIERS_DIR / name / "model.safetensors").stat().st_size < 10 * 2**20
+        copy = tmp_path / name
+        shutil.copytree(CLASSIFIERS_DIR / name, copy, ignore=shutil.ignore_patterns("*.safetensors"))
+        assert write_classifier_card(copy).read_text() == (CLASSIFIERS_DIR / name / "README.md").read_text()
+    for domain in ("cxr-effusion", "skin-melanoma"):       # the shortcut and its fix, side by side
+        erm, dro = (load_classifier(f"{domain}-{m}").card["balanced_test"]["worst_group_accuracy"]
+                    for m in ("erm", "groupdro"))
+        assert dro > erm

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import domains
+from ..cards import write_classifier_card
 from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
 from ..engines.audit import (SHORTCUT, UNITS, AuditConfig, Counterfactuals, edit_faithfulness, make_counterfactuals,
-                             phantom_images, report, score_audit)
+                             phantom_images, report, score_audit, unfaithful)
 from ..models import load_model, read_model_card
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
@@ -130,6 +131,7 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
         write_figure(made, load_classifier(strongest), classifiers, Path(args.figure_dir) / f"audit_{domain}.png")
     return {
         "domain": domain, "units": UNITS, "n_images": n_images, "excluded": classifiers[0]["audit"]["excluded"],
+        "edit_faithfulness": dict(made.faithfulness), "flag_rule": f"estimated reliance >= {config.flag_at}",
         "spearman": round(spearman(estimated, true), 4),
         "max_abs_error": round(max(abs(c["error"]) for c in classifiers), 4),
         "flag_at": config.flag_at, "shortcut_threshold": SHORTCUT,
@@ -151,7 +153,9 @@ def write_figure(made, classifier, classifiers: list[dict], path: Path, examples
     import matplotlib.pyplot as plt
 
     spurious = made.spurious
-    chosen = [item for item in made.images if item.switches[spurious].passed][:examples] or made.images[:examples]
+    used = [item for item in made.images if item.switches[spurious].passed
+            and not unfaithful(made.faithfulness, item.switches[spurious].action, spurious)]     # what the figures use
+    chosen = used[:examples] or made.images[:examples]
     figure = plt.figure(figsize=(12, 2.4 * len(chosen)))
     grid = figure.add_gridspec(len(chosen), 4, width_ratios=[1, 1, 1, 2.2])
     for row, item in enumerate(chosen):
@@ -207,6 +211,7 @@ def write_cards(domain: str, result: dict, command: str) -> None:
                          "target_effect": entry["target_effect"], "flagged": entry["flagged"],
                          "bench_spearman": result["spearman"]}
         card_path.write_text(json.dumps(card, indent=2))
+        write_classifier_card(card_path.parent)
 
 
 def print_table(result: dict) -> None:

@@ -172,3 +172,15 @@ def test_screenshots_of_the_other_tabs(page, shots):
         page.screenshot(path=str(shots / file), full_page=True)
     assert all((shots / f).stat().st_size > 10_000 for f in
                ("edit.png", "traverse.png", "generate.png", "explain.png", "phantoms.png", "about.png"))
+
+
+def test_the_audit_tab_audits_the_bundled_classifier_on_phantoms(page, shots):
+    _open_tab(page, "Audit")
+    assert page.locator("#audit-classifier input").first.input_value() == "cxr-effusion-erm"
+    _set_number(page, "audit-phantoms", 4, speed_only=True)
+    page.locator("#audit-button").click()
+    page.locator("#audit-summary").get_by_text("UNet passes").wait_for()
+    assert "Truth from the phantoms' causal model" in page.locator("#audit-summary").inner_text()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(shots / "audit.png"), full_page=True)
+    assert (shots / "audit.png").stat().st_size > 10_000

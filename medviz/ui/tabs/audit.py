@@ -185,7 +185,7 @@ def _controls(page: Page, domain: str | None) -> dict:
         controls["target"] = gr.Dropdown(names, value=target, label="Target (the disease)")
     controls["source"] = gr.Radio(list(SOURCES), value=SOURCES[0], label="Images")
     with gr.Row():
-        controls["n_phantoms"] = gr.Slider(4, 200, value=20, step=1, label="Phantoms")
+        controls["n_phantoms"] = gr.Slider(4, 200, value=20, step=1, label="Phantoms", elem_id="audit-phantoms")
         controls["link_strength"] = gr.Slider(0, 0.9, value=0.0, step=0.1, label="Their planted link (0: none)")
     controls["uploads"] = gr.File(file_count="multiple", type="filepath", label="…or upload images (+ a CSV of labels "
                                   "in the CheXpert or ISIC layout); read into memory, then deleted from the server")
