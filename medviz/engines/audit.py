@@ -395,7 +395,7 @@ def _warnings(made: Counterfactuals, excluded: dict, reliance: Estimate, spuriou
     if failed:
         out.append(f"In {failed} of {len(made.images)} images the {made.spurious} edit did not switch it (the oracle's "
                    "readout); they are left out of the reliance.")
-    if reliance.n < 20:
+    if reliance.n < 10:
         out.append(f"The reliance rests on {reliance.n} images: too few for a firm figure.")
     return out
 

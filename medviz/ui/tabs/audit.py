@@ -110,6 +110,7 @@ def subgroup_figure(result: AuditResult) -> go.Figure:
                                 x=[f"no {result.spurious}", result.spurious], y=[f"no {result.target}", result.target],
                                 colorbar={"title": "accuracy"}))
     figure.update_layout(title=f"Accuracy per group (worst {number(result.worst_group_accuracy or float('nan'))})",
+                         xaxis={"title": result.spurious}, yaxis={"title": result.target},
                          height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
 
@@ -127,7 +128,7 @@ def reliance_figure(result: AuditResult) -> go.Figure:
         figure.add_trace(go.Bar(name="true (the phantoms' causal model)", x=names,
                                 y=[result.truth["reliance"]["mean"], result.truth["target_effect"]["mean"]]))
     figure.add_hline(y=result.parameters["flag_at"], line_dash="dot", annotation_text="flag")
-    figure.update_layout(title="Score change when only this attribute is switched (on − off)", barmode="group",
+    figure.update_layout(title="Score change, one attribute switched", barmode="group", legend={"orientation": "h"},
                          yaxis={"title": f"change in P({result.label})", "range": [-0.2, 1.05]}, height=340,
                          margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
@@ -136,6 +137,7 @@ def reliance_figure(result: AuditResult) -> go.Figure:
 def summary(result: AuditResult, notes: list[str]) -> str:
     """Markdown: the verdict, the figures with their intervals, the truth, the cost and what was left out."""
     r, t, s = result.reliance, result.target_effect, result.scls
+    left_out = {k: v for k, v in result.excluded.items() if v}
     verdict = (f"### ⚠️ Shortcut: {result.classifier} leans on **{result.spurious}**" if result.flagged else
                f"### No shortcut on {result.spurious} found")
     lines = [f"{verdict}",
@@ -150,7 +152,8 @@ def summary(result: AuditResult, notes: list[str]) -> str:
     if result.worst_group_accuracy is not None:
         lines.append(f"Accuracy: mean {result.mean_accuracy:.3f}, worst group {result.worst_group_accuracy:.3f}.")
     lines.append(f"{result.unet_passes} UNet passes ({result.unet_passes_per_image:.0f} per image), "
-                 f"{result.seconds:.0f} s. Left out: " + ", ".join(f"{k} {v}" for k, v in result.excluded.items()) + ".")
+                 f"{result.seconds:.0f} s." + (" Left out: " + ", ".join(f"{k}: {v}" for k, v in left_out.items()) + "."
+                                               if left_out else ""))
     lines += notes
     lines.append("*A research audit on synthetic or edited images, not a clinical validation.*")
     return warned(result.warnings, "  \n".join(lines))
@@ -167,9 +170,9 @@ def run_audit(model, request: AuditRequest, job: Job, classifier) -> tuple:
     csv_path, json_path = job.file("audit", ".csv"), job.file("audit", ".json")
     csv_path.write_text(report_rows(result))
     json_path.write_text(json.dumps(report(result), indent=2, default=str))
-    gallery = [(for_display(np.concatenate([before, after], axis=1)), caption)
-               for before, after, caption in result.gallery]
-    return summary(result, notes), subgroup_figure(result), reliance_figure(result), gallery, [str(csv_path),
+    gallery = [(for_display(np.concatenate([before, np.ones((len(before), 2, 3), np.float32), after], axis=1)), caption)
+               for before, after, caption in result.gallery]                  # a white line between the two
+    return summary(result, notes), reliance_figure(result), subgroup_figure(result), gallery, [str(csv_path),
                                                                                                str(json_path)]
 
 
@@ -185,7 +188,7 @@ def _controls(page: Page, domain: str | None) -> dict:
         controls["target"] = gr.Dropdown(names, value=target, label="Target (the disease)")
     controls["source"] = gr.Radio(list(SOURCES), value=SOURCES[0], label="Images")
     with gr.Row():
-        controls["n_phantoms"] = gr.Slider(4, 200, value=20, step=1, label="Phantoms", elem_id="audit-phantoms")
+        controls["n_phantoms"] = gr.Slider(4, 200, value=24, step=1, label="Phantoms", elem_id="audit-phantoms")
         controls["link_strength"] = gr.Slider(0, 0.9, value=0.0, step=0.1, label="Their planted link (0: none)")
     controls["uploads"] = gr.File(file_count="multiple", type="filepath", label="…or upload images (+ a CSV of labels "
                                   "in the CheXpert or ISIC layout); read into memory, then deleted from the server")
@@ -203,7 +206,8 @@ def build(page: Page, domain: str | None) -> Tab:
                 with gr.Row():
                     reliance = gr.Plot(label="Reliance")
                     groups = gr.Plot(label="Subgroups")
-                gallery = gr.Gallery(label="Pairs whose score moved most (input | counterfactual)", columns=2, height=360)
+                gallery = gr.Gallery(label="Pairs whose score moved most (input | counterfactual)", columns=2, height=380,
+                                     object_fit="contain")
                 files = gr.File(label="Report (CSV per image, JSON summary)", file_count="multiple", interactive=False)
 
     @errors_as_messages
