@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 
 from .. import domains
-from ..io import to_model_batch
+from ..data import load_chexpert, load_isic
+from ..io import to_model_batch, uint8_rgb
 from ..oracle import predict
 from .architectures import PRESETS
 from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, optimizer_step, write_record
@@ -122,9 +123,6 @@ def balanced_test_set(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray,
 def augmentation(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(uint8 images (M, S, S, 3), labels (M,), groups (M,)) of ``config.augment``'s rows; a row without a target or
     spurious label (uncertain, blank) cannot join a group and is refused by name."""
-    from ..data import load_chexpert, load_isic
-    from ..io import uint8_rgb
-
     records = (load_chexpert if config.domain == "cxr" else load_isic)(config.augment)
     images, labels, group = [], [], []
     for record in records:
