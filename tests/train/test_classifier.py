@@ -74,3 +74,17 @@ def test_augment_rows_join_the_training_set_with_their_groups_and_unlabelled_row
     with pytest.raises(ValueError, match="has no 0/1 label for ruler"):
         augmentation(ClassifierConfig(domain="skin", out="x", target="melanoma", spurious="ruler",
                                       augment=str(tmp_path / "extra" / "nolabel.csv")))
+
+
+def test_random_zoom_rescales_about_the_centre_and_keeps_the_shape():
+    import numpy as np
+
+    from medviz.train.classifier import random_zoom
+
+    square = np.zeros((1, 32, 32, 3), np.uint8)
+    square[0, 12:20, 12:20] = 255                                     # an 8-px "lesion" in the middle
+    sizes = [int((random_zoom(square, np.random.default_rng(s), 0.4)[0, :, :, 0] > 127).sum()) for s in range(40)]
+    assert min(sizes) < 64 * 0.75 and max(sizes) > 64 * 1.3                # smaller and larger than the original 64 px
+    assert np.array_equal(random_zoom(square, np.random.default_rng(0), 0.0), square)
+    assert ClassifierConfig(domain="skin", out="x").magnification == 0.4
+    assert ClassifierConfig(domain="cxr", out="x").magnification == 0.0
