@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medviz.train.classifier import make_classifier
-from tests.tiny import tiny_model
+from tests.ui.conftest import served_with_models_folder
 
 REQUEST = dict(model_name="cxr-phantom", label="", spurious="support_devices", target="pleural_effusion",
                source="phantoms", n_phantoms=4, link_strength=0.0, uploads=[])
@@ -17,11 +17,6 @@ REQUEST = dict(model_name="cxr-phantom", label="", spurious="support_devices", t
 @pytest.fixture(scope="module")
 def audit_app(tmp_path_factory):
     """The app with a models folder holding a tiny random classifier folder 'my-effusion' and three broken ones."""
-    from gradio_client import Client
-
-    from medviz.ui.layout import build_demo
-    from medviz.ui.session import ModelRegistry
-
     root = tmp_path_factory.mktemp("models")
     for name in ("my-effusion", "no-config", "no-labels"):
         make_classifier((8, 16), "pleural_effusion", 32).save_pretrained(str(root / name))
@@ -29,15 +24,8 @@ def audit_app(tmp_path_factory):
     config = json.loads((root / "no-labels" / "config.json").read_text())
     config["id2label"] = {"0": "LABEL_0", "1": "LABEL_1"}
     (root / "no-labels" / "config.json").write_text(json.dumps(config))
-    registry = ModelRegistry("cxr-phantom", device="cpu", preloaded=tiny_model("cxr"), models_dir=root)
-    demo = build_demo(registry)
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, run_history=False,
-                enable_monitoring=False, show_error=True)
-    try:
-        yield Client(demo.local_url, verbose=False), root
-    finally:
-        demo.close()
+    with served_with_models_folder(root) as client:
+        yield client, root
 
 
 def test_a_users_classifier_folder_is_audited_with_figures_gallery_and_report(audit_app):

@@ -4,6 +4,7 @@ import pytest
 
 from medviz.ui.common import EXAMPLES_DIR
 from tests.tiny import tiny_model
+from tests.ui.conftest import served_with_models_folder
 
 FAST = dict(frames=3, steps=4, guidance=3.0, seed=0, seed_b=-1, strength=1.0, start_step=0)
 
@@ -11,22 +12,10 @@ FAST = dict(frames=3, steps=4, guidance=3.0, seed=0, seed_b=-1, strength=1.0, st
 @pytest.fixture(scope="module")
 def own_app(tmp_path_factory):
     """The app with a models folder holding one tiny random SD-architecture folder saved to disk, 'mine'."""
-    from gradio_client import Client
-
-    from medviz.ui.layout import build_demo
-    from medviz.ui.session import ModelRegistry
-
     root = tmp_path_factory.mktemp("models")
     tiny_model(None).pipe.save_pretrained(str(root / "mine"))
-    registry = ModelRegistry("cxr-phantom", device="cpu", preloaded=tiny_model("cxr"), models_dir=root)
-    demo = build_demo(registry)
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, run_history=False,
-                enable_monitoring=False, show_error=True)
-    try:
-        yield Client(demo.local_url, verbose=False), root
-    finally:
-        demo.close()
+    with served_with_models_folder(root) as client:
+        yield client, root
 
 
 def test_the_model_box_offers_the_models_folder_and_names_nothing_outside_it(own_app):
