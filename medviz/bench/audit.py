@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
     parser.add_argument("--n-images", type=int, default=200, help="held-out phantoms audited (default 200)")
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.3, 0.6, 0.9])
-    parser.add_argument("--seeds", type=int, default=2, help="ERM seeds per strength (default 2)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per classifier setting (default 3)")
     parser.add_argument("--classifiers-dir", default="runs/audit_classifiers")
     parser.add_argument("--cache", default="runs/audit_counterfactuals", help="folder of the counterfactual caches")
     parser.add_argument("--figure-dir", default=None, help="write audit_<domain>.png here (assets/examples)")
