@@ -115,6 +115,7 @@ class Switch:
     passed: bool | None
     verdict: str
     unet_passes: int
+    ran: bool = True                   # False: not run, the model card measured this edit unfaithful
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ def _switch(model, pixels: np.ndarray, attribute: str, present: bool | None, edi
     action = "remove" if present else "add"
     if unfaithful(skip, action, attribute):
         return Switch(attribute, action, model_rgb(pixels, model.image_size), None,
-                      f"not run: '{action} {attribute}' is unfaithful on this model", 0)
+                      f"not run: '{action} {attribute}' is unfaithful on this model", 0, ran=False)
     result = counterfactual(model, pixels, replace(edit, add=() if present else (attribute,),
                                                    remove=(attribute,) if present else ()), should_stop=should_stop)
     rgb = result.counterfactual if result.counterfactual.ndim == 3 else np.repeat(result.counterfactual[..., None], 3, -1)
@@ -264,13 +265,14 @@ def score_audit(classifier: AuditedClassifier, made: Counterfactuals, config: Au
     for attribute in (made.spurious, made.target):
         after = classifier.score([item.switches[attribute].image for item in images])
         sign = np.array([1.0 if item.switches[attribute].action == "add" else -1.0 for item in images])
-        passed = np.array([item.switches[attribute].passed is not False for item in images])
+        ran = np.array([item.switches[attribute].ran for item in images])
+        passed = ran & np.array([item.switches[attribute].passed is not False for item in images])
         faithful = np.array([not unfaithful(made.faithfulness, item.switches[attribute].action, attribute)
                              for item in images])
         switched[attribute] = np.where(passed, sign * (after - before), np.nan)
         changes[attribute] = np.where(faithful, switched[attribute], np.nan)
-        excluded[f"{attribute} edit did not switch it"] = int((~passed).sum())
-        excluded[f"{attribute} edit unfaithful on this model"] = int((passed & ~faithful).sum())
+        excluded[f"{attribute} edit did not switch it"] = int((ran & ~passed).sum())
+        excluded[f"{attribute} edit unfaithful on this model"] = int(((passed | ~ran) & ~faithful).sum())
         for item, b, a, s, ok in zip(images, before, after, sign, passed & faithful):
             switch = item.switches[attribute]
             pairs.append({"image": item.name, "attribute": attribute, "action": switch.action, "passed": switch.passed,

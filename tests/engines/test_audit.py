@@ -90,6 +90,15 @@ def test_edits_the_model_card_measured_unfaithful_are_left_out_and_named():
     assert any("'add support_devices' edit rarely looks like the true counterfactual (counterfactual bench: faithful "
                "in 1%): its 1 edits are left out" in w for w in result.warnings)
     assert [p["used"] for p in result.pairs] == [True, False, True, True]
+    # An edit the engine did not run (its image is the input) counts as unfaithful, never as a change of 0.
+    skipped = Switch("support_devices", "add", _image(0.1), None, "not run", 0, ran=False)
+    item = made.images[1]
+    made = Counterfactuals(**{**vars(made), "images": [made.images[0], ImageCounterfactuals(
+        item.name, item.input, item.labels, {**item.switches, "support_devices": skipped}, None)]})
+    result = score_audit(BrightnessClassifier(), made, AuditConfig(**CXR, bootstrap=20))
+    assert result.reliance_every_switch == pytest.approx(0.5)
+    assert result.excluded["support_devices edit unfaithful on this model"] == 1
+    assert result.excluded["support_devices edit did not switch it"] == 0
 
 
 def test_a_classifier_that_ignores_the_spurious_attribute_is_not_flagged_and_scls_is_zero():
