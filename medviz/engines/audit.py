@@ -402,12 +402,17 @@ def _warnings(made: Counterfactuals, excluded: dict, reliance: Estimate, spuriou
     return out
 
 
-def phantom_images(domain: str, n: int, first_seed: int, strength: float = 0.0, spurious_rate: float = 0.5,
+def phantom_images(domain: str, n: int, first_seed: int, strength: float = 0.0, spurious_rate: float | None = None,
                    attributes: Sequence[str] = (), size: int = 128) -> list[AuditImage]:
-    """``n`` phantoms (seeds ``first_seed`` ...) drawn with the planted link at ``strength`` (0: none) and
-    P(spurious | no target) = ``spurious_rate``, with their labels and the true counterfactuals of ``attributes``."""
+    """``n`` phantoms (seeds ``first_seed`` ...) drawn with the planted link at ``strength`` in [0, 1) (0: none) and
+    P(spurious | no target) = ``spurious_rate``, default (1 - strength) / 2: then P(spurious | target) is
+    (1 + strength) / 2, and without a link half the images carry the spurious attribute. With their labels and
+    the true counterfactuals of ``attributes``."""
+    if not 0 <= strength < 1:
+        raise ValueError(f"the link strength must lie in [0, 1), got {strength}")
+    rate = (1 - strength) / 2 if spurious_rate is None else spurious_rate
     module = get_domain(domain)
-    graph = module.build_graph(**link_parameters(domain, strength, spurious_rate))
+    graph = module.build_graph(**link_parameters(domain, strength, rate))
     attributes_of = domains.get(domain).attributes_of
     out = []
     for seed in range(first_seed, first_seed + n):

@@ -136,6 +136,10 @@ def test_phantoms_carry_labels_and_true_counterfactuals_that_differ_in_one_attri
         assert np.array_equal(same, image.pixels)                      # one of the pair is the phantom itself
     rate = np.mean([i.labels["support_devices"] for i in phantom_images("cxr", 60, 40_000_100, size=32)])
     assert 0.3 < rate < 0.7                                            # P(spurious) 0.5, whatever the target
+    linked = phantom_images("cxr", 80, 40_000_200, strength=0.9, size=32)
+    for has_effusion, expected in ((True, 0.95), (False, 0.05)):
+        share = np.mean([i.labels["support_devices"] for i in linked if i.labels["pleural_effusion"] == has_effusion])
+        assert abs(share - expected) < 0.2                             # the link planted: (1 +- strength) / 2
 
 
 def test_counterfactuals_switch_each_attribute_the_way_its_label_says_and_stop_on_request(tiny_cxr):

@@ -84,3 +84,18 @@ def test_uploads_with_a_chexpert_csv_get_labels_and_unreadable_files_are_named(a
     assert sum(g["n"] for g in record["subgroups"]) == 2 and record["truth"] is None
     with pytest.raises(Exception, match="upload the images to audit"):
         client.predict(classifier="my-effusion", **{**REQUEST, "source": "uploads"}, api_name="/audit")
+
+
+def test_the_skin_model_audits_the_bundled_skin_classifier(client):
+    """The page on both tiny models (conftest): the skin model with its bundled classifier and its pair."""
+    client.predict(model_name="skin-phantom", api_name="/select_model")    # the tab's choices follow the model
+    summary, *_, files = client.predict(model_name="skin-phantom", classifier="skin-melanoma-erm", label="",
+                                        spurious="ruler", target="melanoma", source="phantoms", n_phantoms=4,
+                                        link_strength=0.9, uploads=[], api_name="/audit")
+    assert "Switching only **ruler** moves P(melanoma) by" in summary
+    record = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    assert record["classifier"] == "skin-melanoma-erm" and record["truth"]["reliance"]["n"] == 4
+    with pytest.raises(Exception, match="the spurious and the target attribute must differ"):
+        client.predict(model_name="skin-phantom", classifier="skin-melanoma-erm", label="", spurious="melanoma",
+                       target="melanoma", source="phantoms", n_phantoms=4, link_strength=0.0, uploads=[],
+                       api_name="/audit")
