@@ -35,22 +35,36 @@ class ModelRegistry:
             self._models[default] = preloaded
 
     def choices(self) -> list[str]:
-        names = list(bundled_models())
-        if self.models_dir is not None and self.models_dir.is_dir():
-            names += sorted(p.name for p in self.models_dir.iterdir() if (p / "model_index.json").is_file())
+        names = list(bundled_models()) + [p.name for p in self._user_folders() if (p / "model_index.json").is_file()]
         return names if self.default in names else [self.default, *names]
+
+    def _user_folders(self) -> list[Path]:
+        """The folders under the models folder, sorted by name (none without one)."""
+        if self.models_dir is None or not self.models_dir.is_dir():
+            return []
+        return sorted((p for p in self.models_dir.iterdir() if p.is_dir()), key=lambda p: p.name)
+
+    def _user_folder(self, name: str) -> Path | None:
+        """The folder ``name`` names under the models folder; None when there is none, or the name leaves it."""
+        if self.models_dir is None:
+            return None
+        candidate = (self.models_dir / name).resolve()
+        return candidate if candidate.is_relative_to(self.models_dir) and candidate.is_dir() else None
+
+    def _elsewhere(self, purpose: str) -> str:
+        """The end of a 'not bundled' message: where else a name may point (never a server path)."""
+        return (" or a folder under the models folder" if self.models_dir is not None else
+                f" (start medviz with --models-dir FOLDER to {purpose} from that folder)")
 
     def _path(self, name: str) -> str:
         """What to load for a name typed in the model box (see the class docstring)."""
         if name == self.default or name in bundled_models():
             return name
-        if self.models_dir is not None:
-            candidate = (self.models_dir / name).resolve()
-            if candidate.is_relative_to(self.models_dir) and candidate.is_dir():
-                return str(candidate)
-        where = " or a folder under the models folder" if self.models_dir is not None else \
-            " (start medviz with --models-dir FOLDER to load your own models from that folder)"
-        raise ModelLoadError(f"{name!r} is not a bundled model ({', '.join(bundled_models())}){where}")
+        folder = self._user_folder(name)
+        if folder is not None:
+            return str(folder)
+        raise ModelLoadError(f"{name!r} is not a bundled model ({', '.join(bundled_models())})"
+                             f"{self._elsewhere('load your own models')}")
 
     def _load(self, name: str) -> Model:
         path = self._path(name)
@@ -73,11 +87,8 @@ class ModelRegistry:
 
     def classifier_choices(self, domain: str | None) -> list[str]:
         """Bundled classifiers of ``domain`` and the classifier folders (no pipeline) under the models folder."""
-        names = [n for n in bundled_classifiers() if classifier_domain(n) in (domain, None)]
-        if self.models_dir is not None and self.models_dir.is_dir():
-            names += sorted(p.name for p in self.models_dir.iterdir()
-                            if (p / "config.json").is_file() and not (p / "model_index.json").is_file())
-        return names
+        return [n for n in bundled_classifiers() if classifier_domain(n) in (domain, None)] + [
+            p.name for p in self._user_folders() if (p / "config.json").is_file() and not (p / "model_index.json").is_file()]
 
     def classifier(self, name: str | None, label: str | None = None) -> AuditedClassifier:
         """A classifier for the classifier box: a bundled name or a folder under the models folder (errors name
@@ -87,11 +98,10 @@ class ModelRegistry:
             raise ClassifierLoadError("choose a classifier: a bundled one or a folder under the models folder")
         if name in bundled_classifiers():
             return load_classifier(name, label or None)
-        candidate = (self.models_dir / name).resolve() if self.models_dir is not None else None
-        if candidate is None or not candidate.is_relative_to(self.models_dir) or not candidate.is_dir():
-            where = (" or a folder under the models folder" if self.models_dir is not None else
-                     " (start medviz with --models-dir FOLDER to audit your own classifiers from that folder)")
-            raise ClassifierLoadError(f"{name!r} is not a bundled classifier ({', '.join(bundled_classifiers())}){where}")
+        candidate = self._user_folder(name)
+        if candidate is None:
+            raise ClassifierLoadError(f"{name!r} is not a bundled classifier ({', '.join(bundled_classifiers())})"
+                                      f"{self._elsewhere('audit your own classifiers')}")
         try:
             classifier = load_classifier(candidate, label or None)
         except ClassifierLoadError as error:            # name the folder as the user typed it, not the server's path
