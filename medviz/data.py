@@ -55,6 +55,10 @@ class Record:
     def load(self, **kwargs: Any) -> MedicalImage:
         return read_image(self.path, **kwargs)
 
+    def attribute_labels(self) -> dict[str, float]:
+        """``labels`` under the vocabulary's keys ("Pleural Effusion" -> pleural_effusion), values unchanged."""
+        return {name.lower().replace(" ", "_"): value for name, value in self.labels.items()}
+
 
 def _read_csv(csv_path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
     path = Path(csv_path)

@@ -25,7 +25,7 @@ from .. import domains
 from ..cards import write_classifier_card
 from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
 from ..engines.audit import (SHORTCUT, UNITS, AuditConfig, Counterfactuals, edit_faithfulness, make_counterfactuals,
-                             phantom_images, report, score_audit, unfaithful)
+                             phantom_images, report, score_audit, used)
 from ..models import load_model, read_model_card
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
@@ -103,10 +103,10 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
             classifier_runs(domain, args.strengths, args.seeds)]
     config, made = counterfactuals(domain, args.n_images, Path(args.cache))
     classifiers = []
+    loaded = {path: load_classifier(path) for _, _, _, path in rows}
     for method, strength, seed, path in rows:
-        audited = score_audit(load_classifier(path), made, config)
-        card = json.loads((path / CARD).read_text())
-        record = report(audited)
+        card = loaded[path].card
+        record = report(score_audit(loaded[path], made, config))
         classifiers.append({
             "name": path.name, "method": method, "strength": strength, "seed": seed,
             "worst_group_accuracy": card["balanced_test"]["worst_group_accuracy"],
@@ -128,7 +128,7 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     n_images = len(made.images) + len(made.excluded)
     if args.figure_dir:
         strongest = next(path for m, s, seed, path in rows if m == "erm" and s == max(args.strengths) and seed == 0)
-        write_figure(made, load_classifier(strongest), classifiers, Path(args.figure_dir) / f"audit_{domain}.png")
+        write_figure(made, loaded[strongest], classifiers, Path(args.figure_dir) / f"audit_{domain}.png")
     return {
         "domain": domain, "units": UNITS, "n_images": n_images, "excluded": classifiers[0]["audit"]["excluded"],
         "edit_faithfulness": dict(made.faithfulness), "flag_rule": f"estimated reliance >= {config.flag_at}",
@@ -153,9 +153,8 @@ def write_figure(made, classifier, classifiers: list[dict], path: Path, examples
     import matplotlib.pyplot as plt
 
     spurious = made.spurious
-    used = [item for item in made.images if item.switches[spurious].passed
-            and not unfaithful(made.faithfulness, item.switches[spurious].action, spurious)]     # what the figures use
-    chosen = used[:examples] or made.images[:examples]
+    usable = [item for item in made.images if used(item.switches[spurious], made.faithfulness)]
+    chosen = usable[:examples] or made.images[:examples]
     figure = plt.figure(figsize=(12, 2.4 * len(chosen)))
     grid = figure.add_gridspec(len(chosen), 4, width_ratios=[1, 1, 1, 2.2])
     for row, item in enumerate(chosen):

@@ -154,6 +154,16 @@ def unfaithful(faithfulness: Mapping[str, float | None], action: str, attribute:
     return value is not None and value < FAITHFUL_ENOUGH
 
 
+def switched(switch: Switch) -> bool:
+    """The edit ran and switched its attribute (or there was no oracle to say it did not)."""
+    return switch.ran and switch.passed is not False
+
+
+def used(switch: Switch, faithfulness: Mapping[str, float | None]) -> bool:
+    """The figures use this edit: it switched, and the model card does not call it unfaithful."""
+    return switched(switch) and not unfaithful(faithfulness, switch.action, switch.attribute)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A mean over images with its percentile-bootstrap 95% interval; n: images it rests on (NaN when none)."""
@@ -261,19 +271,18 @@ def score_audit(classifier: AuditedClassifier, made: Counterfactuals, config: Au
     if not images:
         raise ValueError(f"no image left to audit: {len(made.excluded)} left out ({_reasons(made.excluded)})")
     before = classifier.score([item.input for item in images])
-    changes, switched, pairs, excluded = {}, {}, [], {"outside the model's domain": len(made.excluded)}
+    changes, every, pairs, excluded = {}, {}, [], {"outside the model's domain": len(made.excluded)}
     for attribute in (made.spurious, made.target):
         after = classifier.score([item.switches[attribute].image for item in images])
         sign = np.array([1.0 if item.switches[attribute].action == "add" else -1.0 for item in images])
         ran = np.array([item.switches[attribute].ran for item in images])
-        passed = ran & np.array([item.switches[attribute].passed is not False for item in images])
-        faithful = np.array([not unfaithful(made.faithfulness, item.switches[attribute].action, attribute)
-                             for item in images])
-        switched[attribute] = np.where(passed, sign * (after - before), np.nan)
-        changes[attribute] = np.where(faithful, switched[attribute], np.nan)
+        passed = np.array([switched(item.switches[attribute]) for item in images])
+        usable = np.array([used(item.switches[attribute], made.faithfulness) for item in images])
+        every[attribute] = np.where(passed, sign * (after - before), np.nan)
+        changes[attribute] = np.where(usable, every[attribute], np.nan)
         excluded[f"{attribute} edit did not switch it"] = int((ran & ~passed).sum())
-        excluded[f"{attribute} edit unfaithful on this model"] = int(((passed | ~ran) & ~faithful).sum())
-        for item, b, a, s, ok in zip(images, before, after, sign, passed & faithful):
+        excluded[f"{attribute} edit unfaithful on this model"] = int((~usable & ~(ran & ~passed)).sum())   # the rest
+        for item, b, a, s, ok in zip(images, before, after, sign, usable):
             switch = item.switches[attribute]
             pairs.append({"image": item.name, "attribute": attribute, "action": switch.action, "passed": switch.passed,
                           "used": bool(ok),
@@ -281,7 +290,7 @@ def score_audit(classifier: AuditedClassifier, made: Counterfactuals, config: Au
                           "change_on_minus_off": round(float(s * (a - b)), 4), "effect_check": switch.verdict})
     rng = np.random.default_rng(config.seed)
     reliance, target_effect, scls = _estimates(changes[made.spurious], changes[made.target], config.bootstrap, rng)
-    every_switch = float(np.nanmean(switched[made.spurious])) if np.isfinite(switched[made.spurious]).any() else float("nan")
+    every_switch = float(np.nanmean(every[made.spurious])) if np.isfinite(every[made.spurious]).any() else float("nan")
     subgroups, worst, mean_accuracy = _subgroups(images, before, made.target, made.spurious)
     truth = _truth(classifier, images, made, config, changes[made.spurious])
     warnings = _warnings(made, excluded, reliance, [p for p in pairs if p["attribute"] == made.spurious])
@@ -438,7 +447,7 @@ def folder_images(records, limit: int | None = None, max_side: int = 512) -> tup
         except Exception as error:                  # a bad file is reported and skipped, never fatal
             unreadable.append(f"{record.path.name}: {' '.join(str(error).split())[:160]}")
             continue
-        labels = {k.lower().replace(" ", "_"): bool(v == 1.0) for k, v in record.labels.items() if not math.isnan(v)}
+        labels = {k: bool(v == 1.0) for k, v in record.attribute_labels().items() if not math.isnan(v)}
         images.append(AuditImage(record.path.name, pixels, labels))
     return images, unreadable
 

@@ -20,7 +20,7 @@ from ..io import to_model_batch, uint8_rgb
 from ..oracle import predict
 from .architectures import PRESETS
 from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, optimizer_step, write_record
-from ..phantoms.effects import link_groups as groups, link_parameters
+from ..phantoms.effects import link_groups, link_parameters
 from .data import render_phantoms
 from .oracle import HELD_OUT_FIRST_SEED
 
@@ -101,11 +101,6 @@ def random_zoom(batch: np.ndarray, rng, zoom: float) -> np.ndarray:
     return out
 
 
-def graph_parameters(domain: str, strength: float) -> dict:
-    """The SCM parameters of the domain's planted link at ``strength``, with ``SPURIOUS_BASE_RATE``."""
-    return link_parameters(domain, strength)
-
-
 def make_classifier(widths: tuple[int, ...], target: str, image_size: int):
     """A two-class ResNet (``transformers``), label 1 = ``target`` present."""
     from transformers import ResNetConfig, ResNetForImageClassification
@@ -143,8 +138,8 @@ def balanced_test_set(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray,
     """(images, labels, groups): phantoms drawn without the link, subsampled to equal groups."""
     images, factors = render_phantoms(config.domain, config.n_test * 4, config.image_size,
                                       HELD_OUT_FIRST_SEED + TEST_OFFSET, config.workers,
-                                      graph_parameters=graph_parameters(config.domain, 0.0))
-    labels, group = groups(config.domain, factors, config.target, config.spurious)
+                                      graph_parameters=link_parameters(config.domain, 0.0))
+    labels, group = link_groups(config.domain, factors, config.target, config.spurious)
     smallest = min(int((group == g).sum()) for g in range(4))
     keep = np.sort(np.concatenate([np.flatnonzero(group == g)[:min(smallest, config.n_test // 4)] for g in range(4)]))
     return images[keep], labels[keep], group[keep]
@@ -156,7 +151,7 @@ def augmentation(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray, np.n
     records = (load_chexpert if config.domain == "cxr" else load_isic)(config.augment)
     images, labels, group = [], [], []
     for record in records:
-        named = {k.lower().replace(" ", "_"): v for k, v in record.labels.items()}
+        named = record.attribute_labels()
         missing = [a for a in (config.target, config.spurious) if named.get(a) not in (0.0, 1.0)]
         if missing:
             raise ValueError(f"{config.augment}: {record.path.name} has no 0/1 label for {', '.join(missing)}")
@@ -176,8 +171,8 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
     config.validate()
     accelerator = make_accelerator(config.seed)
     images, factors = render_phantoms(config.domain, config.n_images, config.image_size, TRAIN_FIRST_SEED + config.seed,
-                                      config.workers, graph_parameters=graph_parameters(config.domain, config.strength))
-    labels, group = groups(config.domain, factors, config.target, config.spurious)
+                                      config.workers, graph_parameters=link_parameters(config.domain, config.strength))
+    labels, group = link_groups(config.domain, factors, config.target, config.spurious)
     n_augment = 0
     if config.augment:
         extra, extra_labels, extra_group = augmentation(config)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from medviz.train.__main__ import main
-from medviz.train.classifier import ClassifierConfig, graph_parameters, group_dro_loss, groups
+from medviz.phantoms.effects import link_groups as groups, link_parameters as graph_parameters
+from medviz.train.classifier import ClassifierConfig, group_dro_loss
 from medviz.train.data import render_phantoms
 
 

@@ -3,7 +3,7 @@ torch.set_num_threads(1)
 from medviz.models import load_model
 from medviz.engines.counterfactual import counterfactual, EditConfig
 from medviz.phantoms import get_domain
-from medviz.train.classifier import graph_parameters
+from medviz.phantoms.effects import link_parameters as graph_parameters
 from medviz.train.oracle import HELD_OUT_FIRST_SEED
 dom, attr, action = sys.argv[1:4]
 m = load_model(f"{dom}-phantom")

@@ -3,7 +3,7 @@ torch.set_num_threads(1)
 from medviz.train.__main__ import main
 from medviz.classifiers import load_classifier
 from medviz.phantoms.effects import true_effects
-from medviz.train.classifier import graph_parameters
+from medviz.phantoms.effects import link_parameters as graph_parameters
 from medviz.train.oracle import HELD_OUT_FIRST_SEED
 name, extra = sys.argv[1], sys.argv[2:]
 out = f"runs/skinlever/{name}"

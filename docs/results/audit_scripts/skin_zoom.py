@@ -33,5 +33,5 @@ score = clf.score
 if gray:
     clf_score = clf.score
     score = lambda ims: clf_score([np.repeat(np.asarray(i).mean(-1, keepdims=True), 3, -1) for i in ims])
-t = true_effects("skin", "ruler", score, range(HELD_OUT_FIRST_SEED + 950_000, HELD_OUT_FIRST_SEED + 950_200), 32, C.graph_parameters("skin", 0.0))
+t = true_effects("skin", "ruler", score, range(HELD_OUT_FIRST_SEED + 950_000, HELD_OUT_FIRST_SEED + 950_200), 32, C.link_parameters("skin", 0.0))
 print(name, "worst(test, colour)", round(r["balanced_test"]["worst_group_accuracy"], 3), "true reliance", round(float(t["effect"].mean()), 3), flush=True)
