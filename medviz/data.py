@@ -60,7 +60,8 @@ class Record:
         return {name.lower().replace(" ", "_"): value for name, value in self.labels.items()}
 
 
-def _read_csv(csv_path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+def read_rows(csv_path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows as dicts of strings) of a CSV; a missing or empty file raises ``DatasetError``."""
     path = Path(csv_path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such CSV file")
@@ -85,7 +86,7 @@ def load_chexpert(csv_path: str | os.PathLike, image_root: str | os.PathLike | N
         frontal_only: keep only ``Frontal/Lateral == Frontal`` rows (when the column exists).
         check_files: raise ``DatasetError`` naming the first missing image.
     """
-    columns, rows = _read_csv(csv_path)
+    columns, rows = read_rows(csv_path)
     if "Path" not in columns:
         raise DatasetError(f"{csv_path}: not a CheXpert-layout CSV (no 'Path' column; found {columns[:6]})")
     findings = [f for f in prompts.CHEXPERT_FINDINGS if f in columns]
@@ -113,7 +114,7 @@ def load_chexpert(csv_path: str | os.PathLike, image_root: str | os.PathLike | N
 def load_isic(csv_path: str | os.PathLike, image_root: str | os.PathLike | None = None,
               caption: Callable[[Mapping[str, Any]], str] | None = None, check_files: bool = True) -> list[Record]:
     """Records of an ISIC-layout CSV (2018-2020 challenge CSVs, HAM10000 metadata, phantom output)."""
-    columns, rows = _read_csv(csv_path)
+    columns, rows = read_rows(csv_path)
     id_column = next((c for c in ISIC_ID_COLUMNS if c in columns), None)
     if id_column is None:
         raise DatasetError(f"{csv_path}: not an ISIC-layout CSV (no image id column among {ISIC_ID_COLUMNS})")

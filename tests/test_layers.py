@@ -10,7 +10,7 @@ import medviz
 ROOT = Path(medviz.__file__).parent
 #: Layer of each top-level part of the package (and the launcher).
 LAYERS = {"__init__": 0, "io": 0, "domains": 0, "metrics": 0, "display": 1, "prompts": 1, "phantoms": 2, "models": 2,
-          "oracle": 2, "classifiers": 2, "data": 2, "engines": 3, "guard": 3, "cards": 4, "ui": 5, "app": 5, "train": 6, "bench": 6}
+          "oracle": 2, "classifiers": 2, "data": 2, "engines": 3, "guard": 3, "cards": 4, "ui": 5, "app": 5, "train": 6, "bench": 6, "augment": 6}
 
 
 def _part(path: Path) -> str:

@@ -452,12 +452,14 @@ def folder_images(records, limit: int | None = None, max_side: int = 512) -> tup
     return images, unreadable
 
 
-def report_rows(result: AuditResult) -> str:
-    """The per-image pairs as CSV text."""
+def report_rows(*results: AuditResult) -> str:
+    """The per-image pairs of one or more audits (of the same counterfactuals) as CSV text, one column naming the
+    classifier."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(result.pairs[0]) if result.pairs else ["image"])
+    pairs = [{"classifier": result.classifier, **pair} for result in results for pair in result.pairs]
+    writer = csv.DictWriter(buffer, fieldnames=list(pairs[0]) if pairs else ["classifier", "image"])
     writer.writeheader()
-    writer.writerows(result.pairs)
+    writer.writerows(pairs)
     return buffer.getvalue()
 
 

@@ -17,6 +17,7 @@ from dataclasses import fields
 from .architectures import PRESETS
 from .bundle import bundle_oracle, bundle_pipeline
 from .classifier import ClassifierConfig, train_classifier
+from .common import end_processes, is_main_process
 from .data import render_training_set
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             bundle_oracle(args.out, args.oracle_dir)
     else:
         print(json.dumps(run_recipe(args), indent=2, default=str))
+    end_processes()
     return 0
 
 
@@ -138,8 +140,9 @@ def run_recipe(args) -> dict:
     facts = {"image_size": arch.image_size, "architecture": arch.to_dict(), "trained_on": hardware,
              "recipe": {k: v for k, v in vars(args).items() if k not in ("command",)},
              "results": {"vae": vae, "text2image": text2image, "oracle": oracle}, "timings": timings}
-    bundle_pipeline(args.domain, args.out, args.model_dir, facts, args.dtype, oracle_dir=args.oracle_dir)
-    bundle_oracle(args.out, args.oracle_dir)
+    if is_main_process():
+        bundle_pipeline(args.domain, args.out, args.model_dir, facts, args.dtype, oracle_dir=args.oracle_dir)
+        bundle_oracle(args.out, args.oracle_dir)
     return facts
 
 

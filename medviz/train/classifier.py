@@ -7,6 +7,7 @@ balanced held-out set drawn without the link: accuracy per group (target × spur
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +20,8 @@ from ..data import load_chexpert, load_isic
 from ..io import to_model_batch, uint8_rgb
 from ..oracle import predict
 from .architectures import PRESETS
-from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, optimizer_step, write_record
+from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
+                     optimizer_step, scale_record, write_record)
 from ..phantoms.effects import link_groups, link_parameters
 from .data import render_phantoms
 from .oracle import HELD_OUT_FIRST_SEED
@@ -112,16 +114,21 @@ def make_classifier(widths: tuple[int, ...], target: str, image_size: int):
     return ResNetForImageClassification(config)
 
 
-def group_dro_loss(losses, group, weights, step_size: float):
+def group_dro_loss(losses, group, weights, step_size: float, total=None):
     """Sagawa et al. 2020, Algorithm 1, one step: update the group weights ``weights`` (4,) in place from this
-    batch's mean loss per group present, and return the weighted loss."""
+    batch's mean loss per group present, and return the weighted loss. ``total``: sums a tensor over the processes
+    (``accelerator.reduce(t, "sum")``), so that every process updates the same weights from the whole step's batch."""
     import torch
 
     group_losses = torch.zeros_like(weights)
     for g in torch.unique(group):
         group_losses[g] = losses[group == g].mean()
     with torch.no_grad():
-        weights.mul_(torch.exp(step_size * group_losses.detach()))
+        sums = torch.zeros_like(weights).index_add_(0, group, losses.detach())
+        counts = torch.bincount(group, minlength=len(weights)).to(weights.dtype)
+        if total is not None:
+            sums, counts = total(sums), total(counts)
+        weights.mul_(torch.exp(step_size * sums / counts.clamp_min(1)))
         weights.div_(weights.sum())
     return (weights * group_losses).sum()
 
@@ -184,11 +191,15 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = BudgetedSchedule(optimizer, min(100, config.steps // 10), config.steps)
     weights = torch.full((4,), 0.25, device=accelerator.device)
-    rng = np.random.default_rng(config.seed)
-    log = Log(f"classifier {config.method}", config.steps, progress=progress)
+    sampler = RowSampler(len(images), accelerator, config.seed)
+    rng = sampler.rng
+    total = (lambda t: accelerator.reduce(t, "sum")) if accelerator.num_processes > 1 else None
+    announce_scale(accelerator, "classifier", config.batch_size, len(images))
+    log = Log(f"classifier {config.method}", config.steps, progress=progress, enabled=accelerator.is_main_process)
     model.train()
+    started = time.perf_counter()
     for step in range(1, config.steps + 1):
-        index = rng.integers(0, len(images), config.batch_size)
+        index = sampler.draw(config.batch_size)
         batch = images[index]
         if config.magnification:
             batch = random_zoom(batch, rng, config.magnification)
@@ -198,13 +209,19 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
         target = torch.as_tensor(labels[index], device=logits.device)
         losses = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
         if config.method == "groupdro":
-            loss = group_dro_loss(losses, torch.as_tensor(group[index], device=logits.device), weights, config.group_step)
+            loss = group_dro_loss(losses, torch.as_tensor(group[index], device=logits.device), weights, config.group_step,
+                                  total)
         else:
             loss = losses.mean()
         optimizer_step(accelerator, loss, optimizer, scheduler, step, log, cross_entropy=loss.item())
         if should_stop and should_stop():
             break
     model = accelerator.unwrap_model(model)
+    scale = {**scale_record(accelerator, sampler, config.batch_size), "train_seconds": time.perf_counter() - started,
+             "steps": step}
+    if not accelerator.is_main_process:        # one process measures and writes
+        accelerator.wait_for_everyone()       # until the main process has written
+        return {"process": accelerator.process_index, **scale}
     test_images, test_labels, test_groups = balanced_test_set(config)
     measured = subgroup_accuracy(model, test_images, test_labels, test_groups, accelerator.device)
     train_share = {int(g): float((group == g).mean()) for g in range(4)}
@@ -214,6 +231,8 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
               "method": config.method, "weight_decay": config.l2, "zoom": config.magnification, "groups": {g: f"{'' if g // 2 else 'no '}{config.target}, "
                                                      f"{'' if g % 2 else 'no '}{config.spurious}" for g in range(4)},
               "train_group_share": train_share, "augment_rows": n_augment, "balanced_test": measured, "command": command,
+              "scale": scale,
               "group_weights": weights.cpu().tolist() if config.method == "groupdro" else None}
     write_record(out, CARD, config, result)
+    accelerator.wait_for_everyone()
     return result

@@ -18,7 +18,8 @@ from ..io import to_model_batch
 from ..metrics import roc_auc
 from ..oracle import READOUT_KIND, predict
 from .architectures import PRESETS, make_oracle
-from .common import BudgetedSchedule, Log, Progress, TrainConfig, make_accelerator, optimizer_step, write_record
+from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
+                     optimizer_step, scale_record, write_record)
 from .data import render_phantoms
 
 HELD_OUT_FIRST_SEED = 10_000_000   # held-out phantoms never overlap the training seeds
@@ -53,11 +54,13 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = BudgetedSchedule(optimizer, 200, config.steps)
-    rng = np.random.default_rng(config.seed)
-    log = Log("oracle", config.steps, progress=progress)
+    sampler = RowSampler(len(images), accelerator, config.seed)
+    rng = sampler.rng
+    announce_scale(accelerator, "oracle", config.batch_size, len(images))
+    log = Log("oracle", config.steps, progress=progress, enabled=accelerator.is_main_process)
     model.train()
     for step in range(1, config.steps + 1):
-        index = rng.integers(0, len(images), config.batch_size)
+        index = sampler.draw(config.batch_size)
         batch = images[index]
         if rng.random() < 0.5 and config.domain == "skin":
             batch = batch[:, :, ::-1]          # dermoscopy has no left/right; X-rays do (heart side)
@@ -68,6 +71,10 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
         if should_stop and should_stop():
             break
     model = accelerator.unwrap_model(model)
+    scale = scale_record(accelerator, sampler, config.batch_size)
+    if not accelerator.is_main_process:        # one process measures and writes
+        accelerator.wait_for_everyone()       # until the main process has written
+        return {"process": accelerator.process_index, **scale}
     held_images, held_factors = render_phantoms(config.domain, config.n_held_out, arch.image_size,
                                                 HELD_OUT_FIRST_SEED, config.workers)
     probabilities = predict(model, held_images, accelerator.device)
@@ -76,6 +83,7 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     out = Path(config.out) / "oracle"
     model.save_pretrained(str(out), safe_serialization=True)
     result = {"held_out_auc": auc, "held_out_n": config.n_held_out, "held_out_first_seed": HELD_OUT_FIRST_SEED,
-              "kind": READOUT_KIND}
+              "kind": READOUT_KIND, "scale": scale}
     write_record(out, "medviz_train.json", config, result)
+    accelerator.wait_for_everyone()
     return result

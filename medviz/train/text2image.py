@@ -31,8 +31,8 @@ from .. import data
 from ..io import as_rgb, to_uint8
 from ..prompts import training_caption
 from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
-from .common import (BudgetedSchedule, Log, Progress, TrainConfig, latest_checkpoint, make_accelerator, save_checkpoint,
-                     write_record)
+from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
+                     make_accelerator, save_checkpoint, scale_record, write_record)
 from .data import encode_latents, render_training_set
 from .tokenizer import build_clip_tokenizer, prompt_corpus
 from .vae import structure_weights
@@ -148,7 +148,7 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     out = Path(config.out)
     accelerator = make_accelerator(config.seed)
     device = accelerator.device
-    rng = np.random.default_rng(config.seed)
+    main = accelerator.is_main_process
     trained_ids = None                 # token ids whose embedding rows learn (train_tokens), else every weight
     if config.pretrained:
         # PRISM: fine-tune the UNet of an existing pipeline; VAE and text encoder stay frozen.
@@ -169,9 +169,10 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
         # Checked before anything is written or rendered: a word the tokenizer lacks fails at once.
         trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
-        tokenizer.save_pretrained(str(out / "tokenizer"))
         vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True, torch_dtype=torch.float32)
-        vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+        if main:
+            tokenizer.save_pretrained(str(out / "tokenizer"))
+            vae.save_pretrained(str(out / "vae"), safe_serialization=True)
         vae = vae.to(device).eval()
         text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True,
                                                      torch_dtype=torch.float32)
@@ -193,8 +194,10 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         if not (out / "vae").is_dir():
             raise FileNotFoundError(f"{out / 'vae'} not found: train the VAE first (python -m medviz.train vae)")
         vae = AutoencoderKL.from_pretrained(out / "vae", local_files_only=True).to(device).eval()
-        tokenizer = build_clip_tokenizer(prompt_corpus(config.domain), out / "tokenizer", config.vocab_size,
-                                         arch.max_tokens)
+        tokenizer = (build_clip_tokenizer(prompt_corpus(config.domain), out / "tokenizer", config.vocab_size,
+                                          arch.max_tokens) if main else None)   # written once; the others read it
+        accelerator.wait_for_everyone()
+        tokenizer = tokenizer or CLIPTokenizer.from_pretrained(out / "tokenizer", local_files_only=True)
         text_encoder = make_text_encoder(arch, tokenizer)
         unet = make_unet(arch)
         max_tokens = arch.max_tokens
@@ -220,7 +223,7 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     lr = 1e-5 if config.pretrained else config.learning_rate
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
     denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
-    lr_scheduler = BudgetedSchedule(optimizer, 500, config.steps, config.time_budget_s or None)
+    lr_scheduler = BudgetedSchedule(optimizer, 500, config.steps, config.time_budget_s or None, accelerator=accelerator)
     ema = EMAModel([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad],
                    decay=config.ema_decay, foreach=True)
     ema.to(device)
@@ -232,10 +235,12 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         if ema_state.exists():
             ema.load_state_dict(torch.load(ema_state, map_location=device))
         start = resumed[1]
-        rng = np.random.default_rng(config.seed + start)
-    log = Log("text2image", config.steps, progress=progress)
     denoiser.train()
     n = len(latent_mean)
+    sampler = RowSampler(n, accelerator, config.seed + start)
+    rng = sampler.rng
+    announce_scale(accelerator, "text2image", config.batch_size, n)
+    log = Log("text2image", config.steps, progress=progress, enabled=main)
     # Captions are drawn and tokenized up front (several augmented variants per image) so that the
     # step loop does no Python text work: on a GPU that work, not the model, limited the step rate.
     variants = 1 if fixed_captions is not None else config.caption_variants
@@ -248,15 +253,17 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         # Only captions with a trained token move its row: draw from those alone, and drop none (an
         # empty caption has no gradient here), instead of spending most of each batch on zeros.
         usable = torch.isin(caption_ids, torch.as_tensor(trained_ids, device=device)).any(-1).nonzero()
+        usable = usable[torch.isin(usable[:, 1], torch.as_tensor(sampler.rows, device=device))]   # this process's
         if len(usable) == 0:
             raise ValueError(f"no training caption contains a token of {config.train_tokens!r}")
     for step in range(start + 1, config.steps + 1):
         if trained_ids is not None:
             pair = usable[torch.as_tensor(rng.integers(0, len(usable), config.batch_size), device=device)]
             variant, picked = pair[:, 0], pair[:, 1]
+            sampler.note(picked.cpu().numpy())
             dropped = torch.zeros(config.batch_size, dtype=torch.bool, device=device)
         else:
-            picked = torch.as_tensor(rng.integers(0, n, config.batch_size), device=device)
+            picked = torch.as_tensor(sampler.draw(config.batch_size), device=device)
             variant = torch.as_tensor(rng.integers(0, variants, config.batch_size), device=device)
             dropped = torch.as_tensor(rng.random(config.batch_size) < config.caption_dropout, device=device)
         input_ids = torch.where(dropped[:, None], empty_ids, caption_ids[variant, picked])
@@ -294,15 +301,20 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
             break
 
     model = accelerator.unwrap_model(denoiser)
+    scale = scale_record(accelerator, sampler, config.batch_size)
+    if not main:                               # one process writes
+        accelerator.wait_for_everyone()       # until the main process has written
+        return {"process": accelerator.process_index, **scale}
     ema.copy_to([p for p in model.parameters() if p.requires_grad])
     model.text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
     model.unet.save_pretrained(str(out / "unet"), safe_serialization=True)
     if config.pretrained:
         tokenizer.save_pretrained(str(out / "tokenizer"))
-    result = {"steps": step, "images": n, "final_loss": float(loss.item())}
+    result = {"steps": step, "images": n, "final_loss": float(loss.item()), "scale": scale}
     if trained_ids is not None:
         result["trained_tokens"] = tokenizer.convert_ids_to_tokens(trained_ids)
     write_record(out / "unet", "medviz_train.json", config, result)
+    accelerator.wait_for_everyone()
     return result
 
 

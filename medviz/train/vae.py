@@ -28,7 +28,8 @@ import numpy as np
 
 from .architectures import PRESETS, make_vae
 from ..io import to_model_batch
-from .common import (BudgetedSchedule, Log, Progress, TrainConfig, latest_checkpoint, make_accelerator, save_checkpoint,
+from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
+                     make_accelerator, save_checkpoint, scale_record,
                      write_record)
 from .data import encode_latents, render_training_set
 
@@ -268,17 +269,22 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
         # The encoder is frozen: its posteriors are computed once (before the time budget starts).
         frozen = accelerator.unwrap_model(objective).vae
         means, stds = (v / frozen.config.scaling_factor for v in encode_latents(frozen, images, accelerator.device))
-    scheduler = BudgetedSchedule(optimizer, 200, config.steps, config.time_budget_s or None)
+    scheduler = BudgetedSchedule(optimizer, 200, config.steps, config.time_budget_s or None, accelerator=accelerator)
     start = 0
     resumed = latest_checkpoint(out / "vae-checkpoints")
     if resumed:
         accelerator.load_state(str(resumed[0]))
         start = resumed[1]
-    rng = np.random.default_rng(config.seed + start)
-    log = Log("vae", config.steps, progress=progress)
+    sampler = RowSampler(len(images), accelerator, config.seed + start)
+    rng = sampler.rng
+    if images_by_structure:                    # this process's rows only
+        images_by_structure = {bit: rows[np.isin(rows, sampler.rows)] for bit, rows in images_by_structure.items()}
+        images_by_structure = {bit: rows for bit, rows in images_by_structure.items() if len(rows)}
+    announce_scale(accelerator, "vae", config.batch_size, len(images))
+    log = Log("vae", config.steps, progress=progress, enabled=accelerator.is_main_process)
     objective.train()
     for step in range(start + 1, config.steps + 1):
-        picked = rng.integers(0, len(images), config.batch_size)
+        picked = sampler.draw(config.batch_size)
         # Convolutions (and the mid-block attention over fewer cells) learn the same local coding from
         # latent-aligned windows at a fraction of the compute: what fits a CPU budget.
         on_structure = config.structure_windows and rng.random() < config.structure_windows   # (no draw when off)
@@ -286,6 +292,7 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
             # Drawn anew (the draw above keeps the random stream of unbalanced runs as it was).
             picked, windows = _balanced_windows(images_by_structure, masks, len(picked), images.shape[1],
                                                 latent_side, config.crop_latents, rng)
+            sampler.note(picked)
         else:
             windows = _windows(len(picked), images.shape[1], latent_side, config.crop_latents, rng,
                                masks[picked] if on_structure else None)
@@ -327,6 +334,10 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
             break
 
     model = accelerator.unwrap_model(objective).vae.eval()
+    scale = scale_record(accelerator, sampler, config.batch_size)
+    if not accelerator.is_main_process:        # one process measures and writes
+        accelerator.wait_for_everyone()       # until the main process has written
+        return {"process": accelerator.process_index, **scale}
     with torch.no_grad():
         sample = to_model_batch(images[: min(512, len(images))], accelerator.device)
         latents = torch.cat([model.encode(chunk).latent_dist.mean for chunk in sample.split(64)])
@@ -337,6 +348,7 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
         scaling = model.config.scaling_factor if not config.train_encoder else float(1.0 / latents.std())
     model.register_to_config(scaling_factor=scaling)
     model.save_pretrained(str(out / "vae"), safe_serialization=True)
-    result = {"psnr_db_train_images": psnr, "scaling_factor": scaling, "steps": step}
+    result = {"psnr_db_train_images": psnr, "scaling_factor": scaling, "steps": step, "scale": scale}
     write_record(out / "vae", "medviz_train.json", config, result)
+    accelerator.wait_for_everyone()
     return result

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.audit import (AuditConfig, AuditImage, Counterfactuals, ImageCounterfactuals, Switch,
+from medviz.engines.audit import (AuditConfig, Counterfactuals, ImageCounterfactuals, Switch,
                                   folder_images, make_counterfactuals, phantom_images, report, report_rows,
                                   score_audit, scls_of)
 from medviz.engines.counterfactual import EditConfig
@@ -52,7 +52,8 @@ def test_reliance_is_the_mean_score_change_on_minus_off_and_failed_edits_are_lef
         (0.4, {"pleural_effusion": False, "support_devices": True},
          {"support_devices": ("remove", 0.4, False), "pleural_effusion": ("add", 0.6, True)}, truth),
     ]
-    result = score_audit(BrightnessClassifier(), _made(rows), AuditConfig(**CXR, bootstrap=200))
+    made = _made(rows)
+    result = score_audit(BrightnessClassifier(), made, AuditConfig(**CXR, bootstrap=200))
     assert result.reliance.n == 2 and result.reliance.mean == pytest.approx((0.5 + 0.4) / 2)
     assert result.target_effect.n == 3 and result.target_effect.mean == pytest.approx((0.6 + 0.8 + 0.2) / 3)
     assert result.reliance.low <= result.reliance.mean <= result.reliance.high
@@ -72,8 +73,11 @@ def test_reliance_is_the_mean_score_change_on_minus_off_and_failed_edits_are_lef
     assert result.gallery[0][2] == "im1: add pleural_effusion: 0.10 -> 0.90"             # the largest move first
     assert any("did not switch it" in w for w in result.warnings) and any("left out" in w for w in result.warnings)
     rows_csv = report_rows(result).splitlines()
-    assert rows_csv[0].startswith("image,attribute,action,passed,used,score_before,score_after,change_on_minus_off")
-    assert len(rows_csv) == 1 + 6
+    assert rows_csv[0].startswith("classifier,image,attribute,action,passed,used,score_before,score_after,change_on_")
+    assert len(rows_csv) == 1 + 6 and rows_csv[1].startswith("brightness,im0,")
+    other = score_audit(BrightnessClassifier(name="other"), made, AuditConfig(**CXR, bootstrap=50))
+    both = report_rows(result, other).splitlines()             # one header, then each classifier's rows
+    assert len(both) == 1 + 12 and both[7].startswith("other,im0,")
     record = json.loads(json.dumps(report(result)))
     assert record["reliance"]["mean"] == pytest.approx(0.45) and record["flagged"] is True
 

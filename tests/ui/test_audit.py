@@ -11,7 +11,7 @@ from medviz.train.classifier import make_classifier
 from tests.ui.conftest import served_with_models_folder
 
 REQUEST = dict(model_name="cxr-phantom", label="", spurious="support_devices", target="pleural_effusion",
-               source="phantoms", n_phantoms=4, link_strength=0.0, uploads=[])
+               source="phantoms", n_phantoms=4, link_strength=0.0, uploads=[], compare="none")
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +89,23 @@ def test_uploads_with_a_chexpert_csv_get_labels_and_unreadable_files_are_named(a
 def test_the_skin_model_audits_the_bundled_skin_classifier(client):
     """The page on both tiny models (conftest): the skin model with its bundled classifier and its pair."""
     client.predict(model_name="skin-phantom", api_name="/select_model")    # the tab's choices follow the model
-    summary, *_, files = client.predict(model_name="skin-phantom", classifier="skin-melanoma-erm", label="",
-                                        spurious="ruler", target="melanoma", source="phantoms", n_phantoms=4,
-                                        link_strength=0.9, uploads=[], api_name="/audit")
+    summary, reliance, *_, files = client.predict(
+        model_name="skin-phantom", classifier="skin-melanoma-erm", label="", spurious="ruler", target="melanoma",
+        source="phantoms", n_phantoms=4, link_strength=0.9, uploads=[], compare="skin-melanoma-groupdro",
+        api_name="/audit")
     assert "Switching only **ruler** moves P(melanoma) by" in summary
     record = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
     assert record["classifier"] == "skin-melanoma-erm" and record["truth"]["reliance"]["n"] == 4
+    # the fix beside the shortcut: scored on the same counterfactuals, in the table, the chart and both reports
+    compared = record["compared_with"]
+    assert compared["classifier"] == "skin-melanoma-groupdro" and compared["unet_passes"] == record["unet_passes"]
+    assert "| on the same counterfactuals | reliance on ruler |" in summary and "| skin-melanoma-groupdro" in summary
+    names = {trace["name"] for trace in json.loads(reliance["plot"])["data"]}
+    assert {"skin-melanoma-erm: estimated (our counterfactuals)", "skin-melanoma-groupdro: estimated (our "
+            "counterfactuals)"} <= names
+    rows = list(csv.DictReader(open(next(f for f in files if f.endswith(".csv")))))
+    assert {r["classifier"] for r in rows} == {"skin-melanoma-erm", "skin-melanoma-groupdro"}
     with pytest.raises(Exception, match="the spurious and the target attribute must differ"):
         client.predict(model_name="skin-phantom", classifier="skin-melanoma-erm", label="", spurious="melanoma",
                        target="melanoma", source="phantoms", n_phantoms=4, link_strength=0.0, uploads=[],
-                       api_name="/audit")
+                       compare="none", api_name="/audit")

@@ -16,7 +16,8 @@ import plotly.graph_objects as go
 from ... import domains
 from ...data import DatasetError, load_chexpert, load_isic
 from ...display import for_display
-from ...engines.audit import AuditConfig, AuditImage, AuditResult, audit, folder_images, phantom_images, report, report_rows
+from ...engines.audit import (AuditConfig, AuditImage, AuditResult, folder_images, make_counterfactuals, phantom_images,
+                              report, report_rows, score_audit)
 from ...engines.counterfactual import editable
 from ...io import read_image
 from ...phantoms import DOMAINS
@@ -24,6 +25,9 @@ from ..common import MODEL_JOBS, Job, Page, errors_as_messages, number, start_jo
 from . import Tab
 
 SOURCES = ("phantoms", "uploads")
+NO_COMPARISON = "none"
+#: Word in a bundled classifier's name that marks the shortcut fixed (``bench debias``): the default to compare with.
+FIXED = ("-cfaug", "-groupdro")
 AUDIT_FIRST_SEED = 40_000_000          # the tab's phantoms: apart from every training and bench set
 MAX_UPLOADS = 200
 
@@ -47,6 +51,7 @@ class AuditRequest:
     n_phantoms: int = 20
     link_strength: float = 0.0
     uploads: tuple[str, ...] = ()
+    compare: str = NO_COMPARISON
 
     def config(self) -> AuditConfig:
         return AuditConfig(spurious=self.spurious, target=self.target)
@@ -115,18 +120,28 @@ def subgroup_figure(result: AuditResult) -> go.Figure:
     return figure
 
 
-def reliance_figure(result: AuditResult) -> go.Figure:
+def compare_choices(choices: list[str]) -> tuple[list[str], str]:
+    """(choices of the "compare with" box, its default): the first bundled classifier whose name marks the shortcut
+    fixed (``FIXED``), else none."""
+    fixed = next((name for marker in FIXED for name in choices if name.endswith(marker)), NO_COMPARISON)
+    return [NO_COMPARISON, *choices], fixed
+
+
+def reliance_figure(result: AuditResult, other: AuditResult | None = None) -> go.Figure:
     """Bars: the mean score change when the spurious attribute or the target is switched, with 95% intervals,
-    beside the SCM's truth where there is one."""
+    beside the SCM's truth where there is one; with ``other``, its bars beside (the same counterfactuals)."""
     figure = go.Figure()
     names = [result.spurious, result.target]
-    estimates = [result.reliance, result.target_effect]
-    figure.add_trace(go.Bar(name="estimated (our counterfactuals)", x=names, y=[e.mean for e in estimates],
-                            error_y={"type": "data", "symmetric": False, "array": [e.high - e.mean for e in estimates],
-                                     "arrayminus": [e.mean - e.low for e in estimates]}))
-    if result.truth is not None:
-        figure.add_trace(go.Bar(name="true (the phantoms' causal model)", x=names,
-                                y=[result.truth["reliance"]["mean"], result.truth["target_effect"]["mean"]]))
+    for audited in (result, other) if other is not None else (result,):
+        estimates = [audited.reliance, audited.target_effect]
+        who = f"{audited.classifier}: " if other is not None else ""
+        figure.add_trace(go.Bar(name=f"{who}estimated (our counterfactuals)", x=names, y=[e.mean for e in estimates],
+                                error_y={"type": "data", "symmetric": False,
+                                         "array": [e.high - e.mean for e in estimates],
+                                         "arrayminus": [e.mean - e.low for e in estimates]}))
+        if audited.truth is not None:
+            figure.add_trace(go.Bar(name=f"{who}true (the phantoms' causal model)", x=names,
+                                    y=[audited.truth["reliance"]["mean"], audited.truth["target_effect"]["mean"]]))
     figure.add_hline(y=result.parameters["flag_at"], line_dash="dot", annotation_text="flag")
     figure.update_layout(title="Score change, one attribute switched", barmode="group", legend={"orientation": "h"},
                          yaxis={"title": f"change in P({result.label})", "range": [-0.2, 1.05]}, height=340,
@@ -134,7 +149,19 @@ def reliance_figure(result: AuditResult) -> go.Figure:
     return figure
 
 
-def summary(result: AuditResult, notes: list[str]) -> str:
+def comparison(result: AuditResult, other: AuditResult) -> str:
+    """Markdown table: both classifiers on the same images and counterfactuals."""
+    lines = [f"| on the same counterfactuals | reliance on {result.spurious} | true | SCLS | worst group | mean acc. |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for audited in (result, other):
+        true = number(audited.truth["reliance"]["mean"]) if audited.truth else "-"
+        lines.append(f"| {audited.classifier}{' ⚠️' if audited.flagged else ''} | {audited.reliance.mean:+.3f} | {true} | "
+                     f"{number(audited.scls.mean)} | {number(audited.worst_group_accuracy or float('nan'))} | "
+                     f"{number(audited.mean_accuracy or float('nan'))} |")
+    return "\n".join(lines)
+
+
+def summary(result: AuditResult, notes: list[str], other: AuditResult | None = None) -> str:
     """Markdown: the verdict, the figures with their intervals, the truth, the cost and what was left out."""
     r, t, s = result.reliance, result.target_effect, result.scls
     left_out = {k: v for k, v in result.excluded.items() if v}
@@ -154,26 +181,32 @@ def summary(result: AuditResult, notes: list[str]) -> str:
     lines.append(f"{result.unet_passes} UNet passes ({result.unet_passes_per_image:.0f} per image), "
                  f"{result.seconds:.0f} s." + (" Left out: " + ", ".join(f"{k}: {v}" for k, v in left_out.items()) + "."
                                                if left_out else ""))
+    if other is not None:
+        lines.append("\n" + comparison(result, other) + "\n")
     lines += notes
     lines.append("*A research audit on synthetic or edited images, not a clinical validation.*")
     return warned(result.warnings, "  \n".join(lines))
 
 
-def run_audit(model, request: AuditRequest, job: Job, classifier) -> tuple:
-    """The audit and what the widgets show: summary, two figures, the gallery and the report files."""
+def run_audit(model, request: AuditRequest, job: Job, classifier, other=None) -> tuple:
+    """The audit and what the widgets show: summary, two figures, the gallery and the report files. ``other``: a
+    second classifier scored on the same counterfactuals (no more edits), shown beside the first."""
     config = request.config()
     config.validate(model.domain)
     images, notes = audit_images(model, request)
     if not images:
         raise ValueError("no readable image to audit" + (f": {notes[-1]}" if notes else ""))
-    result = audit(model, classifier, images, config, job.progress, job.should_stop)
+    made = make_counterfactuals(model, images, config, job.progress, job.should_stop)
+    result = score_audit(classifier, made, config)
+    compared = score_audit(other, made, config) if other is not None else None
     csv_path, json_path = job.file("audit", ".csv"), job.file("audit", ".json")
-    csv_path.write_text(report_rows(result))
-    json_path.write_text(json.dumps(report(result), indent=2, default=str))
+    csv_path.write_text(report_rows(result, *([compared] if compared else [])))
+    record = {**report(result), **({"compared_with": report(compared)} if compared else {})}
+    json_path.write_text(json.dumps(record, indent=2, default=str))
     gallery = [(for_display(np.concatenate([before, np.ones((len(before), 2, 3), np.float32), after], axis=1)), caption)
                for before, after, caption in result.gallery]                  # a white line between the two
-    return summary(result, notes), reliance_figure(result), subgroup_figure(result), gallery, [str(csv_path),
-                                                                                               str(json_path)]
+    return (summary(result, notes, compared), reliance_figure(result, compared), subgroup_figure(result), gallery,
+            [str(csv_path), str(json_path)])
 
 
 def _controls(page: Page, domain: str | None) -> dict:
@@ -182,6 +215,8 @@ def _controls(page: Page, domain: str | None) -> dict:
     controls = {"classifier": gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
                                           label="Classifier (bundled, or a folder under the models folder)",
                                           elem_id="audit-classifier"),
+                "compare": gr.Dropdown(*compare_choices(choices), label="Compare with (the same counterfactuals, "
+                                       "no more edits): e.g. the shortcut's fix", elem_id="audit-compare"),
                 "label": gr.Textbox("", label="Label to audit (default: the classifier's target)")}
     with gr.Row():
         controls["spurious"] = gr.Dropdown(names, value=spurious, label="Spurious attribute (device, ruler)")
@@ -215,8 +250,10 @@ def build(page: Page, domain: str | None) -> Tab:
         values["uploads"] = tuple(values.get("uploads") or ())
         audit_request = AuditRequest(**values)
         classifier = page.registry.classifier(audit_request.classifier, audit_request.label)
+        other = (page.registry.classifier(audit_request.compare, audit_request.label)
+                 if audit_request.compare not in ("", NO_COMPARISON) else None)
         return run_audit(page.registry.get(model_name), audit_request, start_job(page, request, progress, "edits"),
-                         classifier)
+                         classifier, other)
 
     button.click(on_audit, [page.model_name], [shown, reliance, groups, gallery, files], inputs_kwargs=controls,
                  api_name="audit", concurrency_id=MODEL_JOBS)
@@ -224,7 +261,10 @@ def build(page: Page, domain: str | None) -> Tab:
     def on_model(model) -> list:
         names, spurious, target = pair_choices(model.domain)
         choices = page.registry.classifier_choices(model.domain)
+        compare, fixed = compare_choices(choices)
         return [gr.Dropdown(choices=choices, value=choices[0] if choices else None),
+                gr.Dropdown(choices=compare, value=fixed),
                 gr.Dropdown(choices=names, value=spurious), gr.Dropdown(choices=names, value=target)]
 
-    return Tab(outputs=[controls["classifier"], controls["spurious"], controls["target"]], on_model=on_model)
+    return Tab(outputs=[controls["classifier"], controls["compare"], controls["spurious"], controls["target"]],
+               on_model=on_model)

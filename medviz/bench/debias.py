@@ -1,0 +1,268 @@
+"""Debias bench: does counterfactual augmentation fix a shortcut? Classifiers trained at a strong planted link (0.9),
+by ERM, by Group DRO, and by ERM / Group DRO with extra training rows for the under-represented groups: our
+counterfactuals (``medviz.augment``'s default plan on the training phantoms), the SCM's true counterfactuals of the
+same rows and edits (the upper bound), or text-to-image samples of those groups (as RL4Med-DDPO augments). Each is
+judged on the balanced link-free test set (mean and worst-group accuracy) and audited (reliance, SCLS) on the audit
+bench's link-free phantoms, over several seeds.
+
+    python -m medviz.bench debias --domain cxr --threads 1 --json assets/bench/debias_cxr.json [--write-card]
+
+The augmentation sets are made once under ``--work`` (our counterfactuals by ``python -m medviz.augment``, resumable;
+run it under ``accelerate launch`` first to share the edits among processes) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import domains
+from ..augment.run import AugmentConfig, augment, phantom_source
+from ..cards import write_classifier_card
+from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
+from ..data import ISIC_ID_COLUMNS, read_rows
+from ..engines.audit import UNITS, report, score_audit
+from ..engines.generate import GenerateConfig, generate
+from ..io import write_png
+from ..models import load_model
+from ..phantoms import get_domain
+from ..phantoms.effects import link_parameters, true_pair
+from ..prompts import describe
+from ..train.classifier import TRAIN_FIRST_SEED, ClassifierConfig, train_classifier
+from .audit import counterfactuals as audit_counterfactuals
+from .cli import add_common, chosen_domains, write_json
+
+STRENGTH = 0.9
+#: Each arm: (training method, augmentation set or None).
+ARMS = {"erm": ("erm", None), "groupdro": ("groupdro", None), "erm+cf": ("erm", "cf"),
+        "erm+true_cf": ("erm", "true_cf"), "erm+t2i": ("erm", "t2i"), "groupdro+cf": ("groupdro", "cf")}
+#: The bundled classifier this bench makes: the ERM + our counterfactuals of seed 0, beside the ERM one.
+BUNDLED = {"cxr": "cxr-effusion-erm-cfaug", "skin": "skin-melanoma-erm-cfaug"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--seeds", type=int, default=3, help="classifier seeds per arm (default 3)")
+    parser.add_argument("--work", default="runs/debias", help="augmentation sets and classifiers")
+    parser.add_argument("--classifiers-dir", default="runs/audit_classifiers",
+                        help="the audit bench's ERM and Group DRO classifiers at 0.9 are reused from here")
+    parser.add_argument("--audit-images", type=int, default=200, help="link-free phantoms the audit reads")
+    parser.add_argument("--audit-cache", default="runs/audit_counterfactuals")
+    parser.add_argument("--write-card", action="store_true",
+                        help=f"bundle the ERM + counterfactuals classifier (seed 0) as {', '.join(BUNDLED.values())}")
+
+
+def our_counterfactuals(domain: str, work: Path, model) -> Path:
+    """``medviz.augment``'s default plan on the classifier's own training phantoms (seed 0's: ``TRAIN_FIRST_SEED``,
+    the link at 0.9): what ``python -m medviz.augment --phantoms 1000 --first-seed 30000000 --strength 0.9 --model
+    D-phantom --out WORK/cf-D-1000`` makes (a run of it already under way is resumed)."""
+    n = ClassifierConfig.n_images
+    out = work / f"cf-{domain}-{n}"
+    source = phantom_source(out / "source", domain, n, STRENGTH, TRAIN_FIRST_SEED, model.image_size)
+    if not (out / "labels.csv").is_file():
+        tic = time.perf_counter()
+        result = augment(AugmentConfig(csv=str(source), out=str(out), model=f"{domain}-phantom"), model,
+                         progress=lambda done, total: done % 50 == 0 and print(f"  counterfactuals {done}/{total} "
+                                                                               f"{time.perf_counter() - tic:.0f} s", flush=True))
+        print(f"  {result.kept} kept, skipped {result.skipped}", flush=True)
+    return out / "labels.csv"
+
+
+def _image_column(columns: list[str]) -> str:
+    return "Path" if "Path" in columns else next(c for c in ISIC_ID_COLUMNS if c in columns)
+
+
+def _write_set(folder: Path, columns: list[str], rows: list[dict]) -> Path:
+    with (folder / "labels.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "labels.csv"
+
+
+def true_counterfactuals(domain: str, cf_csv: Path, work: Path, size: int) -> Path:
+    """The SCM's do(attribute) of exactly the rows and edits our counterfactuals kept, in the same layout."""
+    out = work / f"true-cf-{domain}"
+    if (out / "labels.csv").is_file():
+        return out / "labels.csv"
+    columns, rows = read_rows(cf_csv)
+    image_column = _image_column(columns)
+    graph = get_domain(domain).build_graph(**link_parameters(domain, STRENGTH))
+    written = []
+    for row in rows:
+        action, attribute = row["cf_edit"].split(" ", 1)
+        on, off, _ = true_pair(domain, graph, graph.sample(int(row["seed"])), attribute, size)
+        name = f"true_{Path(row[image_column]).stem}"
+        write_png(out / "images" / f"{name}.png", on if action == "add" else off,
+                  {"phantom_seed": int(row["seed"]), "intervention": row["cf_edit"]})
+        written.append({**row, image_column: f"images/{name}.png" if image_column == "Path" else name})
+    return _write_set(out, columns, written)
+
+
+def group_prompt(domain: str, target: str, spurious: str, has_target: bool, has_spurious: bool) -> str:
+    """The training captions' wording of a (target, spurious) group, absences named ("no support devices")."""
+    vocabulary = domains.get(domain)
+    present = {target: has_target, spurious: has_spurious}
+    negated = [name for name, on in present.items() if not on and vocabulary.attribute(name).head is None]
+    return describe(domain, present, negated)
+
+
+def text_to_image_samples(domain: str, cf_csv: Path, work: Path, model) -> Path:
+    """As many samples of each under-represented group as our counterfactuals added to it, drawn from the group's
+    caption at the Generate tab's settings and labelled by the prompt (as RL4Med-DDPO augments)."""
+    out = work / f"t2i-{domain}"
+    if (out / "labels.csv").is_file():
+        return out / "labels.csv"
+    columns, rows = read_rows(cf_csv)
+    image_column = _image_column(columns)
+    _, target, spurious = domains.get(domain).planted_link
+    written, seed, agreement = [], 0, {}
+    groups: dict[tuple[bool, bool], list[dict]] = {}
+    for row in rows:
+        labels = _row_labels(domain, row, target, spurious)
+        groups.setdefault(labels, []).append(row)
+    for (has_target, has_spurious), members in sorted(groups.items()):
+        prompt = group_prompt(domain, target, spurious, has_target, has_spurious)
+        for start in range(0, len(members), 16):
+            batch = members[start:start + 16]
+            result = generate(model, GenerateConfig(prompt=prompt, batch_size=len(batch), seed=seed))
+            for readout in model.oracle.readout_dicts(result.images):
+                agreement.setdefault(prompt, []).append((readout[target] >= 0.5) == has_target and
+                                                        (readout[spurious] >= 0.5) == has_spurious)
+            for row, image in zip(batch, result.images):
+                name = f"t2i_{seed:06d}"
+                write_png(out / "images" / f"{name}.png", image, {"prompt": prompt, "seed": seed})
+                written.append({**row, image_column: f"images/{name}.png" if image_column == "Path" else name,
+                                "cf_edit": f"text-to-image: {prompt}", "cf_seed": seed})
+                seed += 1
+        print(f"  text-to-image: {len(members)} x '{prompt}'", flush=True)
+    (out / "prompt_agreement.json").write_text(json.dumps(
+        {prompt: round(float(np.mean(hits)), 4) for prompt, hits in agreement.items()}, indent=2))
+    return _write_set(out, columns, written)
+
+
+def _row_labels(domain: str, row: dict, target: str, spurious: str) -> tuple[bool, bool]:
+    if domain == "cxr":
+        cells = {"pleural_effusion": row["Pleural Effusion"], "support_devices": row["Support Devices"]}
+        return cells[target] == "1.0", cells[spurious] == "1.0"
+    return row["target"] == "1", row[spurious] == "1"
+
+
+def trained(domain: str, arm: str, seed: int, sets: dict, args, command: str) -> Path:
+    """The arm's classifier of ``seed``: the audit bench's where it made the same one, else trained here."""
+    method, augmentation = ARMS[arm]
+    if augmentation is None:
+        reused = Path(args.classifiers_dir) / f"{domain}-{method}-{STRENGTH}-s{seed}"
+        if (reused / CARD).is_file():
+            return reused
+    out = Path(args.work) / "classifiers" / f"{domain}-{arm}-s{seed}"
+    if not (out / CARD).is_file():
+        _, target, spurious = domains.get(domain).planted_link
+        train_classifier(ClassifierConfig(domain=domain, out=str(out), target=target, spurious=spurious,
+                                          strength=STRENGTH, method=method, seed=seed, workers=1,
+                                          augment=str(sets[augmentation]) if augmentation else ""), command=command)
+    return out
+
+
+def _mean_sd(values: list[float]) -> dict:
+    return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4),
+            "values": [round(float(v), 4) for v in values]}
+
+
+def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
+    work = Path(args.work)
+    model = load_model(f"{domain}-phantom")
+    tic = time.perf_counter()
+    cf = our_counterfactuals(domain, work, model)
+    sets = {"cf": cf, "true_cf": true_counterfactuals(domain, cf, work, model.image_size),
+            "t2i": text_to_image_samples(domain, cf, work, model)}
+    print(f"  augmentation sets ready ({time.perf_counter() - tic:.0f} s)", flush=True)
+    config, made = audit_counterfactuals(domain, args.audit_images, Path(args.audit_cache))
+    arms = {}
+    for arm in ARMS:
+        runs = []
+        for seed in range(args.seeds):
+            path = trained(domain, arm, seed, sets, args, command)
+            classifier = load_classifier(path)
+            record = report(score_audit(classifier, made, config))
+            test = classifier.card["balanced_test"]
+            runs.append({"name": path.name, "seed": seed, "worst": test["worst_group_accuracy"],
+                         "mean": test["mean_accuracy"], "groups": test["groups"], "augment_rows": classifier.card.get("augment_rows", 0),
+                         "reliance": record["reliance"]["mean"], "true_reliance": record["truth"]["reliance"]["mean"],
+                         "scls": record["scls"]["mean"], "true_scls": record["truth"]["scls"]["mean"]})
+        arms[arm] = {"runs": runs, **{key: _mean_sd([r[key] for r in runs]) for key in
+                                      ("worst", "mean", "reliance", "true_reliance", "scls", "true_scls")},
+                     "augment_rows": runs[0]["augment_rows"]}
+        print(f"  {arm:12} worst {arms[arm]['worst']['mean']:.3f} ± {arms[arm]['worst']['sd']:.3f}  mean "
+              f"{arms[arm]['mean']['mean']:.3f}  reliance {arms[arm]['reliance']['mean']:+.3f} (true "
+              f"{arms[arm]['true_reliance']['mean']:+.3f})  SCLS {arms[arm]['scls']['mean']:.3f}", flush=True)
+    return summarise(domain, arms, sets, made)
+
+
+def summarise(domain: str, arms: dict, sets: dict, made) -> dict:
+    erm, ours, bound = (arms[a]["worst"]["mean"] for a in ("erm", "erm+cf", "erm+true_cf"))
+    reliance_erm, reliance_cf = arms["erm"]["reliance"]["mean"], arms["erm+cf"]["reliance"]["mean"]
+    skipped = list(csv.DictReader((sets["cf"].parent / "skipped.csv").open()))
+    kept = len(read_rows(sets["cf"])[1])
+    return {"domain": domain, "strength": STRENGTH, "units": UNITS, "audit_images": len(made.images) + len(made.excluded),
+            "erm_worst": erm, "cf_worst": ours, "true_cf_worst": bound,
+            "groupdro_worst": arms["groupdro"]["worst"]["mean"], "t2i_worst": arms["erm+t2i"]["worst"]["mean"],
+            "groupdro_cf_worst": arms["groupdro+cf"]["worst"]["mean"],
+            "cf_gain_points": round(100 * (ours - erm), 1), "cf_below_bound_points": round(100 * (bound - ours), 1),
+            "reliance_drop": round(1 - reliance_cf / reliance_erm, 3) if reliance_erm > 0 else None,
+            "true_reliance_drop": round(1 - arms["erm+cf"]["true_reliance"]["mean"] / arms["erm"]["true_reliance"]["mean"], 3),
+            "t2i_prompt_agreement": json.loads((sets["t2i"].parent / "prompt_agreement.json").read_text()),
+            "counterfactuals": {"kept": kept, "skipped": len(skipped),
+                                "plan": json.loads((sets["cf"].parent / "plan.json").read_text())["rules"]},
+            "arms": arms}
+
+
+def bundle(domain: str, result: dict, args, command: str) -> Path:
+    """Copy the seed-0 ERM + counterfactuals classifier into ``assets/models`` with its card and audit."""
+    source = Path(args.work) / "classifiers" / f"{domain}-erm+cf-s0"
+    target = CLASSIFIERS_DIR / BUNDLED[domain]
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", CARD):
+        shutil.copy(source / name, target / name)
+    card = json.loads((target / CARD).read_text())
+    run = result["arms"]["erm+cf"]["runs"][0]
+    card["augment_source"] = (f"python -m medviz.augment --phantoms {ClassifierConfig.n_images} --first-seed "
+                              f"{TRAIN_FIRST_SEED} --strength {STRENGTH} --model {domain}-phantom (default plan: "
+                              f"{'; '.join(result['counterfactuals']['plan'])})")
+    card["audit"] = {"date": datetime.date.today().isoformat(), "command": command, "units": UNITS,
+                     "n_images": result["audit_images"], "reliance": {"mean": run["reliance"]},
+                     "true_reliance": {"mean": run["true_reliance"]}, "scls": {"mean": run["scls"]},
+                     "true_scls": run["true_scls"], "flagged": None}
+    (target / CARD).write_text(json.dumps(card, indent=2))
+    write_classifier_card(target)
+    return target
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{result['domain']}: link {result['strength']}, balanced link-free test; reliance on "
+          f"{result['audit_images']} link-free phantoms")
+    print(f"{'arm':13} {'rows+':>6} {'worst (mean ± sd)':>18} {'mean acc':>9} {'reliance':>9} {'true':>7} {'SCLS':>6}")
+    for arm, a in result["arms"].items():
+        print(f"{arm:13} {a['augment_rows']:6d} {a['worst']['mean']:9.3f} ± {a['worst']['sd']:.3f} "
+              f"{a['mean']['mean']:9.3f} {a['reliance']['mean']:+9.3f} {a['true_reliance']['mean']:+7.3f} "
+              f"{a['scls']['mean']:6.3f}")
+    print(f"ours vs ERM: {result['cf_gain_points']:+.1f} points worst group (bar +10); below the true-CF bound by "
+          f"{result['cf_below_bound_points']:.1f} (bar 5); reliance down {result['reliance_drop']:.0%} (bar 50%)")
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    results = {}
+    for domain in chosen_domains(args):
+        results[domain] = run_domain(domain, args, command)
+        print_table(results[domain])
+        if args.write_card:
+            print(f"  bundled {bundle(domain, results[domain], args, command)}")
+    return write_json(args.json, results if len(results) > 1 else next(iter(results.values())))
