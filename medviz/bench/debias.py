@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .. import domains
 from ..augment.run import AugmentConfig, augment, phantom_source
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the audit bench's ERM and Group DRO classifiers at 0.9 are reused from here")
     parser.add_argument("--audit-images", type=int, default=200, help="link-free phantoms the audit reads")
     parser.add_argument("--audit-cache", default="runs/audit_counterfactuals")
+    parser.add_argument("--figure-dir", default=None, help="write debias_<domain>.png here (assets/examples)")
     parser.add_argument("--write-card", action="store_true",
                         help=f"bundle the ERM + counterfactuals classifier (seed 0) as {', '.join(BUNDLED.values())}")
 
@@ -80,6 +82,7 @@ def _image_column(columns: list[str]) -> str:
 
 
 def _write_set(folder: Path, columns: list[str], rows: list[dict]) -> Path:
+    columns = columns + [c for c in ("cf_edit", "cf_seed") if rows and c in rows[0] and c not in columns]
     with (folder / "labels.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -203,7 +206,10 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
         print(f"  {arm:12} worst {arms[arm]['worst']['mean']:.3f} ± {arms[arm]['worst']['sd']:.3f}  mean "
               f"{arms[arm]['mean']['mean']:.3f}  reliance {arms[arm]['reliance']['mean']:+.3f} (true "
               f"{arms[arm]['true_reliance']['mean']:+.3f})  SCLS {arms[arm]['scls']['mean']:.3f}", flush=True)
-    return summarise(domain, arms, sets, made)
+    result = summarise(domain, arms, sets, made)
+    if args.figure_dir:
+        write_figure(result, sets, Path(args.figure_dir) / f"debias_{domain}.png")
+    return result
 
 
 def summarise(domain: str, arms: dict, sets: dict, made) -> dict:
@@ -222,6 +228,59 @@ def summarise(domain: str, arms: dict, sets: dict, made) -> dict:
             "counterfactuals": {"kept": kept, "skipped": len(skipped),
                                 "plan": json.loads((sets["cf"].parent / "plan.json").read_text())["rules"]},
             "arms": arms}
+
+
+def write_figure(result: dict, sets: dict, path: Path, examples: int = 4) -> None:
+    """Left: training rows beside our counterfactual, the SCM's true one and a text-to-image sample of the same
+    group. Right: worst-group accuracy per arm (mean and each seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns, ours = read_rows(sets["cf"])
+    image_column = _image_column(columns)
+    _, true_rows = read_rows(sets["true_cf"])
+    _, target, spurious = domains.get(result["domain"]).planted_link
+    t2i_by_group: dict[tuple[bool, bool], list[dict]] = {}
+    for t2i_row in read_rows(sets["t2i"])[1]:
+        t2i_by_group.setdefault(_row_labels(result["domain"], t2i_row, target, spurious), []).append(t2i_row)
+    picked = list(range(0, len(ours), max(1, len(ours) // examples)))[:examples]
+    figure = plt.figure(figsize=(13, 2.6 * len(picked)))
+    grid = figure.add_gridspec(len(picked), 5, width_ratios=[1, 1, 1, 1, 2.6])
+    source = sets["cf"].parent / "source"
+    for row, index in enumerate(picked):
+        same_group = t2i_by_group[_row_labels(result["domain"], ours[index], target, spurious)]
+        cells = [(source / _image_file(ours[index]["cf_source_image"], image_column), "training row"),
+                 (sets["cf"].parent / _image_file(ours[index][image_column], image_column), f"ours: {ours[index]['cf_edit']}"),
+                 (sets["true_cf"].parent / _image_file(true_rows[index][image_column], image_column), "true counterfactual"),
+                 (sets["t2i"].parent / _image_file(same_group[row % len(same_group)][image_column], image_column),
+                  "text-to-image, same group")]
+        for column, (file, title) in enumerate(cells):
+            axis = figure.add_subplot(grid[row, column])
+            axis.imshow(Image.open(file), cmap="gray")
+            axis.set_title(title, fontsize=8)
+            axis.axis("off")
+    axis = figure.add_subplot(grid[:, 4])
+    arms = list(result["arms"])
+    for x, arm in enumerate(arms):
+        values = result["arms"][arm]["worst"]["values"]
+        axis.bar(x, np.mean(values), color="0.75")
+        axis.plot([x] * len(values), values, "k.", ms=6)
+    axis.set_xticks(range(len(arms)), arms, rotation=30, fontsize=8)
+    axis.set_ylabel("worst-group accuracy, balanced link-free test")
+    axis.set_ylim(0, 1)
+    axis.set_title(f"{result['domain']}: link {result['strength']}; ours {result['cf_gain_points']:+.1f} points over "
+                   f"ERM, {result['cf_below_bound_points']:.1f} below the true-counterfactual bound", fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _image_file(cell: str, image_column: str) -> str:
+    """A row's image file relative to its CSV's folder (ISIC ids name ``images/<id>.png``)."""
+    return cell if image_column == "Path" else f"images/{cell}.png"
 
 
 def bundle(domain: str, result: dict, args, command: str) -> Path:

@@ -2,8 +2,9 @@
 
 `recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
 text encoder + UNet and the oracle, and write the pipeline and oracle folders. Each job can be run on
-its own and resumes from its latest checkpoint in DIR. ``accelerate launch -m medviz.train ...`` runs
-the same jobs on several GPUs.
+its own and resumes from its latest checkpoint in DIR. ``accelerate launch --multi_gpu --num_processes N -m
+medviz.train ...`` runs the same jobs on N GPUs (or N CPU processes), each process on its own share of the
+training rows; the main process writes.
 """
 
 from __future__ import annotations

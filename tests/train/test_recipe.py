@@ -30,6 +30,10 @@ def test_recipe_passes_the_structure_options_to_the_vae_and_unet(tiny_models):
     assert record["config"]["balance_structures"] is True
     unet_record = json.loads((tiny_models / "work" / "unet" / "medviz_train.json").read_text())
     assert unet_record["config"]["structure_weight"] == 8.0
+    for job in (record, unet_record):             # one process: every row is its own, the batch as configured
+        scale = job["scale"]
+        assert scale["processes"] == 1 and scale["effective_batch"] == job["config"]["batch_size"]
+        assert scale["shards"][0]["rows"] == [0, job["config"]["n_images"] - 1] and scale["shards"][0]["distinct_seen"] > 0
 
 
 def test_recipe_writes_a_stock_diffusers_pipeline(tiny_models):
