@@ -34,7 +34,7 @@ from ..engines.generate import GenerateConfig, generate
 from ..io import write_png
 from ..models import load_model
 from ..phantoms import get_domain
-from ..phantoms.effects import link_parameters, true_pair
+from ..phantoms.effects import link_parameters, true_switch
 from ..prompts import describe
 from ..train.classifier import TRAIN_FIRST_SEED, ClassifierConfig, train_classifier
 from .audit import counterfactuals as audit_counterfactuals
@@ -91,19 +91,23 @@ def _write_set(folder: Path, columns: list[str], rows: list[dict]) -> Path:
 
 
 def true_counterfactuals(domain: str, cf_csv: Path, work: Path, size: int) -> Path:
-    """The SCM's do(attribute) of exactly the rows and edits our counterfactuals kept, in the same layout."""
+    """The SCM's counterfactuals of exactly the rows and edits our counterfactuals kept, in the same layout: the
+    edited attribute switched and the other of the pair held (``held_factors``), as the edit intends. A plain
+    do(effusion = none) would also recompute the devices effusion causes in the SCM, and land in another group."""
     out = work / f"true-cf-{domain}"
     if (out / "labels.csv").is_file():
         return out / "labels.csv"
     columns, rows = read_rows(cf_csv)
     image_column = _image_column(columns)
     graph = get_domain(domain).build_graph(**link_parameters(domain, STRENGTH))
+    _, target, spurious = domains.get(domain).planted_link
     written = []
     for row in rows:
         action, attribute = row["cf_edit"].split(" ", 1)
-        on, off, _ = true_pair(domain, graph, graph.sample(int(row["seed"])), attribute, size)
+        other = spurious if attribute == target else target
+        image = true_switch(domain, graph, graph.sample(int(row["seed"])), attribute, action == "add", (other,), size)
         name = f"true_{Path(row[image_column]).stem}"
-        write_png(out / "images" / f"{name}.png", on if action == "add" else off,
+        write_png(out / "images" / f"{name}.png", image,
                   {"phantom_seed": int(row["seed"]), "intervention": row["cf_edit"]})
         written.append({**row, image_column: f"images/{name}.png" if image_column == "Path" else name})
     return _write_set(out, columns, written)

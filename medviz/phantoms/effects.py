@@ -42,6 +42,28 @@ def switch(domain: str, sample: Sample, attribute: str, on: bool) -> dict[str, A
     return changes
 
 
+def held_factors(domain: str, sample: Sample, attributes) -> dict[str, Any]:
+    """The factors that make ``attributes`` what they are in ``sample`` (those their add / remove set), at their
+    values: passed to ``intervene`` beside a switch, they hold those attributes fixed (a controlled direct effect)
+    where the SCM would otherwise recompute them as descendants (effusion -> devices, melanoma -> ruler)."""
+    names = {name for attribute in attributes for changes in (domains.get(domain).attribute(attribute).add,
+                                                              domains.get(domain).attribute(attribute).remove)
+             for name in (changes or {})}
+    return {name: sample.factors[name] for name in sorted(names)}
+
+
+def switched(domain: str, graph, sample: Sample, attribute: str, on: bool, hold=()) -> Sample:
+    """``sample`` with ``attribute`` switched on / off and the ``hold`` attributes kept as they are: the true
+    counterfactual of an edit that changes one attribute only."""
+    return graph.intervene(sample, **held_factors(domain, sample, hold), **switch(domain, sample, attribute, on))
+
+
+def true_switch(domain: str, graph, sample: Sample, attribute: str, on: bool, hold=(), size: int = 128) -> np.ndarray:
+    """The rendering of ``switched`` (float32, the I/O contract, at ``max(size, 128)`` px)."""
+    changed = switched(domain, graph, sample, attribute, on, hold)
+    return get_domain(domain).render(changed.factors, changed.seed, max(size, 128)).image
+
+
 def true_pair(domain: str, graph, sample: Sample, attribute: str, size: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """(do(attribute on) rendering, do(attribute off) rendering, whether the phantom had it): one of the two
     renderings is the phantom itself. Float32 images in the I/O contract at ``max(size, 128)`` px."""
