@@ -5,7 +5,7 @@ same command runs on one CPU, several GPUs or several nodes:
 
     accelerate launch --multi_gpu --num_processes 2 -m medviz.augment ...   # 2 processes (GPUs, or CPU cores)
 
-Each process takes every N-th job; a rerun into the same --out resumes where it stopped.
+Each process takes every N-th unfinished job; a rerun into the same --out resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import timedelta
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -53,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     import torch
     from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
     from tqdm.auto import tqdm
 
     if args.threads:
         torch.set_num_threads(args.threads)
     # cpu=True without CUDA: torchrun's processes on CPU then form a gloo group (accelerate's MULTI_CPU)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # A long collective timeout: the processes meet only at the start and the end of hours of edits.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
     main_process = accelerator.is_main_process
     model = load_model(args.model, device=str(accelerator.device))
     out = Path(args.out)

@@ -3,7 +3,7 @@
 Steps, per process:
 
 1. read the CSV (CheXpert or ISIC layout) and make the plan's jobs; every process makes the same list;
-2. take the jobs ``index % processes == rank`` that have no record yet under ``OUT/parts`` (so a rerun resumes);
+2. list the jobs that have no record yet under ``OUT/parts`` (so a rerun resumes) and take every N-th of them;
 3. per job: read the image, the domain check (``medviz.guard``), the edit (``engines.counterfactual``, seed of the
    job) with its effect check; write the image, then the job's record (written last, atomically: a job with a
    record is finished);
@@ -215,8 +215,10 @@ def augment(config: AugmentConfig, model, accelerator=None,
     _wait(accelerator)
     _check_plan(out, {"csv": str(Path(config.csv).resolve()), "model": model.name, "seed": config.seed,
                       "rules": [r.text() for r in rules], "jobs": len(jobs), "edit": asdict(config.edit)}, main)
-    done_before = sum(1 for job in jobs if (parts / f"{job.index:07d}.json").is_file())
-    mine = [job for job in jobs if job.index % world == rank and not (parts / f"{job.index:07d}.json").is_file()]
+    remaining = [job for job in jobs if not (parts / f"{job.index:07d}.json").is_file()]
+    _wait(accelerator)                         # every process has listed the same remaining jobs
+    done_before = len(jobs) - len(remaining)
+    mine = remaining[rank::world]              # dealt anew on a resume, so no process idles at the end
     for job in mine:
         _write_json(parts / f"{job.index:07d}.json", run_job(model, source, job, config, out))
         if progress and main:
