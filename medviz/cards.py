@@ -356,8 +356,8 @@ def write_classifier_card(folder: str | Path) -> Path:
              f"(transformers ResNet, `AutoModelForImageClassification`)",
              f"- training: {method} on {config['n_images']} phantoms whose link {card['target']} -> {card['spurious']} "
              f"has risk difference {card['strength']}; {config['steps']} steps, weight decay {card.get('weight_decay')}",
-             *([f"- plus {card['augment_rows']} counterfactual training rows, made by `{card['augment_source']}`"]
-               if card.get("augment_source") else []),
+             *([f"- plus {card['augment_rows']} counterfactual training rows, made by `{card['augment_source']}` "
+                f"(its default plan: {'; '.join(card.get('augment_plan', []))})"] if card.get("augment_source") else []),
              f"- command: `{card['command']}`", "", "## Balanced test set (no link)", "",
              "| group | accuracy | n |", "| --- | --- | --- |"]
     lines += [f"| {card['groups'][g]} | {test['groups'][g]:.3f} | {test['n'][g]} |" for g in sorted(test["groups"])]

@@ -58,7 +58,8 @@ def test_the_bundled_classifiers_load_and_their_readmes_are_rendered_from_their_
     from medviz.classifiers import CLASSIFIERS_DIR, bundled_classifiers, classifier_domain
 
     names = bundled_classifiers()
-    assert names == ["cxr-effusion-erm", "cxr-effusion-groupdro", "skin-melanoma-erm", "skin-melanoma-groupdro"]
+    assert names == ["cxr-effusion-erm", "cxr-effusion-erm-cfaug", "cxr-effusion-groupdro", "skin-melanoma-erm",
+                     "skin-melanoma-erm-cfaug", "skin-melanoma-groupdro"]
     for name in names:
         classifier = load_classifier(name)
         assert classifier.label == ("pleural_effusion" if name.startswith("cxr") else "melanoma")
@@ -67,7 +68,8 @@ def test_the_bundled_classifiers_load_and_their_readmes_are_rendered_from_their_
         copy = tmp_path / name
         shutil.copytree(CLASSIFIERS_DIR / name, copy, ignore=shutil.ignore_patterns("*.safetensors"))
         assert write_classifier_card(copy).read_text() == (CLASSIFIERS_DIR / name / "README.md").read_text()
-    for domain in ("cxr-effusion", "skin-melanoma"):       # the shortcut and its fix, side by side
-        erm, dro = (load_classifier(f"{domain}-{m}").card["balanced_test"]["worst_group_accuracy"]
-                    for m in ("erm", "groupdro"))
-        assert dro > erm
+    for domain in ("cxr-effusion", "skin-melanoma"):       # the shortcut and its fixes, side by side
+        erm, dro, augmented = (load_classifier(f"{domain}-{m}").card for m in ("erm", "groupdro", "erm-cfaug"))
+        worst = [card["balanced_test"]["worst_group_accuracy"] for card in (erm, dro, augmented)]
+        assert worst[1] > worst[0] and worst[2] > worst[0]
+        assert augmented["augment_rows"] > 0 and augmented["augment_source"].startswith("python -m medviz.augment")

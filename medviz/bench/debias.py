@@ -203,7 +203,9 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
             runs.append({"name": path.name, "seed": seed, "worst": test["worst_group_accuracy"],
                          "mean": test["mean_accuracy"], "groups": test["groups"], "augment_rows": classifier.card.get("augment_rows", 0),
                          "reliance": record["reliance"]["mean"], "true_reliance": record["truth"]["reliance"]["mean"],
-                         "scls": record["scls"]["mean"], "true_scls": record["truth"]["scls"]["mean"]})
+                         "scls": record["scls"]["mean"], "true_scls": record["truth"]["scls"]["mean"],
+                         "audit": {key: record[key] for key in ("reliance", "scls", "target_effect", "flagged")}
+                         | {"true_reliance": record["truth"]["reliance"]}})
         arms[arm] = {"runs": runs, **{key: _mean_sd([r[key] for r in runs]) for key in
                                       ("worst", "mean", "reliance", "true_reliance", "scls", "true_scls")},
                      "augment_rows": runs[0]["augment_rows"]}
@@ -227,6 +229,7 @@ def summarise(domain: str, arms: dict, sets: dict, made) -> dict:
             "groupdro_cf_worst": arms["groupdro+cf"]["worst"]["mean"],
             "cf_gain_points": round(100 * (ours - erm), 1), "cf_below_bound_points": round(100 * (bound - ours), 1),
             "reliance_drop": round(1 - reliance_cf / reliance_erm, 3) if reliance_erm > 0 else None,
+            "abs_reliance_drop": round(1 - abs(reliance_cf) / abs(reliance_erm), 3) if reliance_erm else None,
             "true_reliance_drop": round(1 - arms["erm+cf"]["true_reliance"]["mean"] / arms["erm"]["true_reliance"]["mean"], 3),
             "t2i_prompt_agreement": json.loads((sets["t2i"].parent / "prompt_agreement.json").read_text()),
             "counterfactuals": {"kept": kept, "skipped": len(skipped),
@@ -274,8 +277,8 @@ def write_figure(result: dict, sets: dict, path: Path, examples: int = 4) -> Non
     axis.set_xticks(range(len(arms)), arms, rotation=30, fontsize=8)
     axis.set_ylabel("worst-group accuracy, balanced link-free test")
     axis.set_ylim(0, 1)
-    axis.set_title(f"{result['domain']}: link {result['strength']}; ours {result['cf_gain_points']:+.1f} points over "
-                   f"ERM, {result['cf_below_bound_points']:.1f} below the true-counterfactual bound", fontsize=9)
+    axis.set_title(f"{result['domain']}, link {result['strength']}: ours {result['cf_gain_points']:+.1f} points over ERM,\n"
+                   f"{result['cf_below_bound_points']:.1f} below the true-counterfactual bound (dots: seeds)", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
@@ -298,12 +301,11 @@ def bundle(domain: str, result: dict, args, command: str) -> Path:
     card = json.loads((target / CARD).read_text())
     run = result["arms"]["erm+cf"]["runs"][0]
     card["augment_source"] = (f"python -m medviz.augment --phantoms {ClassifierConfig.n_images} --first-seed "
-                              f"{TRAIN_FIRST_SEED} --strength {STRENGTH} --model {domain}-phantom (default plan: "
-                              f"{'; '.join(result['counterfactuals']['plan'])})")
+                              f"{TRAIN_FIRST_SEED} --strength {STRENGTH} --model {domain}-phantom --out "
+                              f"{Path(args.work) / f'cf-{domain}-{ClassifierConfig.n_images}'}")
+    card["augment_plan"] = result["counterfactuals"]["plan"]
     card["audit"] = {"date": datetime.date.today().isoformat(), "command": command, "units": UNITS,
-                     "n_images": result["audit_images"], "reliance": {"mean": run["reliance"]},
-                     "true_reliance": {"mean": run["true_reliance"]}, "scls": {"mean": run["scls"]},
-                     "true_scls": run["true_scls"], "flagged": None}
+                     "n_images": result["audit_images"], **run["audit"], "true_scls": run["true_scls"]}
     (target / CARD).write_text(json.dumps(card, indent=2))
     write_classifier_card(target)
     return target
@@ -318,7 +320,8 @@ def print_table(result: dict) -> None:
               f"{a['mean']['mean']:9.3f} {a['reliance']['mean']:+9.3f} {a['true_reliance']['mean']:+7.3f} "
               f"{a['scls']['mean']:6.3f}")
     print(f"ours vs ERM: {result['cf_gain_points']:+.1f} points worst group (bar +10); below the true-CF bound by "
-          f"{result['cf_below_bound_points']:.1f} (bar 5); reliance down {result['reliance_drop']:.0%} (bar 50%)")
+          f"{result['cf_below_bound_points']:.1f} (bar 5); reliance down {result['reliance_drop']:.0%}, its size "
+          f"{result['abs_reliance_drop']:.0%} (bar 50%)")
 
 
 def main(args: argparse.Namespace, command: str) -> int:

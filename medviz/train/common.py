@@ -107,9 +107,12 @@ def announce_scale(accelerator, name: str, batch_size: int, n_rows: int) -> None
 def end_processes() -> None:
     """After the last job of a launched run: a last barrier, then the process group closed, so no process exits
     while another still talks to it (gloo aborts such a process)."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()            # DDP wrappers of the finished job go first: freed after the group, they may abort
         dist.barrier()
         dist.destroy_process_group()
 

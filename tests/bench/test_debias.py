@@ -80,4 +80,7 @@ def test_the_summary_gives_the_acceptance_figures(tmp_path):
     assert (summary["erm_worst"], summary["cf_worst"], summary["true_cf_worst"]) == (0.5, 0.8, 0.84)
     assert summary["cf_gain_points"] == 30.0 and summary["cf_below_bound_points"] == 4.0
     assert summary["reliance_drop"] == pytest.approx(0.75) and summary["audit_images"] == 10
+    arms["erm+cf"]["reliance"]["mean"] = -0.1                 # overshoot: reliance falls by 125%, its size by 75%
+    overshot = summarise("cxr", arms, sets, made)
+    assert overshot["reliance_drop"] == pytest.approx(1.25) and overshot["abs_reliance_drop"] == pytest.approx(0.75)
     assert summary["counterfactuals"] == {"kept": 2, "skipped": 1, "plan": ["remove x"]}
