@@ -98,12 +98,14 @@ def _contract(array: np.ndarray) -> np.ndarray:
 
 
 def dicom_slices() -> list[tuple[str, np.ndarray]]:
-    """pydicom's bundled CT and MR test files that read into the contract (one slice each)."""
+    """pydicom's bundled CT and MR test files that read into the contract (one slice each). Listed from its data
+    folder: ``get_testdata_files`` also tries to download pydicom's external test files (15 s of failed requests
+    offline)."""
     import pydicom
-    from pydicom.data import get_testdata_files
+    from pydicom.data.data_manager import DATA_ROOT
 
     found = []
-    for path in sorted(get_testdata_files("*.dcm")):
+    for path in sorted((Path(DATA_ROOT) / "test_files").glob("*.dcm")):
         try:
             modality = pydicom.dcmread(path, stop_before_pixels=True).get("Modality")
             if modality in ("CT", "MR"):
