@@ -29,7 +29,7 @@ from ..engines.audit import (SHORTCUT, UNITS, AuditConfig, Counterfactuals, edit
 from ..models import load_model, read_model_card
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
-from .cli import add_common, chosen_domains, write_json
+from .cli import add_common, run_per_domain
 
 AUDIT_OFFSET = 960_000          # the audit phantoms: HELD_OUT_FIRST_SEED + this (apart from the test sets')
 #: The bundled classifiers (``assets/models``) and the bench run whose audit goes into their cards.
@@ -231,10 +231,4 @@ def print_table(result: dict) -> None:
 
 
 def main(args: argparse.Namespace, command: str) -> int:
-    results = {}
-    for domain in chosen_domains(args):
-        results[domain] = run_domain(domain, args, command)
-        print_table(results[domain])
-        if args.write_card:
-            write_cards(domain, results[domain], command)
-    return write_json(args.json, results if len(results) > 1 else next(iter(results.values())))
+    return run_per_domain(args, command, run_domain, print_table, write_cards)

@@ -39,3 +39,15 @@ def write_json(path: str | None, result) -> int:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def run_per_domain(args: argparse.Namespace, command: str, run_domain, print_table, write_card=None) -> int:
+    """A bench's main: each chosen domain's ``run_domain(domain, args, command)``, its ``print_table``, its cards when
+    ``--write-card`` asks (``write_card(domain, result, command)``), then the JSON (one domain's result alone)."""
+    results = {}
+    for domain in chosen_domains(args):
+        results[domain] = run_domain(domain, args, command)
+        print_table(results[domain])
+        if getattr(args, "write_card", False) and write_card is not None:
+            write_card(domain, results[domain], command)
+    return write_json(args.json, results if len(results) > 1 else next(iter(results.values())))

@@ -38,7 +38,7 @@ from ..phantoms.effects import link_parameters, true_switch
 from ..prompts import describe
 from ..train.classifier import TRAIN_FIRST_SEED, ClassifierConfig, train_classifier
 from .audit import counterfactuals as audit_counterfactuals
-from .cli import add_common, chosen_domains, write_json
+from .cli import add_common, run_per_domain
 
 STRENGTH = 0.9
 #: Each arm: (training method, augmentation set or None).
@@ -330,10 +330,5 @@ def print_table(result: dict) -> None:
 
 
 def main(args: argparse.Namespace, command: str) -> int:
-    results = {}
-    for domain in chosen_domains(args):
-        results[domain] = run_domain(domain, args, command)
-        print_table(results[domain])
-        if args.write_card:
-            print(f"  bundled {bundle(domain, results[domain], args, command)}")
-    return write_json(args.json, results if len(results) > 1 else next(iter(results.values())))
+    return run_per_domain(args, command, run_domain, print_table,
+                          lambda domain, result, command: print(f"  bundled {bundle(domain, result, args, command)}"))

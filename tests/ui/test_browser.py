@@ -177,10 +177,12 @@ def test_screenshots_of_the_other_tabs(page, shots):
 def test_the_audit_tab_audits_the_bundled_classifier_on_phantoms(page, shots):
     _open_tab(page, "Audit")
     assert page.locator("#audit-classifier input").first.input_value() == "cxr-effusion-erm"
+    assert page.locator("#audit-compare input").first.input_value() == "cxr-effusion-erm-cfaug"   # its fix beside
     _set_number(page, "audit-phantoms", 4, speed_only=True)
     page.locator("#audit-button").click()
     page.locator("#audit-summary").get_by_text("UNet passes").wait_for()
-    assert "Truth from the phantoms' causal model" in page.locator("#audit-summary").inner_text()
+    shown = page.locator("#audit-summary").inner_text()
+    assert "Truth from the phantoms' causal model" in shown and "cxr-effusion-erm-cfaug" in shown
     page.wait_for_timeout(1000)
     page.screenshot(path=str(shots / "audit.png"), full_page=True)
     assert (shots / "audit.png").stat().st_size > 10_000
