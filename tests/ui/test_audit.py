@@ -99,7 +99,8 @@ def test_the_skin_model_audits_the_bundled_skin_classifier(client):
     # the fix beside the shortcut: scored on the same counterfactuals, in the table, the chart and both reports
     compared = record["compared_with"]
     assert compared["classifier"] == "skin-melanoma-groupdro" and compared["unet_passes"] == record["unet_passes"]
-    assert "| on the same counterfactuals | reliance on ruler |" in summary and "| skin-melanoma-groupdro" in summary
+    assert "Both classifiers on the same counterfactuals" in summary and "| classifier | reliance on ruler |" in summary
+    assert "| skin-melanoma-groupdro" in summary
     names = {trace["name"] for trace in json.loads(reliance["plot"])["data"]}
     assert {"skin-melanoma-erm: estimated (our counterfactuals)", "skin-melanoma-groupdro: estimated (our "
             "counterfactuals)"} <= names

@@ -151,7 +151,8 @@ def reliance_figure(result: AuditResult, other: AuditResult | None = None) -> go
 
 def comparison(result: AuditResult, other: AuditResult) -> str:
     """Markdown table: both classifiers on the same images and counterfactuals."""
-    lines = [f"| on the same counterfactuals | reliance on {result.spurious} | true | SCLS | worst group | mean acc. |",
+    lines = ["Both classifiers on the same counterfactuals:", "",
+             f"| classifier | reliance on {result.spurious} | its SCM truth | SCLS (ours) | worst group | mean accuracy |",
              "| --- | --- | --- | --- | --- | --- |"]
     for audited in (result, other):
         true = number(audited.truth["reliance"]["mean"]) if audited.truth else "-"
@@ -212,11 +213,12 @@ def run_audit(model, request: AuditRequest, job: Job, classifier, other=None) ->
 def _controls(page: Page, domain: str | None) -> dict:
     names, spurious, target = pair_choices(domain)
     choices = page.registry.classifier_choices(domain)
+    compare, fixed = compare_choices(choices)
     controls = {"classifier": gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
                                           label="Classifier (bundled, or a folder under the models folder)",
                                           elem_id="audit-classifier"),
-                "compare": gr.Dropdown(*compare_choices(choices), label="Compare with (the same counterfactuals, "
-                                       "no more edits): e.g. the shortcut's fix", elem_id="audit-compare"),
+                "compare": gr.Dropdown(compare, value=fixed, label="Compare with (the same counterfactuals, no more "
+                                       "edits): e.g. the shortcut's fix", elem_id="audit-compare"),
                 "label": gr.Textbox("", label="Label to audit (default: the classifier's target)")}
     with gr.Row():
         controls["spurious"] = gr.Dropdown(names, value=spurious, label="Spurious attribute (device, ruler)")
