@@ -28,6 +28,21 @@ def test_group_dro_raises_the_weight_of_the_group_with_the_largest_loss():
     assert loss.item() == pytest.approx((weights * torch.tensor([0.1, 0.1, 2.0, 0.1])).sum().item())
 
 
+def test_group_dro_weights_of_each_process_are_those_of_the_whole_batch():
+    losses = torch.tensor([0.1, 0.3, 2.0, 0.1, 0.5, 1.0])
+    group = torch.tensor([0, 1, 2, 3, 2, 0])
+    whole = torch.full((4,), 0.25)
+    group_dro_loss(losses, group, whole, step_size=0.5)
+    halves = [(losses[:3], group[:3]), (losses[3:], group[3:])]
+    for mine, theirs in (halves, halves[::-1]):       # each process sums its group losses with the other's
+        their_sums = torch.zeros(4).index_add_(0, theirs[1], theirs[0])
+        their_counts = torch.bincount(theirs[1], minlength=4).float()
+        added = iter([their_sums, their_counts])
+        weights = torch.full((4,), 0.25)
+        group_dro_loss(*mine, weights, step_size=0.5, total=lambda t: t + next(added))
+        assert torch.allclose(weights, whole)
+
+
 def test_a_tiny_classifier_trains_and_writes_its_card(tmp_path):
     out = tmp_path / "clf"
     assert main(["classifier", "--domain", "skin", "--out", str(out), "--target", "melanoma", "--spurious", "ruler",
