@@ -1,4 +1,4 @@
-"""The package's layers: io, domains, prompts -> phantoms, models, oracle -> engines -> cards -> ui and app;
+"""The package's layers: io, domains, prompts -> phantoms, models, oracle -> engines -> cards -> ui, app and augment;
 train and bench on top. A module imports only from its own layer or below, and every import of medviz's own
 modules sits at the top of its file."""
 
@@ -9,8 +9,8 @@ import medviz
 
 ROOT = Path(medviz.__file__).parent
 #: Layer of each top-level part of the package (and the launcher).
-LAYERS = {"__init__": 0, "io": 0, "domains": 0, "metrics": 0, "display": 1, "prompts": 1, "phantoms": 2, "models": 2,
-          "oracle": 2, "classifiers": 2, "data": 2, "engines": 3, "guard": 3, "cards": 4, "ui": 5, "app": 5, "train": 6, "bench": 6, "augment": 6}
+LAYERS = {"__init__": 0, "io": 0, "domains": 0, "metrics": 0, "processes": 0, "display": 1, "prompts": 1, "phantoms": 2, "models": 2,
+          "oracle": 2, "classifiers": 2, "data": 2, "engines": 3, "guard": 3, "cards": 4, "ui": 5, "app": 5, "train": 6, "bench": 6, "augment": 5}
 
 
 def _part(path: Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import domains
 from ..engines.counterfactual import EditConfig
 from ..models import load_model
-from ..train.common import end_processes
+from ..processes import end_processes, launched_accelerator
 from .plan import group_counts, make_jobs
 from .run import AugmentConfig, augment, phantom_source, plan_rules, read_source
 
@@ -53,16 +53,13 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
     from tqdm.auto import tqdm
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    # cpu=True without CUDA: torchrun's processes on CPU then form a gloo group (accelerate's MULTI_CPU)
     # A long collective timeout: the processes meet only at the start and the end of hours of edits.
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
+    accelerator = launched_accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))])
     main_process = accelerator.is_main_process
     model = load_model(args.model, device=str(accelerator.device))
     out = Path(args.out)

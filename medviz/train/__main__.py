@@ -18,7 +18,8 @@ from dataclasses import fields
 from .architectures import PRESETS
 from .bundle import bundle_oracle, bundle_pipeline
 from .classifier import ClassifierConfig, train_classifier
-from .common import end_processes, is_main_process
+from ..processes import end_processes
+from .common import is_main_process
 from .data import render_training_set
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image

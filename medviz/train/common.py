@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..processes import launched_accelerator
+
 Progress = Callable[[int, int, dict], None]
 
 
@@ -30,15 +32,13 @@ def make_accelerator(seed: int, mixed_precision: str | None = None):
     """An ``Accelerator`` (bf16 on CUDA unless told otherwise, fp32 on CPU) with all RNGs seeded, process ``r`` at
     ``seed + r`` (so the processes draw different noise; one process keeps ``seed``).
 
-    Without CUDA it is made with ``cpu=True``: the processes of ``accelerate launch --multi_gpu --num_processes N``
-    (torchrun) then form one gloo group (accelerate's MULTI_CPU) instead of N independent runs."""
+    Made by ``processes.launched_accelerator``: on a CPU too, launched processes form one group."""
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     if mixed_precision is None:
         mixed_precision = "bf16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = launched_accelerator(mixed_precision=mixed_precision)
     set_seed(seed, device_specific=True, deterministic=False)
     if accelerator.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -102,19 +102,6 @@ def announce_scale(accelerator, name: str, batch_size: int, n_rows: int) -> None
         print(f"[{name}] {accelerator.num_processes} process(es) x {batch_size} per process = effective batch "
               f"{batch_size * accelerator.num_processes}; {n_rows} rows, split in {accelerator.num_processes} "
               "disjoint shards", flush=True)
-
-
-def end_processes() -> None:
-    """After the last job of a launched run: a last barrier, then the process group closed, so no process exits
-    while another still talks to it (gloo aborts such a process)."""
-    import gc
-
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        gc.collect()            # DDP wrappers of the finished job go first: freed after the group, they may abort
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def is_main_process() -> bool:
