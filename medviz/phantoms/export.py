@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -13,22 +13,37 @@ from .. import domains
 from ..io import write_dicom, write_png
 from ..prompts import CHEXPERT_FINDINGS
 from . import get_domain
-from .scm import CausalGraph
+from .scm import CausalGraph, Sample
 
 
 def measure_planted_link(graph: CausalGraph, n: int, first_seed: int = 0) -> dict[str, float]:
     """Risk difference P(effect | cause) - P(effect | no cause) over ``n`` samples of ``graph``, for the
     domain's planted spurious link (``Domain.planted_link``: effusion -> devices, melanoma -> ruler)."""
-    vocabulary = domains.get(graph.domain)
+    return measure_planted_links([graph], n, first_seed)[0]
+
+
+def measure_planted_links(graphs: Sequence[CausalGraph], n: int, first_seed: int = 0) -> list[dict[str, float]]:
+    """``measure_planted_link`` for several graphs of one domain (other parameters) on the same ``n`` seeds:
+    the exogenous noise, most of the cost of a sample, is drawn once per seed and solved in every graph."""
+    domain = graphs[0].domain
+    if any(graph.domain != domain for graph in graphs):
+        raise ValueError(f"graphs of one domain only, got {sorted({graph.domain for graph in graphs})}")
+    vocabulary = domains.get(domain)
     _, cause, effect = vocabulary.planted_link
-    counts = np.zeros((2, 2))
+    counts = np.zeros((len(graphs), 2, 2))
     for seed in range(first_seed, first_seed + n):
-        present = vocabulary.attributes_of(graph.sample(seed).factors)
-        counts[int(present[cause]), int(present[effect])] += 1
-    p_exposed = counts[1, 1] / max(counts[1].sum(), 1)
-    p_unexposed = counts[0, 1] / max(counts[0].sum(), 1)
-    return {"risk_difference": p_exposed - p_unexposed, "p_effect_given_cause": p_exposed,
-            "p_effect_given_no_cause": p_unexposed, "n_cause": counts[1].sum(), "n": n}
+        drawn = graphs[0].sample(seed)
+        for index, graph in enumerate(graphs):       # no intervention: every factor solved from the same noise
+            factors = drawn.factors if index == 0 else graph.intervene(Sample(domain, seed, {}, drawn.noise)).factors
+            present = vocabulary.attributes_of(factors)
+            counts[index, int(present[cause]), int(present[effect])] += 1
+    results = []
+    for count in counts:
+        p_exposed = count[1, 1] / max(count[1].sum(), 1)
+        p_unexposed = count[0, 1] / max(count[0].sum(), 1)
+        results.append({"risk_difference": p_exposed - p_unexposed, "p_effect_given_cause": p_exposed,
+                        "p_effect_given_no_cause": p_unexposed, "n_cause": count[1].sum(), "n": n})
+    return results
 
 
 def _factor_cells(factors: Mapping[str, Any]) -> dict[str, str]:
