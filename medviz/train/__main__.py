@@ -1,7 +1,8 @@
-"""python -m medviz.train {vae,text2image,oracle,classifier,bundle,recipe} --domain cxr|skin --out DIR [...]
+"""python -m medviz.train {vae,text2image,oracle,classifier,align,bundle,recipe} --domain cxr|skin --out DIR [...]
 
 `recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
-text encoder + UNet and the oracle, and write the pipeline and oracle folders. Each job can be run on
+text encoder + UNet and the oracle, and write the pipeline and oracle folders. `align` fine-tunes a pipeline's
+UNet (LoRA) to draw what its prompts name, rewarded by its oracle (``medviz.train.align``: DDPO or DRaFT-K). Each job can be run on
 its own and resumes from its latest checkpoint in DIR. ``accelerate launch --multi_gpu --num_processes N -m
 medviz.train ...`` runs the same jobs on N GPUs (or N CPU processes), each process on its own share of the
 training rows; the main process writes.
@@ -17,6 +18,7 @@ from dataclasses import fields
 
 from .architectures import PRESETS
 from .bundle import bundle_oracle, bundle_pipeline
+from .align import AlignConfig, train_align
 from .classifier import ClassifierConfig, train_classifier
 from ..processes import end_processes
 from .common import is_main_process
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.train", description=__doc__.split("\n\n")[1])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig),
-                              ("classifier", ClassifierConfig)):
+                              ("classifier", ClassifierConfig), ("align", AlignConfig)):
         sub = commands.add_parser(name)
         sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
         sub.add_argument("--out", required=True)
@@ -99,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "classifier":
         command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
         print(json.dumps(train_classifier(_config(ClassifierConfig, args), command=command), indent=2, default=str))
+    elif args.command == "align":
+        command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
+        record = train_align(_config(AlignConfig, args), command=command)
+        print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, default=str))
     elif args.command == "bundle":
         bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
         if args.oracle_dir:
