@@ -31,6 +31,8 @@ class OracleConfig(TrainConfig):
     steps: int = 3000
     batch_size: int = 128
     learning_rate: float = 2e-3
+    family: str = "resnet"             # architectures.ORACLE_FAMILIES; "convnext": the independent judge
+    first_seed: int = 0                # training phantoms first_seed ..; the judge trains on others
 
 
 def attribute_matrix(domain: str, factors: list) -> np.ndarray:
@@ -46,11 +48,15 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
 
     arch = PRESETS[config.preset]
     labels = domains.get(config.domain).oracle_labels
+    if config.first_seed < HELD_OUT_FIRST_SEED + config.n_held_out and config.first_seed + config.n_images > HELD_OUT_FIRST_SEED:
+        raise ValueError(f"training seeds {config.first_seed}..{config.first_seed + config.n_images - 1} overlap the "
+                         f"held-out phantoms {HELD_OUT_FIRST_SEED}..{HELD_OUT_FIRST_SEED + config.n_held_out - 1}")
     accelerator = make_accelerator(config.seed)
     if images is None or factors is None:
-        images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, 0, config.workers)
+        images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, config.first_seed,
+                                          config.workers)
     targets = torch.as_tensor(attribute_matrix(config.domain, factors))
-    model = make_oracle(arch, labels)
+    model = make_oracle(arch, labels, config.family)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = BudgetedSchedule(optimizer, 200, config.steps)

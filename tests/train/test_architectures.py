@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -60,3 +61,22 @@ def test_grow_unet_refuses_what_it_cannot_grow():
         grow_unet(grown, full_resolution_attention=True)
     with pytest.raises(ValueError, match="one resnet per block"):
         grow_unet(grown, full_resolution_layer=True)
+
+
+def test_a_convnext_oracle_saves_and_loads_as_an_oracle(tmp_path):
+    from medviz.oracle import load_oracle
+    from medviz.train.architectures import PRESETS, make_oracle
+    from medviz.train.oracle import OracleConfig, train_oracle
+
+    labels = ("melanoma", "ruler")
+    model = make_oracle(PRESETS["tiny"], labels, "convnext")
+    assert type(model).__name__ == "ConvNextForImageClassification" and model.config.patch_size == 4
+    model.save_pretrained(str(tmp_path / "judge"))
+    judge = load_oracle(tmp_path / "judge", domain="skin")
+    readout = judge.readout([np.zeros((64, 64, 3), np.float32), np.ones((32, 32), np.float32)])
+    assert judge.attributes == labels and judge.image_size == 32 and readout.shape == (2, 2)
+    assert ((readout > 0) & (readout < 1)).all()
+    with pytest.raises(ValueError, match="oracle family must be one of"):
+        make_oracle(PRESETS["tiny"], labels, "vit")
+    with pytest.raises(ValueError, match="overlap the held-out phantoms 10000000..10001999"):
+        train_oracle(OracleConfig(domain="skin", out=str(tmp_path), first_seed=9_999_000))
