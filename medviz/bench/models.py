@@ -45,6 +45,7 @@ from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from ..train.vae import load_vae
 from .cli import add_common, chosen_domains, write_json
+from .paraphrases import paraphrases
 
 #: The attributes whose "with" and "without" prompts the bench asks for, per domain.
 FIDELITY_ATTRIBUTES = {"cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "female"),
@@ -70,6 +71,9 @@ class ModelsBenchConfig:
     model: str | None = None           # a pipeline folder of the domain (None: the bundled {domain}-phantom)
     sheet: str | None = None           # also write a contact sheet (generated vs real phantoms) to this PNG
     device_kinds: bool = False         # CXR: only the device-kind table (each kind asked alone: which kinds drawn)
+    paraphrases: bool = False          # only the paraphrased prompts' table (bench.paraphrases): read as asked?
+    oracle: str | None = None          # the oracle folder that reads the samples (None: the bundled {domain}-oracle);
+                                       # an independent judge for a pipeline trained against the bundled one
 
 
 #: Issue 3's bars for a model's prompts: the oracle agrees with the prompt's attribute in >= 90% of samples,
@@ -80,8 +84,10 @@ PROMPT_BARS = {"agreement": 0.9, "diversity_ratio": 0.5}
 
 def card_problem(config: "ModelsBenchConfig") -> str | None:
     """Why a run with ``config`` may not write its figures into the model card (None: it may)."""
-    if config.round_trip_only or config.device_kinds:
-        return "a card holds the prompt figures of a full run (drop --round-trip-only / --device-kinds)"
+    if config.round_trip_only or config.device_kinds or config.paraphrases:
+        return "a card holds the prompt figures of a full run (drop --round-trip-only / --device-kinds / --paraphrases)"
+    if config.oracle:
+        return "a card holds the figures its own oracle reads; --oracle names another"
     if config.vae:
         return "--vae measures a candidate VAE beside the model's own; a card holds the model's figures alone"
     defaults = ModelsBenchConfig(domain=config.domain)
@@ -187,16 +193,20 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     """Measure one domain's pipeline (see the module docstring); ``progress`` gets a line per finished prompt."""
     import torch
     from PIL import Image, ImageFilter
-    from transformers import ResNetForImageClassification
+    from transformers import AutoModelForImageClassification
 
     pipe = load_pipeline(config.model or f"{config.domain}-phantom", device="cpu")
-    oracle = ResNetForImageClassification.from_pretrained(str(MODELS_DIR / f"{config.domain}-oracle")).eval()
+    oracle = AutoModelForImageClassification.from_pretrained(config.oracle or str(MODELS_DIR / f"{config.domain}-oracle"),
+                                                             local_files_only=True).eval()
     vocabulary = domains.get(config.domain)
     labels = vocabulary.oracle_labels
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     if config.device_kinds:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
                 "device_kinds": device_kinds(pipe, oracle, config, size, progress)}
+    if config.paraphrases:
+        return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
+                "paraphrases": paraphrase_rows(pipe, oracle, config, size, progress)}
     pool_size = max(config.n_reference, config.n_diversity_reference)
     pool, pool_factors = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000)
     pool_feat = _features(oracle, pool)[1]
@@ -301,6 +311,39 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
         if progress:
             progress(f"{prompt!r}: {config.n} samples")
     return rows
+
+
+def paraphrase_rows(pipe, oracle, config: ModelsBenchConfig, size: int, progress=None) -> list[dict]:
+    """Per prompt of ``bench.paraphrases`` (worded unlike the training captions): the share of ``config.n`` samples
+    in which the oracle reads its attribute as asked."""
+    import torch
+
+    labels = domains.get(config.domain).oracle_labels
+    rows = []
+    for attribute, prompt, asked in paraphrases(config.domain):
+        generator = torch.Generator().manual_seed(config.seed)
+        latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+                       height=size, width=size, generator=generator, output_type="latent").images
+        probabilities = _features(oracle, _decode(pipe, pipe.vae, latents))[0][:, labels.index(attribute)]
+        rows.append({"attribute": attribute, "prompt": prompt, "asked": asked,
+                     "as_asked": float(((probabilities > 0.5) == asked).mean())})
+        if progress:
+            progress(f"{prompt!r}: {rows[-1]['as_asked']:.0%} as asked")
+    return rows
+
+
+def print_paraphrases(result: dict) -> None:
+    rows = result.get("paraphrases") or []
+    if not rows:
+        return
+    print(f"\n{result['domain']}: prompts worded unlike the training captions ({result['config']['n']} samples each)")
+    for attribute in dict.fromkeys(r["attribute"] for r in rows):
+        mine = [r for r in rows if r["attribute"] == attribute]
+        for asked in (True, False):
+            shares = [r["as_asked"] for r in mine if r["asked"] == asked]
+            if shares:
+                print(f"  {attribute:<17} {'present' if asked else 'absent':<8} {len(shares)} prompts: "
+                      f"{np.mean(shares):6.1%} as asked (min {min(shares):.0%})")
 
 
 def _decode(pipe, vae, latents) -> np.ndarray:
@@ -455,6 +498,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a candidate VAE folder (or a folder holding vae/) measured beside the bundled one: its "
                              "round trip, and its decode of the very same generated latents ({domain} is replaced)")
     parser.add_argument("--round-trip-only", action="store_true", help="only the VAE round trip (no generation)")
+    parser.add_argument("--oracle", default=None, metavar="DIR",
+                        help="read the samples with this oracle folder (an independent judge) instead of the bundled one")
+    parser.add_argument("--paraphrases", action="store_true",
+                        help="only the table of prompts worded unlike the training captions (bench.paraphrases)")
     parser.add_argument("--device-kinds", action="store_true",
                         help="CXR: only the device-kind table: each kind asked alone, which kinds are drawn")
     parser.add_argument("--sheet", default=None, metavar="PNG",
@@ -475,6 +522,8 @@ def main(args: argparse.Namespace, command: str) -> int:
     configs = [ModelsBenchConfig(domain=domain, n=args.n, steps=args.steps, model=args.model,
                                  vae=args.vae.replace("{domain}", domain) if args.vae else None,
                                  round_trip_only=args.round_trip_only, device_kinds=args.device_kinds,
+                                 paraphrases=args.paraphrases,
+                                 oracle=args.oracle.replace("{domain}", domain) if args.oracle else None,
                                  sheet=args.sheet.replace("{domain}", domain) if args.sheet else None)
                for domain in (["cxr"] if args.device_kinds else chosen_domains(args))]
     if args.write_card:
@@ -487,6 +536,7 @@ def main(args: argparse.Namespace, command: str) -> int:
     for config in configs:
         result = run(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
         print_table(result)
+        print_paraphrases(result)
         results.append(result)
         if args.write_card:
             write_models_card(result, command)

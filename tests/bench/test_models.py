@@ -172,6 +172,22 @@ def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it
         device_kinds(cxr_model.pipe, cxr_model.oracle.model, ModelsBenchConfig(domain="skin", device_kinds=True), 128)
 
 
+def test_paraphrases_are_read_as_asked_and_tabled_per_attribute(tiny_skin, capsys, monkeypatch):
+    from medviz.bench import models
+    from medviz.bench.paraphrases import paraphrases
+
+    chosen = [row for row in paraphrases("skin") if row[0] == "ruler"]          # 5 asked present, 2 absent
+    monkeypatch.setattr(models, "paraphrases", lambda domain: chosen)
+    config = models.ModelsBenchConfig(domain="skin", n=2, steps=1, paraphrases=True)
+    rows = models.paraphrase_rows(tiny_skin.pipe, tiny_skin.oracle.model, config, 32)
+    assert [(r["attribute"], r["prompt"], r["asked"]) for r in rows] == chosen
+    assert all(r["as_asked"] in (0.0, 0.5, 1.0) for r in rows)
+    models.print_paraphrases({"domain": "skin", "config": config.__dict__, "paraphrases": rows})
+    out = capsys.readouterr().out
+    assert "worded unlike the training captions (2 samples each)" in out
+    assert "ruler             present  5 prompts:" in out and "ruler             absent   2 prompts:" in out
+
+
 def test_device_kinds_refuse_the_skin_domain():
     from medviz.bench.__main__ import main
 
@@ -213,7 +229,8 @@ def test_models_card_record_keeps_the_figures_the_bars_they_meet_and_the_setting
 @pytest.mark.parametrize("args, message", [
     (["--round-trip-only"], "a full run"), (["--vae", "runs/x"], "candidate VAE"),
     (["--n", "8"], "at least 64 samples per prompt, not 8"), (["--steps", "10"], "this run sets steps"),
-    (["--model", "runs/x"], "name the model's --domain")])
+    (["--model", "runs/x"], "name the model's --domain"), (["--paraphrases"], "a full run"),
+    (["--oracle", "runs/judge"], "--oracle names another")])
 def test_models_write_card_refuses_what_a_card_must_not_hold(args, message):
     from medviz.bench.__main__ import main
 
