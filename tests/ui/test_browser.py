@@ -64,6 +64,12 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
+def _settle(page, ms: int) -> None:
+    """Let charts finish drawing before a screenshot that is kept; a test run's screenshots need not wait."""
+    if not FEW_STEPS:
+        page.wait_for_timeout(ms)
+
+
 def _set_number(page, elem_id: str, value, speed_only: bool = False) -> None:
     """Type into a Gradio slider's or number's number box (the range input follows).
 
@@ -140,7 +146,7 @@ def test_traverse_slider_changes_the_displayed_frame(page, shots):
         arg=before)
     assert frame.get_attribute("src") != before
     page.locator("#traverse-chart .js-plotly-plot").first.wait_for()
-    page.wait_for_timeout(1000)
+    _settle(page, 1000)
     page.screenshot(path=str(shots / "traverse.png"), full_page=True)
 
 
@@ -164,11 +170,11 @@ def test_screenshots_of_the_other_tabs(page, shots):
     _set_number(page, "explain-trials", 15, speed_only=True)
     page.locator("#explain-button").click()
     page.locator("#explain-summary").get_by_text("UNet passes").wait_for()     # in every finished summary
-    page.wait_for_timeout(1000)
+    _settle(page, 1000)
     page.screenshot(path=str(shots / "explain.png"), full_page=True)
     for name, file in (("Phantoms", "phantoms.png"), ("Model & About", "about.png")):
         _open_tab(page, name)
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(500)      # the tab drawn: its screenshot is checked below
         page.screenshot(path=str(shots / file), full_page=True)
     assert all((shots / f).stat().st_size > 10_000 for f in
                ("edit.png", "traverse.png", "generate.png", "explain.png", "phantoms.png", "about.png"))
@@ -183,6 +189,6 @@ def test_the_audit_tab_audits_the_bundled_classifier_on_phantoms(page, shots):
     page.locator("#audit-summary").get_by_text("UNet passes").wait_for()
     shown = page.locator("#audit-summary").inner_text()
     assert "Truth from the phantoms' causal model" in shown and "cxr-effusion-erm-cfaug" in shown
-    page.wait_for_timeout(1000)
+    _settle(page, 1000)
     page.screenshot(path=str(shots / "audit.png"), full_page=True)
     assert (shots / "audit.png").stat().st_size > 10_000
