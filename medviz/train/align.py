@@ -26,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import domains
 from ..models import load_model
 from ..phantoms import get_domain
 from ..prompts import caption_conditional, training_caption
@@ -43,6 +44,7 @@ class AlignConfig(TrainConfig):
     steps: int = 200                   # optimizer steps
     batch_size: int = 8                # images per step (prompts x samples_per_prompt)
     samples_per_prompt: int = 4        # DDPO normalises each prompt's rewards over its own samples
+    boost: float = 0.5                 # share of prompt phantoms given one attribute by do() (caption_prompts)
     sampling_steps: int = 25           # as the Generate tab
     guidance_scale: float = 4.0        # as the Generate tab
     eta: float | None = None           # DDIM noise; default 1 for ddpo (its steps need a log-probability), else 0
@@ -66,16 +68,28 @@ class AlignConfig(TrainConfig):
                              f"{self.samples_per_prompt}")
         if self.method == "ddpo" and self.sampling_eta <= 0:
             raise ValueError("ddpo needs eta > 0: at eta = 0 a DDIM step has no log-probability")
+        if not 0.0 <= self.boost <= 1.0:
+            raise ValueError(f"boost is a share in [0, 1], got {self.boost}")
         if not 1 <= self.draft_k <= self.sampling_steps:
             raise ValueError(f"draft_k must be 1..sampling_steps ({self.sampling_steps}), got {self.draft_k}")
 
 
-def caption_prompts(domain: str, n: int, rng: np.random.Generator) -> list[tuple[str, dict[str, bool]]]:
-    """``n`` training captions of new phantoms, each with the attributes it fixes (``caption_conditional``)."""
+def caption_prompts(domain: str, n: int, rng: np.random.Generator, boost: float = 0.0) -> list[tuple[str, dict]]:
+    """``n`` training captions of new phantoms, each with the attributes it fixes (``caption_conditional``).
+
+    ``boost``: the share of phantoms given one attribute by ``do()`` (the domain's ``add`` intervention of an
+    attribute drawn uniformly: a ruler, one device kind): most phantoms lack the rare attributes, so their captions
+    alone would rarely ask for what the model fails to draw. The wording stays the captions'."""
     graph = get_domain(domain).build_graph()
-    seeds = rng.integers(PROMPT_FIRST_SEED, PROMPT_FIRST_SEED + 10_000_000, n)
-    prompts = [training_caption(domain, graph.sample(int(seed)).factors, rng) for seed in seeds]
-    return [(prompt, caption_conditional(domain, prompt)) for prompt in prompts]
+    addable = [attribute for attribute in domains.get(domain).attributes if attribute.add]
+    drawn = []
+    for seed in rng.integers(PROMPT_FIRST_SEED, PROMPT_FIRST_SEED + 10_000_000, n):
+        sample = graph.sample(int(seed))
+        if rng.random() < boost:
+            sample = graph.intervene(sample, **addable[int(rng.integers(len(addable)))].add)
+        prompt = training_caption(domain, sample.factors, rng)
+        drawn.append((prompt, caption_conditional(domain, prompt)))
+    return drawn
 
 
 def target_matrix(attributes: tuple[str, ...], targets: list[dict[str, bool]]):
@@ -270,7 +284,7 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
             break
         if config.time_budget_s and time.perf_counter() - tic > config.time_budget_s:
             break
-        drawn = caption_prompts(config.domain, n_prompts, rng)
+        drawn = caption_prompts(config.domain, n_prompts, rng, config.boost)
         prompts = [p for p, _ in drawn for _ in range(config.samples_per_prompt)]
         wanted, fixed = target_matrix(oracle.attributes, [t for _, t in drawn for _ in range(config.samples_per_prompt)])
         states = prompt_states(pipe, prompts)

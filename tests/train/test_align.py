@@ -74,6 +74,18 @@ def test_the_reward_is_the_oracles_agreement_with_what_the_prompt_fixes():
     assert images.grad.abs().sum() > 0                                      # differentiable: DRaFT needs it
 
 
+def test_boosted_prompts_ask_for_each_attribute_more_often_in_the_captions_words():
+    def asked(boost):
+        drawn = caption_prompts("skin", 120, np.random.default_rng(1), boost)
+        return {a: sum(bool(t.get(a)) for _, t in drawn) for a in ("ruler", "hair", "ink")}
+
+    plain, boosted = asked(0.0), asked(1.0)
+    assert all(boosted[a] > plain[a] + 10 for a in plain), (plain, boosted)      # each gets ~1/6 of 120 by do()
+    assert all(p.startswith("Dermoscopy image of a") for p, _ in caption_prompts("skin", 10, np.random.default_rng(2), 1.0))
+    with pytest.raises(ValueError, match="boost is a share"):
+        AlignConfig(domain="skin", out="x", boost=1.5).validate()
+
+
 def test_config_errors_name_the_setting():
     with pytest.raises(ValueError, match="method must be one of"):
         AlignConfig(domain="skin", out="x", method="ppo").validate()
