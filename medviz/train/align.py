@@ -13,7 +13,8 @@ Two methods, LoRA adapters on the UNet's attention (peft, as diffusers' LoRA scr
 * ``backprop``: DRaFT-K (Clark et al. 2023, arXiv 2309.17400, alg. 1): sample without gradients to the last
   ``draft_k`` steps, then backpropagate the (differentiable) oracle's reward through them and the VAE decoder.
 
-The oracle that rewards is never the one that judges: the align bench reads an independent oracle.
+The oracle that rewards is never the one that judges: the models bench reads the result with an independent
+oracle (`--oracle`, a ConvNeXt trained on other phantoms: `python -m medviz.train oracle --family convnext`).
 """
 
 from __future__ import annotations
