@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models, phantoms, scale, traverse, ui
+from . import align, audit, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models, phantoms, scale, traverse, ui
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,
            "ui": ui, "audit": audit, "debias": debias,
-           "scale": scale}
+           "scale": scale, "align": align}
 
 
 def main(argv: list[str] | None = None) -> int:
