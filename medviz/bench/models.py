@@ -200,6 +200,9 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
                                                              local_files_only=True).eval()
     vocabulary = domains.get(config.domain)
     labels = vocabulary.oracle_labels
+    read = tuple(oracle.config.id2label[i] for i in range(oracle.config.num_labels))
+    if read != tuple(labels):
+        raise ValueError(f"the oracle reads {read}, not the {config.domain} labels {tuple(labels)} in that order")
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     if config.device_kinds:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},

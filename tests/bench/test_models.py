@@ -268,3 +268,14 @@ def test_models_write_card_puts_the_run_in_its_models_card(tmp_path, monkeypatch
     assert "`python -m medviz.bench models --domain skin --write-card`" in section
     for heading in (CALIBRATION_HEADING, EDIT_BENCH_HEADING, "## Limits"):          # other sections untouched
         assert text.split(heading)[1] == before.split(heading)[1]
+
+
+@needs_models
+def test_models_bench_refuses_an_oracle_that_reads_other_labels(tmp_path):
+    from medviz import domains
+    from medviz.bench.models import ModelsBenchConfig, run
+    from medviz.train.architectures import PRESETS, make_oracle
+
+    make_oracle(PRESETS["tiny"], domains.get("cxr").oracle_labels, "convnext").save_pretrained(str(tmp_path / "judge"))
+    with pytest.raises(ValueError, match="the oracle reads .*'pleural_effusion'.*not the skin labels"):
+        run(ModelsBenchConfig(domain="skin", n=1, steps=1, oracle=str(tmp_path / "judge")))
