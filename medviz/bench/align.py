@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import write_json
+from .cli import add_common, write_json
 
 
 def load_run(folder: str | Path) -> dict:
@@ -92,8 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=10, help="steps in the reward's moving mean")
     parser.add_argument("--level", type=float, default=0.95, help="report the passes to first reach this reward")
     parser.add_argument("--figure", default=None, metavar="PNG", help="also plot reward against UNet passes")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write the result here as JSON")
-    parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+    add_common(parser, domains=False)
 
 
 def main(args: argparse.Namespace, command: str) -> int:

@@ -191,7 +191,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None) -> dict:
     """Measure one domain's pipeline (see the module docstring); ``progress`` gets a line per finished prompt."""
-    import torch
     from PIL import Image, ImageFilter
     from transformers import AutoModelForImageClassification
 
@@ -232,9 +231,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         k = labels.index(attribute)
         for wanted, prompt in ((True, with_prompt), (False, without_prompt)):
             tic = time.perf_counter()
-            generator = torch.Generator().manual_seed(config.seed)
-            latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
-                           height=size, width=size, generator=generator, output_type="latent").images
+            latents = _sample_latents(pipe, prompt, config, size)
             seconds += time.perf_counter() - tic
             if progress:
                 progress(f"{prompt!r}: {config.n} samples in {time.perf_counter() - tic:.0f} s")
@@ -287,8 +284,6 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
 def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=None) -> list[dict]:
     """Per device kind: ``config.n`` samples of the prompt naming that kind alone, and the same number of
     held-out phantoms given exactly that device; the share of each in which the oracle reads each kind."""
-    import torch
-
     if config.domain != "cxr":
         raise ValueError(f"device kinds are a CXR measurement; --domain is {config.domain}")
     labels = domains.get("cxr").oracle_labels
@@ -298,9 +293,7 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
     rows = []
     for kind in kinds:
         prompt = describe("cxr", {"support_devices": True, kind: True})
-        generator = torch.Generator().manual_seed(config.seed)
-        latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
-                       height=size, width=size, generator=generator, output_type="latent").images
+        latents = _sample_latents(pipe, prompt, config, size)
         generated = _features(oracle, _decode(pipe, pipe.vae, latents))[0]
         phantoms = []
         for i in range(config.n):
@@ -319,14 +312,10 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
 def paraphrase_rows(pipe, oracle, config: ModelsBenchConfig, size: int, progress=None) -> list[dict]:
     """Per prompt of ``bench.paraphrases`` (worded unlike the training captions): the share of ``config.n`` samples
     in which the oracle reads its attribute as asked."""
-    import torch
-
     labels = domains.get(config.domain).oracle_labels
     rows = []
     for attribute, prompt, asked in paraphrases(config.domain):
-        generator = torch.Generator().manual_seed(config.seed)
-        latents = pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
-                       height=size, width=size, generator=generator, output_type="latent").images
+        latents = _sample_latents(pipe, prompt, config, size)
         probabilities = _features(oracle, _decode(pipe, pipe.vae, latents))[0][:, labels.index(attribute)]
         rows.append({"attribute": attribute, "prompt": prompt, "asked": asked,
                      "as_asked": float(((probabilities > 0.5) == asked).mean())})
@@ -347,6 +336,15 @@ def print_paraphrases(result: dict) -> None:
             if shares:
                 print(f"  {attribute:<17} {'present' if asked else 'absent':<8} {len(shares)} prompts: "
                       f"{np.mean(shares):6.1%} as asked (min {min(shares):.0%})")
+
+
+def _sample_latents(pipe, prompt: str, config: ModelsBenchConfig, size: int):
+    """``config.n`` samples of ``prompt`` as latents, from ``config.seed``, at the bench's steps and guidance."""
+    import torch
+
+    generator = torch.Generator().manual_seed(config.seed)
+    return pipe([prompt] * config.n, num_inference_steps=config.steps, guidance_scale=config.guidance_scale,
+                height=size, width=size, generator=generator, output_type="latent").images
 
 
 def _decode(pipe, vae, latents) -> np.ndarray:

@@ -210,8 +210,8 @@ class Trajectories:
 
 def sample(pipe, unet, scheduler, states, config: AlignConfig, generator, oracle_model, oracle_size: int, wanted,
            fixed, grad_steps: int = 0) -> Trajectories:
-    """With ``unet`` (the pipeline's, or its DDP wrapper), denoise ``len(states) // 2`` latents with CFG, the last ``grad_steps`` steps with gradients (DRaFT-K), decode
-    and reward them. Gradients flow into the result's ``rewards`` only when ``grad_steps`` > 0."""
+    """With ``unet`` (the pipeline's, or its DDP wrapper), denoise ``len(states) // 2`` latents with CFG, the last
+    ``grad_steps`` steps with gradients (DRaFT-K), decode and reward them. Gradients flow into the result's ``rewards`` only when ``grad_steps`` > 0."""
     import torch
 
     batch = len(states) // 2
@@ -293,10 +293,11 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
         if config.method == "backprop":
             trajectories = sample(pipe, unet, scheduler, states, config, generator, oracle.model, oracle.image_size, wanted,
                                   fixed, grad_steps=config.draft_k)
-            loss = -trajectories.rewards.mean()
-            accelerator.backward(loss)
+            objective = -trajectories.rewards.mean()
+            accelerator.backward(objective)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            loss = float(objective.detach())
             passes += 2 * config.batch_size * config.sampling_steps
         else:
             with torch.no_grad():
@@ -304,7 +305,7 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
                                       oracle.image_size, wanted, fixed)
             loss = ddpo_update(unet, scheduler, states, trajectories, config, accelerator, optimizer)
             passes += 2 * 2 * config.batch_size * config.sampling_steps      # sampling, then the recomputation
-        reward, loss = float(trajectories.rewards.detach().mean()), float(loss.detach()) if torch.is_tensor(loss) else loss
+        reward = float(trajectories.rewards.detach().mean())
         history.append({"step": step + 1, "reward": reward, "loss": loss, "unet_passes": passes,
                         "seconds": round(time.perf_counter() - tic, 2)})
         log.step(step + 1, reward=reward, loss=loss)

@@ -48,9 +48,10 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
 
     arch = PRESETS[config.preset]
     labels = domains.get(config.domain).oracle_labels
-    if config.first_seed < HELD_OUT_FIRST_SEED + config.n_held_out and config.first_seed + config.n_images > HELD_OUT_FIRST_SEED:
+    held_out_end = HELD_OUT_FIRST_SEED + config.n_held_out
+    if config.first_seed < held_out_end and config.first_seed + config.n_images > HELD_OUT_FIRST_SEED:
         raise ValueError(f"training seeds {config.first_seed}..{config.first_seed + config.n_images - 1} overlap the "
-                         f"held-out phantoms {HELD_OUT_FIRST_SEED}..{HELD_OUT_FIRST_SEED + config.n_held_out - 1}")
+                         f"held-out phantoms {HELD_OUT_FIRST_SEED}..{held_out_end - 1}")
     accelerator = make_accelerator(config.seed)
     if images is None or factors is None:
         images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, config.first_seed,
