@@ -34,6 +34,7 @@ from ..prompts import caption_conditional, training_caption
 from .common import Log, Progress, TrainConfig, make_accelerator, write_record
 
 METHODS = ("ddpo", "backprop")
+OBJECTIVES = ("log", "agreement")
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 PROMPT_FIRST_SEED = 20_000_000      # phantoms whose captions are the prompts: no overlap with training or held-out
 
@@ -53,6 +54,7 @@ class AlignConfig(TrainConfig):
     learning_rate: float = 3e-4        # DDPO's LoRA default
     lora_rank: int = 8
     draft_k: int = 1                   # backprop: the last K steps carry gradients (DRaFT-K)
+    objective: str = "log"             # what is optimised: "log" (mean log P(as asked)) or "agreement" (the reward)
     clip_range: float = 1e-4           # ddpo: PPO clip of the likelihood ratio
     advantage_clip: float = 5.0        # ddpo
     time_budget_s: float = 0.0         # >0: stop after about this many seconds
@@ -64,6 +66,8 @@ class AlignConfig(TrainConfig):
     def validate(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.batch_size % self.samples_per_prompt:
             raise ValueError(f"batch size {self.batch_size} is not a multiple of samples per prompt "
                              f"{self.samples_per_prompt}")
@@ -102,18 +106,29 @@ def target_matrix(attributes: tuple[str, ...], targets: list[dict[str, bool]]):
     return wanted, fixed
 
 
-def attribute_reward(oracle_model, image_size: int, images, wanted, fixed):
-    """Mean over the fixed attributes of P(attribute as asked), per image: (N,) in [0, 1], differentiable.
+def attribute_scores(oracle_model, image_size: int, images, wanted, fixed):
+    """Per image, over the attributes the prompt fixes: the mean P(attribute as asked), (N,) in [0, 1] (the reward
+    every figure reports), and the mean log P(as asked), (N,) <= 0; both differentiable, from one oracle pass.
 
-    ``images``: (N, 3, H, W) in [-1, 1] (the VAE's output range, the oracle's input range)."""
+    Why the log: the bundled models miss a named ruler with the oracle at P ~ 1e-3, where d P / d logit = P (1 - P)
+    vanishes; d log P / d logit = 1 - P does not (the gradient classifier guidance follows, Dhariwal & Nichol 2021,
+    eq. 10). ``images``: (N, 3, H, W) in [-1, 1] (the VAE's output range, the oracle's input range)."""
     import torch
     import torch.nn.functional as F
 
     if images.shape[-1] != image_size:
         images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", antialias=True)
-    probabilities = torch.sigmoid(oracle_model(pixel_values=images).logits.float())
-    agreement = wanted * probabilities + (1 - wanted) * (1 - probabilities)
-    return (agreement * fixed).sum(1) / fixed.sum(1).clamp(min=1)
+    logits = oracle_model(pixel_values=images).logits.float()
+    signed = (2 * wanted - 1) * logits                       # the logit of "as asked"
+    count = fixed.sum(1).clamp(min=1)
+    agreement = (torch.sigmoid(signed) * fixed).sum(1) / count
+    log_agreement = (F.logsigmoid(signed) * fixed).sum(1) / count
+    return agreement, log_agreement
+
+
+def attribute_reward(oracle_model, image_size: int, images, wanted, fixed):
+    """The reward: mean over the fixed attributes of P(attribute as asked), per image, (N,) in [0, 1]."""
+    return attribute_scores(oracle_model, image_size, images, wanted, fixed)[0]
 
 
 def ddim_step_with_log_prob(scheduler, eps, timestep: int, latents, eta: float, generator=None, prev_latents=None):
@@ -199,19 +214,22 @@ def ddpo_surrogate(log_prob, old_log_prob, advantages, clip_range: float):
 @dataclass
 class Trajectories:
     """A batch of sampled chains: latents (T + 1, B, C, h, w) from noise to x_0, the steps' timesteps (T,),
-    log-probabilities (T, B) (None at eta = 0), the images (B, 3, H, W) in [-1, 1] and their rewards (B,)."""
+    log-probabilities (T, B) (None at eta = 0), the images (B, 3, H, W) in [-1, 1], their rewards (B,) and the
+    objective optimised (B,): the rewards, or their log form (``attribute_scores``)."""
 
     latents: list
     timesteps: list[int]
     log_probs: list | None
     images: object
     rewards: object
+    objectives: object
 
 
 def sample(pipe, unet, scheduler, states, config: AlignConfig, generator, oracle_model, oracle_size: int, wanted,
            fixed, grad_steps: int = 0) -> Trajectories:
     """With ``unet`` (the pipeline's, or its DDP wrapper), denoise ``len(states) // 2`` latents with CFG, the last
-    ``grad_steps`` steps with gradients (DRaFT-K), decode and reward them. Gradients flow into the result's ``rewards`` only when ``grad_steps`` > 0."""
+    ``grad_steps`` steps with gradients (DRaFT-K), decode and reward them. Gradients flow into the result's
+    ``rewards`` and ``objectives`` only when ``grad_steps`` > 0."""
     import torch
 
     batch = len(states) // 2
@@ -229,15 +247,16 @@ def sample(pipe, unet, scheduler, states, config: AlignConfig, generator, oracle
     # 3. decode and reward (through the decoder and the oracle when the last steps carry gradients)
     with torch.set_grad_enabled(grad_steps > 0):
         images = decode(pipe, latents)
-        rewards = attribute_reward(oracle_model, oracle_size, images, wanted, fixed)
+        rewards, log_rewards = attribute_scores(oracle_model, oracle_size, images, wanted, fixed)
     return Trajectories(chain, [int(t) for t in scheduler.timesteps],
-                        None if log_probs[0] is None else log_probs, images.detach(), rewards)
+                        None if log_probs[0] is None else log_probs, images.detach(), rewards,
+                        log_rewards if config.objective == "log" else rewards)
 
 
 def ddpo_update(unet, scheduler, states, trajectories: Trajectories, config: AlignConfig, accelerator, optimizer):
     """One DDPO_IS update on a batch of trajectories: per-prompt advantages, then for every step the clipped
     surrogate of its recomputed log-probability, gradients accumulated over the steps, one optimizer step."""
-    advantages = per_prompt_advantages(trajectories.rewards.detach(), config.samples_per_prompt, config.advantage_clip)
+    advantages = per_prompt_advantages(trajectories.objectives.detach(), config.samples_per_prompt, config.advantage_clip)
     steps = len(trajectories.timesteps)
     total = 0.0
     for index, timestep in enumerate(trajectories.timesteps):
@@ -293,7 +312,7 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
         if config.method == "backprop":
             trajectories = sample(pipe, unet, scheduler, states, config, generator, oracle.model, oracle.image_size, wanted,
                                   fixed, grad_steps=config.draft_k)
-            objective = -trajectories.rewards.mean()
+            objective = -trajectories.objectives.mean()
             accelerator.backward(objective)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -306,7 +325,8 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
             loss = ddpo_update(unet, scheduler, states, trajectories, config, accelerator, optimizer)
             passes += 2 * 2 * config.batch_size * config.sampling_steps      # sampling, then the recomputation
         reward = float(trajectories.rewards.detach().mean())
-        history.append({"step": step + 1, "reward": reward, "loss": loss, "unet_passes": passes,
+        history.append({"step": step + 1, "reward": reward, "objective": float(trajectories.objectives.detach().mean()),
+                        "loss": loss, "unet_passes": passes,
                         "seconds": round(time.perf_counter() - tic, 2)})
         log.step(step + 1, reward=reward, loss=loss)
     record = {"method": config.method, "command": command, "history": history, "unet_passes": passes,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medviz.prompts import caption_conditional
-from medviz.train.align import (AlignConfig, attribute_reward, caption_prompts, ddim_step_with_log_prob,
+from medviz.train.align import (AlignConfig, attribute_reward, attribute_scores, caption_prompts, ddim_step_with_log_prob,
                                 ddpo_surrogate, per_prompt_advantages, target_matrix, train_align)
 from medviz.train.architectures import make_sampling_scheduler
 from tests.tiny import tiny_model
@@ -72,6 +72,33 @@ def test_the_reward_is_the_oracles_agreement_with_what_the_prompt_fixes():
     assert reward.shape == (4,) and ((0 <= reward) & (reward <= 1)).all()
     reward.sum().backward()
     assert images.grad.abs().sum() > 0                                      # differentiable: DRaFT needs it
+
+
+def test_the_log_objective_keeps_its_gradient_where_the_oracle_is_sure_of_a_miss():
+    """A named ruler drawn nowhere: P(as asked) ~ 1e-4. The agreement's gradient on that logit is P (1 - P) ~ 1e-4,
+    the log objective's 1 - P ~ 1 (why ``objective='log'`` is the default)."""
+
+    class FixedLogits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logits = torch.nn.Parameter(torch.tensor([[-9.0, 3.0]]))
+
+        def forward(self, pixel_values):
+            return type("Out", (), {"logits": self.logits.expand(len(pixel_values), -1)})()
+
+    oracle = FixedLogits()
+    wanted, fixed = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])      # ruler asked; the second unfixed
+    agreement, log_agreement = attribute_scores(oracle, 8, torch.zeros(1, 3, 8, 8), wanted, fixed)
+    assert agreement.item() == pytest.approx(torch.sigmoid(torch.tensor(-9.0)).item())
+    assert log_agreement.item() == pytest.approx(torch.nn.functional.logsigmoid(torch.tensor(-9.0)).item())
+    agreement.sum().backward()
+    vanishing = oracle.logits.grad[0, 0].item()
+    oracle.logits.grad = None
+    attribute_scores(oracle, 8, torch.zeros(1, 3, 8, 8), wanted, fixed)[1].sum().backward()
+    assert vanishing == pytest.approx(1.23e-4, rel=0.01) and oracle.logits.grad[0, 0].item() > 0.99
+    assert oracle.logits.grad[0, 1].item() == 0                                # an unfixed attribute gets none
+    with pytest.raises(ValueError, match="objective must be one of"):
+        AlignConfig(domain="skin", out="x", objective="mse").validate()
 
 
 def test_boosted_prompts_ask_for_each_attribute_more_often_in_the_captions_words():
