@@ -58,6 +58,7 @@ class AlignConfig(TrainConfig):
     clip_range: float = 1e-4           # ddpo: PPO clip of the likelihood ratio
     advantage_clip: float = 5.0        # ddpo
     time_budget_s: float = 0.0         # >0: stop after about this many seconds
+    save_every: int = 25               # >0: every this many steps, write OUT/lora and the record so far
 
     @property
     def sampling_eta(self) -> float:
@@ -329,6 +330,10 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
                         "loss": loss, "unet_passes": passes,
                         "seconds": round(time.perf_counter() - tic, 2)})
         log.step(step + 1, reward=reward, loss=loss)
+        if config.save_every and (step + 1) % config.save_every == 0 and accelerator.is_main_process:
+            save_lora(accelerator.unwrap_model(unet), Path(config.out))        # a stopped run keeps its adapters
+            write_record(Path(config.out), "medviz_train.json", config,
+                         {"method": config.method, "command": command, "history": history, "partial": True})
     record = {"method": config.method, "command": command, "history": history, "unet_passes": passes,
               "seconds": round(time.perf_counter() - tic, 1), "steps_run": len(history),
               "passes_note": "per image: UNet forward evaluations (x2 for CFG), backward passes not counted"}
@@ -338,11 +343,8 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
     return record
 
 
-def save_aligned(pipe, unet, model, out: Path, config: AlignConfig, record: dict) -> None:
-    """``out/lora`` (``StableDiffusionPipeline.load_lora_weights`` reads it) and ``out/pipeline``: the adapters merged
-    into the UNet, a stock pipeline folder with the model's medviz.json (its oracle path made absolute)."""
-    import json
-
+def save_lora(unet, out: Path) -> None:
+    """``out/lora``: the UNet's adapters in diffusers' format (``StableDiffusionPipeline.load_lora_weights``)."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
@@ -350,6 +352,16 @@ def save_aligned(pipe, unet, model, out: Path, config: AlignConfig, record: dict
     out.mkdir(parents=True, exist_ok=True)
     lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     StableDiffusionPipeline.save_lora_weights(str(out / "lora"), unet_lora_layers=lora, safe_serialization=True)
+
+
+def save_aligned(pipe, unet, model, out: Path, config: AlignConfig, record: dict) -> None:
+    """``out/lora`` (``StableDiffusionPipeline.load_lora_weights`` reads it) and ``out/pipeline``: the adapters merged
+    into the UNet, a stock pipeline folder with the model's medviz.json (its oracle path made absolute)."""
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    save_lora(unet, out)
     unet.fuse_lora()
     unet.unload_lora()
     unet.eval()

@@ -163,3 +163,20 @@ def test_backprop_moves_only_the_adapters_and_saves_a_stock_pipeline(tmp_path):
     assert not torch.allclose(ours, plain, atol=1e-6)                          # the adapters learnt something
     changed = [k for k, v in merged.unet.state_dict().items() if not torch.equal(v, base[k])]
     assert changed and all("attn" in k and k.rsplit(".", 2)[-2] in ("to_q", "to_k", "to_v", "0") for k in changed)
+
+
+def test_a_run_stopped_mid_way_keeps_the_adapters_and_record_of_its_last_save(tmp_path, monkeypatch):
+    import medviz.train.align as align
+
+    def crash(*args, **kwargs):                       # the process dies where the final save would run
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(align, "save_aligned", crash)
+    config = AlignConfig(domain="skin", out=str(tmp_path), steps=3, batch_size=2, samples_per_prompt=2,
+                         sampling_steps=2, save_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_align(config, model=tiny_model("skin"))
+    saved = json.loads((tmp_path / "medviz_train.json").read_text())
+    assert saved["partial"] is True and [h["step"] for h in saved["history"]] == [1, 2]
+    assert (tmp_path / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert not (tmp_path / "pipeline").exists()
