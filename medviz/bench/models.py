@@ -49,7 +49,7 @@ from .paraphrases import paraphrases
 
 #: The attributes whose "with" and "without" prompts the bench asks for, per domain.
 FIDELITY_ATTRIBUTES = {"cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "female"),
-                       "skin": ("melanoma", "ruler", "hair")}
+                       "skin": ("melanoma", "ruler", "hair", "ink")}
 #: attribute -> (its prompt, the prompt of its absence), in the training captions' words (``class_prompts``).
 FIDELITY_PROMPTS = {domain: {a: class_prompts(domain, a) for a in attributes}
                     for domain, attributes in FIDELITY_ATTRIBUTES.items()}
