@@ -74,6 +74,7 @@ class ModelsBenchConfig:
     paraphrases: bool = False          # only the paraphrased prompts' table (bench.paraphrases): read as asked?
     oracle: str | None = None          # the oracle folder that reads the samples (None: the bundled {domain}-oracle);
                                        # an independent judge for a pipeline trained against the bundled one
+    attributes: tuple[str, ...] = ()   # only these rows of FIDELITY_PROMPTS (empty: all)
 
 
 #: Issue 3's bars for a model's prompts: the oracle agrees with the prompt's attribute in >= 90% of samples,
@@ -82,12 +83,23 @@ PROMPT_BARS = {"agreement": 0.9, "diversity_ratio": 0.5}
 
 
 
+def fidelity_prompts(config: "ModelsBenchConfig") -> dict[str, tuple[str, str]]:
+    """The rows the run asks for: ``FIDELITY_PROMPTS`` of the domain, or the ``attributes`` named of them."""
+    rows = FIDELITY_PROMPTS[config.domain]
+    unknown = [a for a in config.attributes if a not in rows]
+    if unknown:
+        raise ValueError(f"--attributes: {', '.join(unknown)} not among the {config.domain} rows ({', '.join(rows)})")
+    return {a: rows[a] for a in rows if not config.attributes or a in config.attributes}
+
+
 def card_problem(config: "ModelsBenchConfig") -> str | None:
     """Why a run with ``config`` may not write its figures into the model card (None: it may)."""
     if config.round_trip_only or config.device_kinds or config.paraphrases:
         return "a card holds the prompt figures of a full run (drop --round-trip-only / --device-kinds / --paraphrases)"
     if config.oracle:
         return "a card holds the figures its own oracle reads; --oracle names another"
+    if config.attributes:
+        return "a card holds every prompt's figures (drop --attributes)"
     if config.vae:
         return "--vae measures a candidate VAE beside the model's own; a card holds the model's figures alone"
     defaults = ModelsBenchConfig(domain=config.domain)
@@ -227,7 +239,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     generated_features = {name: [] for name in decoders}
     real_lines: dict[tuple, dict] = {}               # fitting attributes -> their phantoms' line shapes
     seconds = 0.0
-    for attribute, (with_prompt, without_prompt) in FIDELITY_PROMPTS[config.domain].items():
+    for attribute, (with_prompt, without_prompt) in fidelity_prompts(config).items():
         k = labels.index(attribute)
         for wanted, prompt in ((True, with_prompt), (False, without_prompt)):
             tic = time.perf_counter()
@@ -501,6 +513,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--round-trip-only", action="store_true", help="only the VAE round trip (no generation)")
     parser.add_argument("--oracle", default=None, metavar="DIR",
                         help="read the samples with this oracle folder (an independent judge) instead of the bundled one")
+    parser.add_argument("--attributes", nargs="+", default=(), metavar="NAME",
+                        help="only these attributes' rows (e.g. ink), not for --write-card")
     parser.add_argument("--paraphrases", action="store_true",
                         help="only the table of prompts worded unlike the training captions (bench.paraphrases)")
     parser.add_argument("--device-kinds", action="store_true",
@@ -523,7 +537,7 @@ def main(args: argparse.Namespace, command: str) -> int:
     configs = [ModelsBenchConfig(domain=domain, n=args.n, steps=args.steps, model=args.model,
                                  vae=args.vae.replace("{domain}", domain) if args.vae else None,
                                  round_trip_only=args.round_trip_only, device_kinds=args.device_kinds,
-                                 paraphrases=args.paraphrases,
+                                 paraphrases=args.paraphrases, attributes=tuple(args.attributes),
                                  oracle=args.oracle.replace("{domain}", domain) if args.oracle else None,
                                  sheet=args.sheet.replace("{domain}", domain) if args.sheet else None)
                for domain in (["cxr"] if args.device_kinds else chosen_domains(args))]

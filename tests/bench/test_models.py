@@ -279,3 +279,15 @@ def test_models_bench_refuses_an_oracle_that_reads_other_labels(tmp_path):
     make_oracle(PRESETS["tiny"], domains.get("cxr").oracle_labels, "convnext").save_pretrained(str(tmp_path / "judge"))
     with pytest.raises(ValueError, match="the oracle reads .*'pleural_effusion'.*not the skin labels"):
         run(ModelsBenchConfig(domain="skin", n=1, steps=1, oracle=str(tmp_path / "judge")))
+
+
+def test_attributes_pick_rows_and_keep_the_card_out():
+    from medviz.bench.models import ModelsBenchConfig, card_problem, fidelity_prompts
+
+    picked = fidelity_prompts(ModelsBenchConfig(domain="skin", attributes=("ink",)))
+    assert picked == {"ink": ("Dermoscopy image of a benign nevus with ink markings",
+                              "Dermoscopy image of a benign nevus with no ink markings")}
+    assert list(fidelity_prompts(ModelsBenchConfig(domain="skin"))) == ["melanoma", "ruler", "hair", "ink"]
+    with pytest.raises(ValueError, match="--attributes: pacemaker not among the skin rows"):
+        fidelity_prompts(ModelsBenchConfig(domain="skin", attributes=("pacemaker",)))
+    assert "drop --attributes" in card_problem(ModelsBenchConfig(domain="skin", attributes=("ink",)))
