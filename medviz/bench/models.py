@@ -391,6 +391,8 @@ def print_table(result: dict) -> None:
     if result.get("device_kinds"):
         print_device_kinds(result)
         return
+    if not result["vae_round_trip"]:           # a --paraphrases run: its own table (print_paraphrases)
+        return
     print_round_trips(result)
     if not result["rows"]:
         return

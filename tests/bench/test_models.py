@@ -182,7 +182,10 @@ def test_paraphrases_are_read_as_asked_and_tabled_per_attribute(tiny_skin, capsy
     rows = models.paraphrase_rows(tiny_skin.pipe, tiny_skin.oracle.model, config, 32)
     assert [(r["attribute"], r["prompt"], r["asked"]) for r in rows] == chosen
     assert all(r["as_asked"] in (0.0, 0.5, 1.0) for r in rows)
-    models.print_paraphrases({"domain": "skin", "config": config.__dict__, "paraphrases": rows})
+    result = {"domain": "skin", "config": config.__dict__, "rows": [], "vae_round_trip": {}, "paraphrases": rows}
+    models.print_table(result)                          # what main prints first: nothing for a paraphrase run
+    assert capsys.readouterr().out == ""
+    models.print_paraphrases(result)
     out = capsys.readouterr().out
     assert "worded unlike the training captions (2 samples each)" in out
     assert "ruler             present  5 prompts:" in out and "ruler             absent   2 prompts:" in out
