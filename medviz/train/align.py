@@ -257,7 +257,8 @@ def sample(pipe, unet, scheduler, states, config: AlignConfig, generator, oracle
 def ddpo_update(unet, scheduler, states, trajectories: Trajectories, config: AlignConfig, accelerator, optimizer):
     """One DDPO_IS update on a batch of trajectories: per-prompt advantages, then for every step the clipped
     surrogate of its recomputed log-probability, gradients accumulated over the steps, one optimizer step."""
-    advantages = per_prompt_advantages(trajectories.objectives.detach(), config.samples_per_prompt, config.advantage_clip)
+    advantages = per_prompt_advantages(trajectories.objectives.detach(), config.samples_per_prompt,
+                                       config.advantage_clip)
     steps = len(trajectories.timesteps)
     total = 0.0
     for index, timestep in enumerate(trajectories.timesteps):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from medviz.prompts import caption_conditional
-from medviz.train.align import (AlignConfig, attribute_reward, attribute_scores, caption_prompts, ddim_step_with_log_prob,
-                                ddpo_surrogate, per_prompt_advantages, target_matrix, train_align)
+from medviz.train.align import (AlignConfig, attribute_reward, attribute_scores, caption_prompts,
+                                ddim_step_with_log_prob, ddpo_surrogate, per_prompt_advantages, target_matrix,
+                                train_align)
 from medviz.train.architectures import make_sampling_scheduler
 from tests.tiny import tiny_model
 
