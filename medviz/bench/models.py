@@ -375,6 +375,8 @@ def _decode(pipe, vae, latents) -> np.ndarray:
 
 def print_round_trips(result: dict) -> None:
     trips = result["vae_round_trip"]
+    if not trips:                                # a --paraphrases run measures none
+        return
     print(f"\nVAE round trip on {result['config']['n_reference']} held-out {result['domain']} phantoms: oracle recall "
           "(specificity) after encode -> decode")
     # "bundled" is the measured pipeline's own VAE (a --model folder's, when one was given).
@@ -390,8 +392,6 @@ def print_round_trips(result: dict) -> None:
 def print_table(result: dict) -> None:
     if result.get("device_kinds"):
         print_device_kinds(result)
-        return
-    if not result["vae_round_trip"]:           # a --paraphrases run: its own table (print_paraphrases)
         return
     print_round_trips(result)
     if not result["rows"]:

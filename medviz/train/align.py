@@ -127,11 +127,6 @@ def attribute_scores(oracle_model, image_size: int, images, wanted, fixed):
     return agreement, log_agreement
 
 
-def attribute_reward(oracle_model, image_size: int, images, wanted, fixed):
-    """The reward: mean over the fixed attributes of P(attribute as asked), per image, (N,) in [0, 1]."""
-    return attribute_scores(oracle_model, image_size, images, wanted, fixed)[0]
-
-
 def ddim_step_with_log_prob(scheduler, eps, timestep: int, latents, eta: float, generator=None, prev_latents=None):
     """One DDIM step x_t -> x_{t-1} and log p(x_{t-1} | x_t) per sample (Song et al. 2021, eq. 12; DDPO eq. 3).
 

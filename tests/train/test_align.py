@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medviz.prompts import caption_conditional
-from medviz.train.align import (AlignConfig, attribute_reward, attribute_scores, caption_prompts,
+from medviz.train.align import (AlignConfig, attribute_scores, caption_prompts,
                                 ddim_step_with_log_prob, ddpo_surrogate, per_prompt_advantages, target_matrix,
                                 train_align)
 from medviz.train.architectures import make_sampling_scheduler
@@ -65,7 +65,7 @@ def test_the_reward_is_the_oracles_agreement_with_what_the_prompt_fixes():
     wanted, fixed = target_matrix(oracle.attributes, [t for _, t in drawn])
     images = torch.rand(4, 3, 32, 32, requires_grad=True) * 2 - 1
     images.retain_grad()
-    reward = attribute_reward(oracle.model, oracle.image_size, images, wanted, fixed)
+    reward = attribute_scores(oracle.model, oracle.image_size, images, wanted, fixed)[0]
     with torch.no_grad():
         p = torch.sigmoid(oracle.model(pixel_values=images).logits)
     expected = ((wanted * p + (1 - wanted) * (1 - p)) * fixed).sum(1) / fixed.sum(1)
