@@ -1,6 +1,7 @@
-"""The package's layers: io, domains, prompts -> phantoms, models, oracle -> engines -> cards -> ui, app and augment;
-train and bench on top. A module imports only from its own layer or below, and every import of medviz's own
-modules sits at the top of its file."""
+"""The package's layers: io, domains, prompts -> phantoms, models, oracle -> engines (the domain check among them)
+-> cards -> ui, app and augment; train and bench on top. A module imports only from its own layer or below, no two
+parts import each other (directly or around a loop), and every import of medviz's own modules sits at the top of
+its file."""
 
 import ast
 from pathlib import Path
@@ -10,7 +11,7 @@ import medviz
 ROOT = Path(medviz.__file__).parent
 #: Layer of each top-level part of the package (and the launcher).
 LAYERS = {"__init__": 0, "io": 0, "domains": 0, "metrics": 0, "processes": 0, "display": 1, "prompts": 1, "phantoms": 2, "models": 2,
-          "oracle": 2, "classifiers": 2, "data": 2, "engines": 3, "guard": 3, "cards": 4, "ui": 5, "app": 5, "train": 6, "bench": 6, "augment": 5}
+          "oracle": 2, "classifiers": 2, "data": 2, "engines": 3, "cards": 4, "ui": 5, "app": 5, "train": 6, "bench": 6, "augment": 5}
 
 
 def _part(path: Path) -> str:
@@ -87,3 +88,40 @@ def test_medviz_imports_sit_at_the_top_of_their_file():
     nested = [f"{path.relative_to(ROOT.parent)}:{line}" for path in _modules() if path.name != "app.py"
               for _, line, inside in _imports(path) if inside]
     assert nested == []
+
+
+def _part_graph() -> dict[str, set[str]]:
+    """{part: the other parts its modules import}."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        own = _part(path)
+        graph.setdefault(own, set()).update(part for part, _, _ in _imports(path) if part not in (own, "__init__"))
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import loop between parts, each as the path that closes it (depth-first search)."""
+    found, state = [], {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                found.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return found
+
+
+def test_the_cycle_finder_finds_a_loop_and_only_loops():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_import_cycle_between_parts():
+    assert _cycles(_part_graph()) == []

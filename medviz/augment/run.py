@@ -30,7 +30,7 @@ from .. import domains
 from ..data import ISIC_ID_COLUMNS, load_chexpert, load_isic, read_rows
 from ..engines.audit import FAITHFUL_ENOUGH, edit_faithfulness
 from ..engines.counterfactual import EditConfig, counterfactual
-from ..guard import check_domain
+from ..engines.guard import check_domain
 from ..io import read_image, write_png
 from ..phantoms.effects import link_parameters
 from ..phantoms.export import write_dataset

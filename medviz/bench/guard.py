@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import guard
+from ..engines import guard
 from ..cards import record_domain_check
 from ..engines.counterfactual import EditConfig, counterfactual, editable
 from ..io import ImageReadError, read_image

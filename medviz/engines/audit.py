@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import domains
 from ..classifiers import AuditedClassifier
-from ..guard import check_domain
+from .guard import check_domain
 from ..phantoms import get_domain
 from ..phantoms.effects import link_parameters, true_pair
 from .common import Progress, ShouldStop, StepControl, model_rgb

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .. import domains
-from ..guard import DomainCheck, check_domain
+from .guard import DomainCheck, check_domain
 from ..prompts import describe
 from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, encode_rgb, model_rgb,
                      new_seed, setting_differences)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import domains
-from ..guard import DomainCheck, check_domain
+from .guard import DomainCheck, check_domain
 from ..prompts import class_prompts
 from .common import (Progress, ShouldStop, StepControl, encode_image, encode_prompts, predict_noise,
                      setting_differences)

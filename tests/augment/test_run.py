@@ -12,7 +12,7 @@ from medviz.augment import run as augment_run
 from medviz.augment.run import AugmentConfig, augment, label_columns
 from medviz.data import load_chexpert
 from medviz.engines.counterfactual import EditConfig
-from medviz.guard import DomainCheck
+from medviz.engines.guard import DomainCheck
 from medviz.models import load_model
 from medviz.phantoms.effects import link_parameters
 from medviz.phantoms.export import write_dataset

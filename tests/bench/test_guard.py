@@ -2,7 +2,7 @@ import json
 
 from medviz.bench.__main__ import main
 from medviz.bench.guard import phantoms
-from medviz.guard import check_domain
+from medviz.engines.guard import check_domain
 from medviz.io import write_png
 from medviz.models import load_model
 from tests.tiny import tiny_model

@@ -6,7 +6,7 @@ import gradio as gr
 
 from ... import RESEARCH_ONLY_NOTICE
 from ...cards import measured_sections
-from ...guard import CARD_KEY, NO_CHECK
+from ...engines.guard import CARD_KEY, NO_CHECK
 from ...oracle import READOUT_KIND
 from ..session import FILE_LIFETIME, SWEEP_EVERY
 from . import Tab

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medviz import guard
+from medviz.engines import guard
 from medviz.bench.guard import auroc, edge_phantoms, far_set, fit, phantoms
 from medviz.engines.counterfactual import EditConfig, counterfactual, effect_check
 from medviz.engines.explain import ExplainConfig, classify

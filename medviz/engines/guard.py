@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engines.common import encode_prompts, model_rgb
-from .io import from_array
-from .models import Model
+from .common import encode_prompts, model_rgb
+from ..io import from_array
+from ..models import Model
 
 #: Timesteps of the denoising-error features (of 1000): low enough to read texture, high enough to read layout.
 TIMESTEPS = (100, 300, 600)
