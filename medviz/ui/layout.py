@@ -29,8 +29,8 @@ def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
     registry = registry or ModelRegistry()
     stops = StopFlags()
     start_sweeper()
-    # gradio deletes the copies it serves (uploads, results) FILE_LIFETIME s after they were made, checked every
-    # SWEEP_EVERY s; the sweeper does the same for the exports' own folder; closing the page deletes at once.
+    # The sweeper deletes every file in gradio's cache FILE_LIFETIME s after it was made, checked every SWEEP_EVERY s
+    # (gradio's delete_cache, the same, covers only the files it tracks); closing the page deletes at once.
     with gr.Blocks(title="medviz", analytics_enabled=False, delete_cache=(SWEEP_EVERY, FILE_LIFETIME)) as demo:
         gr.Markdown(BANNER, elem_id="research-banner")
         with gr.Row():

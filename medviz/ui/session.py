@@ -165,39 +165,66 @@ def forget_session(session: str) -> int:
     return deleted + len(copies)
 
 
-def sweep_exports(max_age: float = FILE_LIFETIME) -> int:
-    """Delete export files older than ``max_age`` seconds (and the session folders left empty)."""
-    root, now, deleted = exports_root(), time.time(), 0
-    if not root.is_dir():
-        return 0
-    for folder in root.iterdir():
-        for path in folder.iterdir() if folder.is_dir() else ():
-            if now - path.stat().st_mtime > max_age:
-                path.unlink(missing_ok=True)
-                deleted += 1
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    return deleted
+class CacheSweeper:
+    """Deletes every file in gradio's cache folder (uploads, the copies gradio serves, the editor's background
+    image, our exports) at the latest ``max_age`` + ``every`` seconds after it was made.
+
+    gradio's own ``delete_cache`` covers only the files it tracks, and ages them by a time it resets whenever it
+    hands a cached copy out again, so a file in use (the Edit tab's background) outlived it. Here a file's birth
+    is the earlier of its modification time and the sweep before the one that first saw it (it was not there
+    then), so touching a file does not keep it. app.py makes the cache folder a private temporary folder.
+    """
+
+    def __init__(self, max_age: float = FILE_LIFETIME, every: float = SWEEP_EVERY):
+        self.max_age, self.every = max_age, every
+        self._first_seen: dict[str, float] = {}
+
+    def sweep(self, now: float | None = None) -> int:
+        """One pass over the cache folder; returns how many files it deleted (and drops the folders left empty)."""
+        root, now, deleted = Path(get_upload_folder()), time.time() if now is None else now, 0
+        if not root.is_dir():
+            return 0
+        present = set()
+        for folder, _, files in os.walk(root, topdown=False):
+            for name in files:
+                path = os.path.join(folder, name)
+                present.add(path)
+                try:
+                    born = min(os.stat(path).st_mtime, self._first_seen.setdefault(path, now - self.every))
+                    if now - born > self.max_age:
+                        os.unlink(path)
+                        deleted += 1
+                        present.discard(path)
+                except OSError:          # deleted under us (a closed session, gradio's own sweep)
+                    present.discard(path)
+            if folder != str(root) and not os.listdir(folder):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass
+        self._first_seen = {path: t for path, t in self._first_seen.items() if path in present}
+        return deleted
 
 
 _SWEEPER: list[threading.Thread] = []
 
 
 def start_sweeper(every: float = SWEEP_EVERY, max_age: float = FILE_LIFETIME) -> threading.Thread:
-    """The daemon thread that runs ``sweep_exports`` every ``every`` seconds (gradio's ``delete_cache`` does the same
-    for the copies it serves); one per process, however many pages are built."""
+    """The daemon thread that runs a ``CacheSweeper`` every ``every`` seconds; one per process, however many pages
+    are built (they share gradio's cache folder)."""
     if _SWEEPER and _SWEEPER[0].is_alive():
         return _SWEEPER[0]
+    sweeper = CacheSweeper(max_age, every)
 
     def loop():
         while True:
-            time.sleep(every)
             try:
-                sweep_exports(max_age)
-            except OSError:          # a folder deleted under us by forget_session: the next sweep sees the rest
+                sweeper.sweep()
+            except OSError:          # the cache folder itself went away: the next pass looks again
                 pass
+            time.sleep(every)
 
-    thread = threading.Thread(target=loop, name="medviz-export-sweeper", daemon=True)
+    thread = threading.Thread(target=loop, name="medviz-cache-sweeper", daemon=True)
     thread.start()
     _SWEEPER[:] = [thread]
     return thread
