@@ -1,4 +1,5 @@
-"""medviz: python app.py [--model NAME_OR_PATH] [--models-dir FOLDER] [--host 127.0.0.1] [--port 7860] [--auth-file FILE]"""
+"""medviz: python app.py [--model NAME_OR_PATH] [--models-dir FOLDER] [--host 127.0.0.1] [--port 7860]
+[--auth-file FILE]"""
 
 from __future__ import annotations
 
@@ -67,13 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     # Load the model while gradio is imported and the page is built and served: the page is usable
     # sooner, and the first model event waits for this load (the registry's lock), never loads twice.
     threading.Thread(target=registry.warm, name="medviz-model-load", daemon=True).start()
-    from medviz.ui.layout import build_demo     # after private_environment: gradio reads it at import
+    from medviz.ui.layout import build_demo, serve  # after private_environment: gradio reads it at import
 
-    demo = build_demo(registry)
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=False,
-                auth=read_auth_file(args.auth_file) if args.auth_file else None,
-                max_file_size="50mb", run_history=False, enable_monitoring=False, show_error=True)
+    serve(build_demo(registry), args.host, args.port, auth=read_auth_file(args.auth_file) if args.auth_file else None)
 
 
 if __name__ == "__main__":

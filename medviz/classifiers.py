@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .folders import check_weights, load_image_classifier, read_config
 from .io import uint8_rgb
 from .oracle import predict
 
@@ -67,20 +68,12 @@ def load_classifier(name_or_path: str | os.PathLike, label: str | None = None) -
     Raises:
         ClassifierLoadError: no such folder, no config.json, no labels (id2label), the label absent, no weights.
     """
-    from transformers import AutoModelForImageClassification
-
     text = str(name_or_path)
     folder = CLASSIFIERS_DIR / text if text in bundled_classifiers() else Path(text).expanduser()
     if not folder.is_dir():
         raise ClassifierLoadError(f"classifier {text!r} not found: not a bundled classifier "
                                   f"({', '.join(bundled_classifiers()) or 'none installed'}) and not a folder")
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ClassifierLoadError(f"{text}: no config.json, so this is not a transformers classifier folder")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ClassifierLoadError(f"{text}/config.json: malformed JSON ({error})") from None
+    config = read_config(folder, "config.json", "transformers classifier", ClassifierLoadError, text)
     id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
     if not id2label or all(v == f"LABEL_{k}" for k, v in id2label.items()):
         raise ClassifierLoadError(f"{text}/config.json names no labels (id2label), so no score can be audited")
@@ -88,12 +81,8 @@ def load_classifier(name_or_path: str | os.PathLike, label: str | None = None) -
     label = label or card.get("target") or _positive_label(id2label, text)
     if label not in id2label.values():
         raise ClassifierLoadError(f"{text} has no label {label!r}; its labels: {', '.join(id2label.values())}")
-    if not any(p.suffix in (".safetensors", ".bin") for p in folder.iterdir()):
-        raise ClassifierLoadError(f"{text}: no weights file (.safetensors)")
-    try:
-        model = AutoModelForImageClassification.from_pretrained(str(folder), local_files_only=True).eval()
-    except (OSError, ValueError, KeyError) as error:
-        raise ClassifierLoadError(f"{text}: cannot load the classifier ({' '.join(str(error).split())[:200]})") from None
+    check_weights(folder, ClassifierLoadError, text)
+    model = load_image_classifier(folder, "classifier", ClassifierLoadError, text)
     size = int(config.get("image_size") or 224)
     index = next(k for k, v in id2label.items() if v == label)
     return AuditedClassifier(model=model, label=label, index=index, image_size=size, name=text, card=card)

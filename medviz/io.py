@@ -29,10 +29,10 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Sequence
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -146,8 +146,13 @@ def _reduced(image: MedicalImage, max_side: int) -> MedicalImage:
     if target == (width, height):
         return image
     channels = image.pixels if image.pixels.ndim == 3 else image.pixels[..., None]
-    reduced = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channels[..., c]), "F").resize(target, Image.BOX))
-                        for c in range(channels.shape[-1])], axis=-1)
+    reduced = np.stack(
+        [
+            np.asarray(Image.fromarray(np.ascontiguousarray(channels[..., c]), "F").resize(target, Image.BOX))
+            for c in range(channels.shape[-1])
+        ],
+        axis=-1,
+    )
     pixels = np.clip(reduced[..., 0] if image.pixels.ndim == 2 else reduced, 0.0, 1.0).astype(np.float32)
     notes = (*image.info.notes, _reduction_note((width, height), target))
     return MedicalImage(pixels, replace(image.info, notes=notes), image.metadata)
@@ -181,7 +186,9 @@ def _looks_like_dicom(data: bytes, name: str) -> bool:
     if len(data) >= 132 and data[128:132] == b"DICM":
         return True
     # DICOM without the 128-byte preamble (allowed for some old files): trust the extension.
-    return name.lower().endswith((".dcm", ".dicom")) and not data.startswith((b"\x89PNG", b"\xff\xd8", b"II*", b"MM\0*"))
+    return name.lower().endswith((".dcm", ".dicom")) and not data.startswith(
+        (b"\x89PNG", b"\xff\xd8", b"II*", b"MM\0*")
+    )
 
 
 def _read_raster(data: bytes, name: str, max_pixels: int, max_side: int | None = None) -> MedicalImage:
@@ -203,9 +210,16 @@ def _read_raster(data: bytes, name: str, max_pixels: int, max_side: int | None =
         note = _reduction_note(stored, image.size)
     read = _raster_to_contract(image, name)
     if note:
-        read = MedicalImage(read.pixels, replace(read.info, original_shape=(stored[1], stored[0], *read.info.original_shape[2:]),
-                                                 notes=(*read.info.notes, note)), read.metadata)
-    return _reduced(read, max_side) if max_side else read        # the other modes (16-bit, float) reduce here
+        read = MedicalImage(
+            read.pixels,
+            replace(
+                read.info,
+                original_shape=(stored[1], stored[0], *read.info.original_shape[2:]),
+                notes=(*read.info.notes, note),
+            ),
+            read.metadata,
+        )
+    return _reduced(read, max_side) if max_side else read  # the other modes (16-bit, float) reduce here
 
 
 #: PIL modes reduced as 8-bit images before they become floats (a 7900² bilevel PNG: 62 MB, not 250 MB).
@@ -222,12 +236,14 @@ def _open_raster(data: bytes, name: str, max_pixels: int, max_side: int | None =
         raise ImageReadError(f"{name}: unreadable image header ({_short(error)})") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageReadError(f"{name}: too many pixels ({width} x {height} = {width * height:,}; "
-                             f"the limit is {max_pixels:,})")
+        raise ImageReadError(
+            f"{name}: too many pixels ({width} x {height} = {width * height:,}; the limit is {max_pixels:,})"
+        )
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
-        raise ImageReadError(f"{name}: has {frames} frames; a multi-frame or 3-D image is not supported, "
-                             "export a single 2-D image")
+        raise ImageReadError(
+            f"{name}: has {frames} frames; a multi-frame or 3-D image is not supported, export a single 2-D image"
+        )
     fmt = image.format or "image"
     try:
         if max_side and fmt == "JPEG":
@@ -323,7 +339,9 @@ def _read_dicom(data: bytes, name: str, max_pixels: int, window: tuple[float, fl
     except (TypeError, ValueError) as error:
         raise ImageReadError(f"{name}: damaged DICOM header, invalid Rows/Columns ({_short(error)})") from None
     if rows * cols > max_pixels:
-        raise ImageReadError(f"{name}: too many pixels ({cols} x {rows} = {rows * cols:,}; the limit is {max_pixels:,})")
+        raise ImageReadError(
+            f"{name}: too many pixels ({cols} x {rows} = {rows * cols:,}; the limit is {max_pixels:,})"
+        )
     try:
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
         samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
@@ -380,9 +398,21 @@ def _read_dicom(data: bytes, name: str, max_pixels: int, window: tuple[float, fl
     pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)
     if pixels.ndim == 3:
         pixels = _collapse_gray(pixels)
-    info = ImageInfo("DICOM", str(array.dtype), tuple(array.shape), int(getattr(ds, "BitsStored", 0) or 0) or None,
-                     photometric, used_window, inverted, syntax, tuple(notes))
-    metadata = {"Modality": str(getattr(ds, "Modality", "")), "ImageType": "\\".join(getattr(ds, "ImageType", []) or [])}
+    info = ImageInfo(
+        "DICOM",
+        str(array.dtype),
+        tuple(array.shape),
+        int(getattr(ds, "BitsStored", 0) or 0) or None,
+        photometric,
+        used_window,
+        inverted,
+        syntax,
+        tuple(notes),
+    )
+    metadata = {
+        "Modality": str(getattr(ds, "Modality", "")),
+        "ImageType": "\\".join(getattr(ds, "ImageType", []) or []),
+    }
     return MedicalImage(pixels, info, metadata)
 
 
@@ -540,10 +570,10 @@ def write_dicom(path: str | os.PathLike, pixels: np.ndarray, parameters: Mapping
     """
     import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
     check_contract(pixels)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE_SOP_CLASS
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -571,7 +601,9 @@ def write_dicom(path: str | os.PathLike, pixels: np.ndarray, parameters: Mapping
     ds.SoftwareVersions = __version__
     ds.SeriesDescription = description[:64]
     ds.DerivationDescription = (description + " — " + RESEARCH_ONLY_NOTICE)[:1024]
-    ds.ImageComments = (RESEARCH_ONLY_NOTICE + "\n" + json.dumps(dict(parameters or {}), sort_keys=True, default=str))[:10240]
+    ds.ImageComments = (RESEARCH_ONLY_NOTICE + "\n" + json.dumps(dict(parameters or {}), sort_keys=True, default=str))[
+        :10240
+    ]
     ds.Rows, ds.Columns = pixels.shape[:2]
     if pixels.ndim == 2:
         stored = to_uint16(pixels)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .card import read_card
+from .folders import check_safetensors, check_weights, read_config
 from .oracle import load_oracle
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -85,39 +87,13 @@ def check_pipeline_folder(path: Path) -> None:
     if not any(path.iterdir()):
         raise ModelLoadError(f"{path}: the folder is empty (expected a diffusers pipeline: model_index.json, "
                              f"{', '.join(PIPELINE_PARTS)})")
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise ModelLoadError(f"{path}: no model_index.json, so this is not a diffusers pipeline folder")
-    try:
-        json.loads(index.read_text())
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(f"{index}: malformed JSON ({error})") from None
+    read_config(path, "model_index.json", "diffusers pipeline", ModelLoadError)
     for part in PIPELINE_PARTS:
         folder = path / part
         if not folder.is_dir():
             raise ModelLoadError(f"{path}: missing the {part}/ folder")
         if part in ("unet", "vae", "text_encoder"):
-            weights = [p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
-            if not weights:
-                raise ModelLoadError(f"{folder}: no weights file (.safetensors)")
-            for weight in weights:
-                if weight.suffix == ".safetensors":
-                    _check_safetensors(weight)
-
-
-def _check_safetensors(path: Path) -> None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = list(handle.keys())
-            if keys:
-                handle.get_slice(keys[-1])
-    except Exception as error:  # safetensors raises its own SafetensorError on any damage
-        raise ModelLoadError(f"{path}: corrupt safetensors file ({' '.join(str(error).split())[:160]})") from None
-    size = path.stat().st_size
-    if size < 8:
-        raise ModelLoadError(f"{path}: corrupt safetensors file (only {size} bytes)")
+            check_weights(folder, ModelLoadError)
 
 
 def load_pipeline(name_or_path: str | os.PathLike = "cxr-phantom", *, device: str | None = None,
@@ -144,7 +120,7 @@ def load_pipeline(name_or_path: str | os.PathLike = "cxr-phantom", *, device: st
             if path.suffix not in (".safetensors", ".ckpt"):
                 raise ModelLoadError(f"{path}: a single-file model must be .safetensors or .ckpt")
             if path.suffix == ".safetensors":
-                _check_safetensors(path)
+                check_safetensors(path, ModelLoadError)
             if config is None:
                 raise ModelLoadError(f"{path}: a single-file checkpoint needs config=<local diffusers folder> "
                                      "describing its architecture (nothing is fetched from the network)")
@@ -172,9 +148,7 @@ def load_pipeline(name_or_path: str | os.PathLike = "cxr-phantom", *, device: st
 
 def read_model_card(path: str | os.PathLike) -> dict[str, Any]:
     """The ``medviz.json`` facts a bundled model carries (domain, attributes, oracle, training), if any."""
-    folder = resolve(path)
-    facts = folder / "medviz.json"
-    return json.loads(facts.read_text()) if facts.is_file() else {}
+    return read_card(resolve(path))
 
 
 @dataclass
@@ -214,6 +188,12 @@ def load_model(name_or_path: str | os.PathLike = "cxr-phantom", *, device: str |
         try:
             loaded_oracle = load_oracle(oracle_path, domain)
         except (OSError, ValueError) as error:
-            raise ModelLoadError(f"{oracle_path}: cannot load the oracle ({' '.join(str(error).split())[:200]})") from None
-    return Model(name=str(name_or_path), pipe=pipe, oracle=loaded_oracle, domain=domain or getattr(loaded_oracle, "domain", None),
-                 card=card)
+            reason = " ".join(str(error).split())[:200]
+            raise ModelLoadError(f"{oracle_path}: cannot load the oracle ({reason})") from None
+    return Model(
+        name=str(name_or_path),
+        pipe=pipe,
+        oracle=loaded_oracle,
+        domain=domain or getattr(loaded_oracle, "domain", None),
+        card=card,
+    )

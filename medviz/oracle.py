@@ -1,22 +1,24 @@
 """The oracle: an attribute readout of images, used to *measure* the engines (never a diagnosis).
 
-A multi-label ``transformers`` ResNet (or ConvNeXt, the independent judge) trained on phantoms (``python -m medviz.train oracle``); each
-bundled model names its oracle in ``medviz.json``. Images enter in the I/O contract (float32 in
-[0, 1], ``(H, W)`` or ``(H, W, 3)``) or as uint8; they are resized to the side its ``config.json``
-gives (``image_size``, the size it was trained at).
+A multi-label ``transformers`` ResNet (or ConvNeXt, the independent judge) trained on phantoms
+(``python -m medviz.train oracle``); each bundled model names its oracle in ``medviz.json``. Images enter in the
+I/O contract (float32 in [0, 1], ``(H, W)`` or ``(H, W, 3)``) or as uint8; they are resized to the side its
+``config.json`` gives (``image_size``, the size it was trained at).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import domains
+from .folders import load_image_classifier
 from .io import to_model_batch, uint8_rgb
 
 #: Every figure the oracle produces is labelled with this, in tables, charts and metadata.
@@ -70,10 +72,8 @@ class Oracle:
 
 def load_oracle(path: str | os.PathLike, domain: str | None = None) -> Oracle:
     """Load an oracle folder (``config.json`` with ``image_size`` + ``model.safetensors``) offline."""
-    from transformers import AutoModelForImageClassification
-
     folder = Path(path)
-    model = AutoModelForImageClassification.from_pretrained(str(folder), local_files_only=True).eval()
+    model = load_image_classifier(folder, "oracle", ValueError)
     attributes = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
     size = getattr(model.config, "image_size", None)
     if not size:

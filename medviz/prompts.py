@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -256,7 +257,8 @@ def caption_conditional(domain: str, prompt: str) -> dict[str, bool]:
     (or when every caption names it), and a kind only when named or when its parent is absent.
 
         >>> caption_conditional("cxr", "Chest X-ray of a female patient")
-        {'pleural_effusion': False, 'cardiomegaly': False, 'support_devices': False, 'pacemaker': False, 'ett': False, 'cvc': False, 'ngt': False, 'female': True}
+        {'pleural_effusion': False, 'cardiomegaly': False, 'support_devices': False, 'pacemaker': False, \
+'ett': False, 'cvc': False, 'ngt': False, 'female': True}
     """
     d = domains.get(domain)
     said = prompt_attributes(prompt, domain)
@@ -303,10 +305,10 @@ def parse_prompt(text: str, domain: str = "cxr") -> dict[str, bool]:
     breaks = [m.start() for m in re.finditer(
         r"[;.]|(?<![a-z])(" + "|".join(re.escape(b) for b in _SCOPE_BREAKS) + r")(?![a-z])", lowered)]
     result: dict[str, bool] = {}
-    absences: dict[str, bool] = {}           # attribute -> whether its absence word was asked for
-    for start, end, (name, itself) in mentions:
+    absences: dict[str, bool] = {}  # attribute -> whether its absence word was asked for
+    for start, _, (name, itself) in mentions:
         negated = False
-        for cue_start, cue_end in cues:
+        for _, cue_end in cues:
             if cue_end <= start and not any(cue_end <= b < start for b in breaks):
                 negated = True
         # Word boundaries keep a cue inside a synonym ("no" in "nodule") out; the first mention of a key wins.

@@ -10,7 +10,7 @@ from medviz.models import MODELS_DIR, bundled_models, load_pipeline, read_model_
 pytestmark = pytest.mark.skipif(not (MODELS_DIR / "cxr-phantom").is_dir(), reason="bundled models not present")
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 @pytest.mark.parametrize("name,prompt", [("cxr-phantom", "Chest X-ray showing pleural effusion"),
                                          ("skin-phantom", "Dermoscopy image of a melanoma")])
 def test_stock_pipeline_loads_offline_and_generates(name, prompt, monkeypatch):
@@ -34,14 +34,14 @@ def test_bundled_names_and_cards():
     assert pipe.unet.dtype == torch.float32 and pipe.device.type == "cpu"
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 @pytest.mark.parametrize("domain", ["cxr", "skin"])
 def test_oracle_reads_held_out_phantoms(domain):
     """Oracle AUC on fresh phantoms (seeds it never saw), measured here rather than trusted from the card."""
     from transformers import ResNetForImageClassification
 
-    from medviz.metrics import roc_auc
     from medviz import domains
+    from medviz.metrics import roc_auc
     from medviz.train.data import render_phantoms
     from medviz.train.oracle import HELD_OUT_FIRST_SEED, attribute_matrix, predict
 

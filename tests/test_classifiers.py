@@ -54,7 +54,7 @@ def test_every_broken_folder_gets_one_clear_message(folder, tmp_path):
 def test_the_bundled_classifiers_load_and_their_readmes_are_rendered_from_their_cards(tmp_path):
     import shutil
 
-    from medviz.cards import write_classifier_card
+    from medviz.bench.cards import write_classifier_card
     from medviz.classifiers import CLASSIFIERS_DIR, bundled_classifiers, classifier_domain
 
     names = bundled_classifiers()

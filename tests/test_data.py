@@ -16,8 +16,10 @@ def test_chexpert_csv_with_released_style_paths(tmp_path):
     cells = {f: "" for f in data.prompts.CHEXPERT_FINDINGS}
     cells.update({"Pleural Effusion": "1.0", "Cardiomegaly": "-1.0", "Support Devices": "0.0"})
     rows = [
-        "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP," + ",".join(cells.values()),
-        "CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg,Female,68,Lateral,," + ",".join(cells.values()),
+        "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg,Female,68,Frontal,AP,"
+        + ",".join(cells.values()),
+        "CheXpert-v1.0-small/train/patient00001/study1/view2_lateral.jpg,Female,68,Lateral,,"
+        + ",".join(cells.values()),
     ]
     (root / "train.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
     records = data.load_chexpert(root / "train.csv")

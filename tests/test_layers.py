@@ -1,5 +1,5 @@
 """The package's layers: io, domains, prompts -> phantoms, models, oracle -> engines (the domain check among them)
--> cards -> ui, app and augment; train and bench on top. A module imports only from its own layer or below, no two
+-> ui, app and augment; train and bench on top. A module imports only from its own layer or below, no two
 parts import each other (directly or around a loop), and every import of medviz's own modules sits at the top of
 its file."""
 
@@ -10,8 +10,28 @@ import medviz
 
 ROOT = Path(medviz.__file__).parent
 #: Layer of each top-level part of the package (and the launcher).
-LAYERS = {"__init__": 0, "io": 0, "domains": 0, "metrics": 0, "processes": 0, "display": 1, "prompts": 1, "phantoms": 2, "models": 2,
-          "oracle": 2, "classifiers": 2, "data": 2, "engines": 3, "cards": 4, "ui": 5, "app": 5, "train": 6, "bench": 6, "augment": 5}
+LAYERS = {
+    "__init__": 0,
+    "io": 0,
+    "folders": 0,
+    "card": 1,
+    "domains": 0,
+    "metrics": 0,
+    "processes": 0,
+    "display": 1,
+    "prompts": 1,
+    "phantoms": 2,
+    "models": 2,
+    "oracle": 2,
+    "classifiers": 2,
+    "data": 2,
+    "engines": 3,
+    "ui": 5,
+    "app": 5,
+    "train": 6,
+    "bench": 6,
+    "augment": 5,
+}
 
 
 def _part(path: Path) -> str:
@@ -28,8 +48,10 @@ def _imports(path: Path):
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[:len(package) - node.level + 1]
-                names = [".".join((*base, node.module)) if node.module else ".".join((*base, a.name)) for a in node.names]
+                base = package[: len(package) - node.level + 1]
+                names = [
+                    ".".join((*base, node.module)) if node.module else ".".join((*base, a.name)) for a in node.names
+                ]
             else:
                 names = [node.module or ""]
         elif isinstance(node, ast.Import):

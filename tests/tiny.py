@@ -28,9 +28,16 @@ def tiny_model(domain: str | None = "cxr", seed: int = 0, card: dict | None = No
     torch.manual_seed(seed)
     tokenizer = CLIPTokenizer.from_pretrained(str(MODELS_DIR / f"{domain or 'cxr'}-phantom" / "tokenizer"),
                                               model_max_length=arch.max_tokens)
-    pipe = StableDiffusionPipeline(vae=make_vae(arch).eval(), text_encoder=make_text_encoder(arch, tokenizer).eval(),
-                                   tokenizer=tokenizer, unet=make_unet(arch).eval(), scheduler=make_sampling_scheduler(),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=make_vae(arch).eval(),
+        text_encoder=make_text_encoder(arch, tokenizer).eval(),
+        tokenizer=tokenizer,
+        unet=make_unet(arch).eval(),
+        scheduler=make_sampling_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     oracle = None
     if domain is not None:

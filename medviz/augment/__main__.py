@@ -14,8 +14,8 @@ import argparse
 import json
 import sys
 import time
-from datetime import timedelta
 from dataclasses import asdict, replace
+from datetime import timedelta
 from pathlib import Path
 
 from .. import domains
@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = args.csv
     if args.phantoms:
         if main_process:
-            phantom_source(out / "source", model.domain, args.phantoms, args.strength, args.first_seed, model.image_size)
+            phantom_source(
+                out / "source", model.domain, args.phantoms, args.strength, args.first_seed, model.image_size
+            )
         accelerator.wait_for_everyone()
         csv_path = str(out / "source" / "labels.csv")
     config = AugmentConfig(csv=csv_path, out=str(out), model=args.model, rules=tuple(args.plan), target=args.target,
@@ -105,8 +107,12 @@ def describe_plan(config: AugmentConfig, model) -> dict:
     _, cause, effect = domains.get(model.domain).planted_link
     target, spurious = config.target or cause, config.spurious or effect
     groups = group_counts(source.labels, target, spurious)
-    return {"rows": len(source.rows), "rules": per_rule, "jobs": len(jobs),
-            "groups": {f"{'' if t else 'no '}{target}, {'' if s else 'no '}{spurious}": n for (t, s), n in groups.items()}}
+    return {
+        "rows": len(source.rows),
+        "rules": per_rule,
+        "jobs": len(jobs),
+        "groups": {f"{'' if t else 'no '}{target}, {'' if s else 'no '}{spurious}": n for (t, s), n in groups.items()},
+    }
 
 
 if __name__ == "__main__":

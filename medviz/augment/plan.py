@@ -9,8 +9,8 @@ seed ``seed + i``, so a plan gives the same images whatever the number of proces
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 ACTIONS = ("add", "remove")
 
@@ -31,7 +31,11 @@ class Rule:
 
     def text(self) -> str:
         conditions = " and ".join(name if present else f"no {name}" for name, present in self.where)
-        return self.edit + (f" where {conditions}" if conditions else "") + (f" max {self.limit}" if self.limit is not None else "")
+        return (
+            self.edit
+            + (f" where {conditions}" if conditions else "")
+            + (f" max {self.limit}" if self.limit is not None else "")
+        )
 
     def applies(self, labels: Mapping[str, bool | None]) -> bool:
         """The row meets every condition, and the edit changes it (no removal of what is absent); a row without
@@ -90,7 +94,9 @@ def make_jobs(labels: Sequence[Mapping[str, bool | None]], rules: Sequence[Rule]
     return jobs
 
 
-def group_counts(labels: Sequence[Mapping[str, bool | None]], target: str, spurious: str) -> dict[tuple[bool, bool], int]:
+def group_counts(
+    labels: Sequence[Mapping[str, bool | None]], target: str, spurious: str
+) -> dict[tuple[bool, bool], int]:
     """Rows per (target, spurious) group; rows missing either label are not counted."""
     counts = {(t, s): 0 for t in (False, True) for s in (False, True)}
     for row in labels:

@@ -21,10 +21,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
-
 
 from .. import domains
 from ..data import ISIC_ID_COLUMNS, load_chexpert, load_isic, read_rows
@@ -176,7 +175,8 @@ def run_job(model, source: Source, job: Job, config: AugmentConfig, out: Path) -
             return {**record, "status": "skipped", "kind": "outside the domain",
                     "reason": f"outside the model's domain ({checked.reason})"}
     edit = replace(config.edit, add=(job.rule.attribute,) if job.rule.action == "add" else (),
-                   remove=(job.rule.attribute,) if job.rule.action == "remove" else (), seed=job.seed, domain_check=False)
+                   remove=(job.rule.attribute,) if job.rule.action == "remove" else (), seed=job.seed,
+                   domain_check=False)
     result = counterfactual(model, pixels, edit)
     record.update(readout_before=_rounded(result.readout_before), readout_after=_rounded(result.readout_after),
                   unet_passes=result.unet_passes)
@@ -204,7 +204,9 @@ def augment(config: AugmentConfig, model, accelerator=None,
     main = rank == 0
     out = Path(config.out)
     if model.domain not in ("cxr", "skin"):
-        raise ValueError(f"{model.name}: a batch of counterfactuals needs a cxr or skin model, got domain {model.domain!r}")
+        raise ValueError(
+            f"{model.name}: a batch of counterfactuals needs a cxr or skin model, got domain {model.domain!r}"
+        )
     source = read_source(config.csv, model.domain)
     rules = plan_rules(config, source, model.card, model.domain)
     jobs = make_jobs(source.labels, rules, config.seed)[:config.limit]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import align, audit, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models, phantoms, scale, traverse, ui
+from . import (align, audit, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models, phantoms,
+               scale, traverse, ui)
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,

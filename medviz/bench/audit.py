@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import domains
-from ..cards import write_classifier_card
 from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
 from ..engines.audit import (SHORTCUT, UNITS, AuditConfig, Counterfactuals, edit_faithfulness, make_counterfactuals,
                              phantom_images, report, score_audit, used)
 from ..models import load_model, read_model_card
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
+from .cards import write_classifier_card
 from .cli import add_common, run_per_domain
 
 AUDIT_OFFSET = 960_000          # the audit phantoms: HELD_OUT_FIRST_SEED + this (apart from the test sets')
@@ -107,17 +107,27 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     for method, strength, seed, path in rows:
         card = loaded[path].card
         record = report(score_audit(loaded[path], made, config))
-        classifiers.append({
-            "name": path.name, "method": method, "strength": strength, "seed": seed,
-            "worst_group_accuracy": card["balanced_test"]["worst_group_accuracy"],
-            "mean_accuracy": card["balanced_test"]["mean_accuracy"],
-            "reliance": record["reliance"], "true_reliance": record["truth"]["reliance"],
-            "true_reliance_same_images": record["truth"]["reliance_same_images"],
-            "reliance_every_switch": record["reliance_every_switch"],
-            "error": round(record["reliance"]["mean"] - record["truth"]["reliance"]["mean"], 4),
-            "target_effect": record["target_effect"]["mean"], "true_target_effect": record["truth"]["target_effect"]["mean"],
-            "scls": record["scls"], "true_scls": record["truth"]["scls"]["mean"], "flagged": record["flagged"],
-            "audit": record})
+        classifiers.append(
+            {
+                "name": path.name,
+                "method": method,
+                "strength": strength,
+                "seed": seed,
+                "worst_group_accuracy": card["balanced_test"]["worst_group_accuracy"],
+                "mean_accuracy": card["balanced_test"]["mean_accuracy"],
+                "reliance": record["reliance"],
+                "true_reliance": record["truth"]["reliance"],
+                "true_reliance_same_images": record["truth"]["reliance_same_images"],
+                "reliance_every_switch": record["reliance_every_switch"],
+                "error": round(record["reliance"]["mean"] - record["truth"]["reliance"]["mean"], 4),
+                "target_effect": record["target_effect"]["mean"],
+                "true_target_effect": record["truth"]["target_effect"]["mean"],
+                "scls": record["scls"],
+                "true_scls": record["truth"]["scls"]["mean"],
+                "flagged": record["flagged"],
+                "audit": record,
+            }
+        )
     estimated = [c["reliance"]["mean"] for c in classifiers]
     true = [c["true_reliance"]["mean"] for c in classifiers]
     shortcut = [c for c in classifiers if c["true_reliance"]["mean"] >= SHORTCUT]
@@ -162,9 +172,13 @@ def write_figure(made, classifier, classifiers: list[dict], path: Path, examples
         on, off = item.truth[spurious]
         true = off if switch.action == "remove" else on
         scores = classifier.score([item.input, switch.image, true])
-        for column, (image, title) in enumerate(((item.input, "input"), (switch.image, f"ours: {switch.action} {spurious}"
-                                                 + ("" if switch.passed else " (did not switch)")),
-                                                 (true, "true counterfactual"))):
+        for column, (image, title) in enumerate(
+            (
+                (item.input, "input"),
+                (switch.image, f"ours: {switch.action} {spurious}" + ("" if switch.passed else " (did not switch)")),
+                (true, "true counterfactual"),
+            )
+        ):
             axis = figure.add_subplot(grid[row, column])
             axis.imshow(np.clip(image, 0, 1), cmap="gray")
             axis.set_title(f"{title}\nP({classifier.label}) {scores[column]:.2f}", fontsize=8)
@@ -186,8 +200,9 @@ def write_figure(made, classifier, classifiers: list[dict], path: Path, examples
                           xytext=(4, -8), textcoords="offset points")
     axis.set_xlabel(f"true reliance on {spurious} (SCM)")
     axis.set_ylabel("estimated reliance (our counterfactuals)")
-    axis.set_title(f"{len(classifiers)} classifiers (labels: link strength); Spearman "
-                   f"{spearman(estimated, true):.2f}", fontsize=9)
+    axis.set_title(
+        f"{len(classifiers)} classifiers (labels: link strength); Spearman {spearman(estimated, true):.2f}", fontsize=9
+    )
     axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,11 +219,19 @@ def write_cards(domain: str, result: dict, command: str) -> None:
             continue
         card = json.loads(card_path.read_text())
         entry = by_run[run]
-        card["audit"] = {"date": datetime.date.today().isoformat(), "command": command, "units": UNITS,
-                         "n_images": result["n_images"], "reliance": entry["reliance"],
-                         "true_reliance": entry["true_reliance"], "scls": entry["scls"], "true_scls": entry["true_scls"],
-                         "target_effect": entry["target_effect"], "flagged": entry["flagged"],
-                         "bench_spearman": result["spearman"]}
+        card["audit"] = {
+            "date": datetime.date.today().isoformat(),
+            "command": command,
+            "units": UNITS,
+            "n_images": result["n_images"],
+            "reliance": entry["reliance"],
+            "true_reliance": entry["true_reliance"],
+            "scls": entry["scls"],
+            "true_scls": entry["true_scls"],
+            "target_effect": entry["target_effect"],
+            "flagged": entry["flagged"],
+            "bench_spearman": result["spearman"],
+        }
         card_path.write_text(json.dumps(card, indent=2))
         write_classifier_card(card_path.parent)
 
@@ -223,11 +246,15 @@ def print_table(result: dict) -> None:
               f"{r['mean']:+7.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {c['true_reliance']['mean']:+7.3f} "
               f"{c['error']:+7.3f} {c['scls']['mean']:6.3f} {c['true_scls']:6.3f} {'yes' if c['flagged'] else 'no'}")
     print(f"left out: {result['excluded']}")
-    print(f"spearman {result['spearman']}  max |error| {result['max_abs_error']}  flagged with true >= "
-          f"{result['shortcut_threshold']}: {result['flagged_with_shortcut']}  below half: {result['flagged_below_half']}")
-    print(f"ERM worst group by strength {result['erm_worst_by_strength']}  Group DRO {result['groupdro_worst']:.3f} "
-          f"({result['groupdro_gain_points']:+.1f} points)  UNet passes / image {result['unet_passes_per_image']}  "
-          f"counterfactuals {result['counterfactual_seconds_per_image']} s / image")
+    print(
+        f"spearman {result['spearman']}  max |error| {result['max_abs_error']}  flagged with true >= "
+        f"{result['shortcut_threshold']}: {result['flagged_with_shortcut']}  below half: {result['flagged_below_half']}"
+    )
+    print(
+        f"ERM worst group by strength {result['erm_worst_by_strength']}  Group DRO {result['groupdro_worst']:.3f} "
+        f"({result['groupdro_gain_points']:+.1f} points)  UNet passes / image {result['unet_passes_per_image']}  "
+        f"counterfactuals {result['counterfactual_seconds_per_image']} s / image"
+    )
 
 
 def main(args: argparse.Namespace, command: str) -> int:

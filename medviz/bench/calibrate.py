@@ -16,9 +16,9 @@ import json
 import numpy as np
 
 from .. import domains
-from ..cards import record_calibration
 from ..engines.explain import DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, classify, preset, trials_run_until_decided
 from ..models import load_model, resolve
+from .cards import record_calibration
 from .classify import TASKS, ClassifyBenchConfig, _rows, read_rows
 from .cli import add_common, chosen_domains, shard, write_json
 from .truth import labelled_phantoms
@@ -32,7 +32,8 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
 
     Every one of ``config.n`` labelled tuning phantoms (seeds 10,901,000+, never the bench's) runs all
     N = ``config.trials`` trials (21 when None), stratified over the whole schedule (no early stop); each
-    trial's timestep, winner and error difference (first class minus second) are kept (rows via ``on_row``; ``done_rows`` and ``config.shard`` as in
+    trial's timestep, winner and error difference (first class minus second) are kept (rows via ``on_row``;
+    ``done_rows`` and ``config.shard`` as in
     ``run_task``).
     ``fit_operating_point`` then picks the window and threshold. Why a window: the trials' timesteps do
     not carry the same evidence. On the skin model with uniform weighting, trials at t < 300 voted benign
@@ -143,9 +144,11 @@ def print_calibration(result: dict) -> None:
     windows = sorted(result["accuracy_by_window"].items(), key=lambda item: -item[1])[:6]
     lo, hi = result.get("trials_t_range", DEFAULT_T_RANGE)
     searched = result.get("window_searched", True)
-    print(f"\n{result['task']} operating point on {result['n']} tuning phantoms (seeds {result['first_seed']:,}+, "
-          f"{result['positives']} positive), N = {result['trials_run']} trials over t {lo}-{hi} (seed {result['seed']}), "
-          f"{result['weighting']} weighting" + ("; best accuracy per timestep window:" if searched else ", window given"))
+    print(
+        f"\n{result['task']} operating point on {result['n']} tuning phantoms (seeds {result['first_seed']:,}+, "
+        f"{result['positives']} positive), N = {result['trials_run']} trials over t {lo}-{hi} (seed {result['seed']}), "
+        f"{result['weighting']} weighting" + ("; best accuracy per timestep window:" if searched else ", window given")
+    )
     if searched:
         print("  " + "  ".join(f"t {w}: {a:.1%}" for w, a in windows))
     print(f"chosen: t {result['t_range'][0]}-{result['t_range'][1]}, {result['votes_needed']} of {result['trials']} "
@@ -194,8 +197,14 @@ def main(args: argparse.Namespace, command: str) -> int:
         config = ClassifyBenchConfig(n=args.n, trials=args.trials, trials_per_batch=args.trials_per_batch,
                                      shard=args.shard)
         done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
-        result = calibrate(domain, config, done_rows=done, weighting=args.weighting, t_range=args.t_range,
-                           on_row=lambda i, row: print(f"{domain} {i}: {json.dumps(row)}", flush=True))
+        result = calibrate(
+            domain,
+            config,
+            done_rows=done,
+            weighting=args.weighting,
+            t_range=args.t_range,
+            on_row=lambda i, row, domain=domain: print(f"{domain} {i}: {json.dumps(row)}", flush=True),
+        )
         if "shard" in result:
             print(f"{domain} shard {args.shard[0]}/{args.shard[1]} done: {len(result['rows'])} rows", flush=True)
             continue

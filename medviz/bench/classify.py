@@ -41,9 +41,8 @@ from .. import domains
 from ..engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, calibrated_settings, classify,
                                classify_reference, preset, votes_needed)
 from ..metrics import roc_auc
-from ..models import load_model
-from ..cards import record_engine_trials
-from ..models import resolve
+from ..models import load_model, resolve
+from .cards import record_engine_trials
 from .cli import add_common, chosen_domains, shard, write_json
 from .figures import save_explain_figure
 from .truth import labelled_phantoms, toggled_region
@@ -107,10 +106,19 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if scorable else float("nan")
         evidence_auc = roc_auc(mask.ravel(), result.evidence_map.ravel()) if scorable else float("nan")
         # "vote" and "mean_error" are the two rules' answers (is it the first class?), whichever the card picks.
-        return {"truth": bool(label), "vote": result.predicted_vote == 0, "mean_error": result.predicted_mean_error == 0,
-                "z": abs(result.z_score), "entropy": result.vote_entropy, "trials": result.trials_run,
-                "passes": result.unet_passes, "seconds": result.seconds, "explanation_auc": auc,
-                "evidence_auc": evidence_auc, "vote_fraction_positive": float(result.vote_fractions[0])}
+        return {
+            "truth": bool(label),
+            "vote": result.predicted_vote == 0,
+            "mean_error": result.predicted_mean_error == 0,
+            "z": abs(result.z_score),
+            "entropy": result.vote_entropy,
+            "trials": result.trials_run,
+            "passes": result.unet_passes,
+            "seconds": result.seconds,
+            "explanation_auc": auc,
+            "evidence_auc": evidence_auc,
+            "vote_fraction_positive": float(result.vote_fractions[0]),
+        }
 
     by_index = _rows(images, truth, row, config.shard, done_rows, on_row, progress)
     rule = engine.decision                     # "vote" or "mean_error": also the row's key for that rule's answer
@@ -126,7 +134,10 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         # from another run's rows comes without it: ``with_reference_runs``).
         needed = not _has_reference(by_index[i], reference) or (i < config.n_cost and "beside_loop" not in by_index[i])
         if i % m == k and wanted and needed:
-            by_index[i] = {**by_index[i], **_reference_fields(model, images[i].astype(np.float32) / 255.0, engine, reference)}
+            by_index[i] = {
+                **by_index[i],
+                **_reference_fields(model, images[i].astype(np.float32) / 255.0, engine, reference),
+            }
             if on_row:
                 on_row(i, by_index[i])
     if m > 1:
@@ -153,8 +164,15 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     cost = _cost(rows, rule, reference, config) if any("reference" in r for r in rows) else None
     wallclock = _wallclock(model, images, engine, config.n_wallclock) if config.n_wallclock else None
     return {
-        "domain": domain, "task": task, "n": config.n, "labels": list(labels), "trials": engine.trials, "early_stop": config.early_stop,
-        "vote_threshold": engine.vote_threshold, "t_range": list(engine.t_range), "weighting": engine.weighting,
+        "domain": domain,
+        "task": task,
+        "n": config.n,
+        "labels": list(labels),
+        "trials": engine.trials,
+        "early_stop": config.early_stop,
+        "vote_threshold": engine.vote_threshold,
+        "t_range": list(engine.t_range),
+        "weighting": engine.weighting,
         "decision": engine.decision,
         "accuracy": float(correct.mean()),                           # under the card's rule: one of the next two
         "accuracy_vote": float(np.mean([r["vote"] == r["truth"] for r in rows])),
@@ -337,13 +355,17 @@ def _wallclock(model, images, engine, count: int) -> dict:
 
 def print_table(results: list[dict]) -> None:
     print("\nclassify bench (diffusion classifier; accuracy of an attribute readout task on held-out phantoms)")
-    print(f"{'task':<18}{'n':>5}{'N':>5}{'thr':>6}{'rule':>11}{'accuracy':>10}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}"
-          f"{'top-50%':>9}{'vote AUC':>10}{'expl AUC':>10}{'evid AUC':>10}{'trials':>8}{'s/img':>7}")
+    print(
+        f"{'task':<18}{'n':>5}{'N':>5}{'thr':>6}{'rule':>11}{'accuracy':>10}{'vote acc':>10}{'mean-err':>10}{'CNN':>8}"
+        f"{'top-50%':>9}{'vote AUC':>10}{'expl AUC':>10}{'evid AUC':>10}{'trials':>8}{'s/img':>7}"
+    )
     for r in results:
-        print(f"{r['task']:<18}{r['n']:>5}{r['trials']:>5}{r.get('vote_threshold', 0.5):>6.3f}{r['decision']:>11}"
-              f"{r['accuracy']:>10.1%}{r['accuracy_vote']:>10.1%}{r['accuracy_mean_error']:>10.1%}"
-              f"{r['accuracy_cnn']:>8.1%}{r['accuracy_most_certain_half']:>9.1%}{r['vote_auc']:>10.3f}{r['explanation_auc_mean']:>10.3f}"
-              f"{r['evidence_auc_mean']:>10.3f}{r['mean_trials']:>8.1f}{r['mean_seconds']:>7.2f}")
+        print(
+            f"{r['task']:<18}{r['n']:>5}{r['trials']:>5}{r.get('vote_threshold', 0.5):>6.3f}{r['decision']:>11}"
+            f"{r['accuracy']:>10.1%}{r['accuracy_vote']:>10.1%}{r['accuracy_mean_error']:>10.1%}"
+            f"{r['accuracy_cnn']:>8.1%}{r['accuracy_most_certain_half']:>9.1%}{r['vote_auc']:>10.3f}{r['explanation_auc_mean']:>10.3f}"
+            f"{r['evidence_auc_mean']:>10.3f}{r['mean_trials']:>8.1f}{r['mean_seconds']:>7.2f}"
+        )
     for r in results:
         c = r["cost"]
         if c is None:
@@ -352,24 +374,35 @@ def print_table(results: list[dict]) -> None:
         n_big = f"N={c['reference_trials']}"
         stop = " (stopped once its vote was decided)" if c["reference_early_stop"] else ""
         if "accuracy_reference_trials" in c:
-            print(f"{r['task']} cost on the first {c['n']} images: {n_big}{stop} acc {c['accuracy_reference_trials']:.1%} "
-                  f"({c['rule']}; vote {c['accuracy_reference_vote']:.1%}) with {c['passes_reference_trials']:.0f} passes/img; "
-                  f"engine acc {c['accuracy_engine']:.1%}; reference loop {c['seconds_reference_loop']:.1f} s vs engine "
-                  f"{c['seconds_engine']:.1f} s ({c['speedup_vs_reference_loop']:.2f}x)")
-        print(f"{r['task']} on all {c['n_all']} images: engine acc {c['accuracy_engine_all']:.2%} with "
-              f"{c['passes_engine']:.1f} passes/img ({c['passes_saving']:.1f}x fewer than {n_big}'s "
-              f"{c['passes_reference_trials']:.0f}); {n_big} ran on {c['n_ran']}"
-              + (", every image the engine got wrong among them" if c["ran_every_engine_error"] else "")
-              + f": its acc on all {c['n_all']} is {c['accuracy_reference_all_at_least']:.2%}-"
-              f"{c['accuracy_reference_all_at_most']:.2%} ({c['rule']}), so the engine is at most "
-              f"{c['points_behind_at_most']:.2f} points behind it"
-              + (f"; by the papers' plain majority of {c['reference_trials']} at most "
-                 f"{c['accuracy_reference_majority_all_at_most']:.2%}" if "accuracy_reference_majority_all_at_most" in c else ""))
+            print(
+                f"{r['task']} cost on the first {c['n']} images: {n_big}{stop} acc "
+                f"{c['accuracy_reference_trials']:.1%} ({c['rule']}; vote {c['accuracy_reference_vote']:.1%}) with "
+                f"{c['passes_reference_trials']:.0f} passes/img; "
+                f"engine acc {c['accuracy_engine']:.1%}; reference loop {c['seconds_reference_loop']:.1f} s vs engine "
+                f"{c['seconds_engine']:.1f} s ({c['speedup_vs_reference_loop']:.2f}x)"
+            )
+        print(
+            f"{r['task']} on all {c['n_all']} images: engine acc {c['accuracy_engine_all']:.2%} with "
+            f"{c['passes_engine']:.1f} passes/img ({c['passes_saving']:.1f}x fewer than {n_big}'s "
+            f"{c['passes_reference_trials']:.0f}); {n_big} ran on {c['n_ran']}"
+            + (", every image the engine got wrong among them" if c["ran_every_engine_error"] else "")
+            + f": its acc on all {c['n_all']} is {c['accuracy_reference_all_at_least']:.2%}-"
+            f"{c['accuracy_reference_all_at_most']:.2%} ({c['rule']}), so the engine is at most "
+            f"{c['points_behind_at_most']:.2f} points behind it"
+            + (
+                f"; by the papers' plain majority of {c['reference_trials']} at most "
+                f"{c['accuracy_reference_majority_all_at_most']:.2%}"
+                if "accuracy_reference_majority_all_at_most" in c
+                else ""
+            )
+        )
         o = c.get("other_rule")
         if o:
-            print(f"{r['task']} both scored by the other rule ({o['rule']}): engine acc {o['accuracy_engine_all']:.2%}, "
-                  f"{n_big}'s at most {o['accuracy_reference_all_at_most']:.2%}, so the engine is at most "
-                  f"{o['points_behind_at_most']:.2f} points behind it")
+            print(
+                f"{r['task']} both scored by the other rule ({o['rule']}): engine acc {o['accuracy_engine_all']:.2%}, "
+                f"{n_big}'s at most {o['accuracy_reference_all_at_most']:.2%}, so the engine is at most "
+                f"{o['points_behind_at_most']:.2f} points behind it"
+            )
     for r in results:
         w = r.get("wallclock")
         if w:
@@ -420,10 +453,13 @@ def main(args: argparse.Namespace, command: str) -> int:
     for domain in chosen_domains(args):
         done = {i: row for log in args.resume or () for i, row in read_rows(log, domain).items()}
         if args.reference_from:
-            done = with_reference_runs(done, {i: row for log in args.reference_from
-                                              for i, row in read_rows(log, domain).items()})
-        result = run_task(domain, config, done_rows=done,
-                          on_row=lambda i, row: print(f"{domain} {i}: {json.dumps(row)}", flush=True))
+            done = with_reference_runs(
+                done, {i: row for log in args.reference_from for i, row in read_rows(log, domain).items()}
+            )
+        def on_row(i, row, domain=domain):
+            print(f"{domain} {i}: {json.dumps(row)}", flush=True)
+
+        result = run_task(domain, config, done_rows=done, on_row=on_row)
         if "shard" in result:
             print(f"{domain} shard {args.shard[0]}/{args.shard[1]} done: {len(result['rows'])} rows; summarise with "
                   "--resume and every shard's log", flush=True)
@@ -436,9 +472,10 @@ def main(args: argparse.Namespace, command: str) -> int:
         results.append({k: v for k, v in result.items() if k != "cases"})
         if args.write_card:
             record_engine_trials(resolve(f"{domain}-phantom"), result, command)
-            print(f"written to the {domain}-phantom model card: the engine runs N={result['trials']} for "
-                  f"{result['task']}")
-    if not results:             # shard runs: rows only
+            print(
+                f"written to the {domain}-phantom model card: the engine runs N={result['trials']} for {result['task']}"
+            )
+    if not results:  # shard runs: rows only
         return 0
     print_table(results)
     return write_json(args.json, results)

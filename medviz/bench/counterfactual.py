@@ -40,9 +40,9 @@ from ..models import load_model, resolve
 from ..phantoms import get_domain, mask_between
 from ..phantoms.cxr import DEVICES
 from ..phantoms.render import redrawn
-from ..cards import record_edit_bench
 from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
+from .cards import record_edit_bench
 from .cli import add_common, write_json
 from .figures import save_edit_figure
 from .truth import switch
@@ -183,7 +183,7 @@ def edit_attributes(edit: str) -> tuple[str, ...]:
 
 def card_record(summary: dict, date: str, command: str) -> dict:
     """What a model card keeps of one edit's ``run_edit`` summary: the figures, the settings they hold for,
-    whether they meet ``BARS``, and how to reproduce them (``medviz.cards.record_edit_bench``)."""
+    whether they meet ``BARS``, and how to reproduce them (``medviz.bench.cards.record_edit_bench``)."""
     _, action, _, _ = EDITS[summary["edit"]]
     figures = ("n", "effectiveness", "preservation_all", "faithfulness", "faithfulness_near_truth",
                "mask_iou_mean", "edited_iou_mean", "mean_passes")
@@ -194,7 +194,7 @@ def card_record(summary: dict, date: str, command: str) -> dict:
             "settings": {key: summary[key] for key in RECORDED_SETTINGS}, "date": date, "command": command}
 
 
-def card_problem(config: "CounterfactualBenchConfig") -> str | None:
+def card_problem(config: CounterfactualBenchConfig) -> str | None:
     """Why a run with ``config`` may not write its figures into a model card (None: it may)."""
     if config.tuning:
         return "the tuning phantoms choose the defaults; a card holds held-out figures (drop --tuning)"
@@ -368,16 +368,23 @@ def run_reconstruction(domain: str, config: CounterfactualBenchConfig, model, fi
         result = counterfactual(model, pixels, engine)
         values.append(_psnr(channel_mean(result.counterfactual), channel_mean(round_trip)))
     values = np.array(values)
-    return {"domain": domain, "n": len(values), "psnr_min": float(values.min()), "psnr_median": float(np.median(values)),
-            "share_at_least_35db": float((values >= 35).mean())}
+    return {
+        "domain": domain,
+        "n": len(values),
+        "psnr_min": float(values.min()),
+        "psnr_median": float(np.median(values)),
+        "share_at_least_35db": float((values >= 35).mean()),
+    }
 
 
 def run(config: CounterfactualBenchConfig, progress=None) -> dict:
     first_seed = HELD_OUT_FIRST_SEED + (TUNING_SEED_OFFSET if config.tuning else FIRST_SEED_OFFSET)
     spanned = sorted({EDITS[e][0] for e in config.edits}, key=["cxr", "skin"].index)
     if config.model and len(spanned) > 1:
-        raise ValueError(f"model {config.model!r} is one domain's pipeline, but the edits span {' and '.join(spanned)}: "
-                         "choose the edits of one domain")
+        raise ValueError(
+            f"model {config.model!r} is one domain's pipeline, but the edits span {' and '.join(spanned)}: "
+            "choose the edits of one domain"
+        )
     out = {"config": {k: v for k, v in config.__dict__.items()}, "reconstruction": [], "edits": []}
     for domain in spanned:
         model = load_model(config.model or f"{domain}-phantom", device="cpu")
@@ -405,12 +412,16 @@ def _print_ceilings(result: dict) -> None:
     for r in result["edits"]:
         redrawn_share = r["faithfulness_ceiling_redrawn"]
         engine = ""
-        if "faithfulness" in r:                  # a run of the edits, not --ceilings-only
-            engine = (f"faithful {r['faithfulness']:.0%} (its changes within {NEAR_TRUTH_PX} px of the truth only: "
-                      f"{r['faithfulness_near_truth']:.0%}) | ")
-        print(f"  {r['edit']:<25} {r['n']:>4} phantoms: {engine}through the VAE {r['faithfulness_ceiling_decoder']:.0%}"
-              f" (change threshold {r['change_threshold']}) | redrawn noise "
-              + ("none unseen" if redrawn_share is None else f"{redrawn_share:.0%} of {CEILING_DRAWS} draws per phantom"))
+        if "faithfulness" in r:  # a run of the edits, not --ceilings-only
+            engine = (
+                f"faithful {r['faithfulness']:.0%} (its changes within {NEAR_TRUTH_PX} px of the truth only: "
+                f"{r['faithfulness_near_truth']:.0%}) | "
+            )
+        print(
+            f"  {r['edit']:<25} {r['n']:>4} phantoms: {engine}through the VAE {r['faithfulness_ceiling_decoder']:.0%}"
+            f" (change threshold {r['change_threshold']}) | redrawn noise "
+            + ("none unseen" if redrawn_share is None else f"{redrawn_share:.0%} of {CEILING_DRAWS} draws per phantom")
+        )
 
 
 def _setting_text(result: dict, key: str, by: str) -> str:
@@ -461,15 +472,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=100, help="phantoms per edit type")
     parser.add_argument("--n-reconstruction", type=int, default=100, help="empty edits per domain")
     parser.add_argument("--n-cost", type=int, default=10, help="images per edit type for the DDIM-inversion comparison")
-    parser.add_argument("--edit", action="append", default=None, metavar="NAME",
-                        help="only this edit type, e.g. 'add support devices' (repeatable; default: every edit of "
-                             f"--domain): {', '.join(EDITS)}")
-    for flag, kind, what in (("--steps", int, "denoising steps"), ("--strength", float, "edit strength"),
-                             ("--guidance", float, "guidance scale"),
-                             ("--mask-threshold", float, "automatic mask threshold"),
-                             ("--mask-draws", int, "noise draws of the automatic mask"),
-                             ("--change-threshold", float, "keep the input where the edit changed the decoded image "
-                                                           "by less than this (0 = off)")):
+    parser.add_argument(
+        "--edit",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="only this edit type, e.g. 'add support devices' (repeatable; default: every edit of "
+        f"--domain): {', '.join(EDITS)}",
+    )
+    for flag, kind, what in (
+        ("--steps", int, "denoising steps"),
+        ("--strength", float, "edit strength"),
+        ("--guidance", float, "guidance scale"),
+        ("--mask-threshold", float, "automatic mask threshold"),
+        ("--mask-draws", int, "noise draws of the automatic mask"),
+        (
+            "--change-threshold",
+            float,
+            "keep the input where the edit changed the decoded image by less than this (0 = off)",
+        ),
+    ):
         parser.add_argument(flag, type=kind, default=None, help=f"{what} (default: the engine's for the domain)")
     parser.add_argument("--mask", default="auto", choices=["auto", "none"], help="mask mode")
     parser.add_argument("--residual", default=None, choices=["on", "off"],

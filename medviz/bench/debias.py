@@ -26,7 +26,6 @@ from PIL import Image
 
 from .. import domains
 from ..augment.run import AugmentConfig, augment, phantom_source
-from ..cards import write_classifier_card
 from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
 from ..data import ISIC_ID_COLUMNS, read_rows
 from ..engines.audit import UNITS, report, score_audit
@@ -38,6 +37,7 @@ from ..phantoms.effects import link_parameters, true_switch
 from ..prompts import describe
 from ..train.classifier import TRAIN_FIRST_SEED, ClassifierConfig, train_classifier
 from .audit import counterfactuals as audit_counterfactuals
+from .cards import write_classifier_card
 from .cli import add_common, run_per_domain
 
 STRENGTH = 0.9
@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figure-dir", default=None, help="write debias_<domain>.png here (assets/examples)")
     parser.add_argument("--write-card", action="store_true",
                         help=f"bundle the ERM + counterfactuals classifier (seed 0) as {', '.join(BUNDLED.values())}")
+    parser.add_argument("--markdown", metavar="JSON", default=None,
+                        help="only print the arms of a written result (assets/bench/debias_<domain>.json) as a "
+                        "Markdown table, as docs/results/debias.md shows them")
 
 
 def our_counterfactuals(domain: str, work: Path, model) -> Path:
@@ -70,9 +73,14 @@ def our_counterfactuals(domain: str, work: Path, model) -> Path:
     source = phantom_source(out / "source", domain, n, STRENGTH, TRAIN_FIRST_SEED, model.image_size)
     if not (out / "labels.csv").is_file():
         tic = time.perf_counter()
-        result = augment(AugmentConfig(csv=str(source), out=str(out), model=f"{domain}-phantom"), model,
-                         progress=lambda done, total: done % 50 == 0 and print(f"  counterfactuals {done}/{total} "
-                                                                               f"{time.perf_counter() - tic:.0f} s", flush=True))
+        result = augment(
+            AugmentConfig(csv=str(source), out=str(out), model=f"{domain}-phantom"),
+            model,
+            progress=lambda done, total: (
+                done % 50 == 0
+                and print(f"  counterfactuals {done}/{total} {time.perf_counter() - tic:.0f} s", flush=True)
+            ),
+        )
         print(f"  {result.kept} kept, skipped {result.skipped}", flush=True)
     return out / "labels.csv"
 
@@ -179,8 +187,11 @@ def trained(domain: str, arm: str, seed: int, sets: dict, args, command: str) ->
 
 
 def _mean_sd(values: list[float]) -> dict:
-    return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4),
-            "values": [round(float(v), 4) for v in values]}
+    return {
+        "mean": round(float(np.mean(values)), 4),
+        "sd": round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4),
+        "values": [round(float(v), 4) for v in values],
+    }
 
 
 def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
@@ -200,18 +211,36 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
             classifier = load_classifier(path)
             record = report(score_audit(classifier, made, config))
             test = classifier.card["balanced_test"]
-            runs.append({"name": path.name, "seed": seed, "worst": test["worst_group_accuracy"],
-                         "mean": test["mean_accuracy"], "groups": test["groups"], "augment_rows": classifier.card.get("augment_rows", 0),
-                         "reliance": record["reliance"]["mean"], "true_reliance": record["truth"]["reliance"]["mean"],
-                         "scls": record["scls"]["mean"], "true_scls": record["truth"]["scls"]["mean"],
-                         "audit": {key: record[key] for key in ("reliance", "scls", "target_effect", "flagged")}
-                         | {"true_reliance": record["truth"]["reliance"]}})
-        arms[arm] = {"runs": runs, **{key: _mean_sd([r[key] for r in runs]) for key in
-                                      ("worst", "mean", "reliance", "true_reliance", "scls", "true_scls")},
-                     "augment_rows": runs[0]["augment_rows"]}
-        print(f"  {arm:12} worst {arms[arm]['worst']['mean']:.3f} ± {arms[arm]['worst']['sd']:.3f}  mean "
-              f"{arms[arm]['mean']['mean']:.3f}  reliance {arms[arm]['reliance']['mean']:+.3f} (true "
-              f"{arms[arm]['true_reliance']['mean']:+.3f})  SCLS {arms[arm]['scls']['mean']:.3f}", flush=True)
+            runs.append(
+                {
+                    "name": path.name,
+                    "seed": seed,
+                    "worst": test["worst_group_accuracy"],
+                    "mean": test["mean_accuracy"],
+                    "groups": test["groups"],
+                    "augment_rows": classifier.card.get("augment_rows", 0),
+                    "reliance": record["reliance"]["mean"],
+                    "true_reliance": record["truth"]["reliance"]["mean"],
+                    "scls": record["scls"]["mean"],
+                    "true_scls": record["truth"]["scls"]["mean"],
+                    "audit": {key: record[key] for key in ("reliance", "scls", "target_effect", "flagged")}
+                    | {"true_reliance": record["truth"]["reliance"]},
+                }
+            )
+        arms[arm] = {
+            "runs": runs,
+            **{
+                key: _mean_sd([r[key] for r in runs])
+                for key in ("worst", "mean", "reliance", "true_reliance", "scls", "true_scls")
+            },
+            "augment_rows": runs[0]["augment_rows"],
+        }
+        print(
+            f"  {arm:12} worst {arms[arm]['worst']['mean']:.3f} ± {arms[arm]['worst']['sd']:.3f}  mean "
+            f"{arms[arm]['mean']['mean']:.3f}  reliance {arms[arm]['reliance']['mean']:+.3f} (true "
+            f"{arms[arm]['true_reliance']['mean']:+.3f})  SCLS {arms[arm]['scls']['mean']:.3f}",
+            flush=True,
+        )
     result = summarise(domain, arms, sets, made)
     if args.figure_dir:
         write_figure(result, sets, Path(args.figure_dir) / f"debias_{domain}.png")
@@ -223,18 +252,32 @@ def summarise(domain: str, arms: dict, sets: dict, made) -> dict:
     reliance_erm, reliance_cf = arms["erm"]["reliance"]["mean"], arms["erm+cf"]["reliance"]["mean"]
     skipped = list(csv.DictReader((sets["cf"].parent / "skipped.csv").open()))
     kept = len(read_rows(sets["cf"])[1])
-    return {"domain": domain, "strength": STRENGTH, "units": UNITS, "audit_images": len(made.images) + len(made.excluded),
-            "erm_worst": erm, "cf_worst": ours, "true_cf_worst": bound,
-            "groupdro_worst": arms["groupdro"]["worst"]["mean"], "t2i_worst": arms["erm+t2i"]["worst"]["mean"],
-            "groupdro_cf_worst": arms["groupdro+cf"]["worst"]["mean"],
-            "cf_gain_points": round(100 * (ours - erm), 1), "cf_below_bound_points": round(100 * (bound - ours), 1),
-            "reliance_drop": round(1 - reliance_cf / reliance_erm, 3) if reliance_erm > 0 else None,
-            "abs_reliance_drop": round(1 - abs(reliance_cf) / abs(reliance_erm), 3) if reliance_erm else None,
-            "true_reliance_drop": round(1 - arms["erm+cf"]["true_reliance"]["mean"] / arms["erm"]["true_reliance"]["mean"], 3),
-            "t2i_prompt_agreement": json.loads((sets["t2i"].parent / "prompt_agreement.json").read_text()),
-            "counterfactuals": {"kept": kept, "skipped": len(skipped),
-                                "plan": json.loads((sets["cf"].parent / "plan.json").read_text())["rules"]},
-            "arms": arms}
+    return {
+        "domain": domain,
+        "strength": STRENGTH,
+        "units": UNITS,
+        "audit_images": len(made.images) + len(made.excluded),
+        "erm_worst": erm,
+        "cf_worst": ours,
+        "true_cf_worst": bound,
+        "groupdro_worst": arms["groupdro"]["worst"]["mean"],
+        "t2i_worst": arms["erm+t2i"]["worst"]["mean"],
+        "groupdro_cf_worst": arms["groupdro+cf"]["worst"]["mean"],
+        "cf_gain_points": round(100 * (ours - erm), 1),
+        "cf_below_bound_points": round(100 * (bound - ours), 1),
+        "reliance_drop": round(1 - reliance_cf / reliance_erm, 3) if reliance_erm > 0 else None,
+        "abs_reliance_drop": round(1 - abs(reliance_cf) / abs(reliance_erm), 3) if reliance_erm else None,
+        "true_reliance_drop": round(
+            1 - arms["erm+cf"]["true_reliance"]["mean"] / arms["erm"]["true_reliance"]["mean"], 3
+        ),
+        "t2i_prompt_agreement": json.loads((sets["t2i"].parent / "prompt_agreement.json").read_text()),
+        "counterfactuals": {
+            "kept": kept,
+            "skipped": len(skipped),
+            "plan": json.loads((sets["cf"].parent / "plan.json").read_text())["rules"],
+        },
+        "arms": arms,
+    }
 
 
 def write_figure(result: dict, sets: dict, path: Path, examples: int = 4) -> None:
@@ -258,11 +301,18 @@ def write_figure(result: dict, sets: dict, path: Path, examples: int = 4) -> Non
     source = sets["cf"].parent / "source"
     for row, index in enumerate(picked):
         same_group = t2i_by_group[_row_labels(result["domain"], ours[index], target, spurious)]
-        cells = [(source / _image_file(ours[index]["cf_source_image"], image_column), "training row"),
-                 (sets["cf"].parent / _image_file(ours[index][image_column], image_column), f"ours: {ours[index]['cf_edit']}"),
-                 (sets["true_cf"].parent / _image_file(true_rows[index][image_column], image_column), "true counterfactual"),
-                 (sets["t2i"].parent / _image_file(same_group[row % len(same_group)][image_column], image_column),
-                  "text-to-image, same group")]
+        cells = [
+            (source / _image_file(ours[index]["cf_source_image"], image_column), "training row"),
+            (
+                sets["cf"].parent / _image_file(ours[index][image_column], image_column),
+                f"ours: {ours[index]['cf_edit']}",
+            ),
+            (sets["true_cf"].parent / _image_file(true_rows[index][image_column], image_column), "true counterfactual"),
+            (
+                sets["t2i"].parent / _image_file(same_group[row % len(same_group)][image_column], image_column),
+                "text-to-image, same group",
+            ),
+        ]
         for column, (file, title) in enumerate(cells):
             axis = figure.add_subplot(grid[row, column])
             axis.imshow(Image.open(file), cmap="gray")
@@ -277,8 +327,11 @@ def write_figure(result: dict, sets: dict, path: Path, examples: int = 4) -> Non
     axis.set_xticks(range(len(arms)), arms, rotation=30, fontsize=8)
     axis.set_ylabel("worst-group accuracy, balanced link-free test")
     axis.set_ylim(0, 1)
-    axis.set_title(f"{result['domain']}, link {result['strength']}: ours {result['cf_gain_points']:+.1f} points over ERM,\n"
-                   f"{_against_bound(result)} the true-counterfactual bound (dots: seeds)", fontsize=9)
+    axis.set_title(
+        f"{result['domain']}, link {result['strength']}: ours {result['cf_gain_points']:+.1f} points over ERM,\n"
+        f"{_against_bound(result)} the true-counterfactual bound (dots: seeds)",
+        fontsize=9,
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
@@ -321,14 +374,39 @@ def print_table(result: dict) -> None:
           f"{result['audit_images']} link-free phantoms")
     print(f"{'arm':13} {'rows+':>6} {'worst (mean ± sd)':>18} {'mean acc':>9} {'reliance':>9} {'true':>7} {'SCLS':>6}")
     for arm, a in result["arms"].items():
-        print(f"{arm:13} {a['augment_rows']:6d} {a['worst']['mean']:9.3f} ± {a['worst']['sd']:.3f} "
-              f"{a['mean']['mean']:9.3f} {a['reliance']['mean']:+9.3f} {a['true_reliance']['mean']:+7.3f} "
-              f"{a['scls']['mean']:6.3f}")
-    print(f"ours vs ERM: {result['cf_gain_points']:+.1f} points worst group (bar +10); {_against_bound(result)} the "
-          f"true-CF bound (bar: within 5); reliance down {result['reliance_drop']:.0%}, its size "
-          f"{result['abs_reliance_drop']:.0%} (bar 50%)")
+        print(
+            f"{arm:13} {a['augment_rows']:6d} {a['worst']['mean']:9.3f} ± {a['worst']['sd']:.3f} "
+            f"{a['mean']['mean']:9.3f} {a['reliance']['mean']:+9.3f} {a['true_reliance']['mean']:+7.3f} "
+            f"{a['scls']['mean']:6.3f}"
+        )
+    print(
+        f"ours vs ERM: {result['cf_gain_points']:+.1f} points worst group (bar +10); {_against_bound(result)} the "
+        f"true-CF bound (bar: within 5); reliance down {result['reliance_drop']:.0%}, its size "
+        f"{result['abs_reliance_drop']:.0%} (bar 50%)"
+    )
+
+
+def markdown_table(result: dict) -> str:
+    """The arms of one domain's result as the Markdown table of docs/results/debias.md."""
+    lines = ["| arm | rows added | worst group (mean ± sd, 3 seeds) | mean accuracy | reliance, estimated | true "
+             "| SCLS |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for arm, a in result["arms"].items():
+        lines.append(
+            f"| {arm} | {a['augment_rows']} | {a['worst']['mean']:.3f} ± {a['worst']['sd']:.3f} | "
+            f"{a['mean']['mean']:.3f} ± {a['mean']['sd']:.3f} | {a['reliance']['mean']:+.3f} ± "
+            f"{a['reliance']['sd']:.3f} | {a['true_reliance']['mean']:+.3f} | {a['scls']['mean']:.3f} |")
+    return "\n".join(lines)
 
 
 def main(args: argparse.Namespace, command: str) -> int:
-    return run_per_domain(args, command, run_domain, print_table,
-                          lambda domain, result, command: print(f"  bundled {bundle(domain, result, args, command)}"))
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.markdown).read_text())))
+        return 0
+    return run_per_domain(
+        args,
+        command,
+        run_domain,
+        print_table,
+        lambda domain, result, command: print(f"  bundled {bundle(domain, result, args, command)}"),
+    )

@@ -56,8 +56,14 @@ def save_explain_figure(cases: list[dict], path: str, title: str = "") -> str:
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(case["caption"], color="white", fontsize=6, rotation=0, ha="right", va="center")
-    for c, name in enumerate(("input (phantom)", "explanation\n(where the class matters)", "evidence\n(red: winner fits better)",
-                              "uncertainty\n(spread over trials)")):
+    for c, name in enumerate(
+        (
+            "input (phantom)",
+            "explanation\n(where the class matters)",
+            "evidence\n(red: winner fits better)",
+            "uncertainty\n(spread over trials)",
+        )
+    ):
         axes[0, c].set_title(name, color="white", fontsize=7)
     return _save(figure, path, f"{title}\n{RESEARCH_ONLY_NOTICE}", 110)
 
@@ -96,7 +102,9 @@ def save_edit_figure(rows: list[dict], path: str, title: str = "") -> str:
              "difference\n(red brighter, blue darker)")
     for c, name in enumerate(names):
         axes[0, c].set_title(name, color="white", fontsize=7)
-    return _save(figure, path, f"{title}\noracle readout = attribute readout, not a diagnosis; {RESEARCH_ONLY_NOTICE}", 120)
+    return _save(
+        figure, path, f"{title}\noracle readout = attribute readout, not a diagnosis; {RESEARCH_ONLY_NOTICE}", 120
+    )
 
 
 def _save(figure, path: str, title: str, dpi: int) -> str:

@@ -79,13 +79,20 @@ def run(config: GenerateBenchConfig, model=None) -> dict:
 
 def print_table(result: dict) -> None:
     c = result["config"]
-    print(f"\ngenerate bench: {c['model']} on {result['device']} ({result['dtype']}), {result['size']} px, "
-          f"batch {c['batch_size']}, {c['steps']} DDIM steps, CFG {c['guidance_scale']}, {c['repeats']} alternating repeats")
+    print(
+        f"\ngenerate bench: {c['model']} on {result['device']} ({result['dtype']}), {result['size']} px, "
+        f"batch {c['batch_size']}, {c['steps']} DDIM steps, CFG {c['guidance_scale']}, {c['repeats']} alternating "
+        "repeats"
+    )
     print(f"{'':<10}{'best img/s':>12}{'median img/s':>14}{'peak GiB':>10}")
     for name, row in result["rows"].items():
-        print(f"{name:<10}{row['best_images_per_s']:>12.3f}{row['median_images_per_s']:>14.3f}{row['peak_memory_gib']:>10.2f}")
-    print(f"engine / stock: median {result['ratio_median']:.3f}, best {result['ratio_best']:.3f}; "
-          f"same seed -> identical images: {result['same_seed_identical']}")
+        print(
+            f"{name:<10}{row['best_images_per_s']:>12.3f}{row['median_images_per_s']:>14.3f}{row['peak_memory_gib']:>10.2f}"
+        )
+    print(
+        f"engine / stock: median {result['ratio_median']:.3f}, best {result['ratio_best']:.3f}; "
+        f"same seed -> identical images: {result['same_seed_identical']}"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from ..engines import guard
-from ..cards import record_domain_check
 from ..engines.counterfactual import EditConfig, counterfactual, editable
 from ..io import ImageReadError, read_image
 from ..models import Model, load_model, resolve
 from ..phantoms import DOMAINS, get_domain
 from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
+from .cards import record_domain_check
 from .cli import add_common, chosen_domains, write_json
 
 #: Seed offsets (beyond HELD_OUT_FIRST_SEED) of the guard's phantom sets: none overlaps another bench's.
@@ -143,7 +143,8 @@ def folder_images(folder: str | Path) -> list[np.ndarray]:
         except ImageReadError as error:
             print(f"skipped {path.name}: {error}")
     if len(images) < 40:
-        raise SystemExit(f"{folder}: {len(images)} readable images; the domain check needs at least 40 in-domain images")
+        raise SystemExit(f"{folder}: {len(images)} readable images; the domain check needs at least 40 in-domain "
+                         "images")
     return images
 
 
@@ -222,8 +223,12 @@ def write_card(model_dir: Path, calibration: dict, summary: dict, command: str) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="bundled name or local path (default: each domain's bundled model)")
-    parser.add_argument("--images", default=None, help="a user's model: a folder of its in-domain images to calibrate on")
+    parser.add_argument(
+        "--model", default=None, help="bundled name or local path (default: each domain's bundled model)"
+    )
+    parser.add_argument(
+        "--images", default=None, help="a user's model: a folder of its in-domain images to calibrate on"
+    )
     parser.add_argument("--n", type=int, default=1000, help="held-out phantoms for the false-alarm rate")
     parser.add_argument("--n-fit", type=int, default=300, help="phantoms per calibration split (two splits)")
     parser.add_argument("--n-edges", type=int, default=300, help="phantoms at the edges of the acquisition ranges")
@@ -232,12 +237,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print(summary: dict) -> None:
-    print(f"{summary['domain']}: threshold {summary['threshold']}; false alarms: held-out "
-          f"{summary['false_alarms_held_out']:.2%} of {summary['n_held_out']}, edges {summary['false_alarms_edges']:.2%} "
-          f"of {summary['n_edges']}; detection {summary['detection_far']:.2%} of {summary['n_far']} far images; "
-          f"AUROC {summary['auroc']:.4f}; check {summary['check_seconds'] * 1e3:.0f} ms, "
-          f"{summary['unet_passes_per_check']} UNet passes ({summary['cost_vs_edit']:.1%} of a default edit's "
-          f"{summary['edit_unet_passes']}; {summary['seconds_vs_edit']:.1%} of its {summary['edit_seconds']:.1f} s)")
+    print(
+        f"{summary['domain']}: threshold {summary['threshold']}; false alarms: held-out "
+        f"{summary['false_alarms_held_out']:.2%} of {summary['n_held_out']}, edges {summary['false_alarms_edges']:.2%} "
+        f"of {summary['n_edges']}; detection {summary['detection_far']:.2%} of {summary['n_far']} far images; "
+        f"AUROC {summary['auroc']:.4f}; check {summary['check_seconds'] * 1e3:.0f} ms, "
+        f"{summary['unet_passes_per_check']} UNet passes ({summary['cost_vs_edit']:.1%} of a default edit's "
+        f"{summary['edit_unet_passes']}; {summary['seconds_vs_edit']:.1%} of its {summary['edit_seconds']:.1f} s)"
+    )
     for group, entry in summary["far_groups"].items():
         missed = f"; missed: {', '.join(entry['missed'][:8])}" if entry["missed"] else ""
         print(f"  {group:<14}{entry['detected']:>4}/{entry['n']:<4}{missed}")

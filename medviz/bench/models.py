@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -40,10 +40,10 @@ from ..metrics import thin_line_shapes
 from ..models import MODELS_DIR, load_pipeline, resolve
 from ..phantoms import get_domain
 from ..prompts import caption_conditional, class_prompts, describe
-from ..cards import record_models_bench
 from ..train.data import render_phantoms
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from ..train.vae import load_vae
+from .cards import record_models_bench
 from .cli import add_common, chosen_domains, write_json
 from .paraphrases import paraphrases
 
@@ -83,7 +83,7 @@ PROMPT_BARS = {"agreement": 0.9, "diversity_ratio": 0.5}
 
 
 
-def fidelity_prompts(config: "ModelsBenchConfig") -> dict[str, tuple[str, str]]:
+def fidelity_prompts(config: ModelsBenchConfig) -> dict[str, tuple[str, str]]:
     """The rows the run asks for: ``FIDELITY_PROMPTS`` of the domain, or the ``attributes`` named of them."""
     rows = FIDELITY_PROMPTS[config.domain]
     unknown = [a for a in config.attributes if a not in rows]
@@ -92,7 +92,7 @@ def fidelity_prompts(config: "ModelsBenchConfig") -> dict[str, tuple[str, str]]:
     return {a: rows[a] for a in rows if not config.attributes or a in config.attributes}
 
 
-def card_problem(config: "ModelsBenchConfig") -> str | None:
+def card_problem(config: ModelsBenchConfig) -> str | None:
     """Why a run with ``config`` may not write its figures into the model card (None: it may)."""
     if config.round_trip_only or config.device_kinds or config.paraphrases:
         return "a card holds the prompt figures of a full run (drop --round-trip-only / --device-kinds / --paraphrases)"
@@ -114,7 +114,7 @@ def card_problem(config: "ModelsBenchConfig") -> str | None:
 
 def card_record(result: dict, date: str, command: str) -> dict:
     """What a model card keeps of a ``run`` result (medviz.json ``models_bench``, written by
-    ``medviz.cards.record_models_bench``): each prompt's figures and whether they meet ``PROMPT_BARS``,
+    ``medviz.bench.cards.record_models_bench``): each prompt's figures and whether they meet ``PROMPT_BARS``,
     the Fréchet distances, the VAE round trip, the settings the samples were drawn with, how to reproduce."""
     keep = ("attribute", "prompt", "wanted", "agreement", "fits_all", "diversity_ratio", "n_matching",
             "diversity_ratio_named_only", "lines", "lines_real")
@@ -207,8 +207,9 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     from transformers import AutoModelForImageClassification
 
     pipe = load_pipeline(config.model or f"{config.domain}-phantom", device="cpu")
-    oracle = AutoModelForImageClassification.from_pretrained(config.oracle or str(MODELS_DIR / f"{config.domain}-oracle"),
-                                                             local_files_only=True).eval()
+    oracle = AutoModelForImageClassification.from_pretrained(
+        config.oracle or str(MODELS_DIR / f"{config.domain}-oracle"), local_files_only=True
+    ).eval()
     vocabulary = domains.get(config.domain)
     labels = vocabulary.oracle_labels
     read = tuple(oracle.config.id2label[i] for i in range(oracle.config.num_labels))
@@ -381,10 +382,14 @@ def print_round_trips(result: dict) -> None:
           "(specificity) after encode -> decode")
     # "bundled" is the measured pipeline's own VAE (a --model folder's, when one was given).
     own = result["config"].get("model") or "bundled"
-    print(f"{'attribute':<18}{'n+':>5}" + "".join(f"{(own if name == 'bundled' else name)[-28:]:>30}" for name in trips))
+    print(
+        f"{'attribute':<18}{'n+':>5}" + "".join(f"{(own if name == 'bundled' else name)[-28:]:>30}" for name in trips)
+    )
     for attribute, first in trips["bundled"]["attributes"].items():
-        cells = "".join(f"{t['attributes'][attribute]['recall']:>22.1%} ({t['attributes'][attribute]['specificity']:.1%})"
-                        for t in trips.values())
+        cells = "".join(
+            f"{t['attributes'][attribute]['recall']:>22.1%} ({t['attributes'][attribute]['specificity']:.1%})"
+            for t in trips.values()
+        )
         print(f"{attribute:<18}{first['n_positive']:>5}{cells}")
     print(f"{'PSNR (dB)':<23}" + "".join(f"{t['psnr_db']:>30.2f}" for t in trips.values()))
 
@@ -408,14 +413,20 @@ def print_table(result: dict) -> None:
                        candidate["fd_generated_vs_held_out"]))
     for title, rows, _ in tables:
         print(f"-- decoded by the {title}")
-        print(f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'fits all':>9}{'diversity':>11}{'(n)':>6}{'named only':>12}")
+        print(
+            f"{'attribute':<18}{'prompt':<62}{'agree':>7}{'fits all':>9}{'diversity':>11}{'(n)':>6}{'named only':>12}"
+        )
         for row in rows:
             named = row.get("diversity_ratio_named_only", float("nan"))
-            print(f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}"
-                  f"{row.get('fits_all', float('nan')):>9.1%}{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}"
-                  f"{named:>12.2f}")
-    print("thin dark lines, generated (fitting phantoms): junctions per 100 line px; mean segment px; straightness "
-          "(1 = straight); line px per image")
+            print(
+                f"{row['attribute']:<18}{row['prompt']:<62}{row['agreement']:>7.1%}"
+                f"{row.get('fits_all', float('nan')):>9.1%}{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}"
+                f"{named:>12.2f}"
+            )
+    print(
+        "thin dark lines, generated (fitting phantoms): junctions per 100 line px; mean segment px; straightness "
+        "(1 = straight); line px per image"
+    )
     for row in result["rows"]:
         if "lines" not in row:
             continue
@@ -438,7 +449,9 @@ def print_device_kinds(result: dict) -> None:
           "exactly that device; share the oracle reads as each kind, generated (phantoms)")
     print(f"{'kind asked':<12}" + "".join(f"{k:>16}" for k in kinds))
     for row in rows:
-        print(f"{row['kind']:<12}" + "".join(f"{row['generated'][k]:>9.0%} ({row['phantoms'][k]:>4.0%})" for k in kinds))
+        print(
+            f"{row['kind']:<12}" + "".join(f"{row['generated'][k]:>9.0%} ({row['phantoms'][k]:>4.0%})" for k in kinds)
+        )
 
 
 def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, real: int = 3, steps: int = 25,
@@ -472,9 +485,10 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
     figure, axes = plt.subplots(len(prompts), columns, squeeze=False, facecolor="black",
                                 figsize=(label_in + tile_in * columns, head_in + tile_in * len(prompts)))
     width, height = figure.get_size_inches()
-    figure.subplots_adjust(left=label_in / width, right=0.995, bottom=0.005, top=1 - head_in / height,
-                           wspace=0.04, hspace=0.04)
-    for r, (attribute, wanted, prompt) in enumerate(prompts):
+    figure.subplots_adjust(
+        left=label_in / width, right=0.995, bottom=0.005, top=1 - head_in / height, wspace=0.04, hspace=0.04
+    )
+    for r, (_, _, prompt) in enumerate(prompts):
         if samples and len(samples.get(prompt, ())) >= per_prompt:
             images = samples[prompt][:per_prompt]
         else:
@@ -497,8 +511,13 @@ def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, 
                               fontsize=7, rotation=0, ha="right", va="center", wrap=True)
     axes[0, 0].set_title("generated", color="orange", fontsize=8, loc="left")
     axes[0, per_prompt].set_title("real phantoms", color="cyan", fontsize=8, loc="left")
-    figure.suptitle(f"{title}\ngenerated: {steps} DDIM steps, CFG {guidance_scale:g}, seed {seed}; "
-                    "synthetic, research use only", color="white", fontsize=7, y=1 - 0.05 / height, va="top")
+    figure.suptitle(
+        f"{title}\ngenerated: {steps} DDIM steps, CFG {guidance_scale:g}, seed {seed}; synthetic, research use only",
+        color="white",
+        fontsize=7,
+        y=1 - 0.05 / height,
+        va="top",
+    )
     figure.savefig(out, dpi=110, facecolor="black")
     plt.close(figure)
     return out
@@ -513,21 +532,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a candidate VAE folder (or a folder holding vae/) measured beside the bundled one: its "
                              "round trip, and its decode of the very same generated latents ({domain} is replaced)")
     parser.add_argument("--round-trip-only", action="store_true", help="only the VAE round trip (no generation)")
-    parser.add_argument("--oracle", default=None, metavar="DIR",
-                        help="read the samples with this oracle folder (an independent judge) instead of the bundled one")
-    parser.add_argument("--attributes", nargs="+", default=(), metavar="NAME",
-                        help="only these attributes' rows (e.g. ink), not for --write-card")
-    parser.add_argument("--paraphrases", action="store_true",
-                        help="only the table of prompts worded unlike the training captions (bench.paraphrases)")
-    parser.add_argument("--device-kinds", action="store_true",
-                        help="CXR: only the device-kind table: each kind asked alone, which kinds are drawn")
-    parser.add_argument("--sheet", default=None, metavar="PNG",
-                        help="also write a contact sheet: each prompt's samples beside real phantoms that fit it "
-                             "({domain} in the path is replaced by the domain)")
-    parser.add_argument("--write-card", action="store_true",
-                        help="store each prompt's figures, the FD and the VAE round trip in the model's card "
-                             "(medviz.json and README.md; the Generate tab shows them before it runs): a full run at "
-                             "the bench's default settings only")
+    parser.add_argument(
+        "--oracle",
+        default=None,
+        metavar="DIR",
+        help="read the samples with this oracle folder (an independent judge) instead of the bundled one",
+    )
+    parser.add_argument(
+        "--attributes",
+        nargs="+",
+        default=(),
+        metavar="NAME",
+        help="only these attributes' rows (e.g. ink), not for --write-card",
+    )
+    parser.add_argument(
+        "--paraphrases",
+        action="store_true",
+        help="only the table of prompts worded unlike the training captions (bench.paraphrases)",
+    )
+    parser.add_argument(
+        "--device-kinds",
+        action="store_true",
+        help="CXR: only the device-kind table: each kind asked alone, which kinds are drawn",
+    )
+    parser.add_argument(
+        "--sheet",
+        default=None,
+        metavar="PNG",
+        help="also write a contact sheet: each prompt's samples beside real phantoms that fit it "
+        "({domain} in the path is replaced by the domain)",
+    )
+    parser.add_argument(
+        "--write-card",
+        action="store_true",
+        help="store each prompt's figures, the FD and the VAE round trip in the model's card "
+        "(medviz.json and README.md; the Generate tab shows them before it runs): a full run at "
+        "the bench's default settings only",
+    )
     add_common(parser)
 
 

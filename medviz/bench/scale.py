@@ -97,8 +97,26 @@ def bench_training(work: Path, steps: int, processes: list[int]) -> dict:
     for count in processes:
         out = work / f"classifier-{count}"
         shutil.rmtree(out, ignore_errors=True)
-        run = launch(["-m", "medviz.train", "classifier", "--domain", "cxr", "--out", str(out), "--target",
-                      "pleural_effusion", "--spurious", "support_devices", "--steps", str(steps), "--workers", "1"], count)
+        run = launch(
+            [
+                "-m",
+                "medviz.train",
+                "classifier",
+                "--domain",
+                "cxr",
+                "--out",
+                str(out),
+                "--target",
+                "pleural_effusion",
+                "--spurious",
+                "support_devices",
+                "--steps",
+                str(steps),
+                "--workers",
+                "1",
+            ],
+            count,
+        )
         _checked(run, f"classifier training with {count} process(es)")
         scale = json.loads((out / CARD).read_text())["scale"]
         samples = scale["steps"] * scale["effective_batch"]

@@ -79,11 +79,17 @@ def write_strips(model, folder: str, config: TraverseBenchConfig, seeds: tuple[i
     requests = {f"traverse_slider_{t}": TraverseConfig(kind="slider", target=t, seeds=seeds, frames=config.frames,
                                                        steps=config.steps, alpha_range=(0.0, config.alpha_max))
                 for t in SLIDER_TARGETS}
-    requests["traverse_prompt_switch_pleural_effusion"] = TraverseConfig(kind="prompt_switch", target="pleural_effusion",
-                                                                         seeds=seeds, frames=config.frames, steps=config.steps)
-    requests["traverse_interpolate"] = TraverseConfig(kind="interpolate", target="pleural_effusion",
-                                                      prompt="Chest X-ray of a female patient showing pleural effusion",
-                                                      seeds=seeds, frames=config.frames, steps=config.steps)
+    requests["traverse_prompt_switch_pleural_effusion"] = TraverseConfig(
+        kind="prompt_switch", target="pleural_effusion", seeds=seeds, frames=config.frames, steps=config.steps
+    )
+    requests["traverse_interpolate"] = TraverseConfig(
+        kind="interpolate",
+        target="pleural_effusion",
+        prompt="Chest X-ray of a female patient showing pleural effusion",
+        seeds=seeds,
+        frames=config.frames,
+        steps=config.steps,
+    )
     for name, request in requests.items():
         result = traverse(model, request)
         path = str(Path(folder) / f"{name}.png")
@@ -94,10 +100,14 @@ def write_strips(model, folder: str, config: TraverseBenchConfig, seeds: tuple[i
 
 def print_table(result: dict) -> None:
     c = result["config"]
-    print(f"\ntraverse bench: {c['model']}, {c['seeds']} seeds per slider (half female, half male context), "
-          f"{c['frames']} frames, alpha 0..{c['alpha_max']}, {c['steps']} DDIM steps, start step {c['start_step']}, "
-          f"conditional {c['conditional']}")
-    print(f"{'slider':<18}{'median Spearman':>16}{'CFRT':>7}{'median leak':>13}{'p90 leak':>10}{'target Δ':>10}{'s':>7}")
+    print(
+        f"\ntraverse bench: {c['model']}, {c['seeds']} seeds per slider (half female, half male context), "
+        f"{c['frames']} frames, alpha 0..{c['alpha_max']}, {c['steps']} DDIM steps, start step {c['start_step']}, "
+        f"conditional {c['conditional']}"
+    )
+    print(
+        f"{'slider':<18}{'median Spearman':>16}{'CFRT':>7}{'median leak':>13}{'p90 leak':>10}{'target Δ':>10}{'s':>7}"
+    )
     for target, row in result["sliders"].items():
         print(f"{target:<18}{row['median_spearman']:>16.3f}{row['cfrt']:>7.3f}{row['median_leakage']:>13.4f}"
               f"{row['p90_leakage']:>10.4f}{row['median_target_change']:>10.3f}{row['seconds']:>7.0f}")

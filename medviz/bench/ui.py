@@ -14,7 +14,7 @@ from gradio_client import Client
 
 from ..models import load_model
 from ..ui.common import Job
-from ..ui.layout import build_demo
+from ..ui.layout import build_demo, serve
 from ..ui.session import ModelRegistry
 from ..ui.tabs.traverse import TraverseRequest, compute_trajectories, frame_of, readout_figure
 from .cli import add_common, write_json
@@ -31,11 +31,9 @@ def run(repeats: int = 50, frames: int = 7) -> dict:
         readout_figure(cache, "pleural_effusion", i % frames)
         handler_ms.append(1e3 * (time.perf_counter() - tic))
     demo = build_demo(ModelRegistry("cxr-phantom", device="cpu", preloaded=model))
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, run_history=False,
-                enable_monitoring=False)
+    url = serve(demo, block=False)
     try:
-        client = Client(demo.local_url, verbose=False)
+        client = Client(url, verbose=False)
         client.predict(model_name="cxr-phantom", targets=["pleural_effusion"], frames=frames, steps=4,
                        api_name="/traverse")
         round_trip_ms = []

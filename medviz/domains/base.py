@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ class Domain:
         changes ``factors``."""
         if name.startswith("toggle "):
             attribute = self.attribute(name[len("toggle "):])
-            present = self.attributes_of(factors)[attribute.name] if factors is not None and self.attributes_of else False
+            known = factors is not None and self.attributes_of
+            present = self.attributes_of(factors)[attribute.name] if known else False
             return attribute.remove if present else attribute.add
         named = self.named_interventions()
         if name not in named:

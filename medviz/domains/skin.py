@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .base import Attribute, ClassifierPreset, Domain, register
 
 
 def _artifact(name: str, phrase: str, synonyms: tuple[str, ...], label: str | None = None, on: Any = True,
               off: Any = False) -> Attribute:
-    return Attribute(name, phrase, synonyms, label=label, factor=True, editable=True, add={name: on}, remove={name: off})
+    return Attribute(
+        name, phrase, synonyms, label=label, factor=True, editable=True, add={name: on}, remove={name: off}
+    )
 
 
 ATTRIBUTES = (

@@ -7,6 +7,6 @@ Long loops take ``progress(step, total)`` and ``should_stop()``; stopping raises
 Engines never import gradio.
 """
 
-from .common import Interrupted, SCHEDULERS, make_scheduler
+from .common import SCHEDULERS, Interrupted, make_scheduler
 
 __all__ = ["Interrupted", "SCHEDULERS", "make_scheduler"]

@@ -26,18 +26,18 @@ import io
 import math
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 
 from .. import domains
 from ..classifiers import AuditedClassifier
-from .guard import check_domain
 from ..phantoms import get_domain
 from ..phantoms.effects import link_parameters, true_pair
 from .common import Progress, ShouldStop, StepControl, model_rgb
 from .counterfactual import EditConfig, counterfactual, measured_edit
+from .guard import check_domain
 
 UNITS = "probability points of the audited label's score (0..1): mean of score(with) - score(without)"
 #: A classifier is flagged when its estimated reliance reaches this: halfway between the true reliance we call a
@@ -241,8 +241,9 @@ def make_counterfactuals(model, images: Sequence[AuditImage], config: AuditConfi
     parameters = {"spurious": config.spurious, "target": config.target, "seed": config.seed,
                   "domain_check": config.domain_check, "model": model.name, "edit": asdict(config.edit),
                   "images": len(images)}
-    return Counterfactuals(kept, excluded, config.spurious, config.target, passes, time.perf_counter() - tic, parameters,
-                           faithfulness)
+    return Counterfactuals(
+        kept, excluded, config.spurious, config.target, passes, time.perf_counter() - tic, parameters, faithfulness
+    )
 
 
 def _switch(model, pixels: np.ndarray, attribute: str, present: bool | None, edit: EditConfig,
@@ -254,11 +255,24 @@ def _switch(model, pixels: np.ndarray, attribute: str, present: bool | None, edi
         present = readout.get(attribute, 0.0) >= 0.5
     action = "remove" if present else "add"
     if unfaithful(skip, action, attribute):
-        return Switch(attribute, action, model_rgb(pixels, model.image_size), None,
-                      f"not run: '{action} {attribute}' is unfaithful on this model", 0, ran=False)
-    result = counterfactual(model, pixels, replace(edit, add=() if present else (attribute,),
-                                                   remove=(attribute,) if present else ()), should_stop=should_stop)
-    rgb = result.counterfactual if result.counterfactual.ndim == 3 else np.repeat(result.counterfactual[..., None], 3, -1)
+        return Switch(
+            attribute,
+            action,
+            model_rgb(pixels, model.image_size),
+            None,
+            f"not run: '{action} {attribute}' is unfaithful on this model",
+            0,
+            ran=False,
+        )
+    result = counterfactual(
+        model,
+        pixels,
+        replace(edit, add=() if present else (attribute,), remove=(attribute,) if present else ()),
+        should_stop=should_stop,
+    )
+    rgb = (
+        result.counterfactual if result.counterfactual.ndim == 3 else np.repeat(result.counterfactual[..., None], 3, -1)
+    )
     passed = result.effect.passed if result.effect is not None else None
     verdict = result.effect.verdict if result.effect is not None else "no oracle to check the edit"
     return Switch(attribute, action, rgb.astype(np.float32), passed, verdict, result.unet_passes)
@@ -350,7 +364,11 @@ def _subgroups(images, scores: np.ndarray, target: str, spurious: str):
     rows = []
     for has_target in (False, True):
         for has_spurious in (False, True):
-            index = [i for i in known if images[i].labels[target] == has_target and images[i].labels[spurious] == has_spurious]
+            index = [
+                i
+                for i in known
+                if images[i].labels[target] == has_target and images[i].labels[spurious] == has_spurious
+            ]
             if not index:
                 continue
             predicted = scores[index] >= 0.5
@@ -397,8 +415,10 @@ def _warnings(made: Counterfactuals, excluded: dict, reliance: Estimate, spuriou
         left = sum(1 for p in spurious_pairs if p["action"] == action and p["passed"] is not False and not p["used"])
         if left:
             value = made.faithfulness[f"{action} {made.spurious}"]
-            out.append(f"On this model the '{action} {made.spurious}' edit rarely looks like the true counterfactual "
-                       f"(counterfactual bench: faithful in {value:.0%}): its {left} edits are left out of the reliance.")
+            out.append(
+                f"On this model the '{action} {made.spurious}' edit rarely looks like the true counterfactual "
+                f"(counterfactual bench: faithful in {value:.0%}): its {left} edits are left out of the reliance."
+            )
     total = len(made.images) + len(made.excluded)
     if made.excluded:
         out.append(f"{len(made.excluded)} of {total} images were left out: outside the model's domain.")

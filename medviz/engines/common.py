@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
 from ..io import as_rgb, to_uint8
 
-Progress = Optional[Callable[[int, int], None]]      # progress(done, total)
-ShouldStop = Optional[Callable[[], bool]]            # True -> stop at the next step
+Progress = Callable[[int, int], None] | None        # progress(done, total)
+ShouldStop = Callable[[], bool] | None               # True -> stop at the next step
 
 #: Sampler name -> (diffusers class name, config overrides). Built with ``from_config`` from the model's
 #: own scheduler config, so the noise schedule the model was trained with carries over.
@@ -20,6 +20,9 @@ SCHEDULERS = {
     "DPM-Solver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
     "Euler ancestral": ("EulerAncestralDiscreteScheduler", {}),
 }
+
+#: Schedulers the engines use inside, never offered as a sampler: DDIM inversion (Song et al. 2021, run backwards).
+INTERNAL_SCHEDULERS = {"DDIM inverse": ("DDIMInverseScheduler", {})}
 
 #: Samplers whose step is a deterministic function of (x_t, eps): the only ones a branching
 #: trajectory (traverse) can share between branches.
@@ -30,14 +33,32 @@ class Interrupted(RuntimeError):
     """The user stopped a running engine; nothing partial is returned."""
 
 
-def make_scheduler(name: str, base_config):
-    """A fresh scheduler of kind ``name`` from the model's scheduler config (never mutates the model)."""
+def make_scheduler(name: str, base_config, steps: int | None = None, device=None):
+    """A fresh scheduler of kind ``name`` from the model's scheduler config (never mutates the model), with its
+    timesteps set when ``steps`` is given."""
     import diffusers
 
-    if name not in SCHEDULERS:
+    if name not in SCHEDULERS and name not in INTERNAL_SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
-    class_name, overrides = SCHEDULERS[name]
-    return getattr(diffusers, class_name).from_config(base_config, **overrides)
+    class_name, overrides = {**SCHEDULERS, **INTERNAL_SCHEDULERS}[name]
+    scheduler = getattr(diffusers, class_name).from_config(base_config, **overrides)
+    if steps is not None:
+        scheduler.set_timesteps(steps, device=device)
+    return scheduler
+
+
+def forward_noise(alphas_cumprod, latents, noise, timesteps):
+    """DDPM's forward process (Ho et al. 2020, eq. 4): sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, in float32.
+
+    Args:
+        alphas_cumprod: (T,) the scheduler's abar; latents: (1 or B, C, h, w) x_0; noise: (B, C, h, w) eps;
+        timesteps: (B,) ints.
+    Returns (B, C, h, w) in the latents' dtype. Any scheduler has the alphas, so any sampler noises alike.
+    """
+    import torch
+
+    abar = alphas_cumprod.to(device=latents.device, dtype=torch.float32)[timesteps.long()].view(-1, 1, 1, 1)
+    return (abar.sqrt() * latents.float() + (1 - abar).sqrt() * noise.float()).to(latents.dtype)
 
 
 def setting_differences(measured: dict, config) -> dict:
@@ -154,10 +175,20 @@ def encode_image(pipe, pixels: np.ndarray, size: int):
 
 def encode_rgb(pipe, rgb: np.ndarray):
     """float32 (H, W, 3) in [0, 1] -> the VAE latent mean (1, C, h, w), scaled as in training."""
+    return vae_means(pipe, vae_input(pipe, rgb[None])) * pipe.vae.config.scaling_factor
+
+
+def vae_input(pipe, rgb: np.ndarray):
+    """float32 (N, H, W, 3) in [0, 1] -> (N, 3, H, W) in [-1, 1] on the VAE's device and dtype: the model boundary."""
     import torch
 
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None] * 2 - 1     # model boundary: [-1, 1]
-    tensor = tensor.to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2) * 2 - 1
+    return tensor.to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+
+
+def vae_means(pipe, x):
+    """(N, 3, H, W) in [-1, 1] -> the VAE posterior means (N, C, h, w), unscaled (as the decoder takes them)."""
+    import torch
+
     with torch.no_grad():
-        latent = pipe.vae.encode(tensor).latent_dist.mean
-    return latent * pipe.vae.config.scaling_factor
+        return pipe.vae.encode(x).latent_dist.mean

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .. import domains
-from .guard import DomainCheck, check_domain
+from ..card import edit_phrase, edit_record
 from ..prompts import describe
-from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, encode_rgb, model_rgb,
-                     new_seed, setting_differences)
+from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, encode_rgb, forward_noise,
+                     make_scheduler, model_rgb, new_seed, setting_differences)
+from .guard import DomainCheck, check_domain
 
 INVERSIONS = ("edit_friendly", "ddim")
 MASK_MODES = ("none", "auto", "painted")
@@ -99,7 +100,7 @@ class EditConfig:
     batch_size: int = 16
     domain_check: bool = True
 
-    def for_domain(self, domain: str | None) -> "EditConfig":
+    def for_domain(self, domain: str | None) -> EditConfig:
         """This request with the domain's defaults (``edit_defaults``) wherever it gave ``None``."""
         defaults = edit_defaults(domain)
         only_adds = bool(self.add) and not self.remove and self.target_prompt is None
@@ -169,8 +170,9 @@ class EditResult:
     measured: dict | None = None       # this kind of edit as the counterfactual bench measured it on this model
                                        # (``measured_edit``), None where it was not
     warnings: tuple[str, ...] = ()     # what a user should know first: an image outside the model's domain, an edit
-                                       # that did not do what was asked, the bench's shortfalls, an edit that changed nothing
-    domain_check: DomainCheck | None = None   # None: not run (``EditConfig.domain_check`` False)
+                                       # that did not do what was asked, the bench's shortfalls, an edit that
+                                       # changed nothing
+    domain_check: DomainCheck | None = None  # None: not run (``EditConfig.domain_check`` False)
     effect: EffectCheck | None = None  # None: nothing to check (no oracle, or a free target prompt)
 
 
@@ -229,13 +231,12 @@ def measured_edit(card: dict, config: EditConfig) -> dict | None:
     names = config.add or config.remove
     if config.target_prompt is not None or len(names) != 1 or (config.add and config.remove):
         return None
-    action = "add" if config.add else "remove"
-    for edit, record in (card or {}).get("edit_bench", {}).items():
-        if record["action"] == action and names[0] in record["attributes"]:
-            differences = setting_differences(record["settings"], config)
-            return {**record, "edit": edit, "differences": differences, "same_settings": not differences,
-                    "warnings": _shortfalls(record)}
-    return None
+    record = edit_record(card, "add" if config.add else "remove", names[0])
+    if record is None:
+        return None
+    differences = setting_differences(record.settings, config)
+    return {**record.figures, "edit": record.edit, "phrase": edit_phrase(record.figures, (card or {}).get("domain")),
+            "differences": differences, "same_settings": not differences, "warnings": _shortfalls(record.figures)}
 
 
 #: What a benched edit that misses a bar does.
@@ -320,10 +321,10 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
     control = StepControl(total=n_edit * 2 + mask_calls, progress=progress, should_stop=should_stop)
     control.check()
     device, dtype = pipe._execution_device, pipe.unet.dtype
-    x0 = encode_rgb(pipe, rgb).to(dtype)                                          # (1, C, h, w)
-    embeds = encode_prompts(pipe, [source, target]).to(dtype)                 # (2, T, D), once
-    scheduler = _scheduler(pipe, "DDIMScheduler", config.steps)
-    timesteps = scheduler.timesteps[config.steps - n_edit:]                   # descending, the edited part
+    x0 = encode_rgb(pipe, rgb).to(dtype)  # (1, C, h, w)
+    embeds = encode_prompts(pipe, [source, target]).to(dtype)  # (2, T, D), once
+    scheduler = make_scheduler("DDIM", pipe.scheduler.config, config.steps, pipe._execution_device)
+    timesteps = scheduler.timesteps[config.steps - n_edit :]  # descending, the edited part
 
     if config.inversion == "edit_friendly":
         trajectory, noise_maps, score, passes = _edit_friendly_inversion(
@@ -368,33 +369,52 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
     difference = (channel_mean(decoded) - channel_mean(rgb)).astype(np.float32)
     l1_in, l1_out, ssim_in, ssim_out = change_metrics(rgb, decoded, pixel_mask)
     effect = effect_check(config, readout_before, readout_after)
-    parameters = {**asdict(config), "seed": seed, "source_prompt": source, "target_prompt": target,
-                  "model": model.name, "engine": "counterfactual", "image_size": size,
-                  "input_size": list(np.asarray(image).shape[:2]),
-                  "domain_check": checked.record() if checked else None, "effect_check": effect.record() if effect else None}
+    parameters = {
+        **asdict(config),
+        "seed": seed,
+        "source_prompt": source,
+        "target_prompt": target,
+        "model": model.name,
+        "engine": "counterfactual",
+        "image_size": size,
+        "input_size": list(np.asarray(image).shape[:2]),
+        "domain_check": checked.record() if checked else None,
+        "effect_check": effect.record() if effect else None,
+    }
     measured = measured_edit(model.card, config)
     warnings = [checked.warning] if checked is not None and checked.warning else []
     if effect is not None and not effect.passed:
         warnings.append(effect.verdict)
     warnings += list((measured or {}).get("warnings", ()))
     if restrict and not edited.any():
-        warnings.append(f"The edit changed no pixel by more than the change threshold {config.change_threshold:g}: the "
-                        "result is the input; try a higher guidance or strength, or a lower threshold.")
-    return EditResult(input=np.ascontiguousarray(shown_input, np.float32),
-                      counterfactual=np.ascontiguousarray(shown_output, np.float32), difference=difference,
-                      mask=pixel_mask, edited=edited, mask_score=mask_score, source_prompt=source, target_prompt=target,
-                      readout_before=readout_before, readout_after=readout_after, l1_inside=l1_in,
-                      l1_outside=l1_out, ssim_inside=ssim_in, ssim_outside=ssim_out, unet_passes=passes,
-                      seconds=time.perf_counter() - tic, seed=seed, parameters=parameters,
-                      measured=measured, warnings=tuple(warnings), domain_check=checked, effect=effect)
-
-
-def _scheduler(pipe, class_name: str, steps: int):
-    import diffusers
-
-    scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config)
-    scheduler.set_timesteps(steps, device=pipe._execution_device)
-    return scheduler
+        warnings.append(
+            f"The edit changed no pixel by more than the change threshold {config.change_threshold:g}: the "
+            "result is the input; try a higher guidance or strength, or a lower threshold."
+        )
+    return EditResult(
+        input=np.ascontiguousarray(shown_input, np.float32),
+        counterfactual=np.ascontiguousarray(shown_output, np.float32),
+        difference=difference,
+        mask=pixel_mask,
+        edited=edited,
+        mask_score=mask_score,
+        source_prompt=source,
+        target_prompt=target,
+        readout_before=readout_before,
+        readout_after=readout_after,
+        l1_inside=l1_in,
+        l1_outside=l1_out,
+        ssim_inside=ssim_in,
+        ssim_outside=ssim_out,
+        unet_passes=passes,
+        seconds=time.perf_counter() - tic,
+        seed=seed,
+        parameters=parameters,
+        measured=measured,
+        warnings=tuple(warnings),
+        domain_check=checked,
+        effect=effect,
+    )
 
 
 def _ddpm_mean(scheduler, eps, t, latents):
@@ -416,9 +436,8 @@ def _edit_friendly_inversion(pipe, scheduler, x0, timesteps, embeds, config: Edi
     n_edit = len(timesteps)
     generator = torch.Generator("cpu").manual_seed(seed)
     noise = torch.randn((n_edit, *x0.shape[1:]), generator=generator).to(device=x0.device, dtype=torch.float32)
-    abar = scheduler.alphas_cumprod.to(x0.device)[timesteps.long()].view(-1, 1, 1, 1).float()
-    copies = (abar.sqrt() * x0.float() + (1 - abar).sqrt() * noise).to(x0.dtype)          # eq. 6
-    trajectory = torch.cat([copies, x0])                                                 # x_{t_0} .. x_{t_last}, x_0
+    copies = forward_noise(scheduler.alphas_cumprod, x0, noise, timesteps)  # eq. 6
+    trajectory = torch.cat([copies, x0])  # x_{t_0} .. x_{t_last}, x_0
     # DiffEdit's draws: the copies whose t is nearest to mask_t * T also get the target prompt.
     train_t = scheduler.config.num_train_timesteps
     order = np.argsort(np.abs(timesteps.cpu().numpy() - config.mask_t * train_t), kind="stable")
@@ -456,7 +475,7 @@ def _ddim_inversion(pipe, x0, steps: int, n_edit: int, source_embeds, control: S
     """
     import torch
 
-    inverse = _scheduler(pipe, "DDIMInverseScheduler", steps)
+    inverse = make_scheduler("DDIM inverse", pipe.scheduler.config, steps, pipe._execution_device)
     latents = x0
     path = [x0]
     for t in inverse.timesteps[:n_edit]:
@@ -509,14 +528,24 @@ def _masks(config: EditConfig, score, painted, latent_size: int, size: int, devi
         latent_np = binary_dilation(scaled > config.mask_threshold, iterations=cells)
         latent = torch.from_numpy(latent_np.astype(np.float32))
         pixel = F.interpolate(latent[None, None], size=(size, size), mode="nearest")[0, 0].numpy() > 0.5
-        mask_score = F.interpolate(torch.from_numpy(scaled.astype(np.float32))[None, None], size=(size, size),
-                                   mode="bilinear", align_corners=False)[0, 0].numpy().astype(np.float32)
+        mask_score = (
+            F.interpolate(
+                torch.from_numpy(scaled.astype(np.float32))[None, None],
+                size=(size, size),
+                mode="bilinear",
+                align_corners=False,
+            )[0, 0]
+            .numpy()
+            .astype(np.float32)
+        )
     else:
         from PIL import Image
 
         user = np.asarray(painted, dtype=np.float32)
         user = user if user.ndim == 2 else user.max(-1)
-        pixel = np.asarray(Image.fromarray((user > 0.5).astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+        pixel = (
+            np.asarray(Image.fromarray((user > 0.5).astype(np.uint8) * 255).resize((size, size), Image.NEAREST)) > 127
+        )
         # A latent cell is edited when any of its pixels is painted.
         latent = F.adaptive_max_pool2d(torch.from_numpy(pixel.astype(np.float32))[None, None], latent_size)[0, 0]
         mask_score = None
@@ -559,7 +588,8 @@ def latent_cells(latent_size: int) -> int:
 
 
 def seam_ramps(size: int) -> tuple[float, float]:
-    """The composite's seam, px: (inside a mask of latent cells, inside the pixels the edit changed): 4 and 2 at 128 px."""
+    """The composite's seam, px: (inside a mask of latent cells, inside the pixels the edit changed): 4 and 2 at
+    128 px."""
     return size / 32, size / 64
 
 

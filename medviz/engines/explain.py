@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import domains
-from .guard import DomainCheck, check_domain
+from ..card import DEFAULT_T_RANGE, Calibration, calibration
 from ..prompts import class_prompts
-from .common import (Progress, ShouldStop, StepControl, encode_image, encode_prompts, predict_noise,
+from .common import (Progress, ShouldStop, StepControl, encode_image, encode_prompts, forward_noise, predict_noise,
                      setting_differences)
+from .guard import DomainCheck, check_domain
+
 
 def preset_names(domain: str | None) -> list[str]:
     """The diffusion-classifier presets of a domain (none for an unknown domain)."""
@@ -43,7 +45,6 @@ def preset(domain: str | None, task: str) -> tuple[tuple[str, ...], tuple] | Non
 
 WEIGHTINGS = ("disagreement", "uniform")
 DECISIONS = ("vote", "mean_error")
-DEFAULT_T_RANGE = (20, 980)          # the training schedule's timesteps the trials stratify over
 DEFAULT_TRIALS = 21                  # N where a model card has no fit for the task (see ExplainConfig.trials)
 
 
@@ -252,25 +253,22 @@ def calibrated_settings(model, task: str, weighting: str | None = None) -> dict:
     ``trials`` is the N the threshold was fitted at: "k of N votes" is exact only at that N (and with the
     card's seed, on exactly the tuning draws); at another N the same share is the nearest reading. A card
     may instead name an N a classify bench measured that share at on held-out phantoms
-    (``medviz.cards.record_engine_trials``; the fit's own N is then ``trials_run``). With
+    (``medviz.bench.cards.record_engine_trials``; the fit's own N is then ``trials_run``). With
     ``weighting=None`` the card's own weighting is used; a fit is applied only under the weighting it was
     fitted with, so an explicitly different rule (or a card with no fit for the task: any user checkpoint)
     gets the plain majority over the whole schedule at the default N. A checkpoint is never given another
     model's fit.
     """
-    entry = _calibration_entry(model, task)
-    fitted = entry.get("weighting", "disagreement")
-    if not entry or (weighting is not None and weighting != fitted):
+    fit = _fit(model, task)
+    if fit is None or (weighting is not None and weighting != fit.weighting):
         return {"weighting": weighting or "disagreement", "t_range": DEFAULT_T_RANGE, "vote_threshold": 0.5,
                 "decision": "vote", "trials": DEFAULT_TRIALS}
-    return {"weighting": fitted, "t_range": tuple(int(t) for t in entry.get("t_range", DEFAULT_T_RANGE)),
-            "vote_threshold": float(entry.get("vote_threshold", 0.5)), "decision": entry.get("decision", "vote"),
-            "trials": int(entry.get("trials", DEFAULT_TRIALS))}
+    return {"weighting": fit.weighting, "t_range": fit.t_range, "vote_threshold": fit.vote_threshold,
+            "decision": fit.decision, "trials": fit.trials}
 
 
-def _calibration_entry(model, task: str) -> dict:
-    card = getattr(model, "card", None) or {}
-    return card.get("explain_calibration", {}).get(task, {})
+def _fit(model, task: str) -> Calibration | None:
+    return calibration(getattr(model, "card", None) or {}, task, DEFAULT_TRIALS)
 
 
 def fitted_trials(model, task: str) -> int | None:
@@ -279,10 +277,8 @@ def fitted_trials(model, task: str) -> int | None:
     "k of N votes" is exact only at this N; ``calibrated_settings``'s ``trials`` is the N to run, which a
     classify bench may have moved to another N at the same share (``trials_run`` then keeps the fit's N).
     """
-    entry = _calibration_entry(model, task)
-    if not entry:
-        return None
-    return int(entry.get("trials_run", entry.get("trials", DEFAULT_TRIALS)))
+    fit = _fit(model, task)
+    return None if fit is None else fit.trials_run
 
 
 def measured_classifier(model, task: str, config: ExplainConfig) -> dict | None:
@@ -294,8 +290,8 @@ def measured_classifier(model, task: str, config: ExplainConfig) -> dict | None:
     ``differences`` ({setting: (measured at, this request)} over trials, weighting, t_range, vote_threshold
     and decision) and ``same_settings``.
     """
-    entry = _calibration_entry(model, task)
-    record = entry.get("engine_trials_bench")
+    fit = _fit(model, task)
+    record = fit.engine_trials_bench if fit is not None else None
     prompts = preset(getattr(model, "domain", None), task)
     if not record or prompts is None or tuple(config.prompts) != tuple(prompts[1]):
         return None
@@ -331,7 +327,6 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
     device, dtype = pipe._execution_device, pipe.unet.dtype
     latent = encode_image(pipe, image, size).to(dtype)                            # (1, C, h, w), once
     prompts = encode_prompts(pipe, flat_prompts).to(dtype)                        # (P, T, D), once
-    alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
     timesteps, all_noise = trial_draws(config, latent.shape[1:])
     errors, maps, votes = [], [], np.zeros(classes, np.int64)
     # Sum over trials of the per-pixel disagreement between every two classes' chosen prompts.
@@ -344,8 +339,7 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
         chunk = timesteps[done:done + n]
         noise = all_noise[done:done + n].to(device=device, dtype=dtype)
         t = torch.as_tensor(chunk, device=device)
-        abar = alphas[t].view(n, 1, 1, 1)
-        noisy = (abar.sqrt() * latent.float() + (1 - abar).sqrt() * noise.float()).to(dtype)
+        noisy = forward_noise(pipe.scheduler.alphas_cumprod, latent, noise, t)
         # Every prompt of every trial in the chunk: (n * P) samples, trial-major.
         predicted = predict_noise(pipe.unet, noisy.repeat_interleave(width, 0), t.repeat_interleave(width),
                                   prompts.repeat(n, 1, 1))
@@ -394,11 +388,26 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
                             torch.zeros_like(pixel_difference[0]), size)
     parameters = {**asdict(config), "labels": labels, "model": model.name, "engine": "explain",
                   "domain_check": checked.record() if checked else None}
-    return ExplainResult(labels=labels, predicted=predicted, predicted_vote=predicted_vote, predicted_mean_error=predicted_mean,
-                         runner_up=runner_up, vote_fractions=fractions.astype(np.float64), vote_entropy=entropy, z_score=z_score,
-                         errors=errors_all, timesteps=timesteps[:done], explanation_map=explanation,
-                         evidence_map=evidence, uncertainty_map=uncertainty, trials_run=done, unet_passes=done * width,
-                         seconds=time.perf_counter() - tic, parameters=parameters, domain_check=checked)
+    return ExplainResult(
+        labels=labels,
+        predicted=predicted,
+        predicted_vote=predicted_vote,
+        predicted_mean_error=predicted_mean,
+        runner_up=runner_up,
+        vote_fractions=fractions.astype(np.float64),
+        vote_entropy=entropy,
+        z_score=z_score,
+        errors=errors_all,
+        timesteps=timesteps[:done],
+        explanation_map=explanation,
+        evidence_map=evidence,
+        uncertainty_map=uncertainty,
+        trials_run=done,
+        unet_passes=done * width,
+        seconds=time.perf_counter() - tic,
+        parameters=parameters,
+        domain_check=checked,
+    )
 
 
 def trial_class_errors(predictions, noise, sets: tuple[tuple[str, ...], ...], weighting: str):
@@ -454,8 +463,11 @@ def per_class(values, chosen):
 def _upsample(grid, size: int) -> np.ndarray:
     import torch.nn.functional as F
 
-    return F.interpolate(grid[None, None].float(), size=(size, size), mode="bilinear",
-                         align_corners=False)[0, 0].numpy().astype(np.float32)
+    return (
+        F.interpolate(grid[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+        .numpy()
+        .astype(np.float32)
+    )
 
 
 def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple[int, int, float]:
@@ -470,15 +482,13 @@ def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple
     tic = time.perf_counter()
     device, dtype = pipe._execution_device, pipe.unet.dtype
     latent = encode_image(pipe, image, model.image_size).to(dtype)
-    alphas = pipe.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
     timesteps, all_noise = trial_draws(config, latent.shape[1:])
     embeddings = [encode_prompts(pipe, [p]).to(dtype) for group in config.prompt_sets for p in group]  # once
     votes = np.zeros(len(config.prompt_sets), np.int64)
     passes = 0
     for t_value, noise in zip(timesteps, all_noise.to(device=device, dtype=dtype)):   # the engine's draws
         t = torch.as_tensor([t_value], device=device)
-        abar = alphas[t].view(1, 1, 1, 1)
-        noisy = (abar.sqrt() * latent.float() + (1 - abar).sqrt() * noise[None].float()).to(dtype)
+        noisy = forward_noise(pipe.scheduler.alphas_cumprod, latent, noise[None], t)
         predictions = []
         for embeds in embeddings:                                                    # one prompt per UNet call
             with torch.no_grad():
@@ -487,6 +497,9 @@ def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple
         trial_errors, _, _ = trial_class_errors(torch.stack(predictions, 1), noise[None].float().cpu(),
                                                 config.prompt_sets, config.weighting)
         votes[int(trial_errors[0].argmin())] += 1
-    winner = (0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1) if len(votes) == 2 else \
-        int(np.argmax(votes))
+    winner = (
+        (0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1)
+        if len(votes) == 2
+        else int(np.argmax(votes))
+    )
     return winner, passes, time.perf_counter() - tic

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import domains
+from ..card import prompt_bench
 from ..prompts import prompt_attributes
 from .common import Progress, ShouldStop, StepControl, make_scheduler, new_seed, setting_differences
 
@@ -87,16 +88,16 @@ def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> d
     ``differences`` ({setting: (measured at, this run)} for steps, guidance scale, scheduler and negative
     prompt), ``same_settings``, and the record's ``n``, ``bars`` and ``date``.
     """
-    record = (card or {}).get("models_bench")
-    if not record or domains.find(domain) is None:
+    record = prompt_bench(card)
+    if record is None or domains.find(domain) is None:
         return None
     named = prompt_attributes(config.prompt, domain)
     vocabulary = domains.get(domain)
     rows, unmeasured, shortfalls = [], [], []
-    bars = record["bars"]
+    bars = record.bars
     for attribute, wanted in named.items():
         asked = vocabulary.attribute(attribute)
-        row = next((r for r in record["rows"] if r["attribute"] == attribute and r["wanted"] == wanted), None)
+        row = next((r for r in record.rows if r["attribute"] == attribute and r["wanted"] == wanted), None)
         if row is None:
             unmeasured.append(asked.phrase)
             continue
@@ -104,19 +105,33 @@ def measured_prompt(card: dict, domain: str | None, config: GenerateConfig) -> d
         rows.append({**row, "phrase": phrase})
         if row["agreement"] < bars["agreement"]:
             # A head attribute's absence is a thing drawn too ("male"); a listed one's is a thing left out.
-            shortfalls.append(f"asked for {phrase}, it drew it in only {row['agreement']:.0%} of samples"
-                            if wanted or asked.absent is not None else
-                            f"asked for {phrase}, it still drew {asked.phrase} in {1 - row['agreement']:.0%} of samples")
+            shortfalls.append(
+                f"asked for {phrase}, it drew it in only {row['agreement']:.0%} of samples"
+                if wanted or asked.absent is not None
+                else f"asked for {phrase}, it still drew {asked.phrase} in {1 - row['agreement']:.0%} of samples"
+            )
         if row["diversity_ratio"] < bars["diversity_ratio"]:
-            shortfalls.append(f"asked for {phrase}, its samples were much alike (diversity {row['diversity_ratio']:.2f} "
-                            "of the phantoms')")
-    differences = setting_differences(record["settings"], config)
+            shortfalls.append(
+                f"asked for {phrase}, its samples were much alike (diversity {row['diversity_ratio']:.2f} "
+                "of the phantoms')"
+            )
+    differences = setting_differences(record.settings, config)
     warnings = [f"On this model, {'; '.join(shortfalls)}."] if shortfalls else []
-    return {"rows": rows, "unmeasured": unmeasured, "warnings": warnings, "differences": differences,
-            "same_settings": not differences, **{key: record[key] for key in ("n", "bars", "date")}}
+    return {
+        "rows": rows,
+        "unmeasured": unmeasured,
+        "warnings": warnings,
+        "differences": differences,
+        "same_settings": not differences,
+        "n": record.n,
+        "bars": record.bars,
+        "date": record.date,
+    }
 
 
-def generate(model, config: GenerateConfig, progress: Progress = None, should_stop: ShouldStop = None) -> GenerateResult:
+def generate(
+    model, config: GenerateConfig, progress: Progress = None, should_stop: ShouldStop = None
+) -> GenerateResult:
     """Run the stock pipeline with ``config``.
 
     Args:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .common import encode_prompts, model_rgb
+from ..card import domain_calibration
 from ..io import from_array
 from ..models import Model
+from .common import encode_prompts, forward_noise, model_rgb, vae_input, vae_means
 
 #: Timesteps of the denoising-error features (of 1000): low enough to read texture, high enough to read layout.
 TIMESTEPS = (100, 300, 600)
@@ -78,8 +79,8 @@ def raw_features(model: Model, images, batch: int = 16) -> dict[str, np.ndarray]
     with torch.no_grad():
         for start in range(0, len(images), batch):
             chunk = [model_rgb(from_array(image).pixels, size) for image in images[start:start + batch]]
-            x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(device, pipe.vae.dtype) * 2 - 1
-            latents = pipe.vae.encode(x).latent_dist.mean
+            x = vae_input(pipe, np.stack(chunk))
+            latents = vae_means(pipe, x)
             decoded = pipe.vae.decode(latents).sample.float().clamp(-1, 1)
             out["vae"].append(((decoded - x.float()).abs().mean((1, 2, 3)) / 2).cpu().numpy())
             latents = latents * scaling
@@ -87,9 +88,7 @@ def raw_features(model: Model, images, batch: int = 16) -> dict[str, np.ndarray]
             noise = noise.to(device, dtype)
             for t in TIMESTEPS:          # one call per timestep over the chunk; per image that is one UNet pass each
                 steps = torch.full((len(latents),), t, device=device, dtype=torch.long)
-                # DDPM's forward process (Ho et al. 2020, eq. 4), from the schedule's alphas: any scheduler has them.
-                abar = float(pipe.scheduler.alphas_cumprod[t])
-                noisy = (abar ** 0.5 * latents.float() + (1 - abar) ** 0.5 * noise.float().expand_as(latents)).to(dtype)
+                noisy = forward_noise(pipe.scheduler.alphas_cumprod, latents, noise.expand_as(latents), steps).to(dtype)
                 eps = pipe.unet(noisy, steps, encoder_hidden_states=empty.expand(len(latents), -1, -1)).sample
                 out[f"denoise@{t}"].append(((eps.float() - noise.float()) ** 2).mean((1, 2, 3)).cpu().numpy())
     return {name: np.concatenate(values) for name, values in out.items()}
@@ -122,14 +121,9 @@ def fit_threshold(calibration: dict, features: dict[str, np.ndarray], margin: fl
     return float(scores(features, calibration).max() * margin)
 
 
-def load_calibration(model: Model) -> dict | None:
-    """The model card's calibration (``domain_check`` in medviz.json), None when it has none."""
-    return model.card.get(CARD_KEY) or None
-
-
 def check_domain(model: Model, image: np.ndarray) -> DomainCheck:
     """Is ``image`` (contract float or uint8, any size) like the images the model was calibrated on?"""
-    calibration = load_calibration(model)
+    calibration = domain_calibration(model.card)
     if calibration is None:
         return DomainCheck(None, float("nan"), float("nan"), NO_CHECK)
     z = {name: float(v[0]) for name, v in standardise(raw_features(model, [image]), calibration).items()}

@@ -18,8 +18,7 @@ import numpy as np
 from .. import domains
 from ..phantoms import get_domain
 from ..prompts import attribute_prompt, start_prompt, training_caption
-from .common import (Progress, ShouldStop, StepControl, decode_latents, encode_prompts, initial_noise,
-                     make_scheduler)
+from .common import Progress, ShouldStop, StepControl, decode_latents, encode_prompts, initial_noise, make_scheduler
 
 KINDS = ("slider", "prompt_switch", "interpolate")
 
@@ -314,7 +313,8 @@ def trajectory_metrics(probabilities: np.ndarray, attributes: tuple[str, ...], t
 # The engine
 
 
-def traverse(model, config: TraverseConfig, progress: Progress = None, should_stop: ShouldStop = None) -> TraverseResult:
+def traverse(model, config: TraverseConfig, progress: Progress = None,
+             should_stop: ShouldStop = None) -> TraverseResult:
     """Compute every frame of ``config``'s trajectories (one per seed), read them and score them.
 
     Args:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -88,55 +89,153 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
         return categorical(u[1], EFFUSION_SIDES[1:], (0.4, 0.3, 0.3))
 
     variables = [
-        Variable("sex", (), lambda p, u: "F" if u[0] < 0.5 else "M", "categorical",
-                 "biological sex; F draws breast shadows", validate=check_choice("sex", ("F", "M"))),
-        Variable("age", (), lambda p, u: int(round(18 + 72 * u[0] ** 0.8)), "continuous",
-                 "age in years (18-90); lowers bone density, raises cardiomegaly risk",
-                 validate=check_range("age", 18, 90)),
-        Variable("habitus", ("sex",),
-                 lambda p, u: normal_quantile(u[0], 1.0 + (0.03 if p["sex"] == "M" else -0.03), 0.05, 0.88, 1.12),
-                 "continuous", "body build: chest width scale (0.88-1.12)",
-                 validate=check_range("habitus", 0.88, 1.12)),
-        Variable("bone_density", ("age",),
-                 lambda p, u: normal_quantile(u[0], 1.05 - 0.0075 * (p["age"] - 18), 0.06, 0.45, 1.15),
-                 "continuous", "bone mineral density (0.45-1.15), falls with age",
-                 validate=check_range("bone_density", 0.45, 1.15)),
-        Variable("cardiomegaly", ("age",), lambda p, u: bool(u[0] < 0.06 + 0.3 * (p["age"] - 18) / 72),
-                 "binary", "enlarged heart (cardiothoracic ratio > 0.5)", validate=check_bool("cardiomegaly")),
-        Variable("ctr", ("cardiomegaly",),
-                 lambda p, u: (normal_quantile(u[0], 0.58, 0.03, 0.53, 0.66) if p["cardiomegaly"]
-                               else normal_quantile(u[0], 0.43, 0.025, 0.37, 0.48)),
-                 "continuous", "cardiothoracic ratio (heart width / chest width)",
-                 validate=check_range("ctr", 0.33, 0.7)),
-        Variable("effusion", ("cardiomegaly", "age"), effusion, "categorical",
-                 "pleural effusion side: none / right / left / bilateral (patient's side)", n_noise=2,
-                 validate=check_choice("effusion", EFFUSION_SIDES)),
-        Variable("effusion_severity", ("effusion",),
-                 lambda p, u: 0.0 if p["effusion"] == "none" else round(0.15 + 0.85 * float(u[0]), 4),
-                 "continuous", "effusion size, 0 (none) to 1 (large); 0.15 only blunts the angle",
-                 validate=check_range("effusion_severity", 0.0, 1.0)),
-        Variable("support_devices", ("effusion",),
-                 lambda p, u: bool(u[0] < risk_difference_probability(
-                     device_base_rate, effusion_device_strength, p["effusion"] != "none", "support_devices")),
-                 "binary", "any support device present (CheXpert label)", validate=check_bool("support_devices")),
-        Variable("devices", ("support_devices",), _device_mechanism, "set",
-                 "which devices: pacemaker, ett (endotracheal tube), cvc (central line), ngt (NG tube)",
-                 n_noise=5, validate=_check_devices),
-        Variable("exposure", (), lambda p, u: normal_quantile(u[0], 1.0, 0.07, *ACQUISITION_RANGES["exposure"]), "continuous",
-                 "exposure: >1 darker (over-exposed), <1 brighter", validate=check_range("exposure", 0.7, 1.3)),
-        Variable("contrast", (), lambda p, u: normal_quantile(u[0], 1.0, 0.08, *ACQUISITION_RANGES["contrast"]), "continuous",
-                 "display gamma", validate=check_range("contrast", 0.7, 1.3)),
-        Variable("noise_level", (), lambda p, u: _uniform(u[0], *ACQUISITION_RANGES["noise_level"]), "continuous",
-                 "quantum noise standard deviation", validate=check_range("noise_level", 0.0, 0.06)),
-        Variable("rotation", (), lambda p, u: normal_quantile(u[0], 0.0, 1.5, *ACQUISITION_RANGES["rotation"]), "continuous",
-                 "patient rotation in the image plane, degrees", validate=check_range("rotation", -10, 10)),
-        Variable("shift_x", (), lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_x"]), "continuous",
-                 "horizontal positioning offset (image widths / 2)", validate=check_range("shift_x", -0.1, 0.1)),
-        Variable("shift_y", (), lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_y"]), "continuous",
-                 "vertical positioning offset", validate=check_range("shift_y", -0.1, 0.1)),
-        Variable("marker", (), lambda p, u: "L" if u[0] < 0.8 else "R", "categorical",
-                 "laterality marker: L on the image right (patient's left) or R on the image left",
-                 validate=check_choice("marker", ("L", "R"))),
+        Variable(
+            "sex",
+            (),
+            lambda p, u: "F" if u[0] < 0.5 else "M",
+            "categorical",
+            "biological sex; F draws breast shadows",
+            validate=check_choice("sex", ("F", "M")),
+        ),
+        Variable(
+            "age",
+            (),
+            lambda p, u: int(round(18 + 72 * u[0] ** 0.8)),
+            "continuous",
+            "age in years (18-90); lowers bone density, raises cardiomegaly risk",
+            validate=check_range("age", 18, 90),
+        ),
+        Variable(
+            "habitus",
+            ("sex",),
+            lambda p, u: normal_quantile(u[0], 1.0 + (0.03 if p["sex"] == "M" else -0.03), 0.05, 0.88, 1.12),
+            "continuous",
+            "body build: chest width scale (0.88-1.12)",
+            validate=check_range("habitus", 0.88, 1.12),
+        ),
+        Variable(
+            "bone_density",
+            ("age",),
+            lambda p, u: normal_quantile(u[0], 1.05 - 0.0075 * (p["age"] - 18), 0.06, 0.45, 1.15),
+            "continuous",
+            "bone mineral density (0.45-1.15), falls with age",
+            validate=check_range("bone_density", 0.45, 1.15),
+        ),
+        Variable(
+            "cardiomegaly",
+            ("age",),
+            lambda p, u: bool(u[0] < 0.06 + 0.3 * (p["age"] - 18) / 72),
+            "binary",
+            "enlarged heart (cardiothoracic ratio > 0.5)",
+            validate=check_bool("cardiomegaly"),
+        ),
+        Variable(
+            "ctr",
+            ("cardiomegaly",),
+            lambda p, u: (
+                normal_quantile(u[0], 0.58, 0.03, 0.53, 0.66)
+                if p["cardiomegaly"]
+                else normal_quantile(u[0], 0.43, 0.025, 0.37, 0.48)
+            ),
+            "continuous",
+            "cardiothoracic ratio (heart width / chest width)",
+            validate=check_range("ctr", 0.33, 0.7),
+        ),
+        Variable(
+            "effusion",
+            ("cardiomegaly", "age"),
+            effusion,
+            "categorical",
+            "pleural effusion side: none / right / left / bilateral (patient's side)",
+            n_noise=2,
+            validate=check_choice("effusion", EFFUSION_SIDES),
+        ),
+        Variable(
+            "effusion_severity",
+            ("effusion",),
+            lambda p, u: 0.0 if p["effusion"] == "none" else round(0.15 + 0.85 * float(u[0]), 4),
+            "continuous",
+            "effusion size, 0 (none) to 1 (large); 0.15 only blunts the angle",
+            validate=check_range("effusion_severity", 0.0, 1.0),
+        ),
+        Variable(
+            "support_devices",
+            ("effusion",),
+            lambda p, u: bool(
+                u[0]
+                < risk_difference_probability(
+                    device_base_rate, effusion_device_strength, p["effusion"] != "none", "support_devices"
+                )
+            ),
+            "binary",
+            "any support device present (CheXpert label)",
+            validate=check_bool("support_devices"),
+        ),
+        Variable(
+            "devices",
+            ("support_devices",),
+            _device_mechanism,
+            "set",
+            "which devices: pacemaker, ett (endotracheal tube), cvc (central line), ngt (NG tube)",
+            n_noise=5,
+            validate=_check_devices,
+        ),
+        Variable(
+            "exposure",
+            (),
+            lambda p, u: normal_quantile(u[0], 1.0, 0.07, *ACQUISITION_RANGES["exposure"]),
+            "continuous",
+            "exposure: >1 darker (over-exposed), <1 brighter",
+            validate=check_range("exposure", 0.7, 1.3),
+        ),
+        Variable(
+            "contrast",
+            (),
+            lambda p, u: normal_quantile(u[0], 1.0, 0.08, *ACQUISITION_RANGES["contrast"]),
+            "continuous",
+            "display gamma",
+            validate=check_range("contrast", 0.7, 1.3),
+        ),
+        Variable(
+            "noise_level",
+            (),
+            lambda p, u: _uniform(u[0], *ACQUISITION_RANGES["noise_level"]),
+            "continuous",
+            "quantum noise standard deviation",
+            validate=check_range("noise_level", 0.0, 0.06),
+        ),
+        Variable(
+            "rotation",
+            (),
+            lambda p, u: normal_quantile(u[0], 0.0, 1.5, *ACQUISITION_RANGES["rotation"]),
+            "continuous",
+            "patient rotation in the image plane, degrees",
+            validate=check_range("rotation", -10, 10),
+        ),
+        Variable(
+            "shift_x",
+            (),
+            lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_x"]),
+            "continuous",
+            "horizontal positioning offset (image widths / 2)",
+            validate=check_range("shift_x", -0.1, 0.1),
+        ),
+        Variable(
+            "shift_y",
+            (),
+            lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_y"]),
+            "continuous",
+            "vertical positioning offset",
+            validate=check_range("shift_y", -0.1, 0.1),
+        ),
+        Variable(
+            "marker",
+            (),
+            lambda p, u: "L" if u[0] < 0.8 else "R",
+            "categorical",
+            "laterality marker: L on the image right (patient's left) or R on the image left",
+            validate=check_choice("marker", ("L", "R")),
+        ),
     ]
     graph = CausalGraph(DOMAIN, variables, {
         "effusion_device_strength": effusion_device_strength, "device_base_rate": device_base_rate,
@@ -209,7 +308,7 @@ class _Frame:
         self._profile = self.profile(self.y)
         self._depth: dict[int, np.ndarray] = {}
 
-    def view(self, window: tuple[slice, slice]) -> "_Frame":
+    def view(self, window: tuple[slice, slice]) -> _Frame:
         """The same frame restricted to a window of pixels (components work only where they draw)."""
         sub = copy.copy(self)
         sub.x, sub.y, sub.u, sub._profile = self.x[window], self.y[window], self.u[window], self._profile[window]
@@ -340,7 +439,9 @@ def _mediastinum(f: _Frame, age: int) -> np.ndarray:
     for side in (-1, +1):
         along = (y + 0.28) / 0.2
         centre = side * 0.12 * np.clip(along, 0, 1) ** 0.8
-        bronchi += smoothstep(0.03, 0.018, np.abs(x - centre)) * smoothstep(-0.32, -0.26, y) * smoothstep(-0.04, -0.1, y)
+        bronchi += (
+            smoothstep(0.03, 0.018, np.abs(x - centre)) * smoothstep(-0.32, -0.26, y) * smoothstep(-0.04, -0.1, y)
+        )
     knob_r = 0.055 + 0.025 * (age - 18) / 72
     knob = smoothstep(1.0, 0.8, np.sqrt(((x - 0.09) / knob_r) ** 2 + ((y + 0.38) / (0.8 * knob_r)) ** 2))
     return -0.35 * AIR * np.maximum(trachea, bronchi) + 0.35 * AIR * knob
@@ -355,7 +456,7 @@ def _spine(f: _Frame, bone_density: float) -> np.ndarray:
     level = (y + 1.0) / 0.105
     phase = level - np.floor(level)
     body = smoothstep(0.0, 0.08, phase) * smoothstep(0.86, 0.78, phase)
-    endplate = np.exp(-((phase - 0.06) / 0.04) ** 2) + np.exp(-((phase - 0.8) / 0.04) ** 2)
+    endplate = np.exp(-(((phase - 0.06) / 0.04) ** 2)) + np.exp(-(((phase - 0.8) / 0.04) ** 2))
     pedicle = np.zeros_like(x)
     for side in (-1, +1):
         pedicle += smoothstep(1.0, 0.6, np.hypot((x - side * 0.05) / 0.018, (phase - 0.35) / 0.16))
@@ -557,8 +658,14 @@ def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
     coverage = coverage[-1] + coverage[+1]
     parts["vessels"] = (vessels, anatomy)
     heart_region = (f.y > -0.3) & (f.y < 0.95) & (f.x > -0.6) & (f.x < 0.98)
-    parts["heart"] = (_windowed(f, heart_region, _heart, factors["ctr"], lung_air[_bounds(heart_region)]), anatomy + (factors["ctr"],))
-    parts["mediastinum"] = (_windowed(f, (f.u < 0.25) & (f.y < 0.0), _mediastinum, factors["age"]), geometry + (factors["age"],))
+    parts["heart"] = (
+        _windowed(f, heart_region, _heart, factors["ctr"], lung_air[_bounds(heart_region)]),
+        anatomy + (factors["ctr"],),
+    )
+    parts["mediastinum"] = (
+        _windowed(f, (f.u < 0.25) & (f.y < 0.0), _mediastinum, factors["age"]),
+        geometry + (factors["age"],),
+    )
     parts["spine"] = (_spine(f, factors["bone_density"]), geometry + (factors["bone_density"],))
     # Broad, smooth structures are drawn at half resolution and upsampled bilinearly: it halves the
     # renderer's cost and upsampling keeps exact zeros where the component is absent.
@@ -567,7 +674,10 @@ def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
     parts["ribs"] = (ribs, anatomy + (factors["bone_density"],))
     breasts = _upsample(_windowed(half, half.y > -0.25, _breasts, factors["sex"], seed), size)
     parts["breasts"] = (breasts, anatomy + (factors["sex"],))
-    parts["stomach"] = (_windowed(f, (f.x > 0.1) & (f.x < 0.7) & (f.y > 0.3) & (f.y < 0.9), _gastric_bubble, seed), anatomy)
+    parts["stomach"] = (
+        _windowed(f, (f.x > 0.1) & (f.x < 0.7) & (f.y > 0.3) & (f.y < 0.9), _gastric_bubble, seed),
+        anatomy,
+    )
     # Fluid replaces the air still in the path, i.e. what the heart did not already displace.
     aerated = lung_air + parts["heart"][0]
     parts["effusion"] = (_effusion(f, factors["effusion"], factors["effusion_severity"], aerated, vessels),

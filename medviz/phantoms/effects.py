@@ -4,7 +4,8 @@ Also the planted link's parameters, so that classifiers, audits and benches draw
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,11 @@ def true_pair(domain: str, graph, sample: Sample, attribute: str, size: int) -> 
     other = graph.intervene(sample, **switch(domain, sample, attribute, not has))
     with_it, without = (sample, other) if has else (other, sample)
     side = max(size, 128)
-    return module.render(with_it.factors, with_it.seed, side).image, module.render(without.factors, without.seed, side).image, has
+    return (
+        module.render(with_it.factors, with_it.seed, side).image,
+        module.render(without.factors, without.seed, side).image,
+        has,
+    )
 
 
 def true_effects(domain: str, attribute: str, score: Callable[[list], np.ndarray], seeds: range, size: int,

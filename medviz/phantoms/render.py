@@ -9,12 +9,12 @@ from a pixel difference. Coordinates are normalised to [-1, 1] so a phantom look
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
-
-import zlib
+from types import MappingProxyType
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -214,7 +214,7 @@ def shrink_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 #: component name -> the seed its render noise is drawn from instead of the render seed (``redrawn``).
-_REDRAWN: ContextVar[Mapping[str, int]] = ContextVar("redrawn_components", default={})
+_REDRAWN: ContextVar[Mapping[str, int]] = ContextVar("redrawn_components", default=MappingProxyType({}))
 
 
 @contextmanager

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -27,7 +27,7 @@ def contact_sheet(domain: str, out: str | Path, seed: int = 0, size: int = 256, 
     for ax, sample in zip(axes[:2].ravel(), samples):
         ax.imshow(module.render(sample.factors, sample.seed, size).image, cmap=cmap, vmin=0, vmax=1)
         ax.set_title(module.summary(sample.factors), color="white", fontsize=8)
-    row = [("factual (seed %d)" % base.seed, base)]
+    row = [(f"factual (seed {base.seed:d})", base)]
     vocabulary = domains.get(domain)
     for name in vocabulary.sheet:
         row.append((f"do({name})", graph.intervene(base, **vocabulary.intervention(name, base.factors))))
@@ -45,8 +45,12 @@ def contact_sheet(domain: str, out: str | Path, seed: int = 0, size: int = 256, 
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    figure.suptitle(f"medviz {vocabulary.title} phantoms (synthetic, research use only). Bottom row: true counterfactuals "
-                    f"of the first patient; red = changed region", color="white", fontsize=10)
+    figure.suptitle(
+        f"medviz {vocabulary.title} phantoms (synthetic, research use only). Bottom row: true counterfactuals "
+        f"of the first patient; red = changed region",
+        color="white",
+        fontsize=10,
+    )
     figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -70,35 +71,108 @@ def build_graph(melanoma_ruler_strength: float = 0.5, ruler_base_rate: float = 0
         return mechanism
 
     variables = [
-        Variable("skin_type", (), lambda p, u: categorical(u[0], SKIN_TYPES, (0.12, 0.25, 0.25, 0.18, 0.12, 0.08)),
-                 "categorical", "Fitzpatrick skin type I-VI", validate=check_choice("skin_type", SKIN_TYPES)),
-        Variable("melanoma", ("skin_type",), lambda p, u: bool(u[0] < MELANOMA_RATE[p["skin_type"]]), "binary",
-                 "melanoma (True) or benign nevus (False)", validate=check_bool("melanoma")),
-        Variable("diameter_mm", ("melanoma",), by_class((4.5, 1.0, 2.5, 6.5), (9.0, 2.0, 6.0, 13.0)), "continuous",
-                 "lesion diameter in millimetres", validate=check_range("diameter_mm", 1.5, 15.0)),
-        Variable("asymmetry", ("melanoma",), by_class((0.06, 0.04, 0.0, 0.18), (0.55, 0.15, 0.3, 0.9)), "continuous",
-                 "shape asymmetry, 0 (round) to 1", validate=check_range("asymmetry", 0.0, 1.0)),
-        Variable("border_irregularity", ("melanoma",), by_class((0.08, 0.05, 0.0, 0.2), (0.65, 0.15, 0.4, 1.0)),
-                 "continuous", "notched, irregular border, 0 to 1", validate=check_range("border_irregularity", 0, 1)),
-        Variable("color_variegation", ("melanoma",), by_class((0.08, 0.06, 0.0, 0.25), (0.7, 0.15, 0.45, 1.0)),
-                 "continuous", "number and spread of colours (blue-grey, red, white, black), 0 to 1",
-                 validate=check_range("color_variegation", 0.0, 1.0)),
-        Variable("ruler", ("melanoma",),
-                 lambda p, u: bool(u[0] < risk_difference_probability(
-                     ruler_base_rate, melanoma_ruler_strength, p["melanoma"], "ruler")),
-                 "binary", "millimetre ruler along an edge", validate=check_bool("ruler")),
-        Variable("hair", (), lambda p, u: bool(u[0] < 0.4), "binary", "hair over the field", validate=check_bool("hair")),
-        Variable("hair_density", ("hair",), lambda p, u: int(6 + 22 * u[0]) if p["hair"] else 0, "continuous",
-                 "number of hair shafts", validate=check_range("hair_density", 0, 40)),
-        Variable("gel_bubbles", (), lambda p, u: bool(u[0] < 0.25), "binary", "air bubbles in the immersion gel",
-                 validate=check_bool("gel_bubbles")),
-        Variable("ink", (), lambda p, u: bool(u[0] < 0.15), "binary", "surgical-marker ink around the lesion",
-                 validate=check_bool("ink")),
-        Variable("vignette", (), lambda p, u: 0.0 if u[0] >= 0.4 else round(_uniform(u[1], *ACQUISITION_RANGES["vignette"]), 4),
-                 "continuous", "dark corners of the round aperture, 0 (none) to 1", n_noise=2,
-                 validate=check_range("vignette", 0.0, 1.0)),
-        Variable("illumination", (), lambda p, u: normal_quantile(u[0], 1.0, 0.05, *ACQUISITION_RANGES["illumination"]), "continuous",
-                 "light level of the dermatoscope", validate=check_range("illumination", 0.7, 1.3)),
+        Variable(
+            "skin_type",
+            (),
+            lambda p, u: categorical(u[0], SKIN_TYPES, (0.12, 0.25, 0.25, 0.18, 0.12, 0.08)),
+            "categorical",
+            "Fitzpatrick skin type I-VI",
+            validate=check_choice("skin_type", SKIN_TYPES),
+        ),
+        Variable(
+            "melanoma",
+            ("skin_type",),
+            lambda p, u: bool(u[0] < MELANOMA_RATE[p["skin_type"]]),
+            "binary",
+            "melanoma (True) or benign nevus (False)",
+            validate=check_bool("melanoma"),
+        ),
+        Variable(
+            "diameter_mm",
+            ("melanoma",),
+            by_class((4.5, 1.0, 2.5, 6.5), (9.0, 2.0, 6.0, 13.0)),
+            "continuous",
+            "lesion diameter in millimetres",
+            validate=check_range("diameter_mm", 1.5, 15.0),
+        ),
+        Variable(
+            "asymmetry",
+            ("melanoma",),
+            by_class((0.06, 0.04, 0.0, 0.18), (0.55, 0.15, 0.3, 0.9)),
+            "continuous",
+            "shape asymmetry, 0 (round) to 1",
+            validate=check_range("asymmetry", 0.0, 1.0),
+        ),
+        Variable(
+            "border_irregularity",
+            ("melanoma",),
+            by_class((0.08, 0.05, 0.0, 0.2), (0.65, 0.15, 0.4, 1.0)),
+            "continuous",
+            "notched, irregular border, 0 to 1",
+            validate=check_range("border_irregularity", 0, 1),
+        ),
+        Variable(
+            "color_variegation",
+            ("melanoma",),
+            by_class((0.08, 0.06, 0.0, 0.25), (0.7, 0.15, 0.45, 1.0)),
+            "continuous",
+            "number and spread of colours (blue-grey, red, white, black), 0 to 1",
+            validate=check_range("color_variegation", 0.0, 1.0),
+        ),
+        Variable(
+            "ruler",
+            ("melanoma",),
+            lambda p, u: bool(
+                u[0] < risk_difference_probability(ruler_base_rate, melanoma_ruler_strength, p["melanoma"], "ruler")
+            ),
+            "binary",
+            "millimetre ruler along an edge",
+            validate=check_bool("ruler"),
+        ),
+        Variable(
+            "hair", (), lambda p, u: bool(u[0] < 0.4), "binary", "hair over the field", validate=check_bool("hair")
+        ),
+        Variable(
+            "hair_density",
+            ("hair",),
+            lambda p, u: int(6 + 22 * u[0]) if p["hair"] else 0,
+            "continuous",
+            "number of hair shafts",
+            validate=check_range("hair_density", 0, 40),
+        ),
+        Variable(
+            "gel_bubbles",
+            (),
+            lambda p, u: bool(u[0] < 0.25),
+            "binary",
+            "air bubbles in the immersion gel",
+            validate=check_bool("gel_bubbles"),
+        ),
+        Variable(
+            "ink",
+            (),
+            lambda p, u: bool(u[0] < 0.15),
+            "binary",
+            "surgical-marker ink around the lesion",
+            validate=check_bool("ink"),
+        ),
+        Variable(
+            "vignette",
+            (),
+            lambda p, u: 0.0 if u[0] >= 0.4 else round(_uniform(u[1], *ACQUISITION_RANGES["vignette"]), 4),
+            "continuous",
+            "dark corners of the round aperture, 0 (none) to 1",
+            n_noise=2,
+            validate=check_range("vignette", 0.0, 1.0),
+        ),
+        Variable(
+            "illumination",
+            (),
+            lambda p, u: normal_quantile(u[0], 1.0, 0.05, *ACQUISITION_RANGES["illumination"]),
+            "continuous",
+            "light level of the dermatoscope",
+            validate=check_range("illumination", 0.7, 1.3),
+        ),
     ]
     return CausalGraph(DOMAIN, variables, {"melanoma_ruler_strength": melanoma_ruler_strength,
                                            "ruler_base_rate": ruler_base_rate})
@@ -125,12 +199,16 @@ def summary(factors: Mapping[str, Any]) -> str:
     artifacts = [a for a in ("ruler", "hair", "gel_bubbles", "ink") if factors[a]]
     if factors["vignette"] > 0:
         artifacts.append("vignette")
-    return f"{lesion} {factors['diameter_mm']:.1f} mm, type {factors['skin_type']}\n" + (", ".join(artifacts) or "no artifacts")
+    return f"{lesion} {factors['diameter_mm']:.1f} mm, type {factors['skin_type']}\n" + (
+        ", ".join(artifacts) or "no artifacts"
+    )
 
 
 def is_clean(factors: Mapping[str, Any]) -> bool:
     """A benign lesion without artifacts on lighter skin: a patient every "add" intervention visibly changes."""
-    return not any(factors[a] for a in ("melanoma", "ruler", "hair", "gel_bubbles", "ink")) and factors["skin_type"] <= 4
+    return (
+        not any(factors[a] for a in ("melanoma", "ruler", "hair", "gel_bubbles", "ink")) and factors["skin_type"] <= 4
+    )
 
 
 def _skin(x: np.ndarray, y: np.ndarray, skin_type: int, seed: int) -> np.ndarray:
@@ -177,7 +255,9 @@ def _furrows(size: int) -> np.ndarray:
     return texture
 
 
-def _lesion(x: np.ndarray, y: np.ndarray, factors: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _lesion(
+    x: np.ndarray, y: np.ndarray, factors: Mapping[str, Any], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lesion transmission (multiplies skin), colour-zone overlay and its alpha; all zero-effect outside."""
     rng = component_rng(seed, "lesion")
     cx, cy = rng.uniform(-0.08, 0.08, 2).tolist()   # Python floats keep the arrays float32

@@ -2,10 +2,10 @@
 
 `recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
 text encoder + UNet and the oracle, and write the pipeline and oracle folders. `align` fine-tunes a pipeline's
-UNet (LoRA) to draw what its prompts name, rewarded by its oracle (``medviz.train.align``: DDPO or DRaFT-K). Each job can be run on
-its own and resumes from its latest checkpoint in DIR. ``accelerate launch --multi_gpu --num_processes N -m
-medviz.train ...`` runs the same jobs on N GPUs (or N CPU processes), each process on its own share of the
-training rows; the main process writes.
+UNet (LoRA) to draw what its prompts name, rewarded by its oracle (``medviz.train.align``: DDPO or DRaFT-K).
+Each job can be run on its own and resumes from its latest checkpoint in DIR.
+``accelerate launch --multi_gpu --num_processes N -m medviz.train ...`` runs the same jobs on N GPUs (or N CPU
+processes), each process on its own share of the training rows; the main process writes.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import sys
 import time
 from dataclasses import fields
 
+from ..processes import end_processes
+from .align import AlignConfig, train_align
 from .architectures import PRESETS
 from .bundle import bundle_oracle, bundle_pipeline
-from .align import AlignConfig, train_align
 from .classifier import ClassifierConfig, train_classifier
-from ..processes import end_processes
 from .common import is_main_process
 from .data import render_training_set
 from .oracle import OracleConfig, train_oracle
@@ -36,7 +36,9 @@ def _add(parser: argparse.ArgumentParser, config_type) -> None:
         if str(field.type) == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
             continue
-        kind = {"int": int, "float": float, "str": str}.get(str(field.type).split(" ")[0].replace("None", "").strip("| "), str)
+        kind = {"int": int, "float": float, "str": str}.get(
+            str(field.type).split(" ")[0].replace("None", "").strip("| "), str
+        )
         parser.add_argument(flag, type=kind, default=field.default)
 
 
@@ -84,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     recipe.add_argument("--vae-balance-structures", action=argparse.BooleanOptionalAction, default=False,
                         help="give every thin-structure type the same share of those windows")
     recipe.add_argument("--unet-budget-s", type=float, default=0.0, help="cut UNet steps to fit this many seconds")
-    recipe.add_argument("--unet-structure-weight", type=float, default=0.0,
-                        help="extra UNet loss weight on the latent cells holding a thin structure: "
-                             "Text2ImageConfig.structure_weight")
+    recipe.add_argument(
+        "--unet-structure-weight",
+        type=float,
+        default=0.0,
+        help="extra UNet loss weight on the latent cells holding a thin structure: Text2ImageConfig.structure_weight",
+    )
     recipe.add_argument("--n-held-out", type=int, default=2000)
     recipe.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                         help="weights of the written pipeline (float16 for transfer; upcast before use)")

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -303,12 +303,24 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
             break
         drawn = caption_prompts(config.domain, n_prompts, rng, config.boost)
         prompts = [p for p, _ in drawn for _ in range(config.samples_per_prompt)]
-        wanted, fixed = target_matrix(oracle.attributes, [t for _, t in drawn for _ in range(config.samples_per_prompt)])
+        repeated = [t for _, t in drawn for _ in range(config.samples_per_prompt)]
+        wanted, fixed = target_matrix(oracle.attributes, repeated)
         states = prompt_states(pipe, prompts)
         unet.train()
         if config.method == "backprop":
-            trajectories = sample(pipe, unet, scheduler, states, config, generator, oracle.model, oracle.image_size, wanted,
-                                  fixed, grad_steps=config.draft_k)
+            trajectories = sample(
+                pipe,
+                unet,
+                scheduler,
+                states,
+                config,
+                generator,
+                oracle.model,
+                oracle.image_size,
+                wanted,
+                fixed,
+                grad_steps=config.draft_k,
+            )
             objective = -trajectories.objectives.mean()
             accelerator.backward(objective)
             optimizer.step()

@@ -33,7 +33,7 @@ class Architecture:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Architecture":
+    def from_dict(cls, data: dict) -> Architecture:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -87,12 +87,11 @@ def make_oracle(arch: Architecture, labels: tuple[str, ...], family: str = "resn
     """Multi-label classifier reading attributes off an image (an attribute readout, not a diagnosis): a ResNet
     (the bundled oracles), or a ConvNeXt (Liu et al. 2022) at the same widths, the independent judge of
     anything trained against the first (another architecture: its blind spots are not the reward's)."""
-    from transformers import (ConvNextConfig, ConvNextForImageClassification, ResNetConfig,
-                              ResNetForImageClassification)
+    from transformers import ConvNextConfig, ConvNextForImageClassification, ResNetConfig, ResNetForImageClassification
 
     common = dict(num_channels=3, hidden_sizes=list(arch.oracle_widths), num_labels=len(labels),
                   problem_type="multi_label_classification", id2label=dict(enumerate(labels)),
-                  label2id={l: i for i, l in enumerate(labels)},
+                  label2id={label: i for i, label in enumerate(labels)},
                   image_size=arch.image_size)      # medviz.oracle resizes its inputs to this side
     if family == "resnet":
         return ResNetForImageClassification(ResNetConfig(embedding_size=arch.oracle_widths[0], layer_type="basic",
@@ -164,8 +163,11 @@ def grow_unet(unet, *, full_resolution_attention: bool = False, full_resolution_
         # unchanged by new resnet 1) stays resnet 0, its old resnet 1 (which read conv_in) becomes resnet 2,
         # and the new resnet 1 (reading resnet 0's output) returns its main input unchanged. The attention
         # after each resnet (if the level has attention) moves with it.
-        old = {k.replace(f"up_blocks.{last}.resnets.1.", f"up_blocks.{last}.resnets.2.")
-                .replace(f"up_blocks.{last}.attentions.1.", f"up_blocks.{last}.attentions.2."): v for k, v in old.items()}
+        def moved(key: str) -> str:
+            return (key.replace(f"up_blocks.{last}.resnets.1.", f"up_blocks.{last}.resnets.2.")
+                    .replace(f"up_blocks.{last}.attentions.1.", f"up_blocks.{last}.attentions.2."))
+
+        old = {moved(k): v for k, v in old.items()}
     missing, unexpected = grown.load_state_dict(old, strict=False)
     if unexpected:
         raise ValueError(f"grow_unet: weights with no place in the grown UNet: {unexpected[:4]}")

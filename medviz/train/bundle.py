@@ -1,5 +1,5 @@
 """Assemble trained parts into a stock diffusers ``StableDiffusionPipeline`` folder and its medviz.json
-(the model card's README is ``medviz.cards.write_model_card``'s)."""
+(the model card's README is ``medviz.bench.cards.write_model_card``'s)."""
 
 from __future__ import annotations
 

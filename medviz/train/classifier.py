@@ -8,9 +8,9 @@ balanced held-out set drawn without the link: accuracy per group (target × spur
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -19,10 +19,10 @@ from .. import domains
 from ..data import load_chexpert, load_isic
 from ..io import to_model_batch, uint8_rgb
 from ..oracle import predict
+from ..phantoms.effects import link_groups, link_parameters
 from .architectures import PRESETS
 from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
                      optimizer_step, scale_record, write_record)
-from ..phantoms.effects import link_groups, link_parameters
 from .data import render_phantoms
 from .oracle import HELD_OUT_FIRST_SEED
 
@@ -41,9 +41,10 @@ class ClassifierConfig(TrainConfig):
     needs strong L2: ``weight_decay`` defaults to 0.1 for it, 1e-4 for ERM). ``image_size``: the side the classifier
     reads. ``zoom``: random magnification in [1 - zoom, 1 + zoom] per training image (default: 0.4 for skin, whose
     dermoscopes and crops vary in magnification, so that lesion size in pixels stops giving melanoma away; 0 for
-    chest X-rays, whose detector fixes the scale). ``augment``: a CheXpert- or ISIC-layout CSV (e.g. counterfactuals) whose images, with their target and
-    spurious labels, join the training phantoms. The defaults (32 px, 1,000 phantoms, 300 steps) make the target hard enough that ERM takes the shortcut
-    at a strong link, as in Waterbirds; at 64 px and 4,000 phantoms it does not (docs/results/audit.md)."""
+    chest X-rays, whose detector fixes the scale). ``augment``: a CheXpert- or ISIC-layout CSV (e.g.
+    counterfactuals) whose images, with their target and spurious labels, join the training phantoms. The defaults
+    (32 px, 1,000 phantoms, 300 steps) make the target hard enough that ERM takes the shortcut at a strong link, as
+    in Waterbirds; at 64 px and 4,000 phantoms it does not (docs/results/audit.md)."""
 
     target: str = ""
     spurious: str = ""
@@ -209,8 +210,9 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
         target = torch.as_tensor(labels[index], device=logits.device)
         losses = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
         if config.method == "groupdro":
-            loss = group_dro_loss(losses, torch.as_tensor(group[index], device=logits.device), weights, config.group_step,
-                                  total)
+            loss = group_dro_loss(
+                losses, torch.as_tensor(group[index], device=logits.device), weights, config.group_step, total
+            )
         else:
             loss = losses.mean()
         optimizer_step(accelerator, loss, optimizer, scheduler, step, log, cross_entropy=loss.item())
@@ -227,12 +229,23 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
     train_share = {int(g): float((group == g).mean()) for g in range(4)}
     out = Path(config.out)
     model.save_pretrained(str(out), safe_serialization=True)
-    result = {"target": config.target, "spurious": config.spurious, "strength": config.strength,
-              "method": config.method, "weight_decay": config.l2, "zoom": config.magnification, "groups": {g: f"{'' if g // 2 else 'no '}{config.target}, "
-                                                     f"{'' if g % 2 else 'no '}{config.spurious}" for g in range(4)},
-              "train_group_share": train_share, "augment_rows": n_augment, "balanced_test": measured, "command": command,
-              "scale": scale,
-              "group_weights": weights.cpu().tolist() if config.method == "groupdro" else None}
+    result = {
+        "target": config.target,
+        "spurious": config.spurious,
+        "strength": config.strength,
+        "method": config.method,
+        "weight_decay": config.l2,
+        "zoom": config.magnification,
+        "groups": {
+            g: f"{'' if g // 2 else 'no '}{config.target}, {'' if g % 2 else 'no '}{config.spurious}" for g in range(4)
+        },
+        "train_group_share": train_share,
+        "augment_rows": n_augment,
+        "balanced_test": measured,
+        "command": command,
+        "scale": scale,
+        "group_weights": weights.cpu().tolist() if config.method == "groupdro" else None,
+    }
     write_record(out, CARD, config, result)
     accelerator.wait_for_everyone()
     return result

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..processes import launched_accelerator
 
@@ -215,7 +216,7 @@ class BudgetedSchedule:
         return step >= self.total
 
 
-def optimizer_step(accelerator, loss, optimizer, scheduler, step: int, log: "Log", **metrics: float) -> None:
+def optimizer_step(accelerator, loss, optimizer, scheduler, step: int, log: Log, **metrics: float) -> None:
     """One step of a training loop: backward, update, learning-rate schedule, zeroed gradients, the log line."""
     accelerator.backward(loss)
     optimizer.step()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -48,8 +49,10 @@ def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers
         raise ValueError(f"{domain}: {len(structures)} fine structures do not fit the masks' 8 bits")
     workers = workers or max(1, (os.cpu_count() or 1))
     chunk = max(1, min(500, n // (workers * 4) or 1))
-    jobs = [(domain, first_seed + start, min(chunk, n - start), size, fine_structure_masks, dict(graph_parameters or {}))
-            for start in range(0, n, chunk)]
+    jobs = [
+        (domain, first_seed + start, min(chunk, n - start), size, fine_structure_masks, dict(graph_parameters or {}))
+        for start in range(0, n, chunk)
+    ]
     images, factors, masks = [], [], []
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
     try:

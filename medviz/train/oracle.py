@@ -7,9 +7,9 @@ scratch on phantoms with binary cross-entropy; judged by ROC AUC per attribute o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

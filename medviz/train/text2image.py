@@ -21,9 +21,9 @@ only, VAE and text encoder frozen, AdamW lr 1e-5, weight decay 1e-2, grad clip 1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -202,8 +202,9 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         unet = make_unet(arch)
         max_tokens = arch.max_tokens
         if images is None or factors is None:
-            images, factors, masks = render_training_set(config.domain, config.n_images, arch.image_size, config.workers,
-                                                          bool(config.structure_weight))
+            images, factors, masks = render_training_set(
+                config.domain, config.n_images, arch.image_size, config.workers, bool(config.structure_weight)
+            )
         fixed_captions = None
     vae.requires_grad_(False)
     if trained_ids is not None:
@@ -244,10 +245,16 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     # Captions are drawn and tokenized up front (several augmented variants per image) so that the
     # step loop does no Python text work: on a GPU that work, not the model, limited the step rate.
     variants = 1 if fixed_captions is not None else config.caption_variants
-    texts = [fixed_captions[i] if fixed_captions is not None else training_caption(config.domain, factors[i], rng)
-             for _ in range(variants) for i in range(n)]
-    caption_ids = tokenizer(texts, padding="max_length", max_length=max_tokens, truncation=True,
-                            return_tensors="pt").input_ids.view(variants, n, max_tokens).to(device)
+    texts = [
+        fixed_captions[i] if fixed_captions is not None else training_caption(config.domain, factors[i], rng)
+        for _ in range(variants)
+        for i in range(n)
+    ]
+    caption_ids = (
+        tokenizer(texts, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt")
+        .input_ids.view(variants, n, max_tokens)
+        .to(device)
+    )
     empty_ids = tokenizer([""], padding="max_length", max_length=max_tokens, return_tensors="pt").input_ids.to(device)
     if trained_ids is not None:
         # Only captions with a trained token move its row: draw from those alone, and drop none (an

@@ -20,17 +20,16 @@ encoder's elsewhere, so that a UNet trained on the old latents needs fine-tuning
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .architectures import PRESETS, make_vae
 from ..io import to_model_batch
+from .architectures import PRESETS, make_vae
 from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
-                     make_accelerator, save_checkpoint, scale_record,
-                     write_record)
+                     make_accelerator, save_checkpoint, scale_record, write_record)
 from .data import encode_latents, render_training_set
 
 
@@ -47,9 +46,9 @@ class VAEConfig(TrainConfig):
     train_encoder: bool = True         # False: decoder only; the latent space stays the same
     crop_latents: int = 0              # train on windows this many latent cells wide (0: whole images)
     structure_weight: float = 0.0      # >0: extra weight on the pixels of the domain's FINE_STRUCTURES
-    anchor_weight: float = 0.0         # >0 (with init_from, encoder trained): keep posterior means near the initial ones
-    structure_windows: float = 0.0     # share of steps (crop_latents > 0) whose windows sit, one per image, on a fine structure
-    balance_structures: bool = False   # those steps pick images so that every fine structure gets as many windows
+    anchor_weight: float = 0.0  # >0 (with init_from, encoder trained): keep posterior means near the initial ones
+    structure_windows: float = 0.0
+    balance_structures: bool = False  # those steps pick images so that every fine structure gets as many windows
 
 
 def _gradients(x):
@@ -316,7 +315,9 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
             fine = _cut(structure_weights(masks[picked], config.structure_weight, accelerator.device), windows)
             weights = fine if weights is None else weights * fine
         l1 = _weighted_mean((reconstruction - batch).abs(), weights)
-        edges = sum(_weighted_mean((a - b).abs(), weights) for a, b in zip(_gradients(reconstruction), _gradients(batch)))
+        edges = sum(
+            _weighted_mean((a - b).abs(), weights) for a, b in zip(_gradients(reconstruction), _gradients(batch))
+        )
         loss = l1 + config.edge_weight * edges + config.kl_weight * kl.float() + config.anchor_weight * drift
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)
@@ -341,7 +342,7 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     with torch.no_grad():
         sample = to_model_batch(images[: min(512, len(images))], accelerator.device)
         latents = torch.cat([model.encode(chunk).latent_dist.mean for chunk in sample.split(64)])
-        reconstruction = torch.cat([model.decode(l).sample for l in latents.split(64)]).clamp(-1, 1)
+        reconstruction = torch.cat([model.decode(chunk).sample for chunk in latents.split(64)]).clamp(-1, 1)
         mse = ((reconstruction - sample) / 2).pow(2).mean(dim=(1, 2, 3))
         psnr = float((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean())
         # Decoder-only fine-tuning keeps the latent space, so it keeps the scale the UNet was trained at.

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import functools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 from gradio.utils import get_upload_folder
@@ -114,7 +114,9 @@ def pre_run_line(page: Page, line: Callable, shown: gr.Markdown, controls: dict,
     quietly = dict(queue=False, show_progress="hidden")
     gr.on([c.change for c in controls.values()], adapter, [page.model_name], shown, inputs_kwargs=controls,
           api_name=api_name, **quietly)
-    return lambda event: event.then(adapter, [page.model_name], shown, inputs_kwargs=controls, api_name=False, **quietly)
+    return lambda event: event.then(
+        adapter, [page.model_name], shown, inputs_kwargs=controls, api_name=False, **quietly
+    )
 
 
 def session_folder(session: str) -> Path:
@@ -225,7 +227,9 @@ def domain_banner(check) -> str:
         return ""
     if check.in_domain is None:
         return f"ℹ️ *{check.warning}*  \n"
-    return f"### ⚠️ Outside this model's domain\n**{check.warning}** You may still proceed; treat the result as such.\n\n"
+    return (
+        f"### ⚠️ Outside this model's domain\n**{check.warning}** You may still proceed; treat the result as such.\n\n"
+    )
 
 
 def number(value: float) -> str:

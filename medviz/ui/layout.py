@@ -24,6 +24,17 @@ def _domain_of(name: str) -> str | None:
         return None
 
 
+def serve(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, *, block: bool = True,
+          auth: list[tuple[str, str]] | None = None) -> str:
+    """Queue and launch the page as medviz always does: one model job at a time in a bounded queue, uploads up to
+    50 MB, no share link, no run history or monitoring, errors shown. ``block=False`` returns at once (tests,
+    benches). Returns the local URL."""
+    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.launch(server_name=host, server_port=port, share=False, auth=auth, max_file_size="50mb", run_history=False,
+                enable_monitoring=False, show_error=True, prevent_thread_lock=not block, quiet=not block)
+    return demo.local_url
+
+
 def build_demo(registry: ModelRegistry | None = None) -> gr.Blocks:
     """The app's Blocks; ``registry`` holds the loaded models (default: the bundled CXR model, lazily)."""
     registry = registry or ModelRegistry()

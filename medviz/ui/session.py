@@ -10,7 +10,8 @@ from pathlib import Path
 
 from gradio.utils import get_upload_folder
 
-from ..classifiers import AuditedClassifier, ClassifierLoadError, bundled_classifiers, classifier_domain, load_classifier
+from ..classifiers import (AuditedClassifier, ClassifierLoadError, bundled_classifiers, classifier_domain,
+                           load_classifier)
 from ..models import Model, ModelLoadError, bundled_models, load_model
 
 #: A session's files live at most this long after they were written (seconds); closing the page deletes them at once.
@@ -88,7 +89,10 @@ class ModelRegistry:
     def classifier_choices(self, domain: str | None) -> list[str]:
         """Bundled classifiers of ``domain`` and the classifier folders (no pipeline) under the models folder."""
         return [n for n in bundled_classifiers() if classifier_domain(n) in (domain, None)] + [
-            p.name for p in self._user_folders() if (p / "config.json").is_file() and not (p / "model_index.json").is_file()]
+            p.name
+            for p in self._user_folders()
+            if (p / "config.json").is_file() and not (p / "model_index.json").is_file()
+        ]
 
     def classifier(self, name: str | None, label: str | None = None) -> AuditedClassifier:
         """A classifier for the classifier box: a bundled name or a folder under the models folder (errors name

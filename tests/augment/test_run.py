@@ -10,13 +10,13 @@ from PIL import Image
 
 from medviz.augment import run as augment_run
 from medviz.augment.run import AugmentConfig, augment, label_columns
+from medviz.bench.scale import launch
 from medviz.data import load_chexpert
 from medviz.engines.counterfactual import EditConfig
 from medviz.engines.guard import DomainCheck
 from medviz.models import load_model
 from medviz.phantoms.effects import link_parameters
 from medviz.phantoms.export import write_dataset
-from medviz.bench.scale import launch
 
 FAST = EditConfig(steps=6, strength=0.5, mask_draws=1, domain_check=False)
 RULES = ("remove support_devices where support_devices", "add pleural_effusion where no pleural_effusion")
@@ -135,7 +135,7 @@ def save_tiny(model, folder: Path) -> Path:
     return folder / "pipe"
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_write_exactly_the_rows_of_one(tmp_path, tiny_cxr):
     source, folder = phantoms(tmp_path / "src", 6), save_tiny(tiny_cxr, tmp_path / "model")
     one, threads = tmp_path / "one", torch.get_num_threads()

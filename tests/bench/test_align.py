@@ -7,8 +7,10 @@ from medviz.bench.align import compare, smoothed
 
 
 def _run(folder, method, rewards, passes_per_step):
-    history = [{"step": i + 1, "reward": r, "loss": -r, "unet_passes": passes_per_step * (i + 1), "seconds": 2.0 * (i + 1)}
-               for i, r in enumerate(rewards)]
+    history = [
+        {"step": i + 1, "reward": r, "loss": -r, "unet_passes": passes_per_step * (i + 1), "seconds": 2.0 * (i + 1)}
+        for i, r in enumerate(rewards)
+    ]
     folder.mkdir()
     (folder / "medviz_train.json").write_text(json.dumps({"config": {}, "method": method, "history": history}))
     return folder
@@ -33,11 +35,28 @@ def test_the_bench_reads_run_folders_and_names_a_missing_one(tmp_path, capsys):
 
     a = _run(tmp_path / "skin-draft", "backprop", [0.8, 0.9, 1.0], 400)
     b = _run(tmp_path / "skin-ddpo", "ddpo", [0.8, 0.85], 800)
-    assert main(["align", "--runs", str(a), str(b), "--window", "1", "--json", str(tmp_path / "out.json"),
-                 "--figure", str(tmp_path / "curve.png")]) == 0
+    assert (
+        main(
+            [
+                "align",
+                "--runs",
+                str(a),
+                str(b),
+                "--window",
+                "1",
+                "--json",
+                str(tmp_path / "out.json"),
+                "--figure",
+                str(tmp_path / "curve.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "common budget of 1,200 UNet passes" in out and "skin-draft" in out and "never" in out
     saved = json.loads((tmp_path / "out.json").read_text())
-    assert saved["command"].startswith("python -m medviz.bench align") and (tmp_path / "curve.png").stat().st_size > 5000
+    assert (
+        saved["command"].startswith("python -m medviz.bench align") and (tmp_path / "curve.png").stat().st_size > 5000
+    )
     with pytest.raises(SystemExit, match="medviz_train.json not found"):
         main(["align", "--runs", str(tmp_path / "nothing")])

@@ -19,23 +19,54 @@ def test_the_bench_audits_every_classifier_on_one_set_of_counterfactuals_and_rep
     for i, (method, strength, seed) in enumerate(runs):
         out = folder / f"cxr-{method}-{strength}-s{seed}"
         make_classifier((8, 16), "pleural_effusion", 32).save_pretrained(str(out))
-        (out / "medviz_classifier.json").write_text(json.dumps({
-            "target": "pleural_effusion", "balanced_test": {"worst_group_accuracy": 0.5 + 0.1 * i, "mean_accuracy": 0.9}}))
+        (out / "medviz_classifier.json").write_text(
+            json.dumps(
+                {
+                    "target": "pleural_effusion",
+                    "balanced_test": {"worst_group_accuracy": 0.5 + 0.1 * i, "mean_accuracy": 0.9},
+                }
+            )
+        )
     images = phantom_images("cxr", 4, 123, attributes=("support_devices", "pleural_effusion"), size=32)
     config = AuditConfig(spurious="support_devices", target="pleural_effusion",
                          edit=EditConfig(steps=4, strength=0.5, mask_draws=1, domain_check=False))
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "cxr-4.pkl").write_bytes(pickle.dumps(make_counterfactuals(tiny_cxr, images, config)))
     out = tmp_path / "audit.json"
-    assert main(["audit", "--domain", "cxr", "--n-images", "4", "--strengths", "0.0", "0.9", "--seeds", "1",
-                 "--classifiers-dir", str(folder), "--cache", str(tmp_path / "cache"), "--json", str(out), "--figure-dir", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "audit",
+                "--domain",
+                "cxr",
+                "--n-images",
+                "4",
+                "--strengths",
+                "0.0",
+                "0.9",
+                "--seeds",
+                "1",
+                "--classifiers-dir",
+                str(folder),
+                "--cache",
+                str(tmp_path / "cache"),
+                "--json",
+                str(out),
+                "--figure-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert [c["name"] for c in result["classifiers"]] == ["cxr-erm-0.0-s0", "cxr-erm-0.9-s0", "cxr-groupdro-0.9-s0"]
     estimated = [c["reliance"]["mean"] for c in result["classifiers"]]
     true = [c["true_reliance"]["mean"] for c in result["classifiers"]]
     assert result["spearman"] == pytest.approx(spearman(estimated, true), abs=1e-4)
     assert result["max_abs_error"] == pytest.approx(max(abs(e - t) for e, t in zip(estimated, true)), abs=2e-4)
-    assert result["erm_worst_by_strength"] == {"0.0": 0.5, "0.9": 0.6} and result["groupdro_gain_points"] == pytest.approx(10.0)
+    assert result["erm_worst_by_strength"] == {"0.0": 0.5, "0.9": 0.6} and result[
+        "groupdro_gain_points"
+    ] == pytest.approx(10.0)
     assert result["n_images"] == 4 and result["unet_passes_per_image"] > 0
     from PIL import Image
 

@@ -115,9 +115,11 @@ def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, mon
     (tmp_path / "cxr-oracle").symlink_to(MODELS_DIR / "cxr-oracle")
     monkeypatch.setattr("medviz.models.MODELS_DIR", tmp_path)
     main(["calibrate", "--domain", "cxr", "--n", "2", "--trials", "3", "--t-range", "500", "980"])
-    assert json.loads((card / "medviz.json").read_text()) == json.loads((MODELS_DIR / "cxr-phantom" / "medviz.json").read_text())
+    assert json.loads((card / "medviz.json").read_text()) == json.loads(
+        (MODELS_DIR / "cxr-phantom" / "medviz.json").read_text()
+    )
     main(["calibrate", "--domain", "cxr", "--n", "2", "--trials", "3", "--t-range", "500", "980", "--write-card"])
-    fit = json.loads((card / "medviz.json").read_text())["explain_calibration"]["pleural effusion"]
+    fit = json.loads((card / "medviz.json").read_text())["explain_calibration"]["pleural_effusion"]
     assert fit["trials"] == 3 and fit["n"] == 2 and fit["t_range"] == [500, 980] and "decision" in fit
     assert fit["command"].startswith("python -m medviz.bench calibrate --domain cxr --n 2 --trials 3")
     assert "needs {} of 3 votes".format(fit["votes_needed"]) in (card / "README.md").read_text()

@@ -53,23 +53,29 @@ def test_wallclock_sample_is_spread_over_the_set_and_timed_side_by_side(tiny_cxr
 
 
 def test_classify_bench_runs_at_the_n_the_model_card_was_fitted_at(tiny_cxr, monkeypatch):
-    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     monkeypatch.setitem(fit, "trials", 5)
     rows = []
     result = run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0), model=tiny_cxr,
                       on_row=lambda i, row: rows.append(row))
-    assert result["trials"] == 5 and rows[0]["trials"] <= 5 and rows[0]["passes"] == PROMPTS_PER_TRIAL * rows[0]["trials"]
+    assert (
+        result["trials"] == 5 and rows[0]["trials"] <= 5 and rows[0]["passes"] == PROMPTS_PER_TRIAL * rows[0]["trials"]
+    )
     assert result["vote_threshold"] == fit["vote_threshold"]
     explicit = run_task("cxr", ClassifyBenchConfig(n=1, trials=3, n_cost=0), model=tiny_cxr)
-    assert explicit["trials"] == 3                                        # --trials overrides the card's N
-    assert run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0, calibrated=False), model=tiny_cxr,
-                    done_rows={0: rows[0]})["trials"] == 21              # no card fit: the engine's default N
+    assert explicit["trials"] == 3  # --trials overrides the card's N
+    assert (
+        run_task("cxr", ClassifyBenchConfig(n=1, n_cost=0, calibrated=False), model=tiny_cxr, done_rows={0: rows[0]})[
+            "trials"
+        ]
+        == 21
+    )  # no card fit: the engine's default N
 
 
 def test_classify_bench_scores_the_cards_decision_rule(tiny_cxr, monkeypatch, capsys):
     from medviz.bench.classify import print_table
 
-    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     truth = [True, False, True, False]
     # Rows where the vote and the mean-error rule disagree: image i's vote is right for i < 3, its mean error for i > 0.
     done = {i: {"truth": t, "vote": t if i < 3 else not t, "mean_error": t if i > 0 else not t, "z": float(i),
@@ -102,8 +108,8 @@ def test_resume_keeps_printed_rows_and_recomputes_only_the_rest(tiny_cxr, tmp_pa
 
     import pytest
 
-    from medviz.bench.classify import FIRST_SEED_OFFSET, TASKS, read_rows
     from medviz import domains
+    from medviz.bench.classify import FIRST_SEED_OFFSET, TASKS, read_rows
     from medviz.train.data import render_phantoms
     from medviz.train.oracle import HELD_OUT_FIRST_SEED
 
@@ -149,7 +155,7 @@ def test_rows_keep_both_rules_apart_whichever_the_card_picks(tiny_cxr, monkeypat
 
     import medviz.bench.classify as bench
 
-    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     monkeypatch.setitem(fit, "decision", "mean_error")
     # The vote says the first class, the mean error the second: the card's answer is the mean error's.
     fake = SimpleNamespace(predicted=1, predicted_vote=0, predicted_mean_error=1, z_score=1.0, vote_entropy=1.0,
@@ -179,9 +185,12 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
         return r
 
     # 10 images: the engine is wrong on 3; N = 501 ran on the first 2 (both right) and on the 3 errors (2 right).
-    rows = [row(True, True, True), row(False, True, True)] + [row(True, True)] * 5 + [
-        row(True, False, True), row(True, False, True), row(False, False, False)]
-    reference = ExplainConfig(prompts=(("a", "b"), ("c", "d")), trials=501, early_stop=False)   # 4 prompts
+    rows = (
+        [row(True, True, True), row(False, True, True)]
+        + [row(True, True)] * 5
+        + [row(True, False, True), row(True, False, True), row(False, False, False)]
+    )
+    reference = ExplainConfig(prompts=(("a", "b"), ("c", "d")), trials=501, early_stop=False)  # 4 prompts
     cost = _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2, reference_on_errors=True))
     assert cost["ran_every_engine_error"] and cost["n_ran"] == 5 and cost["n"] == 2
     assert cost["accuracy_engine_all"] == 0.7
@@ -193,7 +202,11 @@ def test_reference_on_the_engines_errors_bounds_its_accuracy_on_all_images():
     # Under the other rule (vote): the engine's vote is right where its mean-error rule is and also on images 7
     # and 8 (9 of 10); N = 501's vote is wrong on 7, 8 and 9, so it is right on at most 2 + 5 not run = 7 of 10.
     for i in (7, 8):
-        rows[i] = {**rows[i], "vote": rows[i]["truth"], "reference": {**rows[i]["reference"], "vote": not rows[i]["truth"]}}
+        rows[i] = {
+            **rows[i],
+            "vote": rows[i]["truth"],
+            "reference": {**rows[i]["reference"], "vote": not rows[i]["truth"]},
+        }
     other = _cost(rows, "mean_error", reference, ClassifyBenchConfig(n=10, n_cost=2))["other_rule"]
     assert other["rule"] == "vote" and other["accuracy_engine_all"] == 0.9
     assert other["accuracy_reference_all_at_most"] == 0.7 and abs(other["points_behind_at_most"] + 20.0) < 1e-9
@@ -208,15 +221,44 @@ def test_reference_runs_on_the_least_certain_images_and_on_the_errors(tiny_cxr, 
 
     truth = [True, False, True, False, True]
     # |z| per image; image 4 is the engine's only error.
-    done = {i: {"truth": t, "vote": t if i < 4 else not t, "mean_error": t, "z": z, "entropy": 0.5, "trials": 3,
-                "passes": 12, "seconds": 0.1, "explanation_auc": 0.9, "evidence_auc": 0.6, "vote_fraction_positive": 0.5}
-            for i, (t, z) in enumerate(zip(truth, (3.0, 0.5, 2.0, 0.1, 9.0)))}
-    monkeypatch.setattr(bench, "labelled_phantoms",
-                        lambda domain, n, size, offset, attribute: (0, np.zeros((n, size, size), np.uint8), np.array(truth[:n])))
-    monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
-        "reference": {"trials": reference.trials, "early_stop": reference.early_stop, "trials_run": reference.trials,
-                      "vote": True, "mean_error": True, "votes_first_class": 3, "passes": 20, "seconds": 1.0}})
-    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    done = {
+        i: {
+            "truth": t,
+            "vote": t if i < 4 else not t,
+            "mean_error": t,
+            "z": z,
+            "entropy": 0.5,
+            "trials": 3,
+            "passes": 12,
+            "seconds": 0.1,
+            "explanation_auc": 0.9,
+            "evidence_auc": 0.6,
+            "vote_fraction_positive": 0.5,
+        }
+        for i, (t, z) in enumerate(zip(truth, (3.0, 0.5, 2.0, 0.1, 9.0)))
+    }
+    monkeypatch.setattr(
+        bench,
+        "labelled_phantoms",
+        lambda domain, n, size, offset, attribute: (0, np.zeros((n, size, size), np.uint8), np.array(truth[:n])),
+    )
+    monkeypatch.setattr(
+        bench,
+        "_reference_fields",
+        lambda model, pixels, engine, reference: {
+            "reference": {
+                "trials": reference.trials,
+                "early_stop": reference.early_stop,
+                "trials_run": reference.trials,
+                "vote": True,
+                "mean_error": True,
+                "votes_first_class": 3,
+                "passes": 20,
+                "seconds": 1.0,
+            }
+        },
+    )
+    fit = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     monkeypatch.setitem(fit, "decision", "vote")
     ran = []
     config = ClassifyBenchConfig(n=5, trials=3, n_cost=0, reference_trials=5, reference_uncertain=2,
@@ -263,7 +305,7 @@ def test_reference_runs_of_a_run_at_another_n_are_taken_without_their_loop_timin
                                                          np.array([True, False, True][:n])))
     monkeypatch.setattr(bench, "_reference_fields", lambda model, pixels, engine, reference: {
         "reference": row(True, reference_vote=True)["reference"], "beside_loop": row(True, loop=True)["beside_loop"]})
-    monkeypatch.setitem(tiny_cxr.card["explain_calibration"]["pleural effusion"], "decision", "vote")
+    monkeypatch.setitem(tiny_cxr.card["explain_calibration"]["pleural_effusion"], "decision", "vote")
     ran = []
     config = ClassifyBenchConfig(n=3, trials=3, n_cost=1, reference_trials=5, reference_on_errors=True)
     result = bench.run_task("cxr", config, model=tiny_cxr, done_rows=merged, on_row=lambda i, r: ran.append(i))

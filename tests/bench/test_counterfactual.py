@@ -21,7 +21,7 @@ def test_a_model_folder_is_benched_on_its_own_domains_edits_only():
         main(["counterfactual", "--domain", "skin", "--edit", "remove ruler", "--model", "cxr-phantom"])
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_ceilings_redraw_only_unseen_noise_and_go_through_the_models_own_vae(cxr_model):
     import numpy as np
 
@@ -126,8 +126,8 @@ def test_write_card_puts_each_edit_in_its_models_card(tmp_path, monkeypatch, cap
     import json
     import shutil
 
+    from medviz.bench.cards import EDIT_BENCH_HEADING
     from medviz.models import MODELS_DIR
-    from medviz.cards import EDIT_BENCH_HEADING
 
     card = tmp_path / "cxr-phantom"
     card.mkdir()
@@ -141,9 +141,12 @@ def test_write_card_puts_each_edit_in_its_models_card(tmp_path, monkeypatch, cap
     monkeypatch.setattr("medviz.bench.counterfactual.print_table", lambda result: None)
     main(["counterfactual", "--domain", "cxr", "--write-card"])
     stored = json.loads((card / "medviz.json").read_text())["edit_bench"]
-    assert {"add pleural effusion", "add support devices"} <= set(stored)      # the card's other edits stay
-    assert stored["add support devices"]["faithfulness"] == 0.02 and not stored["add support devices"]["meets"]["faithfulness"]
-    assert stored["add pleural effusion"]["command"] == "python -m medviz.bench counterfactual --domain cxr --write-card"
+    assert {"add_pleural_effusion", "add_support_devices", "remove_support_devices"} <= set(stored)  # others stay
+    devices = stored["add_support_devices"]
+    assert devices["faithfulness"] == 0.02 and not devices["meets"]["faithfulness"]
+    assert (
+        stored["add_pleural_effusion"]["command"] == "python -m medviz.bench counterfactual --domain cxr --write-card"
+    )
     text = (card / "README.md").read_text()
     section = text.split(EDIT_BENCH_HEADING)[1].split("\n## ")[0]
     assert "| add support devices | 100 | 100% | 97% | **2%** (below the bar) | 100% |" in section

@@ -37,7 +37,10 @@ def counterfactual_csv(folder, domain: str, edits: dict) -> tuple:
 def test_group_prompts_name_each_group_in_the_training_captions_words():
     assert group_prompt("cxr", "pleural_effusion", "support_devices", True, False) == \
         "Chest X-ray showing pleural effusion, no support devices"
-    assert group_prompt("skin", "melanoma", "ruler", False, True) == "Dermoscopy image of a benign nevus with ruler markings"
+    assert (
+        group_prompt("skin", "melanoma", "ruler", False, True)
+        == "Dermoscopy image of a benign nevus with ruler markings"
+    )
 
 
 def test_true_counterfactuals_intervene_on_the_same_rows_and_attributes(tmp_path):
@@ -47,8 +50,10 @@ def test_true_counterfactuals_intervene_on_the_same_rows_and_attributes(tmp_path
     assert [r.meta["seed"] for r in records] == [source[0]["seed"], source[2]["seed"]]
     assert records[0].labels["Support Devices"] == 0.0 and records[1].labels["Pleural Effusion"] == 1.0
     for record, index in zip(records, (0, 2)):
-        true, original = (np.asarray(Image.open(p), np.float32) for p in (record.path, tmp_path / "src" / source[index]["Path"]))
-        assert true.shape == original.shape and np.abs(true - original).max() > 50       # the intervention shows
+        true, original = (
+            np.asarray(Image.open(p), np.float32) for p in (record.path, tmp_path / "src" / source[index]["Path"])
+        )
+        assert true.shape == original.shape and np.abs(true - original).max() > 50  # the intervention shows
 
 
 def test_text_to_image_samples_match_the_counterfactual_groups_and_report_prompt_agreement(tmp_path, tiny_skin):
@@ -57,7 +62,9 @@ def test_text_to_image_samples_match_the_counterfactual_groups_and_report_prompt
     records = load_isic(result)
     rows = list(csv.DictReader(result.open()))
     assert len(records) == 3 and all(np.asarray(Image.open(r.path)).shape[0] == 32 for r in records)
-    assert [r["cf_edit"].split(": ")[1] for r in rows].count("Dermoscopy image of a melanoma with no ruler markings") >= 2
+    assert [r["cf_edit"].split(": ")[1] for r in rows].count(
+        "Dermoscopy image of a melanoma with no ruler markings"
+    ) >= 2
     agreement = json.loads((tmp_path / "t2i-skin" / "prompt_agreement.json").read_text())
     assert all(0 <= value <= 1 for value in agreement.values()) and len(agreement) >= 1
 
@@ -84,3 +91,16 @@ def test_the_summary_gives_the_acceptance_figures(tmp_path):
     overshot = summarise("cxr", arms, sets, made)
     assert overshot["reliance_drop"] == pytest.approx(1.25) and overshot["abs_reliance_drop"] == pytest.approx(0.75)
     assert summary["counterfactuals"] == {"kept": 2, "skipped": 1, "plan": ["remove x"]}
+
+
+def test_the_markdown_table_of_a_written_result_gives_each_arm_its_row(tmp_path, capsys):
+    from medviz.bench.__main__ import main
+
+    arm = {"augment_rows": 120, "worst": {"mean": 0.9104, "sd": 0.012}, "mean": {"mean": 0.95, "sd": 0.01},
+           "reliance": {"mean": -0.06, "sd": 0.02}, "true_reliance": {"mean": 0.001}, "scls": {"mean": 0.12}}
+    path = tmp_path / "debias_cxr.json"
+    path.write_text(json.dumps({"arms": {"erm": {**arm, "augment_rows": 0}, "ours": arm}}))
+    assert main(["debias", "--markdown", str(path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| arm | rows added |") and len(lines) == 4
+    assert lines[3] == "| ours | 120 | 0.910 ± 0.012 | 0.950 ± 0.010 | -0.060 ± 0.020 | +0.001 | 0.120 |"

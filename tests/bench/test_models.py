@@ -39,13 +39,13 @@ def test_caption_conditional_reads_prompts_as_the_training_captions_do():
                 assert fixed[attribute] is wanted and set(fixed) <= set(domains.get(domain).oracle_labels)
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 @needs_models
 def test_vae_round_trip_measures_what_the_decoder_keeps(cxr_model):
     import copy
 
-    from medviz.bench.models import print_round_trips, vae_round_trip
     from medviz import domains
+    from medviz.bench.models import print_round_trips, vae_round_trip
     from medviz.train.data import render_phantoms
 
     labels = domains.get("cxr").oracle_labels
@@ -93,7 +93,7 @@ def test_decode_matches_the_pipelines_own_output(tiny_cxr):
     assert ours.std() > 0           # an image, not a flat field
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 @needs_models
 def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model, tmp_path):
     from PIL import Image
@@ -150,11 +150,11 @@ def test_models_table_shows_each_prompts_line_shapes_beside_the_phantoms(capsys)
     assert shapes.split()[-8:] == ["3.31", "(1.83)", "14.4", "(18.6)", "0.922", "(0.940)", "1136", "(682)"]
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 @needs_models
 def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it(cxr_model, capsys):
-    from medviz.bench.models import ModelsBenchConfig, device_kinds, print_table
     from medviz import domains
+    from medviz.bench.models import ModelsBenchConfig, device_kinds, print_table
 
     config = ModelsBenchConfig(domain="cxr", n=3, steps=2, device_kinds=True)
     rows = device_kinds(cxr_model.pipe, cxr_model.oracle.model, config, 128)
@@ -247,7 +247,7 @@ def test_models_write_card_puts_the_run_in_its_models_card(tmp_path, monkeypatch
     import shutil
 
     from medviz.bench.__main__ import main
-    from medviz.cards import CALIBRATION_HEADING, EDIT_BENCH_HEADING, MODELS_BENCH_HEADING
+    from medviz.bench.cards import CALIBRATION_HEADING, EDIT_BENCH_HEADING, MODELS_BENCH_HEADING
 
     card = tmp_path / "skin-phantom"
     card.mkdir()

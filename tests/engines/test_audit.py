@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.audit import (AuditConfig, Counterfactuals, ImageCounterfactuals, Switch,
-                                  folder_images, make_counterfactuals, phantom_images, report, report_rows,
-                                  score_audit, scls_of)
+from medviz.engines.audit import (AuditConfig, Counterfactuals, ImageCounterfactuals, Switch, folder_images,
+                                  make_counterfactuals, phantom_images, report, report_rows, scls_of, score_audit)
 from medviz.engines.counterfactual import EditConfig
 
 FAST = EditConfig(steps=6, strength=0.5, mask_draws=1, domain_check=False)
@@ -63,7 +62,9 @@ def test_reliance_is_the_mean_score_change_on_minus_off_and_failed_edits_are_lef
                                "pleural_effusion edit did not switch it": 0,
                                "pleural_effusion edit unfaithful on this model": 0}
     assert result.flagged                                            # 0.45 >= 0.075
-    assert result.truth["reliance"]["mean"] == pytest.approx(0.5) and result.truth["target_effect"]["mean"] == pytest.approx(0.8)
+    assert result.truth["reliance"]["mean"] == pytest.approx(0.5) and result.truth["target_effect"][
+        "mean"
+    ] == pytest.approx(0.8)
     assert result.truth["reliance_same_images"] == pytest.approx(0.5)
     # Subgroups: score >= 0.5 reads effusion; im0 (effusion, devices) right, im1 (neither) right, im2 (devices) right.
     assert {(g["target"], g["spurious"]): (g["n"], g["accuracy"]) for g in result.subgroups} == {
@@ -86,7 +87,9 @@ def test_edits_the_model_card_measured_unfaithful_are_left_out_and_named():
     rows = [(0.8, {}, {"support_devices": ("remove", 0.3, True), "pleural_effusion": ("remove", 0.2, True)}, None),
             (0.1, {}, {"support_devices": ("add", 0.9, True), "pleural_effusion": ("add", 0.9, True)}, None)]
     made = _made(rows)
-    made = Counterfactuals(**{**vars(made), "faithfulness": {"add support_devices": 0.01, "remove support_devices": 0.99}})
+    made = Counterfactuals(
+        **{**vars(made), "faithfulness": {"add support_devices": 0.01, "remove support_devices": 0.99}}
+    )
     result = score_audit(BrightnessClassifier(), made, AuditConfig(**CXR, bootstrap=20))
     assert result.reliance.n == 1 and result.reliance.mean == pytest.approx(0.5)
     assert result.reliance_every_switch == pytest.approx((0.5 + 0.8) / 2)
@@ -149,7 +152,9 @@ def test_phantoms_carry_labels_and_true_counterfactuals_that_differ_in_one_attri
 def test_counterfactuals_switch_each_attribute_the_way_its_label_says_and_stop_on_request(tiny_cxr):
     images = phantom_images("cxr", 3, 40_000_000, attributes=("support_devices", "pleural_effusion"), size=32)
     seen = []
-    made = make_counterfactuals(tiny_cxr, images, AuditConfig(**CXR, edit=FAST), progress=lambda d, t: seen.append((d, t)))
+    made = make_counterfactuals(
+        tiny_cxr, images, AuditConfig(**CXR, edit=FAST), progress=lambda d, t: seen.append((d, t))
+    )
     assert seen == [(k, 6) for k in range(1, 7)] and len(made.images) == 3 and not made.excluded
     for image, item in zip(images, made.images):
         for attribute in CXR.values():

@@ -31,3 +31,27 @@ def test_predict_noise_splits_a_batch_without_changing_it():
     unet.calls.clear()
     assert predict_noise(unet, noisy[:3], steps[:3], embeds[:3], max_batch=2).shape == (3, 4, 8, 8)
     assert unet.calls == [2, 1]
+
+
+def test_forward_noise_is_ddpm_eq_4_per_sample_in_the_latents_dtype():
+    import torch
+
+    from medviz.engines.common import forward_noise
+
+    alphas = torch.linspace(0.99, 0.01, 1000)
+    x0, noise = torch.ones(1, 4, 2, 2), torch.full((3, 4, 2, 2), 2.0)
+    noisy = forward_noise(alphas, x0, noise, torch.tensor([0, 500, 999]))
+    expected = [a ** 0.5 + 2 * (1 - a) ** 0.5 for a in alphas[[0, 500, 999]].tolist()]
+    assert noisy.shape == (3, 4, 2, 2) and noisy.dtype == torch.float32
+    assert torch.allclose(noisy[:, 0, 0, 0], torch.tensor(expected))
+    assert forward_noise(alphas, x0.half(), noise, torch.tensor([1, 2, 3])).dtype == torch.float16
+
+
+def test_the_inverse_scheduler_is_made_like_the_samplers_but_never_offered():
+    from medviz.engines.common import SCHEDULERS, make_scheduler
+    from tests.tiny import tiny_model
+
+    config = tiny_model("cxr").pipe.scheduler.config
+    inverse = make_scheduler("DDIM inverse", config, steps=10)
+    assert type(inverse).__name__ == "DDIMInverseScheduler" and len(inverse.timesteps) == 10
+    assert "DDIM inverse" not in SCHEDULERS

@@ -42,7 +42,7 @@ def test_empty_edit_reconstructs_the_vae_round_trip_exactly(tiny_cxr):
     assert np.abs(edited.counterfactual - result.input).max() > 0.01           # a real edit still changes pixels
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_ddim_inversion_reconstructs_approximately_on_the_bundled_model(cxr_model):
     image = _phantom(True)
     round_trip = decode_latents(cxr_model.pipe, encode_image(cxr_model.pipe, image, 128))[0].mean(-1)
@@ -84,7 +84,7 @@ def test_an_edit_that_changes_nothing_past_the_threshold_says_so(tiny_cxr):
     assert any("changed no pixel by more than the change threshold 0.99" in w for w in result.warnings)
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_the_composite_takes_only_the_pixels_the_edit_changed(cxr_model):
     cxr = get_domain("cxr")
     graph = cxr.build_graph()
@@ -105,7 +105,7 @@ def test_the_composite_takes_only_the_pixels_the_edit_changed(cxr_model):
     assert l1["changed"] < l1["whole"] and l1["changed"] < float(np.abs(image - truth).mean())
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_removing_an_effusion_lowers_its_readout_and_keeps_the_rest(cxr_model):
     config = EditConfig(remove=("pleural_effusion",), seed=0)                 # the defaults: 30 steps, strength 0.8
     result = counterfactual(cxr_model, _phantom(True), config)
@@ -227,7 +227,7 @@ def test_measured_edit_finds_the_cards_record_of_the_edit_asked_for():
 
     # Adding a named device kind is the benched "add support devices" (its request names the kinds).
     found = lookup(add=("pacemaker",))
-    assert found["edit"] == "add support devices" and found["faithfulness"] == 0.01 and found["same_settings"]
+    assert found["edit"] == "add_support_devices" and found["faithfulness"] == 0.01 and found["same_settings"]
     assert lookup(remove=("support_devices",))["same_settings"]          # its own mask threshold, resolved
     assert lookup(add=("ett",))["differences"] == {}
     assert lookup(add=("ett",), strength=0.6)["differences"] == {"strength": (0.8, 0.6)}
@@ -239,7 +239,8 @@ def test_measured_edit_finds_the_cards_record_of_the_edit_asked_for():
     missed = {name: {**record, "meets": {"effectiveness": False, "preservation_all": True, "faithfulness": False}}
               for name, record in BENCHED["edit_bench"].items()}
     assert measured_edit({"edit_bench": missed}, EditConfig(add=("ett",)).for_domain("cxr"))["warnings"] == [
-        "On this model this edit often fails to make the change and rarely looks like this image's true counterfactual."]
+        "On this model this edit often fails to make the change and rarely looks like this image's true "
+        "counterfactual."]
     assert lookup(add=("ett",))["warnings"] == []
     assert lookup(add=("ett", "cvc")) is None and lookup(add=("pleural_effusion",)) is None
     assert measured_edit({}, EditConfig(add=("ett",)).for_domain("cxr")) is None
@@ -248,7 +249,9 @@ def test_measured_edit_finds_the_cards_record_of_the_edit_asked_for():
 def test_an_edit_carries_the_record_of_the_model_it_ran_on(tiny_cxr):
     benched = replace(tiny_cxr, card={**tiny_cxr.card, **BENCHED})
     result = counterfactual(benched, _phantom(False, devices=True), EditConfig(remove=("support_devices",), **FAST))
-    assert result.measured["edit"] == "remove support devices" and not result.measured["same_settings"]   # FAST
+    assert result.measured["edit"] == "remove_support_devices" and not result.measured["same_settings"]   # FAST
     bare = replace(tiny_cxr, card={k: v for k, v in tiny_cxr.card.items() if k != "edit_bench"})
-    assert counterfactual(bare, _phantom(False, devices=True),
-                          EditConfig(remove=("support_devices",), **FAST)).measured is None
+    assert (
+        counterfactual(bare, _phantom(False, devices=True), EditConfig(remove=("support_devices",), **FAST)).measured
+        is None
+    )

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.explain import (DEFAULT_T_RANGE, ExplainConfig, preset, calibrated_settings, classify,
-                                    classify_reference, decision_is_final, fitted_trials, leader_is_final,
-                                    stratified_timesteps, trial_class_errors, trials_run_until_decided,
-                                    trials_until_decidable, votes_needed)
+from medviz.engines.explain import (DEFAULT_T_RANGE, ExplainConfig, calibrated_settings, classify, classify_reference,
+                                    decision_is_final, fitted_trials, leader_is_final, preset, stratified_timesteps,
+                                    trial_class_errors, trials_run_until_decided, trials_until_decidable, votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
@@ -73,7 +72,7 @@ def test_vote_threshold_moves_the_decision_and_stays_exact_with_early_stop(tiny_
 def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
     from types import SimpleNamespace
 
-    stored = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    stored = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     settings = calibrated_settings(tiny_cxr, "pleural effusion")
     assert settings["vote_threshold"] == stored["vote_threshold"] and 0 < stored["vote_threshold"] < 1
     assert settings["weighting"] == stored["weighting"]
@@ -99,7 +98,9 @@ def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
 
 
 def test_maps_votes_and_passes_have_the_promised_shapes(tiny_cxr):
-    result = classify(tiny_cxr, _phantom(True), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=7, early_stop=False))
+    result = classify(
+        tiny_cxr, _phantom(True), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=7, early_stop=False)
+    )
     assert result.explanation_map.shape == result.evidence_map.shape == result.uncertainty_map.shape == (32, 32)
     assert result.errors.shape == (7, 2) and result.timesteps.shape == (7,)
     assert result.unet_passes == PROMPTS_PER_TRIAL * 7 and result.vote_fractions.sum() == pytest.approx(1.0)
@@ -107,7 +108,7 @@ def test_maps_votes_and_passes_have_the_promised_shapes(tiny_cxr):
     assert result.label == LABELS[result.predicted] and result.runner_up == 1 - result.predicted
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_classifies_clear_effusion_and_returns_maps(cxr_model):
     result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=PROMPTS, labels=LABELS, trials=15))
     assert result.label == "effusion" and result.vote_fractions[0] > 0.5
@@ -123,7 +124,7 @@ def test_classifies_clear_effusion_and_returns_maps(cxr_model):
     assert clear.label == "no effusion"
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_explanation_map_finds_the_fluid_and_evidence_map_is_signed(cxr_model):
     from medviz.phantoms import mask_between
 
@@ -214,7 +215,7 @@ def test_reference_loop_agrees_with_the_batched_engine(tiny_cxr):
     assert winner == batched.predicted and passes == 5 * PROMPTS_PER_TRIAL == batched.unet_passes
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_one_prompt_per_class_preset_and_class_sets_agree_on_a_clear_case(cxr_model):
     labels, single = preset("cxr", "pleural effusion (one prompt per class)")
     result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=single, labels=labels, trials=9))
@@ -234,7 +235,7 @@ def test_progress_interrupt_and_bad_requests(tiny_cxr):
         classify(tiny_cxr, image, ExplainConfig(prompts=("only one",)))
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink(skin_model):
     # A benign nevus with hair and ink markings from the tuning phantoms (seed 10,901,027): one prompt per
     # class calls it melanoma (the melanoma prompt explains the artifacts); with every artifact named on
@@ -265,7 +266,7 @@ def test_mean_error_rule_runs_the_votes_trials_and_takes_their_lowest_mean_error
     assert by_mean.runner_up == 1 - by_mean.predicted
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_mean_error_decision_rule_decides_over_the_trials_the_vote_needed(cxr_model):
     image = _phantom(False, seed=10_000_400)
     # A low threshold flips this image's vote to "effusion" (see above) while its mean error still says "none".

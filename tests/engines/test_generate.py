@@ -47,7 +47,7 @@ def test_progress_per_step_and_interrupt(tiny_cxr):
                  should_stop=lambda: len(seen) >= 7, progress=lambda d, t: seen.append(d))
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_prompt_steers_the_oracle_readout(cxr_model):
     with_effusion = generate(cxr_model, GenerateConfig(PROMPT, batch_size=4, seed=10, steps=12))
     without = generate(cxr_model, GenerateConfig("Chest X-ray of a female patient with no pleural effusion",
@@ -82,7 +82,9 @@ def test_measured_prompt_finds_the_rows_of_what_the_prompt_names():
     from medviz.engines.generate import measured_prompt
 
     card = {"models_bench": _prompt_record()}
-    found = measured_prompt(card, "cxr", GenerateConfig("Chest X-ray of a male patient showing pleural effusion, pacemaker"))
+    found = measured_prompt(
+        card, "cxr", GenerateConfig("Chest X-ray of a male patient showing pleural effusion, pacemaker")
+    )
     assert [(r["attribute"], r["wanted"], r["phrase"]) for r in found["rows"]] == [
         ("pleural_effusion", True, "pleural effusion"), ("support_devices", True, "support devices"),
         ("female", False, "male")]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from medviz.engines import guard
 from medviz.bench.guard import auroc, edge_phantoms, far_set, fit, phantoms
+from medviz.engines import guard
 from medviz.engines.counterfactual import EditConfig, counterfactual, effect_check
 from medviz.engines.explain import ExplainConfig, classify
 from medviz.ui.common import Job
@@ -108,7 +108,7 @@ def test_the_bench_sets(tiny_cxr):
     assert auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0 and auroc(np.array([1.0]), np.array([1.0])) == 0.5
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 @pytest.mark.parametrize("domain", ["cxr", "skin"])
 def test_the_bundled_models_flag_an_astronaut_and_pass_their_phantoms(domain, cxr_model, skin_model):
     import skimage.data

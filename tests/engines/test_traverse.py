@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from medviz import domains
 from medviz.engines import Interrupted
 from medviz.engines.common import decode_latents, encode_prompts, initial_noise
-from medviz import domains
 from medviz.engines.traverse import (TraverseConfig, bezier, caption_pairs, conditional_direction, slerp,
                                      trajectory_metrics, traverse)
 from medviz.prompts import parse_prompt
@@ -33,7 +33,7 @@ def test_slider_frames_batched_and_the_zero_frame_is_the_stock_pipeline(tiny_cxr
     np.testing.assert_allclose(result.frames[:, 1], decode_latents(tiny_cxr.pipe, stock), atol=2e-3)
 
 
-@pytest.mark.slow
+@pytest.mark.bundled
 def test_effusion_slider_raises_effusion_and_keeps_the_rest(cxr_model):
     result = traverse(cxr_model, TraverseConfig(kind="slider", target="pleural_effusion", prompt=FEMALE, seeds=(3,),
                                                 frames=4, steps=10, alpha_range=(0.0, 1.5)))

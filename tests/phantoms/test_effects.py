@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from medviz import domains
 from medviz.models import MODELS_DIR
 from medviz.oracle import load_oracle
-from medviz import domains
 from medviz.phantoms import get_domain
 from medviz.phantoms.effects import link_parameters, switched, true_effects
 
@@ -40,5 +40,7 @@ def test_a_held_switch_changes_one_attribute_where_do_would_change_its_effect_to
         on = not before[attribute]
         held = attributes_of(switched(domain, graph, sample, attribute, on, hold=(other,)).factors)
         assert held[attribute] == on and held[other] == before[other]
-        moved_without_hold += attributes_of(switched(domain, graph, sample, attribute, on).factors)[other] != before[other]
-    assert moved_without_hold > 10               # the planted link: do(attribute) alone drags its effect along
+        moved_without_hold += (
+            attributes_of(switched(domain, graph, sample, attribute, on).factors)[other] != before[other]
+        )
+    assert moved_without_hold > 10  # the planted link: do(attribute) alone drags its effect along

@@ -147,7 +147,7 @@ def test_graph_declares_parents_before_children():
     assert {"support_devices", "devices", "effusion_severity"} <= graph.descendants("effusion")
 
 
-@pytest.mark.slow                        # 10,000 samples each: a statistical check, in the full run
+@pytest.mark.statistical                        # 10,000 samples each: a statistical check, in the full run
 @pytest.mark.parametrize("domain", ["cxr", "skin"])
 def test_planted_link_matches_configured_strength(domain):
     module = get_domain(domain)
@@ -177,8 +177,9 @@ def test_redrawn_render_noise_moves_only_that_component():
     again = cxr.render(sample.factors, sample.seed, 128)
     assert np.array_equal(again.image, original.image)                  # the block leaves no trace
     differs = original.image != moved.image
-    devices = original.supports["cvc"] | original.supports["pacemaker"] | moved.supports["cvc"] | moved.supports["pacemaker"]
-    assert differs.any() and not (differs & ~devices).any()              # the devices moved; nothing else did
+    devices = (original.supports["cvc"] | original.supports["pacemaker"] | moved.supports["cvc"]
+               | moved.supports["pacemaker"])
+    assert differs.any() and not (differs & ~devices).any()  # the devices moved; nothing else did
     # A small jitter along the same anatomical path, not another device: most of the line stays put.
     overlap = (original.supports["cvc"] & moved.supports["cvc"]).sum() / original.supports["cvc"].sum()
     assert 0.2 < overlap < 1.0

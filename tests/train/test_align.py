@@ -109,7 +109,9 @@ def test_boosted_prompts_ask_for_each_attribute_more_often_in_the_captions_words
 
     plain, boosted = asked(0.0), asked(1.0)
     assert all(boosted[a] > plain[a] + 10 for a in plain), (plain, boosted)      # each gets ~1/6 of 120 by do()
-    assert all(p.startswith("Dermoscopy image of a") for p, _ in caption_prompts("skin", 10, np.random.default_rng(2), 1.0))
+    assert all(
+        p.startswith("Dermoscopy image of a") for p, _ in caption_prompts("skin", 10, np.random.default_rng(2), 1.0)
+    )
     with pytest.raises(ValueError, match="boost is a share"):
         AlignConfig(domain="skin", out="x", boost=1.5).validate()
 

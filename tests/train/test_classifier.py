@@ -3,8 +3,9 @@ import json
 import pytest
 import torch
 
+from medviz.phantoms.effects import link_groups as groups
+from medviz.phantoms.effects import link_parameters as graph_parameters
 from medviz.train.__main__ import main
-from medviz.phantoms.effects import link_groups as groups, link_parameters as graph_parameters
 from medviz.train.classifier import ClassifierConfig, group_dro_loss
 from medviz.train.data import render_phantoms
 
@@ -39,7 +40,7 @@ def test_group_dro_weights_of_each_process_are_those_of_the_whole_batch():
         their_counts = torch.bincount(theirs[1], minlength=4).float()
         added = iter([their_sums, their_counts])
         weights = torch.full((4,), 0.25)
-        group_dro_loss(*mine, weights, step_size=0.5, total=lambda t: t + next(added))
+        group_dro_loss(*mine, weights, step_size=0.5, total=lambda t, added=added: t + next(added))
         assert torch.allclose(weights, whole)
 
 
@@ -79,11 +80,40 @@ def test_augment_rows_join_the_training_set_with_their_groups_and_unlabelled_row
     images, labels, group = augmentation(config)
     rows = list(csv.DictReader(open(csv_path)))
     assert images.shape == (6, 32, 32, 3) and images.dtype.name == "uint8"
-    assert list(group) == [2 * int(r["target"]) + int(float(r["ruler"])) for r in rows] and list(labels) == list(group // 2)
+    assert list(group) == [2 * int(r["target"]) + int(float(r["ruler"])) for r in rows] and list(labels) == list(
+        group // 2
+    )
     out = tmp_path / "clf"
-    assert main(["classifier", "--domain", "skin", "--out", str(out), "--target", "melanoma", "--spurious", "ruler",
-                 "--preset", "tiny", "--n-images", "60", "--n-test", "40", "--steps", "2", "--batch-size", "8",
-                 "--workers", "1", "--augment", str(csv_path)]) == 0
+    assert (
+        main(
+            [
+                "classifier",
+                "--domain",
+                "skin",
+                "--out",
+                str(out),
+                "--target",
+                "melanoma",
+                "--spurious",
+                "ruler",
+                "--preset",
+                "tiny",
+                "--n-images",
+                "60",
+                "--n-test",
+                "40",
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--workers",
+                "1",
+                "--augment",
+                str(csv_path),
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "medviz_classifier.json").read_text())["augment_rows"] == 6
     header, *body = csv_path.read_text().splitlines()
     (tmp_path / "extra" / "nolabel.csv").write_text("\n".join([header.replace("ruler", "rule_r"), *body]))

@@ -25,7 +25,7 @@ def test_processes_own_disjoint_blocks_of_rows():
         RowSampler(3, SimpleNamespace(process_index=3, num_processes=4), seed=0)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_train_one_classifier_on_disjoint_rows(tmp_path):
     out = tmp_path / "clf"
     run = launch(["-m", "medviz.train", "classifier", "--domain", "cxr", "--out", str(out), "--target",

@@ -4,7 +4,7 @@ from medviz.ui.tabs.about import model_about
 
 
 def test_model_tab_shows_the_cards_measured_sections_with_what_misses_a_bar(tiny_cxr):
-    record = dict(tiny_cxr.card["edit_bench"]["add support devices"], faithfulness=0.01,
+    record = dict(tiny_cxr.card["edit_bench"]["add_support_devices"], faithfulness=0.01,
                   meets={"effectiveness": True, "preservation_all": True, "faithfulness": False})
     text = model_about(replace(tiny_cxr, card={**tiny_cxr.card, "edit_bench": {"add support devices": record}}))
     assert "#### Counterfactual edits as measured" in text and "**1%** (below the bar)" in text

@@ -62,7 +62,9 @@ def test_each_broken_classifier_folder_gets_one_clear_message(audit_app, name, m
 
 def test_a_label_the_classifier_lacks_is_named_with_its_labels(audit_app):
     client, _ = audit_app
-    with pytest.raises(Exception, match="my-effusion has no label 'ruler'; its labels: no pleural_effusion, pleural_eff"):
+    with pytest.raises(
+        Exception, match="my-effusion has no label 'ruler'; its labels: no pleural_effusion, pleural_eff"
+    ):
         client.predict(classifier="my-effusion", **{**REQUEST, "label": "ruler"}, api_name="/audit")
 
 
@@ -102,8 +104,10 @@ def test_the_skin_model_audits_the_bundled_skin_classifier(client):
     assert "Both classifiers on the same counterfactuals" in summary and "| classifier | reliance on ruler |" in summary
     assert "| skin-melanoma-groupdro" in summary
     names = {trace["name"] for trace in json.loads(reliance["plot"])["data"]}
-    assert {"skin-melanoma-erm: estimated (our counterfactuals)", "skin-melanoma-groupdro: estimated (our "
-            "counterfactuals)"} <= names
+    assert {
+        "skin-melanoma-erm: estimated (our counterfactuals)",
+        "skin-melanoma-groupdro: estimated (our counterfactuals)",
+    } <= names
     rows = list(csv.DictReader(open(next(f for f in files if f.endswith(".csv")))))
     assert {r["classifier"] for r in rows} == {"skin-melanoma-erm", "skin-melanoma-groupdro"}
     with pytest.raises(Exception, match="the spurious and the target attribute must differ"):

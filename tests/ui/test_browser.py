@@ -15,7 +15,7 @@ import pytest
 
 from medviz.ui.common import EXAMPLES_DIR
 
-pytestmark = pytest.mark.slow          # a browser end to end: in the full run, not in the quick one (-m "not slow")
+pytestmark = pytest.mark.browser       # a browser end to end: in the full run, not in the quick one (-m "not slow")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT_MS = 300_000        # a CPU edit with few steps takes seconds; leave room for a busy CI machine
@@ -30,15 +30,12 @@ def page_url(request):
         yield request.getfixturevalue("app_url")                   # the tiny random models
         return
     from medviz.models import load_model
-    from medviz.ui.layout import build_demo
+    from medviz.ui.layout import build_demo, serve
     from medviz.ui.session import ModelRegistry
 
     demo = build_demo(ModelRegistry("cxr-phantom", device="cpu", preloaded=load_model("cxr-phantom", device="cpu")))
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
-                run_history=False, enable_monitoring=False)
     try:
-        yield demo.local_url
+        yield serve(demo, block=False)
     finally:
         demo.close()
 
@@ -142,8 +139,10 @@ def test_traverse_slider_changes_the_displayed_frame(page, shots):
     before = frame.get_attribute("src")
     _set_number(page, "frame-slider-0", 4)
     page.wait_for_function(
-        "previous => { const img = document.querySelector('#traverse-frame img'); return img && img.src !== previous; }",
-        arg=before)
+        "previous => { const img = document.querySelector('#traverse-frame img'); "
+        "return img && img.src !== previous; }",
+        arg=before,
+    )
     assert frame.get_attribute("src") != before
     page.locator("#traverse-chart .js-plotly-plot").first.wait_for()
     _settle(page, 1000)

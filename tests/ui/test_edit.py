@@ -11,8 +11,16 @@ from medviz.io import read_image, read_png_parameters
 from medviz.ui.common import EXAMPLES_DIR
 from medviz.ui.tabs.edit import EditRequest, expectation, measured_markdown, painted_mask
 
-FAST = dict(model_name="cxr-phantom", canvas=None, mask_mode="automatic (DiffEdit)", strength=0.5, guidance=4.0, steps=10, seed=0,
-            opacity=0.6)
+FAST = dict(
+    model_name="cxr-phantom",
+    canvas=None,
+    mask_mode="automatic (DiffEdit)",
+    strength=0.5,
+    guidance=4.0,
+    steps=10,
+    seed=0,
+    opacity=0.6,
+)
 
 
 def test_edit_endpoints_load_a_dicom_edit_and_export(client):
@@ -43,7 +51,7 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
     parameters = read_png_parameters(png)
     # The export keeps the card's bench record of this kind of edit (shown above the Edit button).
     record = parameters["bench_record"]
-    assert record["edit"] == "add pleural effusion" and record["n"] == 100 and record["same_settings"] is False
+    assert record["edit"] == "add_pleural_effusion" and record["n"] == 100 and record["same_settings"] is False
     assert parameters["engine"] == "counterfactual" and parameters["add"] == ["pleural_effusion"]
     assert parameters["image_size"] == 32 and parameters["input_size"] == [32, 32]
     assert parameters["domain_check"]["in_domain"] is None
@@ -119,17 +127,23 @@ def test_painted_mask_comes_from_the_editor_layers():
 def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
     from gradio_client import handle_file
 
-    client.predict(model_name="cxr-phantom", example="cxr_effusion.png", api_name="/edit_example")   # 32 px, shown at 384
-    layer = np.zeros((256, 256, 4), np.uint8)                 # a canvas of another size: the mask is resized to the image
-    layer[160:240, 32:128] = (255, 208, 0, 255)                                        # the brush stroke
+    client.predict(
+        model_name="cxr-phantom", example="cxr_effusion.png", api_name="/edit_example"
+    )  # 32 px, shown at 384
+    layer = np.zeros((256, 256, 4), np.uint8)  # a canvas of another size: the mask is resized to the image
+    layer[160:240, 32:128] = (255, 208, 0, 255)  # the brush stroke
     Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
     background = str(EXAMPLES_DIR / "cxr_effusion.png")
     canvas = {"background": handle_file(background), "layers": [handle_file(str(tmp_path / "layer.png"))],
               "composite": handle_file(background)}
     sliders, difference, summary, _, _ = client.predict(
-        action="remove", attribute="pleural_effusion", **{**FAST, "canvas": canvas, "mask_mode": "painted with the brush"},
-        keep=0.0, api_name="/edit")                                     # change threshold 0: the whole painted region
-    assert "painted with the brush (12% of the image)." in summary                   # 80 x 96 of 256 x 256
+        action="remove",
+        attribute="pleural_effusion",
+        **{**FAST, "canvas": canvas, "mask_mode": "painted with the brush"},
+        keep=0.0,
+        api_name="/edit",
+    )  # change threshold 0: the whole painted region
+    assert "painted with the brush (12% of the image)." in summary  # 80 x 96 of 256 x 256
     before, after = (read_image(p).pixels for p in sliders)
     changed = np.abs(before - after) > 1 / 255
     changed = changed if changed.ndim == 2 else changed.any(-1)
@@ -138,7 +152,8 @@ def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
 
 
 def test_the_line_above_the_button_says_how_far_the_benched_edit_can_be_trusted():
-    record = {"edit": "add support devices", "n": 100, "date": "2026-12-03", "effectiveness": 1.0,
+    record = {"edit": "add_support_devices", "phrase": "add support devices", "n": 100, "date": "2026-12-03",
+              "effectiveness": 1.0,
               "preservation_all": 0.97, "faithfulness": 0.01, "same_settings": True, "differences": {},
               "warnings": ["On this model this edit rarely looks like this image's true counterfactual."]}
     text = measured_markdown(record, known_domain=True)
@@ -148,8 +163,14 @@ def test_the_line_above_the_button_says_how_far_the_benched_edit_can_be_trusted(
     good = {**record, "faithfulness": 0.99, "warnings": [], "same_settings": False,
             "differences": {"mask_mode": ("auto", "painted"), "strength": (0.8, 0.6)}}
     text = measured_markdown(good, known_domain=True)
-    assert "⚠" not in text and ("settings differ and were not measured: mask mode painted (measured at auto), "
-                                "strength 0.6 (measured at 0.8).") in text
+    assert (
+        "⚠" not in text
+        and (
+            "settings differ and were not measured: mask mode painted (measured at auto), "
+            "strength 0.6 (measured at 0.8)."
+        )
+        in text
+    )
     assert "not measured on this model" in measured_markdown(None, known_domain=True)
     assert measured_markdown(None, known_domain=False) == ""      # a user's checkpoint: no phantoms
 

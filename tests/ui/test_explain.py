@@ -20,7 +20,7 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
     from gradio_client import handle_file
 
     # A card whose operating point is a vote threshold (the server shares this loaded model).
-    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     for key, value in {"vote_threshold": 0.4524, "trials": 21, "trials_run": 21, "decision": "vote"}.items():
         monkeypatch.setitem(fit, key, value)
     with pytest.raises(Exception, match="load an image first"):
@@ -39,8 +39,9 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
     faint, _, _ = client.predict(opacity=0.0, api_name="/explain_opacity")   # opacity 0: the plain input, no model call
     gray = read_image(faint).pixels
     assert gray.ndim == 2 or np.allclose(gray[..., 0], gray[..., 1], atol=2 / 255)
-    info, upload, example = client.predict(model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")),
-                                  api_name="/explain_load")
+    info, upload, example = client.predict(
+        model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), api_name="/explain_load"
+    )
     assert info.startswith("Upload: DICOM") and upload is None and example is None
     _, _, _, _, summary = client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9,
                                          weighting="uniform (Favero et al.)", api_name="/explain")
@@ -53,18 +54,26 @@ def test_the_view_applies_the_skin_cards_window_and_weighting(tiny_skin):
     view = _view(tiny_skin, "melanoma", 3, False, example="skin_melanoma.png")
     assert f"over timesteps {lo}–{hi} (the model card's window)" in view.summary
     assert ("weighted uniformly" if fitted["weighting"] == "uniform" else "weighted to where") in view.summary
-    other = _view(tiny_skin, "melanoma", 3, False, example="skin_melanoma.png",
-                  weighting="where the classes differ" if fitted["weighting"] == "uniform" else "uniform (Favero et al.)")
+    other = _view(
+        tiny_skin,
+        "melanoma",
+        3,
+        False,
+        example="skin_melanoma.png",
+        weighting="where the classes differ" if fitted["weighting"] == "uniform" else "uniform (Favero et al.)",
+    )
     assert "model card's window" not in other.summary and "Majority vote" in other.summary
     assert view.explanation.shape == view.image.shape[:2] == (32, 32)
 
 
 def test_the_view_names_the_cards_decision_rule(tiny_cxr, monkeypatch):
-    fit = tiny_cxr.card["explain_calibration"]["pleural effusion"]
+    fit = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     monkeypatch.setitem(fit, "decision", "mean_error")
     monkeypatch.setitem(fit, "vote_threshold", 0.5)
     view = _view(tiny_cxr, "pleural effusion", 3)
-    assert "Mean-error rule, the model card's decision rule" in view.summary and "effusion needs 2 of 3)" in view.summary
+    assert (
+        "Mean-error rule, the model card's decision rule" in view.summary and "effusion needs 2 of 3)" in view.summary
+    )
     assert "majority vote: **" in view.summary and "mean-error rule: **" not in view.summary
     monkeypatch.setitem(fit, "vote_threshold", 0.4524)                  # 10 of 21; 2 of 3 at N = 3
     view = _view(tiny_cxr, "pleural effusion", 3)
@@ -79,8 +88,11 @@ def test_trials_default_to_the_n_the_card_was_fitted_at(client, tiny_cxr, tiny_s
 
     fitted = tiny_skin.card["explain_calibration"]["melanoma"]
     assert default_trials(tiny_skin, "melanoma") == fitted["trials"]
-    assert default_trials(tiny_cxr, "pleural effusion") == tiny_cxr.card["explain_calibration"]["pleural effusion"]["trials"]
-    assert default_trials(tiny_cxr, "cardiomegaly") == 21 and default_trials(tiny_cxr, "custom") == 21   # no fit
+    assert (
+        default_trials(tiny_cxr, "pleural effusion")
+        == tiny_cxr.card["explain_calibration"]["pleural_effusion"]["trials"]
+    )
+    assert default_trials(tiny_cxr, "cardiomegaly") == 21 and default_trials(tiny_cxr, "custom") == 21  # no fit
     *_, preset, example, trials, outputs = _by_tab(client.predict(model_name="skin-phantom", api_name="/select_model"))
     assert preset["value"] == "melanoma" and trials["value"] == fitted["trials"]
     skin, cxr = edit_defaults("skin"), edit_defaults("cxr")                  # the Edit sliders follow the model

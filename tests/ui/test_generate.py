@@ -12,8 +12,10 @@ def test_the_prompt_is_the_training_captions_grammar():
     assert GenerateRequest(("pleural effusion", "support devices"), "female").prompt("cxr") == \
         "Chest X-ray of a female patient showing pleural effusion, support devices"
     assert GenerateRequest((), "unspecified", "small left effusion").prompt("cxr") == "Chest X-ray, small left effusion"
-    assert GenerateRequest(("ruler",), "melanoma").prompt("skin") == "Dermoscopy image of a melanoma with ruler markings"
-    assert GenerateRequest(("ruler",), "", "a CT slice").prompt(None) == "a CT slice"      # unknown domain: free text
+    assert (
+        GenerateRequest(("ruler",), "melanoma").prompt("skin") == "Dermoscopy image of a melanoma with ruler markings"
+    )
+    assert GenerateRequest(("ruler",), "", "a CT slice").prompt(None) == "a CT slice"  # unknown domain: free text
     assert head_choices("cxr") == ("Sex", ["unspecified", "female", "male"], "female")
     assert head_choices("skin") == ("Lesion", ["benign nevus", "melanoma"], "benign nevus")
     assert head_choices(None) is None
@@ -95,7 +97,9 @@ def test_the_tab_says_what_the_bench_measured_before_it_runs(client, tiny_cxr, t
     assert (hair_row["agreement"] < 0.9) == hair.startswith("⚠ **On this model, asked for hair, it drew it in only")
     assert f"*hair* in {hair_row['agreement']:.0%}" in hair and "*benign nevus* in" in hair
     assert "settings differ" not in hair
-    moved = expectation(tiny_cxr, GenerateRequest(free_text="a pacemaker", head="unspecified", scheduler="Euler ancestral"))
+    moved = expectation(
+        tiny_cxr, GenerateRequest(free_text="a pacemaker", head="unspecified", scheduler="Euler ancestral")
+    )
     assert "*support devices* in" in moved and "Not measured on this model: pacemaker." in moved
     assert "scheduler 'Euler ancestral' (measured at 'DDIM')" in moved
     assert expectation(tiny_cxr, GenerateRequest(head="unspecified")) == ""          # "Chest X-ray" names nothing

@@ -50,7 +50,9 @@ def test_edit_takes_source_and_target_prompts_and_says_there_is_no_domain_check(
                    target_prompt="a chest X-ray without fluid")
     with pytest.raises(Exception, match="type the source prompt"):
         client.predict(**request, source_prompt="", api_name="/edit")
-    _, _, summary, readout, files = client.predict(**request, source_prompt="a chest X-ray with fluid", api_name="/edit")
+    _, _, summary, readout, files = client.predict(
+        **request, source_prompt="a chest X-ray with fluid", api_name="/edit"
+    )
     assert "No domain check for this model" in summary and "**Target prompt:** a chest X-ray without fluid" in summary
     assert readout["data"] == [] and len(files) == 2                      # no oracle: no readout rows
 
@@ -63,6 +65,14 @@ def test_explain_and_generate_run_on_the_users_model(own_app):
     *_, summary = client.predict(model_name="mine", preset="custom", custom_prompts="a cat\na dog", trials=3,
                                  api_name="/explain")
     assert "No domain check for this model" in summary and "not a diagnosis" in summary
-    gallery, files, info, _ = client.predict(model_name="mine", attributes=[], head=None, free_text="a chest X-ray", seed=3,
-                                             batch=1, steps=2, api_name="/generate")
+    gallery, files, info, _ = client.predict(
+        model_name="mine",
+        attributes=[],
+        head=None,
+        free_text="a chest X-ray",
+        seed=3,
+        batch=1,
+        steps=2,
+        api_name="/generate",
+    )
     assert len(gallery) == 1 and "Seed 3" in info and files[0].endswith(".png")

@@ -52,11 +52,10 @@ SERVER = """
 import time
 from medviz.ui import session
 session.start_sweeper(every=1, max_age=3)              # the first sweeper of the process is the one that runs
-from medviz.ui.layout import build_demo
+from medviz.ui.layout import build_demo, serve
 from tests.tiny import tiny_model
-demo = build_demo(session.ModelRegistry("cxr-phantom", device="cpu", preloaded=tiny_model("cxr")))
-demo.queue().launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-print(demo.local_url, flush=True)
+print(serve(build_demo(session.ModelRegistry("cxr-phantom", device="cpu", preloaded=tiny_model("cxr"))), block=False),
+      flush=True)
 time.sleep(120)
 """
 

@@ -7,8 +7,8 @@ components a model change updates and how (``on_model``), and what follows that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass(frozen=True)

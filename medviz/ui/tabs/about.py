@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ... import RESEARCH_ONLY_NOTICE
-from ...cards import measured_sections
+from ...card import measured_sections
 from ...engines.guard import CARD_KEY, NO_CHECK
 from ...oracle import READOUT_KIND
 from ..session import FILE_LIFETIME, SWEEP_EVERY
@@ -35,7 +35,7 @@ shows you) at the latest {(FILE_LIFETIME + SWEEP_EVERY) // 60} minutes after it 
 
 def model_about(model) -> str:
     """Markdown: what the loaded model is, from its card, and what the benches measured on it (the card's own
-    sections, ``medviz.cards.measured_sections``); the oracle labelled as an attribute readout."""
+    sections, ``medviz.bench.cards.measured_sections``); the oracle labelled as an attribute readout."""
     card = model.card or {}
     lines = [ABOUT, f"#### Loaded model: `{model.name}`",
              f"- domain: **{model.domain or 'unknown'}** · output {model.image_size} px · device {model.device} "

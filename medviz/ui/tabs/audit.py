@@ -151,14 +151,19 @@ def reliance_figure(result: AuditResult, other: AuditResult | None = None) -> go
 
 def comparison(result: AuditResult, other: AuditResult) -> str:
     """Markdown table: both classifiers on the same images and counterfactuals."""
-    lines = ["Both classifiers on the same counterfactuals:", "",
-             f"| classifier | reliance on {result.spurious} | its SCM truth | SCLS (ours) | worst group | mean accuracy |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "Both classifiers on the same counterfactuals:",
+        "",
+        f"| classifier | reliance on {result.spurious} | its SCM truth | SCLS (ours) | worst group | mean accuracy |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for audited in (result, other):
         true = number(audited.truth["reliance"]["mean"]) if audited.truth else "-"
-        lines.append(f"| {audited.classifier}{' ⚠️' if audited.flagged else ''} | {audited.reliance.mean:+.3f} | {true} | "
-                     f"{number(audited.scls.mean)} | {number(audited.worst_group_accuracy or float('nan'))} | "
-                     f"{number(audited.mean_accuracy or float('nan'))} |")
+        lines.append(
+            f"| {audited.classifier}{' ⚠️' if audited.flagged else ''} | {audited.reliance.mean:+.3f} | {true} | "
+            f"{number(audited.scls.mean)} | {number(audited.worst_group_accuracy or float('nan'))} | "
+            f"{number(audited.mean_accuracy or float('nan'))} |"
+        )
     return "\n".join(lines)
 
 
@@ -166,17 +171,24 @@ def summary(result: AuditResult, notes: list[str], other: AuditResult | None = N
     """Markdown: the verdict, the figures with their intervals, the truth, the cost and what was left out."""
     r, t, s = result.reliance, result.target_effect, result.scls
     left_out = {k: v for k, v in result.excluded.items() if v}
-    verdict = (f"### ⚠️ Shortcut: {result.classifier} leans on **{result.spurious}**" if result.flagged else
-               f"### No shortcut on {result.spurious} found")
-    lines = [f"{verdict}",
-             f"Switching only **{result.spurious}** moves P({result.label}) by **{r.mean:+.3f}** "
-             f"(95% CI {r.low:+.3f} to {r.high:+.3f}, {r.n} images); switching only **{result.target}** by "
-             f"**{t.mean:+.3f}** ({t.low:+.3f} to {t.high:+.3f}). SCLS (our definition: the spurious attribute's share of "
-             f"the score's counterfactual sensitivity) **{number(s.mean)}**. Flagged at a reliance of "
-             f"{result.parameters['flag_at']}."]
+    verdict = (
+        f"### ⚠️ Shortcut: {result.classifier} leans on **{result.spurious}**"
+        if result.flagged
+        else f"### No shortcut on {result.spurious} found"
+    )
+    lines = [
+        f"{verdict}",
+        f"Switching only **{result.spurious}** moves P({result.label}) by **{r.mean:+.3f}** "
+        f"(95% CI {r.low:+.3f} to {r.high:+.3f}, {r.n} images); switching only **{result.target}** by "
+        f"**{t.mean:+.3f}** ({t.low:+.3f} to {t.high:+.3f}). SCLS (our definition: the spurious attribute's share of "
+        f"the score's counterfactual sensitivity) **{number(s.mean)}**. Flagged at a reliance of "
+        f"{result.parameters['flag_at']}.",
+    ]
     if result.truth is not None:
-        lines.append(f"Truth from the phantoms' causal model: reliance **{result.truth['reliance']['mean']:+.3f}**, "
-                     f"target effect {result.truth['target_effect']['mean']:+.3f}, SCLS {number(result.truth['scls']['mean'])}.")
+        lines.append(
+            f"Truth from the phantoms' causal model: reliance **{result.truth['reliance']['mean']:+.3f}**, "
+            f"target effect {result.truth['target_effect']['mean']:+.3f}, SCLS {number(result.truth['scls']['mean'])}."
+        )
     if result.worst_group_accuracy is not None:
         lines.append(f"Accuracy: mean {result.mean_accuracy:.3f}, worst group {result.worst_group_accuracy:.3f}.")
     lines.append(f"{result.unet_passes} UNet passes ({result.unet_passes_per_image:.0f} per image), "
@@ -214,12 +226,22 @@ def _controls(page: Page, domain: str | None) -> dict:
     names, spurious, target = pair_choices(domain)
     choices = page.registry.classifier_choices(domain)
     compare, fixed = compare_choices(choices)
-    controls = {"classifier": gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True,
-                                          label="Classifier (bundled, or a folder under the models folder)",
-                                          elem_id="audit-classifier"),
-                "compare": gr.Dropdown(compare, value=fixed, label="Compare with (the same counterfactuals, no more "
-                                       "edits): e.g. the shortcut's fix", elem_id="audit-compare"),
-                "label": gr.Textbox("", label="Label to audit (default: the classifier's target)")}
+    controls = {
+        "classifier": gr.Dropdown(
+            choices,
+            value=choices[0] if choices else None,
+            allow_custom_value=True,
+            label="Classifier (bundled, or a folder under the models folder)",
+            elem_id="audit-classifier",
+        ),
+        "compare": gr.Dropdown(
+            compare,
+            value=fixed,
+            label="Compare with (the same counterfactuals, no more edits): e.g. the shortcut's fix",
+            elem_id="audit-compare",
+        ),
+        "label": gr.Textbox("", label="Label to audit (default: the classifier's target)"),
+    }
     with gr.Row():
         controls["spurious"] = gr.Dropdown(names, value=spurious, label="Spurious attribute (device, ruler)")
         controls["target"] = gr.Dropdown(names, value=target, label="Target (the disease)")
@@ -243,8 +265,12 @@ def build(page: Page, domain: str | None) -> Tab:
                 with gr.Row():
                     reliance = gr.Plot(label="Reliance")
                     groups = gr.Plot(label="Subgroups")
-                gallery = gr.Gallery(label="Pairs whose score moved most (input | counterfactual)", columns=2, height=380,
-                                     object_fit="contain")
+                gallery = gr.Gallery(
+                    label="Pairs whose score moved most (input | counterfactual)",
+                    columns=2,
+                    height=380,
+                    object_fit="contain",
+                )
                 files = gr.File(label="Report (CSV per image, JSON summary)", file_count="multiple", interactive=False)
 
     @errors_as_messages

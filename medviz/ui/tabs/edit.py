@@ -1,4 +1,5 @@
-"""Edit tab: upload an image (DICOM with window/level), paint a mask or let DiffEdit find one, get its counterfactual."""
+"""Edit tab: upload an image (DICOM with window/level), paint a mask or let DiffEdit find one, get its
+counterfactual."""
 
 from __future__ import annotations
 
@@ -123,10 +124,12 @@ def measured_markdown(measured: dict | None, known_domain: bool) -> str:
         return ("*This edit was not measured on this model against true counterfactuals (model card: Counterfactual "
                 "edits as measured).*  \n" if known_domain else "")
     m = measured
-    text = (f"**Measured on this model** for *{m['edit']}* ({m['n']} held-out phantoms with known true "
-            f"counterfactuals, {m['date']}): the oracle read the change asked for in {m['effectiveness']:.0%}, every "
-            f"other attribute kept its readout in {m['preservation_all']:.0%}, and the result was closer to the true "
-            f"counterfactual than the input in {m['faithfulness']:.0%}.")
+    text = (
+        f"**Measured on this model** for *{m['phrase']}* ({m['n']} held-out phantoms with known true "
+        f"counterfactuals, {m['date']}): the oracle read the change asked for in {m['effectiveness']:.0%}, every "
+        f"other attribute kept its readout in {m['preservation_all']:.0%}, and the result was closer to the true "
+        f"counterfactual than the input in {m['faithfulness']:.0%}."
+    )
     return warned(m["warnings"], text + unmeasured_settings(m["differences"])) + "  \n"
 
 
@@ -165,16 +168,21 @@ def _summary(model, result, mask_label: str) -> str:
     inside = "whole image" if result.mask.all() else f"{result.mask.mean():.0%} of the image"
     change = result.parameters["change_threshold"] if result.parameters["mask_mode"] != "none" else 0
     if change:
-        inside += (f"; taken from the edit: the {result.edited.mean():.0%} of the image where it changed the "
-                   f"intensity by more than {change:g}")
-    text = (f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
-            f"Mask: {mask_label} ({inside}). Change inside the mask: L1 {number(result.l1_inside)}, SSIM "
-            f"{number(result.ssim_inside)}; outside: L1 {number(result.l1_outside)}, SSIM {number(result.ssim_outside)}.  \n"
-            f"Seed {result.seed}, {result.unet_passes} UNet passes"
-            + (f" (+{result.domain_check.unet_passes} for the domain check)" if result.domain_check else "")
-            + f", {result.seconds:.1f} s, {model.image_size} px (the model's resolution).  \n"
-            f"*A synthetic counterfactual from a generative model; the table is an {READOUT_KIND}. "
-            f"{RESEARCH_ONLY_NOTICE.capitalize()}.*")
+        inside += (
+            f"; taken from the edit: the {result.edited.mean():.0%} of the image where it changed the "
+            f"intensity by more than {change:g}"
+        )
+    text = (
+        f"**Source prompt:** {result.source_prompt}  \n**Target prompt:** {result.target_prompt}  \n"
+        f"Mask: {mask_label} ({inside}). Change inside the mask: L1 {number(result.l1_inside)}, SSIM "
+        f"{number(result.ssim_inside)}; outside: L1 {number(result.l1_outside)}, SSIM "
+        f"{number(result.ssim_outside)}.  \n"
+        f"Seed {result.seed}, {result.unet_passes} UNet passes"
+        + (f" (+{result.domain_check.unet_passes} for the domain check)" if result.domain_check else "")
+        + f", {result.seconds:.1f} s, {model.image_size} px (the model's resolution).  \n"
+        f"*A synthetic counterfactual from a generative model; the table is an {READOUT_KIND}. "
+        f"{RESEARCH_ONLY_NOTICE.capitalize()}.*"
+    )
     if result.effect is not None and result.effect.passed:
         text = f"**Effect check:** {result.effect.verdict}  \n" + text
     others = [w for w in result.warnings if not result.domain_check or w != result.domain_check.warning]
@@ -193,25 +201,39 @@ def _controls(domain: str | None) -> dict:
     defaults = edit_defaults(domain)
     attributes = list(editable(domain))
     with gr.Row():
-        controls = {"action": gr.Radio(list(ACTIONS), value="remove", label="Action"),
-                    "attribute": gr.Dropdown(attributes, value=attributes[0] if attributes else None, label="Attribute")}
+        controls = {
+            "action": gr.Radio(list(ACTIONS), value="remove", label="Action"),
+            "attribute": gr.Dropdown(attributes, value=attributes[0] if attributes else None, label="Attribute"),
+        }
     with gr.Row():
-        controls["target_prompt"] = gr.Textbox("", label="…or a free target prompt (overrides add/remove)",
-                                               placeholder="Chest X-ray of a female patient with no pleural effusion")
-        controls["source_prompt"] = gr.Textbox("", label="Source prompt: what the image shows (blank = from the "
-                                               "oracle's readout)", placeholder="Chest X-ray of a female patient "
-                                               "with pleural effusion", elem_id="edit-source-prompt")
-    controls["mask_mode"] = gr.Radio(list(MASK_MODES), value="automatic (DiffEdit)",
-                                     label="Mask: where the edit may change pixels")
-    controls["strength"] = gr.Slider(0.2, 1.0, value=defaults.strength, step=0.05,
-                                     label="Strength (how early in the trajectory the edit starts)")
+        controls["target_prompt"] = gr.Textbox(
+            "",
+            label="…or a free target prompt (overrides add/remove)",
+            placeholder="Chest X-ray of a female patient with no pleural effusion",
+        )
+        controls["source_prompt"] = gr.Textbox(
+            "",
+            label="Source prompt: what the image shows (blank = from the oracle's readout)",
+            placeholder="Chest X-ray of a female patient with pleural effusion",
+            elem_id="edit-source-prompt",
+        )
+    controls["mask_mode"] = gr.Radio(
+        list(MASK_MODES), value="automatic (DiffEdit)", label="Mask: where the edit may change pixels"
+    )
+    controls["strength"] = gr.Slider(
+        0.2, 1.0, value=defaults.strength, step=0.05, label="Strength (how early in the trajectory the edit starts)"
+    )
     with gr.Row():
         controls["guidance"] = gr.Slider(1, 12, value=defaults.guidance_scale, step=0.5, label="Guidance scale")
         controls["steps"] = gr.Slider(10, 100, value=EditConfig().steps, step=5, label="Steps", elem_id="edit-steps")
         controls["seed"] = gr.Number(value=0, precision=0, label="Seed (-1 = random)", minimum=-1)
-    controls["keep"] = gr.Slider(0, 0.2, value=defaults.change_threshold, step=0.01,
-                                 label="Keep the input where the edit changed the intensity by less than "
-                                       "(0 = take the whole mask)")
+    controls["keep"] = gr.Slider(
+        0,
+        0.2,
+        value=defaults.change_threshold,
+        step=0.01,
+        label="Keep the input where the edit changed the intensity by less than (0 = take the whole mask)",
+    )
     return controls
 
 
@@ -280,7 +302,8 @@ def build(page: Page, domain: str | None) -> Tab:
 
     @errors_as_messages
     def on_edit(model_name, opacity, request: gr.Request, progress=gr.Progress(), **values):
-        view = edit_view(page.registry.get(model_name), EditRequest(**values), start_job(page, request, progress, "edit"))
+        job = start_job(page, request, progress, "edit")
+        view = edit_view(page.registry.get(model_name), EditRequest(**values), job)
         return (view, (for_display(view.before), for_display(view.after)), difference_overlay(view, opacity),
                 view.summary, view.readout, view.files)
 
@@ -290,7 +313,8 @@ def build(page: Page, domain: str | None) -> Tab:
                              [*loaded, loading["upload"], loading["example"]], api_name="edit_load")
     loading["upload"].clear(lambda: loaded_outputs(page, None, None), None, loaded, api_name=False)
     loading["example"].change(on_example, [page.model_name, loading["example"]], loaded, api_name="edit_example")
-    loading["apply"].click(lambda model_name, source, center, width: loaded_outputs(page, model_name, source, center, width),
+    loading["apply"].click(lambda model_name, source, center, width: loaded_outputs(page, model_name, source,
+                                                                                    center, width),
                            [page.model_name, source, *window], loaded, api_name="edit_window")
     button.click(on_edit, [page.model_name, opacity], [state, before_after, difference, summary, readout, files],
                  inputs_kwargs={"pixels": pixels, "canvas": loading["canvas"], **controls}, api_name="edit",
@@ -309,7 +333,7 @@ def build(page: Page, domain: str | None) -> Tab:
                 gr.Slider(value=defaults.strength), gr.Slider(value=defaults.guidance_scale),
                 gr.Slider(value=defaults.change_threshold)]
 
-
     return Tab(outputs=[controls["attribute"], loading["example"], controls["strength"], controls["guidance"],
                         controls["keep"]], on_model=on_model, after_model=after_model,
-               on_load=lambda demo: demo.load(on_example, [page.model_name, loading["example"]], loaded, api_name=False))
+               on_load=lambda demo: demo.load(on_example, [page.model_name, loading["example"]], loaded,
+                                              api_name=False))

@@ -126,10 +126,16 @@ def _rule(result: ExplainResult, config: ExplainConfig, fit_n: int | None) -> tu
     trials, threshold = config.trials, config.vote_threshold
     needed = votes_needed(trials, threshold)
     vote_rule = ("Majority vote" if threshold == 0.5 else
-                 f"Vote at the model card's calibrated operating point ({result.labels[0]} needs {needed} of {trials} votes)")
-    rule = vote_rule if config.decision == "vote" else (
-        f"Mean-error rule, the model card's decision rule (lowest mean denoising error over the trials run; "
-        f"they stop once the vote is decided: {result.labels[0]} needs {needed} of {trials})")
+                 f"Vote at the model card's calibrated operating point ({result.labels[0]} needs {needed} of "
+                 f"{trials} votes)")
+    rule = (
+        vote_rule
+        if config.decision == "vote"
+        else (
+            f"Mean-error rule, the model card's decision rule (lowest mean denoising error over the trials run; "
+            f"they stop once the vote is decided: {result.labels[0]} needs {needed} of {trials})"
+        )
+    )
     if tuple(config.t_range) != DEFAULT_T_RANGE:
         rule += f" over timesteps {config.t_range[0]}–{config.t_range[1]} (the model card's window)"
     if threshold != 0.5 and fit_n and trials != fit_n:
@@ -140,9 +146,14 @@ def _rule(result: ExplainResult, config: ExplainConfig, fit_n: int | None) -> tu
 
 def _summary(model, result: ExplainResult, config: ExplainConfig, fit_n: int | None) -> str:
     rule, vote_name = _rule(result, config, fit_n)
-    stopped = ", stopped early: the remaining votes could not change the vote" if result.trials_run < config.trials else ""
-    other = (f"mean-error rule: **{result.labels[result.predicted_mean_error]}**" if config.decision == "vote" else
-             f"{vote_name}: **{result.labels[result.predicted_vote]}**")
+    stopped = (
+        ", stopped early: the remaining votes could not change the vote" if result.trials_run < config.trials else ""
+    )
+    other = (
+        f"mean-error rule: **{result.labels[result.predicted_mean_error]}**"
+        if config.decision == "vote"
+        else f"{vote_name}: **{result.labels[result.predicted_vote]}**"
+    )
     weighted = "to where the class prompts differ" if config.weighting == "disagreement" else "uniformly"
     verdict = f"### {result.label}" + ("  (not meaningful: the image is outside the model's domain)"
                                       if not result.meaningful else "")
@@ -178,8 +189,12 @@ def _controls(domain: str | None) -> dict:
         controls["trials"] = gr.Slider(1, 201, value=DEFAULT_TRIALS, step=2, label="Trials N (odd)",
                                        elem_id="explain-trials")
         controls["early_stop"] = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
-    controls["weighting"] = gr.Radio(list(WEIGHTINGS), value=CARD_POINT, label="Operating point / denoising error weighted",
-                                     elem_id="explain-weighting")
+    controls["weighting"] = gr.Radio(
+        list(WEIGHTINGS),
+        value=CARD_POINT,
+        label="Operating point / denoising error weighted",
+        elem_id="explain-weighting",
+    )
     return controls
 
 

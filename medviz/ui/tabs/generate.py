@@ -123,32 +123,55 @@ def generate_view(model, request: GenerateRequest, job: Job) -> GeneratedView:
         if result.readouts:
             parameters["oracle_readout"] = {k: round(v, 4) for k, v in result.readouts[i].items()}
         if result.measured and result.measured["rows"]:     # the file keeps how often the model draws what it names
-            parameters["bench_record"] = {"n": result.measured["n"], "date": result.measured["date"],
-                                          "same_settings": result.measured["same_settings"],
-                                          "rows": [{key: row[key] for key in ("attribute", "wanted", "prompt", "agreement")}
-                                                   for row in result.measured["rows"]]}
+            parameters["bench_record"] = {
+                "n": result.measured["n"],
+                "date": result.measured["date"],
+                "same_settings": result.measured["same_settings"],
+                "rows": [
+                    {key: row[key] for key in ("attribute", "wanted", "prompt", "agreement")}
+                    for row in result.measured["rows"]
+                ],
+            }
         files.append(str(write_png(job.file(f"medviz_{result.seeds[i]}_{i}", ".png"), image, parameters)))
         caption = f"seed {result.seeds[i]}"
         if result.readouts:
-            caption += " · " + ", ".join(f"{k} {v:.2f}" for k, v in result.readouts[i].items() if k in model.oracle.factors)
+            caption += " · " + ", ".join(
+                f"{k} {v:.2f}" for k, v in result.readouts[i].items() if k in model.oracle.factors
+            )
         gallery.append((to_uint8(image), caption))
-    info = (f"**Seed {result.parameters['seed']}** (image *i* uses seed + *i*) · {config.steps} {config.scheduler} steps · "
-            f"guidance {config.guidance_scale} · {result.seconds:.1f} s  \n`{config.prompt}`")
+    info = (
+        f"**Seed {result.parameters['seed']}** (image *i* uses seed + *i*) · {config.steps} {config.scheduler} steps · "
+        f"guidance {config.guidance_scale} · {result.seconds:.1f} s  \n`{config.prompt}`"
+    )
     if result.readouts:
         info += f"  \nCaptions show the oracle's {READOUT_KIND}."
-    row = [result.parameters["seed"], config.prompt, config.negative_prompt, config.scheduler, config.steps,
-           config.guidance_scale, config.batch_size]
-    return GeneratedView(gallery=gallery, files=files, seed=result.parameters["seed"], info=warned(result.warnings, info),
-                         history_row=row)
+    row = [
+        result.parameters["seed"],
+        config.prompt,
+        config.negative_prompt,
+        config.scheduler,
+        config.steps,
+        config.guidance_scale,
+        config.batch_size,
+    ]
+    return GeneratedView(
+        gallery=gallery,
+        files=files,
+        seed=result.parameters["seed"],
+        info=warned(result.warnings, info),
+        history_row=row,
+    )
 
 
 def _controls(domain: str | None) -> dict:
     """The controls whose values make a ``GenerateRequest``, by field name."""
     label, choices, default = head_choices(domain) or ("", [], None)
-    controls = {"attributes": gr.CheckboxGroup(attribute_choices(domain), value=[], label="Findings and devices"),
-                "head": gr.Radio(choices, value=default, label=label, visible=bool(choices)),
-                "free_text": gr.Textbox("", label="More prompt text (appended)", placeholder="e.g. small left effusion"),
-                "negative": gr.Textbox(label="Negative prompt", value="")}
+    controls = {
+        "attributes": gr.CheckboxGroup(attribute_choices(domain), value=[], label="Findings and devices"),
+        "head": gr.Radio(choices, value=default, label=label, visible=bool(choices)),
+        "free_text": gr.Textbox("", label="More prompt text (appended)", placeholder="e.g. small left effusion"),
+        "negative": gr.Textbox(label="Negative prompt", value=""),
+    }
     with gr.Row(equal_height=True):
         controls["seed"] = gr.Number(value=-1, precision=0, label="Seed (-1 = random)", minimum=-1, scale=2)
         with gr.Column(scale=1, min_width=140):
@@ -172,11 +195,19 @@ def build(page: Page, domain: str | None) -> Tab:
                 expect = gr.Markdown(elem_id="generate-expect")            # the card's figures for this prompt
                 button = gr.Button("Generate", variant="primary", elem_id="generate-button")
             with gr.Column(scale=3):
-                gallery = gr.Gallery(label="Generated (synthetic)", format="png", columns=4, height=360, elem_id="gallery")
+                gallery = gr.Gallery(
+                    label="Generated (synthetic)", format="png", columns=4, height=360, elem_id="gallery"
+                )
                 info = gr.Markdown()
-                files = gr.File(label="PNG downloads (parameters and research-only notice embedded)", file_count="multiple")
-        history_table = gr.Dataframe(headers=["seed", "prompt", "negative", "sampler", "steps", "guidance", "batch"],
-                                     label="This session's history", interactive=False, wrap=True)
+                files = gr.File(
+                    label="PNG downloads (parameters and research-only notice embedded)", file_count="multiple"
+                )
+        history_table = gr.Dataframe(
+            headers=["seed", "prompt", "negative", "sampler", "steps", "guidance", "batch"],
+            label="This session's history",
+            interactive=False,
+            wrap=True,
+        )
         last_seed, history = gr.State(None), gr.State([])
     random_seed, reuse_seed = controls.pop("random_seed"), controls.pop("reuse_seed")
     line_controls = {k: v for k, v in controls.items() if k not in ("seed", "batch")}
@@ -193,7 +224,9 @@ def build(page: Page, domain: str | None) -> Tab:
     button.click(on_generate, [page.model_name, history], [gallery, files, info, last_seed, history, history_table],
                  inputs_kwargs=controls, api_name="generate", concurrency_id=MODEL_JOBS)
     random_seed.click(lambda: -1, None, controls["seed"], api_name=False, queue=False)
-    reuse_seed.click(lambda last: -1 if last is None else last, last_seed, controls["seed"], api_name=False, queue=False)
+    reuse_seed.click(
+        lambda last: -1 if last is None else last, last_seed, controls["seed"], api_name=False, queue=False
+    )
 
     def on_model(model) -> list:
         label, choices, default = head_choices(model.domain) or ("", [], None)
