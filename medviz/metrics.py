@@ -84,3 +84,30 @@ def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, mi
             "junctions_per_100px": 100 * junctions / line_px if line_px else float("nan"),
             "segment_px": float(np.mean(lengths)) if lengths else float("nan"),
             "straightness": float(np.mean(straightness)) if straightness else float("nan")}
+
+
+def channel_mean(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W) mean of the channels (the luminance the edit metrics use); (H, W) unchanged.
+
+    The plain mean, not BT.601 luma: for X-rays stored as equal RGB channels both agree exactly.
+    """
+    return image.mean(-1) if image.ndim == 3 else image
+
+
+def change_metrics(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> tuple[float, float, float, float]:
+    """(L1 inside, L1 outside, SSIM inside, SSIM outside) of two images in [0, 1] over a bool mask.
+
+    L1 is the mean absolute difference of the luminance; SSIM is scikit-image's SSIM map (Wang et al.
+    2004, 7x7 window) averaged over the region. NaN for an empty region.
+    """
+    from skimage.metrics import structural_similarity
+
+    a = channel_mean(np.asarray(before, np.float32))
+    b = channel_mean(np.asarray(after, np.float32))
+    _, ssim_map = structural_similarity(a, b, data_range=1.0, full=True)
+    absolute = np.abs(a - b)
+
+    def region(values: np.ndarray, where: np.ndarray) -> float:
+        return float(values[where].mean()) if where.any() else float("nan")
+
+    return region(absolute, mask), region(absolute, ~mask), region(ssim_map, mask), region(ssim_map, ~mask)

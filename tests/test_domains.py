@@ -38,7 +38,8 @@ def test_a_toy_domain_is_picked_up_by_the_grammar_the_parser_and_the_tabs(retina
     assert prompts.class_prompts("retina", "drusen") == ("Fundus photograph showing drusen",
                                                          "Fundus photograph with no drusen")
     # The Generate tab's choices, the Edit tab's list, the sliders, the presets and the edit defaults.
-    assert attribute_choices("retina") == ["drusen", "hemorrhage"] and head_choices("retina") is None
+    assert attribute_choices("retina") == [("drusen", "drusen"), ("hemorrhage", "hemorrhage")]
+    assert head_choices("retina") is None
     assert GenerateRequest(("hemorrhage",), free_text="left eye").prompt("retina") == \
         "Fundus photograph showing retinal hemorrhage, left eye"
     assert editable("retina") == ("drusen",) and slider_attributes("retina") == ["drusen", "hemorrhage"]

@@ -35,7 +35,8 @@ import numpy as np
 
 from .. import domains
 from ..engines.common import decode_latents, encode_image, encode_rgb, model_rgb
-from ..engines.counterfactual import EditConfig, channel_mean, composite, counterfactual
+from ..engines.counterfactual import EditConfig, composite, counterfactual
+from ..metrics import channel_mean
 from ..models import load_model, resolve
 from ..phantoms import get_domain, mask_between
 from ..phantoms.cxr import DEVICES

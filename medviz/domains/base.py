@@ -63,6 +63,11 @@ class Attribute:
         """How its absence reads: 'male', 'benign nevus', 'no hair'."""
         return self.absent if self.absent is not None else f"no {self.phrase}"
 
+    @property
+    def absent_name(self) -> str:
+        """The identifier of its absence: 'male', 'benign_nevus', 'no_hair'."""
+        return self.absent.replace(" ", "_") if self.absent is not None else f"no_{self.name}"
+
 
 @dataclass(frozen=True)
 class ClassifierPreset:
@@ -76,6 +81,7 @@ class ClassifierPreset:
     attribute: str
     contexts: tuple[Mapping[str, bool], ...] = ({},)
     companions: tuple[str, ...] = ()
+    shown: str = ""                    # the UI's words (default: the attribute's phrase)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class Domain:
         neutral: the state a trajectory starts from ({"female": True}).
         interventions: named phantom interventions beyond each attribute's add / remove.
         sheet: the interventions a contact sheet shows ("toggle <attribute>": add or remove, whichever changes).
-        presets: diffusion-classifier presets by name.
+        presets: diffusion-classifier presets by identifier ("pleural_effusion"; UI words: ``preset_shown``).
         edit_defaults: the edit engine's per-domain values (``EditDefaults`` fields).
         normal_phrases: prompt words that mean "no finding"; they negate ``normal_negates``.
         attributes_of: a phantom's factors -> {attribute: present}; None for a domain without phantoms.
@@ -146,6 +152,16 @@ class Domain:
     def listed(self) -> tuple[Attribute, ...]:
         """The attributes a caption lists after its lead word."""
         return tuple(a for a in self.attributes if a.head is None)
+
+    def preset_shown(self, key: str) -> str:
+        """The UI's words for a preset (its identifier is the key of ``presets``)."""
+        return self.presets[key].shown or self.attribute(self.presets[key].attribute).phrase
+
+    def preset_key(self, task: str) -> str | None:
+        """A preset's identifier, given it or its UI words ('pleural effusion'); None for neither."""
+        if task in self.presets:
+            return task
+        return next((key for key in self.presets if self.preset_shown(key) == task), None)
 
     def kinds(self, name: str) -> tuple[str, ...]:
         """The attributes that are kinds of ``name`` (its device kinds)."""

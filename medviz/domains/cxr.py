@@ -64,9 +64,10 @@ DOMAIN = register(Domain(
     interventions={"add ETT, CVC, NGT": {"support_devices": True, "devices": ("ett", "cvc", "ngt")}},
     sheet=("add pleural effusion", "add cardiomegaly", "add pacemaker", "add ETT, CVC, NGT", "toggle female"),
     presets={
-        "pleural effusion": ClassifierPreset(_EFFUSION, "pleural_effusion", ({}, {"cardiomegaly": True})),
-        "pleural effusion (one prompt per class)": ClassifierPreset(_EFFUSION, "pleural_effusion"),
-        "support devices": ClassifierPreset(("devices", "no devices"), "support_devices", companions=("ett", "cvc")),
+        "pleural_effusion": ClassifierPreset(_EFFUSION, "pleural_effusion", ({}, {"cardiomegaly": True})),
+        "pleural_effusion_one_prompt": ClassifierPreset(_EFFUSION, "pleural_effusion",
+                                                        shown="pleural effusion (one prompt per class)"),
+        "support_devices": ClassifierPreset(("devices", "no devices"), "support_devices", companions=("ett", "cvc")),
         "cardiomegaly": ClassifierPreset(("cardiomegaly", "no cardiomegaly"), "cardiomegaly"),
     },
     # Chosen on edit-tuning phantoms (docs/counterfactual.md): guidance 3 kept the other findings, a tighter

@@ -49,7 +49,8 @@ DOMAIN = register(Domain(
         # (docs/explain.md).
         "melanoma": ClassifierPreset(("melanoma", "benign"), "melanoma",
                                      ({},) + tuple({artifact: True} for artifact in ARTIFACTS)),
-        "melanoma (one prompt per class)": ClassifierPreset(("melanoma", "benign"), "melanoma"),
+        "melanoma_one_prompt": ClassifierPreset(("melanoma", "benign"), "melanoma",
+                                                shown="melanoma (one prompt per class)"),
     },
     # Chosen on edit-tuning phantoms (docs/counterfactual.md): a later start flipped more melanoma edits.
     edit_defaults={"strength": 0.9, "mask_draws": 8},

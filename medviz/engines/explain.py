@@ -35,9 +35,10 @@ def preset(domain: str | None, task: str) -> tuple[tuple[str, ...], tuple] | Non
     """(class labels, class prompts) of a domain's preset ``task``, or None: one prompt per class, or per class
     a tuple of context prompts (the confounders named on both sides, ``ClassifierPreset.contexts``)."""
     known = domains.find(domain)
-    entry = known.presets.get(task) if known else None
-    if entry is None:
+    key = known.preset_key(task) if known else None
+    if key is None:
         return None
+    entry = known.presets[key]
     pairs = [class_prompts(known.name, entry.attribute, context, entry.companions) for context in entry.contexts]
     with_it, without = tuple(p for p, _ in pairs), tuple(q for _, q in pairs)
     return entry.labels, ((with_it[0], without[0]) if len(pairs) == 1 else (with_it, without))

@@ -54,7 +54,7 @@ def test_calibrate_with_a_given_window_uses_the_engines_own_draws_and_fits_only_
     assert votes_needed(5, result["vote_threshold"]) == result["votes_needed"]
     assert result["accuracy_calibrated"] >= result["accuracy_majority"]
     # Row 0 holds exactly what the engine does with that operating point: same timesteps, same winners.
-    labels, prompts = preset("cxr", "pleural effusion")
+    labels, prompts = preset("cxr", "pleural_effusion")
     _, images, _ = labelled_phantoms("cxr", 1, tiny_cxr.image_size, TUNING_SEED_OFFSET, "pleural_effusion")
     engine = classify(tiny_cxr, images[0].astype(np.float32) / 255.0,
                       ExplainConfig(prompts=prompts, labels=labels, trials=5, early_stop=False, t_range=(500, 980),

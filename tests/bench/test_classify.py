@@ -4,7 +4,7 @@ from medviz.bench.classify import ClassifyBenchConfig, run_task
 from medviz.bench.truth import toggled_region
 from medviz.engines.explain import preset
 
-PROMPTS_PER_TRIAL = sum(len(group) for group in preset("cxr", "pleural effusion")[1])   # one UNet pass each
+PROMPTS_PER_TRIAL = sum(len(group) for group in preset("cxr", "pleural_effusion")[1])   # one UNet pass each
 
 
 def test_true_changed_region_of_an_effusion_toggle_lies_in_the_lung_bases():

@@ -5,8 +5,9 @@ import pytest
 
 from medviz.engines import Interrupted
 from medviz.engines.common import decode_latents, encode_image
-from medviz.engines.counterfactual import (EditConfig, EditDefaults, change_metrics, counterfactual,
-                                          edit_defaults, edit_prompts, measured_edit)
+from medviz.engines.counterfactual import (EditConfig, EditDefaults, counterfactual, edit_defaults, edit_prompts,
+                                          measured_edit)
+from medviz.metrics import change_metrics
 from medviz.phantoms import get_domain
 
 FAST = dict(steps=10, strength=0.5, mask_draws=2, seed=3)

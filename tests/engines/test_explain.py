@@ -8,7 +8,8 @@ from medviz.engines.explain import (DEFAULT_T_RANGE, ExplainConfig, calibrated_s
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
-LABELS, PROMPTS = preset("cxr", "pleural effusion")
+LABELS, PROMPTS = preset("cxr", "pleural_effusion")
+assert preset("cxr", "pleural effusion") == (LABELS, PROMPTS)          # the UI words still find it
 PROMPTS_PER_TRIAL = sum(len(group) for group in PROMPTS)      # every class's prompt set, one batched UNet call
 
 
@@ -73,7 +74,7 @@ def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
     from types import SimpleNamespace
 
     stored = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
-    settings = calibrated_settings(tiny_cxr, "pleural effusion")
+    settings = calibrated_settings(tiny_cxr, "pleural_effusion")
     assert settings["vote_threshold"] == stored["vote_threshold"] and 0 < stored["vote_threshold"] < 1
     assert settings["weighting"] == stored["weighting"]
     assert settings["t_range"] == tuple(stored.get("t_range", DEFAULT_T_RANGE))
@@ -84,8 +85,8 @@ def test_calibrated_settings_come_from_the_model_card_only(tiny_cxr):
              "trials": 21}
     assert calibrated_settings(tiny_cxr, "cardiomegaly") == plain                   # not calibrated
     other = "uniform" if stored["weighting"] == "disagreement" else "disagreement"
-    assert calibrated_settings(tiny_cxr, "pleural effusion", other) == {**plain, "weighting": other}   # another rule
-    assert calibrated_settings(SimpleNamespace(card={}), "pleural effusion") == plain   # a user's checkpoint
+    assert calibrated_settings(tiny_cxr, "pleural_effusion", other) == {**plain, "weighting": other}   # another rule
+    assert calibrated_settings(SimpleNamespace(card={}), "pleural_effusion") == plain   # a user's checkpoint
     fitted = SimpleNamespace(card={"explain_calibration": {"melanoma": {
         "weighting": "uniform", "t_range": [400, 980], "vote_threshold": 0.6, "trials": 41, "decision": "mean_error"}}})
     assert calibrated_settings(fitted, "melanoma") == {"weighting": "uniform", "t_range": (400, 980),
@@ -217,7 +218,7 @@ def test_reference_loop_agrees_with_the_batched_engine(tiny_cxr):
 
 @pytest.mark.bundled
 def test_one_prompt_per_class_preset_and_class_sets_agree_on_a_clear_case(cxr_model):
-    labels, single = preset("cxr", "pleural effusion (one prompt per class)")
+    labels, single = preset("cxr", "pleural_effusion_one_prompt")
     result = classify(cxr_model, _phantom(True), ExplainConfig(prompts=single, labels=labels, trials=9))
     assert result.label == "effusion" and result.unet_passes == 2 * result.trials_run
 
@@ -250,7 +251,7 @@ def test_skin_artifact_contexts_stop_the_melanoma_prompt_explaining_hair_and_ink
     assert any("gel bubbles" in p for p in sets[0]) and any("gel bubbles" in p for p in sets[1])
     # All 21 trials: the vote share is then the N-trial share, not that of an early-stopped prefix.
     with_contexts = classify(skin_model, image, ExplainConfig(prompts=sets, labels=labels, trials=21, early_stop=False))
-    labels_one, single = preset("skin", "melanoma (one prompt per class)")
+    labels_one, single = preset("skin", "melanoma_one_prompt")
     one_prompt = classify(skin_model, image, ExplainConfig(prompts=single, labels=labels_one, trials=21))
     assert with_contexts.label == "benign" and with_contexts.vote_fractions[1] > 0.8
     assert one_prompt.label == "melanoma"

@@ -75,7 +75,7 @@ def test_the_tabs_show_a_warning_and_label_readouts_and_verdicts_not_meaningful(
                      Job("test"))
     assert view.summary.startswith("### ⚠️ Outside this model's domain")
     assert all(row[1].endswith("(not meaningful)") and row[2].endswith("(not meaningful)") for row in view.readout)
-    explained = explain_view(strict, ExplainRequest(pixels=image, preset="pleural effusion", trials=3), Job("test"))
+    explained = explain_view(strict, ExplainRequest(pixels=image, preset="pleural_effusion", trials=3), Job("test"))
     assert explained.summary.startswith("### ⚠️ Outside this model's domain")
     assert "(not meaningful: the image is outside the model's domain)" in explained.summary
 

@@ -14,9 +14,9 @@ from medviz.ui.tabs.edit import EditRequest, expectation, measured_markdown, pai
 FAST = dict(
     model_name="cxr-phantom",
     canvas=None,
-    mask_mode="automatic (DiffEdit)",
+    mask_mode="auto",
     strength=0.5,
-    guidance=4.0,
+    guidance_scale=4.0,
     steps=10,
     seed=0,
     opacity=0.6,
@@ -39,7 +39,7 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
                                                       api_name="/edit_window")          # a narrower window
     assert width2 == pytest.approx(width / 2)
     sliders, difference, summary, readout, files = client.predict(
-        action="add", attribute="pleural_effusion", **{**FAST, "mask_mode": "none (whole image)"}, api_name="/edit")
+        action="add", attribute="pleural_effusion", **{**FAST, "mask_mode": "none"}, api_name="/edit")
     before, after = (read_image(p).pixels for p in sliders)
     assert before.shape[:2] == after.shape[:2] == (384, 384) and np.abs(before - after).max() > 0.02
     assert "no pleural effusion" not in summary.split("Target prompt:")[1].split("\n")[0]
@@ -64,7 +64,7 @@ def test_edit_endpoints_load_a_dicom_edit_and_export(client):
     assert np.allclose(plain if plain.ndim == 2 else plain[..., 0], after if after.ndim == 2 else after[..., 0],
                        atol=2 / 255)
     with pytest.raises(Exception, match="paint"):
-        client.predict(action="add", attribute="pleural_effusion", **{**FAST, "mask_mode": "painted with the brush"},
+        client.predict(action="add", attribute="pleural_effusion", **{**FAST, "mask_mode": "painted"},
                        api_name="/edit")
 
 
@@ -139,8 +139,8 @@ def test_edit_with_a_painted_mask_sent_like_the_browser_does(client, tmp_path):
     sliders, difference, summary, _, _ = client.predict(
         action="remove",
         attribute="pleural_effusion",
-        **{**FAST, "canvas": canvas, "mask_mode": "painted with the brush"},
-        keep=0.0,
+        **{**FAST, "canvas": canvas, "mask_mode": "painted"},
+        change_threshold=0.0,
         api_name="/edit",
     )  # change threshold 0: the whole painted region
     assert "painted with the brush (12% of the image)." in summary  # 80 x 96 of 256 x 256
@@ -177,8 +177,8 @@ def test_the_line_above_the_button_says_how_far_the_benched_edit_can_be_trusted(
 
 def test_the_tab_says_what_the_bench_measured_before_an_edit_runs(client, tiny_cxr):
     def line(action, attribute, strength=0.8):
-        return expectation(tiny_cxr, EditRequest(action=action, attribute=attribute, strength=strength, guidance=3.0,
-                                                 steps=30, keep=0.04))
+        return expectation(tiny_cxr, EditRequest(action=action, attribute=attribute, strength=strength,
+                                                 guidance_scale=3.0, steps=30, change_threshold=0.04))
 
     # The bundled CXR card's record of adding devices, at the tab's defaults for the model: no setting differs.
     text = line("add", "support_devices")
@@ -189,5 +189,5 @@ def test_the_tab_says_what_the_bench_measured_before_an_edit_runs(client, tiny_c
     assert line("add", None) == "" and line("add", "ruler") == ""
     # The endpoint the controls' change events call: no model run, the same text.
     answer = client.predict(model_name="cxr-phantom", action="remove", attribute="support_devices", strength=0.8,
-                            guidance=3.0, steps=30, keep=0.04, api_name="/edit_expect")
+                            guidance_scale=3.0, steps=30, change_threshold=0.04, api_name="/edit_expect")
     assert "**Measured on this model** for *remove support devices*" in answer and "⚠" not in answer

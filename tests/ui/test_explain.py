@@ -7,7 +7,7 @@ from medviz.ui.common import EXAMPLES_DIR, Job
 from medviz.ui.tabs.about import model_about
 from medviz.ui.tabs.explain import ExplainRequest, default_trials, expectation, explain_view
 
-CARD = "model card's operating point (default)"
+CARD = "card"
 
 
 def _view(model, preset, trials, early_stop=True, weighting=CARD, example="cxr_effusion.png"):
@@ -24,11 +24,11 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
     for key, value in {"vote_threshold": 0.4524, "trials": 21, "trials_run": 21, "decision": "vote"}.items():
         monkeypatch.setitem(fit, key, value)
     with pytest.raises(Exception, match="load an image first"):
-        client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
+        client.predict(model_name="cxr-phantom", preset="pleural_effusion", trials=9, api_name="/explain")
     info = client.predict(model_name="cxr-phantom", name="cxr_effusion.png", api_name="/explain_example")
     assert info == "Example *cxr_effusion.png*: PNG, 256×256 → 32×32 (the model's working size), uint8"
     explanation, evidence, uncertainty, chart, summary = client.predict(
-        model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
+        model_name="cxr-phantom", preset="pleural_effusion", trials=9, api_name="/explain")
     for shown in (explanation, evidence, uncertainty):
         assert read_image(shown).pixels.shape == (384, 384, 3)             # 32 px shown 12x (nearest)
     assert "evidence map" in summary and "weighted to where the class prompts differ" in summary
@@ -43,8 +43,8 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
         model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_clear.dcm")), api_name="/explain_load"
     )
     assert info.startswith("Upload: DICOM") and upload is None and example is None
-    _, _, _, _, summary = client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9,
-                                         weighting="uniform (Favero et al.)", api_name="/explain")
+    _, _, _, _, summary = client.predict(model_name="cxr-phantom", preset="pleural_effusion", trials=9,
+                                         weighting="uniform", api_name="/explain")
     assert "Majority vote" in summary and "weighted uniformly" in summary   # the fit holds for its weighting only
 
 
@@ -60,7 +60,7 @@ def test_the_view_applies_the_skin_cards_window_and_weighting(tiny_skin):
         3,
         False,
         example="skin_melanoma.png",
-        weighting="where the classes differ" if fitted["weighting"] == "uniform" else "uniform (Favero et al.)",
+        weighting="disagreement" if fitted["weighting"] == "uniform" else "uniform",
     )
     assert "model card's window" not in other.summary and "Majority vote" in other.summary
     assert view.explanation.shape == view.image.shape[:2] == (32, 32)
@@ -70,16 +70,16 @@ def test_the_view_names_the_cards_decision_rule(tiny_cxr, monkeypatch):
     fit = tiny_cxr.card["explain_calibration"]["pleural_effusion"]
     monkeypatch.setitem(fit, "decision", "mean_error")
     monkeypatch.setitem(fit, "vote_threshold", 0.5)
-    view = _view(tiny_cxr, "pleural effusion", 3)
+    view = _view(tiny_cxr, "pleural_effusion", 3)
     assert (
         "Mean-error rule, the model card's decision rule" in view.summary and "effusion needs 2 of 3)" in view.summary
     )
     assert "majority vote: **" in view.summary and "mean-error rule: **" not in view.summary
     monkeypatch.setitem(fit, "vote_threshold", 0.4524)                  # 10 of 21; 2 of 3 at N = 3
-    view = _view(tiny_cxr, "pleural effusion", 3)
+    view = _view(tiny_cxr, "pleural_effusion", 3)
     assert "the vote at that operating point: **" in view.summary and "mean-error rule: **" not in view.summary
     monkeypatch.setitem(fit, "decision", "vote")
-    view = _view(tiny_cxr, "pleural effusion", 3)
+    view = _view(tiny_cxr, "pleural_effusion", 3)
     assert "Mean-error rule" not in view.summary and "mean-error rule: **" in view.summary
 
 
@@ -89,7 +89,7 @@ def test_trials_default_to_the_n_the_card_was_fitted_at(client, tiny_cxr, tiny_s
     fitted = tiny_skin.card["explain_calibration"]["melanoma"]
     assert default_trials(tiny_skin, "melanoma") == fitted["trials"]
     assert (
-        default_trials(tiny_cxr, "pleural effusion")
+        default_trials(tiny_cxr, "pleural_effusion")
         == tiny_cxr.card["explain_calibration"]["pleural_effusion"]["trials"]
     )
     assert default_trials(tiny_cxr, "cardiomegaly") == 21 and default_trials(tiny_cxr, "custom") == 21  # no fit
@@ -124,7 +124,7 @@ def test_a_bad_upload_gets_a_clear_message_and_leaves_no_image(client, tmp_path)
     info, _, _ = client.predict(model_name="cxr-phantom", upload=handle_file(str(bad)), api_name="/explain_load")
     assert "No image loaded" in info and "not a recognised image" in info
     with pytest.raises(Exception, match="load an image first"):          # never the example loaded before
-        client.predict(model_name="cxr-phantom", preset="pleural effusion", trials=9, api_name="/explain")
+        client.predict(model_name="cxr-phantom", preset="pleural_effusion", trials=9, api_name="/explain")
 
 
 def test_the_tab_says_what_the_classify_bench_measured_before_it_runs(client, tiny_cxr, tiny_skin):
@@ -136,14 +136,14 @@ def test_the_tab_says_what_the_classify_bench_measured_before_it_runs(client, ti
     assert text.startswith("**Measured on this model** for *melanoma* (classify bench, 400 held-out phantoms")
     assert "gave the phantoms' true label in 98.75%, with 63.5 trials on average." in text
     assert "At most 0.75 points behind N = 501." in text and "settings differ" not in text
-    moved = line(tiny_skin, "melanoma", 51, "where the classes differ")
+    moved = line(tiny_skin, "melanoma", 51, "disagreement")
     assert ("settings differ and were not measured: weighting disagreement (measured at uniform), t range 20–980 "
             "(measured at 500–980), vote threshold 0.5 (measured at 0.5488), trials 51 (measured at 101).") in moved
     assert line(tiny_skin, "custom", 21, prompts="a\nb").startswith("*Custom prompts were not")
-    assert line(tiny_skin, "melanoma (one prompt per class)", 21).startswith(
+    assert line(tiny_skin, "melanoma_one_prompt", 21).startswith(
         "*Melanoma (one prompt per class) was not measured on held-out phantoms")
     assert "gave 98.75% (63.5 trials on average)" in model_about(tiny_skin)       # the Model tab: the card's section
-    effusion = line(tiny_cxr, "pleural effusion", 101)
+    effusion = line(tiny_cxr, "pleural_effusion", 101)
     assert "true label in 97.75%, with 66.7 trials on average." in effusion and "points behind" not in effusion
     answer = client.predict(model_name="cxr-phantom", preset="custom", custom_prompts="a\nb", trials=21,
                             api_name="/explain_expect")

@@ -9,21 +9,23 @@ from medviz.ui.tabs.generate import GenerateRequest, expectation, generate_view,
 
 
 def test_the_prompt_is_the_training_captions_grammar():
-    assert GenerateRequest(("pleural effusion", "support devices"), "female").prompt("cxr") == \
+    assert GenerateRequest(("pleural_effusion", "support_devices"), "female").prompt("cxr") == \
         "Chest X-ray of a female patient showing pleural effusion, support devices"
     assert GenerateRequest((), "unspecified", "small left effusion").prompt("cxr") == "Chest X-ray, small left effusion"
     assert (
         GenerateRequest(("ruler",), "melanoma").prompt("skin") == "Dermoscopy image of a melanoma with ruler markings"
     )
     assert GenerateRequest(("ruler",), "", "a CT slice").prompt(None) == "a CT slice"  # unknown domain: free text
-    assert head_choices("cxr") == ("Sex", ["unspecified", "female", "male"], "female")
-    assert head_choices("skin") == ("Lesion", ["benign nevus", "melanoma"], "benign nevus")
+    assert head_choices("cxr") == ("Sex", [("unspecified", "unspecified"), ("female", "female"), ("male", "male")],
+                                   "female")
+    assert head_choices("skin") == ("Lesion", [("benign nevus", "benign_nevus"), ("melanoma", "melanoma")],
+                                    "benign_nevus")
     assert head_choices(None) is None
 
 
 def test_generate_endpoint_returns_pngs_with_parameters_and_readouts(client):
     gallery, files, info, history = client.predict(
-        model_name="cxr-phantom", attributes=["pleural effusion"], head="female", seed=11, batch=2, steps=4,
+        model_name="cxr-phantom", attributes=["pleural_effusion"], head="female", seed=11, batch=2, steps=4,
         api_name="/generate")
     assert len(gallery) == 2 and len(files) == 2
     assert read_image(gallery[0]["image"]).pixels.shape[:2] == (32, 32)          # the tiny model's size
@@ -92,7 +94,7 @@ def test_the_line_above_the_button_says_how_often_the_model_draws_what_the_promp
 
 def test_the_tab_says_what_the_bench_measured_before_it_runs(client, tiny_cxr, tiny_skin):
     # The bundled cards' own rows, at the tab's defaults (25 DDIM steps, guidance 4): no setting differs.
-    hair = expectation(tiny_skin, GenerateRequest(("hair",), "benign nevus"))
+    hair = expectation(tiny_skin, GenerateRequest(("hair",), "benign_nevus"))
     hair_row = next(r for r in tiny_skin.card["models_bench"]["rows"] if r["attribute"] == "hair" and r["wanted"])
     assert (hair_row["agreement"] < 0.9) == hair.startswith("⚠ **On this model, asked for hair, it drew it in only")
     assert f"*hair* in {hair_row['agreement']:.0%}" in hair and "*benign nevus* in" in hair
@@ -104,7 +106,16 @@ def test_the_tab_says_what_the_bench_measured_before_it_runs(client, tiny_cxr, t
     assert "scheduler 'Euler ancestral' (measured at 'DDIM')" in moved
     assert expectation(tiny_cxr, GenerateRequest(head="unspecified")) == ""          # "Chest X-ray" names nothing
     # The endpoint the controls' change events call: no model run, the same text.
-    answer = client.predict(model_name="cxr-phantom", attributes=["pleural effusion"], head="female",
+    answer = client.predict(model_name="cxr-phantom", attributes=["pleural_effusion"], head="female",
                             api_name="/generate_expect")
-    assert answer.strip() == expectation(tiny_cxr, GenerateRequest(("pleural effusion",), "female")).strip()
+    assert answer.strip() == expectation(tiny_cxr, GenerateRequest(("pleural_effusion",), "female")).strip()
     assert "*pleural effusion* in" in answer and "*female* in" in answer
+
+
+def test_a_phrase_where_an_identifier_is_expected_is_refused_naming_the_choices(client):
+    with pytest.raises(Exception) as refused:
+        client.predict(model_name="cxr-phantom", attributes=["pleural effusion"], seed=1, batch=1, steps=4,
+                       api_name="/generate")
+    message = str(refused.value)                  # gradio's own check of the choices, one sentence
+    assert "'pleural effusion'" in message and "is not in the list of choices" in message
+    assert "'pleural_effusion'" in message and "'cardiomegaly'" in message

@@ -6,7 +6,7 @@ from medviz.ui.common import EXAMPLES_DIR
 from tests.tiny import tiny_model
 from tests.ui.conftest import served_with_models_folder
 
-FAST = dict(frames=3, steps=4, guidance=3.0, seed=0, seed_b=-1, strength=1.0, start_step=0)
+FAST = dict(frames=3, steps=4, guidance_scale=3.0, seed=0, seed_b=-1, alpha_max=1.0, start_step=0)
 
 
 @pytest.fixture(scope="module")
@@ -29,24 +29,24 @@ def test_the_model_box_offers_the_models_folder_and_names_nothing_outside_it(own
 
 def test_sliders_and_prompt_switch_take_the_attribute_in_words(own_app):
     client, _ = own_app
-    _, _, summary, gif, *_ = client.predict(model_name="mine", kind="attribute sliders", targets=[], prompt="a photo",
+    _, _, summary, gif, *_ = client.predict(model_name="mine", kind="slider", targets=[], prompt="a photo",
                                             phrase="with glasses", negation="without glasses", **FAST,
                                             api_name="/traverse")
     assert "**with glasses**: no trajectory metrics" in summary and "has no oracle" in summary
     assert gif.endswith(".gif") and "with_glasses" in gif
-    _, _, summary, *_ = client.predict(model_name="mine", kind="prompt switch (2503.23623)", targets=[], prompt="",
+    _, _, summary, *_ = client.predict(model_name="mine", kind="prompt_switch", targets=[], prompt="",
                                        phrase="a red square", negation="", **FAST, api_name="/traverse")
     assert "**a red square**" in summary
     with pytest.raises(Exception, match="absence too"):
-        client.predict(model_name="mine", kind="attribute sliders", targets=[], prompt="", phrase="with glasses",
+        client.predict(model_name="mine", kind="slider", targets=[], prompt="", phrase="with glasses",
                        negation="", **FAST, api_name="/traverse")
 
 
 def test_edit_takes_source_and_target_prompts_and_says_there_is_no_domain_check(own_app):
     client, _ = own_app
     client.predict(model_name="mine", example="cxr_effusion.png", api_name="/edit_example")
-    request = dict(model_name="mine", canvas=None, action="remove", attribute=None, mask_mode="none (whole image)",
-                   strength=0.5, guidance=3.0, steps=10, seed=0, keep=0.0, opacity=0.5,
+    request = dict(model_name="mine", canvas=None, action="remove", attribute=None, mask_mode="none",
+                   strength=0.5, guidance_scale=3.0, steps=10, seed=0, change_threshold=0.0, opacity=0.5,
                    target_prompt="a chest X-ray without fluid")
     with pytest.raises(Exception, match="type the source prompt"):
         client.predict(**request, source_prompt="", api_name="/edit")

@@ -80,7 +80,7 @@ def test_every_file_gradio_writes_for_an_upload_is_gone_within_the_lifetime(tmp_
         client.predict(model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_effusion.png")),
                        center=None, width=None, api_name="/edit_load")
         client.predict(action="remove", attribute="pleural_effusion", model_name="cxr-phantom", canvas=None,
-                       mask_mode="automatic (DiffEdit)", strength=0.5, guidance=4.0, steps=10, seed=0, opacity=0.6,
+                       mask_mode="auto", strength=0.5, guidance_scale=4.0, steps=10, seed=0, opacity=0.6,
                        api_name="/edit")
         assert [p for p in cache.rglob("*") if p.is_file()]       # the editor's background, the results, the exports
         deadline = time.time() + 3 + 1 + 5                        # lifetime + one sweep + slack for this CPU

@@ -36,7 +36,7 @@ def test_a_moved_slider_makes_no_model_call(client, tiny_cxr, monkeypatch):
 
 
 def test_a_patient_walk_and_the_chart_shows_only_the_scms_factors(tiny_cxr):
-    cache = compute_trajectories(tiny_cxr, TraverseRequest(kind="patient interpolation", frames=3, steps=2), Job("t"))
+    cache = compute_trajectories(tiny_cxr, TraverseRequest(kind="interpolate", frames=3, steps=2), Job("t"))
     assert list(cache.frames) == ["walk"] and cache.frames["walk"].shape == (3, 32, 32, 3)
     drawn = [trace.name for trace in readout_figure(cache, "walk", 1).data]
     assert drawn == slider_attributes("cxr") == ["pleural_effusion", "cardiomegaly", "support_devices", "female"]

@@ -32,10 +32,12 @@ AUDIT_FIRST_SEED = 40_000_000          # the tab's phantoms: apart from every tr
 MAX_UPLOADS = 200
 
 
-def pair_choices(domain: str | None) -> tuple[list[str], str | None, str | None]:
-    """(editable attributes, default spurious, default target): the domain's planted link where it has one."""
-    names = list(editable(domain))
-    link = domains.find(domain).planted_link if domains.find(domain) else None
+def pair_choices(domain: str | None) -> tuple[list[tuple[str, str]], str | None, str | None]:
+    """((UI words, identifier) of the editable attributes, default spurious, default target): the domain's planted
+    link where it has one."""
+    known = domains.find(domain)
+    names = [(known.attribute(name).shown, name) for name in editable(domain)] if known else []
+    link = known.planted_link if known else None
     return names, (link[2] if link else None), (link[1] if link else None)
 
 

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from ... import RESEARCH_ONLY_NOTICE
+from ... import RESEARCH_ONLY_NOTICE, domains
 from ...display import for_display, overlay
 from ...engines.counterfactual import EditConfig, counterfactual, edit_defaults, editable, measured_edit
 from ...io import write_dicom, write_png
@@ -21,7 +21,8 @@ from ..session import FILE_LIFETIME
 from . import Tab
 
 #: Mask-mode labels shown in the tab -> the engine's mask modes.
-MASK_MODES = {"automatic (DiffEdit)": "auto", "painted with the brush": "painted", "none (whole image)": "none"}
+#: The mask radio, (label, the engine's mask mode).
+MASK_MODES = (("automatic (DiffEdit)", "auto"), ("painted with the brush", "painted"), ("none (whole image)", "none"))
 ACTIONS = ("remove", "add")
 
 
@@ -59,10 +60,16 @@ def painted_mask(canvas: dict | None, shape: tuple[int, int] | None = None) -> n
     return mask
 
 
+def attribute_choices(domain: str | None) -> list[tuple[str, str]]:
+    """The attribute box, (UI words, identifier) of what an edit can add or remove (none for an unknown domain)."""
+    known = domains.find(domain)
+    return [(known.attribute(name).shown, name) for name in editable(domain)] if known else []
+
+
 @dataclass(frozen=True)
 class EditRequest:
     """The Edit tab's controls: the loaded image and painted canvas, the edit, and its settings (seed < 0:
-    random; ``keep``: the change threshold, None for the model's default)."""
+    random; ``change_threshold`` None: the model's default). Fields are ``EditConfig``'s names and values."""
 
     pixels: np.ndarray | None = None
     canvas: dict | None = None
@@ -70,27 +77,27 @@ class EditRequest:
     attribute: str | None = None
     target_prompt: str = ""
     source_prompt: str = ""
-    mask_mode: str = "automatic (DiffEdit)"
+    mask_mode: str = "auto"
     strength: float = 0.8
-    guidance: float = 6.0
+    guidance_scale: float = 6.0
     steps: int = 30
     seed: int = 0
-    keep: float | None = None
+    change_threshold: float | None = None
 
     def config(self) -> EditConfig:
         if self.action not in ACTIONS:
             raise ValueError(f"unknown action {self.action!r}; choose add or remove")
-        if self.mask_mode not in MASK_MODES:
-            raise ValueError(f"unknown mask mode {self.mask_mode!r}")
+        if self.mask_mode not in (mode for _, mode in MASK_MODES):
+            raise ValueError(f"unknown mask mode {self.mask_mode!r}; choose {', '.join(m for _, m in MASK_MODES)}")
         target_prompt = (self.target_prompt or "").strip() or None
         if target_prompt is None and not self.attribute:
             raise ValueError("pick an attribute to add or remove, or type a target prompt")
         edit = () if target_prompt else (self.attribute,)
         return EditConfig(add=edit if self.action == "add" else (), remove=edit if self.action == "remove" else (),
                           target_prompt=target_prompt, source_prompt=(self.source_prompt or "").strip() or None,
-                          mask_mode=MASK_MODES[self.mask_mode],
-                          strength=float(self.strength), guidance_scale=float(self.guidance), steps=int(self.steps),
-                          change_threshold=None if self.keep is None else float(self.keep),
+                          mask_mode=self.mask_mode, strength=float(self.strength),
+                          guidance_scale=float(self.guidance_scale), steps=int(self.steps),
+                          change_threshold=None if self.change_threshold is None else float(self.change_threshold),
                           seed=None if self.seed is None or int(self.seed) < 0 else int(self.seed))
 
 
@@ -147,8 +154,9 @@ def edit_view(model, request: EditRequest, job: Job) -> EditView:
         shown = (lambda v: f"{v:.3f} (not meaningful)") if outside(result.domain_check) else number
         readout = [[name, shown(result.readout_before[name]), shown(result.readout_after[name])]
                    for name in result.readout_before]
+    mask_label = next(label for label, mode in MASK_MODES if mode == request.mask_mode)
     return EditView(before=result.input, after=result.counterfactual, difference=result.difference, mask=result.mask,
-                    summary=_summary(model, result, request.mask_mode), readout=readout, files=_export(result, job))
+                    summary=_summary(model, result, mask_label), readout=readout, files=_export(result, job))
 
 
 def _export(result, job: Job) -> list[str]:
@@ -199,11 +207,11 @@ def difference_overlay(view: EditView | None, opacity: float) -> np.ndarray | No
 def _controls(domain: str | None) -> dict:
     """The edit's controls, by ``EditRequest`` field name; the sliders start at the domain's defaults."""
     defaults = edit_defaults(domain)
-    attributes = list(editable(domain))
+    attributes = attribute_choices(domain)
     with gr.Row():
         controls = {
             "action": gr.Radio(list(ACTIONS), value="remove", label="Action"),
-            "attribute": gr.Dropdown(attributes, value=attributes[0] if attributes else None, label="Attribute"),
+            "attribute": gr.Dropdown(attributes, value=attributes[0][1] if attributes else None, label="Attribute"),
         }
     with gr.Row():
         controls["target_prompt"] = gr.Textbox(
@@ -218,16 +226,17 @@ def _controls(domain: str | None) -> dict:
             elem_id="edit-source-prompt",
         )
     controls["mask_mode"] = gr.Radio(
-        list(MASK_MODES), value="automatic (DiffEdit)", label="Mask: where the edit may change pixels"
+        list(MASK_MODES), value="auto", label="Mask: where the edit may change pixels"
     )
     controls["strength"] = gr.Slider(
         0.2, 1.0, value=defaults.strength, step=0.05, label="Strength (how early in the trajectory the edit starts)"
     )
     with gr.Row():
-        controls["guidance"] = gr.Slider(1, 12, value=defaults.guidance_scale, step=0.5, label="Guidance scale")
+        controls["guidance_scale"] = gr.Slider(1, 12, value=defaults.guidance_scale, step=0.5,
+                                               label="Guidance scale")
         controls["steps"] = gr.Slider(10, 100, value=EditConfig().steps, step=5, label="Steps", elem_id="edit-steps")
         controls["seed"] = gr.Number(value=0, precision=0, label="Seed (-1 = random)", minimum=-1)
-    controls["keep"] = gr.Slider(
+    controls["change_threshold"] = gr.Slider(
         0,
         0.2,
         value=defaults.change_threshold,
@@ -326,14 +335,14 @@ def build(page: Page, domain: str | None) -> Tab:
                    show_progress="hidden")
 
     def on_model(model) -> list:
-        defaults, attributes = edit_defaults(model.domain), list(editable(model.domain))
+        defaults, attributes = edit_defaults(model.domain), attribute_choices(model.domain)
         examples = example_images(model.domain)
-        return [gr.Dropdown(choices=attributes, value=attributes[0] if attributes else None),
+        return [gr.Dropdown(choices=attributes, value=attributes[0][1] if attributes else None),
                 gr.Dropdown(choices=examples, value=first_example(examples, "edit")),
                 gr.Slider(value=defaults.strength), gr.Slider(value=defaults.guidance_scale),
                 gr.Slider(value=defaults.change_threshold)]
 
-    return Tab(outputs=[controls["attribute"], loading["example"], controls["strength"], controls["guidance"],
-                        controls["keep"]], on_model=on_model, after_model=after_model,
+    return Tab(outputs=[controls["attribute"], loading["example"], controls["strength"], controls["guidance_scale"],
+                        controls["change_threshold"]], on_model=on_model, after_model=after_model,
                on_load=lambda demo: demo.load(on_example, [page.model_name, loading["example"]], loaded,
                                               api_name=False))

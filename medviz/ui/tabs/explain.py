@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ...display import for_display, overlay
+from ... import domains
 from ...engines.common import model_rgb
 from ...engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, ExplainResult, calibrated_settings,
                                 classify, fitted_trials, measured_classifier, preset, preset_names, votes_needed)
@@ -18,15 +19,18 @@ from ..session import FILE_LIFETIME
 from . import Tab
 
 CUSTOM = "custom"
-#: Error-weighting labels -> the engine's weightings (None: the model card's fitted operating point for a preset,
-#: its weighting with its timestep window and vote threshold; else "disagreement").
-WEIGHTINGS = {"model card's operating point (default)": None, "where the classes differ": "disagreement",
-              "uniform (Favero et al.)": "uniform"}
-CARD_POINT = next(iter(WEIGHTINGS))
+CARD_POINT = "card"
+#: The weighting radio, (label, value); a value is the engine's weighting, or ``CARD_POINT``: the model card's fitted
+#: operating point for a preset (its weighting with its timestep window and vote threshold; else "disagreement").
+WEIGHTING_CHOICES = (("model card's operating point (default)", CARD_POINT),
+                     ("where the classes differ", "disagreement"), ("uniform (Favero et al.)", "uniform"))
+WEIGHTINGS = {value: None if value == CARD_POINT else value for _, value in WEIGHTING_CHOICES}
 
 
-def preset_choices(domain: str | None) -> list[str]:
-    return preset_names(domain) + [CUSTOM]
+def preset_choices(domain: str | None) -> list[tuple[str, str]]:
+    """The preset box, (UI words, identifier), then custom prompts."""
+    known = domains.find(domain)
+    return [(known.preset_shown(key), key) for key in preset_names(domain)] + [("custom prompts", CUSTOM)]
 
 
 def default_trials(model, task: str) -> int:
@@ -81,9 +85,11 @@ def expectation(model, request: ExplainRequest) -> str:
         return "*Custom prompts were not measured on held-out phantoms.*  \n"
     m = measured_classifier(model, request.preset, request.config(model))
     if m is None:
-        return (f"*{request.preset.capitalize()} was not measured on held-out phantoms with this model (model card: "
+        shown = domains.get(model.domain).preset_shown(request.preset)
+        return (f"*{shown.capitalize()} was not measured on held-out phantoms with this model (model card: "
                 "Diffusion-classifier operating point).*  \n")
-    text = (f"**Measured on this model** for *{m['task']}* (classify bench, {m['n']} held-out phantoms"
+    shown = domains.get(model.domain).preset_shown(m["task"])
+    text = (f"**Measured on this model** for *{shown}* (classify bench, {m['n']} held-out phantoms"
             + (f", {m['date']}" if m.get("date") else "") + f"): at the card's operating point the diffusion "
             f"classifier gave the phantoms' true label in {m['accuracy']:.2%}, with {m['mean_trials']:.1f} trials on "
             "average.")
@@ -183,14 +189,14 @@ def explain_overlays(view: ExplainView | None, opacity: float) -> tuple[np.ndarr
 
 def _controls(domain: str | None) -> dict:
     presets = preset_choices(domain)
-    controls = {"preset": gr.Dropdown(presets, value=presets[0], label="Classes (prompt presets)")}
+    controls = {"preset": gr.Dropdown(presets, value=presets[0][1], label="Classes (prompt presets)")}
     controls["custom_prompts"] = gr.Textbox("", label="Custom class prompts (one per line; preset 'custom')", lines=3)
     with gr.Row():
         controls["trials"] = gr.Slider(1, 201, value=DEFAULT_TRIALS, step=2, label="Trials N (odd)",
                                        elem_id="explain-trials")
         controls["early_stop"] = gr.Checkbox(value=True, label="Stop once the leader cannot be overtaken")
     controls["weighting"] = gr.Radio(
-        list(WEIGHTINGS),
+        list(WEIGHTING_CHOICES),
         value=CARD_POINT,
         label="Operating point / denoising error weighted",
         elem_id="explain-weighting",
@@ -259,9 +265,9 @@ def build(page: Page, domain: str | None) -> Tab:
 
     def on_model(model) -> list:
         presets, examples = preset_choices(model.domain), example_images(model.domain)
-        return [gr.Dropdown(choices=presets, value=presets[0]),
+        return [gr.Dropdown(choices=presets, value=presets[0][1]),
                 gr.Dropdown(choices=examples, value=first_example(examples, "explain")),
-                gr.Slider(value=default_trials(model, presets[0]))]
+                gr.Slider(value=default_trials(model, presets[0][1]))]
 
 
     return Tab(outputs=[controls["preset"], example, controls["trials"]], on_model=on_model, after_model=after_model,

@@ -19,21 +19,23 @@ from . import Tab
 UNSPECIFIED = "unspecified"
 
 
-def attribute_choices(domain: str | None) -> list[str]:
-    """The checkboxes: the UI words of the domain's listed attributes (none for an unknown domain)."""
+def attribute_choices(domain: str | None) -> list[tuple[str, str]]:
+    """The checkboxes, (UI words, identifier) of the domain's listed attributes (none for an unknown domain)."""
     known = domains.find(domain)
-    return [a.shown for a in known.listed] if known else []
+    return [(a.shown, a.name) for a in known.listed] if known else []
 
 
-def head_choices(domain: str | None) -> tuple[str, list[str], str] | None:
-    """(label, choices, default) of the radio for the domain's caption head (CXR's sex, skin's lesion), or None."""
+def head_choices(domain: str | None) -> tuple[str, list[tuple[str, str]], str] | None:
+    """(label, choices, default) of the radio for the domain's caption head (CXR's sex, skin's lesion), or None;
+    the choices are (UI words, identifier): ("male", "male"), ("benign nevus", "benign_nevus")."""
     known = domains.find(domain)
     if known is None or not known.heads:
         return None
     head = known.heads[0]
     neutral = known.neutral.get(head.name, False if head.always_named else None)
-    words = [head.phrase, head.absent] if neutral is not False else [head.absent, head.phrase]
-    return head.shown, ([] if head.always_named else [UNSPECIFIED]) + words, words[0]
+    present, absent = (head.phrase, head.name), (head.absent, head.absent_name)
+    words = [present, absent] if neutral is not False else [absent, present]
+    return head.shown, ([] if head.always_named else [(UNSPECIFIED, UNSPECIFIED)]) + words, words[0][1]
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class GenerateRequest:
     batch: int = 4
     scheduler: str = "DDIM"
     steps: int = 25
-    guidance: float = 4.0
+    guidance_scale: float = 4.0
 
     def prompt(self, domain: str | None) -> str:
         """In the training captions' words (``describe``), the free text appended after a comma; the free text
@@ -58,10 +60,10 @@ class GenerateRequest:
         if known is None:
             return free_text
         ticked = set(self.attributes or ())
-        present = {a.name: True for a in known.listed if a.shown in ticked}
+        present = {a.name: True for a in known.listed if a.name in ticked}
         for head in known.heads[:1]:
-            if self.head in (head.phrase, head.absent):
-                present[head.name] = self.head == head.phrase
+            if self.head in (head.name, head.absent_name):
+                present[head.name] = self.head == head.name
         text = describe(known.name, present)
         return f"{text}, {free_text}" if free_text else text
 
@@ -71,7 +73,8 @@ class GenerateRequest:
             raise ValueError("the prompt is empty: tick attributes or write a prompt")
         return GenerateConfig(prompt=prompt.strip(), negative_prompt=self.negative or "", batch_size=int(self.batch),
                               seed=None if self.seed is None or int(self.seed) < 0 else int(self.seed),
-                              steps=int(self.steps), guidance_scale=float(self.guidance), scheduler=self.scheduler)
+                              steps=int(self.steps), guidance_scale=float(self.guidance_scale),
+                              scheduler=self.scheduler)
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def _controls(domain: str | None) -> dict:
         controls["batch"] = gr.Slider(1, 8, value=4, step=1, label="Batch size")
         controls["steps"] = gr.Slider(2, 100, value=25, step=1, label="Steps", elem_id="generate-steps")
     with gr.Row():
-        controls["guidance"] = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
+        controls["guidance_scale"] = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
         controls["scheduler"] = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Sampler")
     return controls
 

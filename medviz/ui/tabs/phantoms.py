@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 import numpy as np
 
@@ -18,15 +20,21 @@ def intervention_names(domain: str) -> list[str]:
     return [NONE, *domains.get(domain).named_interventions()]
 
 
+def intervention_choices(domain: str) -> list[tuple[str, str]]:
+    """The intervention box, (name, identifier): ("add ETT, CVC, NGT", "add_ett_cvc_ngt")."""
+    return [(name, re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")) for name in intervention_names(domain)]
+
+
 def phantom_preview(domain: str, seed: int, intervention: str, size: int = 256) -> tuple[np.ndarray, np.ndarray, str]:
     """A phantom, its true counterfactual under ``intervention`` with the changed region tinted red, and labels.
 
     Returns (factual uint8 image, counterfactual uint8 RGB with overlay, markdown description).
     """
     module = get_domain(domain)
-    changes = {NONE: {}, **domains.get(domain).named_interventions()}.get(intervention)
-    if changes is None:
-        raise ValueError(f"unknown intervention {intervention!r} for {domain}")
+    named = {key: name for name, key in intervention_choices(domain)}
+    if intervention not in named:
+        raise ValueError(f"unknown intervention {intervention!r} for {domain}; choose one of {', '.join(named)}")
+    changes = {NONE: {}, **domains.get(domain).named_interventions()}[named[intervention]]
     graph = module.build_graph()
     sample = graph.sample(int(seed))
     counterfactual = graph.intervene(sample, **changes) if changes else sample
@@ -49,7 +57,7 @@ def build(page, domain: str | None) -> Tab:
         with gr.Row():
             which = gr.Radio(list(DOMAINS), value=first, label="Domain")
             seed = gr.Number(value=0, precision=0, label="Seed")
-            intervention = gr.Dropdown(intervention_names(first), value=NONE, label="Intervention",
+            intervention = gr.Dropdown(intervention_choices(first), value=NONE, label="Intervention",
                                        allow_custom_value=True)  # checked by the handler, per domain
             button = gr.Button("Render", variant="primary")
         with gr.Row():
@@ -64,7 +72,7 @@ def build(page, domain: str | None) -> Tab:
             raise gr.Error(str(error)) from None
 
     def on_domain(domain):
-        return gr.Dropdown(choices=intervention_names(domain), value=NONE)
+        return gr.Dropdown(choices=intervention_choices(domain), value=NONE)
 
     inputs, outputs = [which, seed, intervention], [factual, counterfactual, description]
     which.change(on_domain, which, intervention, api_name=False)

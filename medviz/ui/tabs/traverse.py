@@ -16,8 +16,9 @@ from ...oracle import READOUT_KIND
 from ..common import MODEL_JOBS, Job, Page, errors_as_messages, start_job
 from . import Tab
 
-KINDS = {"attribute sliders": "slider", "prompt switch (2503.23623)": "prompt_switch",
-         "patient interpolation": "interpolate"}
+#: The trajectory radio, (label, the engine's kind).
+KINDS = (("attribute sliders", "slider"), ("prompt switch (2503.23623)", "prompt_switch"),
+         ("patient interpolation", "interpolate"))
 MAX_SLIDERS = 6
 X_TITLES = {"slider": "slider position (alpha)", "prompt_switch": "Bezier parameter (neutral → attribute)",
             "interpolate": "slerp fraction (patient A → B)"}
@@ -29,19 +30,25 @@ def slider_attributes(domain: str | None) -> list[str]:
     return [a.name for a in known.factors] if known else []
 
 
+def slider_choices(domain: str | None) -> list[tuple[str, str]]:
+    """The attribute boxes, (UI words, identifier) of ``slider_attributes``."""
+    known = domains.find(domain)
+    return [(known.attribute(name).shown, name) for name in slider_attributes(domain)] if known else []
+
+
 @dataclass(frozen=True)
 class TraverseRequest:
     """The Traverse tab's controls; ``seed_b`` < 0 walks to patient ``seed`` + 1."""
 
-    kind: str = "attribute sliders"
+    kind: str = "slider"
     targets: tuple[str, ...] = ()
     prompt: str = ""
     seed: int = 0
     seed_b: int = -1
     frames: int = 7
     steps: int = 20
-    guidance: float = 4.0
-    strength: float = 1.5
+    guidance_scale: float = 4.0
+    alpha_max: float = 1.5                 # sliders walk alpha over [-alpha_max, alpha_max]
     start_step: int = 0
     phrase: str = ""
     negation: str = ""
@@ -49,15 +56,15 @@ class TraverseRequest:
     def configs(self) -> dict[str, TraverseConfig]:
         """One engine config per trajectory: per ticked attribute and the attribute typed in words (named by its
         phrase), or the one patient walk ("walk")."""
-        kind = KINDS.get(self.kind, self.kind)
+        kind = self.kind
         phrase = (self.phrase or "").strip()
         names = ["walk"] if kind == "interpolate" else list(self.targets or [])
         if not names and not (phrase and kind != "interpolate"):
             raise ValueError("tick at least one attribute to traverse, or type one in words")
         common = dict(kind=kind, prompt=(self.prompt or "").strip() or None, seeds=(int(self.seed),),
                       seed_b=None if self.seed_b is None or int(self.seed_b) < 0 else int(self.seed_b),
-                      frames=int(self.frames), steps=int(self.steps), guidance_scale=float(self.guidance),
-                      alpha_range=(-float(self.strength), float(self.strength)), start_step=int(self.start_step))
+                      frames=int(self.frames), steps=int(self.steps), guidance_scale=float(self.guidance_scale),
+                      alpha_range=(-float(self.alpha_max), float(self.alpha_max)), start_step=int(self.start_step))
         configs = {name: TraverseConfig(target=name, **common) if kind != "interpolate" else TraverseConfig(**common)
                    for name in names}
         if phrase and kind != "interpolate":
@@ -149,9 +156,10 @@ def trajectory_gif(cache: TrajectoryCache, name: str, job: Job, duration_ms: int
 
 def _controls(domain: str | None) -> dict:
     """The controls whose values make a ``TraverseRequest``, by field name."""
-    sliders = slider_attributes(domain)
-    controls = {"kind": gr.Radio(list(KINDS), value="attribute sliders", label="Trajectory"),
-                "targets": gr.CheckboxGroup(sliders, value=sliders[:3], label="Attributes (one slider each)"),
+    sliders = slider_choices(domain)
+    controls = {"kind": gr.Radio(list(KINDS), value="slider", label="Trajectory"),
+                "targets": gr.CheckboxGroup(sliders, value=[name for _, name in sliders[:3]],
+                                            label="Attributes (one slider each)"),
                 "prompt": gr.Textbox("", label="Context prompt (blank = the model's neutral prompt)",
                                      placeholder="Chest X-ray of a female patient")}
     with gr.Row():             # any model, its domain known or not
@@ -166,9 +174,9 @@ def _controls(domain: str | None) -> dict:
         controls["frames"] = gr.Slider(3, 15, value=7, step=1, label="Frames", elem_id="traverse-frames")
         controls["steps"] = gr.Slider(4, 50, value=20, step=1, label="Steps", elem_id="traverse-steps")
     with gr.Row():
-        controls["strength"] = gr.Slider(0.25, 3, value=1.5, step=0.25, label="Slider range ±alpha")
+        controls["alpha_max"] = gr.Slider(0.25, 3, value=1.5, step=0.25, label="Slider range ±alpha")
         controls["start_step"] = gr.Slider(0, 20, value=0, step=1, label="Shift from step (keeps anatomy)")
-    controls["guidance"] = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
+    controls["guidance_scale"] = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
     return controls
 
 
@@ -220,7 +228,7 @@ def build(page: Page, domain: str | None) -> Tab:
                       show_progress="hidden")
 
     def on_model(model) -> list:
-        sliders = slider_attributes(model.domain)
-        return [gr.CheckboxGroup(choices=sliders, value=sliders[:3])]
+        sliders = slider_choices(model.domain)
+        return [gr.CheckboxGroup(choices=sliders, value=[name for _, name in sliders[:3]])]
 
     return Tab(outputs=[controls["targets"]], on_model=on_model)
