@@ -112,6 +112,18 @@ def load_chexpert(csv_path: str | os.PathLike, image_root: str | os.PathLike | N
     return records
 
 
+def load_labelled(domain: str, csv_path: str | os.PathLike, **options) -> list[Record]:
+    """Records of a user's labelled CSV in the public layout of ``domain``'s images (``Domain.dataset_layout``):
+    CheXpert for chest X-rays, ISIC for dermoscopy. ``options``: the layout's loader's."""
+    from . import domains
+
+    known = domains.find(domain)
+    layout = known.dataset_layout if known else None
+    if layout not in LAYOUTS:
+        raise ValueError(f"{domain} images have no dataset layout to read a labelled CSV in")
+    return LAYOUTS[layout](csv_path, **options)
+
+
 def load_isic(csv_path: str | os.PathLike, image_root: str | os.PathLike | None = None,
               caption: Callable[[Mapping[str, Any]], str] | None = None, check_files: bool = True) -> list[Record]:
     """Records of an ISIC-layout CSV (2018-2020 challenge CSVs, HAM10000 metadata, phantom output)."""
@@ -220,3 +232,6 @@ class CaptionedImages:
         tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))) * 2.0 - 1.0
         return {"pixel_values": tensor.float(), "caption": record.caption}
 
+
+#: Loader of each public dataset layout a labelled CSV may follow (``Domain.dataset_layout``).
+LAYOUTS = {"chexpert": load_chexpert, "isic": load_isic}

@@ -73,3 +73,19 @@ def test_phantom_dataset_is_deterministic_and_feeds_torch(tmp_path):
     tensor = batch["pixel_values"]
     assert tuple(tensor.shape) == (3, 64, 64) and -1.0 <= float(tensor.min()) < float(tensor.max()) <= 1.0
     assert batch["caption"]
+
+
+def test_a_labelled_csv_is_read_in_its_domains_dataset_layout(tmp_path):
+    from PIL import Image
+
+    from medviz import domains
+
+    (tmp_path / "ham.csv").write_text("image_id,dx\nISIC_1,mel\nISIC_2,nv\n")
+    for name in ("ISIC_1", "ISIC_2"):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"{name}.jpg")
+    read = data.load_labelled("skin", tmp_path / "ham.csv")
+    assert [r.labels["melanoma"] for r in read] == [r.labels["melanoma"] for r in data.load_isic(tmp_path / "ham.csv")]
+    assert (domains.get("cxr").dataset_layout, domains.get("skin").dataset_layout) == ("chexpert", "isic")
+    assert domains.get("skin").mirrored and not domains.get("cxr").mirrored
+    with pytest.raises(ValueError, match="retina images have no dataset layout"):
+        data.load_labelled("retina", tmp_path / "ham.csv")

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import domains
-from ..data import ISIC_ID_COLUMNS, load_chexpert, load_isic, read_rows
+from ..data import ISIC_ID_COLUMNS, load_labelled, read_rows
 from ..engines.audit import FAITHFUL_ENOUGH, edit_faithfulness
 from ..engines.counterfactual import EditConfig, counterfactual
 from ..engines.guard import check_domain
@@ -111,10 +111,9 @@ def read_source(csv_path: str, domain: str) -> Source:
     """The dataset's rows and labels. Lateral CheXpert views get no labels, so no rule selects them (the models
     are trained on frontal views)."""
     columns, rows = read_rows(csv_path)
-    if domain == "cxr":
-        records, layout = load_chexpert(csv_path, frontal_only=False, check_files=False), "chexpert"
-    else:
-        records, layout = load_isic(csv_path, check_files=False), "isic"
+    layout = domains.get(domain).dataset_layout
+    views = {"frontal_only": False} if layout == "chexpert" else {}       # lateral views, kept unlabelled
+    records = load_labelled(domain, csv_path, check_files=False, **views)
     labels = []
     for record, row in zip(records, rows):
         frontal = row.get("Frontal/Lateral", "Frontal") in ("Frontal", "")
@@ -203,10 +202,9 @@ def augment(config: AugmentConfig, model, accelerator=None,
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     main = rank == 0
     out = Path(config.out)
-    if model.domain not in ("cxr", "skin"):
-        raise ValueError(
-            f"{model.name}: a batch of counterfactuals needs a cxr or skin model, got domain {model.domain!r}"
-        )
+    if not (domains.find(model.domain) and domains.get(model.domain).dataset_layout):
+        raise ValueError(f"{model.name}: a batch of counterfactuals needs a model of a domain with a dataset layout "
+                         f"(cxr, skin), got domain {model.domain!r}")
     source = read_source(config.csv, model.domain)
     rules = plan_rules(config, source, model.card, model.domain)
     jobs = make_jobs(source.labels, rules, config.seed)[:config.limit]

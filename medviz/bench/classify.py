@@ -48,7 +48,7 @@ from .figures import save_explain_figure
 from .truth import labelled_phantoms, toggled_region
 
 #: The bench's diffusion-classifier task per domain: a preset of the domain (``medviz.domains``).
-TASKS = {"cxr": "pleural_effusion", "skin": "melanoma"}
+TASKS = {name: domains.get(name).primary_task for name in ("cxr", "skin")}
 FIRST_SEED_OFFSET = 200_000          # held-out seeds, disjoint from the oracle's and the tuning set's
 
 

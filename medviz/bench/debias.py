@@ -164,7 +164,7 @@ def text_to_image_samples(domain: str, cf_csv: Path, work: Path, model) -> Path:
 
 
 def _row_labels(domain: str, row: dict, target: str, spurious: str) -> tuple[bool, bool]:
-    if domain == "cxr":
+    if domains.get(domain).dataset_layout == "chexpert":
         cells = {"pleural_effusion": row["Pleural Effusion"], "support_devices": row["Support Devices"]}
         return cells[target] == "1.0", cells[spurious] == "1.0"
     return row["target"] == "1", row[spurious] == "1"

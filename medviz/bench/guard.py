@@ -52,7 +52,7 @@ def edge_phantoms(domain: str, n: int, size: int, offset: int = EDGE_OFFSET, cor
         sample = graph.sample(HELD_OUT_FIRST_SEED + offset + i)
         draws = rng.integers(2, size=len(ranges)) if corners else rng.random(len(ranges))
         changes = {name: round(float(lo + (hi - lo) * u), 4) for (name, (lo, hi)), u in zip(ranges.items(), draws)}
-        if domain == "skin" and not corners and sample.factors["vignette"] == 0:
+        if not corners and sample.factors.get("vignette", 1) == 0:
             changes.pop("vignette")           # a vignette is absent or within its range: keep the drawn absence
         moved = graph.intervene(sample, **changes)
         images.append(module.render(moved.factors, moved.seed, max(size, 128)).image)       # the checks resize

@@ -48,8 +48,7 @@ from .cli import add_common, chosen_domains, write_json
 from .paraphrases import paraphrases
 
 #: The attributes whose "with" and "without" prompts the bench asks for, per domain.
-FIDELITY_ATTRIBUTES = {"cxr": ("pleural_effusion", "cardiomegaly", "support_devices", "female"),
-                       "skin": ("melanoma", "ruler", "hair", "ink")}
+FIDELITY_ATTRIBUTES = {name: domains.get(name).fidelity for name in ("cxr", "skin")}
 #: attribute -> (its prompt, the prompt of its absence), in the training captions' words (``class_prompts``).
 FIDELITY_PROMPTS = {domain: {a: class_prompts(domain, a) for a in attributes}
                     for domain, attributes in FIDELITY_ATTRIBUTES.items()}

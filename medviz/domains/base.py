@@ -118,6 +118,10 @@ class Domain:
     normal_negates: tuple[str, ...] = ()
     attributes_of: Callable[[Mapping[str, Any]], dict[str, bool]] | None = None
     planted_link: tuple[str, str, str] | None = None
+    dataset_layout: str = ""           # the public dataset a user's labelled CSV follows: "chexpert" or "isic"
+    primary_task: str = ""             # the diffusion classifier's benched preset (its identifier)
+    mirrored: bool = False             # an image flipped left-right is as likely (dermoscopy; not a chest X-ray)
+    fidelity: tuple[str, ...] = ()     # the attributes the models bench asks for and against, in prompts
 
     def attribute(self, name: str) -> Attribute:
         for attribute in self.attributes:

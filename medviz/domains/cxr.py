@@ -78,4 +78,7 @@ DOMAIN = register(Domain(
     normal_negates=("pleural_effusion", "cardiomegaly"),
     attributes_of=attributes_of,
     planted_link=("effusion_device_strength", "pleural_effusion", "support_devices"),
+    dataset_layout="chexpert",
+    primary_task="pleural_effusion",
+    fidelity=("pleural_effusion", "cardiomegaly", "support_devices", "female"),
 ))

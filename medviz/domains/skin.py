@@ -56,4 +56,8 @@ DOMAIN = register(Domain(
     edit_defaults={"strength": 0.9, "mask_draws": 8},
     attributes_of=attributes_of,
     planted_link=("melanoma_ruler_strength", "melanoma", "ruler"),
+    dataset_layout="isic",
+    primary_task="melanoma",
+    mirrored=True,                     # dermoscopy has no left or right
+    fidelity=("melanoma", "ruler", "hair", "ink"),
 ))

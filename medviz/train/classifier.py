@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .. import domains
-from ..data import load_chexpert, load_isic
+from ..data import load_labelled
 from ..io import to_model_batch, uint8_rgb
 from ..oracle import predict
 from ..phantoms.effects import link_groups, link_parameters
@@ -156,7 +156,7 @@ def balanced_test_set(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray,
 def augmentation(config: ClassifierConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(uint8 images (M, S, S, 3), labels (M,), groups (M,)) of ``config.augment``'s rows; a row without a target or
     spurious label (uncertain, blank) cannot join a group and is refused by name."""
-    records = (load_chexpert if config.domain == "cxr" else load_isic)(config.augment)
+    records = load_labelled(config.domain, config.augment)
     images, labels, group = [], [], []
     for record in records:
         named = record.attribute_labels()
@@ -204,7 +204,7 @@ def train_classifier(config: ClassifierConfig, progress: Progress | None = None,
         batch = images[index]
         if config.magnification:
             batch = random_zoom(batch, rng, config.magnification)
-        if config.domain == "skin" and rng.random() < 0.5:
+        if domains.get(config.domain).mirrored and rng.random() < 0.5:
             batch = batch[:, :, ::-1]              # dermoscopy has no left/right; X-rays do (heart side)
         logits = model(pixel_values=to_model_batch(np.ascontiguousarray(batch), accelerator.device)).logits
         target = torch.as_tensor(labels[index], device=logits.device)

@@ -69,7 +69,7 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     for step in range(1, config.steps + 1):
         index = sampler.draw(config.batch_size)
         batch = images[index]
-        if rng.random() < 0.5 and config.domain == "skin":
+        if rng.random() < 0.5 and domains.get(config.domain).mirrored:
             batch = batch[:, :, ::-1]          # dermoscopy has no left/right; X-rays do (heart side)
         with accelerator.autocast():
             logits = model(pixel_values=to_model_batch(np.ascontiguousarray(batch), accelerator.device)).logits

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ... import domains
-from ...data import DatasetError, load_chexpert, load_isic
+from ...data import DatasetError, load_labelled
 from ...display import for_display
 from ...engines.audit import (AuditConfig, AuditImage, AuditResult, folder_images, make_counterfactuals, phantom_images,
                               report, report_rows, score_audit)
@@ -83,9 +83,8 @@ def audit_images(model, request: AuditRequest) -> tuple[list[AuditImage], list[s
 def _read_folder(folder: Path, domain: str | None, size: int) -> tuple[list[AuditImage], list[str]]:
     csvs = sorted(folder.glob("*.csv"))
     if csvs:
-        loader = load_chexpert if domain == "cxr" else load_isic
         try:
-            records = loader(csvs[0], image_root=folder, check_files=False)
+            records = load_labelled(domain, csvs[0], image_root=folder, check_files=False)
         except DatasetError as error:
             raise ValueError(str(error).replace(str(folder) + "/", "")) from None
         records = [r for r in records if r.path.is_file()]
