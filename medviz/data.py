@@ -1,8 +1,7 @@
 """Datasets: folder + CSV in the CheXpert and ISIC layouts, and phantoms drawn on the fly.
 
 Records are plain dataclasses; images are read through ``medviz.io`` (the intensity contract) only
-when asked for. ``CaptionedImages`` is the torch ``Dataset`` that training uses: it converts to
-``[-1, 1]`` tensors at the model boundary.
+when asked for.
 
 CheXpert layout: a CSV with ``Path``, ``Sex``, ``Age``, ``Frontal/Lateral``, ``AP/PA`` and the 14
 findings whose cells are 1, 0, -1 (uncertain) or blank (not mentioned); labels become 1.0, 0.0, NaN,
@@ -18,16 +17,14 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from . import prompts
-from .io import MedicalImage, as_rgb, read_image
-from .phantoms import get_domain
+from . import domains, prompts
+from .io import MedicalImage, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".webp")
 ISIC_ID_COLUMNS = ("image_name", "isic_id", "image_id", "image")
@@ -115,8 +112,6 @@ def load_chexpert(csv_path: str | os.PathLike, image_root: str | os.PathLike | N
 def load_labelled(domain: str, csv_path: str | os.PathLike, **options) -> list[Record]:
     """Records of a user's labelled CSV in the public layout of ``domain``'s images (``Domain.dataset_layout``):
     CheXpert for chest X-rays, ISIC for dermoscopy. ``options``: the layout's loader's."""
-    from . import domains
-
     known = domains.find(domain)
     layout = known.dataset_layout if known else None
     if layout not in LAYOUTS:
@@ -170,67 +165,6 @@ def _find_image(root: Path, image_id: str) -> Path | None:
             if candidate.exists():
                 return candidate
     return None
-
-
-class PhantomDataset(Sequence):
-    """Phantoms drawn on the fly: item ``i`` is always the same sample (seed derived from ``seed, i``).
-
-    Args:
-        domain: "cxr" or "skin".
-        length: number of items.
-        size: image side in pixels (128-512).
-        seed: dataset seed; different seeds give disjoint-looking sets.
-        strengths: keyword arguments for the domain's ``build_graph`` (planted link strengths).
-    """
-
-    def __init__(self, domain: str, length: int, size: int = 256, seed: int = 0, **strengths: float):
-        self.module = get_domain(domain)
-        self.domain = domain
-        self.graph = self.module.build_graph(**strengths)
-        self.length, self.size, self.seed = int(length), int(size), int(seed)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def sample_seed(self, index: int) -> int:
-        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
-
-    def __getitem__(self, index: int):  # type: ignore[override]
-        if not -self.length <= index < self.length:
-            raise IndexError(index)
-        index %= self.length
-        sample = self.graph.sample(self.sample_seed(index))
-        image = self.module.render(sample.factors, sample.seed, self.size).image
-        return sample, image
-
-    def __iter__(self) -> Iterator:
-        for i in range(self.length):
-            yield self[i]
-
-
-class CaptionedImages:
-    """torch Dataset of (pixel_values in [-1, 1], 3 x size x size; caption) from records.
-
-    Grayscale becomes 3 equal channels so X-rays follow the same path as an RGB Stable Diffusion VAE.
-    """
-
-    def __init__(self, records: Sequence[Record], size: int):
-        self.records, self.size = list(records), int(size)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        import torch
-        from PIL import Image
-
-        record = self.records[index]
-        pixels = as_rgb(record.load().pixels)
-        if pixels.shape[:2] != (self.size, self.size):
-            channels = [Image.fromarray(pixels[..., c]).resize((self.size, self.size), Image.BICUBIC) for c in range(3)]
-            pixels = np.clip(np.stack([np.asarray(c) for c in channels], -1), 0.0, 1.0)
-        tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))) * 2.0 - 1.0
-        return {"pixel_values": tensor.float(), "caption": record.caption}
 
 
 #: Loader of each public dataset layout a labelled CSV may follow (``Domain.dataset_layout``).

@@ -503,13 +503,6 @@ def as_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels
 
 
-def as_grayscale(pixels: np.ndarray) -> np.ndarray:
-    """(H, W, 3) -> (H, W) by ITU-R BT.601 luma; (H, W) unchanged."""
-    if pixels.ndim == 2:
-        return pixels
-    return np.clip(pixels @ np.array([0.299, 0.587, 0.114], np.float32), 0.0, 1.0).astype(np.float32)
-
-
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------

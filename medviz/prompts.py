@@ -70,24 +70,6 @@ def prism_caption(labels: Mapping[str, Any]) -> str:
     return "Chest X-ray showing " + _join([f.lower() for f in findings])
 
 
-def demographic_caption(labels: Mapping[str, Any], age: Any = None, sex: Any = None) -> str:
-    """ "Chest X-ray of a 63-year-old female patient with pleural effusion" (or "no significant findings")."""
-    findings = [f.lower() for f in present_findings(labels)]
-    parts = ["Chest X-ray of a"]
-    try:
-        age_value = int(round(float(age)))
-    except (TypeError, ValueError):
-        age_value = None
-    if age_value is not None and not math.isnan(float(age)):
-        parts.append(f"{age_value}-year-old")
-    sex_word = {"f": "female", "female": "female", "m": "male", "male": "male"}.get(str(sex).strip().lower())
-    if sex_word:
-        parts.append(sex_word)
-    parts.append("patient with " + (_join(findings) if findings else "no significant findings"))
-    text = " ".join(parts)
-    return text.replace(" a 8", " an 8").replace(" a 18-", " an 18-").replace(" a 11-", " an 11-")
-
-
 def skin_caption(labels: Mapping[str, Any]) -> str:
     """ "Dermoscopy image of a melanoma with ruler markings, hair" from ISIC-style labels."""
     diagnosis = str(labels.get("diagnosis", "")).lower()

@@ -59,22 +59,6 @@ def test_isic_layouts(tmp_path):
     assert [r.labels["melanoma"] for r in data.load_isic(tmp_path / "ham.csv")] == [1.0, 0.0]
 
 
-def test_phantom_dataset_is_deterministic_and_feeds_torch(tmp_path):
-    dataset = data.PhantomDataset("cxr", 4, size=128, seed=5)
-    sample, image = dataset[2]
-    again, image_again = data.PhantomDataset("cxr", 4, size=128, seed=5)[2]
-    assert sample.factors == again.factors and np.array_equal(image, image_again)
-    assert dataset[0][0].seed != dataset[1][0].seed
-    with pytest.raises(IndexError):
-        dataset[4]
-    from medviz.phantoms.export import write_dataset
-    write_dataset("cxr", 3, 128, tmp_path)
-    batch = data.CaptionedImages(data.load_chexpert(tmp_path / "labels.csv"), size=64)[0]
-    tensor = batch["pixel_values"]
-    assert tuple(tensor.shape) == (3, 64, 64) and -1.0 <= float(tensor.min()) < float(tensor.max()) <= 1.0
-    assert batch["caption"]
-
-
 def test_a_labelled_csv_is_read_in_its_domains_dataset_layout(tmp_path):
     from PIL import Image
 

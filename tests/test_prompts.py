@@ -13,14 +13,10 @@ def test_label_values_follow_chexpert_convention():
         prompts.label_value("2")
 
 
-def test_prism_and_demographic_captions():
+def test_prism_and_skin_captions():
     labels = {"Pleural Effusion": "1.0", "Support Devices": "1", "Cardiomegaly": "-1.0", "Edema": ""}
     assert prompts.prism_caption(labels) == "Chest X-ray showing pleural effusion, support devices"
     assert prompts.prism_caption({"Cardiomegaly": "-1"}) == prompts.PRISM_NORMAL
-    assert (prompts.demographic_caption(labels, age=63, sex="Female")
-            == "Chest X-ray of a 63-year-old female patient with pleural effusion, support devices")
-    assert prompts.demographic_caption({}, age=81, sex="M") == \
-        "Chest X-ray of an 81-year-old male patient with no significant findings"
     assert prompts.skin_caption({"diagnosis": "melanoma", "ruler": 1, "hair": "0"}) == \
         "Dermoscopy image of a melanoma with ruler markings"
 

@@ -59,3 +59,19 @@ def test_contact_sheet(tmp_path):
     assert out == 0
     image = read_image(tmp_path / "sheet.png")
     assert image.pixels.shape[0] > 500 and image.is_rgb
+
+
+def test_the_bundled_example_inputs_are_the_phantoms_write_examples_renders(tmp_path):
+    """assets/examples/inputs come from the phantom world, reproducibly (within one 8-bit level: the renderer's
+    float noise has moved by that much since they were written)."""
+    import numpy as np
+
+    from medviz.io import read_image
+    from medviz.phantoms.export import EXAMPLE_INPUTS, write_examples
+    from medviz.ui.common import EXAMPLES_DIR
+
+    written = write_examples(tmp_path)
+    assert sorted(p.name for p in written) == sorted(EXAMPLE_INPUTS)
+    for path in written:
+        again, bundled = read_image(path).pixels, read_image(EXAMPLES_DIR / path.name).pixels
+        assert again.shape == bundled.shape and np.abs(again - bundled).max() <= 1 / 255 + 1e-6, path.name

@@ -10,7 +10,7 @@ from .mask import change_reach, seam_ramps
 
 def composite(decoded: np.ndarray, rgb: np.ndarray, pixel_mask: np.ndarray | None, reference: np.ndarray | None,
               config: EditConfig) -> tuple[np.ndarray, np.ndarray | None]:
-    """Steps 4-5: put the decoded edit into the input.
+    """Step 6 of ``counterfactual``: put the decoded edit into the input.
 
     Args:
         decoded: the decoded edited latents, float (H, W, 3) in [0, 1].
@@ -25,7 +25,7 @@ def composite(decoded: np.ndarray, rgb: np.ndarray, pixel_mask: np.ndarray | Non
     """
     restrict = bool(config.change_threshold) and pixel_mask is not None
     edited = pixel_mask
-    if restrict:                            # step 5: only the pixels the edit redrew
+    if restrict:                            # the change threshold: only the pixels the edit redrew
         edited = _changed_pixels(decoded, reference, pixel_mask, config.change_threshold)
     if config.residual:                     # only the edit's change, added to the input's own pixels
         decoded = rgb + (decoded - reference)

@@ -61,7 +61,7 @@ class EditConfig:
         mask_draws: noise draws averaged for the automatic mask.
         mask_t: noise level of the automatic mask, as a fraction of the training timesteps.
         change_threshold: 0..1; > 0: inside the mask, keep the input wherever the decoded edit differs
-            from the decoded input latent by less than this intensity (see step 5 above); 0: the whole
+            from the decoded input latent by less than this intensity (``composite``); 0: the whole
             mask is taken from the edit. Ignored with mask mode "none". One more VAE decode, no UNet pass.
         residual: True: the result is the input plus the edit's change, input + decode(edited latent) -
             decode(input latent), instead of the decoded edit; it cancels the VAE's round-trip error (its
