@@ -32,14 +32,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import domains
+from ..engines.common import encode_image, encode_prompts, forward_noise
 from ..engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, calibrated_settings, classify,
-                               classify_reference, preset, votes_needed)
+                               first_class_wins, preset, trial_class_errors, trial_draws, votes_needed)
 from ..metrics import roc_auc
 from ..models import load_model, resolve
 from .cards import record_engine_trials
@@ -493,3 +495,39 @@ def operating_point(result: dict) -> str:
     if tuple(result["t_range"]) != DEFAULT_T_RANGE:
         text += f", t {result['t_range'][0]}–{result['t_range'][1]}"
     return text
+
+
+def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple[int, int, float]:
+    """The reference loop of the papers' code: classes one at a time, one trial per UNet call, all N trials, for the
+    cost comparison (the engine batches trials and classes and stops early).
+
+    Same timesteps and noise as ``classify``. Returns (vote winner, UNet passes, seconds).
+    """
+    import torch
+
+    config.validate()
+    pipe = model.pipe
+    tic = time.perf_counter()
+    device, dtype = pipe._execution_device, pipe.unet.dtype
+    latent = encode_image(pipe, image, model.image_size).to(dtype)
+    timesteps, all_noise = trial_draws(config, latent.shape[1:])
+    embeddings = [encode_prompts(pipe, [p]).to(dtype) for group in config.prompt_sets for p in group]  # once
+    votes = np.zeros(len(config.prompt_sets), np.int64)
+    passes = 0
+    for t_value, noise in zip(timesteps, all_noise.to(device=device, dtype=dtype)):   # the engine's draws
+        t = torch.as_tensor([t_value], device=device)
+        noisy = forward_noise(pipe.scheduler.alphas_cumprod, latent, noise[None], t)
+        predictions = []
+        for embeds in embeddings:                                                    # one prompt per UNet call
+            with torch.no_grad():
+                predictions.append(pipe.unet(noisy, t, encoder_hidden_states=embeds).sample.float().cpu())
+            passes += 1
+        trial_errors, _, _ = trial_class_errors(torch.stack(predictions, 1), noise[None].float().cpu(),
+                                                config.prompt_sets, config.weighting)
+        votes[int(trial_errors[0].argmin())] += 1
+    winner = (
+        (0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1)
+        if len(votes) == 2
+        else int(np.argmax(votes))
+    )
+    return winner, passes, time.perf_counter() - tic

@@ -469,38 +469,3 @@ def _upsample(grid, size: int) -> np.ndarray:
         .numpy()
         .astype(np.float32)
     )
-
-
-def classify_reference(model, image: np.ndarray, config: ExplainConfig) -> tuple[int, int, float]:
-    """The reference loop of the papers' code: classes one at a time, one trial per UNet call, all N trials.
-
-    Same timesteps and noise as ``classify``. Returns (vote winner, UNet passes, seconds).
-    """
-    import torch
-
-    config.validate()
-    pipe = model.pipe
-    tic = time.perf_counter()
-    device, dtype = pipe._execution_device, pipe.unet.dtype
-    latent = encode_image(pipe, image, model.image_size).to(dtype)
-    timesteps, all_noise = trial_draws(config, latent.shape[1:])
-    embeddings = [encode_prompts(pipe, [p]).to(dtype) for group in config.prompt_sets for p in group]  # once
-    votes = np.zeros(len(config.prompt_sets), np.int64)
-    passes = 0
-    for t_value, noise in zip(timesteps, all_noise.to(device=device, dtype=dtype)):   # the engine's draws
-        t = torch.as_tensor([t_value], device=device)
-        noisy = forward_noise(pipe.scheduler.alphas_cumprod, latent, noise[None], t)
-        predictions = []
-        for embeds in embeddings:                                                    # one prompt per UNet call
-            with torch.no_grad():
-                predictions.append(pipe.unet(noisy, t, encoder_hidden_states=embeds).sample.float().cpu())
-            passes += 1
-        trial_errors, _, _ = trial_class_errors(torch.stack(predictions, 1), noise[None].float().cpu(),
-                                                config.prompt_sets, config.weighting)
-        votes[int(trial_errors[0].argmin())] += 1
-    winner = (
-        (0 if first_class_wins(votes, config.trials, config.vote_threshold) else 1)
-        if len(votes) == 2
-        else int(np.argmax(votes))
-    )
-    return winner, passes, time.perf_counter() - tic

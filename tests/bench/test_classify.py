@@ -311,3 +311,16 @@ def test_reference_runs_of_a_run_at_another_n_are_taken_without_their_loop_timin
     result = bench.run_task("cxr", config, model=tiny_cxr, done_rows=merged, on_row=lambda i, r: ran.append(i))
     assert ran == [0]                                    # image 2 keeps its run, image 1 is right and not asked for
     assert result["cost"]["n_ran"] == 2 and result["cost"]["passes_reference_loop"] == 20.0
+
+
+def test_reference_loop_agrees_with_the_batched_engine(tiny_cxr):
+    from medviz.bench.classify import classify_reference
+    from medviz.engines.explain import ExplainConfig, classify
+    from tests.engines.test_explain import _phantom
+
+    labels, prompts = preset("cxr", "pleural_effusion")
+    image = _phantom(False, seed=10_000_500)
+    config = ExplainConfig(prompts=prompts, labels=labels, trials=5, early_stop=False, trials_per_batch=4)
+    batched = classify(tiny_cxr, image, config)
+    winner, passes, _ = classify_reference(tiny_cxr, image, config)
+    assert winner == batched.predicted and passes == 5 * PROMPTS_PER_TRIAL == batched.unet_passes

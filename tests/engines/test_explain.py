@@ -2,15 +2,20 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.explain import (DEFAULT_T_RANGE, ExplainConfig, calibrated_settings, classify, classify_reference,
-                                    decision_is_final, fitted_trials, leader_is_final, preset, stratified_timesteps,
+from medviz.engines.explain import (DEFAULT_T_RANGE, ExplainConfig, calibrated_settings, classify, decision_is_final,
+                                    fitted_trials, leader_is_final, preset, stratified_timesteps,
                                     trial_class_errors, trials_run_until_decided, trials_until_decidable, votes_needed)
 from medviz.metrics import roc_auc
 from medviz.phantoms import get_domain
 
 LABELS, PROMPTS = preset("cxr", "pleural_effusion")
-assert preset("cxr", "pleural effusion") == (LABELS, PROMPTS)          # the UI words still find it
 PROMPTS_PER_TRIAL = sum(len(group) for group in PROMPTS)      # every class's prompt set, one batched UNet call
+
+
+def test_a_preset_is_found_by_its_identifier_or_its_ui_words():
+    assert preset("cxr", "pleural effusion") == (LABELS, PROMPTS)
+    assert preset("cxr", "pleural effusion (one prompt per class)") == preset("cxr", "pleural_effusion_one_prompt")
+    assert preset("cxr", "pleural_effusions") is None and preset(None, "pleural_effusion") is None
 
 
 def _phantom(effusion: bool, seed: int = 10_000_321, rendering: bool = False):
@@ -65,6 +70,8 @@ def test_vote_threshold_moves_the_decision_and_stays_exact_with_early_stop(tiny_
                                                          vote_threshold=threshold))
         assert early.predicted == (0 if first >= needed else 1)
         assert early.runner_up == 1 - early.predicted
+        from medviz.bench.classify import classify_reference
+
         winner, _, _ = classify_reference(tiny_cxr, image, ExplainConfig(prompts=PROMPTS, trials=15, early_stop=False,
                                                                          trials_per_batch=4, vote_threshold=threshold))
         assert winner == early.predicted
@@ -206,14 +213,6 @@ def test_early_stop_is_exact_and_stops_at_the_first_decidable_trial(tiny_cxr):
     # The same trials in the same order: the early run is a prefix of the full one.
     np.testing.assert_allclose(early.errors, full.errors[:early.trials_run], rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(early.timesteps, full.timesteps[:early.trials_run])
-
-
-def test_reference_loop_agrees_with_the_batched_engine(tiny_cxr):
-    image = _phantom(False, seed=10_000_500)
-    config = ExplainConfig(prompts=PROMPTS, trials=5, early_stop=False, trials_per_batch=4)
-    batched = classify(tiny_cxr, image, config)
-    winner, passes, _ = classify_reference(tiny_cxr, image, config)
-    assert winner == batched.predicted and passes == 5 * PROMPTS_PER_TRIAL == batched.unet_passes
 
 
 @pytest.mark.bundled
