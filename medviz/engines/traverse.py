@@ -191,8 +191,19 @@ def conditional_direction(target, others: list):
 # The denoising loop with shared prefixes
 
 
-def denoise_tree(model, noise, trunk_embeds, branches: list[tuple[int, object]], *, steps: int, guidance_scale: float,
-                 negative_embeds, keep_trunk: bool, batch_size: int, control: StepControl):
+@dataclass(frozen=True)
+class Sampling:
+    """How every trajectory of a request is denoised: DDIM ``steps``, classifier-free guidance at ``guidance_scale``
+    against ``negative_embeds`` ((T, D), the unconditional half), at most ``batch_size`` samples per UNet call."""
+
+    steps: int
+    guidance_scale: float
+    negative_embeds: object
+    batch_size: int
+
+
+def denoise_tree(model, noise, trunk_embeds, branches: list[tuple[int, object]], sampling: Sampling,
+                 keep_trunk: bool, control: StepControl):
     """DDIM-denoise S seeds along a trunk that branches off at given steps; return the final latents.
 
     Args:
@@ -200,7 +211,6 @@ def denoise_tree(model, noise, trunk_embeds, branches: list[tuple[int, object]],
         trunk_embeds: (T, D) prompt embedding of the trunk (the shared prefix).
         branches: [(fork_step, (T, D) embedding)]: branch j continues from the trunk's latents at
             step ``fork_step`` (0 = from the noise) with its own embedding.
-        negative_embeds: (T, D) embedding for the unconditional half of classifier-free guidance.
         keep_trunk: run the trunk to the end (its final latents are returned) even after the last fork.
 
     Returns:
@@ -208,6 +218,8 @@ def denoise_tree(model, noise, trunk_embeds, branches: list[tuple[int, object]],
     """
     import torch
 
+    steps, guidance_scale = sampling.steps, sampling.guidance_scale
+    negative_embeds, batch_size = sampling.negative_embeds, sampling.batch_size
     pipe = model.pipe
     scheduler = make_scheduler("DDIM", pipe.scheduler.config)
     scheduler.set_timesteps(steps, device=noise.device)
@@ -313,6 +325,108 @@ def trajectory_metrics(probabilities: np.ndarray, attributes: tuple[str, ...], t
 # The engine
 
 
+@dataclass
+class _Walk:
+    """What the trajectory kinds share for one request: the prompt's and the negative's states, the seeds' noise."""
+
+    model: object
+    config: TraverseConfig
+    prompt: str
+    base: object                       # (T, D) the prompt's text states
+    noise: object                      # (S, C, h, w)
+    sampling: Sampling
+    control: StepControl
+
+
+@dataclass
+class _Latents:
+    """A trajectory kind's output: final latents (S, K, C, h, w), frame positions, UNet passes run and that a
+    run without shared prefixes would take, the Bezier control points (prompt switch)."""
+
+    latents: object
+    positions: object
+    passes: int
+    unshared: int
+    control_points: int = 0
+
+
+def _branch_walk(walk: _Walk, direction, offset=0.0) -> _Latents:
+    """Sliders: one branch per alpha, the prompt's states moved along ``direction`` from ``start_step`` on."""
+    config, dtype = walk.config, walk.model.pipe.unet.dtype
+    positions = np.linspace(*config.alpha_range, config.frames)
+    branches = [(config.start_step, (walk.base + offset + float(a) * direction).to(dtype)) for a in positions]
+    _, finals, passes = denoise_tree(walk.model, walk.noise, walk.base, branches, walk.sampling, False, walk.control)
+    return _Latents(finals.transpose(0, 1), positions, passes, config.frames * config.steps * len(walk.noise))
+
+
+def _slider(walk: _Walk) -> _Latents:
+    """An attribute slider: the typed phrase minus its negation, or the domain's (conditional) direction."""
+    import torch
+
+    config, pipe, domain = walk.config, walk.model.pipe, walk.model.domain
+    if config.typed:
+        # One context: the prompt with the phrase minus the prompt with its negation.
+        direction = (encode_prompts(pipe, [with_words(walk.prompt, config.phrase)])
+                     - encode_prompts(pipe, [with_words(walk.prompt, config.negation)]))[0].float()
+        return _branch_walk(walk, direction)
+    names = tuple(a.name for a in domains.get(domain).factors)
+    if config.target not in names:
+        raise ValueError(f"no slider for {config.target!r}; sliders: {', '.join(names)}")
+    directions = slider_directions(walk.model, names, config.n_contexts)
+    direction = directions[config.target]
+    if config.conditional:
+        direction = conditional_direction(direction, [directions[a] for a in names if a != config.target])
+    offset = sum((alpha * directions[a] for a, alpha in config.other_sliders), torch.zeros_like(walk.base))
+    return _branch_walk(walk, direction, offset)
+
+
+def _prompt_switch(walk: _Walk) -> _Latents:
+    """arXiv 2503.23623: the prompt switched to the target at several steps; frames on the Bezier curve through the
+    final latents (late switch, near the neutral image, first)."""
+    import torch
+
+    config, domain = walk.config, walk.model.domain
+    if config.typed:
+        target_prompt = config.target_prompt or with_words(walk.prompt, config.phrase)
+    elif config.target_prompt is None and config.target not in domains.get(domain):
+        raise ValueError(f"no prompt for {config.target!r}; give target_prompt")
+    else:
+        target_prompt = config.target_prompt or attribute_prompt(domain, config.target)
+    attribute = encode_prompts(walk.model.pipe, [target_prompt])[0]
+    switches = sorted({max(1, min(config.steps - 1, round(f * config.steps))) for f in config.switch_fractions},
+                      reverse=True)                                   # late switch (near neutral) first
+    branches = [(lam, attribute) for lam in switches]
+    trunk, finals, passes = denoise_tree(walk.model, walk.noise, walk.base, branches, walk.sampling, True,
+                                         walk.control)
+    points = torch.cat([trunk[None], finals])                         # (1 + L, S, C, h, w)
+    curves = [bezier(points[:, s], config.frames) for s in range(len(walk.noise))]
+    return _Latents(torch.stack([c[0] for c in curves]), curves[0][1], passes,
+                    (1 + len(switches)) * config.steps * len(walk.noise), len(points))
+
+
+def _interpolation(walk: _Walk, progress: Progress, should_stop: ShouldStop) -> _Latents:
+    """Patient interpolation: slerp from each seed's noise to patient B's, every start denoised in full."""
+    import torch
+
+    config, seeds = walk.config, [int(s) for s in walk.config.seeds]
+    latent_shape = tuple(walk.noise.shape[1:])
+    seeds_b = [config.seed_b if config.seed_b is not None else s + 1 for s in seeds]
+    noise_b = initial_noise(seeds_b, latent_shape, walk.noise.dtype, walk.model.device)
+    positions = np.linspace(0, 1, config.frames)
+    starts = torch.cat([slerp(walk.noise[s], noise_b[s], positions) for s in range(len(seeds))])
+    finals, passes = [], 0
+    for start in range(0, len(starts), config.batch_size):        # each chunk: one batched DDIM run
+        chunk_control = StepControl(total=config.steps, should_stop=should_stop)
+        _, out, used = denoise_tree(walk.model, starts[start:start + config.batch_size], walk.base,
+                                    [(0, walk.base)], walk.sampling, False, chunk_control)
+        finals.append(out[0])
+        passes += used
+        if progress is not None:
+            progress(min(start + config.batch_size, len(starts)), len(starts))
+    latents = torch.cat(finals).reshape(len(seeds), config.frames, *latent_shape)
+    return _Latents(latents, positions, passes, passes)
+
+
 def traverse(model, config: TraverseConfig, progress: Progress = None,
              should_stop: ShouldStop = None) -> TraverseResult:
     """Compute every frame of ``config``'s trajectories (one per seed), read them and score them.
@@ -322,17 +436,15 @@ def traverse(model, config: TraverseConfig, progress: Progress = None,
         progress: ``progress(done, total)`` per denoising step (and per decoded batch).
         should_stop: polled every step; True raises ``Interrupted``.
     """
-    import torch
 
     config.validate()
     domain = model.domain
     if config.kind != "interpolate" and domains.find(domain) is None and not (config.typed or config.target_prompt):
         raise ValueError("this model's domain is not known, so it has no attributes of its own: type the attribute "
                          "in words (a phrase and its negation), or a target prompt")
+    # 1. The prompt, its negative and the seeds' noise.
     prompt = config.prompt or start_prompt(domain, config.target)
     pipe = model.pipe
-    dtype = pipe.unet.dtype
-    device = model.device
     latent_shape = (pipe.unet.config.in_channels, pipe.unet.config.sample_size, pipe.unet.config.sample_size)
     seeds = [int(s) for s in config.seeds]
     control = StepControl(total=config.steps, progress=progress, should_stop=should_stop)
@@ -340,75 +452,19 @@ def traverse(model, config: TraverseConfig, progress: Progress = None,
     tic = time.perf_counter()
     negative = encode_prompts(pipe, [config.negative_prompt])[0]
     base = encode_prompts(pipe, [prompt])[0]
-    noise = initial_noise(seeds, latent_shape, dtype, device)
-    control_points = 0
-    if config.kind == "slider" and config.typed:
-        # One context: the prompt with the phrase minus the prompt with its negation.
-        direction = (encode_prompts(pipe, [with_words(prompt, config.phrase)])
-                     - encode_prompts(pipe, [with_words(prompt, config.negation)]))[0].float()
-        positions = np.linspace(*config.alpha_range, config.frames)
-        branches = [(config.start_step, (base + float(a) * direction).to(dtype)) for a in positions]
-        _, finals, passes = denoise_tree(model, noise, base, branches, steps=config.steps,
-                                         guidance_scale=config.guidance_scale, negative_embeds=negative,
-                                         keep_trunk=False, batch_size=config.batch_size, control=control)
-        latents = finals.transpose(0, 1)
-        unshared = config.frames * config.steps * len(seeds)
-    elif config.kind == "slider":
-        names = tuple(a.name for a in domains.get(domain).factors)
-        if config.target not in names:
-            raise ValueError(f"no slider for {config.target!r}; sliders: {', '.join(names)}")
-        directions = slider_directions(model, names, config.n_contexts)
-        direction = directions[config.target]
-        if config.conditional:
-            direction = conditional_direction(direction, [directions[a] for a in names if a != config.target])
-        offset = sum((alpha * directions[a] for a, alpha in config.other_sliders), torch.zeros_like(base))
-        positions = np.linspace(*config.alpha_range, config.frames)
-        branches = [(config.start_step, (base + offset + float(a) * direction).to(dtype)) for a in positions]
-        _, finals, passes = denoise_tree(model, noise, base, branches, steps=config.steps,
-                                         guidance_scale=config.guidance_scale, negative_embeds=negative,
-                                         keep_trunk=False, batch_size=config.batch_size, control=control)
-        latents = finals.transpose(0, 1)                                  # (S, K, C, h, w)
-        unshared = config.frames * config.steps * len(seeds)
+    noise = initial_noise(seeds, latent_shape, pipe.unet.dtype, model.device)
+    # 2. Every frame's latents at once, by the trajectory's kind.
+    walk = _Walk(model, config, prompt, base, noise,
+                 Sampling(config.steps, config.guidance_scale, negative, config.batch_size), control)
+    if config.kind == "slider":
+        result = _slider(walk)
     elif config.kind == "prompt_switch":
-        if config.typed:
-            target_prompt = config.target_prompt or with_words(prompt, config.phrase)
-        elif config.target_prompt is None and config.target not in domains.get(domain):
-            raise ValueError(f"no prompt for {config.target!r}; give target_prompt")
-        else:
-            target_prompt = config.target_prompt or attribute_prompt(domain, config.target)
-        attribute = encode_prompts(pipe, [target_prompt])[0]
-        switches = sorted({max(1, min(config.steps - 1, round(f * config.steps))) for f in config.switch_fractions},
-                          reverse=True)                                   # late switch (near neutral) first
-        branches = [(lam, attribute) for lam in switches]
-        trunk, finals, passes = denoise_tree(model, noise, base, branches, steps=config.steps,
-                                             guidance_scale=config.guidance_scale, negative_embeds=negative,
-                                             keep_trunk=True, batch_size=config.batch_size, control=control)
-        points = torch.cat([trunk[None], finals])                         # (1 + L, S, C, h, w)
-        control_points = len(points)
-        curves = [bezier(points[:, s], config.frames) for s in range(len(seeds))]
-        latents = torch.stack([c[0] for c in curves])
-        positions = curves[0][1]
-        unshared = (1 + len(switches)) * config.steps * len(seeds)
+        result = _prompt_switch(walk)
     else:
-        seeds_b = [config.seed_b if config.seed_b is not None else s + 1 for s in seeds]
-        noise_b = initial_noise(seeds_b, latent_shape, dtype, device)
-        positions = np.linspace(0, 1, config.frames)
-        starts = torch.cat([slerp(noise[s], noise_b[s], positions) for s in range(len(seeds))])
-        trunk_free = [(0, base)]
-        finals = []
-        passes = 0
-        for start in range(0, len(starts), config.batch_size):        # each chunk: one batched DDIM run
-            chunk_control = StepControl(total=config.steps, should_stop=should_stop)
-            _, out, used = denoise_tree(model, starts[start:start + config.batch_size], base, trunk_free,
-                                        steps=config.steps, guidance_scale=config.guidance_scale,
-                                        negative_embeds=negative, keep_trunk=False, batch_size=config.batch_size,
-                                        control=chunk_control)
-            finals.append(out[0])
-            passes += used
-            if progress is not None:
-                progress(min(start + config.batch_size, len(starts)), len(starts))
-        latents = torch.cat(finals).reshape(len(seeds), config.frames, *latent_shape)
-        unshared = passes
+        result = _interpolation(walk, progress, should_stop)
+    latents, positions, passes = result.latents, result.positions, result.passes
+    unshared, control_points = result.unshared, result.control_points
+    # 3. Decode, read with the oracle, score.
     flat = latents.reshape(-1, *latent_shape)
     control.check()
     frames = decode_latents(pipe, flat).reshape(len(seeds), config.frames, model.image_size, model.image_size, 3)
