@@ -318,9 +318,41 @@ def _collapse_gray(pixels: np.ndarray) -> np.ndarray:
 
 
 def _read_dicom(data: bytes, name: str, max_pixels: int, window: tuple[float, float] | None) -> MedicalImage:
+    """A DICOM file's one 2-D image in the contract: (1) parse, (2) check its geometry, (3) decode the pixels,
+    (4) map them to displayed intensity. Every refusal is one ``ImageReadError`` sentence naming the problem."""
+    ds = _parse_dicom(data, name)
+    samples = _check_dicom_geometry(ds, name, max_pixels)
+    transfer = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    syntax = getattr(transfer, "name", None) or (str(transfer) if transfer else "implicit little endian")
+    try:
+        array = ds.pixel_array
+    except (NotImplementedError, RuntimeError, ImportError) as error:
+        raise ImageReadError(f"{name}: cannot decode the compressed pixel data ({syntax}): {_short(error)}") from None
+    except Exception as error:
+        raise ImageReadError(f"{name}: the DICOM pixel data is truncated or inconsistent ({_short(error)})") from None
+    if array.ndim == 3 and samples == 1 or array.ndim > 3:
+        raise ImageReadError(f"{name}: pixel data has shape {array.shape}; only single 2-D images are supported")
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    try:
+        pixels, used_window, inverted, notes = _dicom_intensity(ds, array, samples, photometric, window)
+    except ImageReadError:
+        raise
+    except Exception as error:  # malformed LUTs and windows
+        raise ImageReadError(f"{name}: cannot apply the DICOM intensity transforms ({_short(error)})") from None
+    pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)
+    if pixels.ndim == 3:
+        pixels = _collapse_gray(pixels)
+    info = ImageInfo("DICOM", str(array.dtype), tuple(array.shape), int(getattr(ds, "BitsStored", 0) or 0) or None,
+                     photometric, used_window, inverted, syntax, tuple(notes))
+    metadata = {"Modality": str(getattr(ds, "Modality", "")),
+                "ImageType": "\\".join(getattr(ds, "ImageType", []) or [])}
+    return MedicalImage(pixels, info, metadata)
+
+
+def _parse_dicom(data: bytes, name: str):
+    """The dataset of a DICOM file that holds pixel data (a preamble-less file is read too)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
@@ -332,6 +364,11 @@ def _read_dicom(data: bytes, name: str, max_pixels: int, window: tuple[float, fl
         kind = getattr(ds, "SOPClassUID", None)
         kind_name = getattr(kind, "name", None) or "this object"
         raise ImageReadError(f"{name}: the DICOM file holds no image ({kind_name} has no pixel data)")
+    return ds
+
+
+def _check_dicom_geometry(ds, name: str, max_pixels: int) -> int:
+    """Refuse what is not one 2-D image of at most ``max_pixels``; returns its samples per pixel (1 or 3)."""
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except AttributeError:
@@ -352,68 +389,43 @@ def _read_dicom(data: bytes, name: str, max_pixels: int, window: tuple[float, fl
                              "only single 2-D images are supported, export one slice")
     if samples not in (1, 3):
         raise ImageReadError(f"{name}: {samples} samples per pixel is not supported (1 or 3 expected)")
-    transfer = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    syntax = getattr(transfer, "name", None) or (str(transfer) if transfer else "implicit little endian")
-    try:
-        array = ds.pixel_array
-    except (NotImplementedError, RuntimeError, ImportError) as error:
-        raise ImageReadError(f"{name}: cannot decode the compressed pixel data ({syntax}): {_short(error)}") from None
-    except Exception as error:
-        raise ImageReadError(f"{name}: the DICOM pixel data is truncated or inconsistent ({_short(error)})") from None
-    if array.ndim == 3 and samples == 1 or array.ndim > 3:
-        raise ImageReadError(f"{name}: pixel data has shape {array.shape}; only single 2-D images are supported")
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    return samples
+
+
+def _dicom_intensity(ds, array: np.ndarray, samples: int, photometric: str, window: tuple[float, float] | None):
+    """(pixels in [0, 1] as displayed, the window used or None, MONOCHROME1 inverted, notes): colour rescaled by its
+    bits, palette colour through its LUT, gray through the modality LUT and then the given window, the file's VOI,
+    or its full data range."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     notes: list[str] = []
     used_window: tuple[float, float] | None = None
     inverted = False
-    try:
-        if samples == 3:
-            # pydicom converts YBR to RGB when decoding; PALETTE COLOR is handled below.
-            pixels = _rescale_integer(array, int(getattr(ds, "BitsStored", 8) or 8))
-        elif photometric == "PALETTE COLOR":
-            from pydicom.pixels import apply_color_lut
+    if samples == 3:
+        # pydicom converts YBR to RGB when decoding; PALETTE COLOR is handled below.
+        pixels = _rescale_integer(array, int(getattr(ds, "BitsStored", 8) or 8))
+    elif photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
 
-            rgb = apply_color_lut(array, ds)
-            bits = 16 if rgb.dtype == np.uint16 else 8
-            pixels = _rescale_integer(rgb, bits)
-            notes.append("palette colour LUT applied")
+        rgb = apply_color_lut(array, ds)
+        bits = 16 if rgb.dtype == np.uint16 else 8
+        pixels = _rescale_integer(rgb, bits)
+        notes.append("palette colour LUT applied")
+    else:
+        values = apply_modality_lut(array, ds).astype(np.float64)
+        if window is not None:
+            used_window = (float(window[0]), float(window[1]))
+            pixels = window_level(values, *used_window)
+        elif "VOILUTSequence" in ds or "WindowCenter" in ds:
+            pixels, used_window = _apply_file_voi(values, ds, apply_voi_lut)
+            notes.append("VOI from the file")
         else:
-            values = apply_modality_lut(array, ds).astype(np.float64)
-            if window is not None:
-                used_window = (float(window[0]), float(window[1]))
-                pixels = window_level(values, *used_window)
-            elif "VOILUTSequence" in ds or "WindowCenter" in ds:
-                pixels, used_window = _apply_file_voi(values, ds, apply_voi_lut)
-                notes.append("VOI from the file")
-            else:
-                pixels = _rescale(values.astype(np.float32))
-                notes.append("no VOI in the file: full data range")
-            if photometric == "MONOCHROME1":
-                pixels = 1.0 - pixels
-                inverted = True
-    except ImageReadError:
-        raise
-    except Exception as error:  # malformed LUTs and windows
-        raise ImageReadError(f"{name}: cannot apply the DICOM intensity transforms ({_short(error)})") from None
-    pixels = np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)
-    if pixels.ndim == 3:
-        pixels = _collapse_gray(pixels)
-    info = ImageInfo(
-        "DICOM",
-        str(array.dtype),
-        tuple(array.shape),
-        int(getattr(ds, "BitsStored", 0) or 0) or None,
-        photometric,
-        used_window,
-        inverted,
-        syntax,
-        tuple(notes),
-    )
-    metadata = {
-        "Modality": str(getattr(ds, "Modality", "")),
-        "ImageType": "\\".join(getattr(ds, "ImageType", []) or []),
-    }
-    return MedicalImage(pixels, info, metadata)
+            pixels = _rescale(values.astype(np.float32))
+            notes.append("no VOI in the file: full data range")
+        if photometric == "MONOCHROME1":
+            pixels = 1.0 - pixels
+            inverted = True
+    return pixels, used_window, inverted, notes
 
 
 def _rescale_integer(array: np.ndarray, bits: int) -> np.ndarray:
