@@ -301,32 +301,29 @@ def measured_classifier(model, task: str, config: ExplainConfig) -> dict | None:
     return {**record, "task": task, "differences": differences, "same_settings": not differences}
 
 
-def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,
-             should_stop: ShouldStop = None) -> ExplainResult:
-    """Classify ``image`` (I/O contract) among ``config.prompts`` by denoising error.
+@dataclass
+class _Trials:
+    """The trials run: per-class errors (N, K), per-class error maps (N, K, h, w), the summed per-pixel disagreement
+    of every two classes' chosen prompts (K, K, h, w), the votes (K,), the timesteps drawn and how many ran."""
 
-    Args:
-        model: a ``medviz.models.Model``.
-        image: float32 (H, W) or (H, W, 3) in [0, 1]; resized to the model's resolution.
-        progress: ``progress(trials_done, trials)`` after every batch of trials.
-        should_stop: polled after every batch; True raises ``Interrupted``.
-    """
+    errors: np.ndarray
+    maps: object
+    disagreement: object
+    votes: np.ndarray
+    timesteps: np.ndarray
+    done: int
+
+
+def _run_trials(pipe, latent, config: ExplainConfig, control: StepControl) -> _Trials:
+    """Every prompt of every trial in one batched UNet call per chunk of trials, stopping (``early_stop``) once the
+    remaining votes cannot change the decision."""
     import torch
 
-    config.validate()
-    pipe = model.pipe
-    size = model.image_size
-    labels = config.class_labels()
     sets = config.prompt_sets
     classes = len(sets)
     flat_prompts = [p for group in sets for p in group]
     width = len(flat_prompts)
-    control = StepControl(total=config.trials, progress=progress, should_stop=should_stop)
-    control.check()
-    tic = time.perf_counter()
-    checked = check_domain(model, image) if config.domain_check else None
     device, dtype = pipe._execution_device, pipe.unet.dtype
-    latent = encode_image(pipe, image, size).to(dtype)                            # (1, C, h, w), once
     prompts = encode_prompts(pipe, flat_prompts).to(dtype)                        # (P, T, D), once
     timesteps, all_noise = trial_draws(config, latent.shape[1:])
     errors, maps, votes = [], [], np.zeros(classes, np.int64)
@@ -357,9 +354,13 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
         control.step(n)
         if config.early_stop and decision_is_final(votes, config.trials - done, config.trials, config.vote_threshold):
             break
-    errors_all = np.concatenate(errors)
-    trial_maps = torch.cat(maps)                                                   # (trials_run, K, h, w)
-    mean_errors = errors_all.mean(0)
+    return _Trials(np.concatenate(errors), torch.cat(maps), disagreement, votes, timesteps, done)
+
+
+def _decide(errors: np.ndarray, votes: np.ndarray, config: ExplainConfig) -> tuple[int, int, int, int]:
+    """(predicted, runner-up, the vote's winner, the mean-error rule's winner) under ``config.decision``."""
+    classes = len(votes)
+    mean_errors = errors.mean(0)
     if classes == 2:
         # The first class wins at its threshold (majority by default); the final count decides it even
         # when trials stopped early, since the stop waits until the remaining votes cannot change it.
@@ -372,19 +373,48 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
     by_mean_error = np.argsort(mean_errors, kind="stable")
     predicted_mean = int(by_mean_error[0])
     if config.decision == "vote":
-        predicted, runner_up = predicted_vote, vote_runner_up
-    else:
-        predicted, runner_up = predicted_mean, int(by_mean_error[1])
+        return predicted_vote, vote_runner_up, predicted_vote, predicted_mean
+    return predicted_mean, int(by_mean_error[1]), predicted_vote, predicted_mean
+
+
+def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress = None,
+             should_stop: ShouldStop = None) -> ExplainResult:
+    """Classify ``image`` (I/O contract) among ``config.prompts`` by denoising error.
+
+    Args:
+        model: a ``medviz.models.Model``.
+        image: float32 (H, W) or (H, W, 3) in [0, 1]; resized to the model's resolution.
+        progress: ``progress(trials_done, trials)`` after every batch of trials.
+        should_stop: polled after every batch; True raises ``Interrupted``.
+    """
+    import torch
+
+    # 1. The request, the domain check and the input's latent (once).
+    config.validate()
+    pipe, size, labels = model.pipe, model.image_size, config.class_labels()
+    width = sum(len(group) for group in config.prompt_sets)
+    control = StepControl(total=config.trials, progress=progress, should_stop=should_stop)
+    control.check()
+    tic = time.perf_counter()
+    checked = check_domain(model, image) if config.domain_check else None
+    latent = encode_image(pipe, image, size).to(pipe.unet.dtype)                   # (1, C, h, w), once
+    # 2. The trials (every prompt's states once; the seeded timesteps and noise), in batches, until decided.
+    trials = _run_trials(pipe, latent, config, control)
+    errors_all, trial_maps, done = trials.errors, trials.maps, trials.done
+    # 3. The decision and its certainty.
+    predicted, runner_up, predicted_vote, predicted_mean = _decide(errors_all, trials.votes, config)
+    votes = trials.votes
     difference = errors_all[:, runner_up] - errors_all[:, predicted]
     spread = difference.std(ddof=1) if len(difference) > 1 else np.inf
     z_score = float(difference.mean() / (spread / np.sqrt(len(difference)))) if spread > 0 else float("inf")
     fractions = votes / votes.sum()
     nonzero = fractions[fractions > 0]
     entropy = float(-(nonzero * np.log2(nonzero)).sum())
+    # 4. The maps: evidence (mean error difference), explanation (where the classes' predictions differ), uncertainty.
     pixel_difference = trial_maps[:, runner_up] - trial_maps[:, predicted]      # (trials_run, h, w)
     evidence = _upsample(pixel_difference.mean(0), size)
     a, b = sorted((predicted, runner_up))
-    explanation = _upsample(disagreement[a, b] / done, size)
+    explanation = _upsample(trials.disagreement[a, b] / done, size)
     uncertainty = _upsample(pixel_difference.std(0) if len(pixel_difference) > 1 else
                             torch.zeros_like(pixel_difference[0]), size)
     parameters = {**asdict(config), "labels": labels, "model": model.name, "engine": "explain",
@@ -399,7 +429,7 @@ def classify(model, image: np.ndarray, config: ExplainConfig, progress: Progress
         vote_entropy=entropy,
         z_score=z_score,
         errors=errors_all,
-        timesteps=timesteps[:done],
+        timesteps=trials.timesteps[:done],
         explanation_map=explanation,
         evidence_map=evidence,
         uncertainty_map=uncertainty,
