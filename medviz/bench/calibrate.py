@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -84,8 +85,17 @@ def calibrate(domain: str, config: ClassifyBenchConfig, model=None, on_row=None,
             "first_seed": first_seed, "seed": config.seed, "weighting": weighting, **fit}
 
 
+@dataclass(frozen=True)
+class WindowGrid:
+    """The timestep windows a fit searches: edges on multiples of ``step`` inside the schedule (or its ends), at
+    least ``min_width`` wide."""
+
+    step: int = 100
+    min_width: int = 300
+
+
 def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.ndarray, engine_trials: int,
-                        schedule: tuple[int, int], grid: int = 100, min_width: int = 300,
+                        schedule: tuple[int, int], grid: WindowGrid = WindowGrid(),
                         windows: list[tuple[int, int]] | None = None,
                         error_difference: np.ndarray | None = None) -> dict:
     """The timestep window and vote threshold with the best accuracy on labelled images.
@@ -95,8 +105,7 @@ def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.
         timesteps: (n, N) each trial's timestep, stratified over ``schedule``.
         first_won: (n, N) bool, the first class won the trial.
         engine_trials: the N at which the threshold is stated (``votes_needed``) and later applied.
-        schedule: (t_min, t_max) of the trials; windows have edges on ``grid`` multiples inside it (or its
-            ends) and are at least ``min_width`` wide.
+        schedule: (t_min, t_max) of the trials; the windows searched are ``grid``'s inside it.
         windows: the candidate windows, instead of that grid (``[schedule]``: fit only the threshold).
         error_difference: (n, N) err(first class) - err(second) per trial, in the engine's draw order. Where
             the trials are exactly the engine's (``windows == [schedule]`` and N == ``engine_trials``), the
@@ -110,8 +119,8 @@ def fit_operating_point(truth: np.ndarray, timesteps: np.ndarray, first_won: np.
     """
     lo, hi = schedule
     if windows is None:
-        edges = [lo, *range((lo // grid + 1) * grid, hi, grid), hi]
-        windows = [(a, b) for a in edges for b in edges if b - a >= min_width]
+        edges = [lo, *range((lo // grid.step + 1) * grid.step, hi, grid.step), hi]
+        windows = [(a, b) for a in edges for b in edges if b - a >= grid.min_width]
     majority = engine_trials // 2 + 1
     by_window, best = {}, None
     for a, b in windows:

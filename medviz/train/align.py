@@ -221,8 +221,19 @@ class Trajectories:
     objectives: object
 
 
-def sample(pipe, unet, scheduler, states, config: AlignConfig, generator, oracle_model, oracle_size: int, wanted,
-           fixed, grad_steps: int = 0) -> Trajectories:
+@dataclass
+class Reward:
+    """What the samples are rewarded by: the oracle's model, its input side, and per sample the attributes its
+    caption asks present (``wanted``) among those it fixes (``fixed``), both (B, A) bool (``target_matrix``)."""
+
+    oracle_model: object
+    oracle_size: int
+    wanted: object
+    fixed: object
+
+
+def sample(pipe, unet, scheduler, states, config: AlignConfig, generator, reward: Reward,
+           grad_steps: int = 0) -> Trajectories:
     """With ``unet`` (the pipeline's, or its DDP wrapper), denoise ``len(states) // 2`` latents with CFG, the last
     ``grad_steps`` steps with gradients (DRaFT-K), decode and reward them. Gradients flow into the result's
     ``rewards`` and ``objectives`` only when ``grad_steps`` > 0."""
@@ -243,7 +254,8 @@ def sample(pipe, unet, scheduler, states, config: AlignConfig, generator, oracle
     # 3. decode and reward (through the decoder and the oracle when the last steps carry gradients)
     with torch.set_grad_enabled(grad_steps > 0):
         images = decode(pipe, latents)
-        rewards, log_rewards = attribute_scores(oracle_model, oracle_size, images, wanted, fixed)
+        rewards, log_rewards = attribute_scores(reward.oracle_model, reward.oracle_size, images, reward.wanted,
+                                                reward.fixed)
     return Trajectories(chain, [int(t) for t in scheduler.timesteps],
                         None if log_probs[0] is None else log_probs, images.detach(), rewards,
                         log_rewards if config.objective == "log" else rewards)
@@ -266,6 +278,38 @@ def ddpo_update(unet, scheduler, states, trajectories: Trajectories, config: Ali
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total
+
+
+@dataclass
+class _Update:
+    """What one optimisation step of the adapters uses: the pipeline and its (possibly DDP-wrapped) UNet, the DDIM
+    sampling schedule, the sampling generator, the accelerator and the optimiser."""
+
+    pipe: object
+    unet: object
+    scheduler: object
+    generator: object
+    accelerator: object
+    optimizer: object
+
+
+def _update(run: _Update, states, reward: Reward, config: AlignConfig) -> tuple[Trajectories, float, int]:
+    """One step: sample and reward a batch, then DRaFT-K (backprop through the last steps) or DDPO's clipped
+    importance-sampled update. Returns (the trajectories, the loss, UNet passes per image spent)."""
+    import torch
+
+    if config.method == "backprop":
+        trajectories = sample(run.pipe, run.unet, run.scheduler, states, config, run.generator, reward,
+                              grad_steps=config.draft_k)
+        objective = -trajectories.objectives.mean()
+        run.accelerator.backward(objective)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        return trajectories, float(objective.detach()), 2 * config.batch_size * config.sampling_steps
+    with torch.no_grad():
+        trajectories = sample(run.pipe, run.unet, run.scheduler, states, config, run.generator, reward)
+    loss = ddpo_update(run.unet, run.scheduler, states, trajectories, config, run.accelerator, run.optimizer)
+    return trajectories, loss, 2 * 2 * config.batch_size * config.sampling_steps      # sampling, then recomputing
 
 
 def train_align(config: AlignConfig, model=None, progress: Progress | None = None,
@@ -304,40 +348,17 @@ def train_align(config: AlignConfig, model=None, progress: Progress | None = Non
         drawn = caption_prompts(config.domain, n_prompts, rng, config.boost)
         prompts = [p for p, _ in drawn for _ in range(config.samples_per_prompt)]
         repeated = [t for _, t in drawn for _ in range(config.samples_per_prompt)]
-        wanted, fixed = target_matrix(oracle.attributes, repeated)
+        reward = Reward(oracle.model, oracle.image_size, *target_matrix(oracle.attributes, repeated))
         states = prompt_states(pipe, prompts)
         unet.train()
-        if config.method == "backprop":
-            trajectories = sample(
-                pipe,
-                unet,
-                scheduler,
-                states,
-                config,
-                generator,
-                oracle.model,
-                oracle.image_size,
-                wanted,
-                fixed,
-                grad_steps=config.draft_k,
-            )
-            objective = -trajectories.objectives.mean()
-            accelerator.backward(objective)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss = float(objective.detach())
-            passes += 2 * config.batch_size * config.sampling_steps
-        else:
-            with torch.no_grad():
-                trajectories = sample(pipe, unet, scheduler, states, config, generator, oracle.model,
-                                      oracle.image_size, wanted, fixed)
-            loss = ddpo_update(unet, scheduler, states, trajectories, config, accelerator, optimizer)
-            passes += 2 * 2 * config.batch_size * config.sampling_steps      # sampling, then the recomputation
-        reward = float(trajectories.rewards.detach().mean())
-        history.append({"step": step + 1, "reward": reward, "objective": float(trajectories.objectives.detach().mean()),
-                        "loss": loss, "unet_passes": passes,
-                        "seconds": round(time.perf_counter() - tic, 2)})
-        log.step(step + 1, reward=reward, loss=loss)
+        trajectories, loss, spent = _update(_Update(pipe, unet, scheduler, generator, accelerator, optimizer), states,
+                                            reward, config)
+        passes += spent
+        mean_reward = float(trajectories.rewards.detach().mean())
+        history.append({"step": step + 1, "reward": mean_reward,
+                        "objective": float(trajectories.objectives.detach().mean()), "loss": loss,
+                        "unet_passes": passes, "seconds": round(time.perf_counter() - tic, 2)})
+        log.step(step + 1, reward=mean_reward, loss=loss)
         if config.save_every and (step + 1) % config.save_every == 0 and accelerator.is_main_process:
             save_lora(accelerator.unwrap_model(unet), Path(config.out))        # a stopped run keeps its adapters
             write_record(Path(config.out), "medviz_train.json", config,
