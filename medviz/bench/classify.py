@@ -76,6 +76,49 @@ class ClassifyBenchConfig:
     shard: tuple[int, int] = (0, 1)   # (k, m): classify only images i with i % m == k (one process per core)
 
 
+def _add_reference_runs(model, images: np.ndarray, by_index: dict[int, dict], configs: tuple, config, on_row) -> None:
+    """Add N = ``config.reference_trials`` runs (``configs``: the engine's and the reference's ExplainConfig) to the
+    rows that need one: the first ``n_cost`` images (also beside the reference loop), the least certain, and with
+    ``reference_on_errors`` every image the engine gets wrong; only this shard's images."""
+    engine, reference = configs
+    rule = engine.decision
+    k, m = config.shard
+    # Least certain first: where N = 501 may be wrong too (which tightens the bound); ranked over the rows at hand.
+    uncertain = set(sorted(by_index, key=lambda i: (by_index[i]["z"], i))[: config.reference_uncertain])
+    for i in sorted(by_index):
+        wanted = (i < config.n_cost or i in uncertain
+                  or (config.reference_on_errors and by_index[i][rule] != by_index[i]["truth"]))
+        # The first n_cost images also need the reference loop beside the engine (a reference run taken
+        # from another run's rows comes without it: ``with_reference_runs``).
+        needed = not _has_reference(by_index[i], reference) or (i < config.n_cost and "beside_loop" not in by_index[i])
+        if i % m == k and wanted and needed:
+            pixels = images[i].astype(np.float32) / 255.0
+            by_index[i] = {**by_index[i], **_reference_fields(model, pixels, engine, reference)}
+            if on_row:
+                on_row(i, by_index[i])
+
+
+def _figure_cases(model, images: np.ndarray, rows: list[dict], truth: np.ndarray, engine) -> list[dict]:
+    """The first 3 correct and the first 3 wrong images under the engine's rule, classified again for their maps
+    (same seed, same result), with their captions."""
+    rule, labels = engine.decision, engine.class_labels()
+    cases = []
+    for wanted in (True, False):                                     # 3 correct and 3 wrong cases
+        for i in [i for i, r in enumerate(rows) if (r[rule] == r["truth"]) == wanted][:3]:
+            pixels = images[i].astype(np.float32) / 255.0
+            result = classify(model, pixels, engine)
+            cases.append({"image": pixels, "explanation": result.explanation_map, "evidence": result.evidence_map,
+                          "uncertainty": result.uncertainty_map,
+                          "correct": wanted,
+                          # The first class's share of the trials run: under a vote threshold the winner's own
+                          # share can be below 50%.
+                          "caption": f"truth: {labels[0] if truth[i] else labels[1]}\n"
+                                     f"{'vote' if rule == 'vote' else 'mean error'}: {result.label} "
+                                     f"({labels[0]} {result.vote_fractions[0]:.0%}\nof {result.trials_run} trials) "
+                                     f"|z| {abs(result.z_score):.1f} {'✓' if wanted else '✗ wrong'}"})
+    return cases
+
+
 def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None, on_row=None,
              done_rows: dict[int, dict] | None = None) -> dict:
     """One task on ``config.n`` held-out phantoms.
@@ -108,57 +151,21 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         auc = roc_auc(mask.ravel(), result.explanation_map.ravel()) if scorable else float("nan")
         evidence_auc = roc_auc(mask.ravel(), result.evidence_map.ravel()) if scorable else float("nan")
         # "vote" and "mean_error" are the two rules' answers (is it the first class?), whichever the card picks.
-        return {
-            "truth": bool(label),
-            "vote": result.predicted_vote == 0,
-            "mean_error": result.predicted_mean_error == 0,
-            "z": abs(result.z_score),
-            "entropy": result.vote_entropy,
-            "trials": result.trials_run,
-            "passes": result.unet_passes,
-            "seconds": result.seconds,
-            "explanation_auc": auc,
-            "evidence_auc": evidence_auc,
-            "vote_fraction_positive": float(result.vote_fractions[0]),
-        }
+        return {"truth": bool(label), "vote": result.predicted_vote == 0,
+                "mean_error": result.predicted_mean_error == 0,
+                "z": abs(result.z_score), "entropy": result.vote_entropy, "trials": result.trials_run,
+                "passes": result.unet_passes, "seconds": result.seconds, "explanation_auc": auc,
+                "evidence_auc": evidence_auc, "vote_fraction_positive": float(result.vote_fractions[0])}
 
     by_index = _rows(images, truth, row, config.shard, done_rows, on_row, progress)
     rule = engine.decision                     # "vote" or "mean_error": also the row's key for that rule's answer
     reference = replace(engine, trials=config.reference_trials, early_stop=config.reference_early_stop,
                         trials_per_batch=32)
-    k, m = config.shard
-    # Least certain first: where N = 501 may be wrong too (which tightens the bound); ranked over the rows at hand.
-    uncertain = set(sorted(by_index, key=lambda i: (by_index[i]["z"], i))[: config.reference_uncertain])
-    for i in sorted(by_index):
-        wanted = (i < config.n_cost or i in uncertain
-                  or (config.reference_on_errors and by_index[i][rule] != by_index[i]["truth"]))
-        # The first n_cost images also need the reference loop beside the engine (a reference run taken
-        # from another run's rows comes without it: ``with_reference_runs``).
-        needed = not _has_reference(by_index[i], reference) or (i < config.n_cost and "beside_loop" not in by_index[i])
-        if i % m == k and wanted and needed:
-            by_index[i] = {
-                **by_index[i],
-                **_reference_fields(model, images[i].astype(np.float32) / 255.0, engine, reference),
-            }
-            if on_row:
-                on_row(i, by_index[i])
-    if m > 1:
+    _add_reference_runs(model, images, by_index, (engine, reference), config, on_row)
+    if config.shard[1] > 1:
         return {"shard": config.shard, "rows": by_index}
     rows = [by_index[i] for i in range(len(images))]
-    cases = []
-    for wanted in (True, False):                                     # 3 correct and 3 wrong cases
-        for i in [i for i, r in enumerate(rows) if (r[rule] == r["truth"]) == wanted][:3]:
-            pixels = images[i].astype(np.float32) / 255.0
-            result = classify(model, pixels, engine)
-            cases.append({"image": pixels, "explanation": result.explanation_map, "evidence": result.evidence_map,
-                          "uncertainty": result.uncertainty_map,
-                          "correct": wanted,
-                          # The first class's share of the trials run: under a vote threshold the winner's own
-                          # share can be below 50%.
-                          "caption": f"truth: {labels[0] if truth[i] else labels[1]}\n"
-                                     f"{'vote' if rule == 'vote' else 'mean error'}: {result.label} "
-                                     f"({labels[0]} {result.vote_fractions[0]:.0%}\nof {result.trials_run} trials) "
-                                     f"|z| {abs(result.z_score):.1f} {'✓' if wanted else '✗ wrong'}"})
+    cases = _figure_cases(model, images, rows, truth, engine)
     cnn = model.oracle.readout(images)[:, model.oracle.attributes.index(attribute)] > 0.5
     correct = np.array([r[rule] == r["truth"] for r in rows])
     certainty = np.array([r["z"] for r in rows])
@@ -166,15 +173,9 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
     cost = _cost(rows, rule, reference, config) if any("reference" in r for r in rows) else None
     wallclock = _wallclock(model, images, engine, config.n_wallclock) if config.n_wallclock else None
     return {
-        "domain": domain,
-        "task": task,
-        "n": config.n,
-        "labels": list(labels),
-        "trials": engine.trials,
+        "domain": domain, "task": task, "n": config.n, "labels": list(labels), "trials": engine.trials,
         "early_stop": config.early_stop,
-        "vote_threshold": engine.vote_threshold,
-        "t_range": list(engine.t_range),
-        "weighting": engine.weighting,
+        "vote_threshold": engine.vote_threshold, "t_range": list(engine.t_range), "weighting": engine.weighting,
         "decision": engine.decision,
         "accuracy": float(correct.mean()),                           # under the card's rule: one of the next two
         "accuracy_vote": float(np.mean([r["vote"] == r["truth"] for r in rows])),
@@ -192,6 +193,8 @@ def run_task(domain: str, config: ClassifyBenchConfig, model=None, progress=None
         "mean_seconds": float(np.mean([r["seconds"] for r in rows])),
         "cost": cost, "wallclock": wallclock, "cases": cases,
     }
+
+
 
 
 def _rows(images, truth, row, shard: tuple[int, int], done_rows, on_row, progress) -> dict[int, dict]:

@@ -64,6 +64,11 @@ def _check_devices(value: Any) -> None:
         raise ValueError(f"devices must be a tuple drawn from {DEVICES}, got {value!r}")
 
 
+def _acquired(name: str, mean: float, std: float):
+    """The mechanism of an acquisition factor: normal around ``mean``, truncated to its training range."""
+    return lambda p, u: normal_quantile(u[0], mean, std, *ACQUISITION_RANGES[name])
+
+
 def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float = 0.15,
                 cardiomegaly_effusion_strength: float = 0.2) -> CausalGraph:
     """The chest X-ray SCM.
@@ -89,153 +94,55 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
         return categorical(u[1], EFFUSION_SIDES[1:], (0.4, 0.3, 0.3))
 
     variables = [
-        Variable(
-            "sex",
-            (),
-            lambda p, u: "F" if u[0] < 0.5 else "M",
-            "categorical",
-            "biological sex; F draws breast shadows",
-            validate=check_choice("sex", ("F", "M")),
-        ),
-        Variable(
-            "age",
-            (),
-            lambda p, u: int(round(18 + 72 * u[0] ** 0.8)),
-            "continuous",
-            "age in years (18-90); lowers bone density, raises cardiomegaly risk",
-            validate=check_range("age", 18, 90),
-        ),
-        Variable(
-            "habitus",
-            ("sex",),
-            lambda p, u: normal_quantile(u[0], 1.0 + (0.03 if p["sex"] == "M" else -0.03), 0.05, 0.88, 1.12),
-            "continuous",
-            "body build: chest width scale (0.88-1.12)",
-            validate=check_range("habitus", 0.88, 1.12),
-        ),
-        Variable(
-            "bone_density",
-            ("age",),
-            lambda p, u: normal_quantile(u[0], 1.05 - 0.0075 * (p["age"] - 18), 0.06, 0.45, 1.15),
-            "continuous",
-            "bone mineral density (0.45-1.15), falls with age",
-            validate=check_range("bone_density", 0.45, 1.15),
-        ),
-        Variable(
-            "cardiomegaly",
-            ("age",),
-            lambda p, u: bool(u[0] < 0.06 + 0.3 * (p["age"] - 18) / 72),
-            "binary",
-            "enlarged heart (cardiothoracic ratio > 0.5)",
-            validate=check_bool("cardiomegaly"),
-        ),
-        Variable(
-            "ctr",
-            ("cardiomegaly",),
-            lambda p, u: (
-                normal_quantile(u[0], 0.58, 0.03, 0.53, 0.66)
-                if p["cardiomegaly"]
-                else normal_quantile(u[0], 0.43, 0.025, 0.37, 0.48)
-            ),
-            "continuous",
-            "cardiothoracic ratio (heart width / chest width)",
-            validate=check_range("ctr", 0.33, 0.7),
-        ),
-        Variable(
-            "effusion",
-            ("cardiomegaly", "age"),
-            effusion,
-            "categorical",
-            "pleural effusion side: none / right / left / bilateral (patient's side)",
-            n_noise=2,
-            validate=check_choice("effusion", EFFUSION_SIDES),
-        ),
-        Variable(
-            "effusion_severity",
-            ("effusion",),
-            lambda p, u: 0.0 if p["effusion"] == "none" else round(0.15 + 0.85 * float(u[0]), 4),
-            "continuous",
-            "effusion size, 0 (none) to 1 (large); 0.15 only blunts the angle",
-            validate=check_range("effusion_severity", 0.0, 1.0),
-        ),
-        Variable(
-            "support_devices",
-            ("effusion",),
-            lambda p, u: bool(
-                u[0]
-                < risk_difference_probability(
-                    device_base_rate, effusion_device_strength, p["effusion"] != "none", "support_devices"
-                )
-            ),
-            "binary",
-            "any support device present (CheXpert label)",
-            validate=check_bool("support_devices"),
-        ),
-        Variable(
-            "devices",
-            ("support_devices",),
-            _device_mechanism,
-            "set",
-            "which devices: pacemaker, ett (endotracheal tube), cvc (central line), ngt (NG tube)",
-            n_noise=5,
-            validate=_check_devices,
-        ),
-        Variable(
-            "exposure",
-            (),
-            lambda p, u: normal_quantile(u[0], 1.0, 0.07, *ACQUISITION_RANGES["exposure"]),
-            "continuous",
-            "exposure: >1 darker (over-exposed), <1 brighter",
-            validate=check_range("exposure", 0.7, 1.3),
-        ),
-        Variable(
-            "contrast",
-            (),
-            lambda p, u: normal_quantile(u[0], 1.0, 0.08, *ACQUISITION_RANGES["contrast"]),
-            "continuous",
-            "display gamma",
-            validate=check_range("contrast", 0.7, 1.3),
-        ),
-        Variable(
-            "noise_level",
-            (),
-            lambda p, u: _uniform(u[0], *ACQUISITION_RANGES["noise_level"]),
-            "continuous",
-            "quantum noise standard deviation",
-            validate=check_range("noise_level", 0.0, 0.06),
-        ),
-        Variable(
-            "rotation",
-            (),
-            lambda p, u: normal_quantile(u[0], 0.0, 1.5, *ACQUISITION_RANGES["rotation"]),
-            "continuous",
-            "patient rotation in the image plane, degrees",
-            validate=check_range("rotation", -10, 10),
-        ),
-        Variable(
-            "shift_x",
-            (),
-            lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_x"]),
-            "continuous",
-            "horizontal positioning offset (image widths / 2)",
-            validate=check_range("shift_x", -0.1, 0.1),
-        ),
-        Variable(
-            "shift_y",
-            (),
-            lambda p, u: normal_quantile(u[0], 0.0, 0.02, *ACQUISITION_RANGES["shift_y"]),
-            "continuous",
-            "vertical positioning offset",
-            validate=check_range("shift_y", -0.1, 0.1),
-        ),
-        Variable(
-            "marker",
-            (),
-            lambda p, u: "L" if u[0] < 0.8 else "R",
-            "categorical",
-            "laterality marker: L on the image right (patient's left) or R on the image left",
-            validate=check_choice("marker", ("L", "R")),
-        ),
+        Variable("sex", (), lambda p, u: "F" if u[0] < 0.5 else "M", "categorical",
+                 "biological sex; F draws breast shadows", validate=check_choice("sex", ("F", "M"))),
+        Variable("age", (), lambda p, u: int(round(18 + 72 * u[0] ** 0.8)), "continuous",
+                 "age in years (18-90); lowers bone density, raises cardiomegaly risk",
+                 validate=check_range("age", 18, 90)),
+        Variable("habitus", ("sex",),
+                 lambda p, u: normal_quantile(u[0], 1.0 + (0.03 if p["sex"] == "M" else -0.03), 0.05, 0.88, 1.12),
+                 "continuous", "body build: chest width scale (0.88-1.12)",
+                 validate=check_range("habitus", 0.88, 1.12)),
+        Variable("bone_density", ("age",),
+                 lambda p, u: normal_quantile(u[0], 1.05 - 0.0075 * (p["age"] - 18), 0.06, 0.45, 1.15),
+                 "continuous", "bone mineral density (0.45-1.15), falls with age",
+                 validate=check_range("bone_density", 0.45, 1.15)),
+        Variable("cardiomegaly", ("age",), lambda p, u: bool(u[0] < 0.06 + 0.3 * (p["age"] - 18) / 72),
+                 "binary", "enlarged heart (cardiothoracic ratio > 0.5)", validate=check_bool("cardiomegaly")),
+        Variable("ctr", ("cardiomegaly",),
+                 lambda p, u: (normal_quantile(u[0], 0.58, 0.03, 0.53, 0.66) if p["cardiomegaly"]
+                               else normal_quantile(u[0], 0.43, 0.025, 0.37, 0.48)),
+                 "continuous", "cardiothoracic ratio (heart width / chest width)",
+                 validate=check_range("ctr", 0.33, 0.7)),
+        Variable("effusion", ("cardiomegaly", "age"), effusion, "categorical",
+                 "pleural effusion side: none / right / left / bilateral (patient's side)", n_noise=2,
+                 validate=check_choice("effusion", EFFUSION_SIDES)),
+        Variable("effusion_severity", ("effusion",),
+                 lambda p, u: 0.0 if p["effusion"] == "none" else round(0.15 + 0.85 * float(u[0]), 4),
+                 "continuous", "effusion size, 0 (none) to 1 (large); 0.15 only blunts the angle",
+                 validate=check_range("effusion_severity", 0.0, 1.0)),
+        Variable("support_devices", ("effusion",),
+                 lambda p, u: bool(u[0] < risk_difference_probability(
+                     device_base_rate, effusion_device_strength, p["effusion"] != "none", "support_devices")),
+                 "binary", "any support device present (CheXpert label)", validate=check_bool("support_devices")),
+        Variable("devices", ("support_devices",), _device_mechanism, "set",
+                 "which devices: pacemaker, ett (endotracheal tube), cvc (central line), ngt (NG tube)",
+                 n_noise=5, validate=_check_devices),
+        Variable("exposure", (), _acquired("exposure", 1.0, 0.07), "continuous",
+                 "exposure: >1 darker (over-exposed), <1 brighter", validate=check_range("exposure", 0.7, 1.3)),
+        Variable("contrast", (), _acquired("contrast", 1.0, 0.08), "continuous",
+                 "display gamma", validate=check_range("contrast", 0.7, 1.3)),
+        Variable("noise_level", (), lambda p, u: _uniform(u[0], *ACQUISITION_RANGES["noise_level"]), "continuous",
+                 "quantum noise standard deviation", validate=check_range("noise_level", 0.0, 0.06)),
+        Variable("rotation", (), _acquired("rotation", 0.0, 1.5), "continuous",
+                 "patient rotation in the image plane, degrees", validate=check_range("rotation", -10, 10)),
+        Variable("shift_x", (), _acquired("shift_x", 0.0, 0.02), "continuous",
+                 "horizontal positioning offset (image widths / 2)", validate=check_range("shift_x", -0.1, 0.1)),
+        Variable("shift_y", (), _acquired("shift_y", 0.0, 0.02), "continuous",
+                 "vertical positioning offset", validate=check_range("shift_y", -0.1, 0.1)),
+        Variable("marker", (), lambda p, u: "L" if u[0] < 0.8 else "R", "categorical",
+                 "laterality marker: L on the image right (patient's left) or R on the image left",
+                 validate=check_choice("marker", ("L", "R"))),
     ]
     graph = CausalGraph(DOMAIN, variables, {
         "effusion_device_strength": effusion_device_strength, "device_base_rate": device_base_rate,

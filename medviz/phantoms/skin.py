@@ -54,6 +54,11 @@ def _uniform(u: float, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(u)
 
 
+def _acquired(name: str, mean: float, std: float):
+    """The mechanism of an acquisition factor: normal around ``mean``, truncated to its training range."""
+    return lambda p, u: normal_quantile(u[0], mean, std, *ACQUISITION_RANGES[name])
+
+
 def build_graph(melanoma_ruler_strength: float = 0.5, ruler_base_rate: float = 0.1) -> CausalGraph:
     """The dermoscopy SCM.
 
@@ -71,108 +76,37 @@ def build_graph(melanoma_ruler_strength: float = 0.5, ruler_base_rate: float = 0
         return mechanism
 
     variables = [
-        Variable(
-            "skin_type",
-            (),
-            lambda p, u: categorical(u[0], SKIN_TYPES, (0.12, 0.25, 0.25, 0.18, 0.12, 0.08)),
-            "categorical",
-            "Fitzpatrick skin type I-VI",
-            validate=check_choice("skin_type", SKIN_TYPES),
-        ),
-        Variable(
-            "melanoma",
-            ("skin_type",),
-            lambda p, u: bool(u[0] < MELANOMA_RATE[p["skin_type"]]),
-            "binary",
-            "melanoma (True) or benign nevus (False)",
-            validate=check_bool("melanoma"),
-        ),
-        Variable(
-            "diameter_mm",
-            ("melanoma",),
-            by_class((4.5, 1.0, 2.5, 6.5), (9.0, 2.0, 6.0, 13.0)),
-            "continuous",
-            "lesion diameter in millimetres",
-            validate=check_range("diameter_mm", 1.5, 15.0),
-        ),
-        Variable(
-            "asymmetry",
-            ("melanoma",),
-            by_class((0.06, 0.04, 0.0, 0.18), (0.55, 0.15, 0.3, 0.9)),
-            "continuous",
-            "shape asymmetry, 0 (round) to 1",
-            validate=check_range("asymmetry", 0.0, 1.0),
-        ),
-        Variable(
-            "border_irregularity",
-            ("melanoma",),
-            by_class((0.08, 0.05, 0.0, 0.2), (0.65, 0.15, 0.4, 1.0)),
-            "continuous",
-            "notched, irregular border, 0 to 1",
-            validate=check_range("border_irregularity", 0, 1),
-        ),
-        Variable(
-            "color_variegation",
-            ("melanoma",),
-            by_class((0.08, 0.06, 0.0, 0.25), (0.7, 0.15, 0.45, 1.0)),
-            "continuous",
-            "number and spread of colours (blue-grey, red, white, black), 0 to 1",
-            validate=check_range("color_variegation", 0.0, 1.0),
-        ),
-        Variable(
-            "ruler",
-            ("melanoma",),
-            lambda p, u: bool(
-                u[0] < risk_difference_probability(ruler_base_rate, melanoma_ruler_strength, p["melanoma"], "ruler")
-            ),
-            "binary",
-            "millimetre ruler along an edge",
-            validate=check_bool("ruler"),
-        ),
-        Variable(
-            "hair", (), lambda p, u: bool(u[0] < 0.4), "binary", "hair over the field", validate=check_bool("hair")
-        ),
-        Variable(
-            "hair_density",
-            ("hair",),
-            lambda p, u: int(6 + 22 * u[0]) if p["hair"] else 0,
-            "continuous",
-            "number of hair shafts",
-            validate=check_range("hair_density", 0, 40),
-        ),
-        Variable(
-            "gel_bubbles",
-            (),
-            lambda p, u: bool(u[0] < 0.25),
-            "binary",
-            "air bubbles in the immersion gel",
-            validate=check_bool("gel_bubbles"),
-        ),
-        Variable(
-            "ink",
-            (),
-            lambda p, u: bool(u[0] < 0.15),
-            "binary",
-            "surgical-marker ink around the lesion",
-            validate=check_bool("ink"),
-        ),
-        Variable(
-            "vignette",
-            (),
-            lambda p, u: 0.0 if u[0] >= 0.4 else round(_uniform(u[1], *ACQUISITION_RANGES["vignette"]), 4),
-            "continuous",
-            "dark corners of the round aperture, 0 (none) to 1",
-            n_noise=2,
-            validate=check_range("vignette", 0.0, 1.0),
-        ),
-        Variable(
-            "illumination",
-            (),
-            lambda p, u: normal_quantile(u[0], 1.0, 0.05, *ACQUISITION_RANGES["illumination"]),
-            "continuous",
-            "light level of the dermatoscope",
-            validate=check_range("illumination", 0.7, 1.3),
-        ),
+        Variable("skin_type", (), lambda p, u: categorical(u[0], SKIN_TYPES, (0.12, 0.25, 0.25, 0.18, 0.12, 0.08)),
+                 "categorical", "Fitzpatrick skin type I-VI", validate=check_choice("skin_type", SKIN_TYPES)),
+        Variable("melanoma", ("skin_type",), lambda p, u: bool(u[0] < MELANOMA_RATE[p["skin_type"]]), "binary",
+                 "melanoma (True) or benign nevus (False)", validate=check_bool("melanoma")),
+        Variable("diameter_mm", ("melanoma",), by_class((4.5, 1.0, 2.5, 6.5), (9.0, 2.0, 6.0, 13.0)), "continuous",
+                 "lesion diameter in millimetres", validate=check_range("diameter_mm", 1.5, 15.0)),
+        Variable("asymmetry", ("melanoma",), by_class((0.06, 0.04, 0.0, 0.18), (0.55, 0.15, 0.3, 0.9)), "continuous",
+                 "shape asymmetry, 0 (round) to 1", validate=check_range("asymmetry", 0.0, 1.0)),
+        Variable("border_irregularity", ("melanoma",), by_class((0.08, 0.05, 0.0, 0.2), (0.65, 0.15, 0.4, 1.0)),
+                 "continuous", "notched, irregular border, 0 to 1", validate=check_range("border_irregularity", 0, 1)),
+        Variable("color_variegation", ("melanoma",), by_class((0.08, 0.06, 0.0, 0.25), (0.7, 0.15, 0.45, 1.0)),
+                 "continuous", "number and spread of colours (blue-grey, red, white, black), 0 to 1",
+                 validate=check_range("color_variegation", 0.0, 1.0)),
+        Variable("ruler", ("melanoma",),
+                 lambda p, u: bool(u[0] < risk_difference_probability(
+                     ruler_base_rate, melanoma_ruler_strength, p["melanoma"], "ruler")),
+                 "binary", "millimetre ruler along an edge", validate=check_bool("ruler")),
+        Variable("hair", (), lambda p, u: bool(u[0] < 0.4), "binary", "hair over the field",
+                 validate=check_bool("hair")),
+        Variable("hair_density", ("hair",), lambda p, u: int(6 + 22 * u[0]) if p["hair"] else 0, "continuous",
+                 "number of hair shafts", validate=check_range("hair_density", 0, 40)),
+        Variable("gel_bubbles", (), lambda p, u: bool(u[0] < 0.25), "binary", "air bubbles in the immersion gel",
+                 validate=check_bool("gel_bubbles")),
+        Variable("ink", (), lambda p, u: bool(u[0] < 0.15), "binary", "surgical-marker ink around the lesion",
+                 validate=check_bool("ink")),
+        Variable("vignette", (),
+                 lambda p, u: 0.0 if u[0] >= 0.4 else round(_uniform(u[1], *ACQUISITION_RANGES["vignette"]), 4),
+                 "continuous", "dark corners of the round aperture, 0 (none) to 1", n_noise=2,
+                 validate=check_range("vignette", 0.0, 1.0)),
+        Variable("illumination", (), _acquired("illumination", 1.0, 0.05), "continuous",
+                 "light level of the dermatoscope", validate=check_range("illumination", 0.7, 1.3)),
     ]
     return CausalGraph(DOMAIN, variables, {"melanoma_ruler_strength": melanoma_ruler_strength,
                                            "ruler_base_rate": ruler_base_rate})
