@@ -11,7 +11,6 @@ ROOT = Path(medviz.__file__).parent
 MAX_PARAMETERS, MAX_LINES = 8, 80
 #: Still over, to be split: "module path:function".
 KNOWN = {
-    "bench/models.py:run", "bench/models.py:contact_sheet", "phantoms/skin.py:render",
     "train/text2image.py:train_text2image", "train/vae.py:train_vae",
 }
 

@@ -200,21 +200,38 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
-def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None) -> dict:
-    """Measure one domain's pipeline (see the module docstring); ``progress`` gets a line per finished prompt."""
-    from PIL import Image, ImageFilter
+def _pipeline_and_reader(config: ModelsBenchConfig):
+    """(the pipeline measured, the oracle reading it, that oracle's labels, the image side); an oracle that reads
+    other labels than the domain's, or in another order, is refused by name."""
     from transformers import AutoModelForImageClassification
 
     pipe = load_pipeline(config.model or f"{config.domain}-phantom", device="cpu")
     oracle = AutoModelForImageClassification.from_pretrained(
         config.oracle or str(MODELS_DIR / f"{config.domain}-oracle"), local_files_only=True
     ).eval()
-    vocabulary = domains.get(config.domain)
-    labels = vocabulary.oracle_labels
+    labels = domains.get(config.domain).oracle_labels
     read = tuple(oracle.config.id2label[i] for i in range(oracle.config.num_labels))
     if read != tuple(labels):
         raise ValueError(f"the oracle reads {read}, not the {config.domain} labels {tuple(labels)} in that order")
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return pipe, oracle, labels, pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+
+def _frechet_distances(oracle, reference: np.ndarray, ref_feat: np.ndarray, generated: np.ndarray) -> dict:
+    """FD in the oracle's features: generated vs held-out, and the two yardsticks (blurred held-out, half vs half)."""
+    from PIL import Image, ImageFilter
+
+    blurred = np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2))) for im in reference])
+    _, blurred_feat = _features(oracle, blurred)
+    half = len(reference) // 2
+    return {"fd_generated_vs_held_out": frechet_distance(generated, ref_feat),
+            "fd_blurred_held_out_vs_held_out": frechet_distance(blurred_feat[:half], ref_feat[half:]),
+            "fd_held_out_half_vs_half": frechet_distance(ref_feat[:half], ref_feat[half:])}
+
+
+def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None) -> dict:
+    """Measure one domain's pipeline (see the module docstring); ``progress`` gets a line per finished prompt."""
+    pipe, oracle, labels, size = _pipeline_and_reader(config)
+    vocabulary = domains.get(config.domain)
     if config.device_kinds:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
                 "device_kinds": device_kinds(pipe, oracle, config, size, progress)}
@@ -271,22 +288,17 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
                                    "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
                                    "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only]),
                                    "lines": thin_line_shapes(images), "lines_real": real_lines[fitting]})
-    blurred = np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(2))) for im in reference])
-    _, blurred_feat = _features(oracle, blurred)
-    half = len(reference) // 2
     result = {
         "domain": config.domain, "config": config.__dict__, "rows": rows["bundled"],
-        "fd_generated_vs_held_out": frechet_distance(np.concatenate(generated_features["bundled"]), ref_feat),
-        "fd_blurred_held_out_vs_held_out": frechet_distance(blurred_feat[:half], ref_feat[half:]),
-        "fd_held_out_half_vs_half": frechet_distance(ref_feat[:half], ref_feat[half:]),
+        **_frechet_distances(oracle, reference, ref_feat, np.concatenate(generated_features["bundled"])),
         "generation_seconds": seconds, "images_generated": config.n * len(rows["bundled"]),
         "scheduler": type(pipe.scheduler).__name__,
         "vae_round_trip": round_trips,
     }
     if config.sheet:
+        layout = SheetLayout(steps=config.steps, guidance_scale=config.guidance_scale, seed=config.seed)
         result["sheet"] = contact_sheet(pipe, config.domain, config.sheet, config.model or f"{config.domain}-phantom",
-                                        steps=config.steps, guidance_scale=config.guidance_scale, seed=config.seed,
-                                        samples=decoded_samples)
+                                        layout, samples=decoded_samples)
     if config.vae:
         result["candidate_vae"] = {"vae": config.vae, "rows": rows[config.vae], "fd_generated_vs_held_out":
                                    frechet_distance(np.concatenate(generated_features[config.vae]), ref_feat)}
@@ -453,23 +465,35 @@ def print_device_kinds(result: dict) -> None:
         )
 
 
-def contact_sheet(pipe, domain: str, out: str, title: str, per_prompt: int = 6, real: int = 3, steps: int = 25,
-                  guidance_scale: float = 4.0, seed: int = 0, samples: dict[str, np.ndarray] | None = None,
-                  pool: int = 400) -> str:
+@dataclass(frozen=True)
+class SheetLayout:
+    """A contact sheet's rows: ``per_prompt`` generated and ``real`` phantom images per fidelity prompt, the real ones
+    the first that fit among ``pool`` held-out phantoms; generated with ``steps`` DDIM steps at ``guidance_scale``,
+    every row from ``seed``'s noise."""
+
+    per_prompt: int = 6
+    real: int = 3
+    pool: int = 400
+    steps: int = 25
+    guidance_scale: float = 4.0
+    seed: int = 0
+
+
+def contact_sheet(pipe, domain: str, out: str, title: str, layout: SheetLayout = SheetLayout(),
+                  samples: dict[str, np.ndarray] | None = None) -> str:
     """Generated samples per fidelity prompt (left) beside real phantoms with those attributes (right).
 
     Args:
         pipe: a ``StableDiffusionPipeline`` of ``domain`` (the bundled one or a candidate folder's).
         out: the PNG to write; ``title`` names the model in its heading.
-        per_prompt, real: generated and real images per row (one row per ``FIDELITY_PROMPTS`` prompt).
-        steps, guidance_scale, seed: sampling settings; every row starts from the same seed's noise.
-        samples: {prompt: uint8 images N x H x W x 3} already generated with those settings (the bench's own);
-            a row shows their first ``per_prompt`` instead of sampling again. Prompts not in it, or with fewer
-            images, are sampled.
-        pool: held-out phantoms the real ones are picked from (the first that fit each prompt).
+        samples: {prompt: uint8 images N x H x W x 3} already generated with the layout's settings (the bench's
+            own); a row shows their first ``per_prompt`` instead of sampling again. Prompts not in it, or with
+            fewer images, are sampled.
     Returns:
         ``out``.
     """
+    per_prompt, real, pool = layout.per_prompt, layout.real, layout.pool
+    steps, guidance_scale, seed = layout.steps, layout.guidance_scale, layout.seed
     import matplotlib
 
     matplotlib.use("Agg")

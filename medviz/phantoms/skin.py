@@ -312,6 +312,22 @@ def _ruler(size: int, edge: str) -> tuple[np.ndarray, np.ndarray]:
     return out
 
 
+def _paint_lesion(rgb: np.ndarray, x: np.ndarray, y: np.ndarray, factors: Mapping[str, Any], seed: int) -> np.ndarray:
+    """Paint the lesion into ``rgb`` (in place, in the window that can hold it); returns its support, bool (H, W)."""
+    # The outline bulges to at most ~1.95 radii (asymmetry + notches + soft edge); centre within 0.08.
+    reach = factors["diameter_mm"] / FIELD_OF_VIEW_MM * 1.95 + 0.1
+    rows = np.flatnonzero(np.abs(y[:, 0]) < reach)
+    cols = np.flatnonzero(np.abs(x[0]) < reach)
+    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    transmission, zones, zone_alpha = _lesion(x[win], y[win], factors, seed)
+    patch = rgb[win] * transmission
+    patch = patch * (1 - zone_alpha[..., None]) + zones * zone_alpha[..., None]
+    rgb[win] = patch
+    support = np.zeros(rgb.shape[:2], bool)
+    support[win] = np.any(transmission != 1.0, axis=-1) | (zone_alpha > 0)
+    return support
+
+
 def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
     """Render a dermoscopy phantom.
 
@@ -335,18 +351,7 @@ def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
     supports["skin"], keys["skin"] = everything, (factors["skin_type"],)
 
     lesion_keys = ("skin_type", "diameter_mm", "asymmetry", "border_irregularity", "color_variegation")
-    # The outline bulges to at most ~1.95 radii (asymmetry + notches + soft edge); centre within 0.08.
-    reach = factors["diameter_mm"] / FIELD_OF_VIEW_MM * 1.95 + 0.1
-    rows = np.flatnonzero(np.abs(y[:, 0]) < reach)
-    cols = np.flatnonzero(np.abs(x[0]) < reach)
-    win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    transmission, zones, zone_alpha = _lesion(x[win], y[win], factors, seed)
-    patch = rgb[win] * transmission
-    patch = patch * (1 - zone_alpha[..., None]) + zones * zone_alpha[..., None]
-    rgb[win] = patch
-    lesion_support = nothing.copy()
-    lesion_support[win] = np.any(transmission != 1.0, axis=-1) | (zone_alpha > 0)
-    supports["lesion"], keys["lesion"] = lesion_support, tuple(factors[k] for k in lesion_keys)
+    supports["lesion"], keys["lesion"] = _paint_lesion(rgb, x, y, factors, seed), tuple(factors[k] for k in lesion_keys)
 
     def blend(name: str, coverage: np.ndarray, colour: tuple[float, float, float], opacity: float, key: tuple):
         """Alpha-composite a colour over ``rgb`` where ``coverage`` > 0 (in place, only there)."""

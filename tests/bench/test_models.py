@@ -98,10 +98,10 @@ def test_decode_matches_the_pipelines_own_output(tiny_cxr):
 def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model, tmp_path):
     from PIL import Image
 
-    from medviz.bench.models import FIDELITY_PROMPTS, contact_sheet
+    from medviz.bench.models import FIDELITY_PROMPTS, SheetLayout, contact_sheet
 
-    out = contact_sheet(cxr_model.pipe, "cxr", str(tmp_path / "sheet.png"), "cxr-phantom", per_prompt=2, real=1,
-                        steps=2, pool=80)
+    out = contact_sheet(cxr_model.pipe, "cxr", str(tmp_path / "sheet.png"), "cxr-phantom",
+                        SheetLayout(per_prompt=2, real=1, steps=2, pool=80))
     sheet = np.asarray(Image.open(out).convert("L"), dtype=np.float32)
     # One row per prompt (eight for cxr) and a column per image (three): a tall sheet that holds
     # pictures (bright lungs and bones on the black page), not a blank canvas.
@@ -109,8 +109,8 @@ def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model,
     assert sheet.shape[0] > 1.6 * sheet.shape[1]
     assert sheet.std() > 20 and (sheet > 100).mean() > 0.1
     with pytest.raises(ValueError, match="phantoms fit"):
-        contact_sheet(cxr_model.pipe, "cxr", str(tmp_path / "too_many.png"), "cxr-phantom", per_prompt=1, real=20,
-                      steps=1, pool=20)
+        contact_sheet(cxr_model.pipe, "cxr", str(tmp_path / "too_many.png"), "cxr-phantom",
+                      SheetLayout(per_prompt=1, real=20, steps=1, pool=20))
     # Samples the bench already generated are shown as they are: nothing is sampled again (this "pipeline"
     # cannot be called), and a row holds exactly the first ``per_prompt`` of them.
     from types import SimpleNamespace
@@ -118,8 +118,8 @@ def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model,
     prompts = [p for pair in FIDELITY_PROMPTS["cxr"].values() for p in pair]
     given = {p: np.full((5, 128, 128, 3), 255, np.uint8) for p in prompts}
     frozen = SimpleNamespace(unet=cxr_model.pipe.unet, vae_scale_factor=cxr_model.pipe.vae_scale_factor)
-    reused = contact_sheet(frozen, "cxr", str(tmp_path / "reused.png"), "cxr-phantom", per_prompt=2, real=1,
-                           samples=given, pool=80)
+    reused = contact_sheet(frozen, "cxr", str(tmp_path / "reused.png"), "cxr-phantom",
+                           SheetLayout(per_prompt=2, real=1, pool=80), samples=given)
     white = np.asarray(Image.open(reused).convert("L"), dtype=np.float32)
     assert white.shape == sheet.shape and (white > 250).mean() > (sheet > 250).mean() + 0.2
 
