@@ -237,28 +237,9 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     if images is None:
         images, _, masks = render_training_set(config.domain, config.n_images, arch.image_size, config.workers,
                                                bool(config.structure_weight or config.structure_windows))
-    if (config.structure_weight or config.structure_windows) and (masks is None or masks.shape != images.shape[:3]):
-        raise ValueError("structure_weight and structure_windows need the images' fine-structure masks, "
-                         "shape (N, H, W) like the images")
-    if config.structure_windows and not config.crop_latents:
-        raise ValueError("structure_windows places crop windows: it needs crop_latents > 0")
-    if config.balance_structures and not config.structure_windows:
-        raise ValueError("balance_structures balances the structure windows: it needs structure_windows > 0")
+    _check(config, images, masks)
     images_by_structure = _images_by_structure(masks) if config.balance_structures else None
-    vae = load_vae(config.init_from) if config.init_from else make_vae(arch)
-    if not config.train_encoder:
-        if not config.init_from:
-            raise ValueError("train_encoder=False needs init_from: a trained VAE whose latent space to keep")
-        for module in (vae.encoder, vae.quant_conv):
-            module.requires_grad_(False)
-    anchor = None
-    if config.anchor_weight:
-        if not (config.init_from and config.train_encoder):
-            raise ValueError("anchor_weight keeps a trained encoder near where it started: it needs init_from "
-                             "and the encoder trained")
-        import copy
-
-        anchor = copy.deepcopy(vae).requires_grad_(False).eval()      # the initial encoder, frozen
+    vae, anchor = _vae_to_train(config, arch)
     latent_side = images.shape[1] // 2 ** (len(vae.config.block_out_channels) - 1)
     objective = _objective(vae)
     trainable = [p for p in objective.parameters() if p.requires_grad]
@@ -275,7 +256,6 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
         accelerator.load_state(str(resumed[0]))
         start = resumed[1]
     sampler = RowSampler(len(images), accelerator, config.seed + start)
-    rng = sampler.rng
     if images_by_structure:                    # this process's rows only
         images_by_structure = {bit: rows[np.isin(rows, sampler.rows)] for bit, rows in images_by_structure.items()}
         images_by_structure = {bit: rows for bit, rows in images_by_structure.items() if len(rows)}
@@ -283,18 +263,7 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     log = Log("vae", config.steps, progress=progress, enabled=accelerator.is_main_process)
     objective.train()
     for step in range(start + 1, config.steps + 1):
-        picked = sampler.draw(config.batch_size)
-        # Convolutions (and the mid-block attention over fewer cells) learn the same local coding from
-        # latent-aligned windows at a fraction of the compute: what fits a CPU budget.
-        on_structure = config.structure_windows and rng.random() < config.structure_windows   # (no draw when off)
-        if on_structure and images_by_structure:
-            # Drawn anew (the draw above keeps the random stream of unbalanced runs as it was).
-            picked, windows = _balanced_windows(images_by_structure, masks, len(picked), images.shape[1],
-                                                latent_side, config.crop_latents, rng)
-            sampler.note(picked)
-        else:
-            windows = _windows(len(picked), images.shape[1], latent_side, config.crop_latents, rng,
-                               masks[picked] if on_structure else None)
+        picked, windows = _draw_batch(config, sampler, (images, masks), images_by_structure, latent_side)
         with accelerator.autocast():
             if config.train_encoder:
                 batch = _cut(to_model_batch(images[picked], accelerator.device), windows)
@@ -302,23 +271,11 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
             else:
                 latents, batch = _latent_crops(means, stds, images, picked, windows, accelerator.device)
                 reconstruction, kl, mean = objective(latents=latents)
-        reconstruction = reconstruction.float()
-        drift = mean.new_zeros(())
-        if anchor is not None:
-            with torch.no_grad():
-                start_mean = anchor.encode(batch).latent_dist.mean
-            # In the UNet's units (x scaling_factor), where the latents have unit scale.
-            drift = ((mean.float() - start_mean.float()) * anchor.config.scaling_factor).pow(2).mean()
-        weights = detail_weights(batch, config.detail_weight) if config.detail_weight else None
+        fine = None
         if config.structure_weight:
             # Dilate on the whole image, then cut the window, so a line just outside it still weights its edge.
             fine = _cut(structure_weights(masks[picked], config.structure_weight, accelerator.device), windows)
-            weights = fine if weights is None else weights * fine
-        l1 = _weighted_mean((reconstruction - batch).abs(), weights)
-        edges = sum(
-            _weighted_mean((a - b).abs(), weights) for a, b in zip(_gradients(reconstruction), _gradients(batch))
-        )
-        loss = l1 + config.edge_weight * edges + config.kl_weight * kl.float() + config.anchor_weight * drift
+        loss, l1, edges, drift = _loss(config, batch, (reconstruction, kl, mean), anchor, fine)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -334,8 +291,89 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
         if scheduler.done(step):
             break
 
-    model = accelerator.unwrap_model(objective).vae.eval()
-    scale = scale_record(accelerator, sampler, config.batch_size)
+    return _save(accelerator.unwrap_model(objective).vae.eval(), config, images, accelerator,
+                 scale_record(accelerator, sampler, config.batch_size), step)
+
+
+def _vae_to_train(config: VAEConfig, arch):
+    """(the VAE to train: ``init_from``'s or a new one of ``arch``, its encoder frozen for decoder-only training;
+    the anchor: a frozen copy of the initial VAE when ``anchor_weight`` keeps the encoder near it, else None)."""
+    vae = load_vae(config.init_from) if config.init_from else make_vae(arch)
+    if not config.train_encoder:
+        for module in (vae.encoder, vae.quant_conv):
+            module.requires_grad_(False)
+    anchor = None
+    if config.anchor_weight:
+        import copy
+
+        anchor = copy.deepcopy(vae).requires_grad_(False).eval()      # the initial encoder, frozen
+    return vae, anchor
+
+
+def _draw_batch(config: VAEConfig, sampler, data: tuple, images_by_structure, latent_side: int):
+    """(the batch's rows, each one's pixel window). Convolutions (and the mid-block attention over fewer cells)
+    learn the same local coding from latent-aligned windows at a fraction of the compute: what fits a CPU budget.
+    ``structure_windows`` of the steps put the windows on thin structures (balanced over their types when
+    ``images_by_structure`` is given: then the rows are drawn anew)."""
+    images, masks = data
+    rng = sampler.rng
+    picked = sampler.draw(config.batch_size)
+    on_structure = config.structure_windows and rng.random() < config.structure_windows   # (no draw when off)
+    if on_structure and images_by_structure:
+        # Drawn anew (the draw above keeps the random stream of unbalanced runs as it was).
+        picked, windows = _balanced_windows(images_by_structure, masks, len(picked), images.shape[1],
+                                            latent_side, config.crop_latents, rng)
+        sampler.note(picked)
+        return picked, windows
+    return picked, _windows(len(picked), images.shape[1], latent_side, config.crop_latents, rng,
+                            masks[picked] if on_structure else None)
+
+
+def _check(config: VAEConfig, images: np.ndarray, masks: np.ndarray | None) -> None:
+    """Refuse a config whose options need what is not there (one sentence each)."""
+    if (config.structure_weight or config.structure_windows) and (masks is None or masks.shape != images.shape[:3]):
+        raise ValueError("structure_weight and structure_windows need the images' fine-structure masks, "
+                         "shape (N, H, W) like the images")
+    if config.structure_windows and not config.crop_latents:
+        raise ValueError("structure_windows places crop windows: it needs crop_latents > 0")
+    if config.balance_structures and not config.structure_windows:
+        raise ValueError("balance_structures balances the structure windows: it needs structure_windows > 0")
+    if not config.train_encoder and not config.init_from:
+        raise ValueError("train_encoder=False needs init_from: a trained VAE whose latent space to keep")
+    if config.anchor_weight and not (config.init_from and config.train_encoder):
+        raise ValueError("anchor_weight keeps a trained encoder near where it started: it needs init_from "
+                         "and the encoder trained")
+
+
+def _loss(config: VAEConfig, batch, outputs: tuple, anchor, fine):
+    """(loss, L1, edge term, anchor drift) of one batch: the reconstruction's L1 and image-gradient L1, weighted per
+    pixel by the detail and structure weights (``fine``: the structure weights cut to the windows, or None), plus the
+    KL and the anchor's drift of the posterior means."""
+    import torch
+
+    reconstruction, kl, mean = outputs
+    reconstruction = reconstruction.float()
+    drift = mean.new_zeros(())
+    if anchor is not None:
+        with torch.no_grad():
+            start_mean = anchor.encode(batch).latent_dist.mean
+        # In the UNet's units (x scaling_factor), where the latents have unit scale.
+        drift = ((mean.float() - start_mean.float()) * anchor.config.scaling_factor).pow(2).mean()
+    weights = detail_weights(batch, config.detail_weight) if config.detail_weight else None
+    if fine is not None:
+        weights = fine if weights is None else weights * fine
+    l1 = _weighted_mean((reconstruction - batch).abs(), weights)
+    edges = sum(_weighted_mean((a - b).abs(), weights) for a, b in zip(_gradients(reconstruction), _gradients(batch)))
+    loss = l1 + config.edge_weight * edges + config.kl_weight * kl.float() + config.anchor_weight * drift
+    return loss, l1, edges, drift
+
+
+def _save(model, config: VAEConfig, images: np.ndarray, accelerator, scale: dict, step: int) -> dict:
+    """The main process measures the round trip on the first 512 training images, sets ``scaling_factor`` and
+    writes ``out/vae`` with its record; the others wait for it. Returns the metrics."""
+    import torch
+
+    out = Path(config.out)
     if not accelerator.is_main_process:        # one process measures and writes
         accelerator.wait_for_everyone()       # until the main process has written
         return {"process": accelerator.process_index, **scale}
