@@ -127,153 +127,33 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     alongside when images are.
     """
     import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.training_utils import EMAModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
-    if not config.train_unet and not config.init_from:
-        raise ValueError("train_unet=False needs init_from (a trained phantom pipeline whose UNet is kept)")
-    if config.train_tokens and not config.init_from:
-        raise ValueError("train_tokens needs init_from (a trained phantom pipeline whose words to re-learn)")
-    if (config.grow_attention or config.grow_layer) and not (config.init_from and config.train_unet):
-        raise ValueError("grow_attention/grow_layer add UNet capacity to a trained pipeline: they need init_from "
-                         "and a UNet that trains")
-    if config.structure_weight and config.pretrained:
-        raise ValueError("structure_weight needs the phantoms' fine-structure masks: a CSV dataset has none")
-    if config.structure_weight and images is not None and (masks is None or masks.shape != images.shape[:3]):
-        # Checked before anything is written: given images need their masks (rendered ones come with them).
-        raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
-    if config.train_tokens and config.train_unet:
-        raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
+    # 1. The models and the data: a pretrained pipeline and a CSV, a phantom pipeline, or new models.
+    _check(config, images, masks)
     out = Path(config.out)
     accelerator = make_accelerator(config.seed)
     device = accelerator.device
-    main = accelerator.is_main_process
-    trained_ids = None                 # token ids whose embedding rows learn (train_tokens), else every weight
-    if config.pretrained:
-        # PRISM: fine-tune the UNet of an existing pipeline; VAE and text encoder stay frozen.
-        root = Path(config.pretrained)
-        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True).to(device).eval()
-        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
-        unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True)
-        text_encoder.requires_grad_(False)
-        max_tokens = tokenizer.model_max_length
-        if not config.data_csv:
-            raise ValueError("fine-tuning needs data_csv: a CheXpert- or ISIC-layout CSV")
-        images, fixed_captions = _load_csv_images(config.data_csv, vae.config.sample_size)
-    elif config.init_from:
-        # Continue training a bundled phantom model (text encoder, and the UNet unless train_unet=False;
-        # same tokenizer and VAE).
-        root = Path(config.init_from)
-        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-        # Checked before anything is written or rendered: a word the tokenizer lacks fails at once.
-        trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
-        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True, torch_dtype=torch.float32)
-        if main:
-            tokenizer.save_pretrained(str(out / "tokenizer"))
-            vae.save_pretrained(str(out / "vae"), safe_serialization=True)
-        vae = vae.to(device).eval()
-        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True,
-                                                     torch_dtype=torch.float32)
-        unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True, torch_dtype=torch.float32)
-        if config.grow_attention or config.grow_layer:
-            # Starts as the same function (new modules are identities), so the step-0 model is the old one.
-            unet = grow_unet(unet, full_resolution_attention=config.grow_attention,
-                             full_resolution_layer=config.grow_layer)
-        max_tokens = tokenizer.model_max_length
-        if images is None or factors is None:
-            images, factors, masks = render_training_set(config.domain, config.n_images, vae.config.sample_size,
-                                                          config.workers, bool(config.structure_weight))
-        fixed_captions = None
-        # A frozen UNet keeps what it draws and changes only what the words ask for: a cheap way to
-        # teach a phrase (a new caption wording) without moving the image model.
-        unet.requires_grad_(config.train_unet)
-    else:
-        arch = PRESETS[config.preset]
-        if not (out / "vae").is_dir():
-            raise FileNotFoundError(f"{out / 'vae'} not found: train the VAE first (python -m medviz.train vae)")
-        vae = AutoencoderKL.from_pretrained(out / "vae", local_files_only=True).to(device).eval()
-        tokenizer = (build_clip_tokenizer(prompt_corpus(config.domain), out / "tokenizer", config.vocab_size,
-                                          arch.max_tokens) if main else None)   # written once; the others read it
-        accelerator.wait_for_everyone()
-        tokenizer = tokenizer or CLIPTokenizer.from_pretrained(out / "tokenizer", local_files_only=True)
-        text_encoder = make_text_encoder(arch, tokenizer)
-        unet = make_unet(arch)
-        max_tokens = arch.max_tokens
-        if images is None or factors is None:
-            images, factors, masks = render_training_set(
-                config.domain, config.n_images, arch.image_size, config.workers, bool(config.structure_weight)
-            )
-        fixed_captions = None
-    vae.requires_grad_(False)
-    if trained_ids is not None:
-        text_encoder.requires_grad_(False)
-        text_encoder.get_input_embeddings().weight.requires_grad_(True)
-        frozen_rows = torch.ones(text_encoder.config.vocab_size, dtype=torch.bool)
-        frozen_rows[trained_ids] = False
-        frozen_rows = frozen_rows.to(device)
-        original_embeddings = text_encoder.get_input_embeddings().weight.detach().clone().to(device)
-    latent_mean, latent_std = encode_latents(vae, images, device)
-    del vae
-    cell_weights = (latent_structure_weights(masks, latent_mean.shape[-1], config.structure_weight, device)
+    parts = _starting_point(config, accelerator, (images, factors, masks))
+    text_encoder, trained_ids = parts.text_encoder, parts.trained_ids
+    parts.vae.requires_grad_(False)
+    frozen_rows = _freeze_other_tokens(text_encoder, trained_ids, device) if trained_ids is not None else None
+    latent_mean, latent_std = encode_latents(parts.vae, parts.images, device)
+    parts.vae = None                           # not needed past the latents: its memory goes back
+    cell_weights = (latent_structure_weights(parts.masks, latent_mean.shape[-1], config.structure_weight, device)
                     if config.structure_weight else None)
+    # 2. The optimiser, its schedule and the EMA, resumed from the latest checkpoint.
     noise_scheduler = make_noise_scheduler()
-    denoiser = _denoiser(text_encoder, unet)
-    trainable = [p for p in denoiser.parameters() if p.requires_grad]   # text encoder first, then UNet
-    lr = 1e-5 if config.pretrained else config.learning_rate
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
-    denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
-    lr_scheduler = BudgetedSchedule(optimizer, 500, config.steps, config.time_budget_s or None, accelerator=accelerator)
-    ema = EMAModel([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad],
-                   decay=config.ema_decay, foreach=True)
-    ema.to(device)
-    start = 0
-    resumed = latest_checkpoint(out / "text2image-checkpoints")
-    if resumed:
-        accelerator.load_state(str(resumed[0]))
-        ema_state = resumed[0] / "ema.pt"
-        if ema_state.exists():
-            ema.load_state_dict(torch.load(ema_state, map_location=device))
-        start = resumed[1]
+    denoiser, trainable, optimizer, lr_scheduler, ema = _optimisation(config, accelerator, text_encoder, parts.unet)
+    start = _resume(accelerator, ema, out, device)
     denoiser.train()
     n = len(latent_mean)
     sampler = RowSampler(n, accelerator, config.seed + start)
-    rng = sampler.rng
     announce_scale(accelerator, "text2image", config.batch_size, n)
-    log = Log("text2image", config.steps, progress=progress, enabled=main)
-    # Captions are drawn and tokenized up front (several augmented variants per image) so that the
-    # step loop does no Python text work: on a GPU that work, not the model, limited the step rate.
-    variants = 1 if fixed_captions is not None else config.caption_variants
-    texts = [
-        fixed_captions[i] if fixed_captions is not None else training_caption(config.domain, factors[i], rng)
-        for _ in range(variants)
-        for i in range(n)
-    ]
-    caption_ids = (
-        tokenizer(texts, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt")
-        .input_ids.view(variants, n, max_tokens)
-        .to(device)
-    )
-    empty_ids = tokenizer([""], padding="max_length", max_length=max_tokens, return_tensors="pt").input_ids.to(device)
-    if trained_ids is not None:
-        # Only captions with a trained token move its row: draw from those alone, and drop none (an
-        # empty caption has no gradient here), instead of spending most of each batch on zeros.
-        usable = torch.isin(caption_ids, torch.as_tensor(trained_ids, device=device)).any(-1).nonzero()
-        usable = usable[torch.isin(usable[:, 1], torch.as_tensor(sampler.rows, device=device))]   # this process's
-        if len(usable) == 0:
-            raise ValueError(f"no training caption contains a token of {config.train_tokens!r}")
+    log = Log("text2image", config.steps, progress=progress, enabled=accelerator.is_main_process)
+    # 3. Captions, tokenized up front; then the steps.
+    captions = _tokenized_captions(config, parts, sampler, device)
     for step in range(start + 1, config.steps + 1):
-        if trained_ids is not None:
-            pair = usable[torch.as_tensor(rng.integers(0, len(usable), config.batch_size), device=device)]
-            variant, picked = pair[:, 0], pair[:, 1]
-            sampler.note(picked.cpu().numpy())
-            dropped = torch.zeros(config.batch_size, dtype=torch.bool, device=device)
-        else:
-            picked = torch.as_tensor(sampler.draw(config.batch_size), device=device)
-            variant = torch.as_tensor(rng.integers(0, variants, config.batch_size), device=device)
-            dropped = torch.as_tensor(rng.random(config.batch_size) < config.caption_dropout, device=device)
-        input_ids = torch.where(dropped[:, None], empty_ids, caption_ids[variant, picked])
+        picked, input_ids = _caption_batch(config, captions, sampler, device)
         latents = latent_mean[picked] + latent_std[picked] * torch.randn_like(latent_std[picked])
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(picked),), device=device)
@@ -288,11 +168,11 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
-        if trained_ids is not None:
+        if frozen_rows is not None:
             # AdamW's decoupled weight decay moves every row, gradient or not: put the others back.
             with torch.no_grad():
                 weight = accelerator.unwrap_model(denoiser).text_encoder.get_input_embeddings().weight
-                weight[frozen_rows] = original_embeddings[frozen_rows]
+                weight[frozen_rows[0]] = frozen_rows[1][frozen_rows[0]]
         lr_scheduler.step(step)
         optimizer.zero_grad(set_to_none=True)
         ema.step([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad])
@@ -306,20 +186,233 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
             return {"stopped_at": step}
         if lr_scheduler.done(step):
             break
+    # 4. The EMA weights, written by the main process.
+    result = {"steps": step, "images": n, "final_loss": float(loss.item()),
+              "scale": scale_record(accelerator, sampler, config.batch_size)}
+    return _save(accelerator, accelerator.unwrap_model(denoiser), ema, parts, config, result)
 
-    model = accelerator.unwrap_model(denoiser)
-    scale = scale_record(accelerator, sampler, config.batch_size)
-    if not main:                               # one process writes
+
+def _optimisation(config: Text2ImageConfig, accelerator, text_encoder, unet) -> tuple:
+    """(the denoiser (text encoder + UNet, prepared), its trainable parameters (text encoder first), AdamW, the
+    budgeted learning-rate schedule, the EMA of the trainable weights)."""
+    import torch
+    from diffusers.training_utils import EMAModel
+
+    denoiser = _denoiser(text_encoder, unet)
+    trainable = [p for p in denoiser.parameters() if p.requires_grad]   # text encoder first, then UNet
+    lr = 1e-5 if config.pretrained else config.learning_rate
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=config.weight_decay)
+    denoiser, optimizer = accelerator.prepare(denoiser, optimizer)
+    lr_scheduler = BudgetedSchedule(optimizer, 500, config.steps, config.time_budget_s or None, accelerator=accelerator)
+    ema = EMAModel([p for p in accelerator.unwrap_model(denoiser).parameters() if p.requires_grad],
+                   decay=config.ema_decay, foreach=True)
+    ema.to(accelerator.device)
+    return denoiser, trainable, optimizer, lr_scheduler, ema
+
+
+def _check(config: Text2ImageConfig, images: np.ndarray | None, masks: np.ndarray | None) -> None:
+    """Refuse a config whose options need what is not there (one sentence each), before anything is written."""
+    if not config.train_unet and not config.init_from:
+        raise ValueError("train_unet=False needs init_from (a trained phantom pipeline whose UNet is kept)")
+    if config.train_tokens and not config.init_from:
+        raise ValueError("train_tokens needs init_from (a trained phantom pipeline whose words to re-learn)")
+    if (config.grow_attention or config.grow_layer) and not (config.init_from and config.train_unet):
+        raise ValueError("grow_attention/grow_layer add UNet capacity to a trained pipeline: they need init_from "
+                         "and a UNet that trains")
+    if config.structure_weight and config.pretrained:
+        raise ValueError("structure_weight needs the phantoms' fine-structure masks: a CSV dataset has none")
+    if config.structure_weight and images is not None and (masks is None or masks.shape != images.shape[:3]):
+        # Checked before anything is written: given images need their masks (rendered ones come with them).
+        raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
+    if config.train_tokens and config.train_unet:
+        raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
+
+
+@dataclass
+class _Parts:
+    """Where a run starts: the models, the tokenizer and its caption length, the training images with their factors
+    and structure masks (or the CSV's fixed captions), the token ids whose embeddings alone learn (or None)."""
+
+    vae: object
+    tokenizer: object
+    text_encoder: object
+    unet: object
+    max_tokens: int
+    images: np.ndarray
+    factors: list | None
+    masks: np.ndarray | None
+    fixed_captions: list[str] | None = None
+    trained_ids: list[int] | None = None
+
+
+def _starting_point(config: Text2ImageConfig, accelerator, data: tuple) -> _Parts:
+    """A pretrained pipeline and a CSV (PRISM), a phantom pipeline to continue (``init_from``), or new models on the
+    VAE trained in ``out/vae``; the phantoms rendered when ``data`` (images, factors, masks) has none."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    images, factors, masks = data
+    out, device, main = Path(config.out), accelerator.device, accelerator.is_main_process
+    if config.pretrained:
+        # PRISM: fine-tune the UNet of an existing pipeline; VAE and text encoder stay frozen.
+        root = Path(config.pretrained)
+        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True).to(device).eval()
+        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
+        unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True)
+        text_encoder.requires_grad_(False)
+        if not config.data_csv:
+            raise ValueError("fine-tuning needs data_csv: a CheXpert- or ISIC-layout CSV")
+        images, fixed_captions = _load_csv_images(config.data_csv, vae.config.sample_size)
+        return _Parts(vae, tokenizer, text_encoder, unet, tokenizer.model_max_length, images, None, None,
+                      fixed_captions)
+    if config.init_from:
+        return _continued(config, accelerator, data)
+    arch = PRESETS[config.preset]
+    if not (out / "vae").is_dir():
+        raise FileNotFoundError(f"{out / 'vae'} not found: train the VAE first (python -m medviz.train vae)")
+    vae = AutoencoderKL.from_pretrained(out / "vae", local_files_only=True).to(device).eval()
+    tokenizer = (build_clip_tokenizer(prompt_corpus(config.domain), out / "tokenizer", config.vocab_size,
+                                      arch.max_tokens) if main else None)   # written once; the others read it
+    accelerator.wait_for_everyone()
+    tokenizer = tokenizer or CLIPTokenizer.from_pretrained(out / "tokenizer", local_files_only=True)
+    text_encoder = make_text_encoder(arch, tokenizer)
+    unet = make_unet(arch)
+    if images is None or factors is None:
+        images, factors, masks = render_training_set(
+            config.domain, config.n_images, arch.image_size, config.workers, bool(config.structure_weight)
+        )
+    return _Parts(vae, tokenizer, text_encoder, unet, arch.max_tokens, images, factors, masks)
+
+
+def _continued(config: Text2ImageConfig, accelerator, data: tuple) -> _Parts:
+    """Continue training a bundled phantom model (text encoder, and the UNet unless train_unet=False; same tokenizer
+    and VAE, both copied to ``out``)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    images, factors, masks = data
+    out, device = Path(config.out), accelerator.device
+    root = Path(config.init_from)
+    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+    # Checked before anything is written or rendered: a word the tokenizer lacks fails at once.
+    trained_ids = _token_ids(tokenizer, config.train_tokens) if config.train_tokens else None
+    vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True, torch_dtype=torch.float32)
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+        vae.save_pretrained(str(out / "vae"), safe_serialization=True)
+    vae = vae.to(device).eval()
+    text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True,
+                                                 torch_dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True, torch_dtype=torch.float32)
+    if config.grow_attention or config.grow_layer:
+        # Starts as the same function (new modules are identities), so the step-0 model is the old one.
+        unet = grow_unet(unet, full_resolution_attention=config.grow_attention,
+                         full_resolution_layer=config.grow_layer)
+    if images is None or factors is None:
+        images, factors, masks = render_training_set(config.domain, config.n_images, vae.config.sample_size,
+                                                      config.workers, bool(config.structure_weight))
+    # A frozen UNet keeps what it draws and changes only what the words ask for: a cheap way to
+    # teach a phrase (a new caption wording) without moving the image model.
+    unet.requires_grad_(config.train_unet)
+    return _Parts(vae, tokenizer, text_encoder, unet, tokenizer.model_max_length, images, factors, masks,
+                  trained_ids=trained_ids)
+
+
+def _freeze_other_tokens(text_encoder, trained_ids: list[int], device) -> tuple:
+    """Only the embedding rows of ``trained_ids`` learn: (the other rows' mask, their initial values), to restore."""
+    import torch
+
+    text_encoder.requires_grad_(False)
+    text_encoder.get_input_embeddings().weight.requires_grad_(True)
+    frozen_rows = torch.ones(text_encoder.config.vocab_size, dtype=torch.bool)
+    frozen_rows[trained_ids] = False
+    frozen_rows = frozen_rows.to(device)
+    return frozen_rows, text_encoder.get_input_embeddings().weight.detach().clone().to(device)
+
+
+def _resume(accelerator, ema, out: Path, device) -> int:
+    """Load the latest checkpoint (and its EMA) under ``out``; returns its step (0: none)."""
+    import torch
+
+    resumed = latest_checkpoint(out / "text2image-checkpoints")
+    if not resumed:
+        return 0
+    accelerator.load_state(str(resumed[0]))
+    ema_state = resumed[0] / "ema.pt"
+    if ema_state.exists():
+        ema.load_state_dict(torch.load(ema_state, map_location=device))
+    return resumed[1]
+
+
+@dataclass
+class _Captions:
+    """Token ids (variants, N, tokens) of every image's caption variants, of the empty caption, and with
+    ``train_tokens`` the (variant, image) pairs whose caption holds a trained token."""
+
+    ids: object
+    empty: object
+    variants: int
+    usable: object | None = None
+
+
+def _tokenized_captions(config: Text2ImageConfig, parts: _Parts, sampler, device) -> _Captions:
+    """Captions drawn and tokenized up front (several augmented variants per image) so that the step loop does no
+    Python text work: on a GPU that work, not the model, limited the step rate."""
+    import torch
+
+    n, fixed, max_tokens = len(parts.images), parts.fixed_captions, parts.max_tokens
+    variants = 1 if fixed is not None else config.caption_variants
+    texts = [fixed[i] if fixed is not None else training_caption(config.domain, parts.factors[i], sampler.rng)
+             for _ in range(variants) for i in range(n)]
+    ids = (parts.tokenizer(texts, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt")
+           .input_ids.view(variants, n, max_tokens).to(device))
+    empty = parts.tokenizer([""], padding="max_length", max_length=max_tokens, return_tensors="pt").input_ids.to(device)
+    captions = _Captions(ids, empty, variants)
+    if parts.trained_ids is not None:
+        # Only captions with a trained token move its row: draw from those alone, and drop none (an
+        # empty caption has no gradient here), instead of spending most of each batch on zeros.
+        usable = torch.isin(ids, torch.as_tensor(parts.trained_ids, device=device)).any(-1).nonzero()
+        usable = usable[torch.isin(usable[:, 1], torch.as_tensor(sampler.rows, device=device))]   # this process's
+        if len(usable) == 0:
+            raise ValueError(f"no training caption contains a token of {config.train_tokens!r}")
+        captions.usable = usable
+    return captions
+
+
+def _caption_batch(config: Text2ImageConfig, captions: _Captions, sampler, device):
+    """(the batch's rows, their token ids): a random variant per row, ``caption_dropout`` of them emptied for
+    classifier-free guidance; with ``train_tokens``, rows among the captions holding a trained token, none dropped."""
+    import torch
+
+    rng = sampler.rng
+    if captions.usable is not None:
+        pair = captions.usable[torch.as_tensor(rng.integers(0, len(captions.usable), config.batch_size), device=device)]
+        variant, picked = pair[:, 0], pair[:, 1]
+        sampler.note(picked.cpu().numpy())
+        dropped = torch.zeros(config.batch_size, dtype=torch.bool, device=device)
+    else:
+        picked = torch.as_tensor(sampler.draw(config.batch_size), device=device)
+        variant = torch.as_tensor(rng.integers(0, captions.variants, config.batch_size), device=device)
+        dropped = torch.as_tensor(rng.random(config.batch_size) < config.caption_dropout, device=device)
+    return picked, torch.where(dropped[:, None], captions.empty, captions.ids[variant, picked])
+
+
+def _save(accelerator, model, ema, parts: _Parts, config: Text2ImageConfig, result: dict) -> dict:
+    """The main process writes the EMA weights (text encoder, UNet; the tokenizer of a pretrained pipeline) and the
+    record; the others wait for it."""
+    out = Path(config.out)
+    if not accelerator.is_main_process:        # one process writes
         accelerator.wait_for_everyone()       # until the main process has written
-        return {"process": accelerator.process_index, **scale}
+        return {"process": accelerator.process_index, **result["scale"]}
     ema.copy_to([p for p in model.parameters() if p.requires_grad])
     model.text_encoder.save_pretrained(str(out / "text_encoder"), safe_serialization=True)
     model.unet.save_pretrained(str(out / "unet"), safe_serialization=True)
     if config.pretrained:
-        tokenizer.save_pretrained(str(out / "tokenizer"))
-    result = {"steps": step, "images": n, "final_loss": float(loss.item()), "scale": scale}
-    if trained_ids is not None:
-        result["trained_tokens"] = tokenizer.convert_ids_to_tokens(trained_ids)
+        parts.tokenizer.save_pretrained(str(out / "tokenizer"))
+    if parts.trained_ids is not None:
+        result["trained_tokens"] = parts.tokenizer.convert_ids_to_tokens(parts.trained_ids)
     write_record(out / "unet", "medviz_train.json", config, result)
     accelerator.wait_for_everyone()
     return result
