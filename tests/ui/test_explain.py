@@ -25,7 +25,7 @@ def test_explain_endpoint_on_a_bundled_example_and_on_a_dicom_upload(client, tin
         monkeypatch.setitem(fit, key, value)
     with pytest.raises(Exception, match="load an image first"):
         client.predict(model_name="cxr-phantom", preset="pleural_effusion", trials=9, api_name="/explain")
-    info = client.predict(model_name="cxr-phantom", name="cxr_effusion.png", api_name="/explain_example")
+    info = client.predict(model_name="cxr-phantom", example="cxr_effusion.png", api_name="/explain_example")
     assert info == "Example *cxr_effusion.png*: PNG, 256×256 → 32×32 (the model's working size), uint8"
     explanation, evidence, uncertainty, chart, summary = client.predict(
         model_name="cxr-phantom", preset="pleural_effusion", trials=9, api_name="/explain")
@@ -118,7 +118,7 @@ def _by_tab(updates):
 def test_a_bad_upload_gets_a_clear_message_and_leaves_no_image(client, tmp_path):
     from gradio_client import handle_file
 
-    client.predict(model_name="cxr-phantom", name="cxr_effusion.png", api_name="/explain_example")
+    client.predict(model_name="cxr-phantom", example="cxr_effusion.png", api_name="/explain_example")
     bad = tmp_path / "scan.png"
     bad.write_text("this is not an image")
     info, _, _ = client.predict(model_name="cxr-phantom", upload=handle_file(str(bad)), api_name="/explain_load")

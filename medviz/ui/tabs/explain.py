@@ -230,8 +230,8 @@ def build(page: Page, domain: str | None) -> Tab:
         image, info = read_input(page, model_name, source)
         return [None if image is None else image.pixels, info]
 
-    def on_example(model_name, name):
-        return read(model_name, {"example": name}) if name else [gr.skip()] * 2   # emptied by an upload: keep it
+    def on_example(model_name, example):
+        return read(model_name, {"example": example}) if example else [gr.skip()] * 2   # emptied by an upload: keep it
 
     def on_upload(model_name, upload):
         data = take_upload(upload)            # read into memory; the file and its name leave the server now
