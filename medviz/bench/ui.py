@@ -1,6 +1,6 @@
 """How fast a moved Traverse slider is answered: the handler alone, and the HTTP round trip of a launched app.
 
-A slider only picks a cached frame and redraws the readout chart (no model call; ``tests/ui/test_traverse.py``
+A slider only picks a cached frame and redraws the readout chart (no model call; ``tests/ui/tabs/test_traverse.py``
 asserts that). This bench computes one small trajectory, then times ``repeats`` slider moves both ways.
 """
 
