@@ -154,7 +154,7 @@ def test_screenshots_of_the_other_tabs(page, shots):
     # The card's prompt figures for what the default prompt names (a female patient), before anything runs.
     page.locator("#generate-expect").get_by_text("Measured on this model").wait_for()
     assert "*female* in" not in page.locator("#generate-expect").inner_text()         # rendered, not raw markdown
-    page.get_by_label("pleural effusion").check()
+    page.locator("fieldset").filter(has_text="Findings and devices").get_by_label("pleural effusion").check()
     page.locator("#generate-expect").get_by_text("pleural effusion in").wait_for()
     _set_number(page, "generate-steps", 8, speed_only=True)
     page.locator("#generate-button").click()
