@@ -35,11 +35,17 @@ def normalise(card: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``card`` whose edit and task keys are identifiers (older cards keyed them by phrase)."""
     card = dict(card)
     if card.get("edit_bench"):
-        card["edit_bench"] = {edit_id(r["action"], r["attributes"][0]): r for r in card["edit_bench"].values()}
+        card["edit_bench"] = {edit_id(r["action"], r["attributes"][0]) if _is_edit(r) else key: r
+                              for key, r in card["edit_bench"].items()}
     if card.get("explain_calibration"):
         card["explain_calibration"] = {task_id(card.get("domain"), task): entry
                                        for task, entry in card["explain_calibration"].items()}
     return card
+
+
+def _is_edit(record: Any) -> bool:
+    """A well-formed edit record (a user's hand-edited card may hold others: they are kept as they are, unused)."""
+    return isinstance(record, dict) and bool(record.get("action")) and bool(record.get("attributes"))
 
 
 def edit_id(action: str, attribute: str) -> str:
@@ -93,7 +99,8 @@ class EditRecord:
 
 def edit_records(card: dict) -> dict[str, EditRecord]:
     """{edit identifier: its record} of every benched edit (none: {})."""
-    records = ((edit_id(r["action"], r["attributes"][0]), r) for r in (card or {}).get("edit_bench", {}).values())
+    records = ((edit_id(r["action"], r["attributes"][0]), r) for r in (card or {}).get("edit_bench", {}).values()
+               if _is_edit(r))
     return {edit: EditRecord(edit, r["action"], tuple(r["attributes"]), r) for edit, r in records}
 
 

@@ -69,3 +69,13 @@ def test_the_migration_script_rewrites_an_old_card_once(tmp_path):
     assert set(json.loads((folder / "medviz.json").read_text())["edit_bench"]) == {"remove_support_devices"}
     again = subprocess.run(run, capture_output=True, text=True, cwd=Path(__file__).parents[1], check=True)
     assert again.stdout.strip() == f"{folder}: already current"
+
+
+def test_a_malformed_edit_record_does_not_stop_a_card_loading(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "medviz.json").write_text(json.dumps({"domain": "cxr", "edit_bench": {
+        "remove support devices": EDIT, "my notes": {"n": 3}}}))
+    read = card.read_card(folder)
+    assert set(read["edit_bench"]) == {"remove_support_devices", "my notes"}
+    assert list(card.edit_records(read)) == ["remove_support_devices"]
