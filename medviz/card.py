@@ -130,11 +130,12 @@ class Calibration:
 def calibration(card: dict, task: str, default_trials: int) -> Calibration | None:
     """The card's operating point for ``task`` (identifier or phrase), or None where it has none."""
     card = card or {}
-    entry = card.get("explain_calibration", {}).get(task_id(card.get("domain"), task))
+    task = task_id(card.get("domain"), task)
+    entry = card.get("explain_calibration", {}).get(task)
     if not entry:
         return None
     trials = int(entry.get("trials", default_trials))
-    return Calibration(task_id(card.get("domain"), task), entry.get("weighting", "disagreement"),
+    return Calibration(task, entry.get("weighting", "disagreement"),
                        tuple(int(t) for t in entry.get("t_range", DEFAULT_T_RANGE)),
                        float(entry.get("vote_threshold", 0.5)), entry.get("decision", "vote"), trials,
                        int(entry.get("trials_run", trials)), entry.get("engine_trials_bench"), entry)

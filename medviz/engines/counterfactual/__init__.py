@@ -81,7 +81,7 @@ def counterfactual(model, image: np.ndarray, config: EditConfig, mask: np.ndarra
     readout_after = model.oracle.readout_dicts([decoded])[0] if model.oracle is not None else None
     effect = effect_check(config, readout_before, readout_after)
     measured = measured_edit(model.card, config)
-    shown = (lambda x: channel_mean(x)) if np.asarray(image).ndim == 2 else (lambda x: x)
+    shown = channel_mean if np.asarray(image).ndim == 2 else np.asarray
     l1_in, l1_out, ssim_in, ssim_out = change_metrics(rgb, decoded, pixel_mask)
     parameters = {**asdict(config), "seed": seed, "source_prompt": source, "target_prompt": target,
                   "model": model.name, "engine": "counterfactual", "image_size": size,
