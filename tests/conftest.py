@@ -3,10 +3,13 @@ import os
 # Tests never reach the network: the default path is offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# xdist runs one worker per core: each worker's torch takes its share of the cores, not all of them (set before torch
+# is imported; threads that fight over the same cores make the whole run slower than one worker).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    workers = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 import pytest  # noqa: E402
-
-from tests.tiny import tiny_model  # noqa: E402
 
 #: What makes a test slow; ``slow`` is given to any test with one of them, so ``-m "not slow"`` is the quick run.
 SLOW_KINDS = {
@@ -36,11 +39,15 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def tiny_cxr():
     """A random 32-px CXR pipeline and oracle carrying the bundled CXR card: behaviour, wiring, errors."""
+    from tests.tiny import tiny_model     # here, not at the top: xdist's controller loads this file and runs no test
+
     return tiny_model("cxr")
 
 
 @pytest.fixture(scope="session")
 def tiny_skin():
+    from tests.tiny import tiny_model
+
     return tiny_model("skin")
 
 

@@ -11,6 +11,9 @@ from medviz.ui.tabs.explain import ExplainRequest, explain_view
 from tests.tiny import tiny_model
 
 
+pytestmark = pytest.mark.xdist_group("guard")      # one worker builds the module fixture once
+
+
 @pytest.fixture(scope="module")
 def calibrated():
     """A tiny model calibrated on its own phantoms (centres and spreads on 24, threshold on 24 more)."""

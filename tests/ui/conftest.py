@@ -19,9 +19,12 @@ def served_with_models_folder(root):
         demo.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app_url(tiny_cxr, tiny_skin):
-    """The app on the tiny random models (under the bundled names, with the bundled cards), on a free port."""
+    """The app on the tiny random models (under the bundled names, with the bundled cards), on a free port.
+
+    One server for the whole run (per xdist worker), as one server serves many users: each test's ``client`` is a
+    session of its own, so state a test leaves (a loaded image, a trajectory) is not seen by the next."""
     from medviz.ui.layout import build_demo, serve
     from medviz.ui.session import ModelRegistry
 

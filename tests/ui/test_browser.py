@@ -15,7 +15,8 @@ import pytest
 
 from medviz.ui.common import EXAMPLES_DIR
 
-pytestmark = pytest.mark.browser       # a browser end to end: in the full run, not in the quick one (-m "not slow")
+pytestmark = [pytest.mark.browser,     # a browser end to end: in the full run, not in the quick one (-m "not slow")
+              pytest.mark.xdist_group("browser")]      # one worker starts the servers and the browser once
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT_MS = 300_000        # a CPU edit with few steps takes seconds; leave room for a busy CI machine

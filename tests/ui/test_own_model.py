@@ -9,6 +9,9 @@ from tests.ui.conftest import served_with_models_folder
 FAST = dict(frames=3, steps=4, guidance_scale=3.0, seed=0, seed_b=-1, alpha_max=1.0, start_step=0)
 
 
+pytestmark = pytest.mark.xdist_group("own_model")      # one worker builds the module fixture once
+
+
 @pytest.fixture(scope="module")
 def own_app(tmp_path_factory):
     """The app with a models folder holding one tiny random SD-architecture folder saved to disk, 'mine'."""

@@ -14,6 +14,9 @@ REQUEST = dict(model_name="cxr-phantom", label="", spurious="support_devices", t
                source="phantoms", n_phantoms=4, link_strength=0.0, uploads=[], compare="none")
 
 
+pytestmark = pytest.mark.xdist_group("audit_tab")      # one worker builds the module fixture once
+
+
 @pytest.fixture(scope="module")
 def audit_app(tmp_path_factory):
     """The app with a models folder holding a tiny random classifier folder 'my-effusion' and three broken ones."""
