@@ -111,3 +111,85 @@ def change_metrics(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> t
         return float(values[where].mean()) if where.any() else float("nan")
 
     return region(absolute, mask), region(absolute, ~mask), region(ssim_map, mask), region(ssim_map, ~mask)
+
+
+# Calibration and selective prediction of a binary classifier (the stress test). Written here rather than taken
+# from scikit-learn, which medviz does not otherwise need: each is a few lines over numpy.
+
+def _clipped(probabilities: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(probabilities, dtype=np.float64).ravel(), 1e-7, 1 - 1e-7)
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> float:
+    """ECE of P(positive) (Guo et al. 2017, eq. 3, on the top label): the mean over ``bins`` equal-width confidence
+    bins of |accuracy - confidence|, weighted by the bin's share of images. In [0, 1]; NaN on no images."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    p = _clipped(probabilities)
+    if not len(p):
+        return float("nan")
+    predicted = p >= 0.5
+    confidence = np.where(predicted, p, 1 - p)                      # in [0.5, 1]
+    which = np.minimum((confidence * bins).astype(int), bins - 1)     # equal-width bins over [0, 1], as Guo et al.
+    error = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        error += inside.mean() * abs((predicted[inside] == labels[inside]).mean() - confidence[inside].mean())
+    return float(error)
+
+
+def reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> list[dict]:
+    """The reliability diagram's points: per non-empty top-label confidence bin, its centre, mean confidence,
+    accuracy and count."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    p = _clipped(probabilities)
+    predicted = p >= 0.5
+    confidence = np.where(predicted, p, 1 - p)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    return [{"bin": (b + 0.5) / bins, "confidence": float(confidence[which == b].mean()),
+             "accuracy": float((predicted == labels)[which == b].mean()), "n": int((which == b).sum())}
+            for b in np.unique(which)]
+
+
+def negative_log_likelihood(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean -log P(true label), probabilities clipped to [1e-7, 1 - 1e-7] (a sure wrong answer costs 16.1)."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    p = _clipped(probabilities)
+    return float(np.mean(-np.log(np.where(labels, p, 1 - p)))) if len(p) else float("nan")
+
+
+def selective_accuracy(correct: np.ndarray, uncertainty: np.ndarray, coverage: float = 0.8) -> float:
+    """Accuracy on the ``coverage`` share of images the method is least uncertain about (ties kept in input order,
+    at least one image): what a user who sets the most uncertain aside gets."""
+    correct = np.asarray(correct).astype(bool).ravel()
+    if not len(correct):
+        return float("nan")
+    kept = max(1, int(np.ceil(coverage * len(correct))))
+    order = np.argsort(np.asarray(uncertainty, dtype=np.float64).ravel(), kind="stable")
+    return float(correct[order[:kept]].mean())
+
+
+def binary_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy in bits of P(positive), (N,) in [0, 1]: a classifier's own uncertainty when it gives no other."""
+    p = _clipped(probabilities)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def bootstrap_interval(statistic, arrays: tuple[np.ndarray, ...], resamples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``statistic(*arrays)`` over ``resamples`` resamples of the images (rows, with
+    replacement); resamples where the statistic is NaN (one class absent for AUROC) are left out."""
+    n = len(arrays[0])
+    if n == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        rows = rng.integers(0, n, n)
+        value = statistic(*(np.asarray(a)[rows] for a in arrays))
+        if value == value:
+            values.append(value)
+    if not values:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)

@@ -17,6 +17,7 @@ LAYERS = {
     "card": 1,
     "domains": 0,
     "metrics": 0,
+    "shifts": 0,
     "processes": 0,
     "display": 1,
     "prompts": 1,

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from medviz.metrics import thin_line_shapes
@@ -74,3 +75,43 @@ def test_an_image_without_lines_has_no_line_statistics():
     nevus, draw = _canvas()
     draw.ellipse([34, 34, 94, 94], fill=LINE)
     assert thin_line_shapes(np.asarray(nevus)[None])["line_px"] < 20
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_the_gap_when_it_does_not():
+    from medviz.metrics import expected_calibration_error, reliability_bins
+
+    labels = np.array([1] * 8 + [0] * 2)
+    assert expected_calibration_error(labels, np.full(10, 0.8)) == pytest.approx(0.0)
+    assert expected_calibration_error(labels, np.full(10, 0.99)) == pytest.approx(0.19)
+    # two bins: confident and right (0.95, all positive), unsure and half right (0.55 -> 50%)
+    p = np.array([0.95] * 6 + [0.55] * 4)
+    truth = np.array([1] * 6 + [1, 0, 1, 0])
+    assert expected_calibration_error(truth, p) == pytest.approx(0.6 * 0.05 + 0.4 * 0.05)
+    points = reliability_bins(truth, p)
+    assert [(b["n"], b["accuracy"]) for b in points] == [(4, 0.5), (6, 1.0)]
+
+
+def test_nll_entropy_and_selective_accuracy():
+    from medviz.metrics import binary_entropy, negative_log_likelihood, selective_accuracy
+
+    assert negative_log_likelihood(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(np.log(2))
+    assert negative_log_likelihood(np.array([1]), np.array([0.0])) == pytest.approx(-np.log(1e-7))
+    np.testing.assert_allclose(binary_entropy(np.array([0.5, 0.0, 1.0])), [1.0, 0.0, 0.0], atol=1e-5)
+    correct = np.array([True, True, False, True, False])
+    uncertainty = np.array([0.1, 0.2, 0.9, 0.3, 0.8])                    # the wrong ones are the least sure
+    assert selective_accuracy(correct, uncertainty, 0.6) == 1.0 and selective_accuracy(correct, uncertainty, 1.0) == 0.6
+    assert selective_accuracy(correct, -uncertainty, 0.4) == 0.0
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_images():
+    from medviz.metrics import bootstrap_interval, roc_auc
+
+    rng = np.random.default_rng(0)
+    small, large = rng.random(40) < 0.7, rng.random(4000) < 0.7
+    low, high = bootstrap_interval(lambda c: float(c.mean()), (small,), 500, seed=1)
+    assert low <= small.mean() <= high
+    wide = high - low
+    low, high = bootstrap_interval(lambda c: float(c.mean()), (large,), 500, seed=1)
+    assert high - low < wide / 5
+    one_class = np.ones(5, bool)                                          # AUROC undefined in every resample
+    assert all(np.isnan(bootstrap_interval(roc_auc, (one_class, np.arange(5.0)), 50)))

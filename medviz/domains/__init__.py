@@ -14,7 +14,7 @@ import, and a new one needs only ``register`` (see ``tests/test_domains.py``).
 from __future__ import annotations
 
 from . import cxr, skin  # noqa: E402,I001  (each registers itself)
-from .base import Attribute, ClassifierPreset, Domain, find, get, names, register, registered, unregister
+from .base import Attribute, ClassifierPreset, Domain, Shift, find, get, names, register, registered, unregister
 
-__all__ = ["Attribute", "ClassifierPreset", "Domain", "find", "get", "names", "register", "registered", "unregister",
-           "cxr", "skin"]
+__all__ = ["Attribute", "ClassifierPreset", "Domain", "Shift", "find", "get", "names", "register", "registered",
+           "unregister", "cxr", "skin"]

@@ -70,6 +70,26 @@ class Attribute:
 
 
 @dataclass(frozen=True)
+class Shift:
+    """One kind of acquisition shift, graded from mild to severe (the stress test also measures no shift).
+
+    Args:
+        name: its identifier ("rotation"); ``transform``'s too (``medviz.shifts.TRANSFORMS``).
+        phrase: on screen ("rotation").
+        unit: what a level means ("degrees", "x exposure").
+        levels: the graded levels, beyond the training range where the phantoms have one.
+        factor: the phantom SCM's acquisition factor set to the level (do(factor = level), the anatomy and every
+            other factor kept); None: phantoms are shifted by the image transform, as a user's images always are.
+    """
+
+    name: str
+    phrase: str
+    unit: str
+    levels: tuple[float, ...]
+    factor: str | None = None
+
+
+@dataclass(frozen=True)
 class ClassifierPreset:
     """Two classes told apart by one attribute, each optionally scored in several contexts.
 
@@ -102,6 +122,7 @@ class Domain:
         normal_phrases: prompt words that mean "no finding"; they negate ``normal_negates``.
         attributes_of: a phantom's factors -> {attribute: present}; None for a domain without phantoms.
         planted_link: (graph parameter, cause attribute, effect attribute) of the phantoms' spurious link.
+        shifts: the stress test's acquisition shifts, graded (``Shift``).
     """
 
     name: str
@@ -122,6 +143,13 @@ class Domain:
     primary_task: str = ""             # the diffusion classifier's benched preset (its identifier)
     mirrored: bool = False             # an image flipped left-right is as likely (dermoscopy; not a chest X-ray)
     fidelity: tuple[str, ...] = ()     # the attributes the models bench asks for and against, in prompts
+    shifts: tuple[Shift, ...] = ()     # the stress test's acquisition shifts
+
+    def shift(self, name: str) -> Shift:
+        for shift in self.shifts:
+            if shift.name == name:
+                return shift
+        raise ValueError(f"{self.name} has no shift {name!r}; choose one of {', '.join(s.name for s in self.shifts)}")
 
     def attribute(self, name: str) -> Attribute:
         for attribute in self.attributes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Attribute, ClassifierPreset, Domain, register
+from .base import Attribute, ClassifierPreset, Domain, Shift, register
 
 #: The phantom SCM's device kinds, in the order its mechanism draws them.
 DEVICE_KINDS = ("pacemaker", "ett", "cvc", "ngt")
@@ -81,4 +81,16 @@ DOMAIN = register(Domain(
     dataset_layout="chexpert",
     primary_task="pleural_effusion",
     fidelity=("pleural_effusion", "cardiomegaly", "support_devices", "female"),
+    # Beyond the phantoms' training ranges (phantoms.cxr.ACQUISITION_RANGES): exposure 0.82-1.18, gamma 0.8-1.2,
+    # noise 0.006-0.02, rotation +-4 degrees; the SCM's checks cap them at 1.3, 1.3, 0.06 and 10.
+    shifts=(
+        Shift("exposure", "over-exposure", "x exposure", (1.21, 1.24, 1.27, 1.30), factor="exposure"),
+        Shift("contrast", "contrast gamma", "gamma", (1.22, 1.25, 1.28, 1.30), factor="contrast"),
+        Shift("noise", "quantum noise", "noise standard deviation", (0.03, 0.04, 0.05, 0.06), factor="noise_level"),
+        Shift("rotation", "rotation", "degrees", (5.0, 7.0, 9.0, 10.0), factor="rotation"),
+        Shift("resolution", "resolution loss", "x down-sampling", (1.5, 2.0, 3.0, 4.0)),
+        Shift("zoom", "crop and zoom", "x zoom", (1.1, 1.2, 1.3, 1.4)),
+        Shift("translation", "translation", "x the side", (0.04, 0.08, 0.12, 0.16)),
+        Shift("jpeg", "JPEG compression", "JPEG quality", (50.0, 30.0, 20.0, 10.0)),
+    ),
 ))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import Attribute, ClassifierPreset, Domain, register
+from .base import Attribute, ClassifierPreset, Domain, Shift, register
 
 
 def _artifact(name: str, phrase: str, synonyms: tuple[str, ...], label: str | None = None, on: Any = True,
@@ -60,4 +60,15 @@ DOMAIN = register(Domain(
     primary_task="melanoma",
     mirrored=True,                     # dermoscopy has no left or right
     fidelity=("melanoma", "ruler", "hair", "ink"),
+    # Illumination beyond the phantoms' 0.88-1.12 (the SCM caps it at 0.7); no rotation: a dermoscopy image has no
+    # up, and the phantoms are drawn at every angle.
+    shifts=(
+        Shift("illumination", "dim light", "x light", (0.84, 0.80, 0.75, 0.70), factor="illumination"),
+        Shift("noise", "sensor noise", "noise standard deviation", (0.02, 0.04, 0.06, 0.10)),
+        Shift("contrast", "contrast gamma", "gamma", (1.2, 1.35, 1.5, 1.7)),
+        Shift("resolution", "resolution loss", "x down-sampling", (1.5, 2.0, 3.0, 4.0)),
+        Shift("zoom", "crop and zoom", "x zoom", (1.1, 1.2, 1.3, 1.4)),
+        Shift("translation", "translation", "x the side", (0.04, 0.08, 0.12, 0.16)),
+        Shift("jpeg", "JPEG compression", "JPEG quality", (50.0, 30.0, 20.0, 10.0)),
+    ),
 ))

@@ -135,6 +135,20 @@ def check_domain(model: Model, image: np.ndarray) -> DomainCheck:
     return DomainCheck(score <= threshold, score, threshold, reason, z, unet_passes=len(TIMESTEPS))
 
 
+def flagger(model: Model, batch: int = 16):
+    """``flags(images) -> bool (N,)``, True where the domain check flags an image (batched: 1 + len(TIMESTEPS)
+    passes per image, as ``check_domain``); None when the model's card has no domain-check calibration."""
+    calibration = domain_calibration(model.card)
+    if calibration is None:
+        return None
+    threshold = float(calibration["threshold"])
+
+    def flags(images) -> np.ndarray:
+        return scores(raw_features(model, images, batch), calibration) > threshold
+
+    return flags
+
+
 def describe_feature(name: str, z: float) -> str:
     """'the VAE round trip error, 14 spreads above in-domain images'."""
     what = {"vae": "the VAE round-trip error"}.get(

@@ -48,6 +48,13 @@ def test_check_domain_says_why_and_costs_three_unet_passes(calibrated):
     assert outside.record()["in_domain"] is False
 
 
+def test_the_batched_flags_agree_with_one_check_per_image(calibrated, tiny_cxr):
+    images = [*phantoms("cxr", 3, 32, 300), np.full((32, 32), 0.5, np.float32)]
+    flags = guard.flagger(calibrated)(images)
+    assert flags.dtype == bool and flags.tolist() == [not guard.check_domain(calibrated, im).in_domain for im in images]
+    assert guard.flagger(tiny_cxr) is None                                       # no calibration, no flags
+
+
 def test_a_model_without_a_calibration_says_it_has_no_check(tiny_cxr):
     check = guard.check_domain(tiny_cxr, np.zeros((32, 32), np.float32))
     assert check.in_domain is None and np.isnan(check.score) and check.record()["score"] is None

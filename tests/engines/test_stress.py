@@ -1,0 +1,92 @@
+"""The stress-test engine on tiny phantoms and stand-in classifiers whose answers are known."""
+
+import numpy as np
+import pytest
+
+from medviz.engines import Interrupted
+from medviz.engines.stress import (NONE, Scorer, StressConfig, classifier_scorer, image_sets, level_count,
+                                   oracle_scorer, phantom_sets, probability_scorer, stress_test, summary_by_shift)
+
+CONFIG = StressConfig(target="pleural_effusion", shifts=("rotation", "jpeg"), n=3, bootstrap=20)
+
+
+def test_phantoms_are_shifted_through_their_factors_or_the_transform_and_keep_their_labels():
+    sets = list(phantom_sets("cxr", CONFIG))
+    assert [(s.shift, s.level) for s in sets] == [(NONE, 0.0), *[("rotation", v) for v in (5.0, 7.0, 9.0, 10.0)],
+                                                   *[("jpeg", v) for v in (50.0, 30.0, 20.0, 10.0)]]
+    assert len(sets) == level_count("cxr", CONFIG) and all(len(s.images) == 3 for s in sets)
+    unshifted, rotated = sets[0], sets[3]
+    assert all(np.array_equal(s.labels, unshifted.labels) for s in sets)       # do(rotation) moves no finding
+    assert all(np.abs(a - b).mean() > 0.01 for a, b in zip(unshifted.images, rotated.images))
+    again = list(phantom_sets("cxr", CONFIG))
+    assert all(np.array_equal(a, b) for s, t in zip(sets, again) for a, b in zip(s.images, t.images))
+
+
+def _bright_is_positive(images):
+    """A stand-in classifier: P(positive) rises with the mean intensity."""
+    return np.array([float(np.clip((np.mean(im) - 0.3) * 3, 0, 1)) for im in images])
+
+
+def test_figures_of_a_classifier_whose_answers_are_known():
+    images = [np.full((16, 16), v, np.float32) for v in (0.1, 0.15, 0.48, 0.52)]
+    labels = np.array([False, False, True, True])
+    config = StressConfig(target="pleural_effusion", shifts=("exposure",), n=4, bootstrap=50)
+    sure = Scorer("sure", lambda ims: (_bright_is_positive(ims), np.zeros(len(ims))))
+    scorers = [sure, probability_scorer("cnn", _bright_is_positive)]
+    result = stress_test(image_sets(images, labels, "cxr", config), scorers, config,
+                         flags=lambda ims: np.array([np.mean(im) > 0.5 for im in ims]))
+    row = result.row("sure", NONE, 0.0)
+    assert (row.n, row.positives, row.accuracy, row.auroc) == (4, 2, 1.0, 1.0) and row.flagged == 0.25
+    assert row.accuracy_interval[0] <= 1.0 <= row.accuracy_interval[1]
+    assert row.nll == pytest.approx(np.mean([0, 0, -np.log(0.54), -np.log(0.66)]), abs=1e-4)
+    over = result.row("sure", "exposure", 1.3)          # over-exposed is darker (phantoms.cxr): positives read negative
+    assert (over.accuracy, over.positives, over.flagged) == (0.5, 2, 0.0)
+    assert len(result.rows) == 2 * level_count("cxr", config) and set(result.reliability) == {"sure", "cnn"}
+    assert summary_by_shift(result)["cnn"][NONE] == 1.0
+    assert result.parameters["classifiers"]["cnn"]["uncertainty"] == "entropy of its probability"
+
+
+def test_a_classifier_at_chance_under_a_shift_is_named_and_the_run_stops_when_asked():
+    images = [np.full((16, 16), v, np.float32) for v in (0.1, 0.2, 0.6, 0.7)]
+    config = StressConfig(target="pleural_effusion", shifts=("exposure",), n=4, bootstrap=0)
+    always = probability_scorer("always-positive", lambda ims: np.ones(len(ims)))
+    result = stress_test(image_sets(images, np.array([0, 0, 1, 1]), "cxr", config), [always], config)
+    assert result.warnings == ["always-positive: accuracy 50% at exposure 1.21, no better than answering the "
+                               "majority class (50%)"]
+    assert np.isnan(result.rows[0].accuracy_interval[0])                      # bootstrap 0: no intervals
+    calls = []
+    with pytest.raises(Interrupted, match="stopped by the user after 2 level sets"):
+        stress_test(image_sets(images, np.array([0, 0, 1, 1]), "cxr", config), [always], config,
+                    progress=lambda done, total: calls.append((done, total)), should_stop=lambda: len(calls) >= 2,
+                    total=level_count("cxr", config))
+    assert calls == [(1, 5), (2, 5)]
+
+
+def test_the_oracle_and_a_classifier_folder_answer_on_tiny_phantoms(tiny_cxr):
+    from medviz.classifiers import AuditedClassifier
+    from medviz.train.classifier import make_classifier
+
+    classifier = make_classifier((8, 16), "pleural_effusion", 32)
+    folder = AuditedClassifier(classifier, "pleural_effusion", 1, 32, "tiny-effusion", {})
+    config = StressConfig(target="pleural_effusion", shifts=("noise",), n=2, bootstrap=0)
+    scorers = [oracle_scorer(tiny_cxr.oracle, "pleural_effusion"), classifier_scorer(folder)]
+    result = stress_test(phantom_sets("cxr", config), scorers, config)
+    assert {r.classifier for r in result.rows} == {"oracle", "tiny-effusion"} and len(result.rows) == 10
+    assert all(0 <= r.accuracy <= 1 and 0 <= r.ece <= 1 and r.nll > 0 for r in result.rows)
+    with pytest.raises(ValueError, match="the oracle does not read 'ruler'"):
+        oracle_scorer(tiny_cxr.oracle, "ruler")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"target": "ruler"}, "target 'ruler' is not an attribute of cxr; choose one of"),
+    ({"shifts": ("blur",)}, "cxr has no shift 'blur'; choose one of exposure"),
+    ({"n": 1}, "n must be at least 2"),
+    ({"coverage": 0.0}, "coverage must be in"),
+])
+def test_a_bad_request_gets_one_sentence(change, message):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=message):
+        replace(CONFIG, **change).validate("cxr")
+    with pytest.raises(ValueError, match="a stress test needs a domain"):
+        CONFIG.validate(None)
