@@ -10,11 +10,11 @@ import argparse
 import sys
 
 from . import (align, audit, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models, phantoms,
-               scale, traverse, ui)
+               robust, scale, traverse, ui)
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,
-           "ui": ui, "audit": audit, "debias": debias,
+           "ui": ui, "audit": audit, "debias": debias, "robust": robust,
            "scale": scale, "align": align}
 
 

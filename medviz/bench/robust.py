@@ -1,0 +1,124 @@
+"""Robustness bench: each classifier on held-out phantoms under graded acquisition shifts (the stress-test engine).
+
+Per classifier, shift and level: accuracy at its operating point, AUROC, ECE (10 bins), NLL with 95% bootstrap
+intervals, selective accuracy at 80% coverage by its own uncertainty, and the domain check's flag rate.
+
+    python -m medviz.bench robust --domain cxr --threads 1 --json assets/bench/robust_cxr.json \\
+        --figure-dir assets/bench
+
+Classifiers: the bundled model's ResNet oracle and the bundled classifiers of the domain (``--classifiers``: names
+or folders). The diffusion classifier and LaDiNE join as they get their scorers (issue 53).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import domains
+from ..classifiers import bundled_classifiers, classifier_domain, load_classifier
+from ..engines.guard import flagger
+from ..engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, level_count, oracle_scorer,
+                              phantom_sets, stress_test)
+from ..models import load_model
+from .cli import add_common, run_per_domain
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser)
+    parser.add_argument("--n", type=int, default=200, help="held-out phantoms per level (default 200)")
+    parser.add_argument("--shifts", nargs="+", default=None, help="shift identifiers (default: all of the domain's)")
+    parser.add_argument("--classifiers", nargs="+", default=None,
+                        help="bundled classifier names or folders (default: the domain's bundled ones)")
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--no-domain-check", action="store_true", help="skip the domain check's flag rates")
+    parser.add_argument("--figure-dir", default=None, help="write robust_<domain>.png here")
+
+
+def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
+    known = domains.get(domain)
+    config = StressConfig(target=known.presets[known.primary_task].attribute if known.primary_task else "",
+                          shifts=tuple(args.shifts or ()), n=args.n, bootstrap=args.bootstrap)
+    config.validate(domain)
+    model = load_model(f"{domain}-phantom", device="cpu")
+    names = args.classifiers or [c for c in bundled_classifiers() if classifier_domain(c) == domain]
+    scorers = [oracle_scorer(model.oracle, config.target, "resnet-oracle"),
+               *(classifier_scorer(load_classifier(name, config.target)) for name in names)]
+    flags = None if args.no_domain_check else flagger(model)
+    total = level_count(domain, config)
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        print(f"[robust {domain}] {done}/{total} level sets, {time.perf_counter() - started:.0f} s", flush=True)
+
+    result = stress_test(phantom_sets(domain, config), scorers, config, flags, progress, total=total)
+    out = {"domain": domain, "command": command, "parameters": result.parameters, "rows": result.records(),
+           "reliability": result.reliability, "warnings": result.warnings, "seconds": round(result.seconds, 1),
+           "shifts": {s.name: {"phrase": s.phrase, "unit": s.unit, "levels": list(s.levels), "factor": s.factor}
+                      for s in config.chosen(domain)}}
+    if args.figure_dir:
+        out["figure"] = str(figure(domain, result, out["shifts"], Path(args.figure_dir)))
+    return out
+
+
+def figure(domain: str, result: StressResult, shifts: dict, folder: Path) -> Path:
+    """Accuracy against shift level, one panel per shift, one line per classifier with its 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r.classifier for r in result.rows))
+    columns = min(4, len(shifts))
+    rows = -(-len(shifts) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.7 * rows), squeeze=False)
+    for ax, (shift, info) in zip(axes.ravel(), shifts.items()):
+        for name in names:
+            points = [result.row(name, NONE, 0.0)] + [result.row(name, shift, level) for level in info["levels"]]
+            x = np.arange(len(points))
+            y = [p.accuracy for p in points]
+            ax.plot(x, y, marker="o", ms=3, label=name)
+            ax.fill_between(x, [p.accuracy_interval[0] for p in points], [p.accuracy_interval[1] for p in points],
+                            alpha=0.15)
+        ax.set_xticks(range(len(info["levels"]) + 1), ["none", *(f"{v:g}" for v in info["levels"])], fontsize=7)
+        ax.set_title(f"{info['phrase']} ({info['unit']})", fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.axhline(0.5, color="grey", lw=0.5, ls=":")
+    for ax in axes.ravel()[len(shifts):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("accuracy")
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    fig.suptitle(f"{domain}: accuracy under acquisition shift, {result.parameters['n']} held-out phantoms per level",
+                 fontsize=9)
+    fig.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"robust_{domain}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_table(result: dict) -> None:
+    """Per classifier: unshifted accuracy, then each shift's mean accuracy and ECE over its levels."""
+    rows = result["rows"]
+    print(f"\n{result['domain']}: {result['parameters']['n']} phantoms per level, {result['seconds']} s")
+    for name in dict.fromkeys(r["classifier"] for r in rows):
+        mine = [r for r in rows if r["classifier"] == name]
+        base = next(r for r in mine if r["shift"] == NONE)
+        cells = []
+        for shift in result["shifts"]:
+            levels = [r for r in mine if r["shift"] == shift]
+            flagged = [r["flagged"] for r in levels if r["flagged"] is not None]
+            cells.append(f"{shift} {np.mean([r['accuracy'] for r in levels]):.0%}"
+                         f" (ECE {np.mean([r['ece'] for r in levels]):.2f}"
+                         + (f", flagged {np.mean(flagged):.0%})" if flagged else ")"))
+        print(f"  {name:28s} none {base['accuracy']:.0%} (ECE {base['ece']:.2f}) | " + " | ".join(cells))
+    for line in result["warnings"]:
+        print("  warning:", line)
+
+
+def main(args: argparse.Namespace, command: str) -> int:
+    return run_per_domain(args, command, run_domain, print_table)

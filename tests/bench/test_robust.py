@@ -1,0 +1,35 @@
+"""The robustness bench end to end on the tiny CXR model and a tiny classifier folder."""
+
+import json
+
+import pytest
+
+
+def test_the_bench_writes_rows_per_classifier_shift_and_level_and_a_figure(tiny_cxr, tmp_path, monkeypatch, capsys):
+    from medviz.bench import robust
+    from medviz.bench.__main__ import main
+    from medviz.train.classifier import make_classifier
+
+    make_classifier((8, 16), "pleural_effusion", 32).save_pretrained(str(tmp_path / "mine"))
+    monkeypatch.setattr(robust, "load_model", lambda name, device: tiny_cxr)
+    out = tmp_path / "robust_cxr.json"
+    assert main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "noise", "zoom",
+                 "--classifiers", str(tmp_path / "mine"), "--json", str(out), "--figure-dir", str(tmp_path)]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["classifier"], r["shift"]) for r in result["rows"][:2]] == [("resnet-oracle", "none"),
+                                                                           (str(tmp_path / "mine"), "none")]
+    assert len(result["rows"]) == 2 * 9 and result["parameters"]["target"] == "pleural_effusion"
+    assert result["shifts"]["noise"] == {"phrase": "quantum noise", "unit": "noise standard deviation",
+                                         "levels": [0.03, 0.04, 0.05, 0.06], "factor": "noise_level"}
+    assert all(r["flagged"] is None for r in result["rows"])          # the tiny card has no domain check
+    assert (tmp_path / "robust_cxr.png").stat().st_size > 10_000
+    assert "resnet-oracle" in capsys.readouterr().out
+
+
+def test_an_unknown_shift_is_named_before_anything_loads(monkeypatch):
+    from medviz.bench import robust
+    from medviz.bench.__main__ import main
+
+    monkeypatch.setattr(robust, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    with pytest.raises(ValueError, match="skin has no shift 'rotation'"):
+        main(["robust", "--domain", "skin", "--shifts", "rotation"])
