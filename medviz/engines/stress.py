@@ -30,8 +30,8 @@ from ..metrics import (binary_entropy, bootstrap_interval, expected_calibration_
 from ..phantoms import get_domain
 from .common import Interrupted, Progress, ShouldStop
 
-#: Held-out phantoms of the stress test: seeds no model, oracle or bench set was drawn from.
-STRESS_FIRST_SEED = 40_000_000
+#: Held-out phantoms of the stress test: seeds no model, oracle, bench or Audit-tab set (40_000_000 on) is drawn from.
+STRESS_FIRST_SEED = 50_000_000
 NONE = "none"                 # the unshifted set's shift name (level 0)
 
 
@@ -278,7 +278,7 @@ def _warnings(rows: list[StressRow]) -> list[str]:
         base_rate = max(worst.positives, worst.n - worst.positives) / worst.n
         if worst.accuracy <= base_rate:
             out.append(f"{name}: accuracy {worst.accuracy:.0%} at {worst.shift} {worst.level:g}, no better than "
-                       f"answering the majority class ({base_rate:.0%})")
+                       f"answering the majority class ({base_rate:.0%}).")
     return out
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,9 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 from .. import RESEARCH_ONLY_NOTICE, __version__
+from ..data import DatasetError, load_labelled
 from ..engines import Interrupted
+from ..engines.audit import AuditImage, folder_images
 from ..engines.common import Progress, ShouldStop
 from ..io import MedicalImage, read_image
 from ..models import ModelLoadError
@@ -26,6 +30,7 @@ BANNER = (f"**medviz {__version__}** · ⚠️ {RESEARCH_ONLY_NOTICE.capitalize(
 MODEL_JOBS = "model"          # concurrency id shared by every event that runs the model
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent.parent / "assets" / "examples" / "inputs"
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"]
+MAX_UPLOADS = 200             # images per audit or stress test
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,40 @@ def take_upload(path: str | None) -> bytes | None:
     finally:
         if Path(get_upload_folder()).resolve() in upload.resolve().parents:     # never a file outside gradio's cache
             forget_file(upload)
+
+
+def read_uploads(uploads, domain: str | None, size: int) -> tuple[list[AuditImage], list[str]]:
+    """(images, notes) of a set of uploaded files: a CSV among them in the domain's public layout (CheXpert, ISIC)
+    gives the images it names their labels. The files leave the server at once; a bad file is named, not fatal."""
+    if len(uploads) > MAX_UPLOADS:
+        raise ValueError(f"at most {MAX_UPLOADS} images at a time; got {len(uploads)}")
+    folder = Path(tempfile.mkdtemp(prefix="medviz-uploads-"))
+    try:
+        for path in uploads:
+            (folder / Path(path).name).write_bytes(take_upload(path) or b"")
+        return _read_folder(folder, domain, size)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_folder(folder: Path, domain: str | None, size: int) -> tuple[list[AuditImage], list[str]]:
+    csvs = sorted(folder.glob("*.csv"))
+    if csvs:
+        try:
+            records = load_labelled(domain, csvs[0], image_root=folder, check_files=False)
+        except DatasetError as error:
+            raise ValueError(str(error).replace(str(folder) + "/", "")) from None
+        records = [r for r in records if r.path.is_file()]
+        images, unreadable = folder_images(records, max_side=size)
+        notes = [f"Labels from {csvs[0].name} for {len(images)} images."] if images else []
+        return images, notes + [f"Unreadable, left out: {line}" for line in unreadable]
+    images, notes = [], []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() != ".csv"):
+        try:
+            images.append(AuditImage(path.name, read_image(path, max_side=size).pixels))
+        except ValueError as error:
+            notes.append(f"Unreadable, left out: {path.name}: {error}")
+    return images, notes
 
 
 def forget_file(path: Path) -> None:

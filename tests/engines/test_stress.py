@@ -52,7 +52,7 @@ def test_a_classifier_at_chance_under_a_shift_is_named_and_the_run_stops_when_as
     always = probability_scorer("always-positive", lambda ims: np.ones(len(ims)))
     result = stress_test(image_sets(images, np.array([0, 0, 1, 1]), "cxr", config), [always], config)
     assert result.warnings == ["always-positive: accuracy 50% at exposure 1.21, no better than answering the "
-                               "majority class (50%)"]
+                               "majority class (50%)."]
     assert np.isnan(result.rows[0].accuracy_interval[0])                      # bootstrap 0: no intervals
     calls = []
     with pytest.raises(Interrupted, match="stopped by the user after 2 level sets"):

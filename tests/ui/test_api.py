@@ -26,6 +26,8 @@ CALLS = {
     "/explain": {"preset": "pleural_effusion", "trials": 3, "weighting": "disagreement"},
     "/explain_opacity": {"opacity": 0.2},
     "/audit": {"classifier": "cxr-effusion-erm", "compare": "none", "n_phantoms": 4, "uploads": None},
+    "/stress": {"classifiers": ["oracle"], "target": "pleural_effusion", "shifts": ["rotation"], "n_phantoms": 10,
+                "uploads": None, "domain_check": False},
     "/stop": {},
 }
 #: Endpoints that take no model box.

@@ -192,3 +192,17 @@ def test_the_audit_tab_audits_the_bundled_classifier_on_phantoms(page, shots):
     _settle(page, 1000)
     page.screenshot(path=str(shots / "audit.png"), full_page=True)
     assert (shots / "audit.png").stat().st_size > 10_000
+
+
+def test_the_stress_tab_draws_a_curve_per_shift(page, shots):
+    _open_tab(page, "Stress test")
+    _set_number(page, "stress-phantoms", 10, speed_only=True)
+    if FEW_STEPS:
+        page.get_by_label("Domain check's flag rate per level", exact=False).uncheck()
+    page.locator("#stress-button").click()
+    page.locator("#stress-summary").get_by_text("images per level").wait_for()
+    shown = page.locator("#stress-summary").inner_text()
+    assert "oracle" in shown and "rotation" in shown and "jpeg" in shown
+    _settle(page, 1500)
+    page.screenshot(path=str(shots / "stress.png"), full_page=True)
+    assert (shots / "stress.png").stat().st_size > 10_000

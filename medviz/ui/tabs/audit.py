@@ -4,24 +4,19 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
 from ... import domains
-from ...data import DatasetError, load_labelled
 from ...display import for_display
-from ...engines.audit import (AuditConfig, AuditImage, AuditResult, folder_images, make_counterfactuals, phantom_images,
-                              report, report_rows, score_audit)
+from ...engines.audit import (AuditConfig, AuditImage, AuditResult, make_counterfactuals, phantom_images, report,
+                              report_rows, score_audit)
 from ...engines.counterfactual import editable
-from ...io import read_image
 from ...phantoms import DOMAINS
-from ..common import MODEL_JOBS, Job, Page, errors_as_messages, number, start_job, take_upload, warned
+from ..common import MODEL_JOBS, Job, Page, errors_as_messages, number, read_uploads, start_job, warned
 from . import Tab
 
 SOURCES = ("phantoms", "uploads")
@@ -29,7 +24,6 @@ NO_COMPARISON = "none"
 #: Word in a bundled classifier's name that marks the shortcut fixed (``bench debias``): the default to compare with.
 FIXED = ("-cfaug", "-groupdro")
 AUDIT_FIRST_SEED = 40_000_000          # the tab's phantoms: apart from every training and bench set
-MAX_UPLOADS = 200
 
 
 def pair_choices(domain: str | None) -> tuple[list[tuple[str, str]], str | None, str | None]:
@@ -69,35 +63,7 @@ def audit_images(model, request: AuditRequest) -> tuple[list[AuditImage], list[s
                               attributes=(request.spurious, request.target), size=model.image_size), []
     if not request.uploads:
         raise ValueError("upload the images to audit (PNG, JPEG, TIFF or DICOM; a CSV beside them adds labels)")
-    if len(request.uploads) > MAX_UPLOADS:
-        raise ValueError(f"at most {MAX_UPLOADS} images per audit; got {len(request.uploads)}")
-    folder = Path(tempfile.mkdtemp(prefix="medviz-audit-"))
-    try:
-        for path in request.uploads:
-            (folder / Path(path).name).write_bytes(take_upload(path) or b"")
-        return _read_folder(folder, model.domain, model.image_size)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _read_folder(folder: Path, domain: str | None, size: int) -> tuple[list[AuditImage], list[str]]:
-    csvs = sorted(folder.glob("*.csv"))
-    if csvs:
-        try:
-            records = load_labelled(domain, csvs[0], image_root=folder, check_files=False)
-        except DatasetError as error:
-            raise ValueError(str(error).replace(str(folder) + "/", "")) from None
-        records = [r for r in records if r.path.is_file()]
-        images, unreadable = folder_images(records, max_side=size)
-        notes = [f"Labels from {csvs[0].name} for {len(images)} images."] if images else []
-        return images, notes + [f"Unreadable, left out: {line}" for line in unreadable]
-    images, notes = [], []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() != ".csv"):
-        try:
-            images.append(AuditImage(path.name, read_image(path, max_side=size).pixels))
-        except ValueError as error:
-            notes.append(f"Unreadable, left out: {path.name}: {error}")
-    return images, notes
+    return read_uploads(request.uploads, model.domain, model.image_size)
 
 
 def subgroup_figure(result: AuditResult) -> go.Figure:
