@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ import numpy as np
 from .. import domains
 from ..classifiers import bundled_classifiers, classifier_domain, load_classifier
 from ..engines.guard import flagger
-from ..engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, level_count, oracle_scorer,
-                              phantom_sets, stress_test)
+from ..engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, diffusion_scorer, level_count,
+                              oracle_scorer, phantom_sets, stress_test)
 from ..models import load_model
 from .cli import add_common, run_per_domain
 
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--no-domain-check", action="store_true", help="skip the domain check's flag rates")
     parser.add_argument("--figure-dir", default=None, help="write robust_<domain>.png here")
+    parser.add_argument("--diffusion-n", type=int, default=0,
+                        help="also the diffusion classifier (Explain's operating point) on the first N phantoms per "
+                             "level (default 0: left out; its cost is reported beside the others')")
+    parser.add_argument("--diffusion-shifts", nargs="+", default=None, help="its shifts (default: --shifts)")
 
 
 def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
@@ -55,6 +60,8 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
         print(f"[robust {domain}] {done}/{total} level sets, {time.perf_counter() - started:.0f} s", flush=True)
 
     result = stress_test(phantom_sets(domain, config), scorers, config, flags, progress, total=total)
+    if args.diffusion_n:
+        result = _with_diffusion(domain, model, config, args, result, progress)
     out = {"domain": domain, "command": command, "parameters": result.parameters, "rows": result.records(),
            "reliability": result.reliability, "warnings": result.warnings, "seconds": round(result.seconds, 1),
            "shifts": {s.name: {"phrase": s.phrase, "unit": s.unit, "levels": list(s.levels), "factor": s.factor}
@@ -62,6 +69,25 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     if args.figure_dir:
         out["figure"] = str(figure(domain, result, out["shifts"], Path(args.figure_dir)))
     return out
+
+
+def _with_diffusion(domain: str, model, config: StressConfig, args, result: StressResult, progress) -> StressResult:
+    """``result`` with the diffusion classifier's rows on the first ``--diffusion-n`` phantoms of each level (the
+    same seeds), its seconds per image in the parameters."""
+    small = replace(config, n=args.diffusion_n, shifts=tuple(args.diffusion_shifts or config.shifts))
+    small.validate(domain)
+    started = time.perf_counter()
+    extra = stress_test(phantom_sets(domain, small), [diffusion_scorer(model)], small, None, progress,
+                        total=level_count(domain, small))
+    images = small.n * level_count(domain, small)
+    result.rows += extra.rows
+    result.reliability.update(extra.reliability)
+    result.warnings += extra.warnings
+    result.parameters["classifiers"].update(extra.parameters["classifiers"])
+    seconds = time.perf_counter() - started
+    result.parameters["diffusion_classifier"] = {"n": small.n, "shifts": list(small.shifts) or "all",
+                                                 "seconds_per_image": round(seconds / images, 2)}
+    return result
 
 
 def figure(domain: str, result: StressResult, shifts: dict, folder: Path) -> Path:
@@ -77,6 +103,8 @@ def figure(domain: str, result: StressResult, shifts: dict, folder: Path) -> Pat
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.7 * rows), squeeze=False)
     for ax, (shift, info) in zip(axes.ravel(), shifts.items()):
         for name in names:
+            if not any(r.classifier == name and r.shift == shift for r in result.rows):
+                continue                                   # the diffusion classifier runs on fewer shifts
             points = [result.row(name, NONE, 0.0)] + [result.row(name, shift, level) for level in info["levels"]]
             x = np.arange(len(points))
             y = [p.accuracy for p in points]
@@ -111,6 +139,8 @@ def print_table(result: dict) -> None:
         cells = []
         for shift in result["shifts"]:
             levels = [r for r in mine if r["shift"] == shift]
+            if not levels:
+                continue
             flagged = [r["flagged"] for r in levels if r["flagged"] is not None]
             cells.append(f"{shift} {np.mean([r['accuracy'] for r in levels]):.0%}"
                          f" (ECE {np.mean([r['ece'] for r in levels]):.2f}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from ..metrics import (binary_entropy, bootstrap_interval, expected_calibration_
                        reliability_bins, roc_auc, selective_accuracy)
 from ..phantoms import get_domain
 from .common import Interrupted, Progress, ShouldStop
+from .explain import ExplainConfig, calibrated_settings, classify, preset
 
 #: Held-out phantoms of the stress test: seeds no model, oracle, bench or Audit-tab set (40_000_000 on) is drawn from.
 STRESS_FIRST_SEED = 50_000_000
@@ -117,6 +118,28 @@ def classifier_scorer(classifier, threshold: float | None = None) -> Scorer:
     """A classifier folder (``medviz.classifiers.AuditedClassifier``) at its card's operating point (else 0.5)."""
     point = threshold if threshold is not None else float(classifier.card.get("threshold", 0.5))
     return probability_scorer(classifier.name, classifier.score, point)
+
+
+def diffusion_scorer(model, task: str | None = None, trials: int | None = None) -> Scorer:
+    """The model as a diffusion classifier (the Explain tab) on a preset ``task`` (default: the domain's primary
+    task) at its model card's operating point: P(target) is the first class's vote share, positive at the card's
+    vote threshold; its uncertainty is the vote entropy. ``trials``: another N (tests; the card's N otherwise).
+    Each image costs up to N x prompts UNet passes (early stop ends most sooner)."""
+    known = domains.find(model.domain)
+    task = task or (known.primary_task if known else "")
+    found = preset(model.domain, task)
+    if found is None:
+        raise ValueError(f"no diffusion-classifier preset {task!r} for this model's domain ({model.domain})")
+    labels, prompts = found
+    config = ExplainConfig(prompts=prompts, labels=labels, domain_check=False, **calibrated_settings(model, task))
+    config = replace(config, trials=trials) if trials else config
+
+    def predict(images):
+        results = [classify(model, image, config) for image in images]
+        return (np.array([r.vote_fractions[0] for r in results]),
+                np.array([min(1.0, r.vote_entropy) for r in results]))
+
+    return Scorer("diffusion-classifier", predict, config.vote_threshold, "entropy of its votes")
 
 
 @dataclass

@@ -26,6 +26,25 @@ def test_the_bench_writes_rows_per_classifier_shift_and_level_and_a_figure(tiny_
     assert "resnet-oracle" in capsys.readouterr().out
 
 
+def test_the_diffusion_classifier_joins_on_fewer_images_and_shifts(tiny_cxr, tmp_path, monkeypatch):
+    from medviz.bench import robust
+    from medviz.bench.__main__ import main
+    from medviz.engines import stress
+
+    original = stress.diffusion_scorer
+    monkeypatch.setattr(robust, "diffusion_scorer", lambda model: original(model, trials=3))
+    monkeypatch.setattr(robust, "load_model", lambda name, device: tiny_cxr)
+    out = tmp_path / "robust.json"
+    assert main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "noise", "zoom",
+                 "--classifiers", "cxr-effusion-erm", "--diffusion-n", "2", "--diffusion-shifts", "zoom",
+                 "--json", str(out), "--figure-dir", str(tmp_path)]) == 0
+    result = json.loads(out.read_text())
+    mine = [r for r in result["rows"] if r["classifier"] == "diffusion-classifier"]
+    assert [(r["shift"], r["n"]) for r in mine] == [("none", 2)] + [("zoom", 2)] * 4
+    assert result["parameters"]["diffusion_classifier"]["n"] == 2
+    assert result["parameters"]["diffusion_classifier"]["seconds_per_image"] > 0
+
+
 def test_an_unknown_shift_is_named_before_anything_loads(monkeypatch):
     from medviz.bench import robust
     from medviz.bench.__main__ import main

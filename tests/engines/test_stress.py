@@ -77,6 +77,19 @@ def test_the_oracle_and_a_classifier_folder_answer_on_tiny_phantoms(tiny_cxr):
         oracle_scorer(tiny_cxr.oracle, "ruler")
 
 
+def test_the_diffusion_classifier_answers_at_its_cards_operating_point(tiny_cxr):
+    from medviz.engines.stress import diffusion_scorer
+
+    scorer = diffusion_scorer(tiny_cxr, trials=3)
+    assert scorer.name == "diffusion-classifier" and scorer.uncertainty == "entropy of its votes"
+    assert scorer.threshold == tiny_cxr.card["explain_calibration"]["pleural_effusion"]["vote_threshold"]
+    p, uncertainty = scorer.predict([np.full((32, 32), 0.4, np.float32), np.full((32, 32), 0.6, np.float32)])
+    assert p.shape == uncertainty.shape == (2,) and set(np.round(p * 3, 6)) <= {0, 1, 2, 3}     # votes of 3 trials
+    assert ((0 <= uncertainty) & (uncertainty <= 1)).all()
+    with pytest.raises(ValueError, match="no diffusion-classifier preset 'ruler'"):
+        diffusion_scorer(tiny_cxr, "ruler")
+
+
 @pytest.mark.parametrize("change, message", [
     ({"target": "ruler"}, "target 'ruler' is not an attribute of cxr; choose one of"),
     ({"shifts": ("blur",)}, "cxr has no shift 'blur'; choose one of exposure"),

@@ -17,14 +17,15 @@ from plotly.subplots import make_subplots
 from ... import domains
 from ...display import for_display
 from ...engines.guard import flagger
-from ...engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, image_sets, level_count,
-                               oracle_scorer, phantom_sets, stress_test)
+from ...engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, diffusion_scorer, image_sets,
+                               level_count, oracle_scorer, phantom_sets, stress_test)
 from ...phantoms import DOMAINS
 from ..common import MODEL_JOBS, Job, Page, errors_as_messages, read_uploads, start_job, warned
 from . import Tab
 
 SOURCES = ("phantoms", "uploads")
 ORACLE = "oracle"                      # the model's own attribute readout (the bundled ResNet), in the classifier box
+DIFFUSION = "diffusion-classifier"     # the model itself (Explain's operating point): up to N x prompts passes an image
 
 
 def target_choices(domain: str | None) -> tuple[list[tuple[str, str]], str | None]:
@@ -182,15 +183,33 @@ def scorers_of(page: Page, model, request: StressRequest) -> list:
             if model.oracle is None:
                 raise ValueError("this model has no oracle: choose a classifier")
             out.append(oracle_scorer(model.oracle, request.target, ORACLE))
+        elif name == DIFFUSION:
+            out.append(diffusion_scorer(model, _task_of(model.domain, request.target)))
         else:
             out.append(classifier_scorer(page.registry.classifier(name, request.target)))
     return out
 
 
+def _task_of(domain: str | None, target: str) -> str:
+    """The diffusion-classifier preset that tells ``target`` apart (the primary task's first)."""
+    known = domains.find(domain)
+    tasks = [known.primary_task, *known.presets] if known else []
+    task = next((t for t in tasks if t and known.presets[t].attribute == target), None)
+    if task is None:
+        raise ValueError(f"the diffusion classifier has no preset for {target}; choose another classifier")
+    return task
+
+
+def _classifier_choices(page: Page, domain: str | None) -> list[tuple[str, str]]:
+    return [("oracle (the model's attribute readout)", ORACLE),
+            ("diffusion classifier (Explain; slow: up to hundreds of UNet passes an image)", DIFFUSION),
+            *((name, name) for name in page.registry.classifier_choices(domain))]
+
+
 def _controls(page: Page, domain: str | None) -> dict:
     targets, target = target_choices(domain)
     controls = {
-        "classifiers": gr.Dropdown([ORACLE, *page.registry.classifier_choices(domain)], value=[ORACLE],
+        "classifiers": gr.Dropdown(_classifier_choices(page, domain), value=[ORACLE],
                                    multiselect=True, allow_custom_value=True, elem_id="stress-classifiers",
                                    label="Classifiers (the oracle, bundled ones, folders in the models folder)"),
         "target": gr.Dropdown(targets, value=target, label="What they answer"),
@@ -233,7 +252,7 @@ def build(page: Page, domain: str | None) -> Tab:
     def on_model(model) -> list:
         targets, target = target_choices(model.domain)
         choices = shift_choices(model.domain)
-        return [gr.Dropdown(choices=[ORACLE, *page.registry.classifier_choices(model.domain)], value=[ORACLE]),
+        return [gr.Dropdown(choices=_classifier_choices(page, model.domain), value=[ORACLE]),
                 gr.Dropdown(choices=targets, value=target),
                 gr.CheckboxGroup(choices=choices, value=[v for _, v in choices])]
 

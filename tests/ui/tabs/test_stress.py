@@ -75,5 +75,8 @@ def test_a_csv_with_a_bad_label_and_a_set_without_labels_get_one_sentence(stress
     with pytest.raises(Exception, match="a stress test needs at least 2 images labelled for pleural_effusion"):
         stress_app.predict(**{**REQUEST, "source": "uploads", "uploads": [handle_file(str(tmp_path / "x0.png"))]},
                            api_name="/stress")
+    with pytest.raises(Exception, match="the diffusion classifier has no preset for female; choose another"):
+        stress_app.predict(**{**REQUEST, "classifiers": ["diffusion-classifier"], "target": "female"},
+                           api_name="/stress")
     with pytest.raises(Exception, match="choose at least one classifier"):
         stress_app.predict(**{**REQUEST, "classifiers": []}, api_name="/stress")
