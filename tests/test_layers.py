@@ -25,6 +25,7 @@ LAYERS = {
     "models": 2,
     "oracle": 2,
     "classifiers": 2,
+    "ladine": 2,
     "data": 2,
     "engines": 3,
     "ui": 5,

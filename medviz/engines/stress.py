@@ -87,7 +87,8 @@ class StressConfig:
 class Scorer:
     """A classifier under test: ``predict(images) -> (P(target) (N,), uncertainty (N,))``, both in [0, 1]
     (the uncertainty its own: the entropy of its probability unless the method gives one), and the operating
-    point at which P(target) is read as positive."""
+    point at which P(target) is read as positive; a method that decides otherwise (LaDiNE's vote) returns its
+    decisions, bool (N,), as a third element."""
 
     name: str
     predict: Callable[[Sequence[np.ndarray]], tuple[np.ndarray, np.ndarray]]
@@ -140,6 +141,18 @@ def diffusion_scorer(model, task: str | None = None, trials: int | None = None) 
                 np.array([min(1.0, r.vote_entropy) for r in results]))
 
     return Scorer("diffusion-classifier", predict, config.vote_threshold, "entropy of its votes")
+
+
+def ladine_scorer(classifier) -> Scorer:
+    """A LaDiNE folder (``medviz.ladine.LaDiNE``): P(target) its mean probability over members x samples, its
+    decision the majority vote, its uncertainty the paired t-test's p-value (LaDiNE: uncertain at >= 0.05)."""
+
+    def predict(images):
+        predictions = classifier.predict(images)
+        return (np.array([p.probabilities[1] for p in predictions]), np.array([p.p_value for p in predictions]),
+                np.array([p.predicted == 1 for p in predictions]))
+
+    return Scorer(classifier.name, predict, 0.5, "p-value of its paired t-test (LaDiNE)")
 
 
 @dataclass
@@ -226,10 +239,11 @@ class StressResult:
         return [asdict(r) for r in self.rows]
 
 
-def _row(scorer: Scorer, level_set: LevelSet, p: np.ndarray, uncertainty: np.ndarray,
-         config: StressConfig) -> StressRow:
+def _row(scorer: Scorer, level_set: LevelSet, answer: tuple, config: StressConfig) -> StressRow:
     labels = level_set.labels
-    correct = (p >= scorer.threshold) == labels
+    p, uncertainty = np.asarray(answer[0], np.float64), np.asarray(answer[1], np.float64)
+    decided = np.asarray(answer[2], bool) if len(answer) > 2 else p >= scorer.threshold
+    correct = decided == labels
 
     def interval(statistic, *arrays):
         if not config.bootstrap:
@@ -273,12 +287,12 @@ def stress_test(sets: Iterable[LevelSet], scorers: Sequence[Scorer], config: Str
         flagged = None if flags is None else float(np.mean(flags(level_set.images)))
         for scorer in scorers:
             # 2. the classifier's probabilities and uncertainty; 3. the level's figures
-            p, uncertainty = scorer.predict(level_set.images)
-            row = _row(scorer, level_set, np.asarray(p, np.float64), np.asarray(uncertainty, np.float64), config)
+            answer = scorer.predict(level_set.images)
+            row = _row(scorer, level_set, answer, config)
             row.flagged = flagged
             rows.append(row)
             if level_set.shift != NONE:
-                pooled[scorer.name].append((level_set.labels, np.asarray(p)))
+                pooled[scorer.name].append((level_set.labels, np.asarray(answer[0])))
         if progress is not None:
             progress(done + 1, total or done + 1)
     # 5. reliability over every shifted level

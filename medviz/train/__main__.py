@@ -1,4 +1,4 @@
-"""python -m medviz.train {vae,text2image,oracle,classifier,align,bundle,recipe} --domain cxr|skin --out DIR [...]
+"""python -m medviz.train {vae,text2image,oracle,classifier,align,ladine,bundle,recipe} --domain D --out DIR [...]
 
 `recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
 text encoder + UNet and the oracle, and write the pipeline and oracle folders. `align` fine-tunes a pipeline's
@@ -23,6 +23,7 @@ from .bundle import bundle_oracle, bundle_pipeline
 from .classifier import ClassifierConfig, train_classifier
 from .common import is_main_process
 from .data import render_training_set
+from .ladine import LaDiNETrainConfig, train_ladine
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
 from .vae import VAEConfig, train_vae
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.train", description=__doc__.split("\n\n")[1])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig),
-                              ("classifier", ClassifierConfig), ("align", AlignConfig)):
+                              ("classifier", ClassifierConfig), ("align", AlignConfig), ("ladine", LaDiNETrainConfig)):
         sub = commands.add_parser(name)
         sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
         sub.add_argument("--out", required=True)
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
         record = train_align(_config(AlignConfig, args), command=command)
         print(json.dumps({k: v for k, v in record.items() if k != "history"}, indent=2, default=str))
+    elif args.command == "ladine":
+        command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
+        print(json.dumps(train_ladine(_config(LaDiNETrainConfig, args), command=command), indent=2, default=str))
     elif args.command == "bundle":
         bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
         if args.oracle_dir:
