@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import domains, ladine
-from ..io import to_model_batch
+from ..io import to_model_batch, uint8_rgb
 from .common import TrainConfig
 from .data import render_phantoms
 
@@ -54,8 +54,6 @@ class LaDiNETrainConfig(TrainConfig):
 
 def _data(config: LaDiNETrainConfig, shape: ladine.LaDiNEConfig) -> tuple[np.ndarray, np.ndarray]:
     """uint8 training phantoms at the network's side (rendered at 128 px or more) and their 0/1 target labels."""
-    from ..io import uint8_rgb
-
     images, factors = render_phantoms(config.domain, config.n_images, max(128, shape.image_size), TRAIN_FIRST_SEED,
                                       workers=config.workers)
     if shape.image_size < 128:
