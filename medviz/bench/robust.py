@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import domains
+from .. import ladine
 from ..classifiers import bundled_classifiers, classifier_domain, load_classifier
 from ..engines.guard import flagger
-from ..engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, diffusion_scorer, level_count,
-                              oracle_scorer, phantom_sets, stress_test)
+from ..engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, diffusion_scorer, ladine_scorer,
+                              level_count, oracle_scorer, phantom_sets, stress_test)
 from ..models import load_model
 from .cli import add_common, run_per_domain
 
@@ -37,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--no-domain-check", action="store_true", help="skip the domain check's flag rates")
     parser.add_argument("--figure-dir", default=None, help="write robust_<domain>.png here")
+    parser.add_argument("--ladine", nargs="+", default=[], metavar="DIR",
+                        help="LaDiNE folders (python -m medviz.train ladine) to stress-test beside the others")
     parser.add_argument("--diffusion-n", type=int, default=0,
                         help="also the diffusion classifier (Explain's operating point) on the first N phantoms per "
                              "level (default 0: left out; its cost is reported beside the others')")
@@ -51,7 +54,8 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     model = load_model(f"{domain}-phantom", device="cpu")
     names = args.classifiers or [c for c in bundled_classifiers() if classifier_domain(c) == domain]
     scorers = [oracle_scorer(model.oracle, config.target, "resnet-oracle"),
-               *(classifier_scorer(load_classifier(name, config.target)) for name in names)]
+               *(classifier_scorer(load_classifier(name, config.target)) for name in names),
+               *(ladine_scorer(ladine.load(folder)) for folder in args.ladine)]
     flags = None if args.no_domain_check else flagger(model)
     total = level_count(domain, config)
     started = time.perf_counter()

@@ -12,6 +12,10 @@ from gradio.utils import get_upload_folder
 
 from ..classifiers import (AuditedClassifier, ClassifierLoadError, bundled_classifiers, classifier_domain,
                            load_classifier)
+from ..classifiers import CLASSIFIERS_DIR
+from ..ladine import CONFIG as LADINE_CONFIG
+from ..ladine import LaDiNE
+from ..ladine import load as load_ladine
 from ..models import Model, ModelLoadError, bundled_models, load_model
 
 #: A session's files live at most this long after they were written (seconds); closing the page deletes them at once.
@@ -93,6 +97,19 @@ class ModelRegistry:
             for p in self._user_folders()
             if (p / "config.json").is_file() and not (p / "model_index.json").is_file()
         ]
+
+    def ladine_choices(self) -> list[str]:
+        """LaDiNE folders (``medviz_ladine.json``): bundled ones, then those under the models folder."""
+        bundled = sorted(p.parent.name for p in CLASSIFIERS_DIR.glob(f"*/{LADINE_CONFIG}"))
+        return [*bundled, *(p.name for p in self._user_folders() if (p / LADINE_CONFIG).is_file())]
+
+    def ladine(self, name: str) -> LaDiNE | None:
+        """The LaDiNE folder ``name`` names (bundled, or under the models folder), loaded; None if it names none."""
+        for folder in (CLASSIFIERS_DIR / name, self._user_folder(name)):
+            if folder is not None and folder.resolve().parent in (CLASSIFIERS_DIR.resolve(), self.models_dir) and (
+                    folder / LADINE_CONFIG).is_file():
+                return load_ladine(folder, name)
+        return None
 
     def classifier(self, name: str | None, label: str | None = None) -> AuditedClassifier:
         """A classifier for the classifier box: a bundled name or a folder under the models folder (errors name

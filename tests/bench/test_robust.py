@@ -26,6 +26,23 @@ def test_the_bench_writes_rows_per_classifier_shift_and_level_and_a_figure(tiny_
     assert "resnet-oracle" in capsys.readouterr().out
 
 
+def test_a_ladine_folder_is_stress_tested_beside_the_oracle(tiny_cxr, tmp_path, monkeypatch):
+    from medviz import ladine
+    from medviz.bench import robust
+    from medviz.bench.__main__ import main
+
+    shape = ladine.LaDiNEConfig(labels=("no pleural_effusion", "pleural_effusion"), image_size=32, patch_size=8,
+                                hidden=32, layers=2, heads=2, taps=(1, 2), denoiser_width=16, timesteps=100)
+    ladine.save(ladine.build(shape), shape, tmp_path / "lad")
+    monkeypatch.setattr(robust, "load_model", lambda name, device: tiny_cxr)
+    out = tmp_path / "robust.json"
+    assert main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "zoom", "--classifiers",
+                 "cxr-effusion-erm", "--ladine", str(tmp_path / "lad"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {r["classifier"] for r in result["rows"]} == {"resnet-oracle", "cxr-effusion-erm", "lad"}
+    assert result["parameters"]["classifiers"]["lad"]["uncertainty"] == "p-value of its paired t-test (LaDiNE)"
+
+
 def test_the_diffusion_classifier_joins_on_fewer_images_and_shifts(tiny_cxr, tmp_path, monkeypatch):
     from medviz.bench import robust
     from medviz.bench.__main__ import main

@@ -18,7 +18,7 @@ from ... import domains
 from ...display import for_display
 from ...engines.guard import flagger
 from ...engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, diffusion_scorer, image_sets,
-                               level_count, oracle_scorer, phantom_sets, stress_test)
+                               ladine_scorer, level_count, oracle_scorer, phantom_sets, stress_test)
 from ...phantoms import DOMAINS
 from ..common import MODEL_JOBS, Job, Page, errors_as_messages, read_uploads, start_job, warned
 from . import Tab
@@ -185,6 +185,10 @@ def scorers_of(page: Page, model, request: StressRequest) -> list:
             out.append(oracle_scorer(model.oracle, request.target, ORACLE))
         elif name == DIFFUSION:
             out.append(diffusion_scorer(model, _task_of(model.domain, request.target)))
+        elif (found := page.registry.ladine(name)) is not None:
+            if found.config.labels[1] != request.target:
+                raise ValueError(f"{name} is a LaDiNE for {found.config.labels[1]}, not {request.target}")
+            out.append(ladine_scorer(found))
         else:
             out.append(classifier_scorer(page.registry.classifier(name, request.target)))
     return out
@@ -203,7 +207,8 @@ def _task_of(domain: str | None, target: str) -> str:
 def _classifier_choices(page: Page, domain: str | None) -> list[tuple[str, str]]:
     return [("oracle (the model's attribute readout)", ORACLE),
             ("diffusion classifier (Explain; slow: up to hundreds of UNet passes an image)", DIFFUSION),
-            *((name, name) for name in page.registry.classifier_choices(domain))]
+            *((name, name) for name in page.registry.classifier_choices(domain)),
+            *((f"{name} (LaDiNE)", name) for name in page.registry.ladine_choices())]
 
 
 def _controls(page: Page, domain: str | None) -> dict:
