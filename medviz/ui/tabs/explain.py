@@ -38,6 +38,9 @@ def default_trials(model, task: str) -> int:
     return calibrated_settings(model, task)["trials"] if task in preset_names(model.domain) else DEFAULT_TRIALS
 
 
+NO_LADINE = "none"
+
+
 @dataclass(frozen=True)
 class ExplainRequest:
     """The Explain tab's controls: the loaded image (the last upload or example), the classes and the trials."""
@@ -48,6 +51,7 @@ class ExplainRequest:
     trials: int = DEFAULT_TRIALS
     early_stop: bool = True
     weighting: str = CARD_POINT
+    ladine: str = NO_LADINE             # a LaDiNE folder to answer beside the diffusion classifier
 
     def config(self, model) -> ExplainConfig:
         """A preset's prompts at its model card's operating point (N from the slider, made odd), or custom
@@ -99,17 +103,34 @@ def expectation(model, request: ExplainRequest) -> str:
     return text + "  \n"
 
 
-def explain_view(model, request: ExplainRequest, job: Job) -> ExplainView:
-    """Classify the input with the diffusion classifier and shape the result for the tab."""
+def ladine_line(ladine, pixels: np.ndarray, domain: str | None) -> str:
+    """Markdown: LaDiNE's verdict on the same image, its confidence and its instance uncertainty (arXiv 2310.15952:
+    a paired t-test between the two top classes over members x samples, uncertain at p >= 0.05)."""
+    answer = ladine.predict([pixels])[0]
+    target, known = ladine.config.labels[1], domains.find(domain)
+    shown = known.attribute(target).shown if known and target in known else target
+    verdict = shown if answer.predicted == 1 else f"no {shown}"
+    certainty = (f"**uncertain** (paired t-test p = {answer.p_value:.2f})" if answer.uncertain else
+                 f"certain (paired t-test p = {answer.p_value:.1g})")
+    return (f"**LaDiNE ({ladine.name})**, beside it: **{verdict}**, confidence {answer.confidence:.2f}, {certainty}; "
+            f"95% interval of its probability {answer.interval_width:.2f} wide.  \n")
+
+
+def explain_view(model, request: ExplainRequest, job: Job, ladine=None) -> ExplainView:
+    """Classify the input with the diffusion classifier (and ``ladine``, a loaded LaDiNE, beside it) and shape the
+    result for the tab."""
     if request.pixels is None:
         raise ValueError(NO_IMAGE)
     pixels = np.asarray(request.pixels, np.float32)
     config = request.config(model)
     fit_n = fitted_trials(model, request.preset) if request.preset in preset_names(model.domain) else None
     result = classify(model, pixels, config, progress=job.progress, should_stop=job.should_stop)
+    summary = _summary(model, result, config, fit_n)
+    if ladine is not None:
+        summary += "  \n" + ladine_line(ladine, pixels, model.domain)
     return ExplainView(image=model_rgb(pixels, model.image_size), explanation=result.explanation_map,
                        evidence=result.evidence_map, uncertainty=result.uncertainty_map,
-                       summary=_summary(model, result, config, fit_n), figure=_votes_figure(result, config))
+                       summary=summary, figure=_votes_figure(result, config))
 
 
 def _votes_figure(result: ExplainResult, config: ExplainConfig) -> go.Figure:
@@ -187,7 +208,7 @@ def explain_overlays(view: ExplainView | None, opacity: float) -> tuple[np.ndarr
             for_display(overlay(view.image, view.uncertainty, opacity, "magma", False)))
 
 
-def _controls(domain: str | None) -> dict:
+def _controls(domain: str | None, ladines: list[str]) -> dict:
     presets = preset_choices(domain)
     controls = {"preset": gr.Dropdown(presets, value=presets[0][1], label="Classes (prompt presets)")}
     controls["custom_prompts"] = gr.Textbox("", label="Custom class prompts (one per line; preset 'custom')", lines=3)
@@ -201,6 +222,7 @@ def _controls(domain: str | None) -> dict:
         label="Operating point / denoising error weighted",
         elem_id="explain-weighting",
     )
+    controls["ladine"] = gr.Dropdown([NO_LADINE, *ladines], value=NO_LADINE, label="LaDiNE beside it (a folder)")
     return controls
 
 
@@ -210,7 +232,7 @@ def build(page: Page, domain: str | None) -> Tab:
             with gr.Column(scale=2):
                 upload, example = image_input("explain", domain)
                 info = gr.Markdown(elem_id="explain-input-info")
-                controls = _controls(domain)
+                controls = _controls(domain, page.registry.ladine_choices())
                 expect = gr.Markdown(elem_id="explain-expect")     # the card's held-out figures
                 button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
             with gr.Column(scale=3):
@@ -244,8 +266,15 @@ def build(page: Page, domain: str | None) -> Tab:
 
     @errors_as_messages
     def on_explain(model_name, opacity, request: gr.Request, progress=gr.Progress(), **values):
-        view = explain_view(page.registry.get(model_name), ExplainRequest(**values),
-                            start_job(page, request, progress, "trials"))
+        explain_request = ExplainRequest(**values)
+        ladine = None
+        if explain_request.ladine not in ("", NO_LADINE):
+            ladine = page.registry.ladine(explain_request.ladine)
+            if ladine is None:
+                raise ValueError(f"{explain_request.ladine!r} is not a LaDiNE folder (bundled or under the models "
+                                 "folder)")
+        view = explain_view(page.registry.get(model_name), explain_request,
+                            start_job(page, request, progress, "trials"), ladine)
         return (view, *explain_overlays(view, opacity), view.figure, view.summary)
 
     @errors_as_messages

@@ -148,3 +148,19 @@ def test_the_tab_says_what_the_classify_bench_measured_before_it_runs(client, ti
     answer = client.predict(model_name="cxr-phantom", preset="custom", custom_prompts="a\nb", trials=21,
                             api_name="/explain_expect")
     assert answer.startswith("*Custom prompts were not measured")
+
+
+def test_ladine_answers_beside_the_diffusion_classifier(tiny_cxr):
+    from medviz import ladine
+
+    shape = ladine.LaDiNEConfig(labels=("no pleural_effusion", "pleural_effusion"), image_size=32, patch_size=8,
+                                hidden=32, layers=2, heads=2, taps=(1, 2), denoiser_width=16, timesteps=100)
+    beside = ladine.LaDiNE(ladine.build(shape).eval(), shape, "my-ladine", samples=4, steps=2)
+    pixels = read_image(EXAMPLES_DIR / "cxr_effusion.png").pixels
+    view = explain_view(tiny_cxr, ExplainRequest(pixels=pixels, preset="pleural_effusion", trials=3), Job("test"),
+                        beside)
+    line = view.summary.splitlines()[-1]
+    assert line.startswith("**LaDiNE (my-ladine)**, beside it: **") and "paired t-test p = " in line
+    assert "**pleural effusion**" in line or "**no pleural effusion**" in line                   # phrases on screen
+    assert "95% interval of its probability" in line
+    assert "LaDiNE" not in _view(tiny_cxr, "pleural_effusion", 3).summary
