@@ -82,6 +82,18 @@ def _checkpoint(network, out: Path, stage: int, step: int) -> None:
     (out / "checkpoint.json").write_text(json.dumps({"stage": stage, "step": step}))
 
 
+def _step(optimizer, loss, saving: tuple, stage: str, step: int, total: int) -> None:
+    """One optimiser step, a log line every 50 steps and a checkpoint every ``saving[2]`` (network, folder, every)."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if (step + 1) % 50 == 0:
+        print(f"[ladine] {stage} step {step + 1}/{total} loss {loss.item():.4f}", flush=True)
+    network, out, every = saving
+    if (step + 1) % every == 0:
+        _checkpoint(network, out, 1 if stage == "encoder" else 2, step + 1)
+
+
 def _train_encoder(network, shape, config, images, labels, first_step: int, out: Path) -> None:
     """Stage 1: the encoder and every mapping head by the sum of their cross-entropies."""
     import torch
@@ -97,13 +109,7 @@ def _train_encoder(network, shape, config, images, labels, first_step: int, out:
         _, guides = ladine.tapped_features(network, shape, flipped)
         target = torch.as_tensor(labels[rows])
         loss = sum(torch.nn.functional.nll_loss(torch.log(g + 1e-8), target) for g in guides)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if (step + 1) % 50 == 0:
-            print(f"[ladine] encoder step {step + 1}/{config.steps} loss {loss.item():.4f}", flush=True)
-        if (step + 1) % config.checkpoint_every == 0:
-            _checkpoint(network, out, 1, step + 1)
+        _step(optimizer, loss, (network, out, config.checkpoint_every), "encoder", step, config.steps)
 
 
 def _features(network, shape, images, batch: int = 128):
@@ -133,13 +139,7 @@ def _train_denoisers(network, shape, config, features, guides, labels, first_ste
         rows = torch.randint(0, len(labels), (30,), generator=generator)
         loss = sum(ladine.card_loss(d, scheduler, features[m, rows], guides[m, rows], one_hot[rows], generator)
                    for m, d in enumerate(network.denoisers))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if (step + 1) % 100 == 0:
-            print(f"[ladine] denoiser step {step + 1}/{config.denoiser_steps} loss {loss.item():.4f}", flush=True)
-        if (step + 1) % config.checkpoint_every == 0:
-            _checkpoint(network, out, 2, step + 1)
+        _step(optimizer, loss, (network, out, config.checkpoint_every), "denoiser", step, config.denoiser_steps)
 
 
 def train_ladine(config: LaDiNETrainConfig, command: str = "") -> dict:
