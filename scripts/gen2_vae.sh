@@ -22,6 +22,11 @@ if [ ! -f runs/candidate/skin-phantom/vae/diffusion_pytorch_model.safetensors ];
     git archive 25a41c8^ assets/candidates/skin-phantom | tar -x -C runs/candidate --strip-components=2
 fi
 
+# A finished stage kept in git as a candidate (fp16, issue 52's one exception) is taken from there on a fresh machine.
+if [ ! -d runs/gen2/skin-vae-K/vae ] && [ -d assets/candidates/gen2/skin-vae-K/vae ]; then
+    mkdir -p runs/gen2/skin-vae-K && cp -r assets/candidates/gen2/skin-vae-K/vae runs/gen2/skin-vae-K/
+fi
+
 # Skin: the candidate's stage-3 VAE (git 25a41c8^:assets/candidates/skin-phantom, extracted to
 # runs/candidate/skin-phantom) trained further with balanced windows: stage 3's extra steps moved ink most.
 stage runs/gen2/skin-vae-K --domain skin --init-from runs/candidate/skin-phantom --crop-latents 16 \
