@@ -10,9 +10,8 @@ from pathlib import Path
 
 from gradio.utils import get_upload_folder
 
-from ..classifiers import (AuditedClassifier, ClassifierLoadError, bundled_classifiers, classifier_domain,
-                           load_classifier)
-from ..classifiers import CLASSIFIERS_DIR
+from ..classifiers import (CLASSIFIERS_DIR, AuditedClassifier, ClassifierLoadError, bundled_classifiers,
+                           classifier_domain, load_classifier)
 from ..ladine import CONFIG as LADINE_CONFIG
 from ..ladine import LaDiNE
 from ..ladine import load as load_ladine
