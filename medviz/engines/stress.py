@@ -19,7 +19,7 @@ Steps:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -317,11 +317,3 @@ def _warnings(rows: list[StressRow]) -> list[str]:
             out.append(f"{name}: accuracy {worst.accuracy:.0%} at {worst.shift} {worst.level:g}, no better than "
                        f"answering the majority class ({base_rate:.0%}).")
     return out
-
-
-def summary_by_shift(result: StressResult) -> Mapping[str, Mapping[str, float]]:
-    """{classifier: {shift: mean accuracy over its levels}} (the unshifted set under ``none``)."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for r in result.rows:
-        out.setdefault(r.classifier, {}).setdefault(r.shift, []).append(r.accuracy)
-    return {c: {s: float(np.mean(v)) for s, v in by.items()} for c, by in out.items()}

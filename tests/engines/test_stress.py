@@ -5,7 +5,7 @@ import pytest
 
 from medviz.engines import Interrupted
 from medviz.engines.stress import (NONE, Scorer, StressConfig, classifier_scorer, image_sets, level_count,
-                                   oracle_scorer, phantom_sets, probability_scorer, stress_test, summary_by_shift)
+                                   oracle_scorer, phantom_sets, probability_scorer, stress_test)
 
 CONFIG = StressConfig(target="pleural_effusion", shifts=("rotation", "jpeg"), n=3, bootstrap=20)
 
@@ -42,7 +42,7 @@ def test_figures_of_a_classifier_whose_answers_are_known():
     over = result.row("sure", "exposure", 1.3)          # over-exposed is darker (phantoms.cxr): positives read negative
     assert (over.accuracy, over.positives, over.flagged) == (0.5, 2, 0.0)
     assert len(result.rows) == 2 * level_count("cxr", config) and set(result.reliability) == {"sure", "cnn"}
-    assert summary_by_shift(result)["cnn"][NONE] == 1.0
+    assert result.row("cnn", NONE, 0.0).accuracy == 1.0
     assert result.parameters["classifiers"]["cnn"]["uncertainty"] == "entropy of its probability"
 
 
