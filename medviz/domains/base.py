@@ -161,6 +161,11 @@ class Domain:
         return name in self.names
 
     @property
+    def primary_target(self) -> str | None:
+        """The attribute the primary task tells apart ("pleural_effusion"); None without a primary task."""
+        return self.presets[self.primary_task].attribute if self.primary_task else None
+
+    @property
     def names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.attributes)
 

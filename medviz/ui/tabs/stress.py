@@ -33,8 +33,7 @@ def target_choices(domain: str | None) -> tuple[list[tuple[str, str]], str | Non
     known = domains.find(domain)
     if known is None:
         return [], None
-    default = known.presets[known.primary_task].attribute if known.primary_task else None
-    return [(a.shown, a.name) for a in known.attributes if a.read_by_oracle], default
+    return [(a.shown, a.name) for a in known.attributes if a.read_by_oracle], known.primary_target
 
 
 def shift_choices(domain: str | None) -> list[tuple[str, str]]:
