@@ -29,6 +29,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
+    # The UI tests (a request through a server, ~0.1-5 s each) first and the unit tests after: xdist hands out the
+    # last tests in chunks, and a chunk of UI tests at the end left one worker idle for seconds. A stable sort, the
+    # same in every worker, as xdist requires.
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/ui/"))
     for item in items:
         if BUNDLED_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.bundled)

@@ -67,7 +67,9 @@ def test_every_file_gradio_writes_for_an_upload_is_gone_within_the_lifetime(tmp_
     import subprocess
     import sys
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
+
+    from tests.ui.conftest import local_client
 
     cache = tmp_path / "cache"
     env = {**os.environ, "GRADIO_TEMP_DIR": str(cache), "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
@@ -76,7 +78,7 @@ def test_every_file_gradio_writes_for_an_upload_is_gone_within_the_lifetime(tmp_
     try:
         url = server.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1"), url
-        client = Client(url, verbose=False, download_files=False)
+        client = local_client(url, download_files=False)
         client.predict(model_name="cxr-phantom", upload=handle_file(str(EXAMPLES_DIR / "cxr_effusion.png")),
                        center=None, width=None, api_name="/edit_load")
         client.predict(action="remove", attribute="pleural_effusion", model_name="cxr-phantom", canvas=None,

@@ -95,11 +95,12 @@ def test_an_upload_leaves_the_servers_cache_at_once(client, tmp_path):
 
 def test_every_run_has_its_own_download_and_a_closed_session_leaves_none(app_url, monkeypatch):
     import httpx
-    from gradio_client import Client
+
+    from tests.ui.conftest import local_client
 
     # gradio notices a closed page when its heartbeat stream next writes: every 15 s by default, every 1 s here
     monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "1")
-    client = Client(app_url, verbose=False, download_files=False)
+    client = local_client(app_url, download_files=False)
     client.predict(model_name="cxr-phantom", example="cxr_effusion.png", api_name="/edit_example")
     served = []
     for _ in range(2):                                        # the same edit, the same seed

@@ -53,10 +53,10 @@ def test_an_empty_prompt_is_refused_with_a_clear_message(tiny_cxr):
 
 
 def test_four_concurrent_clients_five_requests_each(app_url):
-    from gradio_client import Client
+    from tests.ui.conftest import local_client
 
     def session(worker: int):
-        own = Client(app_url, verbose=False)
+        own = local_client(app_url)
         seeds = []
         for request in range(5):
             gallery, *_ = own.predict(model_name="cxr-phantom", head="male", seed=100 * worker + request, batch=1,
