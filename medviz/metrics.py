@@ -86,6 +86,13 @@ def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, mi
             "straightness": float(np.mean(straightness)) if straightness else float("nan")}
 
 
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two images in [0, 1] (any matching shape); inf where they are equal."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    return float(peak_signal_noise_ratio(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0))
+
+
 def channel_mean(image: np.ndarray) -> np.ndarray:
     """(H, W, 3) -> (H, W) mean of the channels (the luminance the edit metrics use); (H, W) unchanged.
 

@@ -22,6 +22,7 @@ LAYERS = {
     "display": 1,
     "prompts": 1,
     "phantoms": 2,
+    "backends": 1,
     "models": 2,
     "oracle": 2,
     "classifiers": 2,

@@ -36,7 +36,7 @@ import numpy as np
 from .. import domains
 from ..engines.common import decode_latents, encode_image, encode_rgb, model_rgb
 from ..engines.counterfactual import EditConfig, composite, counterfactual
-from ..metrics import channel_mean
+from ..metrics import channel_mean, psnr
 from ..models import load_model, resolve
 from ..phantoms import get_domain, mask_between
 from ..phantoms.cxr import DEVICES
@@ -226,12 +226,6 @@ def write_edit_card(result: dict, command: str) -> list[str]:
     return written
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from skimage.metrics import peak_signal_noise_ratio
-
-    return float(peak_signal_noise_ratio(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0))
-
-
 def run_edit(edit: str, config: CounterfactualBenchConfig, model, first_seed: int, progress=None) -> dict:
     """Every figure of one edit type; ``cases`` keeps three examples for the figure."""
     domain, action, attribute, _ = EDITS[edit]
@@ -367,7 +361,7 @@ def run_reconstruction(domain: str, config: CounterfactualBenchConfig, model, fi
         pixels = image.astype(np.float32) / 255.0
         round_trip = decode_latents(model.pipe, encode_image(model.pipe, pixels, model.image_size))[0]
         result = counterfactual(model, pixels, engine)
-        values.append(_psnr(channel_mean(result.counterfactual), channel_mean(round_trip)))
+        values.append(psnr(channel_mean(result.counterfactual), channel_mean(round_trip)))
     values = np.array(values)
     return {
         "domain": domain,

@@ -4,20 +4,33 @@ Built offline from the published component configs (UNet ~860M parameters, CLIP 
 SD VAE; the bundled tokenizer); it says what a user's real checkpoint costs on this machine, and whether every
 setting measured in pixels scales with the resolution. Never run by a test (it needs ~6 GB of memory).
 
-    python -m medviz.bench fullsize [--device cuda]
+    python -m medviz.bench fullsize [--device cuda] [--backends eager,bf16]
+
+With several ``--backends`` (``medviz.backends``), each route runs in a process of its own (its peak memory is its
+own) on the same seeds, and the first is the baseline: seconds and seconds per pass as ratios to it, the generated
+image's PSNR against it, the empty edit's reconstruction PSNR and the diffusion classifier's verdict beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-from ..engines.common import encode_prompts
+import numpy as np
+
+from .. import backends
+from ..engines.common import decode_latents, encode_image, encode_prompts
 from ..engines.counterfactual import EditConfig, counterfactual, pixel_settings
 from ..engines.explain import ExplainConfig, classify
 from ..engines.generate import GenerateConfig, generate
 from ..engines.traverse import TraverseConfig, traverse
+from ..metrics import channel_mean, psnr
 from ..models import MODELS_DIR, Model, pick_device
 from ..phantoms import get_domain
 from .cli import add_common, write_json
@@ -59,10 +72,13 @@ def parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run(model: Model, steps: int) -> list[dict]:
-    """Each engine once at 512 px: seconds, UNet passes, seconds per pass (everything the engine did, VAE and text
-    encoder included, over its UNet passes), peak memory so far."""
+def run(model: Model, steps: int) -> tuple[list[dict], dict]:
+    """Each engine once at 512 px: (rows, outputs). A row: seconds, UNet passes, seconds per pass (everything the
+    engine did, VAE and text encoder included, over its UNet passes), peak memory so far. Outputs: the generated
+    image (float32 (H, W, 3) in [0, 1]), the empty edit and the input's VAE round trip (their channel means, (H, W)),
+    the classifier's verdict."""
     image = get_domain("cxr").render(get_domain("cxr").build_graph().sample(0).factors, 0, 512).image
+    pixels = image.astype(np.float32) / 255.0
     prompt = "Chest X-ray of a female patient"
     runs = {
         "generate": lambda: generate(model, GenerateConfig(prompt=prompt, steps=steps, batch_size=1, seed=0)),
@@ -77,13 +93,16 @@ def run(model: Model, steps: int) -> list[dict]:
         "edit (automatic mask)": lambda: counterfactual(model, image, EditConfig(
             target_prompt=prompt + " with a pacemaker", source_prompt=prompt, steps=steps + 1, strength=0.7,
             mask_draws=1, seed=0)),
+        "edit reconstruction (no edit)": lambda: counterfactual(model, pixels, EditConfig(
+            target_prompt=prompt, source_prompt=prompt, steps=steps + 1, strength=0.7, mask_mode="none", seed=0,
+            domain_check=False)),
         "explain": lambda: classify(model, image, ExplainConfig(prompts=(prompt, prompt + " with a pacemaker"),
                                                                 trials=3, early_stop=False)),
     }
-    rows = []
+    rows, results = [], {}
     for name, call in runs.items():
         start = time.perf_counter()
-        result = call()
+        result = results[name] = call()
         seconds = time.perf_counter() - start
         passes = int(getattr(result, "unet_passes", 0) or 0)
         rows.append({"engine": name, "seconds": round(seconds, 2), "unet_passes": passes,
@@ -91,10 +110,14 @@ def run(model: Model, steps: int) -> list[dict]:
                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
         print(f"{name:<32}{seconds:>8.1f} s{passes:>6} UNet passes"
               + (f"{seconds / passes:>8.2f} s/pass" if passes else "") + f"{rows[-1]['peak_rss_mb']:>8} MB peak")
-    return rows
+    round_trip = decode_latents(model.pipe, encode_image(model.pipe, pixels, model.image_size))[0]
+    outputs = {"generate": results["generate"].images[0], "round_trip": channel_mean(round_trip),
+        "reconstruction": channel_mean(results["edit reconstruction (no edit)"].counterfactual),
+        "explain_predicted": results["explain"].predicted, "explain_votes": results["explain"].vote_fractions}
+    return rows, {k: np.asarray(v, dtype=np.float32) for k, v in outputs.items()}
 
 
-def unet_seconds(model: Model, repeats: int = 2) -> float:
+def unet_seconds(model: Model, repeats: int = 3) -> float:
     """Best-of seconds of one UNet pass alone (batch 1, the model's latent size, a text condition)."""
     import torch
 
@@ -122,20 +145,72 @@ def scaling(latent_size: int, size: int = 512) -> list[dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: fp16")
     parser.add_argument("--steps", type=int, default=2, help="denoising steps per engine")
+    parser.add_argument("--backends", default="eager",
+                        help="comma-separated UNet routes (medviz.backends), each in a process of its own; the first "
+                             "is the baseline of the ratios")
+    parser.add_argument("--outputs", help=argparse.SUPPRESS)     # a route's process saves its images here (.npz)
     add_common(parser, domains=False)
 
 
+def compare_routes(args: argparse.Namespace, command: str) -> int:
+    """Each route of ``--backends`` in a process of its own on the same seeds; ratios and PSNRs to the first."""
+    routes = args.backends.split(",")
+    records, outputs = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for route in routes:
+            print(f"== backend {route}", flush=True)
+            json_path, npz_path = Path(folder) / f"{route}.json", Path(folder) / f"{route}.npz"
+            call = [sys.executable, "-m", "medviz.bench", "fullsize", "--device", args.device, "--steps",
+                    str(args.steps), "--backends", route, "--json", str(json_path), "--outputs", str(npz_path)]
+            subprocess.run(call + (["--threads", str(args.threads)] if args.threads else []), check=True)
+            records[route], outputs[route] = json.loads(json_path.read_text()), dict(np.load(npz_path))
+    base = routes[0]
+    comparison = [route_figures(records[r], outputs[r], records[base], outputs[base]) for r in routes]
+    for row in comparison:
+        print(f"{row['backend']:<8}{row['backend_used']:<8} UNet pass {row['unet_pass_seconds']:.2f} s "
+              f"({row['unet_pass_ratio']:.2f}x)  generate PSNR {row['generate_psnr_db']:.1f} dB  reconstruction "
+              f"{row['reconstruction_psnr_db']:.1f} dB  verdict {'same' if row['explain_same'] else 'DIFFERS'}  "
+              f"peak {row['peak_rss_mb']} MB ({row['peak_ratio']:.2f}x)")
+    return write_json(args.json, {"command": command, "baseline": base, "routes": comparison, "records": records})
+
+
+def route_figures(record: dict, out: dict, base: dict, base_out: dict) -> dict:
+    """One route against the baseline's run: speed ratios (baseline / route), PSNRs, the verdict, memory."""
+    engines = {row["engine"]: row for row in record["engines"]}
+    return {
+        "backend": record["backend"], "backend_used": record["backend_used"],
+        "unet_pass_seconds": record["unet_pass_seconds"],
+        "unet_pass_ratio": base["unet_pass_seconds"] / record["unet_pass_seconds"],
+        "engine_ratios": {row["engine"]: round(row["seconds"] / engines[row["engine"]]["seconds"], 3)
+                          for row in base["engines"]},
+        "generate_psnr_db": psnr(out["generate"], base_out["generate"]),
+        "reconstruction_psnr_db": psnr(out["reconstruction"], out["round_trip"]),
+        "explain_same": bool(out["explain_predicted"] == base_out["explain_predicted"]),
+        "explain_votes": out["explain_votes"].tolist(),
+        "peak_rss_mb": max(row["peak_rss_mb"] for row in record["engines"]),
+        "peak_ratio": max(row["peak_rss_mb"] for row in record["engines"]) / max(
+            row["peak_rss_mb"] for row in base["engines"]),
+    }
+
+
 def main(args: argparse.Namespace, command: str) -> int:
+    if "," in args.backends:
+        return compare_routes(args, command)
     start = time.perf_counter()
     model = sd15_random(args.device)
     pipe = model.pipe
+    used, note = backends.apply(pipe, args.backends)
+    if note:
+        print(f"backend: {note}")
     built = time.perf_counter() - start
     sizes = {"unet": parameters(pipe.unet), "text_encoder": parameters(pipe.text_encoder), "vae": parameters(pipe.vae)}
     print(f"SD-1.5 architecture, random weights, built in {built:.1f} s: " +
           ", ".join(f"{k} {v / 1e6:.0f}M" for k, v in sizes.items()) + f"; {model.image_size} px, {args.device}")
     alone = unet_seconds(model)
     print(f"one UNet pass alone (batch 1, {pipe.unet.config.sample_size}² latent): {alone:.2f} s")
-    rows = run(model, args.steps)
+    rows, outputs = run(model, args.steps)
+    if args.outputs:
+        np.savez(args.outputs, **outputs)
     checks = scaling(pipe.unet.config.sample_size, model.image_size)
     for row in checks:
         print(f"  {row['setting']:<28}{row['at_128']:>6.2f} px at 128{row['at_512']:>7.2f} px at 512  "
@@ -143,4 +218,5 @@ def main(args: argparse.Namespace, command: str) -> int:
     return write_json(args.json, {"command": command, "parameters": sizes, "build_seconds": built,
                                   "unet_pass_seconds": alone, "engines": rows,
                                   "pixel_settings": checks, "all_scale": all(r["scales"] for r in checks),
-                                  "image_size": model.image_size, "device": args.device})
+                                  "image_size": model.image_size, "device": args.device,
+                                  "backend": args.backends, "backend_used": used})

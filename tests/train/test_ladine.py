@@ -37,3 +37,12 @@ def test_a_run_resumes_where_its_checkpoint_stopped(tmp_path, capsys):
     assert "resuming at stage 2 step 6" in capsys.readouterr().out
     with pytest.raises(ValueError, match="target 'ruler' is not an attribute of cxr"):
         train_ladine(LaDiNETrainConfig(domain="cxr", out=str(tmp_path / "x"), target="ruler"))
+
+
+def test_the_encoder_schedule_warms_up_then_decays_to_zero():
+    from medviz.train.ladine import encoder_learning_rate
+
+    rates = [encoder_learning_rate(1e-3, step, 1000) for step in range(1000)]
+    assert rates[0] == pytest.approx(1e-3 / 50) and rates[49] == pytest.approx(1e-3)      # 5% warm-up: 50 steps
+    assert max(rates) == pytest.approx(1e-3) and rates[-1] < 1e-6
+    assert all(a >= b for a, b in zip(rates[49:], rates[50:]))                            # then only down
