@@ -50,9 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("MEDVIZ_PORT", 7860)))
     parser.add_argument("--auth-file", help="enable basic auth with 'user:password' lines from this file")
     parser.add_argument("--device", choices=["cuda", "mps", "cpu"], help="default: CUDA fp16, else MPS, else CPU")
-    parser.add_argument("--backend", choices=["auto", "eager", "bf16"], default="eager",
-                        help="how the UNet runs on a CPU: eager (fp32, default), bf16 (bfloat16 matrix products on a "
-                             "CPU with AMX tiles), auto (bf16 where the CPU has AMX tiles); see docs/cpu.md")
     return parser.parse_args(argv)
 
 
@@ -67,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"medviz: {error}") from None
     if args.models_dir and not os.path.isdir(args.models_dir):
         raise SystemExit(f"medviz: --models-dir {args.models_dir}: not a folder")
-    registry = ModelRegistry(args.model, device=args.device, models_dir=args.models_dir, backend=args.backend)
+    registry = ModelRegistry(args.model, device=args.device, models_dir=args.models_dir)
     # Load the model while gradio is imported and the page is built and served: the page is usable
     # sooner, and the first model event waits for this load (the registry's lock), never loads twice.
     threading.Thread(target=registry.warm, name="medviz-model-load", daemon=True).start()

@@ -1,6 +1,9 @@
 """How the UNet runs on a CPU: the inference route of a loaded pipeline (issue 54).
 
-Routes, measured side by side by ``python -m medviz.bench fullsize --backends ...`` (docs/cpu.md):
+Benches take a route (``load_model(..., backend=)``); the app does not yet: ``bf16`` changed 2 of 20 of the bundled
+CXR model's diffusion-classifier verdicts, so it may only become a labelled preview for Generate and Traverse.
+
+Routes, measured side by side by ``python -m medviz.bench backends`` (docs/cpu.md):
 
 - ``eager``: PyTorch in the pipeline's dtype (fp32 on a CPU), as diffusers runs it.
 - ``bf16``: the UNet's matrix products and convolutions in bfloat16 (their weights stored so, its normalisations

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import (align, audit, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models, phantoms,
-               robust, scale, traverse, ui)
+from . import (align, audit, backends, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models,
+               phantoms, robust, scale, traverse, ui)
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,
            "ui": ui, "audit": audit, "debias": debias, "robust": robust,
-           "scale": scale, "align": align}
+           "scale": scale, "align": align, "backends": backends}
 
 
 def main(argv: list[str] | None = None) -> int:

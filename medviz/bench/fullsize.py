@@ -4,23 +4,16 @@ Built offline from the published component configs (UNet ~860M parameters, CLIP 
 SD VAE; the bundled tokenizer); it says what a user's real checkpoint costs on this machine, and whether every
 setting measured in pixels scales with the resolution. Never run by a test (it needs ~6 GB of memory).
 
-    python -m medviz.bench fullsize [--device cuda] [--backends eager,bf16]
+    python -m medviz.bench fullsize [--device cuda] [--backend bf16]
 
-With several ``--backends`` (``medviz.backends``), each route runs in a process of its own (its peak memory is its
-own) on the same seeds, and the first is the baseline: seconds and seconds per pass as ratios to it, the generated
-image's PSNR against it, the empty edit's reconstruction PSNR and the diffusion classifier's verdict beside it.
+``python -m medviz.bench backends`` runs this bench once per UNet route and compares them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +23,7 @@ from ..engines.counterfactual import EditConfig, counterfactual, pixel_settings
 from ..engines.explain import ExplainConfig, classify
 from ..engines.generate import GenerateConfig, generate
 from ..engines.traverse import TraverseConfig, traverse
-from ..metrics import channel_mean, psnr
+from ..metrics import channel_mean
 from ..models import MODELS_DIR, Model, pick_device
 from ..phantoms import get_domain
 from .cli import add_common, write_json
@@ -145,61 +138,17 @@ def scaling(latent_size: int, size: int = 512) -> list[dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: fp16")
     parser.add_argument("--steps", type=int, default=2, help="denoising steps per engine")
-    parser.add_argument("--backends", default="eager",
-                        help="comma-separated UNet routes (medviz.backends), each in a process of its own; the first "
-                             "is the baseline of the ratios")
-    parser.add_argument("--outputs", help=argparse.SUPPRESS)     # a route's process saves its images here (.npz)
+    parser.add_argument("--backend", default="eager", choices=backends.ROUTES,
+                        help="the UNet's route (medviz.backends); bench backends compares routes side by side")
+    parser.add_argument("--outputs", help=argparse.SUPPRESS)     # bench backends: save the outputs here (.npz)
     add_common(parser, domains=False)
 
 
-def compare_routes(args: argparse.Namespace, command: str) -> int:
-    """Each route of ``--backends`` in a process of its own on the same seeds; ratios and PSNRs to the first."""
-    routes = args.backends.split(",")
-    records, outputs = {}, {}
-    with tempfile.TemporaryDirectory() as folder:
-        for route in routes:
-            print(f"== backend {route}", flush=True)
-            json_path, npz_path = Path(folder) / f"{route}.json", Path(folder) / f"{route}.npz"
-            call = [sys.executable, "-m", "medviz.bench", "fullsize", "--device", args.device, "--steps",
-                    str(args.steps), "--backends", route, "--json", str(json_path), "--outputs", str(npz_path)]
-            subprocess.run(call + (["--threads", str(args.threads)] if args.threads else []), check=True)
-            records[route], outputs[route] = json.loads(json_path.read_text()), dict(np.load(npz_path))
-    base = routes[0]
-    comparison = [route_figures(records[r], outputs[r], records[base], outputs[base]) for r in routes]
-    for row in comparison:
-        print(f"{row['backend']:<8}{row['backend_used']:<8} UNet pass {row['unet_pass_seconds']:.2f} s "
-              f"({row['unet_pass_ratio']:.2f}x)  generate PSNR {row['generate_psnr_db']:.1f} dB  reconstruction "
-              f"{row['reconstruction_psnr_db']:.1f} dB  verdict {'same' if row['explain_same'] else 'DIFFERS'}  "
-              f"peak {row['peak_rss_mb']} MB ({row['peak_ratio']:.2f}x)")
-    return write_json(args.json, {"command": command, "baseline": base, "routes": comparison, "records": records})
-
-
-def route_figures(record: dict, out: dict, base: dict, base_out: dict) -> dict:
-    """One route against the baseline's run: speed ratios (baseline / route), PSNRs, the verdict, memory."""
-    engines = {row["engine"]: row for row in record["engines"]}
-    return {
-        "backend": record["backend"], "backend_used": record["backend_used"],
-        "unet_pass_seconds": record["unet_pass_seconds"],
-        "unet_pass_ratio": base["unet_pass_seconds"] / record["unet_pass_seconds"],
-        "engine_ratios": {row["engine"]: round(row["seconds"] / engines[row["engine"]]["seconds"], 3)
-                          for row in base["engines"]},
-        "generate_psnr_db": psnr(out["generate"], base_out["generate"]),
-        "reconstruction_psnr_db": psnr(out["reconstruction"], out["round_trip"]),
-        "explain_same": bool(out["explain_predicted"] == base_out["explain_predicted"]),
-        "explain_votes": out["explain_votes"].tolist(),
-        "peak_rss_mb": max(row["peak_rss_mb"] for row in record["engines"]),
-        "peak_ratio": max(row["peak_rss_mb"] for row in record["engines"]) / max(
-            row["peak_rss_mb"] for row in base["engines"]),
-    }
-
-
 def main(args: argparse.Namespace, command: str) -> int:
-    if "," in args.backends:
-        return compare_routes(args, command)
     start = time.perf_counter()
     model = sd15_random(args.device)
     pipe = model.pipe
-    used, note = backends.apply(pipe, args.backends)
+    used, note = backends.apply(pipe, args.backend)
     if note:
         print(f"backend: {note}")
     built = time.perf_counter() - start
@@ -219,4 +168,4 @@ def main(args: argparse.Namespace, command: str) -> int:
                                   "unet_pass_seconds": alone, "engines": rows,
                                   "pixel_settings": checks, "all_scale": all(r["scales"] for r in checks),
                                   "image_size": model.image_size, "device": args.device,
-                                  "backend": args.backends, "backend_used": used})
+                                  "backend": args.backend, "backend_used": used})

@@ -27,14 +27,11 @@ class ModelRegistry:
     the folders under ``models_dir`` (given at launch) and nothing else; its errors name nothing outside them."""
 
     def __init__(self, default: str = "cxr-phantom", device: str | None = None, preloaded: Model | None = None,
-                 others: dict[str, Model] | None = None, models_dir: str | os.PathLike | None = None,
-                 backend: str = "eager"):
+                 others: dict[str, Model] | None = None, models_dir: str | os.PathLike | None = None):
         """``default``: the launch model (any name or path: the operator's choice); ``preloaded``: the default model,
-        already loaded; ``others``: more loaded models by name; ``models_dir``: the folder of users' models;
-        ``backend``: how every model's UNet runs on a CPU (``medviz.backends``)."""
+        already loaded; ``others``: more loaded models by name; ``models_dir``: the folder of users' models."""
         self.default = default
         self.device = device
-        self.backend = backend
         self.models_dir = Path(models_dir).expanduser().resolve() if models_dir else None
         self._models: dict[str, Model] = dict(others or {})
         self._lock = threading.Lock()
@@ -76,15 +73,13 @@ class ModelRegistry:
     def _load(self, name: str) -> Model:
         path = self._path(name)
         try:
-            model = load_model(path, device=self.device, backend=self.backend)
+            model = load_model(path, device=self.device)
         except ModelLoadError as error:
             text = str(error)
             if self.models_dir is not None:        # name the folder as the user typed it, not the server's path
                 text = text.replace(str(self.models_dir) + os.sep, "")
             raise ModelLoadError(text) from None
         model.name = name
-        if model.backend_note:
-            print(f"medviz: {name}: {model.backend_note}", flush=True)
         return model
 
     def warm(self) -> None:

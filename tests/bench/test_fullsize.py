@@ -11,26 +11,6 @@ def test_every_pixel_setting_scales_from_128_to_512_px():
     assert latent_cells(4) == 1                                  # tiny test models keep one cell
 
 
-def test_a_route_is_compared_with_the_baseline_in_ratios_psnr_verdict_and_memory():
-    import numpy as np
-
-    from medviz.bench.fullsize import route_figures
-
-    def record(route, pass_seconds, generate_seconds, peak):
-        return {"backend": route, "backend_used": route, "unet_pass_seconds": pass_seconds,
-                "engines": [{"engine": "generate", "seconds": generate_seconds, "peak_rss_mb": peak},
-                            {"engine": "explain", "seconds": 2 * generate_seconds, "peak_rss_mb": peak - 10}]}
-
-    image = np.linspace(0, 1, 48, dtype=np.float32).reshape(4, 4, 3)
-    base_out = {"generate": image, "reconstruction": image, "round_trip": image,
-                "explain_predicted": np.float32(1), "explain_votes": np.array([0.25, 0.75])}
-    out = {**base_out, "generate": image + 0.01, "reconstruction": image + 0.001, "explain_predicted": np.float32(0)}
-    row = route_figures(record("bf16", 2.0, 10.0, 1200), out, record("eager", 6.0, 40.0, 1000), base_out)
-    assert row["unet_pass_ratio"] == 3.0 and row["engine_ratios"] == {"generate": 4.0, "explain": 4.0}
-    assert abs(row["generate_psnr_db"] - 40.0) < 1e-3 and abs(row["reconstruction_psnr_db"] - 60.0) < 1e-3
-    assert row["explain_same"] is False and row["peak_rss_mb"] == 1200 and row["peak_ratio"] == 1.2
-
-
 def test_every_engine_runs_once_and_gives_the_outputs_a_route_is_compared_on():
     from medviz.bench.fullsize import run
     from tests.tiny import tiny_model
