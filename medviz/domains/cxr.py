@@ -9,6 +9,9 @@ from .base import Attribute, ClassifierPreset, Domain, Shift, register
 
 #: The phantom SCM's device kinds, in the order its mechanism draws them.
 DEVICE_KINDS = ("pacemaker", "ett", "cvc", "ngt")
+#: The phantom trial's arms (``medviz.phantoms.trial``, issue 55): identifier -> phrase. A chest drain treats an
+#: effusion: the clinical reason support devices go with effusion.
+TREATMENTS = {"none": "no treatment", "diuretic": "diuretic", "drain": "chest drain"}
 #: Which devices "support devices" stands for in the i-th caption pair of a slider direction (cycled).
 DEVICE_SETS = (("ett",), ("cvc",), ("pacemaker",), ("ngt",), ("ett", "cvc"), ("ett", "ngt"), ("cvc", "pacemaker"),
                ("ett", "cvc", "ngt"))
