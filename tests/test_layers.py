@@ -27,6 +27,7 @@ LAYERS = {
     "oracle": 2,
     "classifiers": 2,
     "ladine": 2,
+    "progression": 2,
     "data": 2,
     "engines": 3,
     "ui": 5,

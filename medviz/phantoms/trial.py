@@ -11,8 +11,8 @@ The effusion size s(t) in [0, 1] over ``HORIZON_DAYS`` follows, per arm (days; d
 
 - none: clearance 0; the effusion creeps up towards ``ceiling`` (baseline + 0.15, at most 0.95);
 - diuretic: clearance ``DIURETIC_CLEARANCE[cause]`` per day (cardiac ~0.15: halves in ~4 days; other ~0.01);
-- drain: at day 0 the drain removes ``DRAIN_REMOVES`` of the fluid, then the effusion re-accumulates (an exudate
-  faster); the drain is in place (drawn in the image) for ``DRAIN_DAYS`` days.
+- drain: right after the baseline image (day 0) the drain removes ``DRAIN_REMOVES`` of the fluid, then the
+  effusion re-accumulates (an exudate faster); the drain is in place for ``DRAIN_DAYS`` days.
 
 Every arm of a patient uses the **same** Brownian path: each patient has a true course under every treatment, so a
 predicted counterfactual course is scored against the truth. The process is defined by its Euler-Maruyama steps
@@ -105,10 +105,11 @@ def true_course(patient: Patient, arm: str) -> np.ndarray:
     clearance = DIURETIC_CLEARANCE[patient.cause] if arm == "diuretic" else 0.0
     accumulation = ACCUMULATION * (REACCUMULATION[patient.cause] if arm == "drain" else 1.0)
     s = np.empty(len(grid))
-    s[0] = patient.baseline_size * (1 - DRAIN_REMOVES) if arm == "drain" else patient.baseline_size
-    for i, dw in enumerate(increments):                # 1. Euler-Maruyama steps: the world's definition
-        drift = accumulation * (ceiling - s[i]) - clearance * s[i]
-        s[i + 1] = min(max(s[i] + drift * GRID_DAYS + VOLATILITY * math.sqrt(s[i] * (1 - s[i])) * dw, 0.0), 1.0)
+    s[0] = patient.baseline_size                       # day 0: the baseline image, before any treatment
+    for i, dw in enumerate(increments):                # Euler-Maruyama steps: the world's definition
+        start = s[i] * (1 - DRAIN_REMOVES) if arm == "drain" and i == 0 else s[i]     # drained right after
+        drift = accumulation * (ceiling - start) - clearance * start
+        s[i + 1] = min(max(start + drift * GRID_DAYS + VOLATILITY * math.sqrt(start * (1 - start)) * dw, 0.0), 1.0)
     return s
 
 

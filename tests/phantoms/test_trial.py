@@ -22,8 +22,8 @@ def test_every_arm_runs_on_the_same_noise_path_so_each_patient_has_every_true_co
     patient = next(p for p in T.trial(50) if not p.responder)
     none, diuretic, drain = (T.true_course(patient, arm) for arm in T.ARMS)
     assert np.array_equal(none, T.true_course(patient, "none"))                      # a fixed world
-    assert none[0] == diuretic[0] == patient.baseline_size
-    assert drain[0] == pytest.approx(patient.baseline_size * (1 - T.DRAIN_REMOVES))   # the drain empties at once
+    assert none[0] == diuretic[0] == drain[0] == patient.baseline_size                # day 0: before treatment
+    assert drain[1] < 0.3 * patient.baseline_size < none[1]                          # the drain empties at once
     assert np.corrcoef(np.diff(none), np.diff(diuretic))[0, 1] > 0.9                  # one Brownian path, two arms
     assert all(0.0 <= c.min() and c.max() <= 1.0 for c in (none, diuretic, drain))
     assert T.sizes_at(patient, "none", [0.0, T.HORIZON_DAYS]).tolist() == [none[0], none[-1]]
