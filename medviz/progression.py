@@ -118,6 +118,7 @@ def build(config: ProgressionConfig):
             self.jump = mlp(config.latent + arms, config.latent)
             self.sde = TreatmentSDE()
             self.decoder = nn.Linear(config.latent, 1)
+            self.log_noise = nn.Parameter(torch.tensor(-3.0))    # the recorded sizes' noise (log std), learned
 
     return Progression()
 

@@ -1,4 +1,4 @@
-"""python -m medviz.train {vae,text2image,oracle,classifier,align,ladine,bundle,recipe} --domain D --out DIR [...]
+"""python -m medviz.train {vae,text2image,oracle,classifier,align,ladine,progression,bundle,recipe} --domain D ...
 
 `recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
 text encoder + UNet and the oracle, and write the pipeline and oracle folders. `align` fine-tunes a pipeline's
@@ -24,6 +24,7 @@ from .classifier import ClassifierConfig, train_classifier
 from .common import is_main_process
 from .data import render_training_set
 from .ladine import LaDiNETrainConfig, train_ladine
+from .progression import ProgressionTrainConfig, train_progression
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
 from .vae import VAEConfig, train_vae
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m medviz.train", description=__doc__.split("\n\n")[1])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig),
-                              ("classifier", ClassifierConfig), ("align", AlignConfig), ("ladine", LaDiNETrainConfig)):
+                              ("classifier", ClassifierConfig), ("align", AlignConfig), ("ladine", LaDiNETrainConfig),
+                              ("progression", ProgressionTrainConfig)):
         sub = commands.add_parser(name)
         sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
         sub.add_argument("--out", required=True)
@@ -114,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "ladine":
         command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
         print(json.dumps(train_ladine(_config(LaDiNETrainConfig, args), command=command), indent=2, default=str))
+    elif args.command == "progression":
+        command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
+        record = train_progression(_config(ProgressionTrainConfig, args), command=command)
+        print(json.dumps(record, indent=2, default=str))
     elif args.command == "bundle":
         bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
         if args.oracle_dir:

@@ -1,0 +1,172 @@
+"""Train the progression model (``medviz.progression``) on the phantom trial (``medviz.phantoms.trial``).
+
+Each patient contributes its baseline image, its record and its noisy sizes at its own visits, under the arm it
+was randomised to: the factual course only, as in a real trial. The loss is the Gaussian negative log-likelihood
+of the recorded sizes under the model's paths: at each visit the mean and variance over ``n_paths`` sampled paths
+(the same Brownian path for every visit of a path), plus a learned measurement variance. Matching the spread of
+the paths to the spread of the courses is what makes the bands mean something (our choice; the paper's training
+objective is not public).
+
+    python -m medviz.train progression --domain cxr --out runs/progression/hyperfusion [--fusion film] [--steps N]
+
+Resumable: ``OUT/checkpoints`` every ``checkpoint_every`` steps; the same command picks up there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import progression
+from ..io import uint8_rgb
+from ..phantoms import get_domain
+from ..phantoms import trial as world
+from .common import TrainConfig
+
+GRID_STEP_DAYS = 0.5           # the solver's output times (or its step, if longer); a visit between two is interpolated
+SHAPES = {"small": {}, "tiny": {"image_size": 32, "latent": 4, "width": 16, "embedding": 4, "dt_days": 2.0}}
+
+
+@dataclass(frozen=True)
+class ProgressionTrainConfig(TrainConfig):
+    """``n_images``: patients enrolled (seeds from the trial's first seed); ``n_paths``: paths per patient per step."""
+
+    n_images: int = 2000
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    fusion: str = "hyperfusion"
+    n_paths: int = 8
+    checkpoint_every: int = 250
+
+    def validate(self) -> None:
+        if self.domain != "cxr":
+            raise ValueError("the phantom trial exists for the CXR domain only")
+        if self.preset not in SHAPES:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(SHAPES)}")
+        if self.fusion not in progression.FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(progression.FUSIONS)}")
+
+
+@dataclass
+class TrialTensors:
+    """The trial as tensors: images (N, 1, S, S) in [-1, 1], tabular (N, F) standardised, arm (N,), and per visit
+    slot (N, V): the grid index below the visit, its interpolation weight, the recorded size and a mask."""
+
+    images: object
+    tabular: object
+    arm: object
+    below: object
+    weight: object
+    size: object
+    mask: object
+
+
+def baseline_images(patients, size: int) -> np.ndarray:
+    """(N, size, size) uint8: each patient's day-0 image, rendered at 128 px and resized."""
+    domain = get_domain("cxr")
+    return np.stack([uint8_rgb(domain.render(world.factors_at(p, p.arm, 0.0), p.seed, 128).image, size)[..., 0]
+                     for p in patients])
+
+
+def trial_tensors(patients, config: progression.ProgressionConfig) -> TrialTensors:
+    """The patients' images, records and visits, as the loss reads them."""
+    import torch
+
+    images = torch.as_tensor(baseline_images(patients, config.image_size)).float()[:, None] / 127.5 - 1
+    records = [world.tabular(p) for p in patients]
+    by_patient: dict[int, list[dict]] = {}
+    for row in world.observations(patients):
+        by_patient.setdefault(row["patient"], []).append(row)
+    slots, step = max(len(p.visits) for p in patients), grid_step(config)
+    below, weight, size, mask = (np.zeros((len(patients), slots)) for _ in range(4))
+    for i, patient in enumerate(patients):
+        for j, row in enumerate(by_patient[patient.seed]):
+            position = row["day"] / step
+            below[i, j] = min(math.floor(position), round(config.horizon_days / step) - 1)
+            weight[i, j], size[i, j], mask[i, j] = position - below[i, j], row["effusion_size"], 1.0
+    arms = torch.as_tensor([config.treatments.index(p.arm) for p in patients])
+    return TrialTensors(images, progression.tabular_tensor(config, records), arms,
+                        torch.as_tensor(below, dtype=torch.long), *(torch.as_tensor(a, dtype=torch.float32)
+                                                                    for a in (weight, size, mask)))
+
+
+def grid_step(config: progression.ProgressionConfig) -> float:
+    return max(GRID_STEP_DAYS, config.dt_days)
+
+
+def grid_times(config: progression.ProgressionConfig) -> np.ndarray:
+    return np.arange(0.0, config.horizon_days + grid_step(config) / 2, grid_step(config))
+
+
+def visit_sizes(sizes, below, weight):
+    """Sizes (M, B, T) on the grid read at each visit slot (B, V): (M, B, V), linearly interpolated."""
+    import torch
+
+    index = below[None].expand(sizes.shape[0], -1, -1)
+    low, high = torch.gather(sizes, 2, index), torch.gather(sizes, 2, index + 1)
+    return low + (high - low) * weight[None]
+
+
+def nll(network, config, data: TrialTensors, rows, n_paths: int, seed: int):
+    """The loss of a batch ``rows``: Gaussian NLL of the recorded sizes under the paths' mean and variance."""
+    import torch
+
+    z0 = progression.encode(network, config, data.images[rows], data.tabular[rows])
+    sizes = progression.paths(network, config, z0, data.arm[rows], grid_times(config), n_paths, seed=seed)
+    at_visits = visit_sizes(sizes, data.below[rows], data.weight[rows])
+    mean, variance = at_visits.mean(0), at_visits.var(0) + torch.exp(network.log_noise) ** 2
+    terms = 0.5 * (torch.log(2 * math.pi * variance) + (data.size[rows] - mean) ** 2 / variance)
+    return (terms * data.mask[rows]).sum() / data.mask[rows].sum()
+
+
+def network_config(config: ProgressionTrainConfig, patients) -> progression.ProgressionConfig:
+    records = np.array([[world.tabular(p)[k] for k in progression.ProgressionConfig.tabular] for p in patients])
+    return progression.ProgressionConfig(fusion=config.fusion, tabular_centre=tuple(records.mean(0).round(4)),
+                                         tabular_scale=tuple(np.maximum(records.std(0), 1e-3).round(4)),
+                                         **SHAPES[config.preset])
+
+
+def train_progression(config: ProgressionTrainConfig, command: str = "") -> dict:
+    """Train, resumably; writes a progression folder to ``config.out`` and returns its record."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    config.validate()
+    torch.manual_seed(config.seed)
+    out, started = Path(config.out), time.perf_counter()
+    patients = world.trial(config.n_images)                                          # 1. the trial
+    shape = network_config(config, patients)
+    network = progression.build(shape)
+    data = trial_tensors(patients, shape)                                            # 2. its tensors
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    checkpoints, first = out / "checkpoints", 0
+    if (checkpoints / "checkpoint.json").is_file():                                 # 3. resume
+        network.load_state_dict(load_file(str(checkpoints / "checkpoint.safetensors")))
+        first = json.loads((checkpoints / "checkpoint.json").read_text())["step"]
+        print(f"[progression] resuming at step {first}", flush=True)
+    generator = torch.Generator().manual_seed(config.seed + first)
+    for step in range(first, config.steps):                                          # 4. the loop
+        rows = torch.randint(0, len(patients), (config.batch_size,), generator=generator)
+        loss = nll(network, shape, data, rows, config.n_paths, seed=config.seed * 100_003 + step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % 50 == 0:
+            print(f"[progression] step {step + 1}/{config.steps} nll {loss.item():.4f} "
+                  f"noise {math.exp(network.log_noise.item()):.4f}", flush=True)
+        if (step + 1) % config.checkpoint_every == 0:
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in network.state_dict().items()},
+                      str(checkpoints / "checkpoint.safetensors"))
+            (checkpoints / "checkpoint.json").write_text(json.dumps({"step": step + 1}))
+    record = {"config": asdict(config), "command": command, "patients": len(patients),
+              "measurement_noise": math.exp(network.log_noise.item()),
+              "seconds": round(time.perf_counter() - started, 1)}
+    progression.save(network, shape, out, record)                                    # 5. the folder
+    return record

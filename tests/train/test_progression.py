@@ -1,0 +1,41 @@
+"""The progression trainer at test size: it trains on the trial's factual records, writes a folder, resumes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from medviz import progression
+from medviz.train.progression import ProgressionTrainConfig, train_progression, trial_tensors, visit_sizes
+
+
+def test_each_visit_is_read_between_its_two_grid_points():
+    import torch
+
+    from medviz.phantoms import trial
+
+    patients = trial.trial(3)
+    data = trial_tensors(patients, progression.ProgressionConfig())
+    assert data.images.shape == (3, 1, 64, 64) and -1 <= data.images.min() and data.images.max() <= 1
+    visits = int(data.mask[0].sum())
+    assert visits == len(patients[0].visits) and data.mask[0, visits:].sum() == 0
+    grid = torch.linspace(0, 56, 57)[None, None].expand(2, 3, -1)          # a "size" equal to the grid index
+    read = visit_sizes(grid, data.below, data.weight)
+    days = np.array(patients[0].visits)
+    assert np.allclose(read[0, 0, :visits].numpy(), days / 0.5, atol=1e-4)  # index = day / 0.5
+
+
+def test_a_tiny_run_writes_a_folder_that_loads_and_a_stopped_run_resumes(tmp_path, capsys):
+    out = tmp_path / "progression"
+    config = ProgressionTrainConfig(domain="cxr", out=str(out), n_images=12, steps=4, batch_size=4, n_paths=2,
+                                    checkpoint_every=2, fusion="film", preset="tiny")
+    record = train_progression(config)
+    assert record["patients"] == 12 and record["measurement_noise"] > 0
+    network, shape, card = progression.load(out)
+    assert shape.fusion == "film" and shape.image_size == 32 and len(shape.tabular_centre) == 4
+    assert card["config"]["steps"] == 4
+    assert json.loads((out / "checkpoints" / "checkpoint.json").read_text()) == {"step": 4}
+    train_progression(ProgressionTrainConfig(**{**config.__dict__, "steps": 6}))
+    assert "[progression] resuming at step 4" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="the phantom trial exists for the CXR domain only"):
+        train_progression(ProgressionTrainConfig(domain="skin", out=str(out)))
