@@ -10,12 +10,13 @@ import argparse
 import sys
 
 from . import (align, audit, backends, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models,
-               phantoms, robust, scale, traverse, ui)
+               phantoms, progression, robust, scale, traverse, ui)
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,
            "ui": ui, "audit": audit, "debias": debias, "robust": robust,
-           "scale": scale, "align": align, "backends": backends}
+           "scale": scale, "align": align, "backends": backends,
+           "progression": progression}
 
 
 def main(argv: list[str] | None = None) -> int:
