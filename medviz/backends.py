@@ -1,28 +1,22 @@
-"""How the UNet runs on a CPU: the inference route of a loaded pipeline (issue 54).
+"""How the UNet runs on a CPU (issue 54): exactly (PyTorch fp32) in every engine, or, for Generate and Traverse
+only and only when asked, as a bfloat16 *preview*.
 
-Benches take a route (``load_model(..., backend=)``); the app does not yet: ``bf16`` changed 2 of 20 of the bundled
-CXR model's diffusion-classifier verdicts, so it may only become a labelled preview for Generate and Traverse.
-
-Routes, measured side by side by ``python -m medviz.bench backends`` (docs/cpu.md):
-
-- ``eager``: PyTorch in the pipeline's dtype (fp32 on a CPU), as diffusers runs it.
-- ``bf16``: the UNet's matrix products and convolutions in bfloat16 (their weights stored so, its normalisations
-  in fp32, under ``torch.autocast``), on a CPU with AMX tiles (Intel Sapphire Rapids and later), which compute
-  bfloat16 in hardware; everything around the UNet (schedulers, inversion arithmetic, the VAE, the text encoder)
-  stays in fp32, and the UNet's output is returned in the input's dtype.
-- ``auto``: ``bf16`` where the CPU has AMX tiles, else ``eager``; a CUDA or MPS pipeline always runs ``eager``
-  (it is already in fp16 there).
-
-Why autocast and not a converted graph: on this 2-core AMX CPU, OpenVINO's fp32 graph was 1.32x eager per SD-1.5
-pass and its bf16 graph about as fast as autocast, after a 64 s conversion; torch autocast needs no conversion,
-cache or extra package (the figures: docs/cpu.md).
+The preview runs the engine under ``torch.autocast`` to bfloat16 on a CPU with AMX tiles (Intel Sapphire Rapids
+and later), which compute bfloat16 matrix products in hardware. The autocast weight cache is off: each layer's
+weights are cast when used and freed, so memory stays that of fp32 (with the cache, a full-size UNet held a second,
+bfloat16 copy: 1.31x the peak), and the fp32 weights are never touched, so the exact engines beside it are
+unaffected. Measured on this 2-core CPU, SD-1.5 architecture, one UNet pass (docs/cpu.md): 1.81x at batch 1,
+2.89x at batch 2 (a guided step), output PSNR 57 dB against fp32. It is approximate: on the bundled CXR model it
+changed 2 of 20 diffusion-classifier verdicts, so Edit, Explain, Audit and the domain check never use it.
 """
 
 from __future__ import annotations
 
-import functools
+from contextlib import contextmanager
 
-ROUTES = ("auto", "eager", "bf16")
+ROUTES = ("eager", "bf16")
+PREVIEW_WARNING = ("Preview: computed in bfloat16 for speed; the exact image (preview off, same seed) differs "
+                   "slightly. Use it to explore, then run it exactly.")
 
 
 def amx_available() -> bool:
@@ -35,62 +29,24 @@ def amx_available() -> bool:
         return False
 
 
-def choose(route: str, device: str) -> tuple[str, str]:
-    """(the route that will run, a one-line note or ""): ``auto`` resolved, an impossible choice falling back."""
-    if route not in ROUTES:
-        raise ValueError(f"unknown backend {route!r}; choose one of {', '.join(ROUTES)}")
+def preview_route(device: str) -> tuple[str, str]:
+    """(route, note) of a preview on ``device``: "bf16" on a CPU with AMX tiles, else "eager" and why, in a line."""
     if device != "cpu":
-        note = f"the {route} backend is for CPUs: this {device} pipeline runs eager" if route == "bf16" else ""
-        return "eager", note
+        return "eager", f"no preview on {device}: it runs in half precision already, so this is the exact run"
+    if not amx_available():
+        return "eager", "no preview on this CPU (no AMX tiles: bfloat16 would be slower), so this is the exact run"
+    return "bf16", PREVIEW_WARNING
+
+
+@contextmanager
+def running(route: str):
+    """Run the torch code inside by ``route``: "eager" changes nothing, "bf16" autocasts to bfloat16 on the CPU."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; choose one of {', '.join(ROUTES)}")
     if route == "eager":
-        return "eager", ""
-    if amx_available():
-        return "bf16", ""
-    if route == "bf16":
-        return "eager", "this CPU has no AMX tiles, so bfloat16 would be slower: running eager (fp32) instead"
-    return "eager", ""
-
-
-def apply(pipe, route: str) -> tuple[str, str]:
-    """Run ``pipe.unet`` by ``route`` (see ``choose``) from now on; returns ``choose``'s (route, note).
-
-    ``bf16`` stores the UNet's convolution and linear weights in bfloat16, once (cast at every call, autocast
-    re-cast all 860M SD-1.5 weights per pass: 1.74x instead of 2.7x, and 2 GB more memory), keeps the
-    normalisation layers in fp32, and runs the forward under autocast. The rounded weights cannot be taken back:
-    to run eager again, load the model again."""
-    used, note = choose(route, pipe.unet.device.type)
-    unet = pipe.unet
-    if route_of(pipe) == "bf16":
-        if used == "bf16":
-            return used, note
-        raise ValueError("this UNet's weights were rounded to bfloat16: load the model again to run it eager")
-    if used == "bf16":
-        import torch
-
-        for module in unet.modules():
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-                module.to(torch.bfloat16)
-        unet.forward = _bfloat16_forward(unet.forward)
-    unet._medviz_backend = used
-    return used, note
-
-
-def route_of(pipe) -> str:
-    """The route ``pipe``'s UNet runs (``eager`` for a pipeline ``apply`` never saw)."""
-    return getattr(pipe.unet, "_medviz_backend", "eager")
-
-
-def _bfloat16_forward(forward):
-    """``forward`` under CPU autocast to bfloat16, its noise prediction cast back to the input's dtype."""
+        yield
+        return
     import torch
 
-    @functools.wraps(forward)
-    def run(sample, *args, **kwargs):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = forward(sample, *args, **kwargs)
-        if isinstance(out, tuple):                                   # return_dict=False
-            return (out[0].to(sample.dtype), *out[1:])
-        out.sample = out.sample.to(sample.dtype)
-        return out
-
-    return run
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        yield

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import backends
 from .card import read_card
 from .folders import check_safetensors, check_weights, read_config
 from .oracle import load_oracle
@@ -166,12 +165,6 @@ class Model:
     domain: str | None = None
     card: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)       # engines' per-model precomputations (e.g. directions)
-    backend_note: str = ""                          # why the UNet runs another route than the one asked for
-
-    @property
-    def backend(self) -> str:
-        """The route the UNet runs (``medviz.backends``): "eager" or "bf16"."""
-        return backends.route_of(self.pipe)
 
     @property
     def image_size(self) -> int:
@@ -183,12 +176,9 @@ class Model:
 
 
 def load_model(name_or_path: str | os.PathLike = "cxr-phantom", *, device: str | None = None,
-               oracle: str | os.PathLike | None = None, backend: str = "eager", **pipeline_options) -> Model:
-    """The pipeline plus its oracle (from ``medviz.json`` or ``oracle=``) and model card facts; ``backend``: how
-    the UNet runs on a CPU (``medviz.backends.ROUTES``)."""
-    backends.choose(backend, "cpu")                      # an unknown name fails before the weights are read
+               oracle: str | os.PathLike | None = None, **pipeline_options) -> Model:
+    """The pipeline plus its oracle (from ``medviz.json`` or ``oracle=``) and model card facts."""
     pipe = load_pipeline(name_or_path, device=device, **pipeline_options)
-    _, note = backends.apply(pipe, backend)
     path = resolve(name_or_path)
     card = read_model_card(path) if path.is_dir() else {}
     domain = card.get("domain")
@@ -206,5 +196,4 @@ def load_model(name_or_path: str | os.PathLike = "cxr-phantom", *, device: str |
         oracle=loaded_oracle,
         domain=domain or getattr(loaded_oracle, "domain", None),
         card=card,
-        backend_note=note,
     )

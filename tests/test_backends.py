@@ -1,9 +1,12 @@
-"""The UNet's CPU routes on a tiny random pipeline: the choice, the fallback, the wrapping and its undoing."""
+"""The bfloat16 preview: where it runs, what it says, and that it leaves the exact route untouched (tiny models)."""
 
+import numpy as np
 import pytest
 import torch
 
 from medviz import backends
+from medviz.engines.generate import GenerateConfig, generate
+from medviz.engines.traverse import TraverseConfig, traverse
 
 
 @pytest.fixture()
@@ -14,59 +17,48 @@ def amx(monkeypatch):
     return set_to
 
 
-def test_auto_picks_bfloat16_only_on_a_cpu_with_amx_and_an_impossible_choice_says_why(amx):
+def test_a_preview_runs_in_bfloat16_only_on_a_cpu_with_amx_and_otherwise_says_it_ran_exactly(amx):
     amx(True)
-    assert backends.choose("auto", "cpu") == ("bf16", "") and backends.choose("bf16", "cpu") == ("bf16", "")
-    assert backends.choose("eager", "cpu") == ("eager", "")
+    assert backends.preview_route("cpu") == ("bf16", backends.PREVIEW_WARNING)
     amx(False)
-    assert backends.choose("auto", "cpu") == ("eager", "")
-    assert backends.choose("bf16", "cpu") == (
-        "eager", "this CPU has no AMX tiles, so bfloat16 would be slower: running eager (fp32) instead")
-    assert backends.choose("bf16", "cuda") == ("eager", "the bf16 backend is for CPUs: this cuda pipeline runs eager")
-    assert backends.choose("auto", "cuda") == ("eager", "")
-    with pytest.raises(ValueError, match="unknown backend 'openvino'; choose one of auto, eager, bf16"):
-        backends.choose("openvino", "cpu")
+    assert backends.preview_route("cpu") == (
+        "eager", "no preview on this CPU (no AMX tiles: bfloat16 would be slower), so this is the exact run")
+    assert backends.preview_route("cuda")[0] == "eager"
+    with pytest.raises(ValueError, match="unknown route 'openvino'; choose one of eager, bf16"):
+        with backends.running("openvino"):
+            pass
 
 
-def _noise(unet, return_dict=True):
+def test_the_bf16_route_computes_in_bfloat16_and_leaves_the_fp32_weights_alone(tiny_cxr):
+    unet = tiny_cxr.pipe.unet
+    weights = {k: v.clone() for k, v in unet.state_dict().items()}
     generator = torch.Generator().manual_seed(0)
-    size = unet.config.sample_size
-    sample = torch.randn(2, unet.config.in_channels, size, size, generator=generator)
+    sample = torch.randn(2, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size,
+                         generator=generator)
     condition = torch.randn(2, 32, unet.config.cross_attention_dim, generator=generator)
     with torch.no_grad():
-        out = unet(sample, 500, encoder_hidden_states=condition, return_dict=return_dict)
-    return out.sample if return_dict else out[0]
+        exact = unet(sample, 500, encoder_hidden_states=condition).sample
+        with backends.running("bf16"):
+            fast = unet(sample, 500, encoder_hidden_states=condition).sample
+        again = unet(sample, 500, encoder_hidden_states=condition).sample
+    assert fast.dtype == torch.bfloat16 and torch.equal(exact, again)            # outside: fp32, as before
+    relative = ((fast.float() - exact).pow(2).mean().sqrt() / exact.std()).item()
+    assert 1e-5 < relative < 0.05, relative                                      # bfloat16 ran, and is close
+    assert all(torch.equal(v, weights[k]) for k, v in unet.state_dict().items())
 
 
-def test_bf16_runs_the_unet_in_bfloat16_returns_fp32_and_cannot_be_taken_back(amx):
-    from tests.tiny import tiny_model
-
+def test_generate_and_traverse_previews_are_labelled_close_and_the_exact_run_unchanged(tiny_cxr, amx):
     amx(True)
-    pipe = tiny_model("cxr").pipe                            # its own: the weights are rounded for good
-    exact = _noise(pipe.unet)
-    assert backends.apply(pipe, "bf16") == ("bf16", "") and backends.route_of(pipe) == "bf16"
-    dtypes = {type(m).__name__: m.weight.dtype for m in pipe.unet.modules() if hasattr(m, "weight")}
-    assert dtypes["Conv2d"] == dtypes["Linear"] == torch.bfloat16 and dtypes["GroupNorm"] == torch.float32
-    fast, tupled = _noise(pipe.unet), _noise(pipe.unet, return_dict=False)
-    assert fast.dtype == tupled.dtype == torch.float32 and torch.equal(fast, tupled)
-    assert not torch.equal(fast, exact)                                  # bfloat16 really ran
-    relative = (fast - exact).pow(2).mean().sqrt() / exact.std()
-    assert 1e-5 < relative < 0.05, relative                              # and close to fp32
-    assert backends.apply(pipe, "auto") == ("bf16", "")                 # again: nothing changes
-    assert torch.equal(_noise(pipe.unet), fast)
-    with pytest.raises(ValueError, match="rounded to bfloat16: load the model again to run it eager"):
-        backends.apply(pipe, "eager")
-
-
-def test_a_model_loads_with_a_backend_and_a_cpu_without_amx_falls_back_with_one_line(tiny_cxr, amx, tmp_path):
-    from medviz.models import load_model
-
-    folder = tmp_path / "tiny-sd"
-    tiny_cxr.pipe.save_pretrained(str(folder))
+    config = GenerateConfig(prompt="Chest X-ray", batch_size=1, seed=5, steps=3)
+    exact, preview = generate(tiny_cxr, config), generate(tiny_cxr, GenerateConfig(**{**config.__dict__,
+                                                                                    "preview": True}))
+    assert preview.warnings[0] == backends.PREVIEW_WARNING and preview.parameters["route"] == "bf16"
+    assert exact.parameters["route"] == "eager" and backends.PREVIEW_WARNING not in exact.warnings
+    assert preview.images[0].dtype == np.float32 and 0 < np.abs(preview.images[0] - exact.images[0]).max() < 0.1
+    assert np.array_equal(generate(tiny_cxr, config).images[0], exact.images[0])
+    walk = TraverseConfig(kind="interpolate", prompt="Chest X-ray", frames=2, steps=2, preview=True)
+    result = traverse(tiny_cxr, walk)
+    assert result.warnings == (backends.PREVIEW_WARNING,) and result.frames.dtype == np.float32
     amx(False)
-    model = load_model(folder, device="cpu", backend="bf16")
-    assert model.backend == "eager" and model.backend_note.startswith("this CPU has no AMX tiles")
-    amx(True)
-    assert load_model(folder, device="cpu", backend="auto").backend == "bf16"
-    with pytest.raises(ValueError, match="unknown backend"):
-        load_model(folder, device="cpu", backend="fast")
+    assert generate(tiny_cxr, GenerateConfig(**{**config.__dict__, "preview": True})).warnings[0].startswith(
+        "no preview on this CPU")

@@ -1,5 +1,8 @@
 """The UNet's CPU routes (``medviz.backends``) side by side on one model: is the fast route fast, and exact enough?
 
+The bf16 route runs here under every engine, the exact ones too, to show where it is exact enough and where not
+(the app offers it as a preview for Generate and Traverse only).
+
 Each route runs in a process of its own (so its peak memory is its own) on the same seeds; the first route is
 the baseline. Per route: one UNet pass alone, every engine once (``bench fullsize``'s run: seconds, UNet passes,
 peak memory), the generated image's PSNR against the baseline's, the empty edit's reconstruction PSNR against the
@@ -52,7 +55,8 @@ def main(args: argparse.Namespace, command: str) -> int:
         return run_route(args)
     routes = args.backends.split(",")
     for route in routes:
-        backends.choose(route, "cpu")                        # an unknown name fails before any process starts
+        if route not in backends.ROUTES:                     # an unknown name fails before any process starts
+            raise SystemExit(f"unknown route {route!r}; choose among {', '.join(backends.ROUTES)}")
     records, outputs = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for route in routes:
@@ -84,15 +88,14 @@ def run_route(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model = fullsize.sd15_random("cpu") if args.model == SD15 else load_model(args.model, device="cpu")
-    used, note = backends.apply(model.pipe, args.route)
-    loaded = time.perf_counter() - start
-    print(f"{args.model} on {used}" + (f" ({note})" if note else "") + f", loaded in {loaded:.1f} s")
-    alone = fullsize.unet_seconds(model)
-    rows, outputs = fullsize.run(model, args.steps)
-    if args.n:
-        outputs.update(classifier_checks(model, args.n))
+    print(f"{args.model} on {args.route}, loaded in {time.perf_counter() - start:.1f} s")
+    with backends.running(args.route):      # every engine, the exact ones too: to show why they stay exact
+        alone = fullsize.unet_seconds(model)
+        rows, outputs = fullsize.run(model, args.steps)
+        if args.n:
+            outputs.update(classifier_checks(model, args.n))
     np.savez(args.outputs, **outputs)
-    return write_json(args.json, {"backend": args.route, "backend_used": used, "note": note, "model": args.model,
+    return write_json(args.json, {"backend": args.route, "backend_used": args.route, "model": args.model,
                                   "unet_pass_seconds": alone, "engines": rows, "steps": args.steps, "n": args.n})
 
 

@@ -4,9 +4,9 @@ Built offline from the published component configs (UNet ~860M parameters, CLIP 
 SD VAE; the bundled tokenizer); it says what a user's real checkpoint costs on this machine, and whether every
 setting measured in pixels scales with the resolution. Never run by a test (it needs ~6 GB of memory).
 
-    python -m medviz.bench fullsize [--device cuda] [--backend bf16]
+    python -m medviz.bench fullsize [--device cuda]
 
-``python -m medviz.bench backends`` runs this bench once per UNet route and compares them.
+``python -m medviz.bench backends`` runs its engines once per route (``medviz.backends``) and compares them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 
-from .. import backends
 from ..engines.common import decode_latents, encode_image, encode_prompts
 from ..engines.counterfactual import EditConfig, counterfactual, pixel_settings
 from ..engines.explain import ExplainConfig, classify
@@ -138,9 +137,6 @@ def scaling(latent_size: int, size: int = 512) -> list[dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: fp16")
     parser.add_argument("--steps", type=int, default=2, help="denoising steps per engine")
-    parser.add_argument("--backend", default="eager", choices=backends.ROUTES,
-                        help="the UNet's route (medviz.backends); bench backends compares routes side by side")
-    parser.add_argument("--outputs", help=argparse.SUPPRESS)     # bench backends: save the outputs here (.npz)
     add_common(parser, domains=False)
 
 
@@ -148,18 +144,13 @@ def main(args: argparse.Namespace, command: str) -> int:
     start = time.perf_counter()
     model = sd15_random(args.device)
     pipe = model.pipe
-    used, note = backends.apply(pipe, args.backend)
-    if note:
-        print(f"backend: {note}")
     built = time.perf_counter() - start
     sizes = {"unet": parameters(pipe.unet), "text_encoder": parameters(pipe.text_encoder), "vae": parameters(pipe.vae)}
     print(f"SD-1.5 architecture, random weights, built in {built:.1f} s: " +
           ", ".join(f"{k} {v / 1e6:.0f}M" for k, v in sizes.items()) + f"; {model.image_size} px, {args.device}")
     alone = unet_seconds(model)
     print(f"one UNet pass alone (batch 1, {pipe.unet.config.sample_size}² latent): {alone:.2f} s")
-    rows, outputs = run(model, args.steps)
-    if args.outputs:
-        np.savez(args.outputs, **outputs)
+    rows, _ = run(model, args.steps)
     checks = scaling(pipe.unet.config.sample_size, model.image_size)
     for row in checks:
         print(f"  {row['setting']:<28}{row['at_128']:>6.2f} px at 128{row['at_512']:>7.2f} px at 512  "
@@ -167,5 +158,4 @@ def main(args: argparse.Namespace, command: str) -> int:
     return write_json(args.json, {"command": command, "parameters": sizes, "build_seconds": built,
                                   "unet_pass_seconds": alone, "engines": rows,
                                   "pixel_settings": checks, "all_scale": all(r["scales"] for r in checks),
-                                  "image_size": model.image_size, "device": args.device,
-                                  "backend": args.backend, "backend_used": used})
+                                  "image_size": model.image_size, "device": args.device})

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import domains
+from .. import backends, domains
 from ..card import prompt_bench
 from ..prompts import prompt_attributes
 from .common import Progress, ShouldStop, StepControl, make_scheduler, new_seed, setting_differences
@@ -34,6 +34,8 @@ class GenerateConfig:
         steps: denoising steps, 1..200.
         guidance_scale: classifier-free guidance weight w (eps = eps_u + w (eps_c - eps_u)); 1 = off.
         scheduler: "DDIM", "DPM-Solver++" or "Euler ancestral".
+        preview: run in bfloat16 where the CPU has AMX tiles (``medviz.backends``): ~2.9x faster per guided step
+            at 512 px, approximate; the result says so.
     """
 
     prompt: str
@@ -43,6 +45,7 @@ class GenerateConfig:
     steps: int = 25
     guidance_scale: float = 4.0
     scheduler: str = "DDIM"
+    preview: bool = False
 
     def validate(self) -> None:
         if not 1 <= self.batch_size <= 16:
@@ -154,8 +157,9 @@ def generate(
     control = StepControl(total=config.steps, progress=progress, should_stop=should_stop)
     control.check()
     size = model.image_size
+    route, note = backends.preview_route(pipe.device.type) if config.preview else ("eager", "")
     tic = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), backends.running(route):
         output = runner(
             prompt=[config.prompt] * config.batch_size,
             negative_prompt=[config.negative_prompt] * config.batch_size,
@@ -165,10 +169,10 @@ def generate(
     seconds = time.perf_counter() - tic
     images = [np.ascontiguousarray(np.clip(im, 0.0, 1.0), dtype=np.float32) for im in output.images]
     parameters = {**asdict(config), "seed": seed, "size": size, "model": model.name,
-                  "sampler": config.scheduler, "engine": "generate"}
+                  "sampler": config.scheduler, "engine": "generate", "route": route}
     readouts = model.oracle.readout_dicts(images) if model.oracle is not None else None
     passes = config.steps * (2 if config.guidance_scale > 1 else 1)
     measured = measured_prompt(model.card, model.domain, config)
-    warnings = tuple((measured or {}).get("warnings", ()))
+    warnings = (note,) * bool(note) + tuple((measured or {}).get("warnings", ()))
     return GenerateResult(images=images, seeds=seeds, parameters=parameters, seconds=seconds, readouts=readouts,
                           unet_passes=passes, measured=measured, warnings=warnings)

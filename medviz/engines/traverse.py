@@ -15,7 +15,7 @@ from math import comb
 
 import numpy as np
 
-from .. import domains
+from .. import backends, domains
 from ..phantoms import get_domain
 from ..prompts import attribute_prompt, start_prompt, training_caption
 from .common import Progress, ShouldStop, StepControl, decode_latents, encode_prompts, initial_noise, make_scheduler
@@ -47,6 +47,8 @@ class TraverseConfig:
         phrase, negation: an attribute in the user's own words, for any model (its domain need not be known):
             a slider walks the embedding difference of the prompt with ``phrase`` and with ``negation`` (one
             context, no projection); a prompt switch goes to the prompt with ``phrase``. ``target`` is ignored.
+        preview: sample and decode in bfloat16 where the CPU has AMX tiles (``medviz.backends``): faster,
+            approximate; the result says so. The readouts and metrics are then of the preview's frames.
     """
 
     kind: str = "slider"
@@ -68,6 +70,7 @@ class TraverseConfig:
     batch_size: int = 64
     phrase: str | None = None
     negation: str | None = None
+    preview: bool = False
 
     @property
     def typed(self) -> bool:
@@ -116,6 +119,7 @@ class TraverseResult:
     unet_passes_unshared: int             # the same work without sharing common prefixes
     seconds: float
     control_points: int = 0               # prompt_switch: latents the Bezier curve passes near
+    warnings: tuple[str, ...] = ()        # what a user should know first (a preview)
 
     def summary(self) -> dict:
         """Median monotonicity, max leakage and CFRT over the trajectories."""
@@ -453,21 +457,23 @@ def traverse(model, config: TraverseConfig, progress: Progress = None,
     negative = encode_prompts(pipe, [config.negative_prompt])[0]
     base = encode_prompts(pipe, [prompt])[0]
     noise = initial_noise(seeds, latent_shape, pipe.unet.dtype, model.device)
-    # 2. Every frame's latents at once, by the trajectory's kind.
+    # 2. Every frame's latents at once, by the trajectory's kind, then decoded (a preview: both in bfloat16).
     walk = _Walk(model, config, prompt, base, noise,
                  Sampling(config.steps, config.guidance_scale, negative, config.batch_size), control)
-    if config.kind == "slider":
-        result = _slider(walk)
-    elif config.kind == "prompt_switch":
-        result = _prompt_switch(walk)
-    else:
-        result = _interpolation(walk, progress, should_stop)
-    latents, positions, passes = result.latents, result.positions, result.passes
+    route, note = backends.preview_route(pipe.device.type) if config.preview else ("eager", "")
+    with backends.running(route):
+        if config.kind == "slider":
+            result = _slider(walk)
+        elif config.kind == "prompt_switch":
+            result = _prompt_switch(walk)
+        else:
+            result = _interpolation(walk, progress, should_stop)
+        control.check()
+        flat = result.latents.float().reshape(-1, *latent_shape)
+        frames = decode_latents(pipe, flat).reshape(len(seeds), config.frames, model.image_size, model.image_size, 3)
+    positions, passes = result.positions, result.passes
     unshared, control_points = result.unshared, result.control_points
-    # 3. Decode, read with the oracle, score.
-    flat = latents.reshape(-1, *latent_shape)
-    control.check()
-    frames = decode_latents(pipe, flat).reshape(len(seeds), config.frames, model.image_size, model.image_size, 3)
+    # 3. Read with the oracle, score.
     seconds = time.perf_counter() - tic
     attributes, readouts, metrics = (), None, None
     if model.oracle is not None:
@@ -475,8 +481,9 @@ def traverse(model, config: TraverseConfig, progress: Progress = None,
         readouts = model.oracle.readout(frames.reshape(-1, *frames.shape[2:])).reshape(len(seeds), config.frames, -1)
         if config.kind != "interpolate" and not config.typed and config.target in attributes:
             metrics = [trajectory_metrics(r, attributes, config.target, model.oracle.factors) for r in readouts]
-    parameters = {**asdict(config), "prompt": prompt, "model": model.name, "sampler": "DDIM", "engine": "traverse"}
+    parameters = {**asdict(config), "prompt": prompt, "model": model.name, "sampler": "DDIM", "engine": "traverse",
+                  "route": route}
     return TraverseResult(frames=frames, positions=np.asarray(positions, dtype=np.float64), seeds=seeds,
                           attributes=attributes, readouts=readouts, metrics=metrics, parameters=parameters,
                           unet_passes=int(passes), unet_passes_unshared=int(unshared), seconds=seconds,
-                          control_points=control_points)
+                          control_points=control_points, warnings=(note,) * bool(note))

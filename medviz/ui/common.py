@@ -247,6 +247,10 @@ def unmeasured_settings(differences: dict, shown: Callable = str) -> str:
     return f" This run's settings differ and were not measured: {changed}."
 
 
+#: The Generate and Traverse tabs' preview box (``medviz.backends``): never offered where an exact answer is needed.
+PREVIEW_LABEL = "Preview: faster, approximate (bfloat16 on a CPU with AMX); the result says so"
+
+
 def warned(warnings, text: str) -> str:
     """``text`` after the engine's warnings, in bold with a ⚠ ('' warnings: ``text`` alone)."""
     if not warnings:

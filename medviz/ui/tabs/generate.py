@@ -13,7 +13,8 @@ from ...engines.generate import GenerateConfig, generate, measured_prompt
 from ...io import to_uint8, write_png
 from ...oracle import READOUT_KIND
 from ...prompts import describe
-from ..common import MODEL_JOBS, Job, Page, errors_as_messages, pre_run_line, start_job, unmeasured_settings, warned
+from ..common import (PREVIEW_LABEL, MODEL_JOBS, Job, Page, errors_as_messages, pre_run_line, start_job,
+                      unmeasured_settings, warned)
 from . import Tab
 
 UNSPECIFIED = "unspecified"
@@ -51,6 +52,7 @@ class GenerateRequest:
     scheduler: str = "DDIM"
     steps: int = 25
     guidance_scale: float = 4.0
+    preview: bool = False
 
     def prompt(self, domain: str | None) -> str:
         """In the training captions' words (``describe``), the free text appended after a comma; the free text
@@ -74,7 +76,7 @@ class GenerateRequest:
         return GenerateConfig(prompt=prompt.strip(), negative_prompt=self.negative or "", batch_size=int(self.batch),
                               seed=None if self.seed is None or int(self.seed) < 0 else int(self.seed),
                               steps=int(self.steps), guidance_scale=float(self.guidance_scale),
-                              scheduler=self.scheduler)
+                              scheduler=self.scheduler, preview=bool(self.preview))
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ def _controls(domain: str | None) -> dict:
     with gr.Row():
         controls["guidance_scale"] = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
         controls["scheduler"] = gr.Dropdown(list(SCHEDULERS), value="DDIM", label="Sampler")
+    controls["preview"] = gr.Checkbox(False, label=PREVIEW_LABEL, elem_id="generate-preview")
     return controls
 
 

@@ -13,7 +13,7 @@ from ... import RESEARCH_ONLY_NOTICE, domains
 from ...display import for_display
 from ...engines.traverse import TraverseConfig, traverse
 from ...oracle import READOUT_KIND
-from ..common import MODEL_JOBS, Job, Page, errors_as_messages, start_job
+from ..common import PREVIEW_LABEL, MODEL_JOBS, Job, Page, errors_as_messages, start_job, warned
 from . import Tab
 
 #: The trajectory radio, (label, the engine's kind).
@@ -52,6 +52,7 @@ class TraverseRequest:
     start_step: int = 0
     phrase: str = ""
     negation: str = ""
+    preview: bool = False
 
     def configs(self) -> dict[str, TraverseConfig]:
         """One engine config per trajectory: per ticked attribute and the attribute typed in words (named by its
@@ -64,7 +65,8 @@ class TraverseRequest:
         common = dict(kind=kind, prompt=(self.prompt or "").strip() or None, seeds=(int(self.seed),),
                       seed_b=None if self.seed_b is None or int(self.seed_b) < 0 else int(self.seed_b),
                       frames=int(self.frames), steps=int(self.steps), guidance_scale=float(self.guidance_scale),
-                      alpha_range=(-float(self.alpha_max), float(self.alpha_max)), start_step=int(self.start_step))
+                      alpha_range=(-float(self.alpha_max), float(self.alpha_max)), start_step=int(self.start_step),
+                      preview=bool(self.preview))
         configs = {name: TraverseConfig(target=name, **common) if kind != "interpolate" else TraverseConfig(**common)
                    for name in names}
         if phrase and kind != "interpolate":
@@ -84,6 +86,7 @@ class TrajectoryCache:
     shown: tuple[str, ...]                    # those the chart draws: the SCM's factors
     summaries: dict[str, dict]
     parameters: dict
+    warnings: tuple[str, ...] = ()            # the engine's (a preview), shown above the metrics
 
 
 def compute_trajectories(model, request: TraverseRequest, job: Job) -> TrajectoryCache:
@@ -104,6 +107,7 @@ def compute_trajectories(model, request: TraverseRequest, job: Job) -> Trajector
         cache.readouts[name] = result.readouts[0] if result.readouts is not None else np.zeros((config.frames, 0))
         cache.summaries[name] = result.summary()
         cache.parameters[name] = result.parameters
+        cache.warnings = result.warnings
     return cache
 
 
@@ -141,7 +145,7 @@ def summary_markdown(cache: TrajectoryCache) -> str:
                  for name, s in cache.summaries.items()]
     if not cache.attributes:
         lines.append("*This model has no oracle: attribute readouts and trajectory metrics are absent.*")
-    return "  \n".join(lines)
+    return warned(cache.warnings, "  \n".join(lines))
 
 
 def trajectory_gif(cache: TrajectoryCache, name: str, job: Job, duration_ms: int = 250) -> str:
@@ -176,7 +180,9 @@ def _controls(domain: str | None) -> dict:
     with gr.Row():
         controls["alpha_max"] = gr.Slider(0.25, 3, value=1.5, step=0.25, label="Slider range ±alpha")
         controls["start_step"] = gr.Slider(0, 20, value=0, step=1, label="Shift from step (keeps anatomy)")
-    controls["guidance_scale"] = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
+    with gr.Row():
+        controls["guidance_scale"] = gr.Slider(1, 15, value=4.0, step=0.5, label="Guidance scale")
+        controls["preview"] = gr.Checkbox(False, label=PREVIEW_LABEL, elem_id="traverse-preview")
     return controls
 
 
