@@ -19,11 +19,13 @@ def amx(monkeypatch):
 
 def test_a_preview_runs_in_bfloat16_only_on_a_cpu_with_amx_and_otherwise_says_it_ran_exactly(amx):
     amx(True)
-    assert backends.preview_route("cpu") == ("bf16", backends.PREVIEW_WARNING)
+    assert backends.preview_route("cpu", 64) == ("bf16", backends.PREVIEW_WARNING)
+    assert backends.preview_route("cpu", 32) == (
+        "eager", "no preview for a model this small (bfloat16 would be slower), so this is the exact run")
     amx(False)
-    assert backends.preview_route("cpu") == (
+    assert backends.preview_route("cpu", 64) == (
         "eager", "no preview on this CPU (no AMX tiles: bfloat16 would be slower), so this is the exact run")
-    assert backends.preview_route("cuda")[0] == "eager"
+    assert backends.preview_route("cuda", 64)[0] == "eager"
     with pytest.raises(ValueError, match="unknown route 'openvino'; choose one of eager, bf16"):
         with backends.running("openvino"):
             pass
@@ -39,16 +41,22 @@ def test_the_bf16_route_computes_in_bfloat16_and_leaves_the_fp32_weights_alone(t
     with torch.no_grad():
         exact = unet(sample, 500, encoder_hidden_states=condition).sample
         with backends.running("bf16"):
+            raw = unet(sample, 500, encoder_hidden_states=condition).sample
+        with backends.running("bf16", unet):
             fast = unet(sample, 500, encoder_hidden_states=condition).sample
+            tupled = unet(sample, 500, encoder_hidden_states=condition, return_dict=False)[0]
         again = unet(sample, 500, encoder_hidden_states=condition).sample
-    assert fast.dtype == torch.bfloat16 and torch.equal(exact, again)            # outside: fp32, as before
+    assert raw.dtype == torch.bfloat16 and fast.dtype == tupled.dtype == torch.float32 and torch.equal(fast, tupled)
+    assert torch.equal(fast, raw.float()) and torch.equal(exact, again)          # outside: fp32, as before
+    assert not unet._forward_hooks                                               # the cast leaves with the context
     relative = ((fast.float() - exact).pow(2).mean().sqrt() / exact.std()).item()
     assert 1e-5 < relative < 0.05, relative                                      # bfloat16 ran, and is close
     assert all(torch.equal(v, weights[k]) for k, v in unet.state_dict().items())
 
 
-def test_generate_and_traverse_previews_are_labelled_close_and_the_exact_run_unchanged(tiny_cxr, amx):
+def test_generate_and_traverse_previews_are_labelled_close_and_the_exact_run_unchanged(tiny_cxr, amx, monkeypatch):
     amx(True)
+    monkeypatch.setattr(backends, "PREVIEW_MIN_LATENT", 4)          # the tiny UNet's 4x4 latents count as large
     config = GenerateConfig(prompt="Chest X-ray", batch_size=1, seed=5, steps=3)
     exact, preview = generate(tiny_cxr, config), generate(tiny_cxr, GenerateConfig(**{**config.__dict__,
                                                                                     "preview": True}))

@@ -89,7 +89,7 @@ def run_route(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = fullsize.sd15_random("cpu") if args.model == SD15 else load_model(args.model, device="cpu")
     print(f"{args.model} on {args.route}, loaded in {time.perf_counter() - start:.1f} s")
-    with backends.running(args.route):      # every engine, the exact ones too: to show why they stay exact
+    with backends.running(args.route, model.pipe.unet):   # every engine, the exact ones too: why they stay exact
         alone = fullsize.unet_seconds(model)
         rows, outputs = fullsize.run(model, args.steps)
         if args.n:

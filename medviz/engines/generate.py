@@ -157,9 +157,10 @@ def generate(
     control = StepControl(total=config.steps, progress=progress, should_stop=should_stop)
     control.check()
     size = model.image_size
-    route, note = backends.preview_route(pipe.device.type) if config.preview else ("eager", "")
+    route, note = (backends.preview_route(pipe.device.type, pipe.unet.config.sample_size) if config.preview
+                   else ("eager", ""))
     tic = time.perf_counter()
-    with torch.no_grad(), backends.running(route):
+    with torch.no_grad(), backends.running(route, pipe.unet):
         output = runner(
             prompt=[config.prompt] * config.batch_size,
             negative_prompt=[config.negative_prompt] * config.batch_size,

@@ -460,8 +460,9 @@ def traverse(model, config: TraverseConfig, progress: Progress = None,
     # 2. Every frame's latents at once, by the trajectory's kind, then decoded (a preview: both in bfloat16).
     walk = _Walk(model, config, prompt, base, noise,
                  Sampling(config.steps, config.guidance_scale, negative, config.batch_size), control)
-    route, note = backends.preview_route(pipe.device.type) if config.preview else ("eager", "")
-    with backends.running(route):
+    route, note = (backends.preview_route(pipe.device.type, latent_shape[-1]) if config.preview
+                   else ("eager", ""))
+    with backends.running(route, pipe.unet):
         if config.kind == "slider":
             result = _slider(walk)
         elif config.kind == "prompt_switch":
