@@ -70,3 +70,14 @@ def test_generate_and_traverse_previews_are_labelled_close_and_the_exact_run_unc
     amx(False)
     assert generate(tiny_cxr, GenerateConfig(**{**config.__dict__, "preview": True})).warnings[0].startswith(
         "no preview on this CPU")
+
+
+def test_slider_directions_cached_during_a_preview_are_the_exact_ones(tiny_cxr):
+    from medviz.engines.traverse import slider_directions
+
+    tiny_cxr.cache.clear()
+    with backends.running("bf16", tiny_cxr.pipe.unet):
+        previewed = slider_directions(tiny_cxr, ("pleural_effusion",), n_contexts=2)["pleural_effusion"]
+    tiny_cxr.cache.clear()
+    exact = slider_directions(tiny_cxr, ("pleural_effusion",), n_contexts=2)["pleural_effusion"]
+    assert previewed.dtype == torch.float32 and torch.equal(previewed, exact)      # later exact runs reuse it

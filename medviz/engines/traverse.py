@@ -169,13 +169,16 @@ def with_words(prompt: str, words: str) -> str:
 
 def slider_directions(model, attributes: tuple[str, ...], n_contexts: int = 64, seed: int = 0) -> dict:
     """Attribute -> mean (with - without) prompt-embedding difference, (tokens, width), cached on the model."""
+    import torch
+
     key = ("slider_directions", attributes, n_contexts, seed)
     if key not in model.cache:
         directions = {}
-        for attribute in attributes:
-            with_attribute, without_attribute = caption_pairs(model.domain, attribute, n_contexts, seed)
-            difference = encode_prompts(model.pipe, with_attribute) - encode_prompts(model.pipe, without_attribute)
-            directions[attribute] = difference.float().mean(0)
+        with torch.autocast("cpu", enabled=False):     # cached for every later run: exact even inside a preview
+            for attribute in attributes:
+                with_attribute, without_attribute = caption_pairs(model.domain, attribute, n_contexts, seed)
+                difference = encode_prompts(model.pipe, with_attribute) - encode_prompts(model.pipe, without_attribute)
+                directions[attribute] = difference.float().mean(0)
         model.cache[key] = directions
     return model.cache[key]
 
