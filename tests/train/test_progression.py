@@ -37,5 +37,8 @@ def test_a_tiny_run_writes_a_folder_that_loads_and_a_stopped_run_resumes(tmp_pat
     assert json.loads((out / "checkpoints" / "checkpoint.json").read_text()) == {"step": 4}
     train_progression(ProgressionTrainConfig(**{**config.__dict__, "steps": 6}))
     assert "[progression] resuming at step 4" in capsys.readouterr().out
+    fixed = train_progression(ProgressionTrainConfig(**{**config.__dict__, "out": str(tmp_path / "fixed"),
+                                                        "steps": 2, "measurement_noise": 0.02}))
+    assert fixed["measurement_noise"] == 0.02
     with pytest.raises(ValueError, match="the phantom trial exists for the CXR domain only"):
         train_progression(ProgressionTrainConfig(domain="skin", out=str(out)))
