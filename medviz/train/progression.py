@@ -165,7 +165,7 @@ def train_progression(config: ProgressionTrainConfig, command: str = "") -> dict
         optimizer.step()
         if (step + 1) % 50 == 0:
             print(f"[progression] step {step + 1}/{config.steps} nll {loss.item():.4f} "
-                  f"noise {math.exp(network.log_noise.item()):.4f}", flush=True)
+                  f"noise {config.measurement_noise or math.exp(network.log_noise.item()):.4f}", flush=True)
         if (step + 1) % config.checkpoint_every == 0:
             checkpoints.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in network.state_dict().items()},
