@@ -69,8 +69,7 @@ def run(model: Model, steps: int) -> tuple[list[dict], dict]:
     engine did, VAE and text encoder included, over its UNet passes), peak memory so far. Outputs: the generated
     image (float32 (H, W, 3) in [0, 1]), the empty edit and the input's VAE round trip (their channel means, (H, W)),
     the classifier's verdict."""
-    image = get_domain("cxr").render(get_domain("cxr").build_graph().sample(0).factors, 0, 512).image
-    pixels = image.astype(np.float32) / 255.0
+    image = get_domain("cxr").render(get_domain("cxr").build_graph().sample(0).factors, 0, 512).image  # [0, 1]
     prompt = "Chest X-ray of a female patient"
     runs = {
         "generate": lambda: generate(model, GenerateConfig(prompt=prompt, steps=steps, batch_size=1, seed=0)),
@@ -85,7 +84,7 @@ def run(model: Model, steps: int) -> tuple[list[dict], dict]:
         "edit (automatic mask)": lambda: counterfactual(model, image, EditConfig(
             target_prompt=prompt + " with a pacemaker", source_prompt=prompt, steps=steps + 1, strength=0.7,
             mask_draws=1, seed=0)),
-        "edit reconstruction (no edit)": lambda: counterfactual(model, pixels, EditConfig(
+        "edit reconstruction (no edit)": lambda: counterfactual(model, image, EditConfig(
             target_prompt=prompt, source_prompt=prompt, steps=steps + 1, strength=0.7, mask_mode="none", seed=0,
             domain_check=False)),
         "explain": lambda: classify(model, image, ExplainConfig(prompts=(prompt, prompt + " with a pacemaker"),
@@ -102,7 +101,7 @@ def run(model: Model, steps: int) -> tuple[list[dict], dict]:
                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
         print(f"{name:<32}{seconds:>8.1f} s{passes:>6} UNet passes"
               + (f"{seconds / passes:>8.2f} s/pass" if passes else "") + f"{rows[-1]['peak_rss_mb']:>8} MB peak")
-    round_trip = decode_latents(model.pipe, encode_image(model.pipe, pixels, model.image_size))[0]
+    round_trip = decode_latents(model.pipe, encode_image(model.pipe, image, model.image_size))[0]
     outputs = {"generate": results["generate"].images[0], "round_trip": channel_mean(round_trip),
         "reconstruction": channel_mean(results["edit reconstruction (no edit)"].counterfactual),
         "explain_predicted": results["explain"].predicted, "explain_votes": results["explain"].vote_fractions}
