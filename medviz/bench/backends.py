@@ -72,7 +72,7 @@ def main(args: argparse.Namespace, command: str) -> int:
     for row in compared:
         checks = (f"  verdicts {row['verdicts_same']}/{row['n']} same, domain-check scores within "
                   f"{100 * row['domain_check_max_relative']:.2f}%" if row["n"] else "")
-        print(f"{row['backend']:<6}{row['backend_used']:<6} UNet pass {row['unet_pass_seconds']:.2f} s "
+        print(f"{row['backend']:<6} UNet pass {row['unet_pass_seconds']:.2f} s "
               f"({row['unet_pass_ratio']:.2f}x)  generate PSNR {row['generate_psnr_db']:.1f} dB  reconstruction "
               f"{row['reconstruction_psnr_db']:.1f} dB  peak {row['peak_rss_mb']} MB ({row['peak_ratio']:.2f}x)"
               + checks)
@@ -95,7 +95,7 @@ def run_route(args: argparse.Namespace) -> int:
         if args.n:
             outputs.update(classifier_checks(model, args.n))
     np.savez(args.outputs, **outputs)
-    return write_json(args.json, {"backend": args.route, "backend_used": args.route, "model": args.model,
+    return write_json(args.json, {"backend": args.route, "model": args.model,
                                   "unet_pass_seconds": alone, "engines": rows, "steps": args.steps, "n": args.n})
 
 
@@ -118,7 +118,7 @@ def route_figures(record: dict, out: dict, base: dict, base_out: dict) -> dict:
     peak, base_peak = (max(row["peak_rss_mb"] for row in r["engines"]) for r in (record, base))
     n = len(out.get("verdicts", ()))
     return {
-        "backend": record["backend"], "backend_used": record["backend_used"],
+        "backend": record["backend"],
         "unet_pass_seconds": record["unet_pass_seconds"],
         "unet_pass_ratio": base["unet_pass_seconds"] / record["unet_pass_seconds"],
         "engine_ratios": {row["engine"]: round(row["seconds"] / engines[row["engine"]]["seconds"], 3)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import progression
 from ..phantoms import trial as world
-from ..train.progression import baseline_images
+from ..train.progression import baseline_tensor
 from .cli import add_common, write_json
 
 HELD_OUT_FIRST_SEED = world.TRIAL_FIRST_SEED + 1_000_000     # never enrolled in training (seeds from the first)
@@ -33,7 +33,7 @@ def predict(folder, patients, n_paths: int = 100, seed: int = 0) -> tuple[np.nda
     import torch
 
     network, config, _ = progression.load(folder)
-    images = torch.as_tensor(baseline_images(patients, config.image_size)).float()[:, None] / 127.5 - 1
+    images = baseline_tensor(patients, config.image_size)
     tabular = progression.tabular_tensor(config, [world.tabular(p) for p in patients])
     times = [0.0, *HORIZONS]
     start = time.perf_counter()

@@ -3,9 +3,9 @@
 Each patient contributes its baseline image, its record and its noisy sizes at its own visits, under the arm it
 was randomised to: the factual course only, as in a real trial. The loss is the Gaussian negative log-likelihood
 of the recorded sizes under the model's paths: at each visit the mean and variance over ``n_paths`` sampled paths
-(the same Brownian path for every visit of a path), plus a learned measurement variance. Matching the spread of
-the paths to the spread of the courses is what makes the bands mean something (our choice; the paper's training
-objective is not public).
+(the same Brownian path for every visit of a path), plus a measurement variance (learned, or the protocol's).
+Matching the spread of the paths to the spread of the courses is what makes the bands mean something (our choice;
+the paper's training objective is not public).
 
     python -m medviz.train progression --domain cxr --out runs/progression/hyperfusion [--fusion film] [--steps N]
 
@@ -52,8 +52,7 @@ class ProgressionTrainConfig(TrainConfig):
             raise ValueError("the phantom trial exists for the CXR domain only")
         if self.preset not in SHAPES:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(SHAPES)}")
-        if self.fusion not in progression.FUSIONS:
-            raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(progression.FUSIONS)}")
+        progression.ProgressionConfig(fusion=self.fusion).validate()      # before any phantom is rendered
 
 
 @dataclass
@@ -77,11 +76,18 @@ def baseline_images(patients, size: int) -> np.ndarray:
                      for p in patients])
 
 
+def baseline_tensor(patients, size: int):
+    """(N, 1, size, size) float32 in [-1, 1]: the day-0 images as the image encoder reads them."""
+    import torch
+
+    return torch.as_tensor(baseline_images(patients, size)).float()[:, None] / 127.5 - 1
+
+
 def trial_tensors(patients, config: progression.ProgressionConfig) -> TrialTensors:
     """The patients' images, records and visits, as the loss reads them."""
     import torch
 
-    images = torch.as_tensor(baseline_images(patients, config.image_size)).float()[:, None] / 127.5 - 1
+    images = baseline_tensor(patients, config.image_size)
     records = [world.tabular(p) for p in patients]
     by_patient: dict[int, list[dict]] = {}
     for row in world.observations(patients):

@@ -7,7 +7,7 @@ def test_a_route_is_compared_with_the_baseline_in_ratios_psnr_verdict_and_memory
     from medviz.bench.backends import route_figures
 
     def record(route, pass_seconds, generate_seconds, peak):
-        return {"backend": route, "backend_used": route, "unet_pass_seconds": pass_seconds,
+        return {"backend": route, "unet_pass_seconds": pass_seconds,
                 "engines": [{"engine": "generate", "seconds": generate_seconds, "peak_rss_mb": peak},
                             {"engine": "explain", "seconds": 2 * generate_seconds, "peak_rss_mb": peak - 10}]}
 
