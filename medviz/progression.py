@@ -13,6 +13,10 @@ Fusions of the image feature h (``width``) and the tabular embedding e: ``concat
 (h * (1 + gamma(e)) + beta(e)), ``hyperfusion`` (the image branch's last layer W(e) h + b(e), its weights generated
 per patient by a hypernetwork, initialised so W(e)'s entries start with the variance of a standard layer: the
 paper's input-variance initialisation) and ``image_only`` (no tabular data: a baseline).
+
+``model`` picks what runs from Z(0) (the same encoders and fusion for each): ``sde`` (the above), and the issue's
+deterministic baselines, one course per arm and no band: ``mlp`` (sizes at ``KNOT_DAYS`` from [Z(0), s], linearly
+interpolated between) and ``gru`` (a GRU cell stepped daily from h(0) = Z(0) with s as its input).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 FUSIONS = ("hyperfusion", "film", "concat", "image_only")
+MODELS = ("sde", "mlp", "gru")
+KNOT_DAYS = (0.0, 7.0, 14.0, 21.0, 28.0)       # the per-horizon MLP's outputs
+GRU_STEP_DAYS = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class ProgressionConfig:
     width: int = 64
     embedding: int = 8
     fusion: str = "hyperfusion"
+    model: str = "sde"
     horizon_days: float = 28.0
     dt_days: float = 0.25
     tabular_centre: tuple[float, ...] = ()        # the training records' means and spreads (empty: 0 and 1)
@@ -43,6 +51,8 @@ class ProgressionConfig:
     def validate(self) -> None:
         if self.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
 
 
 def build(config: ProgressionConfig):
@@ -115,8 +125,13 @@ def build(config: ProgressionConfig):
             self.image = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.tabular = mlp(len(config.tabular), config.embedding)
             self.fusion = Fusion()
-            self.jump = mlp(config.latent + arms, config.latent)
-            self.sde = TreatmentSDE()
+            if config.model == "sde":
+                self.jump = mlp(config.latent + arms, config.latent)
+                self.sde = TreatmentSDE()
+            elif config.model == "mlp":
+                self.knots = mlp(config.latent + arms, len(KNOT_DAYS))
+            else:
+                self.gru = nn.GRUCell(arms, config.latent)
             self.decoder = nn.Linear(config.latent, 1)
             self.log_noise = nn.Parameter(torch.tensor(-3.0))    # the recorded sizes' noise (log std), learned
 
@@ -151,12 +166,15 @@ def encode(network, config: ProgressionConfig, images, tabular):
 def paths(network, config: ProgressionConfig, z0, treatment, times, n_paths: int, seed: int = 0):
     """Decoded sizes (n_paths, B, T) at ``times`` (days, ascending, from 0) under ``treatment`` (B,) arm indices.
 
-    The same ``seed`` gives the same Brownian paths whatever the treatment: switching it is a counterfactual."""
+    The same ``seed`` gives the same Brownian paths whatever the treatment: switching it is a counterfactual.
+    The deterministic baselines (``config.model`` mlp or gru) give one path: (1, B, T)."""
     import torch
     import torchsde
 
     batch = z0.shape[0]
     one_hot = torch.nn.functional.one_hot(treatment, len(config.treatments)).float()
+    if config.model != "sde":
+        return _deterministic(network, config, z0, one_hot, times)[None]
     one_hot = one_hot.repeat(n_paths, 1)
     z = z0.repeat(n_paths, 1)
     z = z + network.jump(torch.cat([z, one_hot], -1))                  # Z(0+): the treatment's immediate action
@@ -167,6 +185,26 @@ def paths(network, config: ProgressionConfig, z0, treatment, times, n_paths: int
     solved = torchsde.sdeint(network.sde, z, ts, bm=brownian, method="euler", dt=config.dt_days)   # (T, nB, latent)
     sizes = torch.sigmoid(network.decoder(solved)).squeeze(-1)                                        # (T, nB)
     return sizes.view(len(ts), n_paths, batch).permute(1, 2, 0)
+
+
+def _deterministic(network, config: ProgressionConfig, z0, one_hot, times):
+    """Sizes (B, T) of a baseline: knots interpolated (mlp), or a GRU's daily states interpolated (gru)."""
+    import torch
+
+    if config.model == "mlp":
+        knots, knot_days = torch.sigmoid(network.knots(torch.cat([z0, one_hot], -1))), KNOT_DAYS
+    else:
+        hidden, states = z0, [z0]
+        knot_days = tuple(np.arange(0.0, config.horizon_days + GRU_STEP_DAYS / 2, GRU_STEP_DAYS))
+        for _ in knot_days[1:]:
+            hidden = network.gru(one_hot, hidden)
+            states.append(hidden)
+        knots = torch.sigmoid(network.decoder(torch.stack(states, 1))).squeeze(-1)        # (B, knots)
+    days = torch.as_tensor(knot_days, dtype=z0.dtype)
+    at = torch.as_tensor(times, dtype=z0.dtype).clamp(0, days[-1])
+    upper = torch.searchsorted(days, at, right=True).clamp(1, len(days) - 1)
+    weight = (at - days[upper - 1]) / (days[upper] - days[upper - 1])
+    return knots[:, upper - 1] + (knots[:, upper] - knots[:, upper - 1]) * weight
 
 
 def summary(sizes: np.ndarray, level: float = 0.9) -> dict[str, np.ndarray]:

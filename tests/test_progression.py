@@ -62,3 +62,25 @@ def test_a_saved_folder_loads_to_the_same_courses(tmp_path):
     with torch.no_grad():
         courses = [P.paths(n, config, _z0(n, config), torch.tensor([0, 2]), [0.0, 8.0], 3) for n in (network, loaded)]
     assert torch.equal(*courses)
+
+
+@pytest.mark.parametrize("model", ["mlp", "gru"])
+def test_a_deterministic_baseline_gives_one_course_per_arm_read_between_its_knots(model):
+    config = P.ProgressionConfig(model=model, fusion="concat", **{**TINY, "horizon_days": 28.0})
+    network = P.build(config).eval()
+    with torch.no_grad():
+        z0 = _z0(network, config)
+        days = [0.0, 3.5, 7.0, 10.0, 28.0]
+        sizes = P.paths(network, config, z0, torch.tensor([0, 1]), days, n_paths=50, seed=1)
+        switched = P.paths(network, config, z0, torch.tensor([2, 2]), days, n_paths=50, seed=1)
+        around = [0.0, 7.0] if model == "mlp" else [3.0, 4.0]                  # the knots on either side of day 3.5
+        knots = P.paths(network, config, z0, torch.tensor([0, 1]), around, n_paths=1)
+    assert sizes.shape == (1, 2, 5) and 0 <= sizes.min() and sizes.max() <= 1
+    assert not torch.equal(sizes, switched)                                     # the treatment reaches the course
+    if model == "mlp":
+        assert torch.allclose(sizes[..., [0, 2]], knots)                        # knots read as they are
+    assert torch.allclose(sizes[..., 1], (knots[..., 0] + knots[..., 1]) / 2)  # halfway: the mean of the two
+    if model == "gru":                                                          # day 0: the decoded Z(0)
+        assert torch.allclose(sizes[0, :, 0], torch.sigmoid(network.decoder(z0)).squeeze(-1))
+    with pytest.raises(ValueError, match="unknown model 'lstm'; choose one of sde, mlp, gru"):
+        P.build(P.ProgressionConfig(model="lstm"))

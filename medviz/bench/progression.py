@@ -5,12 +5,21 @@ the 90% bands' coverage of the true factual and counterfactual courses; the PEHE
 day-14 size; and the confident responders: patients the model gives >= 90% probability that the diuretic lowers
 their day-14 size by more than ``RESPONSE_MARGIN``, and the share of them in the planted responding subgroup.
 
+A deterministic baseline (``model`` mlp or gru: one course per arm) has no band and no confidence: those figures
+are None. Folders named ``NAME-sK`` are seeds of one setting: the table gives their mean and spread, and the
+verdicts compare each SDE setting with tabular data against every baseline setting (the MLP, the GRU, the SDE on
+the image alone) horizon by horizon.
+
     python -m medviz.bench progression --models runs/progression/hyperfusion [...] [--n 300] [--json PATH]
+        [--figure PATH] [--write-card FOLDER]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import re
 import time
 from pathlib import Path
 
@@ -53,6 +62,7 @@ def truth(patients) -> np.ndarray:
 def score(sizes: np.ndarray, true: np.ndarray, patients) -> dict:
     """The figures of one model's ``predict`` against ``truth``."""
     band = progression.summary(sizes)
+    stochastic = sizes.shape[0] > 1              # a deterministic baseline's one course has no band, no confidence
     factual = np.zeros(true.shape[:2], bool)
     factual[np.arange(len(patients)), [world.ARMS.index(p.arm) for p in patients]] = True
     error = np.abs(band["mean"] - true)                                        # (N, arms, horizons)
@@ -65,15 +75,58 @@ def score(sizes: np.ndarray, true: np.ndarray, patients) -> dict:
     confident = p_response >= CONFIDENT
     responders = np.array([p.responder for p in patients])
     return {
-        "error_factual": dict(zip(HORIZONS, error[factual].mean(0).round(4).tolist())),
-        "error_counterfactual": dict(zip(HORIZONS, error[~factual].mean(0).round(4).tolist())),
-        "coverage_factual": float(covered[factual].mean()),
-        "coverage_counterfactual": float(covered[~factual].mean()),
+        "error_factual": error[factual].mean(0).round(4).tolist(),
+        "error_counterfactual": error[~factual].mean(0).round(4).tolist(),
+        "coverage_factual": float(covered[factual].mean()) if stochastic else None,
+        "coverage_counterfactual": float(covered[~factual].mean()) if stochastic else None,
         "pehe": float(np.sqrt(np.mean((effect_paths.mean(0) - true_effect) ** 2))),
-        "confident_responders": int(confident.sum()),
-        "confident_responders_in_subgroup": float(responders[confident].mean()) if confident.any() else None,
+        "confident_responders": int(confident.sum()) if stochastic else None,
+        "confident_responders_in_subgroup":
+            float(responders[confident].mean()) if stochastic and confident.any() else None,
         "responders": int(responders.sum()),
     }
+
+
+def setting(folder) -> dict:
+    """What a folder is: its setting's name (the folder's, less a ``-sK`` seed suffix), model, fusion, baseline."""
+    _, config, _ = progression.load(folder)
+    name = re.sub(r"-s\d+$", "", Path(folder).name)
+    baseline = config.model != "sde" or config.fusion == "image_only"
+    return {"setting": name, "model_kind": config.model, "fusion": config.fusion, "baseline": baseline}
+
+
+def families(rows: list[dict]) -> list[dict]:
+    """One row per setting: the mean and standard deviation over its seeds of every figure."""
+    out = []
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        seeds = [r for r in rows if r["setting"] == name]
+        family = {k: seeds[0][k] for k in ("setting", "model_kind", "fusion", "baseline")}
+        family["seeds"] = len(seeds)
+        for key in ("error_factual", "error_counterfactual", "coverage_factual", "coverage_counterfactual", "pehe",
+                    "confident_responders", "confident_responders_in_subgroup"):
+            values = [r[key] for r in seeds]
+            if any(v is None for v in values):
+                family[key] = family[key + "_sd"] = None
+                continue
+            family[key] = np.mean(values, 0).round(4).tolist()
+            family[key + "_sd"] = np.std(values, 0).round(4).tolist()
+        out.append(family)
+    return out
+
+
+def verdicts(settings: list[dict]) -> dict:
+    """Per SDE setting with tabular data: lower error at every horizon (factual and counterfactual) and lower PEHE
+    than every baseline setting, by the means over seeds."""
+    baselines = [f for f in settings if f["baseline"]]
+    result = {}
+    for family in (f for f in settings if not f["baseline"]):
+        result[family["setting"]] = {
+            "beats_every_baseline_at_every_horizon": bool(baselines) and all(
+                np.all(np.less(family[k], b[k])) for b in baselines for k in ("error_factual", "error_counterfactual")),
+            "lower_pehe_than_every_baseline": bool(baselines) and all(family["pehe"] < b["pehe"] for b in baselines),
+            "baselines": [b["setting"] for b in baselines],
+        }
+    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,21 +134,98 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                    "progression)")
     parser.add_argument("--n", type=int, default=300, help="held-out patients")
     parser.add_argument("--paths", type=int, default=100, help="paths per patient per arm")
+    parser.add_argument("--figure", default=None, metavar="PATH", help="write the figure (PNG) here")
+    parser.add_argument("--write-card", default=None, metavar="FOLDER",
+                        help="write these figures into the card of this progression folder (one of --models)")
     add_common(parser, domains=False)
+
+
+def _line(row: dict) -> str:
+    def figure(value, sd=None):
+        return "-" if value is None else f"{value:.3f}" + (f" ± {sd:.3f}" if sd else "")
+
+    errors = " / ".join(figure(v) for v in row["error_factual"])
+    counter = " / ".join(figure(v) for v in row["error_counterfactual"])
+    return (f"{row['setting']:<16} x{row.get('seeds', 1)}  error factual {errors}  counterfactual {counter}  coverage "
+            f"{figure(row['coverage_factual'])} / {figure(row['coverage_counterfactual'])}  PEHE "
+            f"{figure(row['pehe'], row.get('pehe_sd'))}  confident responders {figure(row['confident_responders'])} "
+            f"({figure(row['confident_responders_in_subgroup'])} in the subgroup)")
 
 
 def main(args: argparse.Namespace, command: str) -> int:
     patients = world.trial(args.n, HELD_OUT_FIRST_SEED)
     true = truth(patients)
-    rows = []
+    rows, predictions = [], {}
     for folder in args.models:
         sizes, seconds = predict(folder, patients, args.paths)
-        row = {"model": Path(folder).name, "seconds_per_patient": round(seconds, 4), **score(sizes, true, patients)}
+        predictions[folder] = sizes
+        row = {"model": Path(folder).name, **setting(folder), "seconds_per_patient": round(seconds, 4),
+               **score(sizes, true, patients)}
         rows.append(row)
-        print(f"{row['model']:<16} error factual {row['error_factual']} counterfactual {row['error_counterfactual']}"
-              f"\n{'':<16} coverage {row['coverage_factual']:.3f} / {row['coverage_counterfactual']:.3f}  PEHE "
-              f"{row['pehe']:.4f}  confident responders {row['confident_responders']} "
-              f"({row['confident_responders_in_subgroup']} in the subgroup of {row['responders']})  "
-              f"{seconds:.3f} s per patient ({args.paths} paths x {len(world.ARMS)} arms)")
-    return write_json(args.json, {"command": command, "n": args.n, "paths": args.paths, "horizons": HORIZONS,
-                                  "models": rows})
+        print(f"{row['model']:<16} {seconds:.3f} s per patient ({args.paths} paths x {len(world.ARMS)} arms)")
+    settings = families(rows)
+    print(f"\n{args.n} held-out patients; errors at days {', '.join(f'{h:g}' for h in HORIZONS)}; mean ± sd over seeds")
+    for family in settings:
+        print(_line(family))
+    decided = verdicts(settings)
+    for name, verdict in decided.items():
+        print(f"{name}: lower error at every horizon than {', '.join(verdict['baselines'])}: "
+              f"{verdict['beats_every_baseline_at_every_horizon']}; "
+              f"lower PEHE: {verdict['lower_pehe_than_every_baseline']}")
+    result = {"command": command, "date": datetime.date.today().isoformat(), "n": args.n, "paths": args.paths,
+              "horizons": HORIZONS, "effect_day": EFFECT_DAY, "response_margin": RESPONSE_MARGIN,
+              "models": rows, "settings": settings, "verdicts": decided}
+    if args.figure:
+        shown = args.write_card or next(f for f in args.models if not setting(f)["baseline"])
+        save_figure(result, predictions[shown], true, patients, args.figure, Path(shown).name)
+    if args.write_card:
+        write_card(args.write_card, result)
+    return write_json(args.json, result)
+
+
+def write_card(folder, result: dict) -> None:
+    """The folder's card (``medviz_progression.json``) gets the bench's figures for it and its comparison."""
+    path = Path(folder) / "medviz_progression.json"
+    card = json.loads(path.read_text())
+    name = Path(folder).name
+    mine = next(r for r in result["models"] if r["model"] == name)
+    card["bench"] = {"date": result["date"], "command": result["command"], "n": result["n"],
+                     "horizons": result["horizons"], **{k: v for k, v in mine.items() if k != "model"},
+                     "settings": result["settings"], "verdict": result["verdicts"].get(mine["setting"])}
+    path.write_text(json.dumps(card, indent=2))
+
+
+def save_figure(result: dict, sizes: np.ndarray, true: np.ndarray, patients, path: str, name: str) -> None:
+    """Left: error per horizon of every setting (factual, solid; counterfactual, dashed). Right: three held-out
+    patients (a responder, a non-responder, a drained one): ``name``'s 90% bands per arm and the true courses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    for family in result["settings"]:
+        line, = axes[0].plot(HORIZONS, family["error_factual"], marker="o", label=family["setting"])
+        axes[0].plot(HORIZONS, family["error_counterfactual"], ls="--", color=line.get_color())
+    axes[0].set(xlabel="day", ylabel="mean absolute error of the size", title="error per horizon (-- counterfactual)")
+    axes[0].legend(fontsize=7)
+    picks = [next(i for i, p in enumerate(patients) if p.responder),
+             next(i for i, p in enumerate(patients) if not p.responder),
+             next(i for i, p in enumerate(patients) if p.arm == "drain")]
+    band = progression.summary(sizes)
+    colours = dict(zip(world.ARMS, ("tab:grey", "tab:blue", "tab:orange")))
+    for axis, i in zip(axes[1:], picks):
+        patient = patients[i]
+        for a, arm in enumerate(world.ARMS):
+            axis.fill_between(HORIZONS, band["low"][i, a], band["high"][i, a], color=colours[arm], alpha=0.2)
+            axis.plot(HORIZONS, band["mean"][i, a], color=colours[arm], label=f"{arm} (predicted)")
+            axis.plot(HORIZONS, true[i, a], color=colours[arm], ls=":", marker="x", label=f"{arm} (true)")
+        kind = "responder" if patient.responder else "non-responder"
+        axis.set(title=f"patient {patient.seed} ({kind}, given {patient.arm})", xlabel="day", ylim=(0, 1),
+                 ylabel="effusion size")
+    axes[1].legend(fontsize=6)
+    figure.suptitle(f"{name}: {result['n']} held-out phantom patients; bands 90% of {result['paths']} paths")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

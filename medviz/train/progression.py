@@ -35,7 +35,9 @@ SHAPES = {"small": {}, "tiny": {"image_size": 32, "latent": 4, "width": 16, "emb
 @dataclass(frozen=True)
 class ProgressionTrainConfig(TrainConfig):
     """``n_images``: patients enrolled (seeds from the trial's first seed); ``n_paths``: paths per patient per step;
-    ``measurement_noise``: the recorded sizes' noise (std) when the protocol knows it (0: learned). Learned, it
+    ``measurement_noise``: the recorded sizes' noise (std) when the protocol knows it (0: learned); ``model``: the
+    SDE or a deterministic baseline (``progression.MODELS``), trained on the same loss with one path (then the
+    Gaussian likelihood of the visits is a scaled squared error). Learned, it
     took the spread the paths should carry (0.068 against the world's 0.02; bands covered 71-73%)."""
 
     n_images: int = 2000
@@ -43,6 +45,7 @@ class ProgressionTrainConfig(TrainConfig):
     batch_size: int = 64
     learning_rate: float = 1e-3
     fusion: str = "hyperfusion"
+    model: str = "sde"
     n_paths: int = 8
     measurement_noise: float = 0.0
     checkpoint_every: int = 250
@@ -52,7 +55,7 @@ class ProgressionTrainConfig(TrainConfig):
             raise ValueError("the phantom trial exists for the CXR domain only")
         if self.preset not in SHAPES:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(SHAPES)}")
-        progression.ProgressionConfig(fusion=self.fusion).validate()      # before any phantom is rendered
+        progression.ProgressionConfig(fusion=self.fusion, model=self.model).validate()   # before any rendering
 
 
 @dataclass
@@ -131,14 +134,16 @@ def nll(network, config, data: TrialTensors, rows, n_paths: int, seed: int, nois
     sizes = progression.paths(network, config, z0, data.arm[rows], grid_times(config), n_paths, seed=seed)
     at_visits = visit_sizes(sizes, data.below[rows], data.weight[rows])
     measured = noise if noise > 0 else torch.exp(network.log_noise)
-    mean, variance = at_visits.mean(0), at_visits.var(0) + measured ** 2
+    spread = at_visits.var(0) if at_visits.shape[0] > 1 else torch.zeros_like(at_visits[0])   # a baseline: one path
+    mean, variance = at_visits.mean(0), spread + measured ** 2
     terms = 0.5 * (torch.log(2 * math.pi * variance) + (data.size[rows] - mean) ** 2 / variance)
     return (terms * data.mask[rows]).sum() / data.mask[rows].sum()
 
 
 def network_config(config: ProgressionTrainConfig, patients) -> progression.ProgressionConfig:
     records = np.array([[world.tabular(p)[k] for k in progression.ProgressionConfig.tabular] for p in patients])
-    return progression.ProgressionConfig(fusion=config.fusion, tabular_centre=tuple(records.mean(0).round(4)),
+    return progression.ProgressionConfig(fusion=config.fusion, model=config.model,
+                                         tabular_centre=tuple(records.mean(0).round(4)),
                                          tabular_scale=tuple(np.maximum(records.std(0), 1e-3).round(4)),
                                          **SHAPES[config.preset])
 

@@ -42,3 +42,14 @@ def test_a_tiny_run_writes_a_folder_that_loads_and_a_stopped_run_resumes(tmp_pat
     assert fixed["measurement_noise"] == 0.02
     with pytest.raises(ValueError, match="the phantom trial exists for the CXR domain only"):
         train_progression(ProgressionTrainConfig(domain="skin", out=str(out)))
+
+
+def test_a_baseline_trains_on_the_same_loss_with_one_path(tmp_path):
+    out = tmp_path / "gru"
+    train_progression(ProgressionTrainConfig(domain="cxr", out=str(out), n_images=8, steps=3, batch_size=4,
+                                             n_paths=4, model="gru", fusion="concat", preset="tiny",
+                                             measurement_noise=0.02))
+    network, shape, _ = progression.load(out)
+    assert shape.model == "gru" and hasattr(network, "gru") and not hasattr(network, "sde")
+    with pytest.raises(ValueError, match="unknown model 'lstm'"):
+        train_progression(ProgressionTrainConfig(domain="cxr", out=str(out), model="lstm"))
