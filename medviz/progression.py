@@ -25,10 +25,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+CARD = "medviz_progression.json"            # a progression folder's card, beside model.safetensors
 FUSIONS = ("hyperfusion", "film", "concat", "image_only")
 MODELS = ("sde", "mlp", "gru")
 KNOT_DAYS = (0.0, 7.0, 14.0, 21.0, 28.0)       # the per-horizon MLP's outputs
 GRU_STEP_DAYS = 1.0
+EFFECT_DAY = 14.0            # the individual treatment effect is read on this day's size
+RESPONSE_MARGIN = 0.15       # a response: the diuretic lowers the day-14 size by more than this (on a 0-1 scale)
+CONFIDENT = 0.9              # a confident call: at least this share of the paths agree
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,19 @@ def paths(network, config: ProgressionConfig, z0, treatment, times, n_paths: int
     return sizes.view(len(ts), n_paths, batch).permute(1, 2, 0)
 
 
+def courses(network, config: ProgressionConfig, images, tabular, times, n_paths: int, seed: int = 0) -> np.ndarray:
+    """Sizes (n_paths, B, arms, T) at ``times`` under every arm, each arm on the same Brownian paths (no grad).
+
+    images: (B, 1, S, S) in [-1, 1]; tabular: ``tabular_tensor`` rows (B, fields)."""
+    import torch
+
+    with torch.no_grad():
+        z0 = encode(network, config, images, tabular)
+        arms = [paths(network, config, z0, torch.full((z0.shape[0],), a), times, n_paths, seed).numpy()
+                for a in range(len(config.treatments))]
+    return np.stack(arms, 2)
+
+
 def _deterministic(network, config: ProgressionConfig, z0, one_hot, times):
     """Sizes (B, T) of a baseline: knots interpolated (mlp), or a GRU's daily states interpolated (gru)."""
     import torch
@@ -224,7 +241,7 @@ def save(network, config: ProgressionConfig, folder, record: dict) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(out / "model.safetensors"))
-    (out / "medviz_progression.json").write_text(json.dumps({"progression": asdict(config), **record}, indent=2))
+    (out / CARD).write_text(json.dumps({"progression": asdict(config), **record}, indent=2))
 
 
 def load(folder):
@@ -234,7 +251,7 @@ def load(folder):
 
     from safetensors.torch import load_file
 
-    card = json.loads((Path(folder) / "medviz_progression.json").read_text())
+    card = json.loads((Path(folder) / CARD).read_text())
     fields = card.pop("progression")
     config = ProgressionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     network = build(config)

@@ -32,26 +32,17 @@ from .cli import add_common, write_json
 
 HELD_OUT_FIRST_SEED = world.TRIAL_FIRST_SEED + 1_000_000     # never enrolled in training (seeds from the first)
 HORIZONS = (7.0, 14.0, 21.0, 28.0)
-EFFECT_DAY = 14.0
-RESPONSE_MARGIN = 0.15       # a response: the diuretic lowers the day-14 size by more than this (on a 0-1 scale)
-CONFIDENT = 0.9
+EFFECT_DAY, RESPONSE_MARGIN, CONFIDENT = progression.EFFECT_DAY, progression.RESPONSE_MARGIN, progression.CONFIDENT
 
 
 def predict(folder, patients, n_paths: int = 100, seed: int = 0) -> tuple[np.ndarray, float]:
     """(sizes (n_paths, N, arms, horizons), seconds per patient for all arms): every arm on the same noise."""
-    import torch
-
     network, config, _ = progression.load(folder)
     images = baseline_tensor(patients, config.image_size)
     tabular = progression.tabular_tensor(config, [world.tabular(p) for p in patients])
-    times = [0.0, *HORIZONS]
     start = time.perf_counter()
-    with torch.no_grad():
-        z0 = progression.encode(network, config, images, tabular)
-        arms = [progression.paths(network, config, z0, torch.full((len(patients),), a), times, n_paths, seed).numpy()
-                for a in range(len(config.treatments))]
-    seconds = (time.perf_counter() - start) / len(patients)
-    return np.stack(arms, 2)[..., 1:], seconds
+    sizes = progression.courses(network, config, images, tabular, [0.0, *HORIZONS], n_paths, seed)
+    return sizes[..., 1:], (time.perf_counter() - start) / len(patients)
 
 
 def truth(patients) -> np.ndarray:
