@@ -96,7 +96,7 @@ class CourseConfig:
     n_paths: int = 100
     seed: int = 0
     step_days: float = 1.0
-    shown_days: tuple[float, ...] = (0.0, 7.0, 14.0, 28.0)
+    shown_days: tuple[float, ...] = (0.0, 3.0, 7.0, 14.0, 28.0)      # day 3: the drain in place
 
     def validate(self, horizon_days: float) -> None:
         if not 1 <= self.n_paths <= 2000:

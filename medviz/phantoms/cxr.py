@@ -510,6 +510,22 @@ def _device_strokes(f: _Frame, devices: tuple[str, ...], seed: int) -> dict[str,
 
 
 @functools.lru_cache(maxsize=16)
+def _chest_drain(f: _Frame, side_name: str, seed: int) -> np.ndarray:
+    """A chest drain (the progression trial's treatment, ``phantoms.trial``): a tube entering the lateral chest wall
+    above the costophrenic angle on ``side_name`` and running up the pleural space towards the apex, with the
+    radio-opaque stripe of a real drain along it."""
+    side = -1 if side_name in ("right", "bilateral") else +1      # bilateral: drained on the right
+    jitter = component_rng(seed, "chest-drain").uniform(-1, 1, size=(5, 2)) * 0.02
+    wall = f.lung_center + f.lung_lateral + 0.1
+    ctrl = np.array([[wall, 0.36], [wall - 0.16, 0.33], [0.62, 0.18], [0.64, -0.18], [0.56, -0.46]]) + jitter
+    path = f.to_image(bezier(ctrl * [side, 1], 60))
+    tube, stripe = Stroke(f.size), Stroke(f.size)
+    tube.polyline(path, 0.035, 255)
+    stripe.polyline(path, 0.008, 255)
+    return 0.2 * tube.coverage() + 0.8 * stripe.coverage()
+
+
+@functools.lru_cache(maxsize=16)
 def _marker(size: int, marker: str) -> np.ndarray:
     """Lead laterality marker in the upper corner of the side it names (independent of the patient)."""
     stroke = Stroke(size)
@@ -591,6 +607,8 @@ def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
                          anatomy + (factors["ctr"], factors["effusion"], factors["effusion_severity"]))
     for name, cover in _device_strokes(f, tuple(factors["devices"]), seed).items():
         parts[name] = (METAL * cover, geometry + (name in factors["devices"],))
+    if factors.get("chest_drain"):          # not an SCM factor: only the trial's drained patients carry it
+        parts["chest_drain"] = (METAL * _chest_drain(f, factors["chest_drain"], seed), geometry)
 
     attenuation = np.zeros((size, size), np.float32)
     for contribution, _ in parts.values():

@@ -12,7 +12,8 @@ The effusion size s(t) in [0, 1] over ``HORIZON_DAYS`` follows, per arm (days; d
 - none: clearance 0; the effusion creeps up towards ``ceiling`` (baseline + 0.15, at most 0.95);
 - diuretic: clearance ``DIURETIC_CLEARANCE[cause]`` per day (cardiac ~0.15: halves in ~4 days; other ~0.01);
 - drain: right after the baseline image (day 0) the drain removes ``DRAIN_REMOVES`` of the fluid, then the
-  effusion re-accumulates (an exudate faster); the drain is in place for ``DRAIN_DAYS`` days.
+  effusion re-accumulates (an exudate faster); the drain is in place for ``DRAIN_DAYS`` days, and drawn in the
+  images meanwhile (``factors_at``: a tube up the pleural space on the effusion's side).
 
 Every arm of a patient uses the **same** Brownian path: each patient has a true course under every treatment, so a
 predicted counterfactual course is scored against the truth. The process is defined by its Euler-Maruyama steps
@@ -119,11 +120,13 @@ def sizes_at(patient: Patient, arm: str, days) -> np.ndarray:
 
 
 def factors_at(patient: Patient, arm: str, day: float) -> dict:
-    """The CXR factors of the patient's image on ``day`` under ``arm`` (``phantoms.cxr.render`` draws them); the
-    drain itself is not drawn yet (it is not among the SCM's device kinds)."""
+    """The CXR factors of the patient's image on ``day`` under ``arm`` (``phantoms.cxr.render`` draws them): the
+    drain, in place from right after the day-0 image to ``DRAIN_DAYS``, as ``chest_drain`` (its side)."""
     size = float(sizes_at(patient, arm, [day])[0])
+    drained = arm == "drain" and 0.0 < day <= DRAIN_DAYS
     return {**patient.factors, "effusion_severity": round(size, 4),
-            "effusion": patient.factors["effusion"] if size >= 0.02 else "none"}
+            "effusion": patient.factors["effusion"] if size >= 0.02 else "none",
+            **({"chest_drain": patient.factors["effusion"]} if drained else {})}
 
 
 def trial(n: int, first_seed: int = TRIAL_FIRST_SEED) -> list[Patient]:

@@ -47,3 +47,20 @@ def test_the_records_hold_one_row_per_visit_under_the_arm_given():
     truth = T.sizes_at(patients[0], patients[0].arm, patients[0].visits)
     recorded = [r["effusion_size"] for r in rows if r["patient"] == patients[0].seed]
     assert np.abs(np.array(recorded) - truth).max() < 5 * T.MEASUREMENT_NOISE
+
+
+def test_the_drain_is_drawn_on_the_effusions_side_while_it_is_in_place_and_only_under_the_drain():
+    from medviz.phantoms import get_domain
+
+    cxr = get_domain("cxr")
+    patient = T.enrol(T.TRIAL_FIRST_SEED + 3)
+    for arm, day, drawn in (("drain", 0.0, False), ("drain", 3.0, True), ("drain", 7.0, False),
+                            ("diuretic", 3.0, False)):
+        factors = T.factors_at(patient, arm, day)
+        assert (factors.get("chest_drain") == patient.factors["effusion"]) is drawn
+        rendering = cxr.render(factors, patient.seed, 128)
+        assert ("chest_drain" in rendering.supports) is drawn
+    supports = cxr.render(T.factors_at(patient, "drain", 3.0), patient.seed, 128).supports["chest_drain"]
+    columns = np.nonzero(supports.any(0))[0]
+    image_side = +1 if patient.factors["effusion"] == "left" else -1       # the patient's left is the image's right
+    assert np.sign(columns.mean() - 63.5) == image_side and supports.sum() > 100
