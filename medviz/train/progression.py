@@ -37,7 +37,8 @@ class ProgressionTrainConfig(TrainConfig):
     """``n_images``: patients enrolled (seeds from the trial's first seed); ``n_paths``: paths per patient per step;
     ``measurement_noise``: the recorded sizes' noise (std) when the protocol knows it (0: learned); ``model``: the
     SDE or a deterministic baseline (``progression.MODELS``), trained on the same loss with one path (then the
-    Gaussian likelihood of the visits is a scaled squared error). Learned, it
+    Gaussian likelihood of the visits is a scaled squared error); ``mean_weight``: the weight of the paths' mean's
+    own squared error in the loss (``nll``). Learned, it
     took the spread the paths should carry (0.068 against the world's 0.02; bands covered 71-73%)."""
 
     n_images: int = 2000
@@ -48,6 +49,7 @@ class ProgressionTrainConfig(TrainConfig):
     model: str = "sde"
     n_paths: int = 8
     measurement_noise: float = 0.0
+    mean_weight: float = 0.0
     checkpoint_every: int = 250
 
     def validate(self) -> None:
@@ -125,9 +127,13 @@ def visit_sizes(sizes, below, weight):
     return low + (high - low) * weight[None]
 
 
-def nll(network, config, data: TrialTensors, rows, n_paths: int, seed: int, noise: float = 0.0):
+def nll(network, config, data: TrialTensors, rows, n_paths: int, seed: int, noise: float = 0.0,
+        mean_weight: float = 0.0):
     """The loss of a batch ``rows``: Gaussian NLL of the recorded sizes under the paths' mean and variance plus
-    the measurement noise (``noise``, or the network's learned one when 0)."""
+    the measurement noise (``noise``, or the network's learned one when 0); with ``mean_weight``, plus that times the
+    squared error of the paths' mean, scaled as a deterministic model's loss (1 / (2 noise^2)) and made unbiased by
+    subtracting the mean's own sampling variance (variance / n_paths), so it fits the mean without narrowing the
+    paths."""
     import torch
 
     z0 = progression.encode(network, config, data.images[rows], data.tabular[rows])
@@ -137,6 +143,9 @@ def nll(network, config, data: TrialTensors, rows, n_paths: int, seed: int, nois
     spread = at_visits.var(0) if at_visits.shape[0] > 1 else torch.zeros_like(at_visits[0])   # a baseline: one path
     mean, variance = at_visits.mean(0), spread + measured ** 2
     terms = 0.5 * (torch.log(2 * math.pi * variance) + (data.size[rows] - mean) ** 2 / variance)
+    if mean_weight > 0 and at_visits.shape[0] > 1:
+        unbiased = (data.size[rows] - mean) ** 2 - spread / at_visits.shape[0]
+        terms = terms + mean_weight * unbiased / (2 * measured ** 2)
     return (terms * data.mask[rows]).sum() / data.mask[rows].sum()
 
 
@@ -170,7 +179,7 @@ def train_progression(config: ProgressionTrainConfig, command: str = "") -> dict
     for step in range(first, config.steps):                                          # 4. the loop
         rows = torch.randint(0, len(patients), (config.batch_size,), generator=generator)
         loss = nll(network, shape, data, rows, config.n_paths, seed=config.seed * 100_003 + step,
-                   noise=config.measurement_noise)
+                   noise=config.measurement_noise, mean_weight=config.mean_weight)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
