@@ -265,3 +265,47 @@ def write_classifier_card(folder: str | Path) -> Path:
     path = folder / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_progression_card(folder: str | Path) -> Path:
+    """README.md of a progression folder from its ``medviz_progression.json``: the model, how it was trained and,
+    once ``bench progression --write-card`` ran, its figures beside every setting benched with it."""
+    folder = Path(folder)
+    card = json.loads((folder / "medviz_progression.json").read_text())
+    shape, config = card["progression"], card.get("config")
+    lines = [f"# {folder.name}: effusion courses under each treatment", "",
+             f"> {RESEARCH_ONLY_NOTICE.capitalize()}. Trained on a phantom trial (`medviz.phantoms.trial`).", "",
+             f"- model: {shape['model']} ({shape['fusion']} fusion of a {shape['image_size']} px baseline image and "
+             f"the record {', '.join(shape['tabular'])}); treatments {', '.join(shape['treatments'])}; "
+             f"{shape['horizon_days']:g} days",
+             *([f"- training: {card['patients']} trial patients, {config['steps']} steps of {config['batch_size']}, "
+                f"measurement noise {card['measurement_noise']:g}, {card['seconds'] / 60:.1f} min on one CPU core",
+                f"- command: `{card['command']}`"] if config else ["- training: not recorded"])]
+    bench = card.get("bench")
+    if bench:
+        days = " / ".join(f"{h:g}" for h in bench["horizons"])
+
+        def cell(value):
+            return "-" if value is None else (" / ".join(f"{v:.3f}" for v in value) if isinstance(value, list)
+                                              else f"{value:.3f}")
+
+        lines += ["", "## Held-out patients (`python -m medviz.bench progression`)", "",
+                  f"{bench['n']} patients never enrolled in training, scored against their true courses under every "
+                  f"treatment; errors (mean absolute, size 0-1) at days {days}; means over seeds.", "",
+                  "| setting | seeds | error, factual | error, counterfactual | 90% band coverage (f / cf) | PEHE |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for s in bench["settings"]:
+            coverage = ("-" if s["coverage_factual"] is None else
+                        f"{s['coverage_factual']:.1%} / {s['coverage_counterfactual']:.1%}")
+            lines.append(f"| {s['setting']}{' (baseline)' if s['baseline'] else ''} | {s['seeds']} | "
+                         f"{cell(s['error_factual'])} | {cell(s['error_counterfactual'])} | {coverage} | "
+                         f"{cell(s['pehe'])} |")
+        found = bench["confident_responders"]
+        share = bench["confident_responders_in_subgroup"]
+        lines += ["", f"This folder: {found} patients called responders to the diuretic with ≥ 90% confidence, "
+                      f"{'-' if share is None else f'{share:.1%}'} of them in the planted responding subgroup; "
+                      f"one patient's 100 paths under every treatment in {bench['seconds_one_patient_alone']:.3f} s. "
+                      f"Measured {bench['date']} with `{bench['command']}`."]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -28,6 +28,7 @@ import numpy as np
 from .. import progression
 from ..phantoms import trial as world
 from ..train.progression import baseline_tensor
+from .cards import write_progression_card
 from .cli import add_common, write_json
 
 HELD_OUT_FIRST_SEED = world.TRIAL_FIRST_SEED + 1_000_000     # never enrolled in training (seeds from the first)
@@ -43,6 +44,20 @@ def predict(folder, patients, n_paths: int = 100, seed: int = 0) -> tuple[np.nda
     start = time.perf_counter()
     sizes = progression.courses(network, config, images, tabular, [0.0, *HORIZONS], n_paths, seed)
     return sizes[..., 1:], (time.perf_counter() - start) / len(patients)
+
+
+def one_patient_seconds(folder, patient, n_paths: int = 100, repeats: int = 5) -> float:
+    """The median wall time of one patient's ``n_paths`` courses under every arm, the patient alone (the tab's
+    case; ``predict`` amortises a batch)."""
+    network, config, _ = progression.load(folder)
+    image = baseline_tensor([patient], config.image_size)
+    tabular = progression.tabular_tensor(config, [world.tabular(patient)])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        progression.courses(network, config, image, tabular, [0.0, *HORIZONS], n_paths)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def truth(patients) -> np.ndarray:
@@ -150,10 +165,12 @@ def main(args: argparse.Namespace, command: str) -> int:
     for folder in args.models:
         sizes, seconds = predict(folder, patients, args.paths)
         predictions[folder] = sizes
+        alone = one_patient_seconds(folder, patients[0], args.paths)
         row = {"model": Path(folder).name, **setting(folder), "seconds_per_patient": round(seconds, 4),
-               **score(sizes, true, patients)}
+               "seconds_one_patient_alone": round(alone, 4), **score(sizes, true, patients)}
         rows.append(row)
-        print(f"{row['model']:<16} {seconds:.3f} s per patient ({args.paths} paths x {len(world.ARMS)} arms)")
+        print(f"{row['model']:<16} {args.paths} paths x {len(world.ARMS)} arms: {seconds:.3f} s per patient in a "
+              f"batch, {alone:.3f} s for one patient alone")
     settings = families(rows)
     print(f"\n{args.n} held-out patients; errors at days {', '.join(f'{h:g}' for h in HORIZONS)}; mean ± sd over seeds")
     for family in settings:
@@ -184,6 +201,7 @@ def write_card(folder, result: dict) -> None:
                      "horizons": result["horizons"], **{k: v for k, v in mine.items() if k != "model"},
                      "settings": result["settings"], "verdict": result["verdicts"].get(mine["setting"])}
     path.write_text(json.dumps(card, indent=2))
+    write_progression_card(folder)
 
 
 def save_figure(result: dict, sizes: np.ndarray, true: np.ndarray, patients, path: str, name: str) -> None:

@@ -153,6 +153,7 @@ def predict_course(network, shape: progression.ProgressionConfig, image: np.ndar
     tabular = progression.tabular_tensor(shape, [record.tabular()])
     days = np.arange(0.0, shape.horizon_days + config.step_days / 2, config.step_days)
     sizes = progression.courses(network, shape, images, tabular, days, config.n_paths, config.seed)[:, 0]  # 2.
+    seconds_paths = time.perf_counter() - start
     band = progression.summary(sizes)                                                  # 3. bands and effects
     effect_at = int(np.argmin(np.abs(days - progression.EFFECT_DAY)))
     arms = tuple(shape.treatments)
@@ -175,7 +176,7 @@ def predict_course(network, shape: progression.ProgressionConfig, image: np.ndar
             warnings.append("The record differs from this phantom's own: the true courses are those of the phantom "
                             "as enrolled, the predictions those of the record entered.")
     parameters = {"config": asdict(config), "record": asdict(record), "model": asdict(shape),
-                  "patient": None if patient is None else patient.seed}
+                  "patient": None if patient is None else patient.seed, "seconds_paths": round(seconds_paths, 4)}
     return CourseResult(days, arms, band["mean"], band["low"], band["high"], effects, p_response, true,
                         true_effects, images_shown, pixels, time.perf_counter() - start, parameters, tuple(warnings),
                         sizes)

@@ -62,6 +62,9 @@ def test_seeds_of_a_setting_are_averaged_and_each_sde_setting_is_judged_against_
 
 
 def test_the_bench_scores_folders_writes_json_figure_and_the_card(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
     tiny = dict(image_size=32, latent=4, width=16, embedding=4, dt_days=2.0)
     folders = []
     for name, fields in (("hyperfusion-s0", {}), ("hyperfusion-s1", {}), ("gru", {"model": "gru"}),
@@ -81,4 +84,7 @@ def test_the_bench_scores_folders_writes_json_figure_and_the_card(tmp_path):
         "gru", "image_only"]
     card = json.loads((tmp_path / "hyperfusion-s0" / "medviz_progression.json").read_text())
     assert card["bench"]["n"] == 6 and card["bench"]["setting"] == "hyperfusion" and card["trained_on"] == "nothing"
+    assert 0 < card["bench"]["seconds_one_patient_alone"] < 2
+    readme = (tmp_path / "hyperfusion-s0" / "README.md").read_text()
+    assert "| gru (baseline) | 1 | " in readme and "| hyperfusion | 2 | " in readme and "--write-card" in readme
     assert (tmp_path / "p.png").stat().st_size > 10_000

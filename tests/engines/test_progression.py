@@ -52,6 +52,7 @@ def test_a_phantoms_courses_come_with_its_truth_effects_and_images(tiny):
     assert set(result.images) == {(a, d) for a in world.ARMS for d in (0.0, 3.0, 7.0, 14.0, 28.0)}
     assert result.images[("none", 0.0)].shape == (128, 128, 3) and result.warnings == ()
     assert np.array_equal(result.images[("none", 0.0)], result.images[("drain", 0.0)])   # day 0: before any arm
+    assert 0 < result.parameters["seconds_paths"] <= result.seconds
     assert len(result.records()) == 15 and result.records()[0]["true"] == pytest.approx(patient.baseline_size)
 
 
