@@ -59,23 +59,23 @@ class ProgressionConfig:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
 
 
-def build(config: ProgressionConfig):
-    """The network (a ``torch.nn.Module``) for ``config``."""
-    import torch
+def _mlp(config: ProgressionConfig, inputs: int, outputs: int):
     from torch import nn
 
-    config.validate()
-    arms = len(config.treatments)
+    return nn.Sequential(nn.Linear(inputs, config.width), nn.SiLU(), nn.Linear(config.width, outputs))
 
-    def mlp(inputs: int, outputs: int) -> nn.Sequential:
-        return nn.Sequential(nn.Linear(inputs, config.width), nn.SiLU(), nn.Linear(config.width, outputs))
+
+def _fusion(config: ProgressionConfig):
+    """The module fusing the image feature h (B, width) and the tabular embedding e (B, embedding) into Z(0)."""
+    import torch
+    from torch import nn
 
     class Fusion(nn.Module):
         def __init__(self):
             super().__init__()
             w, e, z = config.width, config.embedding, config.latent
             if config.fusion == "concat":
-                self.head = mlp(w + e, z)
+                self.head = _mlp(config, w + e, z)
             elif config.fusion == "film":
                 self.film, self.head = nn.Linear(e, 2 * w), nn.Linear(w, z)
                 nn.init.zeros_(self.film.weight)
@@ -101,6 +101,20 @@ def build(config: ProgressionConfig):
                 weight, bias = generated[:, :z * w].view(-1, z, w), generated[:, z * w:]
                 return torch.einsum("bzw,bw->bz", weight, h) + bias
             return self.head(h)
+
+    return Fusion()
+
+
+def build(config: ProgressionConfig):
+    """The network (a ``torch.nn.Module``) for ``config``."""
+    import torch
+    from torch import nn
+
+    config.validate()
+    arms = len(config.treatments)
+
+    def mlp(inputs: int, outputs: int) -> nn.Sequential:
+        return _mlp(config, inputs, outputs)
 
     class TreatmentSDE(nn.Module):
         """dZ = f(Z, s) dt + g(Z, s) dW; ``treatment`` (B, arms) one-hot is set before each solve."""
@@ -128,7 +142,7 @@ def build(config: ProgressionConfig):
                 layers += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.GroupNorm(8 if b >= 16 else 1, b), nn.SiLU()]
             self.image = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.tabular = mlp(len(config.tabular), config.embedding)
-            self.fusion = Fusion()
+            self.fusion = _fusion(config)
             if config.model == "sde":
                 self.jump = mlp(config.latent + arms, config.latent)
                 self.sde = TreatmentSDE()
