@@ -302,7 +302,12 @@ def write_progression_card(folder: str | Path) -> Path:
                          f"{cell(s['pehe'])} |")
         found = bench["confident_responders"]
         share = bench["confident_responders_in_subgroup"]
-        lines += ["", f"This folder: {found} patients called responders to the diuretic with ≥ 90% confidence, "
+        coverage = ("no band" if bench["coverage_factual"] is None else
+                    f"bands cover {bench['coverage_factual']:.1%} / {bench['coverage_counterfactual']:.1%}")
+        lines += ["", f"This folder (seed {config['seed'] if config else '?'}): error factual "
+                      f"{cell(bench['error_factual'])}, counterfactual {cell(bench['error_counterfactual'])}; "
+                      f"{coverage}, PEHE {bench['pehe']:.3f}; "
+                      f"{found} patients called responders to the diuretic with ≥ 90% confidence, "
                       f"{'-' if share is None else f'{share:.1%}'} of them in the planted responding subgroup; "
                       f"one patient's 100 paths under every treatment in {bench['seconds_one_patient_alone']:.3f} s. "
                       f"Measured {bench['date']} with `{bench['command']}`."]

@@ -216,7 +216,8 @@ def save_figure(result: dict, sizes: np.ndarray, true: np.ndarray, patients, pat
     for family in result["settings"]:
         line, = axes[0].plot(HORIZONS, family["error_factual"], marker="o", label=family["setting"])
         axes[0].plot(HORIZONS, family["error_counterfactual"], ls="--", color=line.get_color())
-    axes[0].set(xlabel="day", ylabel="mean absolute error of the size", title="error per horizon (-- counterfactual)")
+    axes[0].set(xlabel="day", ylabel="mean absolute error of the size")
+    axes[0].set_title("error per horizon (dashed: counterfactual)", fontsize=9)
     axes[0].legend(fontsize=7)
     picks = [next(i for i, p in enumerate(patients) if p.responder),
              next(i for i, p in enumerate(patients) if not p.responder),
@@ -230,8 +231,8 @@ def save_figure(result: dict, sizes: np.ndarray, true: np.ndarray, patients, pat
             axis.plot(HORIZONS, band["mean"][i, a], color=colours[arm], label=f"{arm} (predicted)")
             axis.plot(HORIZONS, true[i, a], color=colours[arm], ls=":", marker="x", label=f"{arm} (true)")
         kind = "responder" if patient.responder else "non-responder"
-        axis.set(title=f"patient {patient.seed} ({kind}, given {patient.arm})", xlabel="day", ylim=(0, 1),
-                 ylabel="effusion size")
+        axis.set(xlabel="day", ylim=(0, 1), ylabel="effusion size")
+        axis.set_title(f"patient {patient.seed}: {kind}, given {patient.arm}", fontsize=9)
     axes[1].legend(fontsize=6)
     figure.suptitle(f"{name}: {result['n']} held-out phantom patients; bands 90% of {result['paths']} paths")
     figure.tight_layout()

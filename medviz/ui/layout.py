@@ -11,9 +11,9 @@ import gradio as gr
 from ..models import ModelLoadError, read_model_card
 from .common import BANNER, MODEL_JOBS, Page, errors_as_messages
 from .session import FILE_LIFETIME, SWEEP_EVERY, ModelRegistry, StopFlags, forget_session, start_sweeper
-from .tabs import about, audit, edit, explain, generate, phantoms, stress, traverse
+from .tabs import about, audit, edit, explain, generate, phantoms, progression, stress, traverse
 
-TABS = (generate, traverse, edit, explain, audit, stress, phantoms, about)
+TABS = (generate, traverse, edit, explain, audit, stress, progression, phantoms, about)
 
 
 def _domain_of(name: str) -> str | None:

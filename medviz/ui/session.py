@@ -16,6 +16,8 @@ from ..ladine import CONFIG as LADINE_CONFIG
 from ..ladine import LaDiNE
 from ..ladine import load as load_ladine
 from ..models import Model, ModelLoadError, bundled_models, load_model
+from ..progression import CARD as PROGRESSION_CARD
+from ..progression import load as load_progression
 
 #: A session's files live at most this long after they were written (seconds); closing the page deletes them at once.
 FILE_LIFETIME = 540
@@ -109,6 +111,22 @@ class ModelRegistry:
                     folder / LADINE_CONFIG).is_file():
                 return load_ladine(folder, name)
         return None
+
+    def progression_choices(self) -> list[str]:
+        """Progression folders (``medviz_progression.json``): bundled ones, then those under the models folder."""
+        bundled = sorted(p.parent.name for p in CLASSIFIERS_DIR.glob(f"*/{PROGRESSION_CARD}"))
+        return [*bundled, *(p.name for p in self._user_folders() if (p / PROGRESSION_CARD).is_file())]
+
+    def progression(self, name: str | None) -> tuple:
+        """(network, config, card) of the progression folder ``name`` (bundled, or under the models folder)."""
+        name = (name or "").strip()
+        for folder in (CLASSIFIERS_DIR / name, self._user_folder(name)) if name else ():
+            if folder is not None and folder.resolve().parent in (CLASSIFIERS_DIR.resolve(), self.models_dir) and (
+                    folder / PROGRESSION_CARD).is_file():
+                return load_progression(folder)
+        choices = ", ".join(self.progression_choices()) or "none yet"
+        raise ValueError(f"{name!r} is not a progression model folder ({choices})"
+                         f"{self._elsewhere('use your own progression models')}")
 
     def classifier(self, name: str | None, label: str | None = None) -> AuditedClassifier:
         """A classifier for the classifier box: a bundled name or a folder under the models folder (errors name

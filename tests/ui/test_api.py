@@ -28,10 +28,13 @@ CALLS = {
     "/audit": {"classifier": "cxr-effusion-erm", "compare": "none", "n_phantoms": 4, "uploads": None},
     "/stress": {"classifiers": ["oracle"], "target": "pleural_effusion", "shifts": ["rotation"], "n_phantoms": 10,
                 "uploads": None, "domain_check": False},
+    "/progression_patient": {"patient": 3},
+    "/progression": {"patient": 3, "upload": None, "age": "72", "bnp": "640", "n_paths": 10},
     "/stop": {},
 }
 #: Endpoints that take no model box.
-NO_MODEL = ("/phantom", "/stop", "/edit_opacity", "/explain_opacity", "/edit_window")
+NO_MODEL = ("/phantom", "/stop", "/edit_opacity", "/explain_opacity", "/edit_window", "/progression_patient",
+            "/progression")
 
 
 def test_every_endpoint_answers_identifiers(client):

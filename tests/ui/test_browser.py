@@ -206,3 +206,15 @@ def test_the_stress_tab_draws_a_curve_per_shift(page, shots):
     _settle(page, 1500)
     page.screenshot(path=str(shots / "stress.png"), full_page=True)
     assert (shots / "stress.png").stat().st_size > 10_000
+
+
+def test_the_progression_tab_predicts_a_phantoms_courses_beside_its_truth(page, shots):
+    _open_tab(page, "Progression")
+    page.locator("#progression-button").click()
+    page.locator("#progression-summary").get_by_text("effect against no treatment").wait_for()
+    shown = page.locator("#progression-summary").inner_text()
+    assert "chest drain" in shown and "true effect" in shown
+    page.locator("#progression-plot .js-plotly-plot").first.wait_for()
+    _settle(page, 1500)
+    page.screenshot(path=str(shots / "progression.png"), full_page=True)
+    assert (shots / "progression.png").stat().st_size > 10_000
