@@ -238,6 +238,13 @@ def _deterministic(network, config: ProgressionConfig, z0, one_hot, times):
     return knots[:, upper - 1] + (knots[:, upper] - knots[:, upper - 1]) * weight
 
 
+def band_level(card: dict) -> float:
+    """The central level of the paths that makes a folder's 90% band (calibrated on validation patients by
+    ``train.progression.calibrate_band``); 0.9 for a folder without one."""
+    level = card.get("band_level")
+    return 0.9 if level is None or level != level else float(level)       # None or nan: uncalibrated
+
+
 def summary(sizes: np.ndarray, level: float = 0.9) -> dict[str, np.ndarray]:
     """Mean and the central ``level`` band over paths of (n_paths, ..., T) sizes: {mean, low, high}."""
     tail = (1 - level) / 2

@@ -280,7 +280,11 @@ def write_progression_card(folder: str | Path) -> Path:
              f"{shape['horizon_days']:g} days",
              *([f"- training: {card['patients']} trial patients, {config['steps']} steps of {config['batch_size']}, "
                 f"measurement noise {card['measurement_noise']:g}, {card['seconds'] / 60:.1f} min on one CPU core",
-                f"- command: `{card['command']}`"] if config else ["- training: not recorded"])]
+                f"- command: `{card['command']}`"] if config else ["- training: not recorded"]),
+             *([f"- 90% band: the paths' central {card['band_level']:.0%}, calibrated to hold 90% of 300 validation "
+                f"patients' recorded follow-up sizes ({card['band_coverage_validation']:.1%}; "
+                "`python -m medviz.train progression-band`)"] if card.get("band_level") == card.get("band_level")
+               and card.get("band_level") is not None else [])]
     bench = card.get("bench")
     if bench:
         days = " / ".join(f"{h:g}" for h in bench["horizons"])

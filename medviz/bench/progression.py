@@ -65,9 +65,10 @@ def truth(patients) -> np.ndarray:
     return np.array([[world.sizes_at(p, arm, HORIZONS) for arm in world.ARMS] for p in patients])
 
 
-def score(sizes: np.ndarray, true: np.ndarray, patients) -> dict:
-    """The figures of one model's ``predict`` against ``truth``."""
-    band = progression.summary(sizes)
+def score(sizes: np.ndarray, true: np.ndarray, patients, level: float = 0.9) -> dict:
+    """The figures of one model's ``predict`` against ``truth``; ``level``: the paths' central level of its 90%
+    band (``progression.band_level``)."""
+    band = progression.summary(sizes, level)
     stochastic = sizes.shape[0] > 1              # a deterministic baseline's one course has no band, no confidence
     factual = np.zeros(true.shape[:2], bool)
     factual[np.arange(len(patients)), [world.ARMS.index(p.arm) for p in patients]] = True
@@ -166,8 +167,10 @@ def main(args: argparse.Namespace, command: str) -> int:
         sizes, seconds = predict(folder, patients, args.paths)
         predictions[folder] = sizes
         alone = one_patient_seconds(folder, patients[0], args.paths)
+        level = progression.band_level(progression.load(folder)[2])
         row = {"model": Path(folder).name, **setting(folder), "seconds_per_patient": round(seconds, 4),
-               "seconds_one_patient_alone": round(alone, 4), **score(sizes, true, patients)}
+               "seconds_one_patient_alone": round(alone, 4), "band_level": level,
+               **score(sizes, true, patients, level)}
         rows.append(row)
         print(f"{row['model']:<16} {args.paths} paths x {len(world.ARMS)} arms: {seconds:.3f} s per patient in a "
               f"batch, {alone:.3f} s for one patient alone")

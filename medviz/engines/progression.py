@@ -91,18 +91,21 @@ def phantom_image(patient: world.Patient, arm: str, day: float, size: int = 128)
 @dataclass(frozen=True)
 class CourseConfig:
     """``n_paths`` courses per arm, every ``step_days`` to the model's horizon; ``shown_days``: the days whose true
-    images a phantom shows; ``seed``: the Brownian paths'."""
+    images a phantom shows; ``seed``: the Brownian paths'; ``band_level``: the folder's calibrated level."""
 
     n_paths: int = 100
     seed: int = 0
     step_days: float = 1.0
     shown_days: tuple[float, ...] = (0.0, 3.0, 7.0, 14.0, 28.0)      # day 3: the drain in place
+    band_level: float = 0.9          # the paths' central level of the 90% band (``progression.band_level``)
 
     def validate(self, horizon_days: float) -> None:
         if not 1 <= self.n_paths <= 2000:
             raise ValueError(f"paths must be between 1 and 2000, got {self.n_paths}")
         if not 0 < self.step_days <= horizon_days:
             raise ValueError(f"the plotting step must be between 0 and {horizon_days:g} days")
+        if not 0 < self.band_level < 1:
+            raise ValueError(f"the band's level must lie between 0 and 1, got {self.band_level}")
         if any(not 0 <= d <= horizon_days for d in self.shown_days):
             raise ValueError(f"the days shown must lie between 0 and {horizon_days:g}")
 
@@ -154,7 +157,7 @@ def predict_course(network, shape: progression.ProgressionConfig, image: np.ndar
     days = np.arange(0.0, shape.horizon_days + config.step_days / 2, config.step_days)
     sizes = progression.courses(network, shape, images, tabular, days, config.n_paths, config.seed)[:, 0]  # 2.
     seconds_paths = time.perf_counter() - start
-    band = progression.summary(sizes)                                                  # 3. bands and effects
+    band = progression.summary(sizes, config.band_level)                               # 3. bands and effects
     effect_at = int(np.argmin(np.abs(days - progression.EFFECT_DAY)))
     arms = tuple(shape.treatments)
     effects = {}

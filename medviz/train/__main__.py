@@ -1,4 +1,4 @@
-"""python -m medviz.train {vae,text2image,oracle,classifier,align,ladine,progression,bundle,recipe} --domain D ...
+"""python -m medviz.train {vae,text2image,oracle,classifier,align,ladine,progression,progression-band,bundle,recipe} ...
 
 `recipe` runs the whole bundled-model recipe for one domain: render phantoms once, train the VAE, the
 text encoder + UNet and the oracle, and write the pipeline and oracle folders. `align` fine-tunes a pipeline's
@@ -24,7 +24,7 @@ from .classifier import ClassifierConfig, train_classifier
 from .common import is_main_process
 from .data import render_training_set
 from .ladine import LaDiNETrainConfig, train_ladine
-from .progression import ProgressionTrainConfig, train_progression
+from .progression import ProgressionTrainConfig, calibrate_folder, train_progression
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
 from .vae import VAEConfig, train_vae
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
         sub.add_argument("--out", required=True)
         _add(sub, config_type)
+    band = commands.add_parser("progression-band", help="calibrate progression folders' 90%% bands on validation "
+                                                        "patients (training does it at its end)")
+    band.add_argument("--models", nargs="+", required=True)
     bundle = commands.add_parser("bundle")
     bundle.add_argument("--domain", choices=["cxr", "skin"], required=True)
     bundle.add_argument("--out", required=True)
@@ -120,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m medviz.train " + " ".join(argv if argv is not None else sys.argv[1:])
         record = train_progression(_config(ProgressionTrainConfig, args), command=command)
         print(json.dumps(record, indent=2, default=str))
+    elif args.command == "progression-band":
+        for folder in args.models:
+            card = calibrate_folder(folder)
+            print(f"{folder}: band level {card['band_level']} (validation coverage {card['band_coverage_validation']})")
     elif args.command == "bundle":
         bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
         if args.oracle_dir:

@@ -28,6 +28,9 @@ from ..phantoms import get_domain
 from ..phantoms import trial as world
 from .common import TrainConfig
 
+#: Validation patients for the band's calibration: within the trial's population, apart from training (the first
+#: n_images seeds) and from the bench's held-out patients (81M).
+VALIDATION_FIRST_SEED = world.TRIAL_FIRST_SEED + 500_000
 GRID_STEP_DAYS = 0.5           # the solver's output times (or its step, if longer); a visit between two is interpolated
 SHAPES = {"small": {}, "tiny": {"image_size": 32, "latent": 4, "width": 16, "embedding": 4, "dt_days": 2.0}}
 
@@ -149,6 +152,44 @@ def nll(network, config, data: TrialTensors, rows, n_paths: int, seed: int, nois
     return (terms * data.mask[rows]).sum() / data.mask[rows].sum()
 
 
+def calibrate_band(network, shape: progression.ProgressionConfig, noise: float, n: int = 300, n_paths: int = 100,
+                   target: float = 0.9) -> tuple[float, float]:
+    """(level, coverage): the smallest central level of the paths, plus the measurement noise, whose band holds
+    ``target`` of ``n`` validation patients' recorded follow-up sizes under their own arm (split-conformal on the
+    factual visits: a real trial has those, not the counterfactuals). Conservative for the true course, which
+    carries no measurement noise. A deterministic model (one path) has no band: (nan, nan)."""
+    import torch
+
+    if shape.model != "sde":
+        return float("nan"), float("nan")
+    patients = world.trial(n, VALIDATION_FIRST_SEED)
+    data = trial_tensors(patients, shape)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        z0 = progression.encode(network, shape, data.images, data.tabular)
+        sizes = progression.paths(network, shape, z0, data.arm, grid_times(shape), n_paths, seed=1)
+        recorded = visit_sizes(sizes, data.below, data.weight)                       # (paths, N, visits)
+        recorded = recorded + noise * torch.randn(recorded.shape, generator=generator)
+    follow_up = data.mask.bool().clone()
+    follow_up[:, 0] = False                                                          # day 0: the baseline itself
+    level = coverage = float("nan")
+    for level in np.arange(0.50, 0.995, 0.01):
+        low, high = (torch.quantile(recorded, q, dim=0) for q in ((1 - level) / 2, (1 + level) / 2))
+        coverage = float(((low <= data.size) & (data.size <= high))[follow_up].float().mean())
+        if coverage >= target:
+            break
+    return round(float(level), 2), round(coverage, 4)
+
+
+def calibrate_folder(folder) -> dict:
+    """Calibrate a progression folder's band (``calibrate_band``) and write it into its card; returns the card."""
+    network, shape, card = progression.load(folder)
+    card["band_level"], card["band_coverage_validation"] = calibrate_band(network, shape, card["measurement_noise"])
+    path = Path(folder) / progression.CARD
+    path.write_text(json.dumps({"progression": asdict(shape), **card}, indent=2))
+    return card
+
+
 def network_config(config: ProgressionTrainConfig, patients) -> progression.ProgressionConfig:
     records = np.array([[world.tabular(p)[k] for k in progression.ProgressionConfig.tabular] for p in patients])
     return progression.ProgressionConfig(fusion=config.fusion, model=config.model,
@@ -195,4 +236,4 @@ def train_progression(config: ProgressionTrainConfig, command: str = "") -> dict
               "measurement_noise": config.measurement_noise or math.exp(network.log_noise.item()),
               "seconds": round(time.perf_counter() - started, 1)}
     progression.save(network, shape, out, record)                                    # 5. the folder
-    return record
+    return calibrate_folder(out)                                                     # 6. the band's level

@@ -75,3 +75,6 @@ def test_a_deterministic_baseline_has_no_band_and_says_so():
     with pytest.raises(ValueError, match="paths must be between 1 and 2000, got 0"):
         predict_course(P.build(shape).eval(), shape, np.zeros((32, 32)), Record(60.0, False, False, 100.0),
                        CourseConfig(n_paths=0))
+    with pytest.raises(ValueError, match="the band's level must lie between 0 and 1, got 1.0"):
+        predict_course(P.build(shape).eval(), shape, np.zeros((32, 32)), Record(60.0, False, False, 100.0),
+                       CourseConfig(band_level=1.0))

@@ -53,3 +53,23 @@ def test_a_baseline_trains_on_the_same_loss_with_one_path(tmp_path):
     assert shape.model == "gru" and hasattr(network, "gru") and not hasattr(network, "sde")
     with pytest.raises(ValueError, match="unknown model 'lstm'"):
         train_progression(ProgressionTrainConfig(domain="cxr", out=str(out), model="lstm"))
+
+
+def test_the_band_is_calibrated_on_validation_visits_and_the_level_reaches_the_card(tmp_path):
+    import torch
+
+    from medviz.train.progression import calibrate_band, calibrate_folder
+
+    torch.manual_seed(0)
+    shape = progression.ProgressionConfig(image_size=32, latent=4, width=16, embedding=4, dt_days=2.0)
+    network = progression.build(shape).eval()
+    level, coverage = calibrate_band(network, shape, noise=0.02, n=20, n_paths=30)
+    assert 0.5 <= level <= 0.99 and (coverage >= 0.9 or level == 0.99)
+    wider, _ = calibrate_band(network, shape, noise=0.02, n=20, n_paths=30, target=0.95)
+    assert wider >= level                                                    # a higher target never narrows it
+    progression.save(network, shape, tmp_path / "sde", {"measurement_noise": 0.02})
+    assert progression.band_level(calibrate_folder(tmp_path / "sde")) == progression.load(tmp_path / "sde")[2][
+        "band_level"] > 0
+    gru = progression.ProgressionConfig(model="gru", fusion="concat", image_size=32, latent=4, width=16, embedding=4)
+    assert np.isnan(calibrate_band(progression.build(gru), gru, noise=0.02, n=4)[0])
+    assert progression.band_level({"band_level": float("nan")}) == progression.band_level({}) == 0.9

@@ -15,7 +15,7 @@ from ...domains.cxr import TREATMENTS
 from ...engines.progression import (AGE_RANGE, CourseConfig, CourseResult, Record, phantom_image, phantom_patient,
                                     phantom_record, predict_course)
 from ...io import read_image
-from ...progression import EFFECT_DAY, RESPONSE_MARGIN
+from ...progression import EFFECT_DAY, RESPONSE_MARGIN, band_level
 from ..common import MODEL_JOBS, Job, Page, errors_as_messages, start_job, take_upload, warned
 from . import Tab
 
@@ -132,9 +132,10 @@ def summary(result: CourseResult) -> str:
 def run_progression(page: Page, request: ProgressionRequest, job: Job) -> tuple:
     """The courses and what the widgets show: summary, figure, the phantom's true images, the JSON."""
     record = request.record()                       # the record first: a bad field is named before any work
-    network, shape, _ = page.registry.progression(request.progression_model)
+    network, shape, card = page.registry.progression(request.progression_model)
     image, patient = course_input(request)
-    result = predict_course(network, shape, image, record, CourseConfig(n_paths=int(request.n_paths)), patient)
+    config = CourseConfig(n_paths=int(request.n_paths), band_level=band_level(card))
+    result = predict_course(network, shape, image, record, config, patient)
     gallery = [(picture, f"{TREATMENTS[arm]}, day {day:g}") for (arm, day), picture in result.images.items()]
     path = job.file("progression", ".json")
     path.write_text(json.dumps({"rows": result.records(), "effects": result.effects, "p_response": result.p_response,
