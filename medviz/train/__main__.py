@@ -49,25 +49,8 @@ def _config(config_type, args) -> object:
     return config_type(**values)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medviz.train", description=__doc__.split("\n\n")[1])
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig),
-                              ("classifier", ClassifierConfig), ("align", AlignConfig), ("ladine", LaDiNETrainConfig),
-                              ("progression", ProgressionTrainConfig)):
-        sub = commands.add_parser(name)
-        sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
-        sub.add_argument("--out", required=True)
-        _add(sub, config_type)
-    band = commands.add_parser("progression-band", help="calibrate progression folders' 90%% bands on validation "
-                                                        "patients (training does it at its end)")
-    band.add_argument("--models", nargs="+", required=True)
-    bundle = commands.add_parser("bundle")
-    bundle.add_argument("--domain", choices=["cxr", "skin"], required=True)
-    bundle.add_argument("--out", required=True)
-    bundle.add_argument("--model-dir", required=True)
-    bundle.add_argument("--oracle-dir", default=None,
-                        help="also copy OUT/oracle here; without it the pipeline is judged by the bundled oracle")
+def _add_recipe(commands) -> None:
+    """The ``recipe`` command's options."""
     recipe = commands.add_parser("recipe")
     recipe.add_argument("--domain", choices=["cxr", "skin"], required=True)
     recipe.add_argument("--out", required=True)
@@ -101,6 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     recipe.add_argument("--n-held-out", type=int, default=2000)
     recipe.add_argument("--dtype", default="float32", choices=["float32", "float16"],
                         help="weights of the written pipeline (float16 for transfer; upcast before use)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m medviz.train", description=__doc__.split("\n\n")[1])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, config_type in (("vae", VAEConfig), ("text2image", Text2ImageConfig), ("oracle", OracleConfig),
+                              ("classifier", ClassifierConfig), ("align", AlignConfig), ("ladine", LaDiNETrainConfig),
+                              ("progression", ProgressionTrainConfig)):
+        sub = commands.add_parser(name)
+        sub.add_argument("--domain", choices=["cxr", "skin"], required=True)
+        sub.add_argument("--out", required=True)
+        _add(sub, config_type)
+    band = commands.add_parser("progression-band", help="calibrate progression folders' 90%% bands on validation "
+                                                        "patients (training does it at its end)")
+    band.add_argument("--models", nargs="+", required=True)
+    bundle = commands.add_parser("bundle")
+    bundle.add_argument("--domain", choices=["cxr", "skin"], required=True)
+    bundle.add_argument("--out", required=True)
+    bundle.add_argument("--model-dir", required=True)
+    bundle.add_argument("--oracle-dir", default=None,
+                        help="also copy OUT/oracle here; without it the pipeline is judged by the bundled oracle")
+    _add_recipe(commands)
     args = parser.parse_args(argv)
 
     if args.command == "vae":
