@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 if [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-for model in mlp gru; do
-    out=runs/progression/$model-s0
+for run in mlp:0 gru:0 gru:1 gru:2; do     # the GRU, the strongest baseline, with three seeds
+    model=${run%:*} seed=${run#*:}
+    out=runs/progression/$model-s$seed
     if [ -f "$out/model.safetensors" ]; then echo "== $out: done"; continue; fi
     echo "== $out: $(date -u +%FT%TZ)"
     python -m medviz.train progression --domain cxr --out "$out" --n-images 2000 --steps 1500 \
-        --measurement-noise 0.02 --model $model --fusion concat --seed 0
+        --measurement-noise 0.02 --model $model --fusion concat --seed $seed
 done
 echo "== baselines done $(date -u +%FT%TZ)"
