@@ -41,7 +41,7 @@ class ProgressionTrainConfig(TrainConfig):
     ``measurement_noise``: the recorded sizes' noise (std) when the protocol knows it (0: learned); ``model``: the
     SDE or a deterministic baseline (``progression.MODELS``), trained on the same loss with one path (then the
     Gaussian likelihood of the visits is a scaled squared error); ``mean_weight``: the weight of the paths' mean's
-    own squared error in the loss (``nll``). Learned, it
+    own squared error in the loss (``nll``); ``n_validation``: the patients the band is calibrated on. Learned, it
     took the spread the paths should carry (0.068 against the world's 0.02; bands covered 71-73%)."""
 
     n_images: int = 2000
@@ -53,6 +53,7 @@ class ProgressionTrainConfig(TrainConfig):
     n_paths: int = 8
     measurement_noise: float = 0.0
     mean_weight: float = 0.0
+    n_validation: int = 300
     checkpoint_every: int = 250
 
     def validate(self) -> None:
@@ -181,10 +182,12 @@ def calibrate_band(network, shape: progression.ProgressionConfig, noise: float, 
     return round(float(level), 2), round(coverage, 4)
 
 
-def calibrate_folder(folder) -> dict:
-    """Calibrate a progression folder's band (``calibrate_band``) and write it into its card; returns the card."""
+def calibrate_folder(folder, n: int = 300) -> dict:
+    """Calibrate a progression folder's band on ``n`` validation patients (``calibrate_band``) and write it into its
+    card; returns the card."""
     network, shape, card = progression.load(folder)
-    card["band_level"], card["band_coverage_validation"] = calibrate_band(network, shape, card["measurement_noise"])
+    card["band_level"], card["band_coverage_validation"] = calibrate_band(network, shape, card["measurement_noise"],
+                                                                          n=n)
     path = Path(folder) / progression.CARD
     path.write_text(json.dumps({"progression": asdict(shape), **card}, indent=2))
     return card
@@ -236,4 +239,4 @@ def train_progression(config: ProgressionTrainConfig, command: str = "") -> dict
               "measurement_noise": config.measurement_noise or math.exp(network.log_noise.item()),
               "seconds": round(time.perf_counter() - started, 1)}
     progression.save(network, shape, out, record)                                    # 5. the folder
-    return calibrate_folder(out)                                                     # 6. the band's level
+    return calibrate_folder(out, config.n_validation)                                # 6. the band's level

@@ -28,7 +28,7 @@ def test_each_visit_is_read_between_its_two_grid_points():
 def test_a_tiny_run_writes_a_folder_that_loads_and_a_stopped_run_resumes(tmp_path, capsys):
     out = tmp_path / "progression"
     config = ProgressionTrainConfig(domain="cxr", out=str(out), n_images=12, steps=4, batch_size=4, n_paths=2,
-                                    checkpoint_every=2, fusion="film", preset="tiny")
+                                    checkpoint_every=2, fusion="film", preset="tiny", n_validation=8)
     record = train_progression(config)
     assert record["patients"] == 12 and record["measurement_noise"] > 0
     network, shape, card = progression.load(out)
@@ -48,7 +48,7 @@ def test_a_baseline_trains_on_the_same_loss_with_one_path(tmp_path):
     out = tmp_path / "gru"
     train_progression(ProgressionTrainConfig(domain="cxr", out=str(out), n_images=8, steps=3, batch_size=4,
                                              n_paths=4, model="gru", fusion="concat", preset="tiny",
-                                             measurement_noise=0.02))
+                                             measurement_noise=0.02, n_validation=8))
     network, shape, _ = progression.load(out)
     assert shape.model == "gru" and hasattr(network, "gru") and not hasattr(network, "sde")
     with pytest.raises(ValueError, match="unknown model 'lstm'"):
@@ -68,7 +68,7 @@ def test_the_band_is_calibrated_on_validation_visits_and_the_level_reaches_the_c
     wider, _ = calibrate_band(network, shape, noise=0.02, n=20, n_paths=30, target=0.95)
     assert wider >= level                                                    # a higher target never narrows it
     progression.save(network, shape, tmp_path / "sde", {"measurement_noise": 0.02})
-    assert progression.band_level(calibrate_folder(tmp_path / "sde")) == progression.load(tmp_path / "sde")[2][
+    assert progression.band_level(calibrate_folder(tmp_path / "sde", n=8)) == progression.load(tmp_path / "sde")[2][
         "band_level"] > 0
     gru = progression.ProgressionConfig(model="gru", fusion="concat", image_size=32, latent=4, width=16, embedding=4)
     assert np.isnan(calibrate_band(progression.build(gru), gru, noise=0.02, n=4)[0])
