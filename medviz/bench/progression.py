@@ -36,22 +36,20 @@ HORIZONS = (7.0, 14.0, 21.0, 28.0)
 EFFECT_DAY, RESPONSE_MARGIN, CONFIDENT = progression.EFFECT_DAY, progression.RESPONSE_MARGIN, progression.CONFIDENT
 
 
-def predict(folder, patients, n_paths: int = 100, seed: int = 0) -> tuple[np.ndarray, float]:
-    """(sizes (n_paths, N, arms, horizons), seconds per patient for all arms): every arm on the same noise."""
-    network, config, _ = progression.load(folder)
-    images = baseline_tensor(patients, config.image_size)
-    tabular = progression.tabular_tensor(config, [world.tabular(p) for p in patients])
+def predict(network, config, images, records: list[dict], n_paths: int = 100,
+            seed: int = 0) -> tuple[np.ndarray, float]:
+    """(sizes (n_paths, N, arms, horizons), seconds per patient for all arms) of a loaded folder on the patients'
+    baseline ``images`` (``baseline_tensor`` at the model's size) and ``records``: every arm on the same noise."""
+    tabular = progression.tabular_tensor(config, records)
     start = time.perf_counter()
     sizes = progression.courses(network, config, images, tabular, [0.0, *HORIZONS], n_paths, seed)
-    return sizes[..., 1:], (time.perf_counter() - start) / len(patients)
+    return sizes[..., 1:], (time.perf_counter() - start) / len(records)
 
 
-def one_patient_seconds(folder, patient, n_paths: int = 100, repeats: int = 5) -> float:
+def one_patient_seconds(network, config, image, record: dict, n_paths: int = 100, repeats: int = 5) -> float:
     """The median wall time of one patient's ``n_paths`` courses under every arm, the patient alone (the tab's
-    case; ``predict`` amortises a batch)."""
-    network, config, _ = progression.load(folder)
-    image = baseline_tensor([patient], config.image_size)
-    tabular = progression.tabular_tensor(config, [world.tabular(patient)])
+    case; ``predict`` amortises a batch). ``image``: (1, 1, S, S)."""
+    tabular = progression.tabular_tensor(config, [record])
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -94,9 +92,8 @@ def score(sizes: np.ndarray, true: np.ndarray, patients, level: float = 0.9) -> 
     }
 
 
-def setting(folder) -> dict:
+def setting(folder, config: progression.ProgressionConfig) -> dict:
     """What a folder is: its setting's name (the folder's, less a ``-sK`` seed suffix), model, fusion, baseline."""
-    _, config, _ = progression.load(folder)
     name = re.sub(r"-s\d+$", "", Path(folder).name)
     baseline = config.model != "sde" or config.fusion == "image_only"
     return {"setting": name, "model_kind": config.model, "fusion": config.fusion, "baseline": baseline}
@@ -162,13 +159,17 @@ def _line(row: dict) -> str:
 def main(args: argparse.Namespace, command: str) -> int:
     patients = world.trial(args.n, HELD_OUT_FIRST_SEED)
     true = truth(patients)
-    rows, predictions = [], {}
+    records = [world.tabular(p) for p in patients]
+    rows, predictions, images = [], {}, {}
     for folder in args.models:
-        sizes, seconds = predict(folder, patients, args.paths)
+        network, config, card = progression.load(folder)
+        if config.image_size not in images:                    # rendered once per size, not once per folder
+            images[config.image_size] = baseline_tensor(patients, config.image_size)
+        sizes, seconds = predict(network, config, images[config.image_size], records, args.paths)
         predictions[folder] = sizes
-        alone = one_patient_seconds(folder, patients[0], args.paths)
-        level = progression.band_level(progression.load(folder)[2])
-        row = {"model": Path(folder).name, **setting(folder), "seconds_per_patient": round(seconds, 4),
+        alone = one_patient_seconds(network, config, images[config.image_size][:1], records[0], args.paths)
+        level = progression.band_level(card)
+        row = {"model": Path(folder).name, **setting(folder, config), "seconds_per_patient": round(seconds, 4),
                "seconds_one_patient_alone": round(alone, 4), "band_level": level,
                **score(sizes, true, patients, level)}
         rows.append(row)
@@ -187,7 +188,7 @@ def main(args: argparse.Namespace, command: str) -> int:
               "horizons": HORIZONS, "effect_day": EFFECT_DAY, "response_margin": RESPONSE_MARGIN,
               "models": rows, "settings": settings, "verdicts": decided}
     if args.figure:
-        shown = args.write_card or next(f for f in args.models if not setting(f)["baseline"])
+        shown = args.write_card or next(f for f, row in zip(args.models, rows) if not row["baseline"])
         save_figure(result, predictions[shown], true, patients, args.figure, Path(shown).name)
     if args.write_card:
         write_card(args.write_card, result)

@@ -55,9 +55,8 @@ class Record:
             raise ValueError(f"BNP must be between {BNP_RANGE[0]:g} and {BNP_RANGE[1]:g} pg/mL, got {self.bnp:g}")
 
     def tabular(self) -> dict[str, float]:
-        """The model's fields (``progression.ProgressionConfig.tabular``), as ``phantoms.trial.tabular`` gives them."""
-        return {"age": float(self.age), "female": float(self.female), "heart_failure": float(self.heart_failure),
-                "log10_bnp": math.log10(self.bnp)}
+        """The model's fields (``progression.ProgressionConfig.tabular``), as a phantom's record gives them."""
+        return world.tabular_fields(self.age, self.female, self.heart_failure, self.bnp)
 
 
 def _number(name: str, value, unit: str) -> float:

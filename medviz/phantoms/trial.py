@@ -88,8 +88,13 @@ def enrol(seed: int, arm: str | None = None) -> Patient:
 
 def tabular(patient: Patient) -> dict[str, float]:
     """What the clinic records (the models' tabular input): age, sex (1 = female), heart failure, log10 BNP."""
-    return {"age": float(patient.factors["age"]), "female": float(patient.factors["sex"] == "F"),
-            "heart_failure": float(patient.heart_failure), "log10_bnp": math.log10(patient.bnp)}
+    return tabular_fields(patient.factors["age"], patient.factors["sex"] == "F", patient.heart_failure, patient.bnp)
+
+
+def tabular_fields(age: float, female: bool, heart_failure: bool, bnp: float) -> dict[str, float]:
+    """The models' tabular fields of a record (``bnp`` in pg/mL): a phantom's (``tabular``) or one typed in."""
+    return {"age": float(age), "female": float(female), "heart_failure": float(heart_failure),
+            "log10_bnp": math.log10(bnp)}
 
 
 def _grid() -> np.ndarray:
