@@ -254,7 +254,6 @@ def summary(sizes: np.ndarray, level: float = 0.9) -> dict[str, np.ndarray]:
 
 def save(network, config: ProgressionConfig, folder, record: dict) -> None:
     """A folder: ``model.safetensors`` and ``medviz_progression.json`` (the config and the training record)."""
-    import json
     from pathlib import Path
 
     from safetensors.torch import save_file
@@ -262,7 +261,15 @@ def save(network, config: ProgressionConfig, folder, record: dict) -> None:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(out / "model.safetensors"))
-    (out / CARD).write_text(json.dumps({"progression": asdict(config), **record}, indent=2))
+    save_card(config, out, record)
+
+
+def save_card(config: ProgressionConfig, folder, record: dict) -> None:
+    """(Re)write a folder's ``medviz_progression.json``: the network's config and ``record`` (training, band, bench)."""
+    import json
+    from pathlib import Path
+
+    (Path(folder) / CARD).write_text(json.dumps({"progression": asdict(config), **record}, indent=2))
 
 
 def load(folder):

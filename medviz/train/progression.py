@@ -188,8 +188,7 @@ def calibrate_folder(folder, n: int = 300) -> dict:
     network, shape, card = progression.load(folder)
     card["band_level"], card["band_coverage_validation"] = calibrate_band(network, shape, card["measurement_noise"],
                                                                           n=n)
-    path = Path(folder) / progression.CARD
-    path.write_text(json.dumps({"progression": asdict(shape), **card}, indent=2))
+    progression.save_card(shape, folder, card)
     return card
 
 
