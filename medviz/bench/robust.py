@@ -8,7 +8,7 @@ intervals, selective accuracy at 80% coverage by its own uncertainty, and the do
 
 Classifiers: the bundled model's ResNet oracle and the bundled classifiers of the domain (``--classifiers``: names
 or folders); LaDiNE folders with ``--ladine``; the diffusion classifier, on fewer phantoms and shifts, with
-``--diffusion-n`` and ``--diffusion-shifts``.
+``--diffusion-n`` and ``--diffusion-shifts`` (or single levels, ``--diffusion-levels rotation:9``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also the diffusion classifier (Explain's operating point) on the first N phantoms per "
                              "level (default 0: left out; its cost is reported beside the others')")
     parser.add_argument("--diffusion-shifts", nargs="+", default=None, help="its shifts (default: --shifts)")
+    parser.add_argument("--diffusion-levels", nargs="+", default=None, metavar="SHIFT:LEVEL",
+                        help="only these level sets for it, e.g. rotation:9 (no unshifted set unless none:0 is named)")
 
 
 def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
@@ -65,7 +67,7 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
 
     result = stress_test(phantom_sets(domain, config), scorers, config, flags, progress, total=total)
     if args.diffusion_n:
-        result = _with_diffusion(domain, model, config, args, result, progress)
+        result = _with_diffusion(domain, model, config, args, result, flags, progress)
     out = {"domain": domain, "command": command, "parameters": result.parameters, "rows": result.records(),
            "reliability": result.reliability, "warnings": result.warnings, "seconds": round(result.seconds, 1),
            "shifts": {s.name: {"phrase": s.phrase, "unit": s.unit, "levels": list(s.levels), "factor": s.factor}
@@ -75,21 +77,45 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     return out
 
 
-def _with_diffusion(domain: str, model, config: StressConfig, args, result: StressResult, progress) -> StressResult:
+def level_pairs(names: list[str] | None) -> set[tuple[str, float]] | None:
+    """``["rotation:9", "none:0"]`` -> {("rotation", 9.0), ("none", 0.0)}; None stays None (every level)."""
+    if not names:
+        return None
+    pairs = set()
+    for name in names:
+        shift, _, level = name.partition(":")
+        try:
+            pairs.add((shift, float(level)))
+        except ValueError:
+            raise SystemExit(f"--diffusion-levels wants SHIFT:LEVEL (rotation:9), got {name!r}") from None
+    return pairs
+
+
+def _with_diffusion(domain: str, model, config: StressConfig, args, result: StressResult, flags,
+                    progress) -> StressResult:
     """``result`` with the diffusion classifier's rows on the first ``--diffusion-n`` phantoms of each level (the
-    same seeds), its seconds per image in the parameters."""
-    small = replace(config, n=args.diffusion_n, shifts=tuple(args.diffusion_shifts or config.shifts))
+    same seeds; ``--diffusion-levels``: only those level sets), its seconds per image in the parameters."""
+    pairs = level_pairs(args.diffusion_levels)
+    shifts = {shift for shift, _ in pairs or ()} - {NONE}
+    small = replace(config, n=args.diffusion_n, shifts=tuple(shifts or args.diffusion_shifts or config.shifts))
     small.validate(domain)
+    known = {(NONE, 0.0)} | {(s.name, float(v)) for s in small.chosen(domain) for v in s.levels}
+    if pairs and pairs - known:
+        raise SystemExit(f"no such level set: {sorted(pairs - known)}; the levels are {sorted(known)}")
+    sets = phantom_sets(domain, small)
+    if pairs:
+        sets = (s for s in sets if (s.shift, float(s.level)) in pairs)
     started = time.perf_counter()
-    extra = stress_test(phantom_sets(domain, small), [diffusion_scorer(model)], small, None, progress,
-                        total=level_count(domain, small))
-    images = small.n * level_count(domain, small)
+    extra = stress_test(sets, [diffusion_scorer(model)], small, flags, progress,
+                        total=len(pairs) if pairs else level_count(domain, small))
+    images = small.n * (len(pairs) if pairs else level_count(domain, small))
     result.rows += extra.rows
     result.reliability.update(extra.reliability)
     result.warnings += extra.warnings
     result.parameters["classifiers"].update(extra.parameters["classifiers"])
     seconds = time.perf_counter() - started
     result.parameters["diffusion_classifier"] = {"n": small.n, "shifts": list(small.shifts) or "all",
+                                                 "levels": sorted(pairs) if pairs else "all",
                                                  "seconds_per_image": round(seconds / images, 2)}
     return result
 
@@ -109,8 +135,10 @@ def figure(domain: str, result: StressResult, shifts: dict, folder: Path) -> Pat
         for name in names:
             if not any(r.classifier == name and r.shift == shift for r in result.rows):
                 continue                                   # the diffusion classifier runs on fewer shifts
-            points = [result.row(name, NONE, 0.0)] + [result.row(name, shift, level) for level in info["levels"]]
-            x = np.arange(len(points))
+            found = {(r.shift, r.level): r for r in result.rows if r.classifier == name}
+            keys = [(NONE, 0.0)] + [(shift, level) for level in info["levels"]]
+            x = np.array([i for i, key in enumerate(keys) if key in found])   # --diffusion-levels: some only
+            points = [found[key] for key in keys if key in found]
             y = [p.accuracy for p in points]
             ax.plot(x, y, marker="o", ms=3, label=name)
             ax.fill_between(x, [p.accuracy_interval[0] for p in points], [p.accuracy_interval[1] for p in points],
@@ -139,7 +167,7 @@ def print_table(result: dict) -> None:
     print(f"\n{result['domain']}: {result['parameters']['n']} phantoms per level, {result['seconds']} s")
     for name in dict.fromkeys(r["classifier"] for r in rows):
         mine = [r for r in rows if r["classifier"] == name]
-        base = next(r for r in mine if r["shift"] == NONE)
+        base = next((r for r in mine if r["shift"] == NONE), None)
         cells = []
         for shift in result["shifts"]:
             levels = [r for r in mine if r["shift"] == shift]
@@ -149,7 +177,14 @@ def print_table(result: dict) -> None:
             cells.append(f"{shift} {np.mean([r['accuracy'] for r in levels]):.0%}"
                          f" (ECE {np.mean([r['ece'] for r in levels]):.2f}"
                          + (f", flagged {np.mean(flagged):.0%})" if flagged else ")"))
-        print(f"  {name:28s} none {base['accuracy']:.0%} (ECE {base['ece']:.2f}) | " + " | ".join(cells))
+        unshifted = f"none {base['accuracy']:.0%} (ECE {base['ece']:.2f}) | " if base else ""
+        print(f"  {name:28s} {unshifted}" + " | ".join(cells))
+        wrong = sum(r["errors"] for r in mine if r["shift"] != NONE)
+        caught = [f"{what} {sum(r[key] for r in mine if r['shift'] != NONE)}" for key, what in
+                  (("errors_unsure", "unsure"), ("errors_flagged", "domain-check flagged"))
+                  if any(r[key] is not None for r in mine)]
+        if caught:
+            print(f"  {'':28s} shifted errors {wrong}, of them: " + ", ".join(caught))
     for line in result["warnings"]:
         print("  warning:", line)
 

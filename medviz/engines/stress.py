@@ -12,6 +12,7 @@ Steps:
 2. each classifier's P(target) and its own uncertainty per image (``Scorer``);
 3. per classifier, shift and level: accuracy at its operating point, AUROC, ECE (10 bins) and NLL, each with a
    percentile-bootstrap 95% interval over images; selective accuracy at ``coverage`` by its own uncertainty;
+   of the images it got wrong, how many it called unsure itself and how many the domain check flagged;
 4. the domain check's flag rate per level (one flag per image, shared by every classifier);
 5. the reliability diagram of each classifier over the shifted levels.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -83,12 +85,22 @@ class StressConfig:
         return tuple(known.shift(name) for name in self.shifts) if self.shifts else known.shifts
 
 
+class Answer(NamedTuple):
+    """A classifier's answer on N images: P(target) and its own uncertainty, both (N,) in [0, 1] (the entropy of
+    that probability unless the method gives one); ``decided``, bool (N,), where the method decides otherwise
+    than P(target) at its operating point (LaDiNE's vote); ``unsure``, bool (N,), where the method itself says it
+    is unsure (LaDiNE's t-test, the diffusion classifier's certainty), None where it has no such verdict."""
+
+    probability: np.ndarray
+    uncertainty: np.ndarray
+    decided: np.ndarray | None = None
+    unsure: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class Scorer:
-    """A classifier under test: ``predict(images) -> (P(target) (N,), uncertainty (N,))``, both in [0, 1]
-    (the uncertainty its own: the entropy of its probability unless the method gives one), and the operating
-    point at which P(target) is read as positive; a method that decides otherwise (LaDiNE's vote) returns its
-    decisions, bool (N,), as a third element."""
+    """A classifier under test: ``predict(images) -> Answer`` (or the tuple of its fields, the first two at
+    least), and the operating point at which P(target) is read as positive."""
 
     name: str
     predict: Callable[[Sequence[np.ndarray]], tuple[np.ndarray, np.ndarray]]
@@ -137,8 +149,9 @@ def diffusion_scorer(model, task: str | None = None, trials: int | None = None) 
 
     def predict(images):
         results = [classify(model, image, config) for image in images]
-        return (np.array([r.vote_fractions[0] for r in results]),
-                np.array([min(1.0, r.vote_entropy) for r in results]))
+        return Answer(np.array([r.vote_fractions[0] for r in results]),
+                      np.array([min(1.0, r.vote_entropy) for r in results]),
+                      unsure=np.array([r.certainty != "high" for r in results]))
 
     return Scorer("diffusion-classifier", predict, config.vote_threshold, "entropy of its votes")
 
@@ -149,8 +162,8 @@ def ladine_scorer(classifier) -> Scorer:
 
     def predict(images):
         predictions = classifier.predict(images)
-        return (np.array([p.probabilities[1] for p in predictions]), np.array([p.p_value for p in predictions]),
-                np.array([p.predicted == 1 for p in predictions]))
+        return Answer(np.array([p.probabilities[1] for p in predictions]), np.array([p.p_value for p in predictions]),
+                      np.array([p.predicted == 1 for p in predictions]), np.array([p.uncertain for p in predictions]))
 
     return Scorer(classifier.name, predict, 0.5, "p-value of its paired t-test (LaDiNE)")
 
@@ -217,6 +230,10 @@ class StressRow:
     nll_interval: tuple[float, float]
     selective_accuracy: float
     flagged: float | None = None       # the domain check's flag rate on this level's images (None: no check)
+    unsure: float | None = None        # the share the method itself calls unsure (None: it has no such verdict)
+    errors: int = 0                    # images it got wrong
+    errors_unsure: int | None = None   # of them, those it called unsure
+    errors_flagged: int | None = None  # of them, those the domain check flagged
 
 
 @dataclass
@@ -239,11 +256,13 @@ class StressResult:
         return [asdict(r) for r in self.rows]
 
 
-def _row(scorer: Scorer, level_set: LevelSet, answer: tuple, config: StressConfig) -> StressRow:
+def _row(scorer: Scorer, level_set: LevelSet, answer: Answer, flags: np.ndarray | None,
+         config: StressConfig) -> StressRow:
     labels = level_set.labels
-    p, uncertainty = np.asarray(answer[0], np.float64), np.asarray(answer[1], np.float64)
-    decided = np.asarray(answer[2], bool) if len(answer) > 2 else p >= scorer.threshold
+    p, uncertainty = np.asarray(answer.probability, np.float64), np.asarray(answer.uncertainty, np.float64)
+    decided = np.asarray(answer.decided, bool) if answer.decided is not None else p >= scorer.threshold
     correct = decided == labels
+    unsure = None if answer.unsure is None else np.asarray(answer.unsure, bool)
 
     def interval(statistic, *arrays):
         if not config.bootstrap:
@@ -256,7 +275,11 @@ def _row(scorer: Scorer, level_set: LevelSet, answer: tuple, config: StressConfi
         auroc=roc_auc(labels, p), auroc_interval=interval(roc_auc, labels, p),
         ece=expected_calibration_error(labels, p), ece_interval=interval(expected_calibration_error, labels, p),
         nll=negative_log_likelihood(labels, p), nll_interval=interval(negative_log_likelihood, labels, p),
-        selective_accuracy=selective_accuracy(correct, uncertainty, config.coverage))
+        selective_accuracy=selective_accuracy(correct, uncertainty, config.coverage),
+        flagged=None if flags is None else float(flags.mean()),
+        unsure=None if unsure is None else float(unsure.mean()), errors=int((~correct).sum()),
+        errors_unsure=None if unsure is None else int((unsure & ~correct).sum()),
+        errors_flagged=None if flags is None else int((flags & ~correct).sum()))
 
 
 def level_count(domain: str, config: StressConfig) -> int:
@@ -284,15 +307,13 @@ def stress_test(sets: Iterable[LevelSet], scorers: Sequence[Scorer], config: Str
             raise Interrupted(f"stopped by the user after {done} level sets")
         examples[(level_set.shift, level_set.level)] = level_set.images[:config.examples]
         # 4. the domain check, once per image
-        flagged = None if flags is None else float(np.mean(flags(level_set.images)))
+        flagged = None if flags is None else np.asarray(flags(level_set.images), bool)
         for scorer in scorers:
             # 2. the classifier's probabilities and uncertainty; 3. the level's figures
-            answer = scorer.predict(level_set.images)
-            row = _row(scorer, level_set, answer, config)
-            row.flagged = flagged
-            rows.append(row)
+            answer = Answer(*scorer.predict(level_set.images))
+            rows.append(_row(scorer, level_set, answer, flagged, config))
             if level_set.shift != NONE:
-                pooled[scorer.name].append((level_set.labels, np.asarray(answer[0])))
+                pooled[scorer.name].append((level_set.labels, np.asarray(answer.probability)))
         if progress is not None:
             progress(done + 1, total or done + 1)
     # 5. reliability over every shifted level

@@ -69,3 +69,27 @@ def test_an_unknown_shift_is_named_before_anything_loads(monkeypatch):
     monkeypatch.setattr(robust, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
     with pytest.raises(ValueError, match="skin has no shift 'rotation'"):
         main(["robust", "--domain", "skin", "--shifts", "rotation"])
+
+
+def test_the_diffusion_classifier_can_run_on_single_levels_and_a_bad_one_is_named(tiny_cxr, tmp_path, monkeypatch,
+                                                                                  capsys):
+    from medviz.bench import robust
+    from medviz.bench.__main__ import main
+    from medviz.engines import stress
+
+    original = stress.diffusion_scorer
+    monkeypatch.setattr(robust, "diffusion_scorer", lambda model: original(model, trials=3))
+    monkeypatch.setattr(robust, "load_model", lambda name, device: tiny_cxr)
+    out = tmp_path / "robust.json"
+    assert main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "rotation",
+                 "--classifiers", "cxr-effusion-erm", "--diffusion-n", "2", "--diffusion-levels", "rotation:9",
+                 "--json", str(out), "--figure-dir", str(tmp_path)]) == 0
+    result = json.loads(out.read_text())
+    mine = [r for r in result["rows"] if r["classifier"] == "diffusion-classifier"]
+    assert [(r["shift"], r["level"], r["n"]) for r in mine] == [("rotation", 9.0, 2)]
+    assert mine[0]["errors_unsure"] is not None and 0 <= mine[0]["errors_unsure"] <= mine[0]["errors"] <= 2
+    assert result["parameters"]["diffusion_classifier"]["levels"] == [["rotation", 9.0]]
+    assert "shifted errors" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match=r"no such level set: \[\('rotation', 8.0\)\]"):
+        main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "rotation", "--classifiers",
+              "cxr-effusion-erm", "--diffusion-n", "2", "--diffusion-levels", "rotation:8"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from medviz.engines import Interrupted
-from medviz.engines.stress import (NONE, Scorer, StressConfig, classifier_scorer, image_sets, level_count,
+from medviz.engines.stress import (NONE, Answer, Scorer, StressConfig, classifier_scorer, image_sets, level_count,
                                    oracle_scorer, phantom_sets, probability_scorer, stress_test)
 
 CONFIG = StressConfig(target="pleural_effusion", shifts=("rotation", "jpeg"), n=3, bootstrap=20)
@@ -46,6 +46,23 @@ def test_figures_of_a_classifier_whose_answers_are_known():
     assert result.parameters["classifiers"]["cnn"]["uncertainty"] == "entropy of its probability"
 
 
+def test_the_errors_a_method_calls_unsure_and_those_the_domain_check_flags_are_counted():
+    images = [np.full((16, 16), v, np.float32) for v in (0.1, 0.15, 0.48, 0.52)]
+    config = StressConfig(target="pleural_effusion", shifts=("exposure",), n=4, bootstrap=0)
+    unsure = np.array([True, False, True, False])
+    humble = Scorer("humble", lambda ims: Answer(_bright_is_positive(ims), np.zeros(len(ims)), None, unsure))
+    result = stress_test(image_sets(images, np.array([0, 0, 1, 1]), "cxr", config),
+                         [humble, probability_scorer("cnn", _bright_is_positive)], config,
+                         flags=lambda ims: np.array([True, True, False, True]))
+    clear = result.row("humble", NONE, 0.0)
+    assert (clear.errors, clear.errors_unsure, clear.errors_flagged) == (0, 0, 0)
+    assert (clear.unsure, clear.flagged) == (0.5, 0.75)
+    over = result.row("humble", "exposure", 1.3)          # the two positives read negative: wrong
+    assert (over.errors, over.errors_unsure, over.errors_flagged) == (2, 1, 1)
+    cnn = result.row("cnn", "exposure", 1.3)              # a CNN has no verdict of its own on its doubt
+    assert (cnn.errors, cnn.errors_unsure, cnn.unsure, cnn.errors_flagged) == (2, None, None, 1)
+
+
 def test_a_classifier_at_chance_under_a_shift_is_named_and_the_run_stops_when_asked():
     images = [np.full((16, 16), v, np.float32) for v in (0.1, 0.2, 0.6, 0.7)]
     config = StressConfig(target="pleural_effusion", shifts=("exposure",), n=4, bootstrap=0)
@@ -83,9 +100,11 @@ def test_the_diffusion_classifier_answers_at_its_cards_operating_point(tiny_cxr)
     scorer = diffusion_scorer(tiny_cxr, trials=3)
     assert scorer.name == "diffusion-classifier" and scorer.uncertainty == "entropy of its votes"
     assert scorer.threshold == tiny_cxr.card["explain_calibration"]["pleural_effusion"]["vote_threshold"]
-    p, uncertainty = scorer.predict([np.full((32, 32), 0.4, np.float32), np.full((32, 32), 0.6, np.float32)])
-    assert p.shape == uncertainty.shape == (2,) and set(np.round(p * 3, 6)) <= {0, 1, 2, 3}     # votes of 3 trials
-    assert ((0 <= uncertainty) & (uncertainty <= 1)).all()
+    p, uncertainty, decided, unsure = scorer.predict([np.full((32, 32), 0.4, np.float32),
+                                                      np.full((32, 32), 0.6, np.float32)])
+    assert p.shape == uncertainty.shape == unsure.shape == (2,) and decided is None
+    assert set(np.round(p * 3, 6)) <= {0, 1, 2, 3}                                  # votes of 3 trials
+    assert ((0 <= uncertainty) & (uncertainty <= 1)).all() and unsure.dtype == bool
     with pytest.raises(ValueError, match="no diffusion-classifier preset 'ruler'"):
         diffusion_scorer(tiny_cxr, "ruler")
 
