@@ -234,6 +234,7 @@ class StressRow:
     errors: int = 0                    # images it got wrong
     errors_unsure: int | None = None   # of them, those it called unsure
     errors_flagged: int | None = None  # of them, those the domain check flagged
+    silent_errors: int = 0             # of them, those neither it nor the domain check warned of
 
 
 @dataclass
@@ -279,7 +280,9 @@ def _row(scorer: Scorer, level_set: LevelSet, answer: Answer, flags: np.ndarray 
         flagged=None if flags is None else float(flags.mean()),
         unsure=None if unsure is None else float(unsure.mean()), errors=int((~correct).sum()),
         errors_unsure=None if unsure is None else int((unsure & ~correct).sum()),
-        errors_flagged=None if flags is None else int((flags & ~correct).sum()))
+        errors_flagged=None if flags is None else int((flags & ~correct).sum()),
+        silent_errors=int((~correct & ~(unsure if unsure is not None else False)
+                           & ~(flags if flags is not None else False)).sum()))
 
 
 def level_count(domain: str, config: StressConfig) -> int:

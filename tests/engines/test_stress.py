@@ -58,9 +58,9 @@ def test_the_errors_a_method_calls_unsure_and_those_the_domain_check_flags_are_c
     assert (clear.errors, clear.errors_unsure, clear.errors_flagged) == (0, 0, 0)
     assert (clear.unsure, clear.flagged) == (0.5, 0.75)
     over = result.row("humble", "exposure", 1.3)          # the two positives read negative: wrong
-    assert (over.errors, over.errors_unsure, over.errors_flagged) == (2, 1, 1)
+    assert (over.errors, over.errors_unsure, over.errors_flagged, over.silent_errors) == (2, 1, 1, 0)
     cnn = result.row("cnn", "exposure", 1.3)              # a CNN has no verdict of its own on its doubt
-    assert (cnn.errors, cnn.errors_unsure, cnn.unsure, cnn.errors_flagged) == (2, None, None, 1)
+    assert (cnn.errors, cnn.errors_unsure, cnn.unsure, cnn.errors_flagged, cnn.silent_errors) == (2, None, None, 1, 1)
 
 
 def test_a_classifier_at_chance_under_a_shift_is_named_and_the_run_stops_when_asked():

@@ -142,6 +142,9 @@ def summary(result: StressResult, notes: list[str]) -> str:
     lines.append("| accuracy of the 80% most certain, shifted | "
                  + " | ".join(f"{np.mean([r.selective_accuracy for r in shifted[n]]):.0%}" for n in names)
                  + " |" + (" |" if checked else ""))
+    lines.append("| wrong with no warning (not unsure, not flagged), shifted | "
+                 + " | ".join(f"{sum(r.silent_errors for r in shifted[n])} of {sum(r.errors for r in shifted[n])}"
+                              for n in names) + " |" + (" |" if checked else ""))
     lines += ["", *notes, "", "*A research stress test on synthetic or transformed images, not a clinical validation.*"]
     return warned(result.warnings, "\n".join(lines))
 

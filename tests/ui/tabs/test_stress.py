@@ -3,6 +3,7 @@ set, and the sentences a bad request gets."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,8 @@ def test_phantoms_under_two_shifts_give_curves_reliability_images_and_files(stre
     assert "### pleural_effusion: 10 images per level" in summary
     assert "| accuracy | oracle | my-effusion | my-ladine |" in summary
     assert "\n| no shift | " in summary and "\n| rotation | " in summary and "\n| jpeg | " in summary
+    silent = re.search(r"\| wrong with no warning \(not unsure, not flagged\), shifted \| (\d+) of (\d+) \|", summary)
+    assert silent and int(silent[1]) <= int(silent[2]) <= 80                 # oracle: 8 shifted levels x 10
     traces = json.loads(curves["plot"])["data"]
     assert {t["name"] for t in traces} == {"oracle", "my-effusion", "my-ladine"} and len(traces) == 6   # 2 x 3
     assert traces[0]["x"] == ["none", "5", "7", "9", "10"]
