@@ -318,3 +318,48 @@ def write_progression_card(folder: str | Path) -> Path:
     path = folder / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_ladine_card(folder: str | Path) -> Path:
+    """README.md of a LaDiNE folder from its ``medviz_ladine.json``: the network, how it was trained and, once
+    ``bench robust --write-card`` ran, its figures under shift beside the other classifiers benched with it."""
+    folder = Path(folder)
+    card = json.loads((folder / "medviz_ladine.json").read_text())
+    shape, config = card["ladine"], card.get("config")
+    lines = [f"# {folder.name}: LaDiNE (arXiv 2310.15952) for {card.get('target', shape['labels'][-1])}", "",
+             f"> {RESEARCH_ONLY_NOTICE.capitalize()}. Trained on phantoms only; a stress-test classifier.", "",
+             f"- network: a {shape['layers']}-block ViT ({shape['hidden']} wide, {shape['patch_size']} px patches, "
+             f"{shape['image_size']} px input, transformers, trained from scratch) whose blocks {shape['taps']} each "
+             f"feed a mapping head: {len(shape['taps'])} members, each with a CARD label denoiser "
+             f"(T = {shape['timesteps']}); readout: majority vote over members x 20 samples, paired t-test p-value "
+             "as the instance uncertainty (unsure at p >= 0.05)",
+             *([f"- training: {config['n_images']} phantoms of {config['domain']}, {config['steps']} encoder steps "
+                f"of {config['batch_size']}, {config['denoiser_steps']} denoiser steps of 30; guides right on "
+                f"{', '.join(f'{a:.1%}' for a in card['train_guide_accuracy'])} of the training phantoms",
+                f"- command: `{card['command']}`"] if config else ["- training: not recorded"])]
+    bench = card.get("bench_robust")
+    if bench:
+        lines += ["", "## Under acquisition shift (`python -m medviz.bench robust`)", "",
+                  f"{bench['n']} held-out phantoms per level (seeds {bench['first_seed']:,} on), "
+                  f"{bench['levels']} shifted levels ({', '.join(bench['shifts'])}); accuracy at each classifier's "
+                  "operating point, ECE with 10 bins, accuracy of the 80% it is surest of, images it got wrong "
+                  f"with no warning (neither unsure nor flagged by the domain check). Measured {bench['date']}.", "",
+                  "| classifier | unshifted | shifted, mean | ECE shifted | 80% surest, shifted | silent errors |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        def share(value):
+            return "-" if value != value else f"{value:.1%}"          # NaN: not run unshifted
+
+        for name, row in bench["classifiers"].items():
+            me = "**" if name == folder.name else ""
+            lines.append(f"| {me}{name}{me} | {share(row['unshifted_accuracy'])} | {share(row['shifted_accuracy'])} "
+                         f"| {row['shifted_ece']:.3f} | {share(row['shifted_selective_accuracy'])} | "
+                         f"{row['silent_errors']} of {row['errors']} |")
+        if bench.get("diffusion_classifier"):
+            d = bench["diffusion_classifier"]
+            lines += ["", f"The diffusion classifier ran on {d['n']} phantoms per level of "
+                      f"{', '.join(map(str, d['levels'] if d['levels'] != 'all' else d['shifts']))}, "
+                      f"{d['seconds_per_image']} s an image."]
+        lines += ["", f"Command: `{bench['command']}`"]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

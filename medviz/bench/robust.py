@@ -14,6 +14,8 @@ or folders); LaDiNE folders with ``--ladine``; the diffusion classifier, on fewe
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +29,7 @@ from ..engines.guard import flagger
 from ..engines.stress import (NONE, StressConfig, StressResult, classifier_scorer, diffusion_scorer, ladine_scorer,
                               level_count, oracle_scorer, phantom_sets, stress_test)
 from ..models import load_model
+from .cards import write_ladine_card
 from .cli import add_common, run_per_domain
 
 
@@ -45,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also the diffusion classifier (Explain's operating point) on the first N phantoms per "
                              "level (default 0: left out; its cost is reported beside the others')")
     parser.add_argument("--diffusion-shifts", nargs="+", default=None, help="its shifts (default: --shifts)")
+    parser.add_argument("--write-card", action="store_true",
+                        help="store the figures in each --ladine folder's card (medviz_ladine.json, README.md)")
     parser.add_argument("--diffusion-levels", nargs="+", default=None, metavar="SHIFT:LEVEL",
                         help="only these level sets for it, e.g. rotation:9 (no unshifted set unless none:0 is named)")
 
@@ -189,5 +194,40 @@ def print_table(result: dict) -> None:
         print("  warning:", line)
 
 
+def summaries(result: dict) -> dict:
+    """Per classifier: unshifted accuracy; over the shifted levels its mean accuracy, ECE and selective accuracy;
+    its errors and silent errors there."""
+    out = {}
+    for name in dict.fromkeys(r["classifier"] for r in result["rows"]):
+        mine = [r for r in result["rows"] if r["classifier"] == name]
+        shifted = [r for r in mine if r["shift"] != NONE]
+        base = next((r for r in mine if r["shift"] == NONE), None)
+        out[name] = {"unshifted_accuracy": base["accuracy"] if base else float("nan"),
+                     "shifted_accuracy": float(np.mean([r["accuracy"] for r in shifted])),
+                     "shifted_ece": float(np.mean([r["ece"] for r in shifted])),
+                     "shifted_selective_accuracy": float(np.mean([r["selective_accuracy"] for r in shifted])),
+                     "errors": sum(r["errors"] for r in shifted),
+                     "silent_errors": sum(r.get("silent_errors", 0) for r in shifted)}
+    return out
+
+
+def write_card(domain: str, result: dict, command: str, folders: list[str]) -> None:
+    """Each LaDiNE folder's card gets the bench's summary: its figures beside every classifier benched with it."""
+    for folder in folders:
+        path = Path(folder) / ladine.CONFIG
+        card = json.loads(path.read_text())
+        card["bench_robust"] = {"date": datetime.date.today().isoformat(), "command": command, "domain": domain,
+                                "n": result["parameters"]["n"], "first_seed": result["parameters"]["first_seed"],
+                                "shifts": list(result["shifts"]),
+                                "levels": sum(len(s["levels"]) for s in result["shifts"].values()),
+                                "classifiers": summaries(result),
+                                "diffusion_classifier": result["parameters"].get("diffusion_classifier")}
+        path.write_text(json.dumps(card, indent=2))
+        write_ladine_card(folder)
+
+
 def main(args: argparse.Namespace, command: str) -> int:
-    return run_per_domain(args, command, run_domain, print_table)
+    if args.write_card and not args.ladine:
+        raise SystemExit("--write-card stores the figures in LaDiNE folders' cards: name them with --ladine")
+    return run_per_domain(args, command, run_domain, print_table,
+                          lambda domain, result, command: write_card(domain, result, command, args.ladine))

@@ -37,10 +37,19 @@ def test_a_ladine_folder_is_stress_tested_beside_the_oracle(tiny_cxr, tmp_path, 
     monkeypatch.setattr(robust, "load_model", lambda name, device: tiny_cxr)
     out = tmp_path / "robust.json"
     assert main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "zoom", "--classifiers",
-                 "cxr-effusion-erm", "--ladine", str(tmp_path / "lad"), "--json", str(out)]) == 0
+                 "cxr-effusion-erm", "--ladine", str(tmp_path / "lad"), "--json", str(out), "--write-card"]) == 0
     result = json.loads(out.read_text())
     assert {r["classifier"] for r in result["rows"]} == {"resnet-oracle", "cxr-effusion-erm", "lad"}
     assert result["parameters"]["classifiers"]["lad"]["uncertainty"] == "p-value of its paired t-test (LaDiNE)"
+    card = json.loads((tmp_path / "lad" / "medviz_ladine.json").read_text())["bench_robust"]
+    mine = [r for r in result["rows"] if r["classifier"] == "lad"]
+    assert (card["n"], card["shifts"], card["levels"]) == (3, ["zoom"], 4)
+    assert card["classifiers"]["lad"]["shifted_accuracy"] == pytest.approx(sum(r["accuracy"] for r in mine[1:]) / 4)
+    assert card["classifiers"]["lad"]["errors"] == sum(r["errors"] for r in mine[1:])
+    readme = (tmp_path / "lad" / "README.md").read_text()
+    assert "# lad: LaDiNE (arXiv 2310.15952)" in readme and "| **lad** | " in readme and "| resnet-oracle | " in readme
+    with pytest.raises(SystemExit, match="name them with --ladine"):
+        main(["robust", "--domain", "cxr", "--write-card"])
 
 
 def test_the_diffusion_classifier_joins_on_fewer_images_and_shifts(tiny_cxr, tmp_path, monkeypatch):
