@@ -375,6 +375,8 @@ def render(factors: Mapping[str, Any], seed: int, size: int = 256) -> Rendering:
     rgb = rgb * (1 + 0.06 * fills[..., None])
     blend("bubbles", rims, (0.97, 0.97, 0.97), 0.7, (factors["gel_bubbles"],))
     supports["bubbles"] = supports["bubbles"] | (fills > 0)
+    # The rims alone, what a VAE loses (docs/results/gen2.md); no key: changed-pixel masks use "bubbles" (with fill).
+    supports["bubble_rims"] = rims > 0
     edge = "bottom" if component_rng(seed, "ruler").random() < 0.6 else "left"
     if factors["ruler"]:
         band, ticks = _ruler(size, edge)

@@ -15,11 +15,11 @@ from ..phantoms import get_domain, shrink_mask
 
 
 def _render_chunk(args: tuple) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
-    domain, first, count, size, with_masks, graph_parameters = args
+    domain, first, count, size, structures, graph_parameters = args
     module = get_domain(domain)
     graph = module.build_graph(**graph_parameters)
     images = np.empty((count, size, size, 3), np.uint8)
-    masks = np.zeros((count, size, size), np.uint8) if with_masks else None
+    masks = np.zeros((count, size, size), np.uint8) if structures else None
     factors = []
     for i in range(count):
         sample = graph.sample(first + i)
@@ -28,7 +28,7 @@ def _render_chunk(args: tuple) -> tuple[np.ndarray, list[dict[str, Any]], np.nda
         if size < 128:      # test-sized models: the renderer's smallest size, box-filtered down
             pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BOX))
         images[i] = pixels
-        for bit, name in enumerate(module.FINE_STRUCTURES if with_masks else ()):
+        for bit, name in enumerate(structures):
             masks[i] |= shrink_mask(rendering.supports[name], size).astype(np.uint8) << bit
         factors.append(dict(sample.factors))
     return images, factors, masks
@@ -36,21 +36,23 @@ def _render_chunk(args: tuple) -> tuple[np.ndarray, list[dict[str, Any]], np.nda
 
 def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers: int | None = None,
                     progress: Callable[[int, int], None] | None = None, fine_structure_masks: bool = False,
-                    graph_parameters: dict | None = None):
+                    graph_parameters: dict | None = None, structures: tuple[str, ...] = ()):
     """Render phantoms ``first_seed .. first_seed + n - 1`` at ``size`` px (``graph_parameters``: the SCM's, e.g.
     the planted link's strength; default: the domain's own).
 
     Returns (uint8 images N x H x W x 3, factors), and with ``fine_structure_masks`` also a uint8 N x H x W
     array of bits: bit i is set where the renderer drew the domain's ``FINE_STRUCTURES[i]`` (hair, ruler
     ticks, catheters: what the SCM knows and an image-based weight can only guess); nonzero: any of them.
+    ``structures``: other render supports to mask instead (skin's "bubble_rims": the rims without their fill).
     """
-    structures = get_domain(domain).FINE_STRUCTURES
-    if fine_structure_masks and len(structures) > 8:      # checked once, before any worker renders
-        raise ValueError(f"{domain}: {len(structures)} fine structures do not fit the masks' 8 bits")
+    structures = tuple(structures) or get_domain(domain).FINE_STRUCTURES
+    if fine_structure_masks:                                # checked once, before any worker renders
+        check_structures(domain, structures)
     workers = workers or max(1, (os.cpu_count() or 1))
     chunk = max(1, min(500, n // (workers * 4) or 1))
     jobs = [
-        (domain, first_seed + start, min(chunk, n - start), size, fine_structure_masks, dict(graph_parameters or {}))
+        (domain, first_seed + start, min(chunk, n - start), size, structures if fine_structure_masks else (),
+         dict(graph_parameters or {}))
         for start in range(0, n, chunk)
     ]
     images, factors, masks = [], [], []
@@ -70,13 +72,27 @@ def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers
     return np.concatenate(images), factors
 
 
-def render_training_set(domain: str, n: int, size: int, workers: int | None, with_masks: bool):
+def check_structures(domain: str, structures: tuple[str, ...]) -> None:
+    """One sentence for structures that no render of the domain supports, or more than the masks' 8 bits."""
+    if len(structures) > 8:
+        raise ValueError(f"{domain}: {len(structures)} fine structures do not fit the masks' 8 bits")
+    module = get_domain(domain)
+    sample = module.build_graph().sample(0)
+    known = module.render(sample.factors, sample.seed, 128).supports
+    unknown = [name for name in structures if name not in known]
+    if unknown:
+        raise ValueError(f"{domain} renders no structure {', '.join(map(repr, unknown))}; its supports are "
+                         f"{', '.join(known)}")
+
+
+def render_training_set(domain: str, n: int, size: int, workers: int | None, with_masks: bool,
+                        structures: tuple[str, ...] = ()):
     """Training phantoms (seeds 0 .. n - 1): (images, factors, fine-structure masks or None when not asked).
 
     The masks cost N x H x W bytes (30,000 at 128 px: 0.5 GB), so they are rendered only for a loss that uses them.
     """
     if with_masks:
-        return render_phantoms(domain, n, size, 0, workers, fine_structure_masks=True)
+        return render_phantoms(domain, n, size, 0, workers, fine_structure_masks=True, structures=structures)
     return (*render_phantoms(domain, n, size, 0, workers), None)
 
 

@@ -49,6 +49,7 @@ class VAEConfig(TrainConfig):
     anchor_weight: float = 0.0  # >0 (with init_from, encoder trained): keep posterior means near the initial ones
     structure_windows: float = 0.0
     balance_structures: bool = False  # those steps pick images so that every fine structure gets as many windows
+    structures: str = ""               # comma-separated render supports to weight instead of FINE_STRUCTURES
 
 
 def _gradients(x):
@@ -236,7 +237,8 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
     accelerator = make_accelerator(config.seed)
     if images is None:
         images, _, masks = render_training_set(config.domain, config.n_images, arch.image_size, config.workers,
-                                               bool(config.structure_weight or config.structure_windows))
+                                               bool(config.structure_weight or config.structure_windows),
+                                               tuple(filter(None, config.structures.split(","))))
     _check(config, images, masks)
     images_by_structure = _images_by_structure(masks) if config.balance_structures else None
     vae, anchor = _vae_to_train(config, arch)

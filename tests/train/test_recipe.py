@@ -455,6 +455,25 @@ def test_fine_structure_masks_are_where_the_renderer_drew_them():
         assert np.array_equal((small_masks >> bit & 1).any(axis=(1, 2)), (masks >> bit & 1).any(axis=(1, 2)))
 
 
+
+def test_other_render_supports_can_be_masked_instead_the_bubbles_rims_without_their_fill():
+    from medviz.train.data import render_phantoms
+    from medviz.train.vae import VAEConfig, train_vae
+
+    _, factors, bubbles = render_phantoms("skin", 12, 128, 0, workers=1, fine_structure_masks=True)
+    _, _, rims = render_phantoms("skin", 12, 128, 0, workers=1, fine_structure_masks=True,
+                                 structures=("bubble_rims",))
+    with_bubbles = [i for i, f in enumerate(factors) if f["gel_bubbles"]]
+    assert with_bubbles and set(np.unique(rims)) <= {0, 1}
+    for i in range(12):
+        whole, rim = (bubbles[i] >> 3 & 1).astype(bool), rims[i].astype(bool)
+        assert rim.any() == (i in with_bubbles) and not (rim & ~whole).any()
+        if i in with_bubbles:
+            assert rim.sum() < 0.6 * whole.sum()                            # the fill is left out
+    with pytest.raises(ValueError, match="skin renders no structure 'rims'; its supports are skin, lesion"):
+        train_vae(VAEConfig(domain="skin", out="unused", structure_weight=4, structures="hair,rims"))
+
+
 def test_detail_weights_single_out_thin_lines():
     from medviz.train.vae import DETAIL_SCALE, detail_weights
 
