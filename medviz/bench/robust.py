@@ -77,8 +77,45 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
            "reliability": result.reliability, "warnings": result.warnings, "seconds": round(result.seconds, 1),
            "shifts": {s.name: {"phrase": s.phrase, "unit": s.unit, "levels": list(s.levels), "factor": s.factor}
                       for s in config.chosen(domain)}}
+    out["verdicts"] = verdicts(out["rows"], [Path(folder).name for folder in args.ladine])   # ladine.load names
     if args.figure_dir:
         out["figure"] = str(figure(domain, result, out["shifts"], Path(args.figure_dir)))
+    return out
+
+
+def verdicts(rows: list[dict], methods: list[str], oracle: str = "resnet-oracle",
+             diffusion: str = "diffusion-classifier") -> dict:
+    """Issue 53's bars for each LaDiNE classifier in ``methods``, from the rows: unshifted accuracy within 2 points
+    of the oracle's; over the shifted levels, accuracy >= the oracle's and the diffusion classifier's and the lowest
+    ECE of the three (the diffusion classifier on the level sets it ran, compared there); selective accuracy at the
+    coverage >= full accuracy + 5 points. A figure that was not measured is None."""
+
+    def mean(name, field, keys=None):
+        got = [r[field] for r in rows if r["classifier"] == name and r["shift"] != NONE
+               and (keys is None or (r["shift"], r["level"]) in keys)]
+        return float(np.mean(got)) if got else None
+
+    def unshifted(name):
+        return next((r["accuracy"] for r in rows if r["classifier"] == name and r["shift"] == NONE), None)
+
+    ran = {(r["shift"], r["level"]) for r in rows if r["classifier"] == diffusion and r["shift"] != NONE}
+    out = {}
+    for name in methods:
+        gap = None if unshifted(oracle) is None else unshifted(name) - unshifted(oracle)
+        shifted, ece = mean(name, "accuracy"), mean(name, "ece")
+        versus = {oracle: {"accuracy": mean(oracle, "accuracy"), "ece": mean(oracle, "ece"),
+                           "mine": {"accuracy": shifted, "ece": ece}}}
+        if ran:
+            versus[diffusion] = {"accuracy": mean(diffusion, "accuracy"), "ece": mean(diffusion, "ece"),
+                                 "levels": sorted(ran), "mine": {"accuracy": mean(name, "accuracy", ran),
+                                                                 "ece": mean(name, "ece", ran)}}
+        gain = mean(name, "selective_accuracy") - shifted
+        out[name] = {
+            "unshifted_gap_to_oracle": gap, "unshifted_within_2_points": None if gap is None else gap >= -0.02,
+            "versus": versus,
+            "shifted_accuracy_at_least_each": all(v["mine"]["accuracy"] >= v["accuracy"] for v in versus.values()),
+            "shifted_ece_lowest": all(v["mine"]["ece"] <= v["ece"] for v in versus.values()),
+            "selective_gain": gain, "selective_gain_at_least_5_points": gain >= 0.05}
     return out
 
 
@@ -192,6 +229,11 @@ def print_table(result: dict) -> None:
             print(f"  {'':28s} shifted errors {wrong}, of them: " + ", ".join(caught))
     for line in result["warnings"]:
         print("  warning:", line)
+    for name, verdict in result.get("verdicts", {}).items():
+        print(f"  {name}: unshifted within 2 points of the oracle {verdict['unshifted_within_2_points']}; shifted "
+              f"accuracy >= each {verdict['shifted_accuracy_at_least_each']}, lowest ECE "
+              f"{verdict['shifted_ece_lowest']}; 80% surest {verdict['selective_gain']:+.1%} "
+              f"(>= +5 points {verdict['selective_gain_at_least_5_points']})")
 
 
 def summaries(result: dict) -> dict:

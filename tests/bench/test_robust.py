@@ -41,8 +41,14 @@ def test_a_ladine_folder_is_stress_tested_beside_the_oracle(tiny_cxr, tmp_path, 
     result = json.loads(out.read_text())
     assert {r["classifier"] for r in result["rows"]} == {"resnet-oracle", "cxr-effusion-erm", "lad"}
     assert result["parameters"]["classifiers"]["lad"]["uncertainty"] == "p-value of its paired t-test (LaDiNE)"
-    card = json.loads((tmp_path / "lad" / "medviz_ladine.json").read_text())["bench_robust"]
+    verdict = result["verdicts"]["lad"]
+    oracle = [r for r in result["rows"] if r["classifier"] == "resnet-oracle"]
     mine = [r for r in result["rows"] if r["classifier"] == "lad"]
+    assert verdict["unshifted_gap_to_oracle"] == pytest.approx(mine[0]["accuracy"] - oracle[0]["accuracy"])
+    assert verdict["shifted_accuracy_at_least_each"] == (sum(r["accuracy"] for r in mine[1:])
+                                                         >= sum(r["accuracy"] for r in oracle[1:]))
+    assert set(verdict["versus"]) == {"resnet-oracle"}                    # no diffusion classifier in this run
+    card = json.loads((tmp_path / "lad" / "medviz_ladine.json").read_text())["bench_robust"]
     assert (card["n"], card["shifts"], card["levels"]) == (3, ["zoom"], 4)
     assert card["classifiers"]["lad"]["shifted_accuracy"] == pytest.approx(sum(r["accuracy"] for r in mine[1:]) / 4)
     assert card["classifiers"]["lad"]["errors"] == sum(r["errors"] for r in mine[1:])
@@ -102,3 +108,24 @@ def test_the_diffusion_classifier_can_run_on_single_levels_and_a_bad_one_is_name
     with pytest.raises(SystemExit, match=r"no such level set: \[\('rotation', 8.0\)\]"):
         main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "rotation", "--classifiers",
               "cxr-effusion-erm", "--diffusion-n", "2", "--diffusion-levels", "rotation:8"])
+
+
+def test_the_verdicts_compare_ladine_with_the_diffusion_classifier_on_the_levels_it_ran():
+    from medviz.bench.robust import verdicts
+
+    def row(name, shift, level, accuracy, ece, selective):
+        return {"classifier": name, "shift": shift, "level": level, "accuracy": accuracy, "ece": ece,
+                "selective_accuracy": selective}
+
+    rows = [row("resnet-oracle", "none", 0.0, 1.0, 0.01, 1.0), row("resnet-oracle", "rotation", 9.0, 0.5, 0.4, 0.5),
+            row("resnet-oracle", "noise", 0.05, 0.9, 0.1, 0.9),
+            row("lad", "none", 0.0, 0.985, 0.02, 1.0), row("lad", "rotation", 9.0, 0.7, 0.1, 0.8),
+            row("lad", "noise", 0.05, 0.8, 0.05, 0.86),
+            row("diffusion-classifier", "rotation", 9.0, 0.75, 0.2, 0.8)]
+    verdict = verdicts(rows, ["lad"])["lad"]
+    assert verdict["unshifted_gap_to_oracle"] == pytest.approx(-0.015) and verdict["unshifted_within_2_points"]
+    assert verdict["versus"]["resnet-oracle"]["accuracy"] == pytest.approx(0.7)          # (0.5 + 0.9) / 2
+    assert verdict["versus"]["resnet-oracle"]["mine"]["accuracy"] == pytest.approx(0.75)
+    assert verdict["versus"]["diffusion-classifier"]["mine"] == {"accuracy": 0.7, "ece": 0.1}   # rotation 9 only
+    assert not verdict["shifted_accuracy_at_least_each"] and verdict["shifted_ece_lowest"]
+    assert verdict["selective_gain"] == pytest.approx(0.08) and verdict["selective_gain_at_least_5_points"]
