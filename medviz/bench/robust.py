@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also the diffusion classifier (Explain's operating point) on the first N phantoms per "
                              "level (default 0: left out; its cost is reported beside the others')")
     parser.add_argument("--diffusion-shifts", nargs="+", default=None, help="its shifts (default: --shifts)")
+    parser.add_argument("--diffusion-from", default=None, metavar="JSON",
+                        help="take the diffusion classifier's rows from an earlier run's JSON (same domain, target, "
+                             "seeds and bootstrap) instead of running it again")
     parser.add_argument("--write-card", action="store_true",
                         help="store the figures in each --ladine folder's card (medviz_ladine.json, README.md)")
     parser.add_argument("--diffusion-levels", nargs="+", default=None, metavar="SHIFT:LEVEL",
@@ -77,10 +80,34 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
            "reliability": result.reliability, "warnings": result.warnings, "seconds": round(result.seconds, 1),
            "shifts": {s.name: {"phrase": s.phrase, "unit": s.unit, "levels": list(s.levels), "factor": s.factor}
                       for s in config.chosen(domain)}}
+    if args.diffusion_from:
+        reuse_diffusion_rows(out, Path(args.diffusion_from))
     out["verdicts"] = verdicts(out["rows"], [Path(folder).name for folder in args.ladine])   # ladine.load names
     if args.figure_dir:
-        out["figure"] = str(figure(domain, result, out["shifts"], Path(args.figure_dir)))
+        out["figure"] = str(figure(domain, out["rows"], out["shifts"], config.n, Path(args.figure_dir)))
     return out
+
+
+def reuse_diffusion_rows(out: dict, path: Path) -> None:
+    """Add the diffusion classifier's rows of an earlier run (``path``, this bench's JSON) to ``out``: the same
+    phantoms (domain, target, first seed, transform seed) and intervals (bootstrap), so the rows are what a run now
+    would give; the earlier command and seconds per image go with them."""
+    earlier = json.loads(path.read_text())
+    same = ("target", "first_seed", "seed", "bootstrap", "coverage", "size")
+    differ = [k for k in same if earlier["parameters"].get(k) != out["parameters"].get(k)]
+    if earlier.get("domain") != out["domain"] or differ:
+        raise SystemExit(f"{path}: another run ({earlier.get('domain')}; differs in {', '.join(differ) or 'domain'}),"
+                         " its diffusion-classifier rows are not comparable")
+    rows = [r for r in earlier["rows"] if r["classifier"] == "diffusion-classifier"]
+    if not rows:
+        raise SystemExit(f"{path}: no diffusion-classifier rows")
+    out["rows"] += [{"silent_errors": None, **r} for r in rows]
+    classifiers = out["parameters"]["classifiers"]
+    classifiers["diffusion-classifier"] = earlier["parameters"]["classifiers"]["diffusion-classifier"]
+    out["parameters"]["diffusion_classifier"] = {**earlier["parameters"]["diffusion_classifier"],
+                                                 "from": str(path), "command": earlier["command"]}
+    if "diffusion-classifier" in earlier.get("reliability", {}):
+        out["reliability"]["diffusion-classifier"] = earlier["reliability"]["diffusion-classifier"]
 
 
 def verdicts(rows: list[dict], methods: list[str], oracle: str = "resnet-oracle",
@@ -162,29 +189,29 @@ def _with_diffusion(domain: str, model, config: StressConfig, args, result: Stre
     return result
 
 
-def figure(domain: str, result: StressResult, shifts: dict, folder: Path) -> Path:
+def figure(domain: str, rows: list[dict], shifts: dict, n: int, folder: Path) -> Path:
     """Accuracy against shift level, one panel per shift, one line per classifier with its 95% interval."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(r.classifier for r in result.rows))
+    names = list(dict.fromkeys(r["classifier"] for r in rows))
     columns = min(4, len(shifts))
-    rows = -(-len(shifts) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.7 * rows), squeeze=False)
+    panel_rows = -(-len(shifts) // columns)
+    fig, axes = plt.subplots(panel_rows, columns, figsize=(3.2 * columns, 2.7 * panel_rows), squeeze=False)
     for ax, (shift, info) in zip(axes.ravel(), shifts.items()):
         for name in names:
-            if not any(r.classifier == name and r.shift == shift for r in result.rows):
+            if not any(r["classifier"] == name and r["shift"] == shift for r in rows):
                 continue                                   # the diffusion classifier runs on fewer shifts
-            found = {(r.shift, r.level): r for r in result.rows if r.classifier == name}
+            found = {(r["shift"], r["level"]): r for r in rows if r["classifier"] == name}
             keys = [(NONE, 0.0)] + [(shift, level) for level in info["levels"]]
             x = np.array([i for i, key in enumerate(keys) if key in found])   # --diffusion-levels: some only
             points = [found[key] for key in keys if key in found]
-            y = [p.accuracy for p in points]
+            y = [p["accuracy"] for p in points]
             ax.plot(x, y, marker="o", ms=3, label=name)
-            ax.fill_between(x, [p.accuracy_interval[0] for p in points], [p.accuracy_interval[1] for p in points],
-                            alpha=0.15)
+            ax.fill_between(x, [p["accuracy_interval"][0] for p in points],
+                            [p["accuracy_interval"][1] for p in points], alpha=0.15)
         ax.set_xticks(range(len(info["levels"]) + 1), ["none", *(f"{v:g}" for v in info["levels"])], fontsize=7)
         ax.set_title(f"{info['phrase']} ({info['unit']})", fontsize=8)
         ax.set_ylim(0, 1.02)
@@ -193,7 +220,7 @@ def figure(domain: str, result: StressResult, shifts: dict, folder: Path) -> Pat
         ax.axis("off")
     axes[0, 0].set_ylabel("accuracy")
     axes[0, 0].legend(fontsize=6, loc="lower left")
-    fig.suptitle(f"{domain}: accuracy under acquisition shift, {result.parameters['n']} held-out phantoms per level",
+    fig.suptitle(f"{domain}: accuracy under acquisition shift, {n} held-out phantoms per level",
                  fontsize=9)
     fig.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
@@ -249,7 +276,8 @@ def summaries(result: dict) -> dict:
                      "shifted_ece": float(np.mean([r["ece"] for r in shifted])),
                      "shifted_selective_accuracy": float(np.mean([r["selective_accuracy"] for r in shifted])),
                      "errors": sum(r["errors"] for r in shifted),
-                     "silent_errors": sum(r.get("silent_errors", 0) for r in shifted)}
+                     "silent_errors": None if any(r.get("silent_errors") is None for r in shifted)    # older rows
+                     else sum(r["silent_errors"] for r in shifted)}
     return out
 
 

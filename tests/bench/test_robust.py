@@ -105,6 +105,15 @@ def test_the_diffusion_classifier_can_run_on_single_levels_and_a_bad_one_is_name
     assert mine[0]["errors_unsure"] is not None and 0 <= mine[0]["errors_unsure"] <= mine[0]["errors"] <= 2
     assert result["parameters"]["diffusion_classifier"]["levels"] == [["rotation", 9.0]]
     assert "shifted errors" in capsys.readouterr().out
+    again = tmp_path / "again.json"                  # a later run takes those rows instead of running it again
+    assert main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "rotation", "--classifiers",
+                 "cxr-effusion-erm", "--diffusion-from", str(out), "--json", str(again)]) == 0
+    merged = json.loads(again.read_text())
+    assert [r for r in merged["rows"] if r["classifier"] == "diffusion-classifier"] == mine
+    assert merged["parameters"]["diffusion_classifier"]["from"] == str(out)
+    with pytest.raises(SystemExit, match="differs in bootstrap"):
+        main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "10", "--shifts", "rotation", "--classifiers",
+              "cxr-effusion-erm", "--diffusion-from", str(out)])
     with pytest.raises(SystemExit, match=r"no such level set: \[\('rotation', 8.0\)\]"):
         main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "rotation", "--classifiers",
               "cxr-effusion-erm", "--diffusion-n", "2", "--diffusion-levels", "rotation:8"])
