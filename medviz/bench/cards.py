@@ -320,10 +320,12 @@ def write_progression_card(folder: str | Path) -> Path:
     return path
 
 
-def write_ladine_card(folder: str | Path) -> Path:
+def write_ladine_card(folder: str | Path, name: str | None = None) -> Path:
     """README.md of a LaDiNE folder from its ``medviz_ladine.json``: the network, how it was trained and, once
-    ``bench robust --write-card`` ran, its figures under shift beside the other classifiers benched with it."""
+    ``bench robust --write-card`` ran, its figures under shift beside the other classifiers benched with it
+    (``name``: its name in the bench's rows, the folder's by default)."""
     folder = Path(folder)
+    name = name or folder.name
     card = json.loads((folder / "medviz_ladine.json").read_text())
     shape, config = card["ladine"], card.get("config")
     lines = [f"# {folder.name}: LaDiNE (arXiv 2310.15952) for {card.get('target', shape['labels'][-1])}", "",
@@ -349,9 +351,9 @@ def write_ladine_card(folder: str | Path) -> Path:
         def share(value):
             return "-" if value != value else f"{value:.1%}"          # NaN: not run unshifted
 
-        for name, row in bench["classifiers"].items():
-            me = "**" if name == folder.name else ""
-            lines.append(f"| {me}{name}{me} | {share(row['unshifted_accuracy'])} | {share(row['shifted_accuracy'])} "
+        for other, row in bench["classifiers"].items():
+            me = "**" if other == name else ""
+            lines.append(f"| {me}{other}{me} | {share(row['unshifted_accuracy'])} | {share(row['shifted_accuracy'])} "
                          f"| {row['shifted_ece']:.3f} | {share(row['shifted_selective_accuracy'])} | "
                          f"{row['silent_errors']} of {row['errors']} |")
         if bench.get("diffusion_classifier"):

@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these level sets for it, e.g. rotation:9 (no unshifted set unless none:0 is named)")
 
 
+def ladine_name(folder: str) -> str:
+    """A LaDiNE folder's name in rows, figure and card: "ladine-<folder>" (the folder's own name says the target)."""
+    name = Path(folder).name
+    return name if name.lower().startswith("ladine") else f"ladine-{name}"
+
+
 def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     config = StressConfig(target=domains.get(domain).primary_target or "",
                           shifts=tuple(args.shifts or ()), n=args.n, bootstrap=args.bootstrap)
@@ -65,7 +71,7 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     names = args.classifiers or [c for c in bundled_classifiers() if classifier_domain(c) == domain]
     scorers = [oracle_scorer(model.oracle, config.target, "resnet-oracle"),
                *(classifier_scorer(load_classifier(name, config.target)) for name in names),
-               *(ladine_scorer(ladine.load(folder)) for folder in args.ladine)]
+               *(ladine_scorer(ladine.load(folder, ladine_name(folder))) for folder in args.ladine)]
     flags = None if args.no_domain_check else flagger(model)
     total = level_count(domain, config)
     started = time.perf_counter()
@@ -82,7 +88,7 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
                       for s in config.chosen(domain)}}
     if args.diffusion_from:
         reuse_diffusion_rows(out, Path(args.diffusion_from))
-    out["verdicts"] = verdicts(out["rows"], [Path(folder).name for folder in args.ladine])   # ladine.load names
+    out["verdicts"] = verdicts(out["rows"], [ladine_name(folder) for folder in args.ladine])
     if args.figure_dir:
         out["figure"] = str(figure(domain, out["rows"], out["shifts"], config.n, Path(args.figure_dir)))
     return out
@@ -293,7 +299,7 @@ def write_card(domain: str, result: dict, command: str, folders: list[str]) -> N
                                 "classifiers": summaries(result),
                                 "diffusion_classifier": result["parameters"].get("diffusion_classifier")}
         path.write_text(json.dumps(card, indent=2))
-        write_ladine_card(folder)
+        write_ladine_card(folder, ladine_name(folder))
 
 
 def main(args: argparse.Namespace, command: str) -> int:

@@ -39,21 +39,23 @@ def test_a_ladine_folder_is_stress_tested_beside_the_oracle(tiny_cxr, tmp_path, 
     assert main(["robust", "--domain", "cxr", "--n", "3", "--bootstrap", "0", "--shifts", "zoom", "--classifiers",
                  "cxr-effusion-erm", "--ladine", str(tmp_path / "lad"), "--json", str(out), "--write-card"]) == 0
     result = json.loads(out.read_text())
-    assert {r["classifier"] for r in result["rows"]} == {"resnet-oracle", "cxr-effusion-erm", "lad"}
-    assert result["parameters"]["classifiers"]["lad"]["uncertainty"] == "p-value of its paired t-test (LaDiNE)"
-    verdict = result["verdicts"]["lad"]
+    assert {r["classifier"] for r in result["rows"]} == {"resnet-oracle", "cxr-effusion-erm", "ladine-lad"}
+    assert result["parameters"]["classifiers"]["ladine-lad"]["uncertainty"] == "p-value of its paired t-test (LaDiNE)"
+    verdict = result["verdicts"]["ladine-lad"]
     oracle = [r for r in result["rows"] if r["classifier"] == "resnet-oracle"]
-    mine = [r for r in result["rows"] if r["classifier"] == "lad"]
+    mine = [r for r in result["rows"] if r["classifier"] == "ladine-lad"]
     assert verdict["unshifted_gap_to_oracle"] == pytest.approx(mine[0]["accuracy"] - oracle[0]["accuracy"])
     assert verdict["shifted_accuracy_at_least_each"] == (sum(r["accuracy"] for r in mine[1:])
                                                          >= sum(r["accuracy"] for r in oracle[1:]))
     assert set(verdict["versus"]) == {"resnet-oracle"}                    # no diffusion classifier in this run
     card = json.loads((tmp_path / "lad" / "medviz_ladine.json").read_text())["bench_robust"]
     assert (card["n"], card["shifts"], card["levels"]) == (3, ["zoom"], 4)
-    assert card["classifiers"]["lad"]["shifted_accuracy"] == pytest.approx(sum(r["accuracy"] for r in mine[1:]) / 4)
-    assert card["classifiers"]["lad"]["errors"] == sum(r["errors"] for r in mine[1:])
+    summary = card["classifiers"]["ladine-lad"]
+    assert summary["shifted_accuracy"] == pytest.approx(sum(r["accuracy"] for r in mine[1:]) / 4)
+    assert summary["errors"] == sum(r["errors"] for r in mine[1:])
     readme = (tmp_path / "lad" / "README.md").read_text()
-    assert "# lad: LaDiNE (arXiv 2310.15952)" in readme and "| **lad** | " in readme and "| resnet-oracle | " in readme
+    assert "# lad: LaDiNE (arXiv 2310.15952)" in readme and "| **ladine-lad** | " in readme
+    assert "| resnet-oracle | " in readme
     with pytest.raises(SystemExit, match="name them with --ladine"):
         main(["robust", "--domain", "cxr", "--write-card"])
 
