@@ -23,9 +23,11 @@ if [ ! -f runs/candidate/skin-phantom/vae/diffusion_pytorch_model.safetensors ];
 fi
 
 # A finished stage kept in git as a candidate (fp16, issue 52's one exception) is taken from there on a fresh machine.
-if [ ! -d runs/gen2/skin-vae-K/vae ] && [ -d assets/candidates/gen2/skin-vae-K/vae ]; then
-    mkdir -p runs/gen2/skin-vae-K && cp -r assets/candidates/gen2/skin-vae-K/vae runs/gen2/skin-vae-K/
-fi
+for kept in skin-vae-K cxr-vae-A; do
+    if [ ! -d "runs/gen2/$kept/vae" ] && [ -d "assets/candidates/gen2/$kept/vae" ]; then
+        mkdir -p "runs/gen2/$kept" && cp -r "assets/candidates/gen2/$kept/vae" "runs/gen2/$kept/"
+    fi
+done
 
 # Skin: the candidate's stage-3 VAE (git 25a41c8^:assets/candidates/skin-phantom, extracted to
 # runs/candidate/skin-phantom) trained further with balanced windows: stage 3's extra steps moved ink most.
@@ -39,11 +41,9 @@ stage runs/gen2/cxr-vae-A --domain cxr --init-from assets/models/cxr-phantom --c
     --structure-weight 16 --structure-windows 0.75 --balance-structures --anchor-weight 0.2 \
     --learning-rate 2e-4 --n-images 10000 --batch-size 16 --steps 2400
 
-echo "== all stages done $(date -u +%FT%TZ)"
-
 # Skin, gel bubbles: K keeps each bubble as a pale disc but loses its one-pixel rim, which is what the oracle reads
 # (docs/results/gen2.md). From K with the weight and windows on the rims alone (the "bubble_rims" support).
 stage runs/gen2/skin-vae-L --domain skin --init-from runs/gen2/skin-vae-K --crop-latents 16 \
     --structure-weight 16 --structure-windows 0.75 --balance-structures --structures hair,ruler,ink,bubble_rims \
     --anchor-weight 0.2 --learning-rate 1e-4 --n-images 10000 --batch-size 16 --steps 1200 --seed 2
-echo "== skin-vae-L done $(date -u +%FT%TZ)"
+echo "== all stages done $(date -u +%FT%TZ)"
