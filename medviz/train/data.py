@@ -35,17 +35,19 @@ def _render_chunk(args: tuple) -> tuple[np.ndarray, list[dict[str, Any]], np.nda
 
 
 def render_phantoms(domain: str, n: int, size: int, first_seed: int = 0, workers: int | None = None,
-                    progress: Callable[[int, int], None] | None = None, fine_structure_masks: bool = False,
-                    graph_parameters: dict | None = None, structures: tuple[str, ...] = ()):
+                    progress: Callable[[int, int], None] | None = None,
+                    fine_structure_masks: bool | tuple[str, ...] = False, graph_parameters: dict | None = None):
     """Render phantoms ``first_seed .. first_seed + n - 1`` at ``size`` px (``graph_parameters``: the SCM's, e.g.
     the planted link's strength; default: the domain's own).
 
     Returns (uint8 images N x H x W x 3, factors), and with ``fine_structure_masks`` also a uint8 N x H x W
     array of bits: bit i is set where the renderer drew the domain's ``FINE_STRUCTURES[i]`` (hair, ruler
     ticks, catheters: what the SCM knows and an image-based weight can only guess); nonzero: any of them.
-    ``structures``: other render supports to mask instead (skin's "bubble_rims": the rims without their fill).
+    ``fine_structure_masks`` may name other render supports to mask instead (skin's "bubble_rims": the rims
+    without their fill).
     """
-    structures = tuple(structures) or get_domain(domain).FINE_STRUCTURES
+    structures = (tuple(fine_structure_masks) if isinstance(fine_structure_masks, (tuple, list))
+                  else get_domain(domain).FINE_STRUCTURES)
     if fine_structure_masks:                                # checked once, before any worker renders
         check_structures(domain, structures)
     workers = workers or max(1, (os.cpu_count() or 1))
@@ -92,7 +94,7 @@ def render_training_set(domain: str, n: int, size: int, workers: int | None, wit
     The masks cost N x H x W bytes (30,000 at 128 px: 0.5 GB), so they are rendered only for a loss that uses them.
     """
     if with_masks:
-        return render_phantoms(domain, n, size, 0, workers, fine_structure_masks=True, structures=structures)
+        return render_phantoms(domain, n, size, 0, workers, fine_structure_masks=structures or True)
     return (*render_phantoms(domain, n, size, 0, workers), None)
 
 

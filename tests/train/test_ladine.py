@@ -20,8 +20,9 @@ def test_both_stages_write_a_folder_the_stress_test_scores(tmp_path):
     assert json.loads((tmp_path / "lad" / "checkpoints" / "checkpoint.json").read_text()) == {"stage": 2, "step": 8}
     classifier = ladine.load(tmp_path / "lad")
     classifier.samples, classifier.steps = 3, 2
-    p, uncertainty, decided = ladine_scorer(classifier).predict([np.zeros((32, 32), np.float32)] * 2)
-    assert p.shape == uncertainty.shape == decided.shape == (2,) and decided.dtype == bool
+    p, uncertainty, decided, unsure = ladine_scorer(classifier).predict([np.zeros((32, 32), np.float32)] * 2)
+    assert p.shape == uncertainty.shape == decided.shape == unsure.shape == (2,) and decided.dtype == bool
+    assert np.array_equal(unsure, uncertainty >= 0.05)                      # LaDiNE: unsure at p >= 0.05
 
 
 def test_a_run_resumes_where_its_checkpoint_stopped(tmp_path, capsys):

@@ -461,8 +461,7 @@ def test_other_render_supports_can_be_masked_instead_the_bubbles_rims_without_th
     from medviz.train.vae import VAEConfig, train_vae
 
     _, factors, bubbles = render_phantoms("skin", 12, 128, 0, workers=1, fine_structure_masks=True)
-    _, _, rims = render_phantoms("skin", 12, 128, 0, workers=1, fine_structure_masks=True,
-                                 structures=("bubble_rims",))
+    _, _, rims = render_phantoms("skin", 12, 128, 0, workers=1, fine_structure_masks=("bubble_rims",))
     with_bubbles = [i for i, f in enumerate(factors) if f["gel_bubbles"]]
     assert with_bubbles and set(np.unique(rims)) <= {0, 1}
     for i in range(12):
