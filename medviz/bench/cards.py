@@ -355,11 +355,12 @@ def write_ladine_card(folder: str | Path, name: str | None = None) -> Path:
             me = "**" if other == name else ""
             lines.append(f"| {me}{other}{me} | {share(row['unshifted_accuracy'])} | {share(row['shifted_accuracy'])} "
                          f"| {row['shifted_ece']:.3f} | {share(row['shifted_selective_accuracy'])} | "
-                         f"{row['silent_errors']} of {row['errors']} |")
+                         f"{'-' if row['silent_errors'] is None else row['silent_errors']} of {row['errors']} |")
         if bench.get("diffusion_classifier"):
             d = bench["diffusion_classifier"]
-            lines += ["", f"The diffusion classifier ran on {d['n']} phantoms per level of "
-                      f"{', '.join(map(str, d['levels'] if d['levels'] != 'all' else d['shifts']))}, "
+            where = (", ".join(f"{shift} {level:g}" for shift, level in d["levels"]) if d["levels"] != "all"
+                     else ", ".join(d["shifts"]) if isinstance(d["shifts"], list) else "every shift")
+            lines += ["", f"The diffusion classifier ran on {d['n']} phantoms per level of {where}, "
                       f"{d['seconds_per_image']} s an image."]
         lines += ["", f"Command: `{bench['command']}`"]
     path = folder / "README.md"

@@ -94,6 +94,15 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     return out
 
 
+def _silent(row: dict) -> int | None:
+    """A row's silent errors; for rows written before they were counted, what the counts settle: none when the
+    method's doubt or the domain check caught every error, else unknown (None)."""
+    if row.get("silent_errors") is not None:
+        return row["silent_errors"]
+    caught = max(row.get("errors_unsure") or 0, row.get("errors_flagged") or 0)
+    return 0 if caught == row["errors"] else None
+
+
 def reuse_diffusion_rows(out: dict, path: Path) -> None:
     """Add the diffusion classifier's rows of an earlier run (``path``, this bench's JSON) to ``out``: the same
     phantoms (domain, target, first seed, transform seed) and intervals (bootstrap), so the rows are what a run now
@@ -107,7 +116,8 @@ def reuse_diffusion_rows(out: dict, path: Path) -> None:
     rows = [r for r in earlier["rows"] if r["classifier"] == "diffusion-classifier"]
     if not rows:
         raise SystemExit(f"{path}: no diffusion-classifier rows")
-    out["rows"] += [{"silent_errors": None, **r} for r in rows]
+    out["rows"] += [{**r, "silent_errors": _silent(r)} for r in rows]
+    out["warnings"] += [line for line in earlier.get("warnings", []) if line.startswith("diffusion-classifier:")]
     classifiers = out["parameters"]["classifiers"]
     classifiers["diffusion-classifier"] = earlier["parameters"]["classifiers"]["diffusion-classifier"]
     out["parameters"]["diffusion_classifier"] = {**earlier["parameters"]["diffusion_classifier"],

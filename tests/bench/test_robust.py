@@ -121,6 +121,14 @@ def test_the_diffusion_classifier_can_run_on_single_levels_and_a_bad_one_is_name
               "cxr-effusion-erm", "--diffusion-n", "2", "--diffusion-levels", "rotation:8"])
 
 
+def test_silent_errors_of_older_rows_are_settled_only_where_the_counts_settle_them():
+    from medviz.bench.robust import _silent
+
+    assert _silent({"errors": 5, "errors_unsure": 5, "errors_flagged": 2}) == 0
+    assert _silent({"errors": 5, "errors_unsure": 3, "errors_flagged": 4}) is None
+    assert _silent({"errors": 5, "errors_unsure": None, "errors_flagged": None, "silent_errors": 2}) == 2
+
+
 def test_the_verdicts_compare_ladine_with_the_diffusion_classifier_on_the_levels_it_ran():
     from medviz.bench.robust import verdicts
 
