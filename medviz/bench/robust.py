@@ -235,7 +235,11 @@ def figure(domain: str, rows: list[dict], shifts: dict, n: int, folder: Path) ->
     for ax in axes.ravel()[len(shifts):]:
         ax.axis("off")
     axes[0, 0].set_ylabel("accuracy")
-    axes[0, 0].legend(fontsize=6, loc="lower left")
+    shown = {}                                   # every classifier once, a level-only one (the diffusion's) too
+    for ax in axes.ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            shown.setdefault(label, handle)
+    axes[0, 0].legend(shown.values(), shown.keys(), fontsize=6, loc="lower left")
     fig.suptitle(f"{domain}: accuracy under acquisition shift, {n} held-out phantoms per level",
                  fontsize=9)
     fig.tight_layout()
