@@ -103,7 +103,7 @@ class Scorer:
     least), and the operating point at which P(target) is read as positive."""
 
     name: str
-    predict: Callable[[Sequence[np.ndarray]], tuple[np.ndarray, np.ndarray]]
+    predict: Callable[[Sequence[np.ndarray]], Answer | tuple]
     threshold: float = 0.5
     uncertainty: str = "entropy of its probability"
 
