@@ -225,9 +225,13 @@ def figure(domain: str, rows: list[dict], shifts: dict, n: int, folder: Path) ->
             x = np.array([i for i, key in enumerate(keys) if key in found])   # --diffusion-levels: some only
             points = [found[key] for key in keys if key in found]
             y = [p["accuracy"] for p in points]
-            ax.plot(x, y, marker="o", ms=3, label=name)
-            ax.fill_between(x, [p["accuracy_interval"][0] for p in points],
-                            [p["accuracy_interval"][1] for p in points], alpha=0.15)
+            low, high = [p["accuracy_interval"][0] for p in points], [p["accuracy_interval"][1] for p in points]
+            line = ax.plot(x, y, marker="o", ms=3, label=name)[0]
+            if len(points) > 1:
+                ax.fill_between(x, low, high, alpha=0.15)
+            else:                                  # one level only (the diffusion classifier's): a bar, not a band
+                ax.errorbar(x, y, yerr=[np.subtract(y, low), np.subtract(high, y)], fmt="none",
+                            color=line.get_color(), capsize=2, lw=0.8)
         ax.set_xticks(range(len(info["levels"]) + 1), ["none", *(f"{v:g}" for v in info["levels"])], fontsize=7)
         ax.set_title(f"{info['phrase']} ({info['unit']})", fontsize=8)
         ax.set_ylim(0, 1.02)
