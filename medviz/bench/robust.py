@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,27 +133,17 @@ def verdicts(rows: list[dict], methods: list[str], oracle: str = "resnet-oracle"
     of the oracle's; over the shifted levels, accuracy >= the oracle's and the diffusion classifier's and the lowest
     ECE of the three (the diffusion classifier on the level sets it ran, compared there); selective accuracy at the
     coverage >= full accuracy + 5 points. A figure that was not measured is None."""
-
-    def mean(name, field, keys=None):
-        got = [r[field] for r in rows if r["classifier"] == name and r["shift"] != NONE
-               and (keys is None or (r["shift"], r["level"]) in keys)]
-        return float(np.mean(got)) if got else None
-
-    def unshifted(name):
-        return next((r["accuracy"] for r in rows if r["classifier"] == name and r["shift"] == NONE), None)
-
+    every = summaries(rows)
     ran = {(r["shift"], r["level"]) for r in rows if r["classifier"] == diffusion and r["shift"] != NONE}
+    where_it_ran = summaries(rows, ran) if ran else {}
     out = {}
     for name in methods:
-        gap = None if unshifted(oracle) is None else unshifted(name) - unshifted(oracle)
-        shifted, ece = mean(name, "accuracy"), mean(name, "ece")
-        versus = {oracle: {"accuracy": mean(oracle, "accuracy"), "ece": mean(oracle, "ece"),
-                           "mine": {"accuracy": shifted, "ece": ece}}}
+        mine, base = every[name], every.get(oracle)
+        gap = None if base is None else mine["unshifted_accuracy"] - base["unshifted_accuracy"]
+        versus = {oracle: _versus(base, mine)} if base else {}
         if ran:
-            versus[diffusion] = {"accuracy": mean(diffusion, "accuracy"), "ece": mean(diffusion, "ece"),
-                                 "levels": sorted(ran), "mine": {"accuracy": mean(name, "accuracy", ran),
-                                                                 "ece": mean(name, "ece", ran)}}
-        gain = mean(name, "selective_accuracy") - shifted
+            versus[diffusion] = {**_versus(where_it_ran[diffusion], where_it_ran[name]), "levels": sorted(ran)}
+        gain = mine["shifted_selective_accuracy"] - mine["shifted_accuracy"]
         out[name] = {
             "unshifted_gap_to_oracle": gap, "unshifted_within_2_points": None if gap is None else gap >= -0.02,
             "versus": versus,
@@ -160,6 +151,12 @@ def verdicts(rows: list[dict], methods: list[str], oracle: str = "resnet-oracle"
             "shifted_ece_lowest": all(v["mine"]["ece"] <= v["ece"] for v in versus.values()),
             "selective_gain": gain, "selective_gain_at_least_5_points": gain >= 0.05}
     return out
+
+
+def _versus(other: dict, mine: dict) -> dict:
+    """Another classifier's shifted accuracy and ECE beside ours, from two ``summaries`` entries."""
+    return {"accuracy": other["shifted_accuracy"], "ece": other["shifted_ece"],
+            "mine": {"accuracy": mine["shifted_accuracy"], "ece": mine["shifted_ece"]}}
 
 
 def level_pairs(names: list[str] | None) -> set[tuple[str, float]] | None:
@@ -187,11 +184,8 @@ def _with_diffusion(domain: str, model, config: StressConfig, args, result: Stre
     known = {(NONE, 0.0)} | {(s.name, float(v)) for s in small.chosen(domain) for v in s.levels}
     if pairs and pairs - known:
         raise SystemExit(f"no such level set: {sorted(pairs - known)}; the levels are {sorted(known)}")
-    sets = phantom_sets(domain, small)
-    if pairs:
-        sets = (s for s in sets if (s.shift, float(s.level)) in pairs)
     started = time.perf_counter()
-    extra = stress_test(sets, [diffusion_scorer(model)], small, flags, progress,
+    extra = stress_test(phantom_sets(domain, small, pairs), [diffusion_scorer(model)], small, flags, progress,
                         total=len(pairs) if pairs else level_count(domain, small))
     images = small.n * (len(pairs) if pairs else level_count(domain, small))
     result.rows += extra.rows
@@ -287,13 +281,13 @@ def print_table(result: dict) -> None:
               f"(>= +5 points {verdict['selective_gain_at_least_5_points']})")
 
 
-def summaries(result: dict) -> dict:
-    """Per classifier: unshifted accuracy; over the shifted levels its mean accuracy, ECE and selective accuracy;
-    its errors and silent errors there."""
+def summaries(rows: list[dict], keys: Collection[tuple[str, float]] | None = None) -> dict:
+    """Per classifier: unshifted accuracy; over the shifted levels (``keys``: only these (shift, level) sets) its
+    mean accuracy, ECE and selective accuracy, its errors and silent errors there."""
     out = {}
-    for name in dict.fromkeys(r["classifier"] for r in result["rows"]):
-        mine = [r for r in result["rows"] if r["classifier"] == name]
-        shifted = [r for r in mine if r["shift"] != NONE]
+    for name in dict.fromkeys(r["classifier"] for r in rows):
+        mine = [r for r in rows if r["classifier"] == name]
+        shifted = [r for r in mine if r["shift"] != NONE and (keys is None or (r["shift"], r["level"]) in keys)]
         base = next((r for r in mine if r["shift"] == NONE), None)
         out[name] = {"unshifted_accuracy": base["accuracy"] if base else float("nan"),
                      "shifted_accuracy": float(np.mean([r["accuracy"] for r in shifted])),
@@ -314,7 +308,7 @@ def write_card(domain: str, result: dict, command: str, folders: list[str]) -> N
                                 "n": result["parameters"]["n"], "first_seed": result["parameters"]["first_seed"],
                                 "shifts": list(result["shifts"]),
                                 "levels": sum(len(s["levels"]) for s in result["shifts"].values()),
-                                "classifiers": summaries(result),
+                                "classifiers": summaries(result["rows"]),
                                 "diffusion_classifier": result["parameters"].get("diffusion_classifier")}
         path.write_text(json.dumps(card, indent=2))
         write_ladine_card(folder, ladine_name(folder))

@@ -20,7 +20,7 @@ Steps:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
@@ -178,16 +178,21 @@ class LevelSet:
     labels: np.ndarray
 
 
-def phantom_sets(domain: str, config: StressConfig) -> Iterator[LevelSet]:
-    """The held-out phantoms unshifted, then at each level of each chosen shift (labels from their factors)."""
+def phantom_sets(domain: str, config: StressConfig,
+                 only: Collection[tuple[str, float]] | None = None) -> Iterator[LevelSet]:
+    """The held-out phantoms unshifted, then at each level of each chosen shift (labels from their factors);
+    ``only``: just these (shift, level) sets, ("none", 0.0) for the unshifted one, the others never rendered."""
     module, known = get_domain(domain), domains.get(domain)
     graph = module.build_graph()
     samples = [graph.sample(seed) for seed in range(config.first_seed, config.first_seed + config.n)]
     labels = np.array([known.attributes_of(s.factors)[config.target] for s in samples])
     unshifted = [module.render(s.factors, s.seed, config.size).image for s in samples]
-    yield LevelSet(NONE, 0.0, unshifted, labels)
+    if only is None or (NONE, 0.0) in only:
+        yield LevelSet(NONE, 0.0, unshifted, labels)
     for shift in config.chosen(domain):
         for level in shift.levels:
+            if only is not None and (shift.name, float(level)) not in only:
+                continue
             if shift.factor:
                 changed = [graph.intervene(s, **{shift.factor: level}) for s in samples]
                 images = [module.render(s.factors, s.seed, config.size).image for s in changed]
@@ -264,6 +269,10 @@ def _row(scorer: Scorer, level_set: LevelSet, answer: Answer, flags: np.ndarray 
     decided = np.asarray(answer.decided, bool) if answer.decided is not None else p >= scorer.threshold
     correct = decided == labels
     unsure = None if answer.unsure is None else np.asarray(answer.unsure, bool)
+    warned = np.zeros_like(correct)                       # by the method's own doubt or by the domain check
+    for warning in (unsure, flags):
+        if warning is not None:
+            warned |= warning
 
     def interval(statistic, *arrays):
         if not config.bootstrap:
@@ -281,8 +290,7 @@ def _row(scorer: Scorer, level_set: LevelSet, answer: Answer, flags: np.ndarray 
         unsure=None if unsure is None else float(unsure.mean()), errors=int((~correct).sum()),
         errors_unsure=None if unsure is None else int((unsure & ~correct).sum()),
         errors_flagged=None if flags is None else int((flags & ~correct).sum()),
-        silent_errors=int((~correct & ~(unsure if unsure is not None else False)
-                           & ~(flags if flags is not None else False)).sum()))
+        silent_errors=int((~correct & ~warned).sum()))
 
 
 def level_count(domain: str, config: StressConfig) -> int:

@@ -134,7 +134,7 @@ def test_the_verdicts_compare_ladine_with_the_diffusion_classifier_on_the_levels
 
     def row(name, shift, level, accuracy, ece, selective):
         return {"classifier": name, "shift": shift, "level": level, "accuracy": accuracy, "ece": ece,
-                "selective_accuracy": selective}
+                "selective_accuracy": selective, "errors": 0, "silent_errors": 0}
 
     rows = [row("resnet-oracle", "none", 0.0, 1.0, 0.01, 1.0), row("resnet-oracle", "rotation", 9.0, 0.5, 0.4, 0.5),
             row("resnet-oracle", "noise", 0.05, 0.9, 0.1, 0.9),

@@ -20,6 +20,9 @@ def test_phantoms_are_shifted_through_their_factors_or_the_transform_and_keep_th
     assert all(np.abs(a - b).mean() > 0.01 for a, b in zip(unshifted.images, rotated.images))
     again = list(phantom_sets("cxr", CONFIG))
     assert all(np.array_equal(a, b) for s, t in zip(sets, again) for a, b in zip(s.images, t.images))
+    only = list(phantom_sets("cxr", CONFIG, only={("rotation", 9.0), ("jpeg", 10.0)}))
+    assert [(s.shift, s.level) for s in only] == [("rotation", 9.0), ("jpeg", 10.0)]
+    assert all(np.array_equal(a, b) for a, b in zip(only[0].images, sets[3].images))
 
 
 def _bright_is_positive(images):
