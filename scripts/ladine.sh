@@ -15,5 +15,6 @@ run() {   # run DOMAIN TARGET OUT: train unless OUT/model.safetensors exists
         --n-images 8000 --steps 6000 --denoiser-steps 2000 --workers 1
 }
 
-run cxr pleural_effusion runs/ladine/cxr-pleural_effusion
+# Skin first: CXR was trained and benched (assets/bench/robust_cxr.json) on a machine whose runs/ is gone.
 run skin melanoma runs/ladine/skin-melanoma
+run cxr pleural_effusion runs/ladine/cxr-pleural_effusion
