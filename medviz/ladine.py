@@ -171,6 +171,18 @@ class LaDiNE:
     def score(self, images) -> np.ndarray:
         return np.array([p.probabilities[1] for p in self.predict(images)])
 
+    def guides(self, images, batch: int = 64) -> np.ndarray:
+        """(members, N, C) each member's guiding prediction y_hat (its mapping head's softmax), without the label
+        diffusion: what the denoisers start from."""
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                chunk = np.stack([uint8_rgb(im, self.config.image_size) for im in images[start:start + batch]])
+                out.append(tapped_features(self.network, self.config, to_model_batch(chunk, "cpu"))[1].numpy())
+        return np.concatenate(out, axis=1)
+
     def _sample(self, features, guides):
         """DDIM on z = y - y_hat from z_T ~ N(0, I), each member ``samples`` times: (members, samples, B, C)."""
         import torch

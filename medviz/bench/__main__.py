@@ -10,11 +10,11 @@ import argparse
 import sys
 
 from . import (align, audit, backends, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models,
-               phantoms, progression, robust, scale, traverse, ui)
+               phantoms, progression, robust, scale, traverse, ui, uncertainty)
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,
-           "ui": ui, "audit": audit, "debias": debias, "robust": robust,
+           "ui": ui, "audit": audit, "debias": debias, "robust": robust, "uncertainty": uncertainty,
            "scale": scale, "align": align, "backends": backends,
            "progression": progression}
 
