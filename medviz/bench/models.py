@@ -40,7 +40,7 @@ from ..metrics import thin_line_shapes
 from ..models import MODELS_DIR, load_pipeline, resolve
 from ..phantoms import get_domain
 from ..prompts import caption_conditional, class_prompts, describe
-from ..train.data import render_phantoms
+from ..train.data import render_phantoms, round_trip
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from ..train.vae import load_vae
 from .cards import record_models_bench
@@ -163,23 +163,15 @@ def vae_round_trip(vae, oracle, images: np.ndarray, truth: np.ndarray, labels, b
     Returns ``{"psnr_db": mean PSNR over images, "attributes": {name: {"n_positive", "recall",
     "specificity"}}}``; recall is the share of phantoms with the attribute that the oracle still finds.
     """
-    import torch
-
-    decoded, psnr = [], []
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            x = to_model_batch(images[start:start + batch], "cpu").to(vae.dtype)
-            y = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
-            psnr.append(10 * torch.log10(4.0 / (y - x.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)))
-            decoded.append(((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
-    found = _features(oracle, np.concatenate(decoded))[0] > 0.5
+    decoded, psnr = round_trip(vae, images, batch)
+    found = _features(oracle, decoded)[0] > 0.5
     attributes = {}
     for k, name in enumerate(labels):
         positive = truth[:, k].astype(bool)
         attributes[name] = {"n_positive": int(positive.sum()),
                             "recall": float(found[positive, k].mean()) if positive.any() else float("nan"),
                             "specificity": float((~found[~positive, k]).mean()) if (~positive).any() else float("nan")}
-    return {"psnr_db": float(torch.cat(psnr).mean()), "attributes": attributes}
+    return {"psnr_db": float(psnr.mean()), "attributes": attributes}
 
 
 def mean_pairwise_distance(features: np.ndarray) -> float:

@@ -20,7 +20,8 @@ from ..oracle import READOUT_KIND, predict
 from .architectures import PRESETS, make_oracle
 from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
                      optimizer_step, scale_record, write_record)
-from .data import render_phantoms
+from .data import render_phantoms, round_trip
+from .vae import load_vae
 
 HELD_OUT_FIRST_SEED = 10_000_000   # held-out phantoms never overlap the training seeds
 
@@ -33,6 +34,8 @@ class OracleConfig(TrainConfig):
     learning_rate: float = 2e-3
     family: str = "resnet"             # architectures.ORACLE_FAMILIES; "convnext": the independent judge
     first_seed: int = 0                # training phantoms first_seed ..; the judge trains on others
+    decoded_by: str | None = None      # a VAE (or a folder holding vae/): a share of the images is its round trip
+    decoded_share: float = 0.5         # that share (issue 52: a reader that sees what the decoder draws)
 
 
 def attribute_matrix(domain: str, factors: list) -> np.ndarray:
@@ -53,9 +56,14 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
         raise ValueError(f"training seeds {config.first_seed}..{config.first_seed + config.n_images - 1} overlap the "
                          f"held-out phantoms {HELD_OUT_FIRST_SEED}..{held_out_end - 1}")
     accelerator = make_accelerator(config.seed)
+    vae = _decoder(config)
     if images is None or factors is None:
         images, factors = render_phantoms(config.domain, config.n_images, arch.image_size, config.first_seed,
                                           config.workers)
+    if vae is not None:
+        images = np.array(images)
+        rows = np.random.default_rng(config.seed).permutation(len(images))[:round(config.decoded_share * len(images))]
+        images[rows] = round_trip(vae, images[rows])[0]
     targets = torch.as_tensor(attribute_matrix(config.domain, factors))
     model = make_oracle(arch, labels, config.family)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
@@ -87,10 +95,26 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     probabilities = predict(model, held_images, accelerator.device)
     truth = attribute_matrix(config.domain, held_factors)
     auc = {name: roc_auc(truth[:, k], probabilities[:, k]) for k, name in enumerate(labels)}
+    if vae is not None:                        # and on the same held-out phantoms' round trips
+        decoded = predict(model, round_trip(vae, held_images)[0], accelerator.device)
+        auc_decoded = {name: roc_auc(truth[:, k], decoded[:, k]) for k, name in enumerate(labels)}
     out = Path(config.out) / "oracle"
     model.save_pretrained(str(out), safe_serialization=True)
     result = {"held_out_auc": auc, "held_out_n": config.n_held_out, "held_out_first_seed": HELD_OUT_FIRST_SEED,
               "kind": READOUT_KIND, "scale": scale}
+    if vae is not None:
+        result.update(held_out_auc_decoded=auc_decoded, decoded_by=str(config.decoded_by))
     write_record(out, "medviz_train.json", config, result)
     accelerator.wait_for_everyone()
     return result
+
+
+def _decoder(config: OracleConfig):
+    """The ``decoded_by`` VAE (fp32, eval), or None; a bad share or folder is named before anything is rendered."""
+    if not config.decoded_by:
+        return None
+    if not 0 < config.decoded_share <= 1:
+        raise ValueError(f"decoded_share must be in (0, 1], got {config.decoded_share}")
+    if not Path(config.decoded_by).is_dir():
+        raise FileNotFoundError(f"decoded_by: {config.decoded_by} is not a folder (a VAE, or a folder holding vae/)")
+    return load_vae(config.decoded_by).float().eval()

@@ -1,0 +1,29 @@
+"""An oracle (or judge) trained with a share of its images decoded by a VAE, on tiny random models."""
+
+import pytest
+
+
+def test_a_reader_trained_on_decoded_images_is_scored_on_them_too(tmp_path, monkeypatch):
+    from medviz.train import oracle as trainer
+    from medviz.train.architectures import PRESETS, make_vae
+
+    make_vae(PRESETS["tiny"]).save_pretrained(str(tmp_path / "vae"))
+    seen = []
+    original = trainer.round_trip
+    monkeypatch.setattr(trainer, "round_trip", lambda vae, images: seen.append(images.shape) or original(vae, images))
+    config = trainer.OracleConfig(domain="skin", out=str(tmp_path / "judge"), preset="tiny", n_images=16, steps=2,
+                                  batch_size=4, n_held_out=8, workers=1, family="convnext", first_seed=50_000_000,
+                                  decoded_by=str(tmp_path), decoded_share=0.25)
+    result = trainer.train_oracle(config)
+    assert seen == [(4, 32, 32, 3), (8, 32, 32, 3)]              # a quarter of the training set, all the held-out
+    assert set(result["held_out_auc_decoded"]) == set(result["held_out_auc"]) and result["decoded_by"] == str(tmp_path)
+    assert (tmp_path / "judge" / "oracle" / "medviz_train.json").is_file()
+
+
+def test_a_bad_share_or_folder_is_named_before_rendering(tmp_path):
+    from medviz.train.oracle import OracleConfig, train_oracle
+
+    with pytest.raises(ValueError, match=r"decoded_share must be in \(0, 1\], got 0"):
+        train_oracle(OracleConfig(domain="skin", out=str(tmp_path), decoded_by=str(tmp_path), decoded_share=0))
+    with pytest.raises(FileNotFoundError, match="decoded_by: nowhere is not a folder"):
+        train_oracle(OracleConfig(domain="skin", out=str(tmp_path), decoded_by="nowhere"))
