@@ -228,6 +228,14 @@ def save(network, config: LaDiNEConfig, folder: str | Path, record: dict | None 
     (folder / CONFIG).write_text(json.dumps({"ladine": asdict(config), **(record or {})}, indent=2, default=str))
 
 
+def trained_domain(folder: str | Path) -> str | None:
+    """The domain a LaDiNE folder was trained on (its trainer's record), None when the record does not say."""
+    try:
+        return json.loads((Path(folder) / CONFIG).read_text()).get("config", {}).get("domain")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def load(folder: str | Path, name: str | None = None) -> LaDiNE:
     """Load a LaDiNE folder offline; a broken one gets one sentence naming what is missing."""
     from safetensors.torch import load_file

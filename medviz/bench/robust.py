@@ -59,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def ladine_name(folder: str) -> str:
-    """A LaDiNE folder's name in rows, figure and card: "ladine-<folder>" (the folder's own name says the target)."""
+    """A LaDiNE folder's name in rows, figure and card: the folder's own when it says LaDiNE, else "ladine-<folder>"."""
     name = Path(folder).name
-    return name if name.lower().startswith("ladine") else f"ladine-{name}"
+    return name if "ladine" in name.lower() else f"ladine-{name}"
 
 
 def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:

@@ -15,6 +15,7 @@ from ..classifiers import (CLASSIFIERS_DIR, AuditedClassifier, ClassifierLoadErr
 from ..ladine import CONFIG as LADINE_CONFIG
 from ..ladine import LaDiNE
 from ..ladine import load as load_ladine
+from ..ladine import trained_domain as ladine_domain
 from ..models import Model, ModelLoadError, bundled_models, load_model
 from ..progression import CARD as PROGRESSION_CARD
 from ..progression import load as load_progression
@@ -99,10 +100,12 @@ class ModelRegistry:
             if (p / "config.json").is_file() and not (p / "model_index.json").is_file()
         ]
 
-    def ladine_choices(self) -> list[str]:
-        """LaDiNE folders (``medviz_ladine.json``): bundled ones, then those under the models folder."""
-        bundled = sorted(p.parent.name for p in CLASSIFIERS_DIR.glob(f"*/{LADINE_CONFIG}"))
-        return [*bundled, *(p.name for p in self._user_folders() if (p / LADINE_CONFIG).is_file())]
+    def ladine_choices(self, domain: str | None = None) -> list[str]:
+        """LaDiNE folders (``medviz_ladine.json``) trained on ``domain`` (or not saying): bundled ones, then those
+        under the models folder."""
+        bundled = sorted(p.parent for p in CLASSIFIERS_DIR.glob(f"*/{LADINE_CONFIG}"))
+        folders = [*bundled, *(p for p in self._user_folders() if (p / LADINE_CONFIG).is_file())]
+        return [p.name for p in folders if domain is None or ladine_domain(p) in (domain, None)]
 
     def ladine(self, name: str) -> LaDiNE | None:
         """The LaDiNE folder ``name`` names (bundled, or under the models folder), loaded; None if it names none."""

@@ -91,3 +91,18 @@ def test_every_file_gradio_writes_for_an_upload_is_gone_within_the_lifetime(tmp_
         assert [p.name for p in cache.rglob("*") if p.is_file()] == []
     finally:
         server.kill()
+
+
+def test_ladine_folders_are_offered_for_the_domain_they_were_trained_on(tmp_path):
+    from medviz import ladine
+
+    shape = ladine.LaDiNEConfig(image_size=32, patch_size=8, hidden=32, layers=2, heads=2, taps=(1, 2),
+                                denoiser_width=16, timesteps=100)
+    for name, record in (("lad-cxr", {"config": {"domain": "cxr"}}), ("lad-skin", {"config": {"domain": "skin"}}),
+                         ("lad-unsaid", None)):
+        ladine.save(ladine.build(shape), shape, tmp_path / name, record)
+    registry = session.ModelRegistry("cxr-phantom", device="cpu", models_dir=tmp_path)
+    mine = ["lad-cxr", "lad-skin", "lad-unsaid"]
+    assert registry.ladine_choices("cxr")[-2:] == ["lad-cxr", "lad-unsaid"]
+    assert registry.ladine_choices("skin")[-2:] == ["lad-skin", "lad-unsaid"]
+    assert registry.ladine_choices()[-3:] == mine and ladine.trained_domain(tmp_path / "lad-skin") == "skin"

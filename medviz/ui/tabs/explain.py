@@ -232,7 +232,7 @@ def build(page: Page, domain: str | None) -> Tab:
             with gr.Column(scale=2):
                 upload, example = image_input("explain", domain)
                 info = gr.Markdown(elem_id="explain-input-info")
-                controls = _controls(domain, page.registry.ladine_choices())
+                controls = _controls(domain, page.registry.ladine_choices(domain))
                 expect = gr.Markdown(elem_id="explain-expect")     # the card's held-out figures
                 button = gr.Button("Classify and explain", variant="primary", elem_id="explain-button")
             with gr.Column(scale=3):

@@ -210,7 +210,7 @@ def _classifier_choices(page: Page, domain: str | None) -> list[tuple[str, str]]
     return [("oracle (the model's attribute readout)", ORACLE),
             ("diffusion classifier (Explain; slow: up to hundreds of UNet passes an image)", DIFFUSION),
             *((name, name) for name in page.registry.classifier_choices(domain)),
-            *((f"{name} (LaDiNE)", name) for name in page.registry.ladine_choices())]
+            *((f"{name} (LaDiNE)", name) for name in page.registry.ladine_choices(domain))]
 
 
 def _controls(page: Page, domain: str | None) -> dict:
