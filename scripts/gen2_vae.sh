@@ -23,7 +23,7 @@ if [ ! -f runs/candidate/skin-phantom/vae/diffusion_pytorch_model.safetensors ];
 fi
 
 # A finished stage kept in git as a candidate (fp16, issue 52's one exception) is taken from there on a fresh machine.
-for kept in skin-vae-K cxr-vae-A; do
+for kept in skin-vae-L cxr-vae-A; do
     if [ ! -d "runs/gen2/$kept/vae" ] && [ -d "assets/candidates/gen2/$kept/vae" ]; then
         mkdir -p "runs/gen2/$kept" && cp -r "assets/candidates/gen2/$kept/vae" "runs/gen2/$kept/"
     fi
@@ -31,7 +31,8 @@ done
 
 # Skin: the candidate's stage-3 VAE (git 25a41c8^:assets/candidates/skin-phantom, extracted to
 # runs/candidate/skin-phantom) trained further with balanced windows: stage 3's extra steps moved ink most.
-stage runs/gen2/skin-vae-K --domain skin --init-from runs/candidate/skin-phantom --crop-latents 16 \
+# K is only the start of L: skipped once L is there (restored from its candidate on a fresh machine).
+[ -f runs/gen2/skin-vae-L/vae/diffusion_pytorch_model.safetensors ] || stage runs/gen2/skin-vae-K --domain skin --init-from runs/candidate/skin-phantom --crop-latents 16 \
     --structure-weight 16 --structure-windows 0.75 --balance-structures --anchor-weight 0.2 \
     --learning-rate 2e-4 --n-images 10000 --batch-size 16 --steps 2400 --seed 1
 
