@@ -108,8 +108,11 @@ def ladine_line(ladine, pixels: np.ndarray, domain: str | None) -> str:
     a paired t-test between the two top classes over members x samples, uncertain at p >= 0.05)."""
     answer = ladine.predict([pixels])[0]
     target, known = ladine.config.labels[1], domains.find(domain)
-    shown = known.attribute(target).shown if known and target in known else target
-    verdict = shown if answer.predicted == 1 else f"no {shown}"
+    if known and target in known:               # "melanoma" / "benign nevus", not "Lesion" / "no Lesion"
+        attribute = known.attribute(target)
+        verdict = attribute.phrase if answer.predicted == 1 else attribute.absent_phrase
+    else:
+        verdict = ladine.config.labels[answer.predicted]
     certainty = (f"**uncertain** (paired t-test p = {answer.p_value:.2f})" if answer.uncertain else
                  f"certain (paired t-test p = {answer.p_value:.1g})")
     return (f"**LaDiNE ({ladine.name})**, beside it: **{verdict}**, confidence {answer.confidence:.2f}, {certainty}; "

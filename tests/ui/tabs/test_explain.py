@@ -164,3 +164,19 @@ def test_ladine_answers_beside_the_diffusion_classifier(tiny_cxr):
     assert "**pleural effusion**" in line or "**no pleural effusion**" in line                   # phrases on screen
     assert "95% interval of its probability" in line
     assert "LaDiNE" not in _view(tiny_cxr, "pleural_effusion", 3).summary
+
+
+def test_ladine_says_its_verdict_in_the_domains_phrases(monkeypatch):
+    from medviz import ladine
+    from medviz.ui.tabs.explain import ladine_line
+
+    shape = ladine.LaDiNEConfig(labels=("no melanoma", "melanoma"), image_size=32, patch_size=8, hidden=32, layers=2,
+                                heads=2, taps=(1, 2), denoiser_width=16, timesteps=100)
+    beside = ladine.LaDiNE(ladine.build(shape).eval(), shape, "lad", samples=4, steps=2)
+    pixels = np.zeros((32, 32, 3), np.float32)
+    for predicted, phrase in ((0, "**benign nevus**"), (1, "**melanoma**")):
+        answer = ladine.LaDiNEPrediction(np.array([0.3, 0.7]), predicted, 0.7, 0.2, 0.1)
+        monkeypatch.setattr(beside, "predict", lambda images, answer=answer: [answer])
+        assert phrase in ladine_line(beside, pixels, "skin") and "**uncertain** (paired t-test p = 0.20)" in \
+            ladine_line(beside, pixels, "skin")
+    assert "**melanoma**" in ladine_line(beside, pixels, None)             # no domain: its own class name
