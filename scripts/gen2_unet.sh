@@ -2,18 +2,7 @@
 # Issue 52 scope 2, second-generation UNets on the new VAEs' latents, on one core. Each stage resumes from its latest
 # checkpoint under runs/gen2/ (every 300 steps, ~12 min here); a finished stage (its unet/ written) is skipped.
 #   mkdir -p runs/gen2 && taskset -c 1 env OMP_NUM_THREADS=1 nohup bash scripts/gen2_unet.sh >> runs/gen2/unet_log.txt 2>&1 &
-set -euo pipefail
-cd "$(dirname "$0")/.."
-if [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-mkdir -p runs/gen2
-
-stage() {   # stage OUT ARGS...: train unless OUT/unet exists
-    local out=$1; shift
-    if [ -f "$out/unet/diffusion_pytorch_model.safetensors" ]; then echo "== $out: done"; return; fi
-    echo "== $out: $(date -u +%FT%TZ) python -m medviz.train text2image --out $out $*"
-    python -m medviz.train text2image --out "$out" "$@" --checkpoint-every 300 --workers 1
-}
+. "$(dirname "$0")/gen2_stage.sh"
 
 pipeline_with_vae() {   # pipeline_with_vae PIPELINE VAE_FOLDER OUT: a copy of PIPELINE whose vae/ is VAE_FOLDER/vae
     local pipeline=$1 vae=$2 out=$3
@@ -26,6 +15,6 @@ pipeline_with_vae() {   # pipeline_with_vae PIPELINE VAE_FOLDER OUT: a copy of P
 # trip; a new scaling factor, so the bundled UNet must re-learn the latent statistics). No UNet structure weight:
 # on skin it darkened every sample (docs/candidates/skin-phantom). Captions name each device kind present.
 pipeline_with_vae assets/models/cxr-phantom runs/gen2/cxr-vae-A runs/gen2/cxr-pipe-A
-stage runs/gen2/cxr-unet-A --domain cxr --init-from runs/gen2/cxr-pipe-A --n-images 10000 --steps 6000 \
+stage text2image runs/gen2/cxr-unet-A --domain cxr --init-from runs/gen2/cxr-pipe-A --n-images 10000 --steps 6000 \
     --batch-size 16 --learning-rate 2e-4 --ema-decay 0.999 --caption-variants 4 --seed 1
 echo "== all UNet stages done $(date -u +%FT%TZ)"

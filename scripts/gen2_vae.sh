@@ -3,18 +3,7 @@
 # core. Each stage resumes from its latest checkpoint under runs/gen2/ (every 300 steps, ~8 min on this CPU), so
 # the same command picks up where a stopped session left off; a finished stage (its vae/ folder written) is skipped.
 #   mkdir -p runs/gen2 && taskset -c 1 env OMP_NUM_THREADS=1 nohup bash scripts/gen2_vae.sh >> runs/gen2/log.txt 2>&1 &
-set -euo pipefail
-cd "$(dirname "$0")/.."
-if [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi   # the README's environment, where it was made
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-mkdir -p runs/gen2
-
-stage() {   # stage OUT ARGS...: train unless OUT/vae exists
-    local out=$1; shift
-    if [ -f "$out/vae/diffusion_pytorch_model.safetensors" ]; then echo "== $out: done"; return; fi
-    echo "== $out: $(date -u +%FT%TZ) python -m medviz.train vae --out $out $*"
-    python -m medviz.train vae --out "$out" "$@" --checkpoint-every 300 --workers 1
-}
+. "$(dirname "$0")/gen2_stage.sh"
 
 # The skin stage starts from the candidate's stage-3 VAE, kept in git history only: extract it on a fresh machine.
 if [ ! -f runs/candidate/skin-phantom/vae/diffusion_pytorch_model.safetensors ]; then
@@ -32,19 +21,19 @@ done
 # Skin: the candidate's stage-3 VAE (git 25a41c8^:assets/candidates/skin-phantom, extracted to
 # runs/candidate/skin-phantom) trained further with balanced windows: stage 3's extra steps moved ink most.
 # K is only the start of L: skipped once L is there (restored from its candidate on a fresh machine).
-[ -f runs/gen2/skin-vae-L/vae/diffusion_pytorch_model.safetensors ] || stage runs/gen2/skin-vae-K --domain skin --init-from runs/candidate/skin-phantom --crop-latents 16 \
+[ -f runs/gen2/skin-vae-L/vae/diffusion_pytorch_model.safetensors ] || stage vae runs/gen2/skin-vae-K --domain skin --init-from runs/candidate/skin-phantom --crop-latents 16 \
     --structure-weight 16 --structure-windows 0.75 --balance-structures --anchor-weight 0.2 \
     --learning-rate 2e-4 --n-images 10000 --batch-size 16 --steps 2400 --seed 1
 
 # CXR: the candidate skin recipe (windows on the devices, loss x17 on their pixels, anchored encoder) from the
 # bundled VAE, device kinds balanced: the bundled VAE keeps central lines in 21% of round trips.
-stage runs/gen2/cxr-vae-A --domain cxr --init-from assets/models/cxr-phantom --crop-latents 16 \
+stage vae runs/gen2/cxr-vae-A --domain cxr --init-from assets/models/cxr-phantom --crop-latents 16 \
     --structure-weight 16 --structure-windows 0.75 --balance-structures --anchor-weight 0.2 \
     --learning-rate 2e-4 --n-images 10000 --batch-size 16 --steps 2400
 
 # Skin, gel bubbles: K keeps each bubble as a pale disc but loses its one-pixel rim, which is what the oracle reads
 # (docs/results/gen2.md). From K with the weight and windows on the rims alone (the "bubble_rims" support).
-stage runs/gen2/skin-vae-L --domain skin --init-from runs/gen2/skin-vae-K --crop-latents 16 \
+stage vae runs/gen2/skin-vae-L --domain skin --init-from runs/gen2/skin-vae-K --crop-latents 16 \
     --structure-weight 16 --structure-windows 0.75 --balance-structures --structures hair,ruler,ink,bubble_rims \
     --anchor-weight 0.2 --learning-rate 1e-4 --n-images 10000 --batch-size 16 --steps 1200 --seed 2
 echo "== all stages done $(date -u +%FT%TZ)"
