@@ -159,9 +159,7 @@ class LaDiNE:
 
         out = []
         with torch.no_grad():
-            for start in range(0, len(images), batch):
-                chunk = np.stack([uint8_rgb(im, self.config.image_size) for im in images[start:start + batch]])
-                features, guides = tapped_features(self.network, self.config, to_model_batch(chunk, "cpu"))
+            for features, guides in self._encoded(images, batch):
                 y0 = self._sample(features, guides)                     # (members, samples, B, C)
                 probabilities = torch.softmax(-((y0 - 1) ** 2) / self.config.temperature, dim=-1)
                 out += [_aggregate(probabilities[:, :, i].reshape(-1, y0.shape[-1]).numpy())
@@ -176,12 +174,14 @@ class LaDiNE:
         diffusion: what the denoisers start from."""
         import torch
 
-        out = []
         with torch.no_grad():
-            for start in range(0, len(images), batch):
-                chunk = np.stack([uint8_rgb(im, self.config.image_size) for im in images[start:start + batch]])
-                out.append(tapped_features(self.network, self.config, to_model_batch(chunk, "cpu"))[1].numpy())
-        return np.concatenate(out, axis=1)
+            return np.concatenate([guides.numpy() for _, guides in self._encoded(images, batch)], axis=1)
+
+    def _encoded(self, images, batch: int):
+        """``tapped_features`` of each chunk of ``batch`` images, resized to the network's side (call under no_grad)."""
+        for start in range(0, len(images), batch):
+            chunk = np.stack([uint8_rgb(im, self.config.image_size) for im in images[start:start + batch]])
+            yield tapped_features(self.network, self.config, to_model_batch(chunk, "cpu"))
 
     def _sample(self, features, guides):
         """DDIM on z = y - y_hat from z_T ~ N(0, I), each member ``samples`` times: (members, samples, B, C)."""

@@ -23,10 +23,6 @@ from ..engines.stress import NONE, StressConfig, phantom_sets
 from ..metrics import selective_accuracy
 from .cli import add_common, run_per_domain
 
-#: The rankings compared (uncertainty per image, the least uncertain kept first), by name.
-RANKINGS = ("p_value", "margin", "interval_width", "guide_min_margin", "guide_spread")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
     parser.add_argument("--ladine", required=True, metavar="DIR", help="the LaDiNE folder (python -m medviz.train "
