@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Issue 52 scope 2, second-generation UNets on the new VAEs' latents, on one core. Each stage resumes from its latest
-# checkpoint under runs/gen2/ (every 300 steps, ~12 min here); a finished stage (its unet/ written) is skipped.
-#   mkdir -p runs/gen2 && taskset -c 1 env OMP_NUM_THREADS=1 nohup bash scripts/gen2_unet.sh >> runs/gen2/unet_log.txt 2>&1 &
+# checkpoint under runs/gen2/ (every 300 steps, ~14 min here); a finished stage (its unet/ written) is skipped.
+# One domain per core: bash scripts/gen2_unet.sh cxr|skin (both, in turn, when no domain is given), e.g.
+#   mkdir -p runs/gen2 && taskset -c 1 env OMP_NUM_THREADS=1 nohup bash scripts/gen2_unet.sh skin >> runs/gen2/unet_skin_log.txt 2>&1 &
 . "$(dirname "$0")/gen2_stage.sh"
+domain=${1:-all}
+case $domain in cxr|skin|all) ;; *) echo "usage: bash scripts/gen2_unet.sh [cxr|skin]" >&2; exit 2 ;; esac
 
 pipeline_with_vae() {   # pipeline_with_vae PIPELINE VAE_FOLDER OUT: a copy of PIPELINE whose vae/ is VAE_FOLDER/vae
     local pipeline=$1 vae=$2 out=$3
@@ -14,7 +17,17 @@ pipeline_with_vae() {   # pipeline_with_vae PIPELINE VAE_FOLDER OUT: a copy of P
 # CXR: the bundled text encoder and UNet, fine-tuned on cxr-vae-A's latents (every device kind kept through its round
 # trip; a new scaling factor, so the bundled UNet must re-learn the latent statistics). No UNet structure weight:
 # on skin it darkened every sample (docs/candidates/skin-phantom). Captions name each device kind present.
-pipeline_with_vae assets/models/cxr-phantom runs/gen2/cxr-vae-A runs/gen2/cxr-pipe-A
-stage text2image runs/gen2/cxr-unet-A --domain cxr --init-from runs/gen2/cxr-pipe-A --n-images 10000 --steps 6000 \
-    --batch-size 16 --learning-rate 2e-4 --ema-decay 0.999 --caption-variants 4 --seed 1
-echo "== all UNet stages done $(date -u +%FT%TZ)"
+if [ "$domain" != skin ]; then
+    pipeline_with_vae assets/models/cxr-phantom runs/gen2/cxr-vae-A runs/gen2/cxr-pipe-A
+    stage text2image runs/gen2/cxr-unet-A --domain cxr --init-from runs/gen2/cxr-pipe-A --n-images 10000 --steps 6000 \
+        --batch-size 16 --learning-rate 2e-4 --ema-decay 0.999 --caption-variants 4 --seed 1
+fi
+
+# Skin: the same recipe on skin-vae-L's latents (ruler, hair, ink kept; bubbles drawn as pale discs). The candidate's
+# 1,500-step fine-tunes (docs/candidates/skin-phantom) drew ruler and hair when asked; this one runs four times longer.
+if [ "$domain" != cxr ]; then
+    pipeline_with_vae assets/models/skin-phantom runs/gen2/skin-vae-L runs/gen2/skin-pipe-L
+    stage text2image runs/gen2/skin-unet-L --domain skin --init-from runs/gen2/skin-pipe-L --n-images 10000 --steps 6000 \
+        --batch-size 16 --learning-rate 2e-4 --ema-decay 0.999 --caption-variants 4 --seed 1
+fi
+echo "== UNet stages ($domain) done $(date -u +%FT%TZ)"

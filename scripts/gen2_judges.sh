@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue 52 scope 3: the independent judges (transformers ConvNeXt, phantoms of other seeds than the bundled oracle's),
+# half of whose training images went through the second-generation candidate VAE's round trip, so that no figure
+# depends on a reader the decoder can fool. ~25 min of training each on one core, plus the round trips; a finished
+# judge (its oracle/ written) is skipped.
+#   mkdir -p runs/gen2 && taskset -c 1 env OMP_NUM_THREADS=1 nohup bash scripts/gen2_judges.sh >> runs/gen2/judges_log.txt 2>&1 &
+. "$(dirname "$0")/gen2_stage.sh"
+
+judge() {   # judge DOMAIN VAE: runs/judge/DOMAIN-decoded, trained on phantoms and on VAE's round trips of half of them
+    local domain=$1 vae=$2 out=runs/judge/$1-decoded
+    [ -d "$vae/vae" ] || vae=assets/candidates/gen2/$(basename "$vae")   # the fp16 candidate when runs/ is empty
+    if [ -f "$out/oracle/medviz_train.json" ]; then echo "== $out: done"; return; fi
+    echo "== $out: $(date -u +%FT%TZ) python -m medviz.train oracle --domain $domain --decoded-by $vae"
+    python -m medviz.train oracle --domain "$domain" --out "$out" --family convnext --first-seed 50000000 --seed 1 \
+        --batch-size 64 --steps 3000 --workers 1 --decoded-by "$vae" --decoded-share 0.5
+}
+
+judge skin runs/gen2/skin-vae-L
+judge cxr runs/gen2/cxr-vae-A
+echo "== judges done $(date -u +%FT%TZ)"
