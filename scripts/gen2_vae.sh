@@ -36,4 +36,10 @@ stage vae runs/gen2/cxr-vae-A --domain cxr --init-from assets/models/cxr-phantom
 stage vae runs/gen2/skin-vae-L --domain skin --init-from runs/gen2/skin-vae-K --crop-latents 16 \
     --structure-weight 16 --structure-windows 0.75 --balance-structures --structures hair,ruler,ink,bubble_rims \
     --anchor-weight 0.2 --learning-rate 1e-4 --n-images 10000 --batch-size 16 --steps 1200 --seed 2
+# Scope 1's comparison: one f = 8 VAE at 256 px (preset f8-256: a 32 x 32 latent, the UNet's cost unchanged), grown
+# from skin-vae-L (its outer blocks copied, the new level fresh: architectures.grow_vae), the K recipe on 8-cell
+# (64-px) windows, so a step costs what an f = 4 step does. Skin: its hair, ink and ruler ticks are the thinnest.
+stage vae runs/gen2/skin-vae-f8 --domain skin --preset f8-256 --init-from runs/gen2/skin-vae-L --crop-latents 8 \
+    --structure-weight 16 --structure-windows 0.75 --balance-structures --learning-rate 4e-4 --n-images 10000 \
+    --batch-size 16 --steps 2400 --seed 1
 echo "== all stages done $(date -u +%FT%TZ)"

@@ -35,7 +35,7 @@ import numpy as np
 
 from .. import domains
 from ..engines.common import SCHEDULERS
-from ..io import as_rgb, to_model_batch, to_uint8
+from ..io import as_rgb, to_model_batch, to_uint8, uint8_rgb
 from ..metrics import thin_line_shapes
 from ..models import MODELS_DIR, load_pipeline, resolve
 from ..phantoms import get_domain
@@ -157,21 +157,79 @@ def _features(oracle, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(probabilities), np.concatenate(features)
 
 
-def vae_round_trip(vae, oracle, images: np.ndarray, truth: np.ndarray, labels, batch: int = 64) -> dict:
+def vae_round_trip(vae, oracle, images: np.ndarray, truth: np.ndarray, labels, batch: int = 64,
+                   masks: np.ndarray | None = None, structures: tuple[str, ...] = ()) -> dict:
     """Encode (posterior mean) and decode uint8 images; PSNR and the oracle's per-attribute readout after.
 
     Returns ``{"psnr_db": mean PSNR over images, "attributes": {name: {"n_positive", "recall",
     "specificity"}}}``; recall is the share of phantoms with the attribute that the oracle still finds.
+    Images of another side than the oracle's are resized to it (``io.uint8_rgb``) before it reads them.
+    Given the images' fine-structure bit ``masks`` (N, H, W; bit i: ``structures[i]``), also
+    ``"structure_psnr_db"``: ``structure_psnr``, a figure that needs no reader.
     """
     decoded, psnr = round_trip(vae, images, batch)
-    found = _features(oracle, decoded)[0] > 0.5
+    result = {"psnr_db": float(psnr.mean()), "attributes": oracle_readout(oracle, decoded, truth, labels)}
+    if masks is not None:
+        result["structure_psnr_db"] = structure_psnr(decoded, images, masks, structures)
+    return result
+
+
+def structure_psnr(decoded: np.ndarray, images: np.ndarray, masks: np.ndarray, structures: tuple[str, ...]) -> dict:
+    """``{structure: mean PSNR (dB) over the images holding it, on its pixels grown by 1 px}``.
+
+    The phantom SCM knows where it drew each hair, tick or catheter: the error there says whether a decoder kept the
+    structure without a reader, so VAEs at different image sides compare (a 1-px line is 1 px at either side, while
+    an oracle trained at 128 px reads a 256-px image only after a resize that fades it).
+    """
+    from scipy.ndimage import binary_dilation
+
+    grow = np.ones((1, 3, 3), bool)
+    error = ((decoded.astype(np.float32) - images.astype(np.float32)) / 255.0) ** 2
+    result = {}
+    for bit, name in enumerate(structures):
+        where = binary_dilation((masks >> bit & 1).astype(bool), grow)
+        held = where.any(axis=(1, 2))
+        if not held.any():
+            result[name] = float("nan")
+            continue
+        mse = np.array([error[i][where[i]].mean() for i in np.flatnonzero(held)])
+        result[name] = float((10 * np.log10(1.0 / np.maximum(mse, 1e-10))).mean())
+    return result
+
+
+def oracle_readout(oracle, images: np.ndarray, truth: np.ndarray, labels) -> dict:
+    """``{name: {"n_positive", "recall", "specificity"}}`` of the oracle's reading (> 0.5) of uint8 images
+    (N, H, W, 3) against the truth (N, len(labels)); images are resized to the oracle's side first."""
+    side = getattr(oracle.config, "image_size", images.shape[1])
+    if images.shape[1] != side:
+        images = np.stack([uint8_rgb(image, side) for image in images])
+    found = _features(oracle, images)[0] > 0.5
     attributes = {}
     for k, name in enumerate(labels):
         positive = truth[:, k].astype(bool)
         attributes[name] = {"n_positive": int(positive.sum()),
                             "recall": float(found[positive, k].mean()) if positive.any() else float("nan"),
                             "specificity": float((~found[~positive, k]).mean()) if (~positive).any() else float("nan")}
-    return {"psnr_db": float(psnr.mean()), "attributes": attributes}
+    return attributes
+
+
+def _other_vae_round_trip(config: ModelsBenchConfig, vae, oracle, reference: tuple, size: int) -> dict:
+    """``{config.vae: its round trip}`` of the ``reference`` phantoms (images, truth, fine-structure masks). A VAE for
+    another image side (issue 52's f = 8 VAE at 256 px) gets the same seeds rendered at its side, and the row
+    ``"phantoms at S px"``: those phantoms read by the oracle at its own side, the ceiling of its round trip."""
+    images, truth, masks = reference
+    labels = domains.get(config.domain).oracle_labels
+    structures = get_domain(config.domain).FINE_STRUCTURES
+    side = vae.config.sample_size
+    if side == size:
+        return {config.vae: vae_round_trip(vae, oracle, images, truth, labels, masks=masks, structures=structures)}
+    if not config.round_trip_only:
+        raise ValueError(f"{config.vae} codes {side}-px images and the pipeline draws {size}-px ones: measure it "
+                         "with --round-trip-only")
+    images, _, masks = render_phantoms(config.domain, len(images), side, HELD_OUT_FIRST_SEED + 500_000,
+                                       fine_structure_masks=True)
+    return {f"phantoms at {side} px": {"psnr_db": None, "attributes": oracle_readout(oracle, images, truth, labels)},
+            config.vae: vae_round_trip(vae, oracle, images, truth, labels, masks=masks, structures=structures)}
 
 
 def mean_pairwise_distance(features: np.ndarray) -> float:
@@ -231,15 +289,19 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
                 "paraphrases": paraphrase_rows(pipe, oracle, config, size, progress)}
     pool_size = max(config.n_reference, config.n_diversity_reference)
-    pool, pool_factors = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000)
+    pool, pool_factors, pool_masks = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000,
+                                                     fine_structure_masks=True)
     pool_feat = _features(oracle, pool)[1]
     pool_truth = np.array([[vocabulary.attributes_of(f)[k] for k in labels] for f in pool_factors])
-    reference, ref_feat, ref_truth = (a[:config.n_reference] for a in (pool, pool_feat, pool_truth))
-    round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels)}
+    reference, ref_feat, ref_truth, ref_masks = (a[:config.n_reference] for a in (pool, pool_feat, pool_truth,
+                                                                                   pool_masks))
+    round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels, masks=ref_masks,
+                                             structures=get_domain(config.domain).FINE_STRUCTURES)}
     decoders = {"bundled": pipe.vae}
     if config.vae:
         decoders[config.vae] = load_vae(config.vae).eval()       # a VAE folder, or one holding vae/
-        round_trips[config.vae] = vae_round_trip(decoders[config.vae], oracle, reference, ref_truth, labels)
+        round_trips.update(_other_vae_round_trip(config, decoders[config.vae], oracle,
+                                                 (reference, ref_truth, ref_masks), size))
     if config.round_trip_only:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}
 
@@ -394,7 +456,12 @@ def print_round_trips(result: dict) -> None:
             for t in trips.values()
         )
         print(f"{attribute:<18}{first['n_positive']:>5}{cells}")
-    print(f"{'PSNR (dB)':<23}" + "".join(f"{t['psnr_db']:>30.2f}" for t in trips.values()))
+    print(f"{'PSNR (dB)':<23}" + "".join(f"{t['psnr_db']:>30.2f}" if t["psnr_db"] is not None else f"{'-':>30}"
+                                         for t in trips.values()))
+    for structure in next((t["structure_psnr_db"] for t in trips.values() if "structure_psnr_db" in t), {}):
+        print(f"{'  on ' + structure:<23}" + "".join(f"{t['structure_psnr_db'][structure]:>30.2f}"
+                                                    if "structure_psnr_db" in t else f"{'-':>30}"
+                                                    for t in trips.values()))
 
 
 def print_table(result: dict) -> None:

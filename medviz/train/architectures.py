@@ -6,6 +6,7 @@ shallower so that the whole recipe runs on a 2-core CPU; the oracle is a small `
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 
@@ -39,6 +40,9 @@ class Architecture:
 
 PRESETS = {
     "small": Architecture(),
+    # Issue 52's comparison: an f = 8 VAE at 256 px (SD's factor), whose 32 x 32 latent costs the UNet what
+    # "small"'s f = 4 latent of a 128-px image does. Only the VAE is trained at this preset.
+    "f8-256": Architecture(image_size=256, vae_channels=(32, 64, 128, 128)),
     "tiny": Architecture(image_size=32, vae_channels=(8, 16), unet_channels=(16, 32), attention_head_dim=4,
                          text_width=32, text_layers=1, text_heads=2, max_tokens=16, oracle_widths=(8, 16)),
 }
@@ -185,3 +189,49 @@ def grow_unet(unet, *, full_resolution_attention: bool = False, full_resolution_
                 module.weight[:, :out_channels, 0, 0] = torch.eye(out_channels)
                 module.bias.zero_()
     return grown
+
+
+# Issue 52 asks for an f = 8 VAE at 256 px beside the f = 4 one at 128 px. Rather than start it from noise, every
+# module of the f = 4 VAE that has a place in the f = 8 one is copied there: the outer encoder and decoder blocks,
+# which code edges and thin lines, keep what they learnt; the new level (one encoder block and its downsampler, one
+# decoder block) starts fresh. diffusers loads weights only into the same architecture, hence this mapping.
+def vae_source_key(key: str, added: int) -> str:
+    """The source VAE's name of the target's parameter ``key`` when ``added`` levels were added.
+
+    The encoder's down blocks keep their index (the former last block gains a downsampler); the decoder's first up
+    block (the deepest) keeps index 0 and the others move ``added`` places down, the new blocks in between.
+    """
+    match = re.match(r"decoder\.up_blocks\.(\d+)\.(.*)", key)
+    if match and int(match.group(1)) > 0:
+        index = int(match.group(1)) - added
+        return f"decoder.up_blocks.{index}.{match.group(2)}" if index > 0 else ""
+    return key
+
+
+def grow_vae(source, arch: Architecture):
+    """A new ``AutoencoderKL`` of ``arch`` with every parameter of ``source`` that has a place in it copied.
+
+    ``source``'s ``block_out_channels`` must be a prefix of ``arch.vae_channels`` (e.g. (32, 64, 128) into
+    (32, 64, 128, 128)); its latent channels must match. Returns (the grown VAE, the share of its parameter
+    tensors copied, in [0, 1]).
+    """
+    import torch
+
+    channels = tuple(source.config.block_out_channels)
+    if arch.vae_channels[:len(channels)] != channels or len(arch.vae_channels) <= len(channels):
+        raise ValueError(f"cannot grow a VAE with channels {channels} into {arch.vae_channels}: "
+                         "the source's channels must be a shorter prefix of the target's")
+    if source.config.latent_channels != arch.latent_channels:
+        raise ValueError(f"the source VAE has {source.config.latent_channels} latent channels, the target "
+                         f"{arch.latent_channels}")
+    added = len(arch.vae_channels) - len(channels)
+    grown = make_vae(arch)
+    state, source_state = grown.state_dict(), source.state_dict()
+    copied = 0
+    with torch.no_grad():
+        for key, value in state.items():
+            origin = source_state.get(vae_source_key(key, added))
+            if origin is not None and origin.shape == value.shape:
+                value.copy_(origin)
+                copied += 1
+    return grown, copied / len(state)

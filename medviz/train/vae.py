@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import to_model_batch
-from .architectures import PRESETS, make_vae
+from .architectures import PRESETS, grow_vae, make_vae
 from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
                      make_accelerator, save_checkpoint, scale_record, write_record)
 from .data import encode_latents, render_training_set
@@ -299,8 +299,19 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
 
 def _vae_to_train(config: VAEConfig, arch):
     """(the VAE to train: ``init_from``'s or a new one of ``arch``, its encoder frozen for decoder-only training;
-    the anchor: a frozen copy of the initial VAE when ``anchor_weight`` keeps the encoder near it, else None)."""
+    the anchor: a frozen copy of the initial VAE when ``anchor_weight`` keeps the encoder near it, else None).
+
+    An ``init_from`` VAE with fewer levels than ``arch`` (the f = 4 VAE, preset "f8-256") is grown into it
+    (``architectures.grow_vae``): a warm start, whose new level has no latent space to anchor to."""
     vae = load_vae(config.init_from) if config.init_from else make_vae(arch)
+    if config.init_from and tuple(vae.config.block_out_channels) != arch.vae_channels:
+        if config.anchor_weight or not config.train_encoder:
+            raise ValueError(f"init_from's VAE has channels {tuple(vae.config.block_out_channels)}, the preset "
+                             f"{config.preset!r} {arch.vae_channels}: growing it makes a new latent space, so "
+                             "anchor_weight must be 0 and the encoder trained")
+        vae, share = grow_vae(vae, arch)
+        print(f"[vae] grown from {config.init_from} into preset {config.preset!r}: {share:.0%} of its parameter "
+              "tensors copied", flush=True)
     if not config.train_encoder:
         for module in (vae.encoder, vae.quant_conv):
             module.requires_grad_(False)

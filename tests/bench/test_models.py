@@ -294,3 +294,56 @@ def test_attributes_pick_rows_and_keep_the_card_out():
     with pytest.raises(ValueError, match="--attributes: pacemaker not among the skin rows"):
         fidelity_prompts(ModelsBenchConfig(domain="skin", attributes=("pacemaker",)))
     assert "drop --attributes" in card_problem(ModelsBenchConfig(domain="skin", attributes=("ink",)))
+
+
+def test_a_vae_for_another_side_is_read_at_the_oracles_side_beside_its_own_phantoms():
+    """Issue 52's f = 8 VAE codes 256-px images for a 128-px oracle: its round trip of the same seeds rendered at its
+    side is resized for the oracle, beside those phantoms read the same way (the ceiling); generation with it is
+    refused, its latents are not the pipeline's."""
+    from dataclasses import replace
+
+    from medviz import domains
+    from medviz.bench.models import ModelsBenchConfig, _other_vae_round_trip, print_round_trips
+    from medviz.train.architectures import PRESETS, make_oracle, make_vae
+    from medviz.train.data import render_phantoms
+    from medviz.train.oracle import HELD_OUT_FIRST_SEED
+
+    tiny = PRESETS["tiny"]
+    labels = domains.get("skin").oracle_labels
+    oracle = make_oracle(tiny, labels).eval()                       # reads 32-px images
+    vae = make_vae(replace(tiny, image_size=64)).eval()             # codes 64-px ones
+    images, factors = render_phantoms("skin", 6, 32, HELD_OUT_FIRST_SEED + 500_000, workers=1)
+    truth = np.array([[domains.get("skin").attributes_of(f)[k] for k in labels] for f in factors])
+    config = ModelsBenchConfig(domain="skin", vae="/tmp/vae-64", round_trip_only=True, n_reference=6)
+    masks = np.zeros(images.shape[:3], np.uint8)
+    rows = _other_vae_round_trip(config, vae, oracle, (images, truth, masks), 32)
+    assert list(rows) == ["phantoms at 64 px", "/tmp/vae-64"]
+    assert rows["phantoms at 64 px"]["psnr_db"] is None and np.isfinite(rows["/tmp/vae-64"]["psnr_db"])
+    for row in rows.values():
+        assert [a["n_positive"] for a in row["attributes"].values()] == [int(v) for v in truth.sum(0)]
+        assert all(0.0 <= a["specificity"] <= 1.0 for a in row["attributes"].values() if not np.isnan(a["specificity"]))
+    skin_structures = ("hair", "ruler", "ink", "bubbles")
+    assert list(rows["/tmp/vae-64"]["structure_psnr_db"]) == list(skin_structures)
+    same_side = _other_vae_round_trip(config, make_vae(tiny).eval(), oracle, (images, truth, masks), 32)
+    assert all(np.isnan(v) for v in same_side["/tmp/vae-64"]["structure_psnr_db"].values())     # no structure drawn
+    assert list(same_side) == ["/tmp/vae-64"]
+    with pytest.raises(ValueError, match="--round-trip-only"):
+        _other_vae_round_trip(replace(config, round_trip_only=False), vae, oracle, (images, truth, masks), 32)
+    print_round_trips({"domain": "skin", "config": {"n_reference": 6}, "vae_round_trip": {"bundled": same_side[
+        "/tmp/vae-64"], **rows}})
+
+
+def test_structure_psnr_is_the_error_on_each_structures_pixels_only():
+    from medviz.bench.models import structure_psnr
+
+    images = np.full((2, 16, 16, 3), 100, np.uint8)
+    masks = np.zeros((2, 16, 16), np.uint8)
+    masks[0, 8, :] = 1                      # image 0: a line of structure 0
+    masks[1, :, 3] = 2                      # image 1: a line of structure 1
+    decoded = images.copy()
+    decoded[0, 7:10, :] = 100 + 51          # the line and its 1-px neighbours off by 0.2: PSNR 20 log10(5) = 13.98 dB
+    decoded[1, 12:, 12:] = 0                # an error far from structure 1: not counted
+    psnr = structure_psnr(decoded, images, masks, ("line", "column", "absent"))
+    assert psnr["line"] == pytest.approx(13.98, abs=0.01)
+    assert psnr["column"] == pytest.approx(100.0)          # exact on its pixels (the 1e-10 floor)
+    assert np.isnan(psnr["absent"])

@@ -80,3 +80,33 @@ def test_a_convnext_oracle_saves_and_loads_as_an_oracle(tmp_path):
         make_oracle(PRESETS["tiny"], labels, "vit")
     with pytest.raises(ValueError, match="overlap the held-out phantoms 10000000..10001999"):
         train_oracle(OracleConfig(domain="skin", out=str(tmp_path), first_seed=9_999_000))
+
+
+def test_grow_vae_copies_every_module_that_has_a_place_and_adds_a_level():
+    from dataclasses import replace
+
+    from medviz.train.architectures import grow_vae, make_vae, vae_source_key
+
+    tiny = PRESETS["tiny"]                                   # f = 2: channels (8, 16)
+    deeper = replace(tiny, vae_channels=(8, 16, 16))         # f = 4
+    source = make_vae(tiny)
+    grown, share = grow_vae(source, deeper)
+    assert grown.config.block_out_channels == (8, 16, 16) and 0.5 < share < 1.0
+    old, new = source.state_dict(), grown.state_dict()
+    # The encoder's blocks keep their place; the decoder's deepest block too, the others move one place down.
+    moved = "decoder.up_blocks.{}.resnets.1.conv2.weight"
+    assert vae_source_key(moved.format(2), 1) == moved.format(1)
+    assert vae_source_key("decoder.up_blocks.1.resnets.0.conv1.weight", 1) == ""       # the new level
+    for key in ("encoder.conv_in.weight", "encoder.down_blocks.1.resnets.0.conv1.weight", "encoder.mid_block."
+                "attentions.0.to_q.weight", "decoder.up_blocks.0.resnets.0.conv1.weight", "decoder.conv_out.weight"):
+        assert torch.equal(new[key], old[key]), key
+    assert torch.equal(new[moved.format(2)], old[moved.format(1)])
+    assert "encoder.down_blocks.2.resnets.0.conv1.weight" not in old                    # fresh
+    with torch.no_grad():                                     # a 32-px image now has an 8 x 8 latent (f = 4)
+        assert grown.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean.shape == (1, tiny.latent_channels, 8, 8)
+    with pytest.raises(ValueError, match="shorter prefix"):
+        grow_vae(source, replace(tiny, vae_channels=(16, 16, 16)))
+    with pytest.raises(ValueError, match="shorter prefix"):
+        grow_vae(grown, tiny)
+    with pytest.raises(ValueError, match="latent channels"):
+        grow_vae(source, replace(deeper, latent_channels=8))

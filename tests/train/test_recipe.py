@@ -335,6 +335,29 @@ def test_anchor_keeps_a_retrained_encoder_near_where_it_started(tmp_path):
     assert drift[1000.0] < 0.5 * drift[0.0]
 
 
+def test_a_vae_with_fewer_levels_than_the_preset_is_grown_into_it(tmp_path, monkeypatch):
+    """init_from a tiny (f = 2) VAE with a deeper preset trains an f = 4 VAE from it; anchoring the new latent
+    space to the old one is refused by name."""
+    from dataclasses import replace
+
+    from medviz.train import architectures
+    from medviz.train.vae import VAEConfig, load_vae, train_vae
+
+    monkeypatch.setitem(architectures.PRESETS, "tiny-f4", replace(architectures.PRESETS["tiny"],
+                                                                   vae_channels=(8, 16, 16)))
+    images = np.random.default_rng(3).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "base"), preset="tiny", steps=2, batch_size=4), images)
+    grown = train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "grown"), preset="tiny-f4", steps=2, batch_size=4,
+                                init_from=str(tmp_path / "base"), crop_latents=4), images)
+    vae = load_vae(str(tmp_path / "grown"))
+    assert tuple(vae.config.block_out_channels) == (8, 16, 16) and grown["steps"] == 2
+    with torch.no_grad():
+        assert vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean.shape[-1] == 8
+    with pytest.raises(ValueError, match="anchor_weight must be 0"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny-f4", steps=1,
+                            init_from=str(tmp_path / "base"), anchor_weight=1.0), images)
+
+
 def test_latent_crops_cut_latents_and_pixels_at_the_same_window():
     from medviz.train.data import to_model_batch
     from medviz.train.vae import _latent_crops, _pixel_window, _windows
