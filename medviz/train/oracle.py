@@ -63,6 +63,8 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     if vae is not None:
         images = np.array(images)
         rows = np.random.default_rng(config.seed).permutation(len(images))[:round(config.decoded_share * len(images))]
+        if accelerator.is_main_process:        # the round trips take as long as the training (one core: ~30 min)
+            print(f"[oracle] {len(rows)} of {len(images)} images through {config.decoded_by}'s round trip", flush=True)
         images[rows] = round_trip(vae, images[rows])[0]
     targets = torch.as_tensor(attribute_matrix(config.domain, factors))
     model = make_oracle(arch, labels, config.family)
