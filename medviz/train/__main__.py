@@ -25,6 +25,7 @@ from .common import is_main_process
 from .data import render_training_set
 from .ladine import LaDiNETrainConfig, train_ladine
 from .progression import ProgressionTrainConfig, calibrate_folder, train_progression
+from .snapshot import bundle_checkpoint
 from .oracle import OracleConfig, train_oracle
 from .text2image import Text2ImageConfig, train_text2image
 from .vae import VAEConfig, train_vae
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--model-dir", required=True)
     bundle.add_argument("--oracle-dir", default=None,
                         help="also copy OUT/oracle here; without it the pipeline is judged by the bundled oracle")
+    bundle.add_argument("--checkpoint", action="store_true",
+                        help="the pipeline of a text2image --init-from run's latest checkpoint (its EMA weights), "
+                             "while the run goes on")
     _add_recipe(commands)
     args = parser.parse_args(argv)
 
@@ -132,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         for folder in args.models:
             card = calibrate_folder(folder)
             print(f"{folder}: band level {card['band_level']} (validation coverage {card['band_coverage_validation']})")
+    elif args.command == "bundle" and args.checkpoint:
+        print(f"wrote {bundle_checkpoint(args.domain, args.out, args.model_dir, oracle_dir=args.oracle_dir)}")
     elif args.command == "bundle":
         bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
         if args.oracle_dir:

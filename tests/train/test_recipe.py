@@ -202,6 +202,34 @@ def test_fine_tune_can_grow_the_unet_at_full_resolution(tiny_models, tmp_path):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), grow_layer=True))
 
 
+def test_a_runs_checkpoint_snapshot_is_the_model_the_run_writes_at_that_step(tiny_models, tmp_path):
+    """bundle --checkpoint while a run goes on: the EMA weights of its latest checkpoint, rebuilt as the run built its
+    model (a grown UNet here), are exactly what the run itself writes when it ends at that step."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    from medviz.train.__main__ import main
+    from medviz.train.text2image import Text2ImageConfig, train_text2image
+
+    run = tmp_path / "run"
+    config = Text2ImageConfig(domain="cxr", out=str(run), steps=2, batch_size=2, n_images=4, checkpoint_every=2,
+                              init_from=str(tiny_models / "cxr-tiny"), grow_layer=True, workers=1)
+    train_text2image(config)
+    assert main(["bundle", "--domain", "cxr", "--out", str(run), "--model-dir", str(tmp_path / "snap"),
+                 "--checkpoint"]) == 0
+    for part in ("unet", "text_encoder"):
+        name = "diffusion_pytorch_model.safetensors" if part == "unet" else "model.safetensors"
+        ended, snap = load_file(str(run / part / name)), load_file(str(tmp_path / "snap" / part / name))
+        assert ended.keys() == snap.keys() and all(torch.equal(ended[k], snap[k]) for k in ended)
+    start = load_file(str(tiny_models / "cxr-tiny" / "text_encoder" / "model.safetensors"))
+    assert any(not torch.equal(start[k], snap[k]) for k in start)        # the EMA moved: not the starting weights
+    assert json.loads((tmp_path / "snap" / "medviz.json").read_text())["checkpoint_step"] == 2
+    StableDiffusionPipeline.from_pretrained(str(tmp_path / "snap"), local_files_only=True)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(["bundle", "--domain", "cxr", "--out", str(tiny_models / "work"), "--model-dir", str(tmp_path / "x"),
+              "--checkpoint"])
+
+
 def test_token_only_fine_tune_changes_only_prompts_with_those_words(tiny_models, tmp_path):
     from transformers import CLIPTextModel, CLIPTokenizer
 
