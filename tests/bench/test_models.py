@@ -298,8 +298,8 @@ def test_attributes_pick_rows_and_keep_the_card_out():
 
 def test_a_vae_for_another_side_is_read_at_the_oracles_side_beside_its_own_phantoms():
     """Issue 52's f = 8 VAE codes 256-px images for a 128-px oracle: its round trip of the same seeds rendered at its
-    side is resized for the oracle, beside those phantoms read the same way (the ceiling); generation with it is
-    refused, its latents are not the pipeline's."""
+    side is box-reduced for the oracle, beside those phantoms reduced the same way (the ceiling), and its structure
+    PSNR is given on both grids; generation with it is refused, its latents are not the pipeline's."""
     from dataclasses import replace
 
     from medviz import domains
@@ -324,6 +324,7 @@ def test_a_vae_for_another_side_is_read_at_the_oracles_side_beside_its_own_phant
         assert all(0.0 <= a["specificity"] <= 1.0 for a in row["attributes"].values() if not np.isnan(a["specificity"]))
     skin_structures = ("hair", "ruler", "ink", "bubbles")
     assert list(rows["/tmp/vae-64"]["structure_psnr_db"]) == list(skin_structures)
+    assert list(rows["/tmp/vae-64"]["structure_psnr_db_at_64_px"]) == list(skin_structures)
     same_side = _other_vae_round_trip(config, make_vae(tiny).eval(), oracle, (images, truth, masks), 32)
     assert all(np.isnan(v) for v in same_side["/tmp/vae-64"]["structure_psnr_db"].values())     # no structure drawn
     assert list(same_side) == ["/tmp/vae-64"]
