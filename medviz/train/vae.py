@@ -305,6 +305,9 @@ def _vae_to_train(config: VAEConfig, arch):
     (``architectures.grow_vae``): a warm start, whose new level has no latent space to anchor to."""
     vae = load_vae(config.init_from) if config.init_from else make_vae(arch)
     if config.init_from and tuple(vae.config.block_out_channels) != arch.vae_channels:
+        if len(vae.config.block_out_channels) >= len(arch.vae_channels):
+            raise ValueError(f"init_from's VAE has channels {tuple(vae.config.block_out_channels)}, the preset "
+                             f"{config.preset!r} {arch.vae_channels}: give the preset it was trained at (--preset)")
         if config.anchor_weight or not config.train_encoder:
             raise ValueError(f"init_from's VAE has channels {tuple(vae.config.block_out_channels)}, the preset "
                              f"{config.preset!r} {arch.vae_channels}: growing it makes a new latent space, so "

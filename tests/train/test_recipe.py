@@ -381,6 +381,9 @@ def test_a_vae_with_fewer_levels_than_the_preset_is_grown_into_it(tmp_path, monk
     assert tuple(vae.config.block_out_channels) == (8, 16, 16) and grown["steps"] == 2
     with torch.no_grad():
         assert vae.encode(torch.zeros(1, 3, 32, 32)).latent_dist.mean.shape[-1] == 8
+    with pytest.raises(ValueError, match="give the preset it was trained at"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1,
+                            init_from=str(tmp_path / "grown")), images)
     with pytest.raises(ValueError, match="anchor_weight must be 0"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny-f4", steps=1,
                             init_from=str(tmp_path / "base"), anchor_weight=1.0), images)
