@@ -17,4 +17,14 @@ judge() {   # judge DOMAIN VAE: runs/judge/DOMAIN-decoded, trained on phantoms a
 
 judge skin runs/gen2/skin-vae-L
 judge cxr runs/gen2/cxr-vae-A
+
+# The ConvNeXt judge learns no gel bubbles (held-out AUC 0.52, on phantoms too); the bundled ResNet reads them on
+# phantoms (0.9997) and on no round trip. Its recipe (20,000 images, not 30,000) with half of them decoded says
+# whether a decoded bubble (a pale disc without its rim) is still a readable bubble: runs/judge/skin-resnet-decoded.
+if [ ! -f runs/judge/skin-resnet-decoded/oracle/medviz_train.json ]; then
+    vae=runs/gen2/skin-vae-L; [ -d "$vae/vae" ] || vae=assets/candidates/gen2/skin-vae-L
+    echo "== runs/judge/skin-resnet-decoded: $(date -u +%FT%TZ)"
+    python -m medviz.train oracle --domain skin --out runs/judge/skin-resnet-decoded --family resnet --seed 0 \
+        --n-images 20000 --steps 2000 --batch-size 128 --workers 1 --decoded-by "$vae" --decoded-share 0.5
+fi
 echo "== judges done $(date -u +%FT%TZ)"
