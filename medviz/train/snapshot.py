@@ -10,11 +10,13 @@ so that order is the same, then the EMA is copied in, as ``text2image._save`` do
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from .bundle import bundle_pipeline
 from .common import latest_checkpoint, make_accelerator, write_record
 from .text2image import Text2ImageConfig, _denoiser, _freeze_other_tokens, _starting_point
 
@@ -59,10 +61,6 @@ def snapshot_text2image(run: str | Path, into: str | Path) -> int:
 def bundle_checkpoint(domain: str, run: str | Path, model_dir: str | Path, oracle_dir: str | Path | None = None
                       ) -> Path:
     """``bundle_pipeline`` of ``run``'s latest checkpoint (``snapshot_text2image``); medviz.json gives its step."""
-    import tempfile
-
-    from .bundle import bundle_pipeline
-
     with tempfile.TemporaryDirectory() as parts:
         step = snapshot_text2image(run, parts)
         return bundle_pipeline(domain, parts, model_dir, {"checkpoint_step": step, "run": str(run)},
