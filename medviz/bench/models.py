@@ -178,8 +178,8 @@ def structure_psnr(decoded: np.ndarray, images: np.ndarray, masks: np.ndarray, s
     """``{structure: mean PSNR (dB) over the images holding it, on its pixels grown by 1 px}``.
 
     The phantom SCM knows where it drew each hair, tick or catheter: the error there says whether a decoder kept the
-    structure without a reader, so VAEs at different image sides compare (a 1-px line is 1 px at either side, while
-    an oracle trained at 128 px reads a 256-px image only after a resize that fades it).
+    structure without a reader, so VAEs for different image sides compare on one grid (``_other_vae_round_trip``),
+    where an oracle trained at 128 px reads a 256-px image only after a reduction that fades its thinnest lines.
     """
     from scipy.ndimage import binary_dilation
 
