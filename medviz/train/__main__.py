@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--out", required=True)
     bundle.add_argument("--model-dir", required=True)
     bundle.add_argument("--oracle-dir", default=None,
-                        help="also copy OUT/oracle here; without it the pipeline is judged by the bundled oracle")
+                        help="also copy OUT/oracle here (with --checkpoint: only name it); without it the pipeline is "
+                             "judged by the bundled oracle")
     bundle.add_argument("--checkpoint", action="store_true",
                         help="the pipeline of a text2image --init-from run's latest checkpoint (its EMA weights), "
                              "while the run goes on")
