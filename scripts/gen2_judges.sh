@@ -7,8 +7,8 @@
 . "$(dirname "$0")/gen2_stage.sh"
 
 judge() {   # judge DOMAIN VAE: runs/judge/DOMAIN-decoded, trained on phantoms and on VAE's round trips of half of them
-    local domain=$1 vae=$2 out=runs/judge/$1-decoded
-    [ -d "$vae/vae" ] || vae=assets/candidates/gen2/$(basename "$vae")   # the fp16 candidate when runs/ is empty
+    local domain=$1 vae out=runs/judge/$1-decoded
+    vae=$(kept_vae "$2")
     if [ -f "$out/oracle/medviz_train.json" ]; then echo "== $out: done"; return; fi
     echo "== $out: $(date -u +%FT%TZ) python -m medviz.train oracle --domain $domain --decoded-by $vae"
     python -m medviz.train oracle --domain "$domain" --out "$out" --family convnext --first-seed 50000000 --seed 1 \
@@ -22,7 +22,7 @@ judge cxr runs/gen2/cxr-vae-A
 # phantoms (0.9997) and on no round trip. Its recipe (20,000 images, not 30,000) with half of them decoded says
 # whether a decoded bubble (a pale disc without its rim) is still a readable bubble: runs/judge/skin-resnet-decoded.
 if [ ! -f runs/judge/skin-resnet-decoded/oracle/medviz_train.json ]; then
-    vae=runs/gen2/skin-vae-L; [ -d "$vae/vae" ] || vae=assets/candidates/gen2/skin-vae-L
+    vae=$(kept_vae runs/gen2/skin-vae-L)
     echo "== runs/judge/skin-resnet-decoded: $(date -u +%FT%TZ)"
     python -m medviz.train oracle --domain skin --out runs/judge/skin-resnet-decoded --family resnet --seed 0 \
         --n-images 20000 --steps 2000 --batch-size 128 --workers 1 --decoded-by "$vae" --decoded-share 0.5

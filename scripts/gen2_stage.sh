@@ -12,3 +12,7 @@ stage() {   # stage JOB OUT ARGS...: python -m medviz.train JOB (vae or text2ima
     echo "== $out: $(date -u +%FT%TZ) python -m medviz.train $job --out $out $*"
     python -m medviz.train "$job" --out "$out" "$@" --checkpoint-every 300 --workers 1
 }
+
+kept_vae() {   # kept_vae FOLDER: FOLDER when it holds vae/, else its fp16 candidate in git (a fresh machine's runs/ is empty)
+    if [ -d "$1/vae" ]; then echo "$1"; else echo "assets/candidates/gen2/$(basename "$1")"; fi
+}
