@@ -10,7 +10,7 @@ case $domain in cxr|skin|all) ;; *) echo "usage: bash scripts/gen2_unet.sh [cxr|
 pipeline_with_vae() {   # pipeline_with_vae PIPELINE VAE_FOLDER OUT: a copy of PIPELINE whose vae/ is VAE_FOLDER/vae
     local pipeline=$1 vae=$2 out=$3
     if [ -f "$out/vae/diffusion_pytorch_model.safetensors" ]; then return; fi
-    [ -d "$vae/vae" ] || vae=assets/candidates/gen2/$(basename "$vae")   # the fp16 candidate when runs/ is empty
+    vae=$(kept_vae "$vae")
     rm -rf "$out" && mkdir -p "$out" && cp -r "$pipeline"/. "$out"/ && rm -rf "$out/vae" && cp -r "$vae/vae" "$out/vae"
 }
 
