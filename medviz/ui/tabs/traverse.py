@@ -230,7 +230,9 @@ def build(page: Page, domain: str | None) -> Tab:
     button.click(on_traverse, [page.model_name], [trajectory, frame, chart, summary, gif, *sliders],
                  inputs_kwargs=controls, api_name="traverse", concurrency_id=MODEL_JOBS)
     for slot, slider in enumerate(sliders):
-        slider.change(_show_frame(slot), [trajectory, slider], [frame, chart], api_name=f"frame_{slot}", queue=False,
+        # input, not change: the trajectory's own updates of every slot (hidden ones too) fired a frame request per
+        # slot, an error traceback in the server log for each hidden one (the page showed none).
+        slider.input(_show_frame(slot), [trajectory, slider], [frame, chart], api_name=f"frame_{slot}", queue=False,
                       show_progress="hidden")
 
     def on_model(model) -> list:
