@@ -114,9 +114,10 @@ def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
     return torch.cat(means) * factor, torch.cat(stds) * factor
 
 
-def round_trip(vae, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def round_trip(vae, images: np.ndarray, batch: int = 64,
+               progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, H, W, 3) encoded (posterior mean) and decoded by ``vae``: the decoded uint8 images and each
-    one's PSNR in dB, measured in the model's [-1, 1] space before rounding."""
+    one's PSNR in dB, measured in the model's [-1, 1] space before rounding. ``progress(done, N)`` after each batch."""
     import torch
 
     decoded, psnr = [], []
@@ -126,4 +127,6 @@ def round_trip(vae, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np
             y = vae.decode(vae.encode(x).latent_dist.mean).sample.float().clamp(-1, 1)
             psnr.append(10 * torch.log10(4.0 / (y - x.float()).pow(2).mean(dim=(1, 2, 3)).clamp_min(1e-10)))
             decoded.append(((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+            if progress:
+                progress(min(start + batch, len(images)), len(images))
     return np.concatenate(decoded), torch.cat(psnr).numpy()

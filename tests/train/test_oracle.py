@@ -3,19 +3,23 @@
 import pytest
 
 
-def test_a_reader_trained_on_decoded_images_is_scored_on_them_too(tmp_path, monkeypatch):
+def test_a_reader_trained_on_decoded_images_is_scored_on_them_too(tmp_path, monkeypatch, capsys):
     from medviz.train import oracle as trainer
     from medviz.train.architectures import PRESETS, make_vae
 
     make_vae(PRESETS["tiny"]).save_pretrained(str(tmp_path / "vae"))
     seen = []
     original = trainer.round_trip
-    monkeypatch.setattr(trainer, "round_trip", lambda vae, images: seen.append(images.shape) or original(vae, images))
+    monkeypatch.setattr(trainer, "round_trip", lambda vae, images, **kw: seen.append(images.shape)
+                        or original(vae, images, batch=2, **kw))
     config = trainer.OracleConfig(domain="skin", out=str(tmp_path / "judge"), preset="tiny", n_images=16, steps=2,
                                   batch_size=4, n_held_out=8, workers=1, family="convnext", first_seed=50_000_000,
                                   decoded_by=str(tmp_path), decoded_share=0.25)
     result = trainer.train_oracle(config)
     assert seen == [(4, 32, 32, 3), (8, 32, 32, 3)]              # a quarter of the training set, all the held-out
+    said = [line.split(" (")[0] for line in capsys.readouterr().out.splitlines() if "round trips:" in line]
+    assert said == ["[oracle] round trips: 2/4", "[oracle] round trips: 4/4",         # a line per tenth reached
+                    *(f"[oracle] held-out round trips: {n}/8" for n in (2, 4, 6, 8))]
     assert set(result["held_out_auc_decoded"]) == set(result["held_out_auc"]) and result["decoded_by"] == str(tmp_path)
     assert (tmp_path / "judge" / "oracle" / "medviz_train.json").is_file()
 
