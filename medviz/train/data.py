@@ -114,6 +114,34 @@ def encode_latents(vae, images: np.ndarray, device, batch: int = 128):
     return torch.cat(means) * factor, torch.cat(stds) * factor
 
 
+def cached_latents(path: str | os.PathLike, vae, images: np.ndarray, device, write: bool = True) -> tuple:
+    """``encode_latents``, kept in ``path`` for the run's resumption (10,000 at 128 px take ~15 min on one core).
+
+    Used again only for the same images and VAE weights (their SHA-1 digests); written atomically, when ``write``
+    (the main process of a launched run).
+    """
+    import hashlib
+
+    import torch
+
+    weights = hashlib.sha1()
+    for name, tensor in sorted(vae.state_dict().items()):
+        weights.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    key = {"images": hashlib.sha1(np.ascontiguousarray(images)).hexdigest(), "vae": weights.hexdigest(),
+           "scaling_factor": float(vae.config.scaling_factor)}
+    if os.path.isfile(path):
+        kept = torch.load(path, map_location="cpu", weights_only=True)
+        if kept["key"] == key:
+            return kept["means"].to(device), kept["stds"].to(device)
+    means, stds = encode_latents(vae, images, device)
+    if write:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        partial = f"{path}.{os.getpid()}.partial"
+        torch.save({"key": key, "means": means.cpu(), "stds": stds.cpu()}, partial)
+        os.replace(partial, path)
+    return means, stds
+
+
 def round_trip(vae, images: np.ndarray, batch: int = 64,
                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, H, W, 3) encoded (posterior mean) and decoded by ``vae``: the decoded uint8 images and each

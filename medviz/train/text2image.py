@@ -33,7 +33,7 @@ from ..prompts import training_caption
 from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
 from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
                      make_accelerator, save_checkpoint, scale_record, write_record)
-from .data import encode_latents, render_training_set
+from .data import cached_latents, render_training_set
 from .tokenizer import build_clip_tokenizer, prompt_corpus
 from .vae import structure_weights
 
@@ -137,7 +137,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     text_encoder, trained_ids = parts.text_encoder, parts.trained_ids
     parts.vae.requires_grad_(False)
     frozen_rows = _freeze_other_tokens(text_encoder, trained_ids, device) if trained_ids is not None else None
-    latent_mean, latent_std = encode_latents(parts.vae, parts.images, device)
+    latent_mean, latent_std = cached_latents(out / "text2image-checkpoints" / "latents.pt", parts.vae, parts.images,
+                                             device, write=accelerator.is_main_process)
     parts.vae = None                           # not needed past the latents: its memory goes back
     cell_weights = (latent_structure_weights(parts.masks, latent_mean.shape[-1], config.structure_weight, device)
                     if config.structure_weight else None)
