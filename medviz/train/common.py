@@ -141,14 +141,15 @@ def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
 
 
 class Log:
-    """Prints a line every ``every`` steps with the running mean of each metric and the rate."""
+    """Prints a line every ``every`` steps with the running mean of each metric and the rate since the last line
+    (a resumed run's first line counts from the Log's start, not from step 0)."""
 
     def __init__(self, name: str, total: int, every: int = 100, progress: Progress | None = None, enabled: bool = True):
         self.name, self.total, self.every, self.progress = name, total, every, progress
         self.enabled = enabled             # False on all but the main process: one log per run
         self.sums: dict[str, float] = {}
         self.count = 0
-        self.start = time.perf_counter()
+        self.since = time.perf_counter()
 
     def step(self, step: int, **metrics: float) -> None:
         for key, value in metrics.items():
@@ -156,7 +157,9 @@ class Log:
         self.count += 1
         if step % self.every == 0 or step == self.total:
             means = {k: v / self.count for k, v in self.sums.items()}
-            rate = step / max(time.perf_counter() - self.start, 1e-9)
+            now = time.perf_counter()
+            rate = self.count / max(now - self.since, 1e-9)
+            self.since = now
             text = " ".join(f"{k}={v:.4f}" for k, v in means.items())
             if self.enabled:
                 print(f"[{self.name}] step {step}/{self.total} {text} ({rate:.2f} steps/s)", flush=True)
