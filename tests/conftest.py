@@ -29,15 +29,16 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    # The UI tests (a request through a server, ~0.1-5 s each) first and the unit tests after: xdist hands out the
-    # last tests in chunks, and a chunk of UI tests at the end left one worker idle for seconds. A stable sort, the
-    # same in every worker, as xdist requires.
-    items.sort(key=lambda item: not item.nodeid.startswith("tests/ui/"))
     for item in items:
         if BUNDLED_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.bundled)
         if any(item.get_closest_marker(kind) for kind in SLOW_KINDS):
             item.add_marker(pytest.mark.slow)
+    # Longest first, as a scheduler should: the slow tests (5-25 s each), then the UI tests (a request through a
+    # server, ~0.1-5 s each), then the unit tests. xdist hands out the last tests in chunks, and a long test or a
+    # chunk of UI tests at the end left one worker idle for seconds. A stable sort, the same in every worker, as
+    # xdist requires.
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, not item.nodeid.startswith("tests/ui/")))
 
 
 @pytest.fixture(scope="session")
