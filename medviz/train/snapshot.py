@@ -18,7 +18,7 @@ import numpy as np
 
 from .bundle import bundle_pipeline
 from .common import latest_checkpoint, make_accelerator, write_record
-from .text2image import Text2ImageConfig, _denoiser, _freeze_other_tokens, _starting_point
+from .text2image import CHECKPOINTS, Text2ImageConfig, _denoiser, _freeze_other_tokens, _starting_point
 
 
 def snapshot_text2image(run: str | Path, into: str | Path) -> int:
@@ -29,9 +29,9 @@ def snapshot_text2image(run: str | Path, into: str | Path) -> int:
     import torch
 
     run, into = Path(run), Path(into)
-    found = latest_checkpoint(run / "text2image-checkpoints")
+    found = latest_checkpoint(run / CHECKPOINTS)
     if not found or not (found[0] / "ema.pt").exists():
-        raise FileNotFoundError(f"{run / 'text2image-checkpoints'} holds no checkpoint with its EMA (ema.pt)")
+        raise FileNotFoundError(f"{run / CHECKPOINTS} holds no checkpoint with its EMA (ema.pt)")
     folder, step = found
     saved = json.loads((folder / "medviz_train.json").read_text())["config"]
     config = Text2ImageConfig(**{f.name: saved[f.name] for f in fields(Text2ImageConfig) if f.name in saved})

@@ -38,6 +38,10 @@ from .tokenizer import build_clip_tokenizer, prompt_corpus
 from .vae import structure_weights
 
 
+#: The folder under ``out`` with the resumable checkpoints (and the cached latents) of a run.
+CHECKPOINTS = "text2image-checkpoints"
+
+
 @dataclass(frozen=True)
 class Text2ImageConfig(TrainConfig):
     steps: int = 20000
@@ -137,8 +141,8 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     text_encoder, trained_ids = parts.text_encoder, parts.trained_ids
     parts.vae.requires_grad_(False)
     frozen_rows = _freeze_other_tokens(text_encoder, trained_ids, device) if trained_ids is not None else None
-    latent_mean, latent_std = cached_latents(out / "text2image-checkpoints" / "latents.pt", parts.vae, parts.images,
-                                             device, write=accelerator.is_main_process)
+    latent_mean, latent_std = cached_latents(out / CHECKPOINTS / "latents.pt", parts.vae, parts.images, device,
+                                             write=accelerator.is_main_process)
     parts.vae = None                           # not needed past the latents: its memory goes back
     cell_weights = (latent_structure_weights(parts.masks, latent_mean.shape[-1], config.structure_weight, device)
                     if config.structure_weight else None)
@@ -181,7 +185,7 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
         log.step(step, loss=loss.item(), mse=per_sample.mean().item())
         stop = should_stop() if should_stop else False
         if (config.checkpoint_every and step % config.checkpoint_every == 0) or stop:
-            path = save_checkpoint(accelerator, out / "text2image-checkpoints", step, config)
+            path = save_checkpoint(accelerator, out / CHECKPOINTS, step, config)
             torch.save(ema.state_dict(), path / "ema.pt")
         if stop:
             return {"stopped_at": step}
@@ -337,7 +341,7 @@ def _resume(accelerator, ema, out: Path, device) -> int:
     """Load the latest checkpoint (and its EMA) under ``out``; returns its step (0: none)."""
     import torch
 
-    resumed = latest_checkpoint(out / "text2image-checkpoints")
+    resumed = latest_checkpoint(out / CHECKPOINTS)
     if not resumed:
         return 0
     accelerator.load_state(str(resumed[0]))
