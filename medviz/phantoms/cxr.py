@@ -50,13 +50,21 @@ def _uniform(u: float, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(u)
 
 
-def _device_mechanism(parents: Mapping[str, Any], u: np.ndarray) -> tuple[str, ...]:
-    if not parents["support_devices"]:
-        return ()
-    present = [d for d, ui in zip(DEVICES, u[:4]) if ui < DEVICE_RATES[d]]
-    if not present:
-        present = [DEVICES[min(int(u[4] * len(DEVICES)), len(DEVICES) - 1)]]
-    return tuple(present)
+def _device_mechanism(single_device_share: float):
+    """Which devices, given support devices: each kind at its ``DEVICE_RATES`` (at least one), or with probability
+    ``single_device_share`` exactly one kind, each as likely. ``u[4]`` decides both, rescaled, so a share of 0 draws
+    what the SCM always drew from the same seed."""
+    def devices(parents: Mapping[str, Any], u: np.ndarray) -> tuple[str, ...]:
+        if not parents["support_devices"]:
+            return ()
+        if u[4] < single_device_share:
+            return (DEVICES[min(int(u[4] / single_device_share * len(DEVICES)), len(DEVICES) - 1)],)
+        rest = (u[4] - single_device_share) / (1.0 - single_device_share)
+        present = [d for d, ui in zip(DEVICES, u[:4]) if ui < DEVICE_RATES[d]]
+        if not present:
+            present = [DEVICES[min(int(rest * len(DEVICES)), len(DEVICES) - 1)]]
+        return tuple(present)
+    return devices
 
 
 def _check_devices(value: Any) -> None:
@@ -70,7 +78,7 @@ def _acquired(name: str, mean: float, std: float):
 
 
 def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float = 0.15,
-                cardiomegaly_effusion_strength: float = 0.2) -> CausalGraph:
+                cardiomegaly_effusion_strength: float = 0.2, single_device_share: float = 0.0) -> CausalGraph:
     """The chest X-ray SCM.
 
     Args:
@@ -80,7 +88,12 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
         device_base_rate: ``P(support devices | no effusion)``.
         cardiomegaly_effusion_strength: risk difference of effusion given cardiomegaly (a real
             causal path: heart failure causes effusions).
+        single_device_share: share of the phantoms with support devices given exactly one kind, each kind as
+            likely, in [0, 1). 0 (the phantoms' own world): a kind is alone in only 6-16% of them, and a text
+            model trained on them draws the pacemaker whichever kind is asked (docs/results/gen2.md).
     """
+    if not 0.0 <= single_device_share < 1.0:
+        raise ValueError(f"single_device_share must be in [0, 1), got {single_device_share}")
     risk_difference_probability(device_base_rate, effusion_device_strength, True, "effusion_device_strength")
     # Effusion is common here on purpose (about a third of patients): enough positives to train and
     # to measure on, unlike the ~5% of a general population.
@@ -125,7 +138,7 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
                  lambda p, u: bool(u[0] < risk_difference_probability(
                      device_base_rate, effusion_device_strength, p["effusion"] != "none", "support_devices")),
                  "binary", "any support device present (CheXpert label)", validate=check_bool("support_devices")),
-        Variable("devices", ("support_devices",), _device_mechanism, "set",
+        Variable("devices", ("support_devices",), _device_mechanism(single_device_share), "set",
                  "which devices: pacemaker, ett (endotracheal tube), cvc (central line), ngt (NG tube)",
                  n_noise=5, validate=_check_devices),
         Variable("exposure", (), _acquired("exposure", 1.0, 0.07), "continuous",
@@ -146,7 +159,8 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
     ]
     graph = CausalGraph(DOMAIN, variables, {
         "effusion_device_strength": effusion_device_strength, "device_base_rate": device_base_rate,
-        "cardiomegaly_effusion_strength": cardiomegaly_effusion_strength})
+        "cardiomegaly_effusion_strength": cardiomegaly_effusion_strength,
+        "single_device_share": single_device_share})
     return graph
 
 

@@ -90,14 +90,16 @@ def check_structures(domain: str, structures: tuple[str, ...]) -> None:
 
 
 def render_training_set(domain: str, n: int, size: int, workers: int | None, with_masks: bool,
-                        structures: tuple[str, ...] = ()):
+                        structures: tuple[str, ...] = (), graph_parameters: dict | None = None):
     """Training phantoms (seeds 0 .. n - 1): (images, factors, fine-structure masks or None when not asked).
 
     The masks cost N x H x W bytes (30,000 at 128 px: 0.5 GB), so they are rendered only for a loss that uses them.
+    ``graph_parameters``: the SCM's (``render_phantoms``).
     """
     if with_masks:
-        return render_phantoms(domain, n, size, 0, workers, fine_structure_masks=structures or True)
-    return (*render_phantoms(domain, n, size, 0, workers), None)
+        return render_phantoms(domain, n, size, 0, workers, fine_structure_masks=structures or True,
+                               graph_parameters=graph_parameters)
+    return (*render_phantoms(domain, n, size, 0, workers, graph_parameters=graph_parameters), None)
 
 
 def encode_latents(vae, images: np.ndarray, device, batch: int = 128):

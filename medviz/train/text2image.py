@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import data
 from ..io import as_rgb, to_uint8
+from ..phantoms import get_domain
 from ..prompts import training_caption
 from .architectures import PRESETS, grow_unet, make_noise_scheduler, make_text_encoder, make_unet
 from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
@@ -62,6 +63,7 @@ class Text2ImageConfig(TrainConfig):
     grow_attention: bool = False       # with init_from: add attention at the full latent resolution
     grow_layer: bool = False           # with init_from: add a resnet at the full latent resolution
     structure_weight: float = 0.0      # >0: extra loss weight on latent cells holding a fine structure
+    single_device_share: float = 0.0   # cxr: share of device phantoms drawn with one kind (phantoms.cxr.build_graph)
 
 
 def _denoiser(text_encoder, unet):
@@ -231,6 +233,11 @@ def _check(config: Text2ImageConfig, images: np.ndarray | None, masks: np.ndarra
         raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     if config.train_tokens and config.train_unet:
         raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
+    if config.single_device_share and (config.domain != "cxr" or config.pretrained or images is not None):
+        raise ValueError("single_device_share changes which CXR phantoms are rendered: it needs domain cxr and "
+                         "phantoms rendered by the run (no pretrained CSV, no given images)")
+    if config.single_device_share:
+        get_domain("cxr").build_graph(single_device_share=config.single_device_share)    # its range, checked now
 
 
 @dataclass
@@ -285,7 +292,8 @@ def _starting_point(config: Text2ImageConfig, accelerator, data: tuple) -> _Part
     unet = make_unet(arch)
     if images is None or factors is None:
         images, factors, masks = render_training_set(
-            config.domain, config.n_images, arch.image_size, config.workers, bool(config.structure_weight)
+            config.domain, config.n_images, arch.image_size, config.workers, bool(config.structure_weight),
+            graph_parameters=_graph_parameters(config),
         )
     return _Parts(vae, tokenizer, text_encoder, unet, arch.max_tokens, images, factors, masks)
 
@@ -317,12 +325,18 @@ def _continued(config: Text2ImageConfig, accelerator, data: tuple) -> _Parts:
                          full_resolution_layer=config.grow_layer)
     if images is None or factors is None:
         images, factors, masks = render_training_set(config.domain, config.n_images, vae.config.sample_size,
-                                                      config.workers, bool(config.structure_weight))
+                                                      config.workers, bool(config.structure_weight),
+                                                      graph_parameters=_graph_parameters(config))
     # A frozen UNet keeps what it draws and changes only what the words ask for: a cheap way to
     # teach a phrase (a new caption wording) without moving the image model.
     unet.requires_grad_(config.train_unet)
     return _Parts(vae, tokenizer, text_encoder, unet, tokenizer.model_max_length, images, factors, masks,
                   trained_ids=trained_ids)
+
+
+def _graph_parameters(config: Text2ImageConfig) -> dict:
+    """The SCM's parameters the training phantoms are drawn with (the domain's own but for the config's changes)."""
+    return {"single_device_share": config.single_device_share} if config.single_device_share else {}
 
 
 def _freeze_other_tokens(text_encoder, trained_ids: list[int], device) -> tuple:

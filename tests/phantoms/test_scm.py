@@ -123,6 +123,28 @@ def test_intervene_recomputes_descendants_with_same_noise():
     assert again["effusion"] == "none" and set(again.interventions) == {"effusion", "cardiomegaly"}
 
 
+def test_single_device_share_gives_that_share_one_kind_and_changes_nothing_else():
+    def drawn_before(u):                     # the mechanism before the share existed, on the same noise
+        present = [d for d, ui in zip(cxr.DEVICES, u[:4]) if ui < cxr.DEVICE_RATES[d]]
+        return tuple(present or [cxr.DEVICES[min(int(u[4] * 4), 3)]])
+
+    own, single = cxr.build_graph(), cxr.build_graph(single_device_share=0.5)
+    pairs = [(own.sample(seed), single.sample(seed)) for seed in range(1500)]
+    with_devices = [(a, b) for a, b in pairs if a["support_devices"]]
+    assert len(with_devices) > 400
+    assert all(a["devices"] == drawn_before(a.noise["devices"]) for a, _ in with_devices)     # share 0: as before
+    assert all(b["devices"] == () for a, b in pairs if not a["support_devices"])
+    assert all({k: v for k, v in a.factors.items() if k != "devices"} ==
+               {k: v for k, v in b.factors.items() if k != "devices"} for a, b in pairs)
+    alone = {kind: np.mean([b["devices"] == (kind,) for _, b in with_devices]) for kind in cxr.DEVICES}
+    before = {kind: np.mean([a["devices"] == (kind,) for a, _ in with_devices]) for kind in cxr.DEVICES}
+    assert sum(alone.values()) > 0.5 + 0.5 * sum(before.values()) - 0.06, alone
+    assert min(alone.values()) > 0.11 and min(before.values()) < 0.08, (alone, before)
+    assert single.parameters["single_device_share"] == 0.5
+    with pytest.raises(ValueError, match=r"single_device_share must be in \[0, 1\), got 1.0"):
+        cxr.build_graph(single_device_share=1.0)
+
+
 def test_intervene_rejects_bad_values_with_clear_messages():
     graph = cxr.build_graph()
     sample = graph.sample(0)

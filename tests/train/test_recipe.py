@@ -202,6 +202,29 @@ def test_fine_tune_can_grow_the_unet_at_full_resolution(tiny_models, tmp_path):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), grow_layer=True))
 
 
+def test_single_device_share_reaches_the_rendered_training_phantoms(tiny_models, tmp_path, monkeypatch):
+    from medviz.train import text2image
+    from medviz.train.text2image import Text2ImageConfig, train_text2image
+
+    asked = {}
+
+    def render(*args, graph_parameters=None, **kwargs):
+        asked.update(graph_parameters)
+        raise RuntimeError("rendered")
+
+    monkeypatch.setattr(text2image, "render_training_set", render)
+    config = Text2ImageConfig(domain="cxr", out=str(tmp_path / "one"), steps=2, batch_size=2, n_images=4,
+                              init_from=str(tiny_models / "cxr-tiny"), single_device_share=0.5, workers=1)
+    with pytest.raises(RuntimeError, match="rendered"):
+        train_text2image(config)
+    assert asked == {"single_device_share": 0.5}
+    with pytest.raises(ValueError, match="needs domain cxr"):
+        train_text2image(Text2ImageConfig(domain="skin", out=str(tmp_path / "bad"), single_device_share=0.5))
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+        train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), single_device_share=1.5))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_runs_checkpoint_snapshot_is_the_model_the_run_writes_at_that_step(tiny_models, tmp_path):
     """bundle --checkpoint while a run goes on: the EMA weights of its latest checkpoint, rebuilt as the run built its
     model (a grown UNet here), are exactly what the run itself writes when it ends at that step."""
