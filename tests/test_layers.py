@@ -19,6 +19,7 @@ LAYERS = {
     "metrics": 0,
     "shifts": 0,
     "processes": 0,
+    "progress": 0,
     "display": 1,
     "prompts": 1,
     "phantoms": 2,

@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
 from ..engines.audit import (SHORTCUT, UNITS, AuditConfig, Counterfactuals, edit_faithfulness, make_counterfactuals,
                              phantom_images, report, score_audit, used)
 from ..models import load_model, read_model_card
+from ..progress import printed_progress
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from .cards import write_classifier_card
@@ -77,18 +77,10 @@ def counterfactuals(domain: str, n: int, cache: Path):
     model = load_model(f"{domain}-phantom")
     images = phantom_images(domain, n, HELD_OUT_FIRST_SEED + AUDIT_OFFSET, attributes=(spurious, target),
                             size=model.image_size)
-    tic = time.perf_counter()
-    made = make_counterfactuals(model, images, config, progress=_every(20, tic))
+    made = make_counterfactuals(model, images, config, progress=printed_progress("  edits", every=20))
     cache.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(made))
     return config, made
-
-
-def _every(count: int, tic: float):
-    def progress(done: int, total: int) -> None:
-        if done % count == 0 or done == total:
-            print(f"  edits {done}/{total}  {time.perf_counter() - tic:.0f} s", flush=True)
-    return progress
 
 
 def spearman(x, y) -> float:

@@ -34,6 +34,7 @@ from ..io import write_png
 from ..models import load_model
 from ..phantoms import get_domain
 from ..phantoms.effects import link_parameters, true_switch
+from ..progress import printed_progress
 from ..prompts import describe
 from ..train.classifier import TRAIN_FIRST_SEED, ClassifierConfig, train_classifier
 from .audit import counterfactuals as audit_counterfactuals
@@ -72,14 +73,10 @@ def our_counterfactuals(domain: str, work: Path, model) -> Path:
     out = work / f"cf-{domain}-{n}"
     source = phantom_source(out / "source", domain, n, STRENGTH, TRAIN_FIRST_SEED, model.image_size)
     if not (out / "labels.csv").is_file():
-        tic = time.perf_counter()
         result = augment(
             AugmentConfig(csv=str(source), out=str(out), model=f"{domain}-phantom"),
             model,
-            progress=lambda done, total: (
-                done % 50 == 0
-                and print(f"  counterfactuals {done}/{total} {time.perf_counter() - tic:.0f} s", flush=True)
-            ),
+            progress=printed_progress("  counterfactuals", every=50),
         )
         print(f"  {result.kept} kept, skipped {result.skipped}", flush=True)
     return out / "labels.csv"

@@ -7,7 +7,6 @@ scratch on phantoms with binary cross-entropy; judged by ROC AUC per attribute o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from .. import domains
 from ..io import to_model_batch
 from ..metrics import roc_auc
 from ..oracle import READOUT_KIND, predict
+from ..progress import printed_progress
 from .architectures import PRESETS, make_oracle
 from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
                      optimizer_step, scale_record, write_record)
@@ -67,7 +67,7 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
         said = None
         if accelerator.is_main_process:        # as long as the training: 10,000 at 128 px ~40 min on a shared core
             print(f"[oracle] {len(rows)} of {len(images)} images through {config.decoded_by}'s round trip", flush=True)
-            said = _every_tenth("[oracle] round trips")
+            said = printed_progress("[oracle] round trips")
         images[rows] = round_trip(vae, images[rows], progress=said)[0]
     targets = torch.as_tensor(attribute_matrix(config.domain, factors))
     model = make_oracle(arch, labels, config.family)
@@ -101,7 +101,7 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     truth = attribute_matrix(config.domain, held_factors)
     auc = {name: roc_auc(truth[:, k], probabilities[:, k]) for k, name in enumerate(labels)}
     if vae is not None:                        # and on the same held-out phantoms' round trips
-        decoded = round_trip(vae, held_images, progress=_every_tenth("[oracle] held-out round trips"))[0]
+        decoded = round_trip(vae, held_images, progress=printed_progress("[oracle] held-out round trips"))[0]
         decoded = predict(model, decoded, accelerator.device)
         auc_decoded = {name: roc_auc(truth[:, k], decoded[:, k]) for k, name in enumerate(labels)}
     out = Path(config.out) / "oracle"
@@ -113,18 +113,6 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     write_record(out, "medviz_train.json", config, result)
     accelerator.wait_for_everyone()
     return result
-
-
-def _every_tenth(what: str) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` that prints ``what`` with the count and the time taken at each tenth done."""
-    start, last = time.monotonic(), [0]
-
-    def say(done: int, total: int) -> None:
-        if 10 * done // total > last[0]:
-            last[0] = 10 * done // total
-            print(f"{what}: {done}/{total} ({time.monotonic() - start:.0f} s)", flush=True)
-
-    return say
 
 
 def _decoder(config: OracleConfig):
