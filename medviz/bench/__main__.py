@@ -10,13 +10,13 @@ import argparse
 import sys
 
 from . import (align, audit, backends, calibrate, classify, counterfactual, debias, fullsize, generate, guard, models,
-               phantoms, progression, robust, scale, traverse, ui, uncertainty)
+               phantoms, progression, robust, scale, traverse, ui, uncertainty, unet)
 
 BENCHES = {"phantoms": phantoms, "models": models, "generate": generate, "traverse": traverse, "classify": classify,
            "calibrate": calibrate, "counterfactual": counterfactual, "guard": guard, "fullsize": fullsize,
            "ui": ui, "audit": audit, "debias": debias, "robust": robust, "uncertainty": uncertainty,
            "scale": scale, "align": align, "backends": backends,
-           "progression": progression}
+           "progression": progression, "unet": unet}
 
 
 def main(argv: list[str] | None = None) -> int:
