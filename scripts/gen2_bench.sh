@@ -28,7 +28,8 @@ for model in "$candidate" gen1; do
     [ "$model" = gen1 ] && { tag=gen1; model=$domain-phantom; }
     options=(--model "$model")
     [ "$model" = "$domain-phantom" ] && options=()         # the bundled model: the bench's default
-    [ "$domain" = cxr ] && bench "$tag" kinds "${options[@]}" --device-kinds --oracle "$judge"
+    [ "$domain" = cxr ] && bench "$tag" kinds "${options[@]}" --device-kinds --oracle "$judge" \
+        --sheet "runs/bench/gen2/${tag}_kinds.png"
     bench "$tag" prompts "${options[@]}" --oracle "$judge"
     bench "$tag" round_trip_oracle "${options[@]}" --round-trip-only
     bench "$tag" paraphrases "${options[@]}" --paraphrases --oracle "$judge"

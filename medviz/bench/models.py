@@ -300,7 +300,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     vocabulary = domains.get(config.domain)
     if config.device_kinds:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
-                "device_kinds": device_kinds(pipe, oracle, config, size, progress)}
+                "device_kinds": device_kinds(pipe, oracle, config, size, progress),
+                **({"sheet": config.sheet} if config.sheet else {})}
     if config.paraphrases:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
                 "paraphrases": paraphrase_rows(pipe, oracle, config, size, progress)}
@@ -384,22 +385,29 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
     kinds = domains.get("cxr").kinds("support_devices")
     cxr = get_domain("cxr")
     graph = cxr.build_graph()
-    rows = []
+    rows, sheet_rows = [], []
     for kind in kinds:
         prompt = describe("cxr", {"support_devices": True, kind: True})
         latents = _sample_latents(pipe, prompt, config, size)
-        generated = _features(oracle, _decode(pipe, pipe.vae, latents))[0]
+        images = _decode(pipe, pipe.vae, latents)
+        generated = _features(oracle, images)[0]
         phantoms = []
         for i in range(config.n):
             sample = graph.sample(HELD_OUT_FIRST_SEED + 500_000 + i)
             given = graph.intervene(sample, support_devices=True, devices=(kind,))
             phantoms.append(to_uint8(as_rgb(cxr.render(given.factors, given.seed, size).image)))
         real = _features(oracle, np.stack(phantoms))[0]
+        sheet_rows.append((prompt, images, np.stack(phantoms)))
         rows.append({"kind": kind, "prompt": prompt,
                      "generated": {k: float((generated[:, labels.index(k)] > 0.5).mean()) for k in kinds},
                      "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in kinds}})
         if progress:
             progress(f"{prompt!r}: {config.n} samples")
+    if config.sheet:                 # each column one noise seed: does the asked kind or the seed decide the devices?
+        layout = SheetLayout(per_prompt=min(6, config.n), real=min(2, config.n), steps=config.steps,
+                             guidance_scale=config.guidance_scale, seed=config.seed)
+        draw_sheet(sheet_rows, config.sheet, config.model or "cxr-phantom", layout,
+                   real_title="phantoms given exactly that device")
     return rows
 
 
@@ -568,39 +576,50 @@ def contact_sheet(pipe, domain: str, out: str, title: str, layout: SheetLayout =
         ``out``.
     """
     per_prompt, real, pool = layout.per_prompt, layout.real, layout.pool
-    steps, guidance_scale, seed = layout.steps, layout.guidance_scale, layout.seed
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
 
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     pool_images, pool_factors = render_phantoms(domain, pool, size, HELD_OUT_FIRST_SEED + 700_000, workers=1)
     pool_attributes = [domains.get(domain).attributes_of(f) for f in pool_factors]
-    prompts = [(a, w, p) for a, pair in FIDELITY_PROMPTS[domain].items() for w, p in zip((True, False), pair)]
-    columns, label_in, tile_in, head_in = per_prompt + real, 1.9, 1.25, 0.55
-    figure, axes = plt.subplots(len(prompts), columns, squeeze=False, facecolor="black",
-                                figsize=(label_in + tile_in * columns, head_in + tile_in * len(prompts)))
-    width, height = figure.get_size_inches()
-    figure.subplots_adjust(
-        left=label_in / width, right=0.995, bottom=0.005, top=1 - head_in / height, wspace=0.04, hspace=0.04
-    )
-    for r, (_, _, prompt) in enumerate(prompts):
+    rows = []
+    for prompt in [p for pair in FIDELITY_PROMPTS[domain].values() for p in pair]:        # with, then without
         if samples and len(samples.get(prompt, ())) >= per_prompt:
             images = samples[prompt][:per_prompt]
         else:
-            images = pipe([prompt] * per_prompt, num_inference_steps=steps, guidance_scale=guidance_scale, height=size,
-                          width=size, generator=torch.Generator().manual_seed(seed), output_type="np").images
+            images = pipe([prompt] * per_prompt, num_inference_steps=layout.steps,
+                          guidance_scale=layout.guidance_scale, height=size, width=size,
+                          generator=torch.Generator().manual_seed(layout.seed), output_type="np").images
         # Real phantoms that fit the whole prompt as the training captions read it (unnamed artifacts
         # absent), so a 'benign nevus with hair' row shows hairy nevi, not hairy melanomas with rulers.
         fixed = caption_conditional(domain, prompt)
         matches = [i for i, a in enumerate(pool_attributes) if all(a[k] == v for k, v in fixed.items())][:real]
         if len(matches) < real:
             raise ValueError(f"only {len(matches)} of {pool} phantoms fit {prompt!r}; ask for fewer real images")
+        rows.append((prompt, images, pool_images[matches]))
+    return draw_sheet(rows, out, title, layout)
+
+
+def draw_sheet(rows: list[tuple[str, np.ndarray, np.ndarray]], out: str, title: str, layout: SheetLayout,
+               real_title: str = "real phantoms") -> str:
+    """A contact sheet: per row (prompt, its generated images, real images), the first ``layout.per_prompt``
+    generated (orange frames, the same noise in each column) beside ``layout.real`` real ones (cyan); ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_prompt, real = layout.per_prompt, layout.real
+    columns, label_in, tile_in, head_in = per_prompt + real, 1.9, 1.25, 0.55
+    figure, axes = plt.subplots(len(rows), columns, squeeze=False, facecolor="black",
+                                figsize=(label_in + tile_in * columns, head_in + tile_in * len(rows)))
+    width, height = figure.get_size_inches()
+    figure.subplots_adjust(
+        left=label_in / width, right=0.995, bottom=0.005, top=1 - head_in / height, wspace=0.04, hspace=0.04
+    )
+    for r, (prompt, images, real_images) in enumerate(rows):
         for c in range(columns):
             ax = axes[r, c]
-            ax.imshow(images[c] if c < per_prompt else pool_images[matches[c - per_prompt]])
+            ax.imshow(images[c] if c < per_prompt else real_images[c - per_prompt])
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
@@ -608,9 +627,10 @@ def contact_sheet(pipe, domain: str, out: str, title: str, layout: SheetLayout =
         axes[r, 0].set_ylabel(prompt.replace("Dermoscopy image of ", "").replace("Chest X-ray ", ""), color="white",
                               fontsize=7, rotation=0, ha="right", va="center", wrap=True)
     axes[0, 0].set_title("generated", color="orange", fontsize=8, loc="left")
-    axes[0, per_prompt].set_title("real phantoms", color="cyan", fontsize=8, loc="left")
+    axes[0, per_prompt].set_title(real_title, color="cyan", fontsize=8, loc="left")
     figure.suptitle(
-        f"{title}\ngenerated: {steps} DDIM steps, CFG {guidance_scale:g}, seed {seed}; synthetic, research use only",
+        f"{title}\ngenerated: {layout.steps} DDIM steps, CFG {layout.guidance_scale:g}, seed {layout.seed}; "
+        "synthetic, research use only",
         color="white",
         fontsize=7,
         y=1 - 0.05 / height,
@@ -657,8 +677,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sheet",
         default=None,
         metavar="PNG",
-        help="also write a contact sheet: each prompt's samples beside real phantoms that fit it "
-        "({domain} in the path is replaced by the domain)",
+        help="also write a contact sheet: each prompt's samples beside real phantoms that fit it (with "
+        "--device-kinds: each kind's samples beside phantoms given exactly it; {domain} is replaced by the domain)",
     )
     parser.add_argument(
         "--write-card",
@@ -671,8 +691,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, command: str) -> int:
-    if args.sheet and args.round_trip_only:
-        raise SystemExit("--sheet needs generated samples; drop --round-trip-only")
+    if args.sheet and (args.round_trip_only or args.paraphrases):
+        raise SystemExit("--sheet draws the fidelity prompts' or the device kinds' samples: drop --round-trip-only "
+                         "and --paraphrases")
     if args.device_kinds and args.domain == "skin":
         raise SystemExit("--device-kinds is a CXR measurement: use --domain cxr")
     configs = [ModelsBenchConfig(domain=domain, n=args.n, steps=args.steps, model=args.model,

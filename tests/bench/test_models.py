@@ -127,8 +127,9 @@ def test_contact_sheet_puts_each_prompts_samples_beside_real_phantoms(cxr_model,
 def test_models_bench_refuses_a_sheet_without_samples():
     from medviz.bench.__main__ import main
 
-    with pytest.raises(SystemExit, match="--sheet needs generated samples"):
-        main(["models", "--domain", "cxr", "--round-trip-only", "--sheet", "x.png"])
+    for only in ("--round-trip-only", "--paraphrases"):
+        with pytest.raises(SystemExit, match="--sheet draws the fidelity prompts' or the device kinds' samples"):
+            main(["models", "--domain", "cxr", only, "--sheet", "x.png"])
 
 
 def test_models_table_shows_each_prompts_line_shapes_beside_the_phantoms(capsys):
@@ -152,11 +153,13 @@ def test_models_table_shows_each_prompts_line_shapes_beside_the_phantoms(capsys)
 
 @pytest.mark.bundled
 @needs_models
-def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it(cxr_model, capsys):
+def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it(cxr_model, capsys, tmp_path):
+    from PIL import Image
+
     from medviz import domains
     from medviz.bench.models import ModelsBenchConfig, device_kinds, print_table
 
-    config = ModelsBenchConfig(domain="cxr", n=3, steps=2, device_kinds=True)
+    config = ModelsBenchConfig(domain="cxr", n=3, steps=2, device_kinds=True, sheet=str(tmp_path / "kinds.png"))
     rows = device_kinds(cxr_model.pipe, cxr_model.oracle.model, config, 128)
     assert [r["kind"] for r in rows] == list(domains.get("cxr").kinds("support_devices"))
     assert rows[2]["prompt"] == "Chest X-ray showing support devices, central venous line"
@@ -165,6 +168,9 @@ def test_device_kinds_ask_each_kind_alone_and_read_the_phantoms_given_exactly_it
         # the samples show is the model's, not the oracle's.
         assert row["phantoms"] == {k: float(k == row["kind"]) for k in domains.get("cxr").kinds("support_devices")}
         assert all(v in (0.0, 1 / 3, 2 / 3, 1.0) for v in row["generated"].values())
+    # The sheet: a row per kind asked, 3 samples (the same noise in each column) beside 2 phantoms given it.
+    sheet = np.asarray(Image.open(config.sheet).convert("L"), dtype=np.float32)
+    assert 1.3 < sheet.shape[1] / sheet.shape[0] < 1.6 and sheet.std() > 20 and (sheet > 100).mean() > 0.1
     print_table({"domain": "cxr", "config": config.__dict__, "rows": [], "vae_round_trip": {}, "device_kinds": rows})
     out = capsys.readouterr().out
     assert "kind asked" in out and "(100%)" in out and out.count("\ncvc ") == 1
