@@ -24,7 +24,8 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
-def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, min_segment: int = 4) -> dict:
+def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, min_segment: int = 4,
+                     bright: bool = False) -> dict:
     """How the thin dark lines of a set of images are shaped: long and straight (hair shafts, catheters),
     or short and branching (a crack net).
 
@@ -39,6 +40,7 @@ def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, mi
         depth: black-hat threshold, in [0, 1] of the intensity range.
         width: side of the closing's square, px; lines must be thinner than this.
         min_segment: segments shorter than this many px are left out of the segment statistics.
+        bright: measure bright lines instead (catheters on an X-ray): the images are inverted first.
 
     Returns:
         ``line_px``: mean skeleton pixels per image; ``junctions_per_100px``: junctions per 100 skeleton px;
@@ -51,6 +53,8 @@ def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, mi
 
     images = np.asarray(images)
     grey = images.astype(np.float32).mean(-1) / 255 if images.ndim == 4 else images.astype(np.float32) / 255
+    if bright:
+        grey = 1.0 - grey
     eight = np.ones((3, 3), bool)
     line_px, junctions, lengths, straightness = 0, 0, [], []
     for image in grey:

@@ -77,6 +77,14 @@ def test_an_image_without_lines_has_no_line_statistics():
     assert thin_line_shapes(np.asarray(nevus)[None])["line_px"] < 20
 
 
+def test_bright_lines_are_measured_as_dark_ones_are_and_only_when_asked():
+    shafts = np.stack([_straight_shafts(s) for s in range(4)])
+    catheters = 255 - shafts                            # the same lines, bright on a dark ground (an X-ray)
+    dark, bright = thin_line_shapes(shafts), thin_line_shapes(catheters, bright=True)
+    assert dark == bright and dark["line_px"] > 400
+    assert thin_line_shapes(catheters)["line_px"] < 0.25 * dark["line_px"]   # dark lines asked: crossings only
+
+
 def test_ece_is_zero_when_confidence_matches_accuracy_and_the_gap_when_it_does_not():
     from medviz.metrics import expected_calibration_error, reliability_bins
 

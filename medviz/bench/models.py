@@ -326,6 +326,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     decoded_samples: dict[str, np.ndarray] = {}      # prompt -> the pipeline's own decode, for the contact sheet
     generated_features = {name: [] for name in decoders}
     real_lines: dict[tuple, dict] = {}               # fitting attributes -> their phantoms' line shapes
+    bright = vocabulary.thin_lines == "bright"       # catheters are bright on an X-ray; hair and ink dark on skin
     seconds = 0.0
     for attribute, (with_prompt, without_prompt) in fidelity_prompts(config).items():
         k = labels.index(attribute)
@@ -342,7 +343,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
             # set of fitting phantoms once.
             fitting = tuple(sorted(conditional.items()))
             if fitting not in real_lines:
-                real_lines[fitting] = thin_line_shapes(pool[np.flatnonzero(matching)[:LINE_REFERENCE]])
+                real_lines[fitting] = thin_line_shapes(pool[np.flatnonzero(matching)[:LINE_REFERENCE]], bright=bright)
             # A candidate decoder (decoder-only fine-tune: same latent space) decodes the very same latents,
             # so the two rows differ only by the decoder.
             for name, vae in decoders.items():
@@ -358,7 +359,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
                                    "diversity_ratio": spread / mean_pairwise_distance(pool_feat[matching]),
                                    "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
                                    "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only]),
-                                   "lines": thin_line_shapes(images), "lines_real": real_lines[fitting]})
+                                   "lines": thin_line_shapes(images, bright=bright), "lines_real": real_lines[fitting]})
     result = {
         "domain": config.domain, "config": config.__dict__, "rows": rows["bundled"],
         **_frechet_distances(oracle, reference, ref_feat, np.concatenate(generated_features["bundled"])),
@@ -400,7 +401,9 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
         sheet_rows.append((prompt, images, np.stack(phantoms)))
         rows.append({"kind": kind, "prompt": prompt,
                      "generated": {k: float((generated[:, labels.index(k)] > 0.5).mean()) for k in kinds},
-                     "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in kinds}})
+                     "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in kinds},
+                     "lines": thin_line_shapes(images, bright=True),
+                     "lines_real": thin_line_shapes(np.stack(phantoms), bright=True)})
         if progress:
             progress(f"{prompt!r}: {config.n} samples")
     if config.sheet:                 # each column one noise seed: does the asked kind or the seed decide the devices?
@@ -517,16 +520,7 @@ def print_table(result: dict) -> None:
                 f"{row.get('fits_all', float('nan')):>9.1%}{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}"
                 f"{named:>12.2f}"
             )
-    print(
-        "thin dark lines, generated (fitting phantoms): junctions per 100 line px; mean segment px; straightness "
-        "(1 = straight); line px per image"
-    )
-    for row in result["rows"]:
-        if "lines" not in row:
-            continue
-        cells = [(row["lines"][key], row["lines_real"][key], fmt) for key, fmt in
-                 (("junctions_per_100px", ".2f"), ("segment_px", ".1f"), ("straightness", ".3f"), ("line_px", ".0f"))]
-        print(f"{row['prompt']:<62}" + "".join(f"{g:>9{fmt}} ({r:{fmt}})" for g, r, fmt in cells))
+    print_line_shapes(result["rows"], domains.get(result["domain"]).thin_lines, "fitting phantoms")
     print("Fréchet distance (oracle features): generated vs held-out "
           + "; ".join(f"{fd:.2f} ({title.split(' (')[0]})" for title, _, fd in tables)
           + f"; blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
@@ -534,6 +528,18 @@ def print_table(result: dict) -> None:
     print(f"generation: {result['images_generated']} images in {result['generation_seconds']:.0f} s")
     if result.get("sheet"):
         print(f"contact sheet: {result['sheet']}")
+
+
+def print_line_shapes(rows: list[dict], polarity: str, reference: str) -> None:
+    """Each row's thin-line shapes (``lines``) beside its reference phantoms' (``lines_real``)."""
+    print(f"thin {polarity} lines, generated ({reference}): junctions per 100 line px; mean segment px; straightness "
+          "(1 = straight); line px per image")
+    for row in rows:
+        if "lines" not in row:
+            continue
+        cells = [(row["lines"][key], row["lines_real"][key], fmt) for key, fmt in
+                 (("junctions_per_100px", ".2f"), ("segment_px", ".1f"), ("straightness", ".3f"), ("line_px", ".0f"))]
+        print(f"{row['prompt']:<62}" + "".join(f"{g:>9{fmt}} ({r:{fmt}})" for g, r, fmt in cells))
 
 
 def print_device_kinds(result: dict) -> None:
@@ -546,6 +552,7 @@ def print_device_kinds(result: dict) -> None:
         print(
             f"{row['kind']:<12}" + "".join(f"{row['generated'][k]:>9.0%} ({row['phantoms'][k]:>4.0%})" for k in kinds)
         )
+    print_line_shapes(rows, "bright", "phantoms given exactly that device")
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,7 @@ class Domain:
     mirrored: bool = False             # an image flipped left-right is as likely (dermoscopy; not a chest X-ray)
     fidelity: tuple[str, ...] = ()     # the attributes the models bench asks for and against, in prompts
     shifts: tuple[Shift, ...] = ()     # the stress test's acquisition shifts
+    thin_lines: str = "dark"           # its thin structures' polarity: dark (hair, ink) or bright (metal catheters)
 
     def shift(self, name: str) -> Shift:
         for shift in self.shifts:
