@@ -1,8 +1,8 @@
 """Counterfactual-edit bench on held-out phantoms, against the true counterfactuals of the phantom SCM.
 
-Per edit type (cxr: add/remove pleural effusion, add/remove support devices; skin: remove ruler, hair,
-ink; add/remove melanoma) on ``n`` held-out phantoms for which the edit makes sense (no effusion to
-add one, ...):
+Per edit type (``EDITS``: the add and the remove of every editable attribute; a device kind is added to a
+phantom without devices, and devices are removed all at once, as the Edit tab offers them) on ``n`` held-out
+phantoms for which the edit makes sense (no effusion to add one, ...):
 * effectiveness: the oracle reads the target attribute as asked on the counterfactual;
 * preservation: every other factor attribute keeps the oracle label it had on the input;
 * faithfulness: L1(counterfactual, true counterfactual) < L1(input, true counterfactual), where the true
@@ -50,23 +50,39 @@ from .truth import switch
 
 _ENGINE = EditConfig()
 
-#: name -> (domain, "add"/"remove", attribute, SCM factors held at their values: the planted link is not followed).
+_EFFUSION = ("effusion", "effusion_severity")
+#: name -> (domain, "add"/"remove", attribute, SCM factors held at their values: the planted link (effusion ->
+#: devices, melanoma -> ruler) and cardiomegaly -> effusion are not followed: an edit changes one attribute).
 EDITS = {
     "add pleural effusion": ("cxr", "add", "pleural_effusion", ("support_devices", "devices")),
     "remove pleural effusion": ("cxr", "remove", "pleural_effusion", ("support_devices", "devices")),
+    "add cardiomegaly": ("cxr", "add", "cardiomegaly", (*_EFFUSION, "support_devices", "devices")),
+    "remove cardiomegaly": ("cxr", "remove", "cardiomegaly", (*_EFFUSION, "support_devices", "devices")),
     "add support devices": ("cxr", "add", "support_devices", ()),    # the request names the devices
     "remove support devices": ("cxr", "remove", "support_devices", ()),
+    **{f"add {kind}": ("cxr", "add", kind, ()) for kind in DEVICES},  # to phantoms without devices
+    "add ruler": ("skin", "add", "ruler", ()),
     "remove ruler": ("skin", "remove", "ruler", ()),
+    "add hair": ("skin", "add", "hair", ()),
     "remove hair": ("skin", "remove", "hair", ()),
+    "add ink": ("skin", "add", "ink", ()),
     "remove ink": ("skin", "remove", "ink", ()),
+    "add gel bubbles": ("skin", "add", "gel_bubbles", ()),
+    "remove gel bubbles": ("skin", "remove", "gel_bubbles", ()),
+    "add vignette": ("skin", "add", "vignette", ()),
+    "remove vignette": ("skin", "remove", "vignette", ()),
     "add melanoma": ("skin", "add", "melanoma", ("ruler",)),
     "remove melanoma": ("skin", "remove", "melanoma", ("ruler",)),
 }
-#: edit -> the render components whose noise its input does not show. Adding devices: each device's path
-#: jitter (the device set itself is named in the request). Every other edit's true counterfactual is fixed by
-#: noise the input shows: added effusion has a set side and severity and no render noise; a melanoma grows
-#: from the nevus's own lesion noise; a removal only takes away.
-UNSEEN_RENDER_NOISE = {"add support devices": tuple(f"device-{name}" for name in DEVICES)}
+#: edit -> the render components whose noise its input does not show: where an added device's path wanders,
+#: where the added hair, ink marks and bubbles lie, which edge the ruler takes (the devices themselves are named in
+#: the request). Every other edit's true counterfactual is fixed by noise the input shows: added effusion has a
+#: set side and severity and no render noise; a melanoma grows from the nevus's own lesion noise, a heart from its
+#: own outline; a vignette has none; a removal only takes away.
+UNSEEN_RENDER_NOISE = {"add support devices": tuple(f"device-{name}" for name in DEVICES),
+                       **{f"add {kind}": (f"device-{kind}",) for kind in DEVICES},
+                       "add ruler": ("ruler",), "add hair": ("hair",), "add ink": ("ink",),
+                       "add gel bubbles": ("bubbles",)}
 NEAR_TRUTH_PX = 2                    # "near the truth": within this many pixels (at 128 px) of the true change
 #: The issue's acceptance bars (a model card says whether each benched edit meets them).
 BARS = {"effectiveness": 0.9, "preservation_all": 0.95, "faithfulness": 0.8}
@@ -98,6 +114,7 @@ class CounterfactualBenchConfig:
     tuning: bool = False             # True: the tuning phantoms instead of the held-out bench set
     model: str | None = None         # a pipeline folder of the edits' one domain (None: the bundled {domain}-phantom)
     ceilings_only: bool = False      # only the faithfulness ceilings (no edit is run)
+    oracle: str | None = None        # the oracle folder that reads the edits (None: the model's own; a judge)
 
 
 def true_counterfactual(domain: str, seed: int, edit: str, size: int):
@@ -114,14 +131,16 @@ def true_counterfactual(domain: str, seed: int, edit: str, size: int):
 
 
 def eligible_seeds(edit: str, n: int, first_seed: int) -> list[int]:
-    """The first ``n`` seeds from ``first_seed`` whose phantom lacks (add) or has (remove) the attribute."""
+    """The first ``n`` seeds from ``first_seed`` whose phantom lacks (add) or has (remove) the attribute; a kind
+    (a device) is added only where there is none of its family (the kind's ``add`` sets the whole device set)."""
     domain, action, attribute, _ = EDITS[edit]
     graph = get_domain(domain).build_graph()
     attributes_of = domains.get(domain).attributes_of
+    family = domains.get(domain).attribute(attribute).kind_of
     seeds, seed = [], first_seed
     while len(seeds) < n:
-        has = attributes_of(graph.sample(seed).factors)[attribute]
-        if has == (action == "remove"):
+        present = attributes_of(graph.sample(seed).factors)
+        if present[attribute] == (action == "remove") and not (family and action == "add" and present[family]):
             seeds.append(seed)
         seed += 1
     return seeds
@@ -201,6 +220,8 @@ def card_problem(config: CounterfactualBenchConfig) -> str | None:
         return "the tuning phantoms choose the defaults; a card holds held-out figures (drop --tuning)"
     if config.ceilings_only:
         return "--ceilings-only runs no edit"
+    if config.oracle:
+        return "a card holds the figures its own oracle reads; --oracle names another"
     if config.n < 100:
         return f"a card holds figures on at least 100 phantoms per edit, not {config.n}"
     changed = [name for name in (*RECORDED_SETTINGS, "residual") if getattr(config, name) != getattr(_ENGINE, name)]
@@ -382,7 +403,7 @@ def run(config: CounterfactualBenchConfig, progress=None) -> dict:
         )
     out = {"config": {k: v for k, v in config.__dict__.items()}, "reconstruction": [], "edits": []}
     for domain in spanned:
-        model = load_model(config.model or f"{domain}-phantom", device="cpu")
+        model = load_model(config.model or f"{domain}-phantom", device="cpu", oracle=config.oracle)
         if model.domain != domain:
             raise ValueError(f"model {config.model!r} is a {model.domain} pipeline; the edits are {domain} edits")
         if config.ceilings_only:
@@ -497,6 +518,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only the faithfulness ceilings (the true counterfactual through the VAE, and under fresh "
                              "draws of the noise the input does not show); no edit is run")
     parser.add_argument("--model", default=None, metavar="DIR", help="a pipeline folder for the edits' one domain")
+    parser.add_argument("--oracle", default=None, metavar="DIR",
+                        help="read the edits with this oracle folder (an independent judge) instead of the model's")
     parser.add_argument("--figure-dir", default=None, metavar="DIR", help="write counterfactual_<domain>.png here")
     parser.add_argument("--write-card", action="store_true",
                         help="store each edit's figures in the model's card (medviz.json and README.md; the Edit tab "
@@ -518,7 +541,7 @@ def main(args: argparse.Namespace, command: str) -> int:
               "residual": None if args.residual is None else args.residual == "on"}
     config = CounterfactualBenchConfig(edits=edits, n=args.n, n_reconstruction=args.n_reconstruction,
                                        n_cost=args.n_cost, mask_mode=args.mask, tuning=args.tuning, model=args.model,
-                                       ceilings_only=args.ceilings_only,
+                                       ceilings_only=args.ceilings_only, oracle=args.oracle,
                                        **{k: v for k, v in chosen.items() if v is not None})
     if args.write_card:
         problem = card_problem(config)

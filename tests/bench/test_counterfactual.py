@@ -94,12 +94,33 @@ def _summary(edit: str, **figures) -> dict:
     return {**base, **figures}
 
 
+def test_every_editable_attribute_is_benched_added_and_removed_as_the_edit_tab_offers_it():
+    from medviz import domains
+    from medviz.bench.counterfactual import EDITS, UNSEEN_RENDER_NOISE, eligible_seeds
+    from medviz.phantoms import get_domain
+
+    for domain in ("cxr", "skin"):
+        for attribute in (a for a in domains.get(domain).attributes if a.editable):
+            for action, changes in (("add", attribute.add), ("remove", attribute.remove)):
+                wanted = (domain, action, attribute.name)
+                benched = [e for e, (d, act, name, _) in EDITS.items() if (d, act, name) == wanted]
+                assert len(benched) == (changes is not None), (domain, action, attribute.name)
+    # A kind is added where there is no device (its add sets the whole set), and where its path wanders is unseen.
+    graph = get_domain("cxr").build_graph()
+    for seed in eligible_seeds("add pacemaker", 5, 10_000_000):
+        assert graph.sample(seed)["devices"] == ()
+    assert UNSEEN_RENDER_NOISE["add pacemaker"] == ("device-pacemaker",) and "add vignette" not in UNSEEN_RENDER_NOISE
+    # Cardiomegaly is edited alone: the effusion it causes in the SCM is held.
+    assert {"effusion", "effusion_severity"} <= set(EDITS["add cardiomegaly"][3])
+
+
 def test_a_card_holds_only_default_held_out_runs_of_100_or_more():
     from medviz.bench.counterfactual import CounterfactualBenchConfig, card_problem
 
     assert card_problem(CounterfactualBenchConfig()) is None
     assert "drop --tuning" in card_problem(CounterfactualBenchConfig(tuning=True))
     assert "runs no edit" in card_problem(CounterfactualBenchConfig(ceilings_only=True))
+    assert "its own oracle reads" in card_problem(CounterfactualBenchConfig(oracle="runs/judge/cxr-decoded/oracle"))
     assert "at least 100 phantoms per edit, not 20" in card_problem(CounterfactualBenchConfig(n=20))
     assert card_problem(CounterfactualBenchConfig(strength=0.6, residual=True)).endswith("sets strength, residual")
     # The CLI refuses before any edit runs.
