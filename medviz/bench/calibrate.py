@@ -18,10 +18,10 @@ import numpy as np
 
 from .. import domains
 from ..engines.explain import DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, classify, preset, trials_run_until_decided
-from ..models import load_model, resolve
+from ..models import load_model
 from .cards import record_calibration
 from .classify import TASKS, ClassifyBenchConfig, _rows, read_rows
-from .cli import add_common, chosen_domains, shard, write_json
+from .cli import add_common, add_model_option, chosen_domains, chosen_model, model_folder, shard, write_json
 from .truth import labelled_phantoms
 
 TUNING_SEED_OFFSET = 901_000         # the tuning phantoms (seeds 10,901,000+): calibration, never the bench
@@ -172,10 +172,12 @@ def print_calibration(result: dict) -> None:
 
 
 
-def calibration_command(result: dict) -> str:
+def calibration_command(result: dict, model: str | None = None) -> str:
     """The command that reproduces a ``calibrate`` result (its shards and their --resume give the same rows)."""
     command = (f"python -m medviz.bench calibrate --domain {result['domain']} --n {result['n']} --trials "
                f"{result['trials_run']} --weighting {result['weighting']}")
+    if model:
+        command += f" --model {model}"
     if not result.get("window_searched", True):
         command += " --t-range {} {}".format(*result["trials_t_range"])
     return command + " --threads 1"
@@ -194,6 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="logs of earlier runs (or of --shard runs): their printed rows are kept, not recomputed")
     parser.add_argument("--shard", type=shard, default=(0, 1), metavar="K/M",
                         help="only images i with i %% M == K, rows only (then once more with every log as --resume)")
+    add_model_option(parser)
     parser.add_argument("--write-card", action="store_true",
                         help="store the fit as the bundled model's operating point for the task (medviz.json) and "
                              "rewrite that section of its model card (README.md)")
@@ -209,6 +212,7 @@ def main(args: argparse.Namespace, command: str) -> int:
         result = calibrate(
             domain,
             config,
+            model=chosen_model(args, domain),
             done_rows=done,
             weighting=args.weighting,
             t_range=args.t_range,
@@ -219,7 +223,7 @@ def main(args: argparse.Namespace, command: str) -> int:
             continue
         print_calibration(result)
         if args.write_card:
-            record_calibration(resolve(f"{domain}-phantom"), result, calibration_command(result))
-            print(f"written to the {domain}-phantom model card (medviz.json and README.md)")
+            record_calibration(model_folder(args, domain), result, calibration_command(result, args.model))
+            print(f"written to the {model_folder(args, domain).name} model card (medviz.json and README.md)")
         results.append(result)
     return write_json(args.json, results) if results else 0

@@ -43,9 +43,9 @@ from ..engines.common import encode_image, encode_prompts, forward_noise
 from ..engines.explain import (DEFAULT_T_RANGE, DEFAULT_TRIALS, ExplainConfig, calibrated_settings, classify,
                                first_class_wins, preset, trial_class_errors, trial_draws, votes_needed)
 from ..metrics import roc_auc
-from ..models import load_model, resolve
+from ..models import load_model
 from .cards import record_engine_trials
-from .cli import add_common, chosen_domains, shard, write_json
+from .cli import add_common, add_model_option, chosen_domains, chosen_model, model_folder, shard, write_json
 from .figures import save_explain_figure
 from .truth import labelled_phantoms, toggled_region
 
@@ -442,6 +442,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only images i with i %% M == K, rows only (run M of these, one per core, then once more "
                              "with all their logs as --resume for the summary)")
     parser.add_argument("--figure-dir", default=None, metavar="DIR", help="write explain_<domain>.png here")
+    add_model_option(parser)
     parser.add_argument("--write-card", action="store_true",
                         help="make this run's --trials the engine's N for the task (at the card's share of the votes), "
                              "this run's figures kept beside the fit as the reason")
@@ -464,7 +465,7 @@ def main(args: argparse.Namespace, command: str) -> int:
         def on_row(i, row, domain=domain):
             print(f"{domain} {i}: {json.dumps(row)}", flush=True)
 
-        result = run_task(domain, config, done_rows=done, on_row=on_row)
+        result = run_task(domain, config, model=chosen_model(args, domain), done_rows=done, on_row=on_row)
         if "shard" in result:
             print(f"{domain} shard {args.shard[0]}/{args.shard[1]} done: {len(result['rows'])} rows; summarise with "
                   "--resume and every shard's log", flush=True)
@@ -472,14 +473,14 @@ def main(args: argparse.Namespace, command: str) -> int:
         print(f"done: {json.dumps({k: v for k, v in result.items() if k != 'cases'})}", flush=True)
         if args.figure_dir:
             save_explain_figure(result["cases"], str(Path(args.figure_dir) / f"explain_{domain}.png"),
-                                title=f"{domain}-phantom diffusion classifier: {result['task']} (N={result['trials']}"
+                                title=f"{args.model or domain + '-phantom'} diffusion classifier: {result['task']} "
+                                      f"(N={result['trials']}"
                                       + operating_point(result) + ")")
         results.append({k: v for k, v in result.items() if k != "cases"})
         if args.write_card:
-            record_engine_trials(resolve(f"{domain}-phantom"), result, command)
-            print(
-                f"written to the {domain}-phantom model card: the engine runs N={result['trials']} for {result['task']}"
-            )
+            record_engine_trials(model_folder(args, domain), result, command)
+            print(f"written to the {model_folder(args, domain).name} model card: the engine runs N={result['trials']} "
+                  f"for {result['task']}")
     if not results:  # shard runs: rows only
         return 0
     print_table(results)

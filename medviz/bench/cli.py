@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..models import load_model, resolve
 from ..phantoms import DOMAINS
 
 
@@ -51,3 +52,28 @@ def run_per_domain(args: argparse.Namespace, command: str, run_domain, print_tab
         if getattr(args, "write_card", False) and write_card is not None:
             write_card(domain, results[domain], command)
     return write_json(args.json, results if len(results) > 1 else next(iter(results.values())))
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    """``--model DIR``: a candidate pipeline of one ``--domain``, measured (and carded) instead of the bundled one."""
+    parser.add_argument("--model", default=None, metavar="DIR",
+                        help="a pipeline folder of --domain, measured instead of its bundled model (with --write-card: "
+                             "its own card is written)")
+
+
+def chosen_model(args: argparse.Namespace, domain: str):
+    """The ``--model`` pipeline, loaded for ``domain`` (None without ``--model``: the bench loads the bundled one)."""
+    if not getattr(args, "model", None):
+        return None
+    if args.domain == "all":
+        raise SystemExit("--model is one domain's pipeline: name its --domain")
+    model = load_model(args.model, device="cpu")
+    if model.domain != domain:
+        raise SystemExit(f"--model {args.model} is a {model.domain} pipeline, not {domain}")
+    return model
+
+
+def model_folder(args: argparse.Namespace, domain: str) -> Path:
+    """The folder whose card a ``--write-card`` run writes: ``--model``, or the domain's bundled model."""
+    return resolve(getattr(args, "model", None) or f"{domain}-phantom")
+

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from medviz.bench.calibrate import calibrate
 from medviz.bench.classify import ClassifyBenchConfig
@@ -124,3 +125,31 @@ def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, mon
     assert fit["command"].startswith("python -m medviz.bench calibrate --domain cxr --n 2 --trials 3")
     assert "needs {} of 3 votes".format(fit["votes_needed"]) in (card / "README.md").read_text()
     assert "written to the cxr-phantom model card" in capsys.readouterr().out
+
+
+def test_calibrate_measures_and_cards_a_candidate_pipeline_given_by_model(tmp_path, capsys):
+    import json
+    import shutil
+
+    from medviz.bench.__main__ import main
+    from medviz.models import MODELS_DIR
+
+    candidate = tmp_path / "cxr-candidate"             # a pipeline folder outside the bundled models
+    candidate.mkdir()
+    for entry in (MODELS_DIR / "cxr-phantom").iterdir():
+        if entry.name in ("medviz.json", "README.md"):
+            shutil.copy2(entry, candidate / entry.name)
+        else:
+            (candidate / entry.name).symlink_to(entry)
+    (tmp_path / "cxr-oracle").symlink_to(MODELS_DIR / "cxr-oracle")
+    bundled = (MODELS_DIR / "cxr-phantom" / "medviz.json").read_text()
+    main(["calibrate", "--domain", "cxr", "--model", str(candidate), "--n", "2", "--trials", "3", "--t-range", "500",
+          "980", "--write-card"])
+    fit = json.loads((candidate / "medviz.json").read_text())["explain_calibration"]["pleural_effusion"]
+    assert fit["command"].endswith(f"--model {candidate} --t-range 500 980 --threads 1")
+    assert (MODELS_DIR / "cxr-phantom" / "medviz.json").read_text() == bundled
+    assert "written to the cxr-candidate model card" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--model is one domain's pipeline: name its --domain"):
+        main(["calibrate", "--model", str(candidate), "--n", "2"])
+    with pytest.raises(SystemExit, match="is a cxr pipeline, not skin"):
+        main(["calibrate", "--domain", "skin", "--model", str(candidate), "--n", "2"])

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from medviz.bench.classify import ClassifyBenchConfig, run_task
 from medviz.bench.truth import toggled_region
@@ -324,3 +325,12 @@ def test_reference_loop_agrees_with_the_batched_engine(tiny_cxr):
     batched = classify(tiny_cxr, image, config)
     winner, passes, _ = classify_reference(tiny_cxr, image, config)
     assert winner == batched.predicted and passes == 5 * PROMPTS_PER_TRIAL == batched.unet_passes
+
+
+def test_classify_takes_a_candidate_pipeline_of_one_named_domain():
+    from medviz.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="--model is one domain's pipeline: name its --domain"):
+        main(["classify", "--model", "cxr-phantom", "--n", "1"])
+    with pytest.raises(SystemExit, match="--model cxr-phantom is a cxr pipeline, not skin"):
+        main(["classify", "--domain", "skin", "--model", "cxr-phantom", "--n", "1"])
