@@ -24,12 +24,12 @@ from .. import domains
 from ..classifiers import CARD, CLASSIFIERS_DIR, load_classifier
 from ..engines.audit import (SHORTCUT, UNITS, AuditConfig, Counterfactuals, edit_faithfulness, make_counterfactuals,
                              phantom_images, report, score_audit, used)
-from ..models import load_model, read_model_card
+from ..models import load_model, read_model_card, resolve
 from ..progress import printed_progress
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from .cards import write_classifier_card
-from .cli import add_common, run_per_domain
+from .cli import add_common, add_model_option, run_per_domain
 
 AUDIT_OFFSET = 960_000          # the audit phantoms: HELD_OUT_FIRST_SEED + this (apart from the test sets')
 #: The bundled classifiers (``assets/models``) and the bench run whose audit goes into their cards.
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classifiers-dir", default="runs/audit_classifiers")
     parser.add_argument("--cache", default="runs/audit_counterfactuals", help="folder of the counterfactual caches")
     parser.add_argument("--figure-dir", default=None, help="write audit_<domain>.png here (assets/examples)")
+    add_model_option(parser)
     parser.add_argument("--write-card", action="store_true",
                         help="store the bundled classifiers' audits in their cards (medviz_classifier.json)")
 
@@ -65,22 +66,40 @@ def trained(folder: Path, domain: str, method: str, strength: float, seed: int, 
     return out
 
 
-def counterfactuals(domain: str, n: int, cache: Path):
-    """Stage 1 of the audit on ``n`` link-free phantoms (P(spurious) = 0.5, so half are removals), cached."""
+def counterfactuals(domain: str, n: int, cache: Path, model_dir: str | None = None):
+    """Stage 1 of the audit on ``n`` link-free phantoms (P(spurious) = 0.5, so half are removals), cached; the
+    edits of ``model_dir`` (a candidate pipeline; default: the bundled one), cached under its weights' digest."""
     _, target, spurious = domains.get(domain).planted_link
     config = AuditConfig(spurious=spurious, target=target)
-    path = cache / f"{domain}-{n}.pkl"
+    path = cache / (f"{domain}-{n}.pkl" if model_dir is None else f"{domain}-{weights_digest(model_dir)}-{n}.pkl")
+    name = model_dir or f"{domain}-phantom"
     if path.is_file():            # the card's faithfulness figures are read afresh: the cache holds the edits only
         made = pickle.loads(path.read_bytes())
-        faithfulness = edit_faithfulness(read_model_card(f"{domain}-phantom"), (spurious, target), config.edit)
+        faithfulness = edit_faithfulness(read_model_card(name), (spurious, target), config.edit)
         return config, Counterfactuals(**{**vars(made), "faithfulness": faithfulness})
-    model = load_model(f"{domain}-phantom")
+    model = load_model(name)
+    if model.domain != domain:
+        raise SystemExit(f"--model {model_dir} is a {model.domain} pipeline, not {domain}")
     images = phantom_images(domain, n, HELD_OUT_FIRST_SEED + AUDIT_OFFSET, attributes=(spurious, target),
                             size=model.image_size)
     made = make_counterfactuals(model, images, config, progress=printed_progress("  edits", every=20))
     cache.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(made))
     return config, made
+
+
+def weights_digest(model_dir: str) -> str:
+    """12 hex digits of the SHA-1 of a pipeline's UNet and VAE weights: a candidate folder rewritten in place (a
+    training snapshot) is another model, and its cached edits are not reused."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for part in ("unet", "vae"):
+        for weights in sorted((resolve(model_dir) / part).glob("*.safetensors")):
+            with open(weights, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 24), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def spearman(x, y) -> float:
@@ -93,7 +112,7 @@ def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     folder = Path(args.classifiers_dir)
     rows = [(m, s, seed, trained(folder, domain, m, s, seed, command)) for m, s, seed in
             classifier_runs(domain, args.strengths, args.seeds)]
-    config, made = counterfactuals(domain, args.n_images, Path(args.cache))
+    config, made = counterfactuals(domain, args.n_images, Path(args.cache), args.model)
     classifiers = []
     loaded = {path: load_classifier(path) for _, _, _, path in rows}
     for method, strength, seed, path in rows:
@@ -250,4 +269,9 @@ def print_table(result: dict) -> None:
 
 
 def main(args: argparse.Namespace, command: str) -> int:
+    if args.model and args.write_card:
+        raise SystemExit("--write-card stores the bundled model's audits in the bundled classifiers' cards: drop "
+                         "--model (a candidate is audited, not carded)")
+    if args.model and args.domain == "all":
+        raise SystemExit("--model is one domain's pipeline: name its --domain")
     return run_per_domain(args, command, run_domain, print_table, write_cards)

@@ -76,3 +76,22 @@ def test_the_bench_audits_every_classifier_on_one_set_of_counterfactuals_and_rep
 def test_spearman_is_the_rank_correlation():
     assert spearman([0.1, 0.2, 0.3], [1, 5, 9]) == pytest.approx(1.0)
     assert spearman([0.1, 0.2, 0.3], [9, 5, 1]) == pytest.approx(-1.0)
+
+
+def test_a_candidate_pipeline_is_audited_from_its_own_cached_edits_and_never_carded(tmp_path):
+    from medviz.bench.audit import weights_digest
+    from medviz.models import MODELS_DIR
+
+    with pytest.raises(SystemExit, match="drop --model"):
+        main(["audit", "--domain", "cxr", "--model", "x", "--write-card"])
+    with pytest.raises(SystemExit, match="name its --domain"):
+        main(["audit", "--model", "x"])
+    # The cache key follows the weights: a folder rewritten in place (a training snapshot) is another model.
+    candidate = tmp_path / "snapshot"
+    for part in ("unet", "vae"):
+        (candidate / part).mkdir(parents=True)
+        (candidate / part / "diffusion_pytorch_model.safetensors").write_bytes(part.encode())
+    first = weights_digest(str(candidate))
+    (candidate / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"unet, trained on")
+    assert len(first) == 12 and weights_digest(str(candidate)) != first
+    assert weights_digest(str(MODELS_DIR / "cxr-phantom")) != weights_digest(str(MODELS_DIR / "skin-phantom"))
