@@ -38,8 +38,9 @@ from ..progress import printed_progress
 from ..prompts import describe
 from ..train.classifier import TRAIN_FIRST_SEED, ClassifierConfig, train_classifier
 from .audit import counterfactuals as audit_counterfactuals
+from .audit import weights_digest
 from .cards import write_classifier_card
-from .cli import add_common, run_per_domain
+from .cli import add_common, add_model_option, run_per_domain
 
 STRENGTH = 0.9
 #: Each arm: (training method, augmentation set or None).
@@ -58,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit-images", type=int, default=200, help="link-free phantoms the audit reads")
     parser.add_argument("--audit-cache", default="runs/audit_counterfactuals")
     parser.add_argument("--figure-dir", default=None, help="write debias_<domain>.png here (assets/examples)")
+    add_model_option(parser)
     parser.add_argument("--write-card", action="store_true",
                         help=f"bundle the ERM + counterfactuals classifier (seed 0) as {', '.join(BUNDLED.values())}")
     parser.add_argument("--markdown", metavar="JSON", default=None,
@@ -65,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "Markdown table, as docs/results/debias.md shows them")
 
 
-def our_counterfactuals(domain: str, work: Path, model) -> Path:
+def our_counterfactuals(domain: str, work: Path, model, model_name: str | None = None) -> Path:
     """``medviz.augment``'s default plan on the classifier's own training phantoms (seed 0's: ``TRAIN_FIRST_SEED``,
     the link at 0.9): what ``python -m medviz.augment --phantoms 1000 --first-seed 30000000 --strength 0.9 --model
     D-phantom --out WORK/cf-D-1000`` makes (a run of it already under way is resumed)."""
@@ -74,7 +76,7 @@ def our_counterfactuals(domain: str, work: Path, model) -> Path:
     source = phantom_source(out / "source", domain, n, STRENGTH, TRAIN_FIRST_SEED, model.image_size)
     if not (out / "labels.csv").is_file():
         result = augment(
-            AugmentConfig(csv=str(source), out=str(out), model=f"{domain}-phantom"),
+            AugmentConfig(csv=str(source), out=str(out), model=model_name or f"{domain}-phantom"),
             model,
             progress=printed_progress("  counterfactuals", every=50),
         )
@@ -193,13 +195,15 @@ def _mean_sd(values: list[float]) -> dict:
 
 def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     work = Path(args.work)
-    model = load_model(f"{domain}-phantom")
+    model = load_model(args.model or f"{domain}-phantom")
+    if model.domain != domain:
+        raise SystemExit(f"--model {args.model} is a {model.domain} pipeline, not {domain}")
     tic = time.perf_counter()
-    cf = our_counterfactuals(domain, work, model)
+    cf = our_counterfactuals(domain, work, model, args.model)
     sets = {"cf": cf, "true_cf": true_counterfactuals(domain, cf, work, model.image_size),
             "t2i": text_to_image_samples(domain, cf, work, model)}
     print(f"  augmentation sets ready ({time.perf_counter() - tic:.0f} s)", flush=True)
-    config, made = audit_counterfactuals(domain, args.audit_images, Path(args.audit_cache))
+    config, made = audit_counterfactuals(domain, args.audit_images, Path(args.audit_cache), args.model)
     arms = {}
     for arm in ARMS:
         runs = []
@@ -400,6 +404,14 @@ def main(args: argparse.Namespace, command: str) -> int:
     if args.markdown:
         print(markdown_table(json.loads(Path(args.markdown).read_text())))
         return 0
+    if args.model:
+        if args.write_card:
+            raise SystemExit("--write-card bundles a classifier debiased with the bundled model's edits: drop --model "
+                             "(a candidate is measured, not bundled)")
+        if args.domain == "all":
+            raise SystemExit("--model is one domain's pipeline: name its --domain")
+        # A candidate's augmentation sets and classifiers live apart from the bundled model's, by its weights.
+        args.work = str(Path(args.work) / f"candidate-{weights_digest(args.model)}")
     return run_per_domain(
         args,
         command,

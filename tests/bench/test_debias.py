@@ -104,3 +104,17 @@ def test_the_markdown_table_of_a_written_result_gives_each_arm_its_row(tmp_path,
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| arm | rows added |") and len(lines) == 4
     assert lines[3] == "| ours | 120 | 0.910 ± 0.012 | 0.950 ± 0.010 | -0.060 ± 0.020 | +0.001 | 0.120 |"
+
+
+def test_a_candidate_pipeline_is_measured_apart_and_never_bundled(monkeypatch):
+    from medviz.bench import debias
+    from medviz.bench.__main__ import main
+
+    with pytest.raises(SystemExit, match="drop --model"):
+        main(["debias", "--domain", "cxr", "--model", "cxr-phantom", "--write-card"])
+    with pytest.raises(SystemExit, match="name its --domain"):
+        main(["debias", "--model", "cxr-phantom"])
+    seen = {}
+    monkeypatch.setattr(debias, "run_per_domain", lambda args, *rest: seen.setdefault("work", args.work) and 0)
+    main(["debias", "--domain", "cxr", "--model", "cxr-phantom", "--work", "runs/debias"])
+    assert seen["work"] == f"runs/debias/candidate-{debias.weights_digest('cxr-phantom')}"
