@@ -298,13 +298,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     """Measure one domain's pipeline (see the module docstring); ``progress`` gets a line per finished prompt."""
     pipe, oracle, labels, size = _pipeline_and_reader(config)
     vocabulary = domains.get(config.domain)
-    if config.device_kinds:
-        return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
-                "device_kinds": device_kinds(pipe, oracle, config, size, progress),
-                **({"sheet": config.sheet} if config.sheet else {})}
-    if config.paraphrases:
-        return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {},
-                "paraphrases": paraphrase_rows(pipe, oracle, config, size, progress)}
+    if config.device_kinds or config.paraphrases:
+        return _one_table(config, pipe, oracle, size, progress)
     pool_size = max(config.n_reference, config.n_diversity_reference)
     pool, pool_factors, pool_masks = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000,
                                                      fine_structure_masks=True)
@@ -375,6 +370,15 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         result["candidate_vae"] = {"vae": config.vae, "rows": rows[config.vae], "fd_generated_vs_held_out":
                                    frechet_distance(np.concatenate(generated_features[config.vae]), ref_feat)}
     return result
+
+
+def _one_table(config: ModelsBenchConfig, pipe, oracle, size: int, progress=None) -> dict:
+    """A run of the device-kind table or of the paraphrases' alone."""
+    result = {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": {}}
+    if config.device_kinds:
+        return {**result, "device_kinds": device_kinds(pipe, oracle, config, size, progress),
+                **({"sheet": config.sheet} if config.sheet else {})}
+    return {**result, "paraphrases": paraphrase_rows(pipe, oracle, config, size, progress)}
 
 
 def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=None) -> list[dict]:

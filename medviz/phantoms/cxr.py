@@ -54,6 +54,9 @@ def _device_mechanism(single_device_share: float):
     """Which devices, given support devices: each kind at its ``DEVICE_RATES`` (at least one), or with probability
     ``single_device_share`` exactly one kind, each as likely. ``u[4]`` decides both, rescaled, so a share of 0 draws
     what the SCM always drew from the same seed."""
+    if not 0.0 <= single_device_share < 1.0:
+        raise ValueError(f"single_device_share must be in [0, 1), got {single_device_share}")
+
     def devices(parents: Mapping[str, Any], u: np.ndarray) -> tuple[str, ...]:
         if not parents["support_devices"]:
             return ()
@@ -88,12 +91,9 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
         device_base_rate: ``P(support devices | no effusion)``.
         cardiomegaly_effusion_strength: risk difference of effusion given cardiomegaly (a real
             causal path: heart failure causes effusions).
-        single_device_share: share of the phantoms with support devices given exactly one kind, each kind as
-            likely, in [0, 1). 0 (the phantoms' own world): a kind is alone in only 6-16% of them, and a text
-            model trained on them draws the pacemaker whichever kind is asked (docs/results/gen2.md).
+        single_device_share: share of the phantoms with devices given exactly one kind, in [0, 1); 0 is the
+            phantoms' own world, where a kind is alone in 6-16% of them (docs/results/gen2.md).
     """
-    if not 0.0 <= single_device_share < 1.0:
-        raise ValueError(f"single_device_share must be in [0, 1), got {single_device_share}")
     risk_difference_probability(device_base_rate, effusion_device_strength, True, "effusion_device_strength")
     # Effusion is common here on purpose (about a third of patients): enough positives to train and
     # to measure on, unlike the ~5% of a general population.
@@ -157,11 +157,9 @@ def build_graph(effusion_device_strength: float = 0.5, device_base_rate: float =
                  "laterality marker: L on the image right (patient's left) or R on the image left",
                  validate=check_choice("marker", ("L", "R"))),
     ]
-    graph = CausalGraph(DOMAIN, variables, {
+    return CausalGraph(DOMAIN, variables, {
         "effusion_device_strength": effusion_device_strength, "device_base_rate": device_base_rate,
-        "cardiomegaly_effusion_strength": cardiomegaly_effusion_strength,
-        "single_device_share": single_device_share})
-    return graph
+        "cardiomegaly_effusion_strength": cardiomegaly_effusion_strength, "single_device_share": single_device_share})
 
 
 def labels(factors: Mapping[str, Any]) -> dict[str, Any]:
