@@ -38,12 +38,12 @@ def _pass(model, config: UNetBenchConfig):
     pipe = model.pipe
     unet = pipe.unet
     prompt = domains.get(config.domain).subject
-    embeddings = encode_prompts(pipe, [prompt] * config.batch_size + [""] * config.batch_size)
+    embeddings = encode_prompts(pipe, [prompt] * config.batch_size + [""] * config.batch_size).to(unet.dtype)
     side = unet.config.sample_size
     noisy = initial_noise(list(range(2 * config.batch_size)), (unet.config.in_channels, side, side), unet.dtype,
                           unet.device)
     timesteps = torch.full((2 * config.batch_size,), config.timestep, device=unet.device)
-    return lambda: predict_noise(unet, noisy, timesteps, embeddings.to(unet.dtype))
+    return lambda: predict_noise(unet, noisy, timesteps, embeddings)
 
 
 def run(config: UNetBenchConfig, candidate=None, baseline=None) -> dict:
