@@ -20,7 +20,7 @@ bench() {   # bench BENCH TAG WHAT ARGS...: python -m medviz.bench BENCH ARGS, u
     local name=$1 out=runs/bench/gen2/$2_$3.json; shift 3
     if [ -f "$out" ]; then echo "== $out: done"; return; fi
     echo "== $out: $(date -u +%FT%TZ) python -m medviz.bench $name --domain $domain $*"
-    python -m medviz.bench "$name" --domain "$domain" --threads 1 --json "$out.part" "$@"
+    python -m medviz.bench "$name" --domain "$domain" --threads 1 --json "$out.part" "$@" < /dev/null
     mv "$out.part" "$out"
 }
 edits=$(python -c "from medviz.bench.counterfactual import EDITS; print('\n'.join(e for e in EDITS if EDITS[e][0] == '$domain'))")
