@@ -98,22 +98,31 @@ def test_fit_chooses_the_mean_error_rule_only_when_it_beats_the_vote_on_the_engi
     assert fit["decision"] == "vote" and "accuracy_mean_error" not in fit
 
 
+def _bundled_copy(folder, name: str):
+    """``folder/name``: the bundled CXR model with its own copy of the card (the weights linked, not copied), its
+    oracle linked beside it as the card names it."""
+    import shutil
+
+    from medviz.models import MODELS_DIR
+
+    copy = folder / name
+    copy.mkdir()
+    for entry in (MODELS_DIR / "cxr-phantom").iterdir():
+        if entry.name in ("medviz.json", "README.md"):
+            shutil.copy2(entry, copy / entry.name)
+        else:
+            (copy / entry.name).symlink_to(entry)
+    (folder / "cxr-oracle").symlink_to(MODELS_DIR / "cxr-oracle")
+    return copy
+
+
 def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, monkeypatch, capsys):
     import json
-    import shutil
 
     from medviz.bench.__main__ import main
     from medviz.models import MODELS_DIR
 
-    # The bundled model with its own copy of the card (the weights linked, not copied).
-    card = tmp_path / "cxr-phantom"
-    card.mkdir()
-    for entry in (MODELS_DIR / "cxr-phantom").iterdir():
-        if entry.name in ("medviz.json", "README.md"):
-            shutil.copy2(entry, card / entry.name)
-        else:
-            (card / entry.name).symlink_to(entry)
-    (tmp_path / "cxr-oracle").symlink_to(MODELS_DIR / "cxr-oracle")
+    card = _bundled_copy(tmp_path, "cxr-phantom")
     monkeypatch.setattr("medviz.models.MODELS_DIR", tmp_path)
     main(["calibrate", "--domain", "cxr", "--n", "2", "--trials", "3", "--t-range", "500", "980"])
     assert json.loads((card / "medviz.json").read_text()) == json.loads(
@@ -129,19 +138,11 @@ def test_calibrate_cli_writes_the_fit_to_the_model_card_when_asked(tmp_path, mon
 
 def test_calibrate_measures_and_cards_a_candidate_pipeline_given_by_model(tmp_path, capsys):
     import json
-    import shutil
 
     from medviz.bench.__main__ import main
     from medviz.models import MODELS_DIR
 
-    candidate = tmp_path / "cxr-candidate"             # a pipeline folder outside the bundled models
-    candidate.mkdir()
-    for entry in (MODELS_DIR / "cxr-phantom").iterdir():
-        if entry.name in ("medviz.json", "README.md"):
-            shutil.copy2(entry, candidate / entry.name)
-        else:
-            (candidate / entry.name).symlink_to(entry)
-    (tmp_path / "cxr-oracle").symlink_to(MODELS_DIR / "cxr-oracle")
+    candidate = _bundled_copy(tmp_path, "cxr-candidate")   # a pipeline folder outside the bundled models
     bundled = (MODELS_DIR / "cxr-phantom" / "medviz.json").read_text()
     main(["calibrate", "--domain", "cxr", "--model", str(candidate), "--n", "2", "--trials", "3", "--t-range", "500",
           "980", "--write-card"])
