@@ -29,7 +29,7 @@ from ..progress import printed_progress
 from ..train.classifier import ClassifierConfig, train_classifier
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from .cards import write_classifier_card
-from .cli import add_common, add_model_option, run_per_domain
+from .cli import add_common, add_model_option, check_one_domain, run_per_domain
 
 AUDIT_OFFSET = 960_000          # the audit phantoms: HELD_OUT_FIRST_SEED + this (apart from the test sets')
 #: The bundled classifiers (``assets/models``) and the bench run whose audit goes into their cards.
@@ -272,6 +272,5 @@ def main(args: argparse.Namespace, command: str) -> int:
     if args.model and args.write_card:
         raise SystemExit("--write-card stores the bundled model's audits in the bundled classifiers' cards: drop "
                          "--model (a candidate is audited, not carded)")
-    if args.model and args.domain == "all":
-        raise SystemExit("--model is one domain's pipeline: name its --domain")
+    check_one_domain(args)
     return run_per_domain(args, command, run_domain, print_table, write_cards)

@@ -61,12 +61,17 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
                              "its own card is written)")
 
 
+def check_one_domain(args: argparse.Namespace) -> None:
+    """Refuse ``--model`` beside ``--domain all``: a pipeline is one domain's."""
+    if getattr(args, "model", None) and args.domain == "all":
+        raise SystemExit("--model is one domain's pipeline: name its --domain")
+
+
 def chosen_model(args: argparse.Namespace, domain: str):
     """The ``--model`` pipeline, loaded for ``domain`` (None without ``--model``: the bench loads the bundled one)."""
     if not getattr(args, "model", None):
         return None
-    if args.domain == "all":
-        raise SystemExit("--model is one domain's pipeline: name its --domain")
+    check_one_domain(args)
     model = load_model(args.model, device="cpu")
     if model.domain != domain:
         raise SystemExit(f"--model {args.model} is a {model.domain} pipeline, not {domain}")

@@ -40,7 +40,7 @@ from ..train.classifier import TRAIN_FIRST_SEED, ClassifierConfig, train_classif
 from .audit import counterfactuals as audit_counterfactuals
 from .audit import weights_digest
 from .cards import write_classifier_card
-from .cli import add_common, add_model_option, run_per_domain
+from .cli import add_common, add_model_option, check_one_domain, chosen_model, run_per_domain
 
 STRENGTH = 0.9
 #: Each arm: (training method, augmentation set or None).
@@ -195,9 +195,7 @@ def _mean_sd(values: list[float]) -> dict:
 
 def run_domain(domain: str, args: argparse.Namespace, command: str) -> dict:
     work = Path(args.work)
-    model = load_model(args.model or f"{domain}-phantom")
-    if model.domain != domain:
-        raise SystemExit(f"--model {args.model} is a {model.domain} pipeline, not {domain}")
+    model = chosen_model(args, domain) or load_model(f"{domain}-phantom")
     tic = time.perf_counter()
     cf = our_counterfactuals(domain, work, model, args.model)
     sets = {"cf": cf, "true_cf": true_counterfactuals(domain, cf, work, model.image_size),
@@ -408,8 +406,7 @@ def main(args: argparse.Namespace, command: str) -> int:
         if args.write_card:
             raise SystemExit("--write-card bundles a classifier debiased with the bundled model's edits: drop --model "
                              "(a candidate is measured, not bundled)")
-        if args.domain == "all":
-            raise SystemExit("--model is one domain's pipeline: name its --domain")
+        check_one_domain(args)
         # A candidate's augmentation sets and classifiers live apart from the bundled model's, by its weights.
         args.work = str(Path(args.work) / f"candidate-{weights_digest(args.model)}")
     return run_per_domain(

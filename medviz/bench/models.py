@@ -401,13 +401,14 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
             sample = graph.sample(HELD_OUT_FIRST_SEED + 500_000 + i)
             given = graph.intervene(sample, support_devices=True, devices=(kind,))
             phantoms.append(to_uint8(as_rgb(cxr.render(given.factors, given.seed, size).image)))
-        real = _features(oracle, np.stack(phantoms))[0]
-        sheet_rows.append((prompt, images, np.stack(phantoms)))
+        phantoms = np.stack(phantoms)
+        real = _features(oracle, phantoms)[0]
+        sheet_rows.append((prompt, images, phantoms))
         rows.append({"kind": kind, "prompt": prompt,
                      "generated": {k: float((generated[:, labels.index(k)] > 0.5).mean()) for k in kinds},
                      "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in kinds},
                      "lines": thin_line_shapes(images, bright=True),
-                     "lines_real": thin_line_shapes(np.stack(phantoms), bright=True)})
+                     "lines_real": thin_line_shapes(phantoms, bright=True)})
         if progress:
             progress(f"{prompt!r}: {config.n} samples")
     if config.sheet:                 # each column one noise seed: does the asked kind or the seed decide the devices?

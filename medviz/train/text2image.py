@@ -233,10 +233,10 @@ def _check(config: Text2ImageConfig, images: np.ndarray | None, masks: np.ndarra
         raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     if config.train_tokens and config.train_unet:
         raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
-    if config.single_device_share and (config.domain != "cxr" or config.pretrained or images is not None):
-        raise ValueError("single_device_share changes which CXR phantoms are rendered: it needs domain cxr and "
-                         "phantoms rendered by the run (no pretrained CSV, no given images)")
     if config.single_device_share:
+        if config.domain != "cxr" or config.pretrained or images is not None:
+            raise ValueError("single_device_share changes which CXR phantoms are rendered: it needs domain cxr and "
+                             "phantoms rendered by the run (no pretrained CSV, no given images)")
         get_domain("cxr").build_graph(single_device_share=config.single_device_share)    # its range, checked now
 
 
