@@ -205,6 +205,9 @@ class BudgetedSchedule:
             self.total = max(step + 1, min(self.total, fitting))
             if self.accelerator is not None:
                 self.total = self._smallest(self.total)
+        # The schedule is a function of the training step, not of how many steps this process has run: a run
+        # resumed from a checkpoint goes on where it stopped instead of warming up and annealing again.
+        self.scheduler.last_epoch = step - 1
         self.scheduler.step()
 
     def _smallest(self, total: int) -> int:
