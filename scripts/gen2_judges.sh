@@ -15,7 +15,7 @@ judge() {   # judge DOMAIN VAE: runs/judge/DOMAIN-decoded, trained on phantoms a
     if [ -f "$out/oracle/medviz_train.json" ]; then echo "== $out: done"; return; fi
     echo "== $out: $(date -u +%FT%TZ) python -m medviz.train oracle --domain $domain --decoded-by $vae"
     python -m medviz.train oracle --domain "$domain" --out "$out" --family convnext --first-seed 50000000 --seed 1 \
-        --batch-size 64 --steps 3000 --workers 1 --decoded-by "$vae" --decoded-share 0.5
+        --batch-size 64 --steps 3000 --workers 1 --checkpoint-every 300 --decoded-by "$vae" --decoded-share 0.5
 }
 
 if [ "$domain" != cxr ]; then judge skin runs/gen2/skin-vae-L; fi
@@ -28,6 +28,6 @@ if [ "$domain" != cxr ] && [ ! -f runs/judge/skin-resnet-decoded/oracle/medviz_t
     vae=$(kept_vae runs/gen2/skin-vae-L)
     echo "== runs/judge/skin-resnet-decoded: $(date -u +%FT%TZ)"
     python -m medviz.train oracle --domain skin --out runs/judge/skin-resnet-decoded --family resnet --seed 0 \
-        --n-images 20000 --steps 2000 --batch-size 128 --workers 1 --decoded-by "$vae" --decoded-share 0.5
+        --n-images 20000 --steps 2000 --batch-size 128 --workers 1 --checkpoint-every 300 --decoded-by "$vae" --decoded-share 0.5
 fi
 echo "== judges ($domain) done $(date -u +%FT%TZ)"

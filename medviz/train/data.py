@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,15 +123,9 @@ def cached_latents(path: str | os.PathLike, vae, images: np.ndarray, device, wri
     Used again only for the same images and VAE weights (their SHA-1 digests); written atomically, when ``write``
     (the main process of a launched run).
     """
-    import hashlib
-
     import torch
 
-    weights = hashlib.sha1()
-    for name, tensor in sorted(vae.state_dict().items()):
-        weights.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
-    key = {"images": hashlib.sha1(np.ascontiguousarray(images)).hexdigest(), "vae": weights.hexdigest(),
-           "scaling_factor": float(vae.config.scaling_factor)}
+    key = {**_digests(vae, images), "scaling_factor": float(vae.config.scaling_factor)}
     if os.path.isfile(path):
         kept = torch.load(path, map_location="cpu", weights_only=True)
         if kept["key"] == key:
@@ -142,6 +137,48 @@ def cached_latents(path: str | os.PathLike, vae, images: np.ndarray, device, wri
         torch.save({"key": key, "means": means.cpu(), "stds": stds.cpu()}, partial)
         os.replace(partial, path)
     return means, stds
+
+
+def _digests(vae, images: np.ndarray) -> dict:
+    """SHA-1 digests of ``images`` and of ``vae``'s weights: what a cache of their encodings is keyed by."""
+    import hashlib
+
+    weights = hashlib.sha1()
+    for name, tensor in sorted(vae.state_dict().items()):
+        weights.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    return {"images": hashlib.sha1(np.ascontiguousarray(images)).hexdigest(), "vae": weights.hexdigest()}
+
+
+def cached_round_trip(folder: str | os.PathLike, vae, images: np.ndarray, chunk: int = 512,
+                      progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``round_trip``, kept in ``folder`` a ``chunk`` of images at a time, so that a run cut short (a judge's 5,000
+    round trips take ~50 min on one core) goes on from its last whole chunk. Chunks are used again only for the
+    same images and VAE weights (their digests); written atomically."""
+    import json
+
+    folder = Path(folder)
+    key = _digests(vae, images)
+    key_file = folder / "key.json"
+    if not key_file.is_file() or json.loads(key_file.read_text()) != key:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("part-*.npz"):       # another VAE's or other images' round trips
+            stale.unlink()
+        key_file.write_text(json.dumps(key))
+    decoded, psnr = [], []
+    for start in range(0, len(images), chunk):
+        part = folder / f"part-{start:07d}.npz"
+        if not part.is_file():
+            done = (lambda k, n, start=start: progress(start + k, len(images))) if progress else None
+            pixels, values = round_trip(vae, images[start:start + chunk], progress=done)
+            partial = folder / f"{part.name}.{os.getpid()}.partial.npz"
+            np.savez(partial, decoded=pixels, psnr=values)
+            os.replace(partial, part)
+        elif progress:
+            progress(min(start + chunk, len(images)), len(images))
+        with np.load(part) as kept:
+            decoded.append(kept["decoded"])
+            psnr.append(kept["psnr"])
+    return np.concatenate(decoded), np.concatenate(psnr)
 
 
 def round_trip(vae, images: np.ndarray, batch: int = 64,

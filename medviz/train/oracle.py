@@ -19,12 +19,14 @@ from ..metrics import roc_auc
 from ..oracle import READOUT_KIND, predict
 from ..progress import printed_progress
 from .architectures import PRESETS, make_oracle
-from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
-                     optimizer_step, scale_record, write_record)
-from .data import render_phantoms, round_trip
+from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
+                     make_accelerator, optimizer_step, save_checkpoint, scale_record, write_record)
+from .data import cached_round_trip, render_phantoms, round_trip
 from .vae import load_vae
 
 HELD_OUT_FIRST_SEED = 10_000_000   # held-out phantoms never overlap the training seeds
+#: The folder under ``out`` with a resumable run's checkpoints and kept round trips.
+CHECKPOINTS = "oracle-checkpoints"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class OracleConfig(TrainConfig):
     first_seed: int = 0                # training phantoms first_seed ..; the judge trains on others
     decoded_by: str | None = None      # a VAE (or a folder holding vae/): a share of the images is its round trip
     decoded_share: float = 0.5         # that share (issue 52: a reader that sees what the decoder draws)
+    checkpoint_every: int = 0          # > 0: resumable (checkpoints and the round trips kept under out/)
 
 
 def attribute_matrix(domain: str, factors: list) -> np.ndarray:
@@ -68,18 +71,24 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
         if accelerator.is_main_process:        # as long as the training: 10,000 at 128 px ~40 min on a shared core
             print(f"[oracle] {len(rows)} of {len(images)} images through {config.decoded_by}'s round trip", flush=True)
             said = printed_progress("[oracle] round trips")
-        images[rows] = round_trip(vae, images[rows], progress=said)[0]
+        images[rows] = _round_trip(config, "round-trips", vae, images[rows], said)
     targets = torch.as_tensor(attribute_matrix(config.domain, factors))
     model = make_oracle(arch, labels, config.family)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = BudgetedSchedule(optimizer, 200, config.steps)
-    sampler = RowSampler(len(images), accelerator, config.seed)
+    checkpoints = Path(config.out) / CHECKPOINTS
+    resumed = latest_checkpoint(checkpoints) if config.checkpoint_every else None
+    start = 0
+    if resumed:
+        accelerator.load_state(str(resumed[0]))
+        start = resumed[1]
+    sampler = RowSampler(len(images), accelerator, config.seed + start)
     rng = sampler.rng
     announce_scale(accelerator, "oracle", config.batch_size, len(images))
     log = Log("oracle", config.steps, progress=progress, enabled=accelerator.is_main_process)
     model.train()
-    for step in range(1, config.steps + 1):
+    for step in range(start + 1, config.steps + 1):
         index = sampler.draw(config.batch_size)
         batch = images[index]
         if rng.random() < 0.5 and domains.get(config.domain).mirrored:
@@ -88,7 +97,12 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
             logits = model(pixel_values=to_model_batch(np.ascontiguousarray(batch), accelerator.device)).logits
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets[index].to(logits.device))
         optimizer_step(accelerator, loss, optimizer, scheduler, step, log, bce=loss.item())
-        if should_stop and should_stop():
+        stop = bool(should_stop and should_stop())
+        if config.checkpoint_every and (step % config.checkpoint_every == 0 or stop):
+            save_checkpoint(accelerator, checkpoints, step, config)
+        if stop:
+            if config.checkpoint_every:        # resumable: the same command goes on from here
+                return {"stopped_at": step}
             break
     model = accelerator.unwrap_model(model)
     scale = scale_record(accelerator, sampler, config.batch_size)
@@ -101,7 +115,8 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     truth = attribute_matrix(config.domain, held_factors)
     auc = {name: roc_auc(truth[:, k], probabilities[:, k]) for k, name in enumerate(labels)}
     if vae is not None:                        # and on the same held-out phantoms' round trips
-        decoded = round_trip(vae, held_images, progress=printed_progress("[oracle] held-out round trips"))[0]
+        decoded = _round_trip(config, "held-out-round-trips", vae, held_images,
+                              printed_progress("[oracle] held-out round trips"))
         decoded = predict(model, decoded, accelerator.device)
         auc_decoded = {name: roc_auc(truth[:, k], decoded[:, k]) for k, name in enumerate(labels)}
     out = Path(config.out) / "oracle"
@@ -113,6 +128,13 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     write_record(out, "medviz_train.json", config, result)
     accelerator.wait_for_everyone()
     return result
+
+
+def _round_trip(config: OracleConfig, name: str, vae, images: np.ndarray, progress) -> np.ndarray:
+    """The decoded images; a resumable run keeps them under ``out/oracle-checkpoints/name``."""
+    if config.checkpoint_every:
+        return cached_round_trip(Path(config.out) / CHECKPOINTS / name, vae, images, progress=progress)[0]
+    return round_trip(vae, images, progress=progress)[0]
 
 
 def _decoder(config: OracleConfig):

@@ -41,3 +41,28 @@ def test_round_trip_reports_each_batch(batch):
     decoded, psnr = round_trip(make_vae(PRESETS["tiny"]).eval(), images, batch, progress=lambda *a: seen.append(a))
     assert decoded.shape == images.shape and decoded.dtype == np.uint8 and psnr.shape == (5,)
     assert seen == ([(2, 5), (4, 5), (5, 5)] if batch == 2 else [(5, 5)])
+
+
+def test_cached_round_trips_go_on_from_the_last_whole_chunk(tmp_path, monkeypatch):
+    from medviz.train import data
+    from medviz.train.architectures import PRESETS, make_vae
+
+    vae = make_vae(PRESETS["tiny"]).eval()
+    images = np.random.default_rng(2).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    calls, said = [], []
+    original = data.round_trip
+    monkeypatch.setattr(data, "round_trip",
+                        lambda vae, chunk, **kw: calls.append(len(chunk)) or original(vae, chunk, **kw))
+    decoded, psnr = data.cached_round_trip(tmp_path / "kept", vae, images, chunk=2, progress=lambda *a: said.append(a))
+    whole, whole_psnr = original(vae, images)
+    assert calls == [2, 2, 1] and said == [(2, 5), (4, 5), (5, 5)]
+    assert np.array_equal(decoded, whole) and np.allclose(psnr, whole_psnr, atol=1e-5)
+    (tmp_path / "kept" / "part-0000002.npz").unlink()                  # the run was cut while writing chunk 2
+    calls.clear()
+    again = data.cached_round_trip(tmp_path / "kept", vae, images, chunk=2)
+    assert calls == [2] and np.array_equal(again[0], decoded)          # only the missing chunk is decoded
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.add_(1.0)                           # another VAE: nothing kept is used
+    calls.clear()
+    data.cached_round_trip(tmp_path / "kept", vae, images, chunk=2)
+    assert calls == [2, 2, 1] and not list((tmp_path / "kept").glob("*.partial*"))

@@ -31,3 +31,27 @@ def test_a_bad_share_or_folder_is_named_before_rendering(tmp_path):
         train_oracle(OracleConfig(domain="skin", out=str(tmp_path), decoded_by=str(tmp_path), decoded_share=0))
     with pytest.raises(FileNotFoundError, match="decoded_by: nowhere is not a folder"):
         train_oracle(OracleConfig(domain="skin", out=str(tmp_path), decoded_by="nowhere"))
+
+
+def test_a_resumable_reader_goes_on_from_its_checkpoint_with_its_round_trips_kept(tmp_path, monkeypatch):
+    from medviz.train import data
+    from medviz.train import oracle as trainer
+    from medviz.train.architectures import PRESETS, make_vae
+
+    make_vae(PRESETS["tiny"]).save_pretrained(str(tmp_path / "vae"))
+    decoded, steps = [], []
+    original = data.round_trip
+    monkeypatch.setattr(data, "round_trip", lambda vae, images, **kw: decoded.append(len(images))
+                        or original(vae, images, batch=2, **kw))
+    monkeypatch.setattr(trainer, "optimizer_step", lambda *a, **kw: steps.append(a[4]))
+    config = trainer.OracleConfig(domain="skin", out=str(tmp_path / "judge"), preset="tiny", n_images=16, steps=4,
+                                  batch_size=4, n_held_out=8, workers=1, family="convnext", first_seed=50_000_000,
+                                  decoded_by=str(tmp_path), decoded_share=0.25, checkpoint_every=3)
+    assert trainer.train_oracle(config, should_stop=lambda: len(steps) == 2) == {"stopped_at": 2}
+    assert decoded == [4] and steps == [1, 2]                          # cut at step 2: a checkpoint there too
+    assert not (tmp_path / "judge" / "oracle").exists()
+    result = trainer.train_oracle(config)                              # the same command again
+    assert steps == [1, 2, 3, 4] and decoded == [4, 8]                 # the training round trips were kept
+    kept = sorted(p.name for p in (tmp_path / "judge" / trainer.CHECKPOINTS).iterdir())
+    assert kept == ["checkpoint-0000002", "checkpoint-0000003", "held-out-round-trips", "round-trips"]
+    assert set(result["held_out_auc_decoded"]) == set(result["held_out_auc"])
