@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from dataclasses import fields
+from pathlib import Path
 
 from ..processes import end_processes
 from .align import AlignConfig, train_align
@@ -48,6 +49,13 @@ def _add(parser: argparse.ArgumentParser, config_type) -> None:
 def _config(config_type, args) -> object:
     values = {f.name: getattr(args, f.name) for f in fields(config_type) if hasattr(args, f.name)}
     return config_type(**values)
+
+
+def _training_record(work: str) -> dict:
+    """What ``bundle`` writes into medviz.json of a text2image run: its command's config and results, so that a
+    candidate kept apart from its run still says how it was trained (nothing for a run without the record)."""
+    record = Path(work) / "unet" / "medviz_train.json"
+    return {"text2image": json.loads(record.read_text())} if record.is_file() else {}
 
 
 def _add_recipe(commands) -> None:
@@ -110,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     bundle.add_argument("--checkpoint", action="store_true",
                         help="the pipeline of a text2image --init-from run's latest checkpoint (its EMA weights), "
                              "while the run goes on")
+    bundle.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                        help="weights of the written pipeline (float16: a candidate kept in git; loading upcasts)")
     _add_recipe(commands)
     args = parser.parse_args(argv)
 
@@ -138,9 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             card = calibrate_folder(folder)
             print(f"{folder}: band level {card['band_level']} (validation coverage {card['band_coverage_validation']})")
     elif args.command == "bundle" and args.checkpoint:
-        print(f"wrote {bundle_checkpoint(args.domain, args.out, args.model_dir, oracle_dir=args.oracle_dir)}")
+        print(f"wrote {bundle_checkpoint(args.domain, args.out, args.model_dir, args.oracle_dir, args.dtype)}")
     elif args.command == "bundle":
-        bundle_pipeline(args.domain, args.out, args.model_dir, {}, oracle_dir=args.oracle_dir)
+        bundle_pipeline(args.domain, args.out, args.model_dir, _training_record(args.out), args.dtype,
+                        oracle_dir=args.oracle_dir)
         if args.oracle_dir:
             bundle_oracle(args.out, args.oracle_dir)
     else:

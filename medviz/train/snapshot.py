@@ -58,10 +58,10 @@ def snapshot_text2image(run: str | Path, into: str | Path) -> int:
     return step
 
 
-def bundle_checkpoint(domain: str, run: str | Path, model_dir: str | Path, oracle_dir: str | Path | None = None
-                      ) -> Path:
+def bundle_checkpoint(domain: str, run: str | Path, model_dir: str | Path, oracle_dir: str | Path | None = None,
+                      dtype: str = "float32") -> Path:
     """``bundle_pipeline`` of ``run``'s latest checkpoint (``snapshot_text2image``); medviz.json gives its step."""
     with tempfile.TemporaryDirectory() as parts:
         step = snapshot_text2image(run, parts)
-        return bundle_pipeline(domain, parts, model_dir, {"checkpoint_step": step, "run": str(run)},
+        return bundle_pipeline(domain, parts, model_dir, {"checkpoint_step": step, "run": str(run)}, dtype,
                                oracle_dir=oracle_dir)

@@ -184,6 +184,14 @@ def test_text_encoder_only_fine_tune_keeps_the_unet(tiny_models, tmp_path):
     assert model.oracle is not None and model.domain == "cxr"
     tuned = load_file(str(tmp_path / "te-pipe" / "text_encoder" / "model.safetensors"))
     assert all(torch.equal(after[k], tuned[k]) for k in after)
+    assert facts["text2image"]["config"]["train_unet"] is False and facts["text2image"]["steps"] == 2
+    # A candidate kept in git: float16 on disk, float32 once loaded, its weights those of the run to fp16 rounding.
+    assert main(["bundle", "--domain", "cxr", "--out", str(tmp_path / "te"), "--model-dir", str(tmp_path / "half"),
+                 "--dtype", "float16"]) == 0
+    halved = load_file(str(tmp_path / "half" / "text_encoder" / "model.safetensors"))
+    assert {t.dtype for t in halved.values()} == {torch.float16}
+    upcast = load_model(tmp_path / "half", device="cpu").pipe.text_encoder.state_dict()
+    assert all(upcast[k].dtype == torch.float32 and torch.equal(upcast[k], after[k].half().float()) for k in after)
 
 
 def test_fine_tune_can_grow_the_unet_at_full_resolution(tiny_models, tmp_path):
