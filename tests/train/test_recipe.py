@@ -358,6 +358,9 @@ def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="fine-structure masks"):
         train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, structure_weight=6.0),
                   images)
+    with pytest.raises(ValueError, match="contrast_balance .* needs structure_weight > 0"):
+        train_vae(VAEConfig(domain="cxr", out=str(tmp_path / "bad"), preset="tiny", steps=1, contrast_balance=True),
+                  images)
     masks = np.zeros(images.shape[:3], np.uint8)
     masks[:, 10:12] = 1
     with pytest.raises(ValueError, match="needs crop_latents"):
@@ -510,6 +513,28 @@ def test_structure_weights_cover_the_rendered_structure_and_its_neighbours():
     assert torch.all(weights[0, 0, :, 3:6] == 7.0)   # the line and one pixel either side
     assert torch.all(weights[0, 0, :, :3] == 1.0) and torch.all(weights[0, 0, :, 6:] == 1.0)
     assert torch.all(weights[1] == 1.0)
+
+
+def test_contrast_balance_weights_a_faint_line_more_than_a_plain_one():
+    """Two 1-px lines of the same width: one faint on dark skin, one plain on light skin. The balanced weight pays
+    for each pixel in inverse proportion to its local contrast; the batch's structure pixels keep mean factor 1."""
+    from medviz.train.vae import structure_weights
+
+    images = np.full((2, 16, 16, 3), 40, np.uint8)
+    images[1] = 200
+    images[0, :, 8] = 62                           # faint: 22 of 255 above the dark background
+    images[1, :, 8] = 110                          # plain: 90 of 255 below the light background
+    masks = np.zeros((2, 16, 16), bool)
+    masks[:, :, 8] = True
+    plain = structure_weights(masks, 6.0, "cpu")
+    balanced = structure_weights(masks, 6.0, "cpu", images)
+    assert balanced.shape == plain.shape == (2, 1, 16, 16)
+    assert torch.all(balanced[:, :, :, :7] == 1.0) and torch.all(balanced[:, :, :, 10:] == 1.0)   # off the lines
+    line = (balanced[:, 0, :, 8] - 1.0) / 6.0                       # each line pixel's factor
+    contrast = np.array([22, 90]) * 6 / 7 / 127.5                  # the line against its 7 x 7 mean, in [-1, 1]
+    assert np.allclose(line[0] / line[1], contrast[1] / contrast[0], rtol=1e-4)
+    grown = plain > 1.0
+    assert torch.isclose(((balanced - 1.0) / 6.0)[grown].mean(), torch.tensor(1.0), atol=1e-5)
 
 
 def test_fine_structure_masks_are_where_the_renderer_drew_them():
