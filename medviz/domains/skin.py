@@ -59,7 +59,9 @@ DOMAIN = register(Domain(
     dataset_layout="isic",
     primary_task="melanoma",
     mirrored=True,                     # dermoscopy has no left or right
-    fidelity=("melanoma", "ruler", "hair", "ink"),
+    # Every skin attribute (issue 52 asks each one and its absence); the bundled card's rows, measured before
+    # bubbles and vignette were asked, hold the first four.
+    fidelity=("melanoma", "ruler", "hair", "gel_bubbles", "ink", "vignette"),
     # Illumination beyond the phantoms' 0.88-1.12 (the SCM caps it at 0.7); no rotation: a dermoscopy image has no
     # up, and the phantoms are drawn at every angle.
     shifts=(

@@ -298,7 +298,8 @@ def test_attributes_pick_rows_and_keep_the_card_out():
     picked = fidelity_prompts(ModelsBenchConfig(domain="skin", attributes=("ink",)))
     assert picked == {"ink": ("Dermoscopy image of a benign nevus with ink markings",
                               "Dermoscopy image of a benign nevus with no ink markings")}
-    assert list(fidelity_prompts(ModelsBenchConfig(domain="skin"))) == ["melanoma", "ruler", "hair", "ink"]
+    every = ["melanoma", "ruler", "hair", "gel_bubbles", "ink", "vignette"]      # every skin attribute (issue 52)
+    assert list(fidelity_prompts(ModelsBenchConfig(domain="skin"))) == every
     with pytest.raises(ValueError, match="--attributes: pacemaker not among the skin rows"):
         fidelity_prompts(ModelsBenchConfig(domain="skin", attributes=("pacemaker",)))
     assert "drop --attributes" in card_problem(ModelsBenchConfig(domain="skin", attributes=("ink",)))
