@@ -260,6 +260,7 @@ class _Parts:
 def _starting_point(config: Text2ImageConfig, accelerator, data: tuple) -> _Parts:
     """A pretrained pipeline and a CSV (PRISM), a phantom pipeline to continue (``init_from``), or new models on the
     VAE trained in ``out/vae``; the phantoms rendered when ``data`` (images, factors, masks) has none."""
+    import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -267,11 +268,12 @@ def _starting_point(config: Text2ImageConfig, accelerator, data: tuple) -> _Part
     out, device, main = Path(config.out), accelerator.device, accelerator.is_main_process
     if config.pretrained:
         # PRISM: fine-tune the UNet of an existing pipeline; VAE and text encoder stay frozen.
-        root = Path(config.pretrained)
-        vae = AutoencoderKL.from_pretrained(root / "vae", local_files_only=True).to(device).eval()
+        # float32 whatever the folder stores (SD checkpoints often ship fp16; transformers keeps a file's dtype).
+        root, fp32 = Path(config.pretrained), {"local_files_only": True, "torch_dtype": torch.float32}
+        vae = AutoencoderKL.from_pretrained(root / "vae", **fp32).to(device).eval()
         tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
-        unet = UNet2DConditionModel.from_pretrained(root / "unet", local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", **fp32)
+        unet = UNet2DConditionModel.from_pretrained(root / "unet", **fp32)
         text_encoder.requires_grad_(False)
         if not config.data_csv:
             raise ValueError("fine-tuning needs data_csv: a CheXpert- or ISIC-layout CSV")

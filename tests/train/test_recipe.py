@@ -1,5 +1,6 @@
 """The whole training recipe at test size: tokenizer, VAE, text encoder + UNet, oracle, bundle, load."""
 
+import dataclasses
 import json
 import os
 import re
@@ -317,6 +318,14 @@ def test_finetune_an_existing_pipeline_on_a_chexpert_csv(tiny_models, tmp_path):
     unet_before = load_file(str(tiny_models / "cxr-tiny" / "unet" / "diffusion_pytorch_model.safetensors"))
     unet_after = load_file(str(tmp_path / "ft" / "unet" / "diffusion_pytorch_model.safetensors"))
     assert any(not torch.equal(unet_before[k], unet_after[k]) for k in unet_before)   # trained
+    # A checkpoint stored in fp16 (as SD's often are) is trained in fp32: transformers would keep the file's dtype.
+    from diffusers import StableDiffusionPipeline
+
+    StableDiffusionPipeline.from_pretrained(str(tiny_models / "cxr-tiny"), local_files_only=True).to(
+        torch.float16).save_pretrained(str(tmp_path / "half"))
+    train_text2image(dataclasses.replace(config, out=str(tmp_path / "ft-half"), pretrained=str(tmp_path / "half")))
+    for part, name in (("text_encoder", "model.safetensors"), ("unet", "diffusion_pytorch_model.safetensors")):
+        assert {t.dtype for t in load_file(str(tmp_path / "ft-half" / part / name)).values()} == {torch.float32}
 
 
 def test_decoder_only_fine_tuning_keeps_the_latent_space(tmp_path, monkeypatch):
