@@ -10,6 +10,15 @@
 domain=${1:-all}
 case $domain in cxr|skin|all) ;; *) echo "usage: bash scripts/gen2_unet.sh [cxr|skin]" >&2; exit 2 ;; esac
 
+kept() {   # kept RUN: RUN's UNet is written, here or as its fp16 candidate in git (a fresh machine's runs/ is empty)
+    [ -f "$1/unet/diffusion_pytorch_model.safetensors" ] ||
+        [ -f "assets/candidates/gen2/$(basename "$1")/unet/diffusion_pytorch_model.safetensors" ]
+}
+
+kept_pipeline() {   # kept_pipeline RUN: RUN when it holds its UNet, else its fp16 candidate
+    if [ -f "$1/unet/diffusion_pytorch_model.safetensors" ]; then echo "$1"; else echo "assets/candidates/gen2/$(basename "$1")"; fi
+}
+
 pipeline_with_vae() {   # pipeline_with_vae PIPELINE VAE_FOLDER OUT: a copy of PIPELINE whose vae/ is VAE_FOLDER/vae
     local pipeline=$1 vae=$2 out=$3
     if [ -f "$out/vae/diffusion_pytorch_model.safetensors" ]; then return; fi
@@ -23,7 +32,7 @@ pipeline_with_vae() {   # pipeline_with_vae PIPELINE VAE_FOLDER OUT: a copy of P
 # Half the device phantoms carry exactly one kind (--single-device-share 0.5): cxr-unet-A, trained on the SCM's own
 # device sets (a kind alone in 6-16% of them), drew the same devices whichever kind was asked at 2,100, 3,900 and
 # 6,000 steps; 300 steps of this data (cxr-unet-B) took the kinds not asked from 46% to 20% (docs/results/gen2.md).
-if [ "$domain" != skin ]; then
+if [ "$domain" != skin ] && ! kept runs/gen2/cxr-unet-C; then
     pipeline_with_vae assets/models/cxr-phantom runs/gen2/cxr-vae-A runs/gen2/cxr-pipe-A
     stage text2image runs/gen2/cxr-unet-C --domain cxr --init-from runs/gen2/cxr-pipe-A --n-images 10000 --steps 2100 \
         --batch-size 16 --learning-rate 2e-4 --ema-decay 0.999 --caption-variants 4 --single-device-share 0.5 --seed 3
@@ -31,9 +40,24 @@ fi
 
 # Skin: the same recipe on skin-vae-L's latents (ruler, hair, ink kept; bubbles drawn as pale discs). The candidate's
 # 1,500-step fine-tunes (docs/candidates/skin-phantom) drew ruler and hair when asked.
-if [ "$domain" != cxr ]; then
+if [ "$domain" != cxr ] && ! kept runs/gen2/skin-unet-M; then
     pipeline_with_vae assets/models/skin-phantom runs/gen2/skin-vae-L runs/gen2/skin-pipe-L
     stage text2image runs/gen2/skin-unet-M --domain skin --init-from runs/gen2/skin-pipe-L --n-images 10000 --steps 2100 \
         --batch-size 16 --learning-rate 2e-4 --ema-decay 0.999 --caption-variants 4 --seed 1
+fi
+
+# Second stages, each from the first's final model (its candidate on a fresh machine), half its learning rate.
+# CXR: C left the kinds that share a path unseparated (a central line drawn with a pacemaker's box, an NG tube with a
+# tracheal segment read as an ETT; kinds not asked 27%): more single-kind phantoms, 0.8 of those with devices.
+# Skin: M draws ruler, hair and ink when asked, but hair as a crack net and ink as blots: longer training first.
+if [ "$domain" != skin ]; then
+    stage text2image runs/gen2/cxr-unet-D --domain cxr --init-from "$(kept_pipeline runs/gen2/cxr-unet-C)" \
+        --n-images 10000 --steps 2100 --batch-size 16 --learning-rate 1e-4 --ema-decay 0.999 --caption-variants 4 \
+        --single-device-share 0.8 --seed 4
+fi
+if [ "$domain" != cxr ]; then
+    stage text2image runs/gen2/skin-unet-M2 --domain skin --init-from "$(kept_pipeline runs/gen2/skin-unet-M)" \
+        --n-images 10000 --steps 2100 --batch-size 16 --learning-rate 1e-4 --ema-decay 0.999 --caption-variants 4 \
+        --seed 2
 fi
 echo "== UNet stages ($domain) done $(date -u +%FT%TZ)"
