@@ -140,6 +140,15 @@ def latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
     return checkpoints[-1], int(record["step"])
 
 
+def resume_latest(accelerator, folder: Path) -> int:
+    """Load the latest checkpoint under ``folder`` into ``accelerator``'s prepared objects; its step (0: none)."""
+    resumed = latest_checkpoint(folder)
+    if not resumed:
+        return 0
+    accelerator.load_state(str(resumed[0]))
+    return resumed[1]
+
+
 class Log:
     """Prints a line every ``every`` steps with the running mean of each metric and the rate since the last line
     (a resumed run's first line counts from the Log's start, not from step 0)."""

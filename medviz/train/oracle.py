@@ -19,8 +19,8 @@ from ..metrics import roc_auc
 from ..oracle import READOUT_KIND, predict
 from ..progress import printed_progress
 from .architectures import PRESETS, make_oracle
-from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
-                     make_accelerator, optimizer_step, save_checkpoint, scale_record, write_record)
+from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
+                     optimizer_step, resume_latest, save_checkpoint, scale_record, write_record)
 from .data import cached_round_trip, render_phantoms, round_trip
 from .vae import load_vae
 
@@ -78,11 +78,7 @@ def train_oracle(config: OracleConfig, images: np.ndarray | None = None, factors
     model, optimizer = accelerator.prepare(model, optimizer)
     scheduler = BudgetedSchedule(optimizer, 200, config.steps)
     checkpoints = Path(config.out) / CHECKPOINTS
-    resumed = latest_checkpoint(checkpoints) if config.checkpoint_every else None
-    start = 0
-    if resumed:
-        accelerator.load_state(str(resumed[0]))
-        start = resumed[1]
+    start = resume_latest(accelerator, checkpoints) if config.checkpoint_every else 0
     sampler = RowSampler(len(images), accelerator, config.seed + start)
     rng = sampler.rng
     announce_scale(accelerator, "oracle", config.batch_size, len(images))

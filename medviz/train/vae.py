@@ -28,8 +28,8 @@ import numpy as np
 
 from ..io import to_model_batch
 from .architectures import PRESETS, grow_vae, make_vae
-from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, latest_checkpoint,
-                     make_accelerator, save_checkpoint, scale_record, write_record)
+from .common import (BudgetedSchedule, Log, Progress, RowSampler, TrainConfig, announce_scale, make_accelerator,
+                     resume_latest, save_checkpoint, scale_record, write_record)
 from .data import encode_latents, render_training_set
 
 
@@ -270,11 +270,7 @@ def train_vae(config: VAEConfig, images: np.ndarray | None = None, progress: Pro
         frozen = accelerator.unwrap_model(objective).vae
         means, stds = (v / frozen.config.scaling_factor for v in encode_latents(frozen, images, accelerator.device))
     scheduler = BudgetedSchedule(optimizer, 200, config.steps, config.time_budget_s or None, accelerator=accelerator)
-    start = 0
-    resumed = latest_checkpoint(out / "vae-checkpoints")
-    if resumed:
-        accelerator.load_state(str(resumed[0]))
-        start = resumed[1]
+    start = resume_latest(accelerator, out / "vae-checkpoints")
     sampler = RowSampler(len(images), accelerator, config.seed + start)
     if images_by_structure:                    # this process's rows only
         images_by_structure = {bit: rows[np.isin(rows, sampler.rows)] for bit, rows in images_by_structure.items()}
