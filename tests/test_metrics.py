@@ -85,6 +85,24 @@ def test_bright_lines_are_measured_as_dark_ones_are_and_only_when_asked():
     assert thin_line_shapes(catheters)["line_px"] < 0.25 * dark["line_px"]   # dark lines asked: crossings only
 
 
+def test_a_background_leaves_out_the_scene_lines_and_keeps_the_structure_drawn_over_them():
+    textures = np.stack([255 - _crack_net(s) for s in range(4)])        # a bright net, like lung texture on an X-ray
+    catheters = 255 - np.stack([_straight_shafts(s) for s in range(4)])
+    scenes = np.maximum(textures, catheters)                             # bright catheters drawn over the texture
+    alone = thin_line_shapes(catheters, bright=True)
+    mixed = thin_line_shapes(scenes, bright=True)
+    separated = thin_line_shapes(scenes, bright=True, background=textures)
+    assert mixed["junctions_per_100px"] > 2 * alone["junctions_per_100px"]     # the net dominates without a background
+    # The catheters' own shapes come back, less what the grown background cuts where they cross it.
+    assert 0.4 * alone["line_px"] < separated["line_px"] < alone["line_px"]
+    assert separated["junctions_per_100px"] < 0.5 * mixed["junctions_per_100px"]
+    assert separated["straightness"] > 0.9
+    # A background of the same scene removes everything; one of another shape is refused.
+    assert thin_line_shapes(scenes, bright=True, background=scenes)["line_px"] == 0
+    with pytest.raises(ValueError, match="background images must match the images"):
+        thin_line_shapes(scenes, background=textures[:2])
+
+
 def test_ece_is_zero_when_confidence_matches_accuracy_and_the_gap_when_it_does_not():
     from medviz.metrics import expected_calibration_error, reliability_bins
 

@@ -390,25 +390,30 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
     kinds = domains.get("cxr").kinds("support_devices")
     cxr = get_domain("cxr")
     graph = cxr.build_graph()
+    samples = [graph.sample(HELD_OUT_FIRST_SEED + 500_000 + i) for i in range(config.n)]
+
+    def render(realisation) -> np.ndarray:
+        return to_uint8(as_rgb(cxr.render(realisation.factors, realisation.seed, size).image))
+
+    # A device's own lines, not the lung texture beside them: each image's lines less those of the same scene without
+    # devices (the phantom's do(support_devices=False) twin; the sample of the same noise asked for no devices).
+    no_devices = FIDELITY_PROMPTS["cxr"]["support_devices"][1]
+    bare_samples = _decode(pipe, pipe.vae, _sample_latents(pipe, no_devices, config, size))
+    bare_phantoms = np.stack([render(graph.intervene(s, support_devices=False)) for s in samples])
     rows, sheet_rows = [], []
     for kind in kinds:
         prompt = describe("cxr", {"support_devices": True, kind: True})
         latents = _sample_latents(pipe, prompt, config, size)
         images = _decode(pipe, pipe.vae, latents)
         generated = _features(oracle, images)[0]
-        phantoms = []
-        for i in range(config.n):
-            sample = graph.sample(HELD_OUT_FIRST_SEED + 500_000 + i)
-            given = graph.intervene(sample, support_devices=True, devices=(kind,))
-            phantoms.append(to_uint8(as_rgb(cxr.render(given.factors, given.seed, size).image)))
-        phantoms = np.stack(phantoms)
+        phantoms = np.stack([render(graph.intervene(s, support_devices=True, devices=(kind,))) for s in samples])
         real = _features(oracle, phantoms)[0]
         sheet_rows.append((prompt, images, phantoms))
         rows.append({"kind": kind, "prompt": prompt,
                      "generated": {k: float((generated[:, labels.index(k)] > 0.5).mean()) for k in kinds},
                      "phantoms": {k: float((real[:, labels.index(k)] > 0.5).mean()) for k in kinds},
-                     "lines": thin_line_shapes(images, bright=True),
-                     "lines_real": thin_line_shapes(phantoms, bright=True)})
+                     "lines": thin_line_shapes(images, bright=True, background=bare_samples),
+                     "lines_real": thin_line_shapes(phantoms, bright=True, background=bare_phantoms)})
         if progress:
             progress(f"{prompt!r}: {config.n} samples")
     if config.sheet:                 # each column one noise seed: does the asked kind or the seed decide the devices?
@@ -557,7 +562,8 @@ def print_device_kinds(result: dict) -> None:
         print(
             f"{row['kind']:<12}" + "".join(f"{row['generated'][k]:>9.0%} ({row['phantoms'][k]:>4.0%})" for k in kinds)
         )
-    print_line_shapes(rows, "bright", "phantoms given exactly that device")
+    print_line_shapes(rows, "bright", "phantoms given exactly that device; each image's lines less those of its scene "
+                      "without devices")
 
 
 @dataclass(frozen=True)
