@@ -664,6 +664,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a pipeline folder of --domain, measured instead of its bundled model")
     parser.add_argument("--n", type=int, default=64, help="samples per prompt")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    parser.add_argument("--guidance-scale", type=float, default=ModelsBenchConfig.guidance_scale,
+                        help="classifier-free guidance of the samples (default: the Generate tab's)")
     parser.add_argument("--vae", default=None, metavar="DIR",
                         help="a candidate VAE folder (or a folder holding vae/) measured beside the bundled one: its "
                              "round trip, and its decode of the very same generated latents ({domain} is replaced)")
@@ -714,7 +716,8 @@ def main(args: argparse.Namespace, command: str) -> int:
                          "and --paraphrases")
     if args.device_kinds and args.domain == "skin":
         raise SystemExit("--device-kinds is a CXR measurement: use --domain cxr")
-    configs = [ModelsBenchConfig(domain=domain, n=args.n, steps=args.steps, model=args.model,
+    configs = [ModelsBenchConfig(domain=domain, n=args.n, steps=args.steps, guidance_scale=args.guidance_scale,
+                                 model=args.model,
                                  vae=args.vae.replace("{domain}", domain) if args.vae else None,
                                  round_trip_only=args.round_trip_only, device_kinds=args.device_kinds,
                                  paraphrases=args.paraphrases, attributes=tuple(args.attributes),

@@ -241,6 +241,7 @@ def test_models_card_record_keeps_the_figures_the_bars_they_meet_and_the_setting
 @pytest.mark.parametrize("args, message", [
     (["--round-trip-only"], "a full run"), (["--vae", "runs/x"], "candidate VAE"),
     (["--n", "8"], "at least 64 samples per prompt, not 8"), (["--steps", "10"], "this run sets steps"),
+    (["--guidance-scale", "2"], "this run sets guidance_scale"),
     (["--model", "runs/x"], "name the model's --domain"), (["--paraphrases"], "a full run"),
     (["--oracle", "runs/judge"], "--oracle names another")])
 def test_models_write_card_refuses_what_a_card_must_not_hold(args, message):
