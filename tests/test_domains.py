@@ -72,3 +72,15 @@ def test_each_attribute_has_one_phrase_and_its_synonyms_name_only_it():
         assert set(domain.oracle_labels) >= {a.name for a in domain.factors}
         for changes in domain.named_interventions().values():
             assert changes
+
+
+def test_line_structures_are_fidelity_rows_drawn_in_the_domains_polarity():
+    from medviz import domains
+
+    assert domains.get("skin").line_structures == ("ruler", "hair", "ink")
+    assert domains.get("cxr").line_structures == ("support_devices",)
+    for name in ("skin", "cxr"):
+        vocabulary = domains.get(name)
+        # The models bench measures a line structure on its fidelity row's samples: each must have one.
+        assert set(vocabulary.line_structures) <= set(vocabulary.fidelity)
+        assert vocabulary.thin_lines in ("dark", "bright")

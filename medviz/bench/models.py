@@ -14,6 +14,8 @@
 * Thin-line shapes (``thin_line_shapes``): junction density, segment length and straightness of the thin
   dark lines of each prompt's samples beside those of the phantoms that fit it. The oracle reads "hair"
   off a net of branching cracks as readily as off a few straight shafts; these figures tell them apart.
+  For the domain's line structures (skin ruler, hair, ink; CXR devices) also the structure's lines alone: the
+  samples' less those of the same noise asked for none, the phantoms' less those of their twins without it.
 * Device kinds (CXR, ``device_kinds``): for a prompt naming one device kind ("... showing support
   devices, central venous line"), how often the oracle reads each kind on the samples, beside the same
   phantoms given exactly that device. A caption that names kinds names every kind present, so any other
@@ -35,12 +37,12 @@ import numpy as np
 
 from .. import domains
 from ..engines.common import SCHEDULERS
-from ..io import as_rgb, to_model_batch, to_uint8, uint8_rgb
+from ..io import to_model_batch, uint8_rgb
 from ..metrics import thin_line_shapes
 from ..models import MODELS_DIR, load_pipeline, resolve
 from ..phantoms import get_domain
 from ..prompts import caption_conditional, class_prompts, describe
-from ..train.data import render_phantoms, round_trip
+from ..train.data import render_phantoms, render_sample, round_trip
 from ..train.oracle import HELD_OUT_FIRST_SEED
 from ..train.vae import load_vae
 from .cards import record_models_bench
@@ -53,6 +55,7 @@ FIDELITY_ATTRIBUTES = {name: domains.get(name).fidelity for name in ("cxr", "ski
 FIDELITY_PROMPTS = {domain: {a: class_prompts(domain, a) for a in attributes}
                     for domain, attributes in FIDELITY_ATTRIBUTES.items()}
 
+POOL_FIRST_SEED = HELD_OUT_FIRST_SEED + 500_000   # the reference phantoms': held out from every model's training
 LINE_REFERENCE = 256                   # fitting phantoms whose thin lines each prompt's samples are compared with
 
 
@@ -116,7 +119,7 @@ def card_record(result: dict, date: str, command: str) -> dict:
     ``medviz.bench.cards.record_models_bench``): each prompt's figures and whether they meet ``PROMPT_BARS``,
     the Fréchet distances, the VAE round trip, the settings the samples were drawn with, how to reproduce."""
     keep = ("attribute", "prompt", "wanted", "agreement", "fits_all", "diversity_ratio", "n_matching",
-            "diversity_ratio_named_only", "lines", "lines_real")
+            "diversity_ratio_named_only", "lines", "lines_real", "structure_lines", "structure_lines_real")
     rows = [{**{key: row[key] for key in keep if key in row},
              "meets": {key: bool(row[key] >= bar) for key, bar in PROMPT_BARS.items()}} for row in result["rows"]]
     config = result["config"]
@@ -234,7 +237,7 @@ def _other_vae_round_trip(config: ModelsBenchConfig, vae, oracle, reference: tup
     if not config.round_trip_only:
         raise ValueError(f"{config.vae} codes {side}-px images and the pipeline draws {size}-px ones: measure it "
                          "with --round-trip-only")
-    own, _, own_masks = render_phantoms(config.domain, len(images), side, HELD_OUT_FIRST_SEED + 500_000,
+    own, _, own_masks = render_phantoms(config.domain, len(images), side, POOL_FIRST_SEED,
                                         fine_structure_masks=True)
     decoded, psnr = round_trip(vae, own)
 
@@ -301,7 +304,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     if config.device_kinds or config.paraphrases:
         return _one_table(config, pipe, oracle, size, progress)
     pool_size = max(config.n_reference, config.n_diversity_reference)
-    pool, pool_factors, pool_masks = render_phantoms(config.domain, pool_size, size, HELD_OUT_FIRST_SEED + 500_000,
+    pool, pool_factors, pool_masks = render_phantoms(config.domain, pool_size, size, POOL_FIRST_SEED,
                                                      fine_structure_masks=True)
     pool_feat = _features(oracle, pool)[1]
     pool_truth = np.array([[vocabulary.attributes_of(f)[k] for k in labels] for f in pool_factors])
@@ -323,8 +326,10 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     real_lines: dict[tuple, dict] = {}               # fitting attributes -> their phantoms' line shapes
     bright = vocabulary.thin_lines == "bright"       # catheters are bright on an X-ray; hair and ink dark on skin
     seconds = 0.0
+    structure_reference: dict[str, dict] = {}        # line structure -> its phantoms' lines less their twins'
     for attribute, (with_prompt, without_prompt) in fidelity_prompts(config).items():
         k = labels.index(attribute)
+        asked_images: dict[tuple[str, bool], np.ndarray] = {}
         for wanted, prompt in ((True, with_prompt), (False, without_prompt)):
             tic = time.perf_counter()
             latents = _sample_latents(pipe, prompt, config, size)
@@ -339,10 +344,15 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
             fitting = tuple(sorted(conditional.items()))
             if fitting not in real_lines:
                 real_lines[fitting] = thin_line_shapes(pool[np.flatnonzero(matching)[:LINE_REFERENCE]], bright=bright)
+            if wanted and attribute in vocabulary.line_structures:
+                which = np.flatnonzero(matching)[:LINE_REFERENCE]
+                twins = twin_phantoms(config.domain, POOL_FIRST_SEED + which, size, **{attribute: False})
+                structure_reference[attribute] = thin_line_shapes(pool[which], bright=bright, background=twins)
             # A candidate decoder (decoder-only fine-tune: same latent space) decodes the very same latents,
             # so the two rows differ only by the decoder.
             for name, vae in decoders.items():
                 images = _decode(pipe, vae, latents)
+                asked_images[name, wanted] = images
                 if name == "bundled" and config.sheet:
                     decoded_samples[prompt] = images
                 probabilities, features = _features(oracle, images)
@@ -355,6 +365,11 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
                                    "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
                                    "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only]),
                                    "lines": thin_line_shapes(images, bright=bright), "lines_real": real_lines[fitting]})
+        if attribute in vocabulary.line_structures:       # the asked row: the structure's own lines, both decoders
+            for name in decoders:
+                rows[name][-2].update(structure_lines=thin_line_shapes(asked_images[name, True], bright=bright,
+                                                                       background=asked_images[name, False]),
+                                      structure_lines_real=structure_reference[attribute])
     result = {
         "domain": config.domain, "config": config.__dict__, "rows": rows["bundled"],
         **_frechet_distances(oracle, reference, ref_feat, np.concatenate(generated_features["bundled"])),
@@ -370,6 +385,13 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         result["candidate_vae"] = {"vae": config.vae, "rows": rows[config.vae], "fd_generated_vs_held_out":
                                    frechet_distance(np.concatenate(generated_features[config.vae]), ref_feat)}
     return result
+
+
+def twin_phantoms(domain: str, seeds, size: int, **changes) -> np.ndarray:
+    """uint8 N x H x W x 3: the phantoms of ``seeds`` under ``do(**changes)`` (their true counterfactuals)."""
+    graph = get_domain(domain).build_graph()
+    return np.stack([render_sample(domain, graph.intervene(graph.sample(int(seed)), **changes), size)
+                     for seed in seeds])
 
 
 def _one_table(config: ModelsBenchConfig, pipe, oracle, size: int, progress=None) -> dict:
@@ -388,25 +410,19 @@ def device_kinds(pipe, oracle, config: ModelsBenchConfig, size: int, progress=No
         raise ValueError(f"device kinds are a CXR measurement; --domain is {config.domain}")
     labels = domains.get("cxr").oracle_labels
     kinds = domains.get("cxr").kinds("support_devices")
-    cxr = get_domain("cxr")
-    graph = cxr.build_graph()
-    samples = [graph.sample(HELD_OUT_FIRST_SEED + 500_000 + i) for i in range(config.n)]
-
-    def render(realisation) -> np.ndarray:
-        return to_uint8(as_rgb(cxr.render(realisation.factors, realisation.seed, size).image))
-
+    seeds = POOL_FIRST_SEED + np.arange(config.n)
     # A device's own lines, not the lung texture beside them: each image's lines less those of the same scene without
     # devices (the phantom's do(support_devices=False) twin; the sample of the same noise asked for no devices).
     no_devices = FIDELITY_PROMPTS["cxr"]["support_devices"][1]
     bare_samples = _decode(pipe, pipe.vae, _sample_latents(pipe, no_devices, config, size))
-    bare_phantoms = np.stack([render(graph.intervene(s, support_devices=False)) for s in samples])
+    bare_phantoms = twin_phantoms("cxr", seeds, size, support_devices=False)
     rows, sheet_rows = [], []
     for kind in kinds:
         prompt = describe("cxr", {"support_devices": True, kind: True})
         latents = _sample_latents(pipe, prompt, config, size)
         images = _decode(pipe, pipe.vae, latents)
         generated = _features(oracle, images)[0]
-        phantoms = np.stack([render(graph.intervene(s, support_devices=True, devices=(kind,))) for s in samples])
+        phantoms = twin_phantoms("cxr", seeds, size, support_devices=True, devices=(kind,))
         real = _features(oracle, phantoms)[0]
         sheet_rows.append((prompt, images, phantoms))
         rows.append({"kind": kind, "prompt": prompt,
@@ -530,7 +546,13 @@ def print_table(result: dict) -> None:
                 f"{row.get('fits_all', float('nan')):>9.1%}{row['diversity_ratio']:>11.2f}{row.get('n_matching', 0):>6}"
                 f"{named:>12.2f}"
             )
-    print_line_shapes(result["rows"], domains.get(result["domain"]).thin_lines, "fitting phantoms")
+    polarity = domains.get(result["domain"]).thin_lines
+    print_line_shapes(result["rows"], polarity, "fitting phantoms")
+    structures = [{**row, "lines": row["structure_lines"], "lines_real": row["structure_lines_real"]}
+                  for row in result["rows"] if "structure_lines" in row]
+    if structures:
+        print_line_shapes(structures, polarity, "the same phantoms' lines less those of their twins without the "
+                          "structure; the samples' less those of the same noise asked for none")
     print("Fréchet distance (oracle features): generated vs held-out "
           + "; ".join(f"{fd:.2f} ({title.split(' (')[0]})" for title, _, fd in tables)
           + f"; blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "

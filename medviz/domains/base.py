@@ -145,6 +145,7 @@ class Domain:
     fidelity: tuple[str, ...] = ()     # the attributes the models bench asks for and against, in prompts
     shifts: tuple[Shift, ...] = ()     # the stress test's acquisition shifts
     thin_lines: str = "dark"           # its thin structures' polarity: dark (hair, ink) or bright (metal catheters)
+    line_structures: tuple[str, ...] = ()   # attributes drawn as thin lines: the models bench measures their shapes
 
     def shift(self, name: str) -> Shift:
         for shift in self.shifts:

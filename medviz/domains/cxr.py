@@ -85,6 +85,7 @@ DOMAIN = register(Domain(
     primary_task="pleural_effusion",
     fidelity=("pleural_effusion", "cardiomegaly", "support_devices", "female"),
     thin_lines="bright",
+    line_structures=("support_devices",),
     # Beyond the phantoms' training ranges (phantoms.cxr.ACQUISITION_RANGES): exposure 0.82-1.18, gamma 0.8-1.2,
     # noise 0.006-0.02, rotation +-4 degrees; the SCM's checks cap them at 1.3, 1.3, 0.06 and 10.
     shifts=(

@@ -62,6 +62,7 @@ DOMAIN = register(Domain(
     # Every skin attribute (issue 52 asks each one and its absence); the bundled card's rows, measured before
     # bubbles and vignette were asked, hold the first four.
     fidelity=("melanoma", "ruler", "hair", "gel_bubbles", "ink", "vignette"),
+    line_structures=("ruler", "hair", "ink"),
     # Illumination beyond the phantoms' 0.88-1.12 (the SCM caps it at 0.7); no rotation: a dermoscopy image has no
     # up, and the phantoms are drawn at every angle.
     shifts=(

@@ -15,6 +15,19 @@ from ..io import as_rgb, to_model_batch, to_uint8
 from ..phantoms import get_domain, shrink_mask
 
 
+def _pixels(rendering, size: int) -> np.ndarray:
+    """A rendering (drawn at ``max(size, 128)``) as uint8 ``size`` x ``size`` x 3 pixels."""
+    pixels = to_uint8(as_rgb(rendering.image))
+    if size < 128:      # test-sized models: the renderer's smallest size, box-filtered down
+        pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BOX))
+    return pixels
+
+
+def render_sample(domain: str, sample, size: int) -> np.ndarray:
+    """One SCM sample (an intervened one too) as ``render_phantoms`` draws it: uint8 ``size`` x ``size`` x 3."""
+    return _pixels(get_domain(domain).render(sample.factors, sample.seed, max(size, 128)), size)
+
+
 def _render_chunk(args: tuple) -> tuple[np.ndarray, list[dict[str, Any]], np.ndarray | None]:
     domain, first, count, size, structures, graph_parameters = args
     module = get_domain(domain)
@@ -25,10 +38,7 @@ def _render_chunk(args: tuple) -> tuple[np.ndarray, list[dict[str, Any]], np.nda
     for i in range(count):
         sample = graph.sample(first + i)
         rendering = module.render(sample.factors, sample.seed, max(size, 128))
-        pixels = to_uint8(as_rgb(rendering.image))
-        if size < 128:      # test-sized models: the renderer's smallest size, box-filtered down
-            pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.BOX))
-        images[i] = pixels
+        images[i] = _pixels(rendering, size)
         for bit, name in enumerate(structures):
             masks[i] |= shrink_mask(rendering.supports[name], size).astype(np.uint8) << bit
         factors.append(dict(sample.factors))

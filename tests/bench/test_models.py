@@ -359,3 +359,47 @@ def test_structure_psnr_is_the_error_on_each_structures_pixels_only():
     assert psnr["line"] == pytest.approx(13.98, abs=0.01)
     assert psnr["column"] == pytest.approx(100.0)          # exact on its pixels (the 1e-10 floor)
     assert np.isnan(psnr["absent"])
+
+
+def test_twin_phantoms_change_what_is_asked_and_keep_the_rest():
+    from medviz.bench.models import POOL_FIRST_SEED, twin_phantoms
+    from medviz.metrics import thin_line_shapes
+    from medviz.phantoms import get_domain
+    from medviz.train.data import render_phantoms
+
+    graph = get_domain("skin").build_graph()
+    seeds = [s for s in range(POOL_FIRST_SEED, POOL_FIRST_SEED + 60) if graph.sample(s).factors["hair"]][:3]
+    assert len(seeds) == 3
+    phantoms = np.concatenate([render_phantoms("skin", 1, 128, s, workers=1)[0] for s in seeds])
+    assert np.array_equal(twin_phantoms("skin", seeds, 128), phantoms)        # no change: the phantoms themselves
+    bare = twin_phantoms("skin", seeds, 128, hair=False)
+    changed = np.abs(bare.astype(int) - phantoms).max(-1) > 8
+    assert 0.002 < changed.mean() < 0.2                                       # the hairs, not the scene
+    # The hair alone: what the phantoms' lines less their twins' keep is mostly hair, long and little branched.
+    alone = thin_line_shapes(phantoms, background=bare)
+    assert 0.3 * thin_line_shapes(phantoms)["line_px"] < alone["line_px"] < thin_line_shapes(phantoms)["line_px"]
+    assert alone["segment_px"] > 10 and alone["junctions_per_100px"] < 4
+
+
+def test_models_table_shows_a_line_structures_own_shapes_when_measured(capsys):
+    from medviz.bench.models import card_record, print_table
+
+    trip = {"psnr_db": 32.0, "attributes": {}}
+    lines = {"junctions_per_100px": 3.31, "segment_px": 14.4, "straightness": 0.922, "line_px": 1136.0}
+    alone = {"junctions_per_100px": 4.02, "segment_px": 9.9, "straightness": 0.901, "line_px": 812.0}
+    real = {"junctions_per_100px": 0.95, "segment_px": 21.5, "straightness": 0.950, "line_px": 401.0}
+    row = {"attribute": "hair", "prompt": "Dermoscopy image of a benign nevus with hair", "wanted": True,
+           "agreement": 1.0, "fits_all": 0.98, "diversity_ratio": 1.05, "n_matching": 166,
+           "diversity_ratio_named_only": 0.9, "lines": lines, "lines_real": lines,
+           "structure_lines": alone, "structure_lines_real": real}
+    result = {"domain": "skin", "config": {"n_reference": 10, "n": 64, "steps": 25, "guidance_scale": 4.0,
+                                           "seed": 0}, "vae_round_trip": {"bundled": trip}, "rows": [row],
+              "fd_generated_vs_held_out": 263.6, "fd_blurred_held_out_vs_held_out": 290.5,
+              "fd_held_out_half_vs_half": 5.0, "generation_seconds": 9.0, "images_generated": 64,
+              "scheduler": "DDIMScheduler"}
+    print_table(result)
+    printed = capsys.readouterr().out
+    assert "less those of their twins without the structure" in printed
+    shapes = next(line for line in printed.splitlines() if line.startswith(row["prompt"]) and "(0.95)" in line)
+    assert shapes.split()[-8:] == ["4.02", "(0.95)", "9.9", "(21.5)", "0.901", "(0.950)", "812", "(401)"]
+    assert card_record(result, "d", "c")["rows"][0]["structure_lines_real"] == real
