@@ -18,16 +18,16 @@ judge() {   # judge DOMAIN VAE: runs/judge/DOMAIN-decoded, trained on phantoms a
         --batch-size 64 --steps 3000 --workers 1 --checkpoint-every 300 --decoded-by "$vae" --decoded-share 0.5
 }
 
-if [ "$domain" != cxr ]; then judge skin runs/gen2/skin-vae-L; fi
-if [ "$domain" != skin ]; then judge cxr runs/gen2/cxr-vae-A; fi
-
-# The ConvNeXt judge learns no gel bubbles (held-out AUC 0.52, on phantoms too); the bundled ResNet reads them on
-# phantoms (0.9997) and on no round trip. Its recipe (20,000 images, not 30,000) with half of them decoded says
-# whether a decoded bubble (a pale disc without its rim) is still a readable bubble: runs/judge/skin-resnet-decoded.
+# The skin ResNet first: the ConvNeXt judge learns no gel bubbles (held-out AUC 0.52, on phantoms too); the bundled
+# ResNet reads them on phantoms (0.9997) and on no round trip. Its recipe (20,000 images, not 30,000) with half of them
+# decoded says whether a decoded bubble (a pale disc without its rim) is still a readable bubble, and whether a faded
+# ink mark is still ink: runs/judge/skin-resnet-decoded, a candidate for the retrained bundled oracle (scope 3).
 if [ "$domain" != cxr ] && [ ! -f runs/judge/skin-resnet-decoded/oracle/medviz_train.json ]; then
     vae=$(kept_vae runs/gen2/skin-vae-L)
     echo "== runs/judge/skin-resnet-decoded: $(date -u +%FT%TZ)"
     python -m medviz.train oracle --domain skin --out runs/judge/skin-resnet-decoded --family resnet --seed 0 \
         --n-images 20000 --steps 2000 --batch-size 128 --workers 1 --checkpoint-every 300 --decoded-by "$vae" --decoded-share 0.5
 fi
+if [ "$domain" != cxr ]; then judge skin runs/gen2/skin-vae-L; fi
+if [ "$domain" != skin ]; then judge cxr runs/gen2/cxr-vae-A; fi
 echo "== judges ($domain) done $(date -u +%FT%TZ)"
