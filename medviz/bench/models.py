@@ -390,8 +390,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
 def twin_phantoms(domain: str, seeds, size: int, **changes) -> np.ndarray:
     """uint8 N x H x W x 3: the phantoms of ``seeds`` under ``do(**changes)`` (their true counterfactuals)."""
     graph = get_domain(domain).build_graph()
-    return np.stack([render_sample(domain, graph.intervene(graph.sample(int(seed)), **changes), size)
-                     for seed in seeds])
+    twins = [render_sample(domain, graph.intervene(graph.sample(int(seed)), **changes), size) for seed in seeds]
+    return np.stack(twins) if twins else np.zeros((0, size, size, 3), np.uint8)
 
 
 def _one_table(config: ModelsBenchConfig, pipe, oracle, size: int, progress=None) -> dict:

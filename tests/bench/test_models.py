@@ -372,6 +372,7 @@ def test_twin_phantoms_change_what_is_asked_and_keep_the_rest():
     assert len(seeds) == 3
     phantoms = np.concatenate([render_phantoms("skin", 1, 128, s, workers=1)[0] for s in seeds])
     assert np.array_equal(twin_phantoms("skin", seeds, 128), phantoms)        # no change: the phantoms themselves
+    assert twin_phantoms("skin", [], 128, hair=False).shape == (0, 128, 128, 3)
     bare = twin_phantoms("skin", seeds, 128, hair=False)
     changed = np.abs(bare.astype(int) - phantoms).max(-1) > 8
     assert 0.002 < changed.mean() < 0.2                                       # the hairs, not the scene
