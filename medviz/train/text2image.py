@@ -64,6 +64,7 @@ class Text2ImageConfig(TrainConfig):
     grow_layer: bool = False           # with init_from: add a resnet at the full latent resolution
     structure_weight: float = 0.0      # >0: extra loss weight on latent cells holding a fine structure
     single_device_share: float = 0.0   # cxr: share of device phantoms drawn with one kind (phantoms.cxr.build_graph)
+    noise_offset: float = 0.0          # > 0: offset noise (per image and channel) so samples can leave the mean tone
 
 
 def _denoiser(text_encoder, unet):
@@ -116,6 +117,21 @@ def latent_structure_weights(masks: np.ndarray, latent_side: int, strength: floa
     return F.max_pool2d(structure_weights(masks, strength, "cpu"), side // latent_side).to(device)
 
 
+def training_noise(latents, offset: float):
+    """The noise added to ``latents`` (N, C, h, w): standard normal, plus with ``offset`` > 0 one normal draw of
+    std ``offset`` per image and channel, shared by its cells (offset noise, Guttenberg 2023; diffusers'
+    ``noise_offset``). SD's schedule leaves sqrt(alpha_bar_T) = 0.068 of the image at its last step, so a model
+    learns to read an image's mean tone off its starting noise, whose mean is ~0: without the offset it draws
+    every sample near the mean tone (the skin models draw no dark skin unasked, docs/results/gen2.md)."""
+    import torch
+
+    noise = torch.randn_like(latents)
+    if offset:
+        noise = noise + offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=latents.device,
+                                             dtype=latents.dtype)
+    return noise
+
+
 def _snr_weights(scheduler, timesteps, gamma: float):
     """min(SNR, gamma) / SNR for epsilon prediction (Hang et al. 2023, eq. 6)."""
     alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
@@ -162,7 +178,7 @@ def train_text2image(config: Text2ImageConfig, images: np.ndarray | None = None,
     for step in range(start + 1, config.steps + 1):
         picked, input_ids = _caption_batch(config, captions, sampler, device)
         latents = latent_mean[picked] + latent_std[picked] * torch.randn_like(latent_std[picked])
-        noise = torch.randn_like(latents)
+        noise = training_noise(latents, config.noise_offset)
         timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(picked),), device=device)
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
         with accelerator.autocast():
@@ -233,6 +249,8 @@ def _check(config: Text2ImageConfig, images: np.ndarray | None, masks: np.ndarra
         raise ValueError("structure_weight needs the images' fine-structure masks, shape (N, H, W) like the images")
     if config.train_tokens and config.train_unet:
         raise ValueError("train_tokens learns token embeddings only: set train_unet=False (--no-train-unet)")
+    if not 0.0 <= config.noise_offset <= 1.0:
+        raise ValueError(f"noise_offset must be 0..1 (diffusers' fine-tunes use ~0.05-0.1), got {config.noise_offset}")
     if config.single_device_share:
         if config.domain != "cxr" or config.pretrained or images is not None:
             raise ValueError("single_device_share changes which CXR phantoms are rendered: it needs domain cxr and "

@@ -653,3 +653,21 @@ def test_structure_weight_reaches_the_unet_loss_only_where_a_structure_was_drawn
     with pytest.raises(ValueError, match="a CSV dataset has none"):
         train_text2image(Text2ImageConfig(domain="cxr", out=str(tmp_path / "bad"), pretrained=str(source),
                                           structure_weight=4.0))
+
+
+def test_offset_noise_moves_each_image_and_channel_as_a_whole(tmp_path):
+    import torch
+
+    from medviz.train.text2image import Text2ImageConfig, train_text2image, training_noise
+
+    torch.manual_seed(0)
+    latents = torch.zeros(512, 4, 32, 32)
+    plain, offset = training_noise(latents, 0.0), training_noise(latents, 0.1)
+    assert plain.shape == offset.shape == latents.shape
+    # The spread of an image-channel's mean: 1/32 for i.i.d. cells, sqrt(0.1^2 + 1/32^2) = 0.105 with the offset.
+    assert abs(plain.mean(dim=(2, 3)).std().item() - 1 / 32) < 0.003
+    assert abs(offset.mean(dim=(2, 3)).std().item() - 0.105) < 0.006
+    assert abs(offset.std().item() - 1.005) < 0.01                 # the cells' own noise unchanged
+    with pytest.raises(ValueError, match="noise_offset must be 0..1"):
+        train_text2image(Text2ImageConfig(domain="skin", out=str(tmp_path / "bad"), noise_offset=2.0))
+    assert not (tmp_path / "bad").exists()
