@@ -61,19 +61,11 @@ def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, mi
     if background is not None and np.shape(background) != images.shape:
         raise ValueError(f"background images must match the images: {np.shape(background)} vs {images.shape}")
 
-    def lines(batch: np.ndarray) -> np.ndarray:
-        """N x H x W bool: pixels darker (brighter if ``bright``) than their ``width`` px grey closing by ``depth``."""
-        grey = batch.astype(np.float32).mean(-1) / 255 if batch.ndim == 4 else batch.astype(np.float32) / 255
-        if bright:
-            grey = 1.0 - grey
-        return np.array([ndimage.grey_closing(g, size=(width, width)) - g > depth for g in grey],
-                        bool).reshape(grey.shape)
-
-    masks = lines(images)
+    masks = _line_masks(images, depth, width, bright)
     if background is not None:
         grow = np.ones((2 * tolerance + 1, 2 * tolerance + 1), bool)
-        masks &= ~np.array([ndimage.binary_dilation(m, grow) for m in lines(np.asarray(background))],
-                           bool).reshape(masks.shape)
+        behind = _line_masks(np.asarray(background), depth, width, bright)
+        masks &= ~np.array([ndimage.binary_dilation(m, grow) for m in behind], bool).reshape(masks.shape)
     eight = np.ones((3, 3), bool)
     line_px, junctions, lengths, straightness = 0, 0, [], []
     for mask in masks:
@@ -107,6 +99,16 @@ def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, mi
             "junctions_per_100px": 100 * junctions / line_px if line_px else float("nan"),
             "segment_px": float(np.mean(lengths)) if lengths else float("nan"),
             "straightness": float(np.mean(straightness)) if straightness else float("nan")}
+
+
+def _line_masks(images: np.ndarray, depth: float, width: int, bright: bool) -> np.ndarray:
+    """N x H x W bool: the pixels darker (brighter if ``bright``) than their ``width`` px grey closing by ``depth``."""
+    from scipy import ndimage
+
+    grey = images.astype(np.float32).mean(-1) / 255 if images.ndim == 4 else images.astype(np.float32) / 255
+    if bright:
+        grey = 1.0 - grey
+    return np.array([ndimage.grey_closing(g, size=(width, width)) - g > depth for g in grey], bool).reshape(grey.shape)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -303,20 +303,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     vocabulary = domains.get(config.domain)
     if config.device_kinds or config.paraphrases:
         return _one_table(config, pipe, oracle, size, progress)
-    pool_size = max(config.n_reference, config.n_diversity_reference)
-    pool, pool_factors, pool_masks = render_phantoms(config.domain, pool_size, size, POOL_FIRST_SEED,
-                                                     fine_structure_masks=True)
-    pool_feat = _features(oracle, pool)[1]
-    pool_truth = np.array([[vocabulary.attributes_of(f)[k] for k in labels] for f in pool_factors])
-    reference, ref_feat, ref_truth, ref_masks = (a[:config.n_reference] for a in (pool, pool_feat, pool_truth,
-                                                                                   pool_masks))
-    round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels, masks=ref_masks,
-                                             structures=get_domain(config.domain).FINE_STRUCTURES)}
-    decoders = {"bundled": pipe.vae}
-    if config.vae:
-        decoders[config.vae] = load_vae(config.vae).eval()       # a VAE folder, or one holding vae/
-        round_trips.update(_other_vae_round_trip(config, decoders[config.vae], oracle,
-                                                 (reference, ref_truth, ref_masks), size))
+    pool, pool_feat, pool_truth, decoders, round_trips = _pool_and_round_trips(config, pipe, oracle, labels, size)
+    reference, ref_feat = pool[:config.n_reference], pool_feat[:config.n_reference]
     if config.round_trip_only:
         return {"domain": config.domain, "config": config.__dict__, "rows": [], "vae_round_trip": round_trips}
 
@@ -345,9 +333,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
             if fitting not in real_lines:
                 real_lines[fitting] = thin_line_shapes(pool[np.flatnonzero(matching)[:LINE_REFERENCE]], bright=bright)
             if wanted and attribute in vocabulary.line_structures:
-                which = np.flatnonzero(matching)[:LINE_REFERENCE]
-                twins = twin_phantoms(config.domain, POOL_FIRST_SEED + which, size, **{attribute: False})
-                structure_reference[attribute] = thin_line_shapes(pool[which], bright=bright, background=twins)
+                structure_reference[attribute] = structure_lines_of_phantoms(config.domain, attribute, pool, matching,
+                                                                             size)
             # A candidate decoder (decoder-only fine-tune: same latent space) decodes the very same latents,
             # so the two rows differ only by the decoder.
             for name, vae in decoders.items():
@@ -385,6 +372,34 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
         result["candidate_vae"] = {"vae": config.vae, "rows": rows[config.vae], "fd_generated_vs_held_out":
                                    frechet_distance(np.concatenate(generated_features[config.vae]), ref_feat)}
     return result
+
+
+def _pool_and_round_trips(config: ModelsBenchConfig, pipe, oracle, labels, size: int) -> tuple:
+    """The held-out reference pool (images, oracle features, truth), the decoders by name (the pipeline's, and
+    ``config.vae``'s) and each one's round trip of the pool's first ``n_reference``."""
+    vocabulary = domains.get(config.domain)
+    pool_size = max(config.n_reference, config.n_diversity_reference)
+    pool, pool_factors, pool_masks = render_phantoms(config.domain, pool_size, size, POOL_FIRST_SEED,
+                                                     fine_structure_masks=True)
+    pool_feat = _features(oracle, pool)[1]
+    pool_truth = np.array([[vocabulary.attributes_of(f)[k] for k in labels] for f in pool_factors])
+    reference, ref_truth, ref_masks = (a[:config.n_reference] for a in (pool, pool_truth, pool_masks))
+    round_trips = {"bundled": vae_round_trip(pipe.vae, oracle, reference, ref_truth, labels, masks=ref_masks,
+                                             structures=get_domain(config.domain).FINE_STRUCTURES)}
+    decoders = {"bundled": pipe.vae}
+    if config.vae:
+        decoders[config.vae] = load_vae(config.vae).eval()       # a VAE folder, or one holding vae/
+        round_trips.update(_other_vae_round_trip(config, decoders[config.vae], oracle,
+                                                 (reference, ref_truth, ref_masks), size))
+    return pool, pool_feat, pool_truth, decoders, round_trips
+
+
+def structure_lines_of_phantoms(domain: str, attribute: str, pool: np.ndarray, fitting: np.ndarray, size: int) -> dict:
+    """``thin_line_shapes`` of a line structure alone on up to ``LINE_REFERENCE`` of the ``fitting`` (bool) pool
+    phantoms (which have it): their lines less those of their twins without it."""
+    which = np.flatnonzero(fitting)[:LINE_REFERENCE]
+    twins = twin_phantoms(domain, POOL_FIRST_SEED + which, size, **{attribute: False})
+    return thin_line_shapes(pool[which], bright=domains.get(domain).thin_lines == "bright", background=twins)
 
 
 def twin_phantoms(domain: str, seeds, size: int, **changes) -> np.ndarray:

@@ -404,3 +404,20 @@ def test_models_table_shows_a_line_structures_own_shapes_when_measured(capsys):
     shapes = next(line for line in printed.splitlines() if line.startswith(row["prompt"]) and "(0.95)" in line)
     assert shapes.split()[-8:] == ["4.02", "(0.95)", "9.9", "(21.5)", "0.901", "(0.950)", "812", "(401)"]
     assert card_record(result, "d", "c")["rows"][0]["structure_lines_real"] == real
+
+
+@pytest.mark.bundled
+@needs_models
+def test_a_line_structures_asked_row_carries_its_own_shapes_beside_its_phantoms():
+    from medviz.bench.models import ModelsBenchConfig, run
+
+    result = run(ModelsBenchConfig(domain="skin", n=2, steps=1, attributes=("hair",), n_reference=16,
+                                   n_diversity_reference=48))
+    asked, absent = result["rows"]
+    assert (asked["wanted"], absent["wanted"]) == (True, False) and "structure_lines" not in absent
+    real = asked["structure_lines_real"]
+    # The phantoms' hair alone: fewer line px than their whole images' lines, long segments, few junctions.
+    assert 0 < real["line_px"] < asked["lines_real"]["line_px"] and real["segment_px"] > 12
+    assert real["junctions_per_100px"] < asked["lines_real"]["junctions_per_100px"]
+    assert set(asked["structure_lines"]) == set(real)
+    assert result["vae_round_trip"]["bundled"]["psnr_db"] > 20
