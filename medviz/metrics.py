@@ -101,6 +101,18 @@ def thin_line_shapes(images: np.ndarray, depth: float = 0.06, width: int = 5, mi
             "straightness": float(np.mean(straightness)) if straightness else float("nan")}
 
 
+def tone_spread(images: np.ndarray) -> dict:
+    """The 10th, 50th and 90th percentile of the images' mean intensity (uint8 N x H x W x 3 or N x H x W, in
+    0..255): whether samples span the data's tones (dark and fair skin, light and dense films) or crowd at the mean,
+    as Stable Diffusion's schedule makes them (Lin et al. 2024, arXiv 2305.08891). NaN for no images."""
+    images = np.asarray(images, np.float32)
+    if not len(images):
+        return {"p10": float("nan"), "p50": float("nan"), "p90": float("nan")}
+    means = images.reshape(len(images), -1).mean(1)
+    p10, p50, p90 = np.percentile(means, [10, 50, 90])
+    return {"p10": float(p10), "p50": float(p50), "p90": float(p90)}
+
+
 def _line_masks(images: np.ndarray, depth: float, width: int, bright: bool) -> np.ndarray:
     """N x H x W bool: the pixels darker (brighter if ``bright``) than their ``width`` px grey closing by ``depth``."""
     from scipy import ndimage

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from medviz.metrics import thin_line_shapes
+from medviz.metrics import thin_line_shapes, tone_spread
 
 SKIN, LINE = (205, 160, 130), (40, 30, 25)
 
@@ -141,3 +141,14 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_images():
     assert high - low < wide / 5
     one_class = np.ones(5, bool)                                          # AUROC undefined in every resample
     assert all(np.isnan(bootstrap_interval(roc_auc, (one_class, np.arange(5.0)), 50)))
+
+
+def test_tone_spread_tells_samples_that_crowd_at_the_mean_from_data_that_spans_the_tones():
+    tones = np.linspace(60, 200, 11)                      # dark to fair skin, one flat image each
+    data = np.stack([np.full((8, 8, 3), t, np.uint8) for t in tones])
+    crowded = np.stack([np.full((8, 8, 3), t, np.uint8) for t in np.linspace(135, 175, 11)])
+    spread, narrow = tone_spread(data), tone_spread(crowded)
+    assert spread["p10"] == pytest.approx(74, abs=1) and spread["p90"] == pytest.approx(186, abs=1)
+    assert spread["p50"] == pytest.approx(130, abs=1)
+    assert narrow["p90"] - narrow["p10"] < 0.3 * (spread["p90"] - spread["p10"])
+    assert all(math.isnan(v) for v in tone_spread(np.zeros((0, 8, 8, 3), np.uint8)).values())

@@ -38,7 +38,7 @@ import numpy as np
 from .. import domains
 from ..engines.common import SCHEDULERS
 from ..io import to_model_batch, uint8_rgb
-from ..metrics import thin_line_shapes
+from ..metrics import thin_line_shapes, tone_spread
 from ..models import MODELS_DIR, load_pipeline, resolve
 from ..phantoms import get_domain
 from ..prompts import caption_conditional, class_prompts, describe
@@ -119,7 +119,8 @@ def card_record(result: dict, date: str, command: str) -> dict:
     ``medviz.bench.cards.record_models_bench``): each prompt's figures and whether they meet ``PROMPT_BARS``,
     the Fréchet distances, the VAE round trip, the settings the samples were drawn with, how to reproduce."""
     keep = ("attribute", "prompt", "wanted", "agreement", "fits_all", "diversity_ratio", "n_matching",
-            "diversity_ratio_named_only", "lines", "lines_real", "structure_lines", "structure_lines_real")
+            "diversity_ratio_named_only", "lines", "lines_real", "structure_lines", "structure_lines_real", "tone",
+            "tone_real")
     rows = [{**{key: row[key] for key in keep if key in row},
              "meets": {key: bool(row[key] >= bar) for key, bar in PROMPT_BARS.items()}} for row in result["rows"]]
     config = result["config"]
@@ -351,7 +352,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
                                    "diversity_ratio": spread / mean_pairwise_distance(pool_feat[matching]),
                                    "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
                                    "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only]),
-                                   "lines": thin_line_shapes(images, bright=bright), "lines_real": real_lines[fitting]})
+                                   "lines": thin_line_shapes(images, bright=bright), "lines_real": real_lines[fitting],
+                                   "tone": tone_spread(images), "tone_real": tone_spread(pool[matching])})
         if attribute in vocabulary.line_structures:       # the asked row: the structure's own lines, both decoders
             for name in decoders:
                 rows[name][-2].update(structure_lines=thin_line_shapes(asked_images[name, True], bright=bright,
@@ -568,6 +570,7 @@ def print_table(result: dict) -> None:
     if structures:
         print_line_shapes(structures, polarity, "the same phantoms' lines less those of their twins without the "
                           "structure; the samples' less those of the same noise asked for none")
+    print_tones(result["rows"])
     print("Fréchet distance (oracle features): generated vs held-out "
           + "; ".join(f"{fd:.2f} ({title.split(' (')[0]})" for title, _, fd in tables)
           + f"; blurred held-out vs held-out {result['fd_blurred_held_out_vs_held_out']:.2f}; "
@@ -587,6 +590,16 @@ def print_line_shapes(rows: list[dict], polarity: str, reference: str) -> None:
         cells = [(row["lines"][key], row["lines_real"][key], fmt) for key, fmt in
                  (("junctions_per_100px", ".2f"), ("segment_px", ".1f"), ("straightness", ".3f"), ("line_px", ".0f"))]
         print(f"{row['prompt']:<62}" + "".join(f"{g:>9{fmt}} ({r:{fmt}})" for g, r, fmt in cells))
+
+
+def print_tones(rows: list[dict]) -> None:
+    """Each row's spread of mean image intensity beside its fitting phantoms' (``tone``, ``tone_real``)."""
+    rows = [row for row in rows if "tone" in row]
+    if rows:
+        print("mean intensity per image (0-255), 10th / 50th / 90th percentile, generated (fitting phantoms)")
+    for row in rows:
+        print(f"{row['prompt']:<62}" + "".join(f"{row['tone'][p]:>9.0f} ({row['tone_real'][p]:.0f})"
+                                               for p in ("p10", "p50", "p90")))
 
 
 def print_device_kinds(result: dict) -> None:

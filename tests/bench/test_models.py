@@ -404,6 +404,11 @@ def test_models_table_shows_a_line_structures_own_shapes_when_measured(capsys):
     shapes = next(line for line in printed.splitlines() if line.startswith(row["prompt"]) and "(0.95)" in line)
     assert shapes.split()[-8:] == ["4.02", "(0.95)", "9.9", "(21.5)", "0.901", "(0.950)", "812", "(401)"]
     assert card_record(result, "d", "c")["rows"][0]["structure_lines_real"] == real
+    tone = {"p10": 134.2, "p50": 149.0, "p90": 175.4}
+    print_table({**result, "rows": [{**row, "tone": tone, "tone_real": {"p10": 84.0, "p50": 165.0, "p90": 202.0}}]})
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(row["prompt"]) and
+                "(84)" in line)
+    assert line.split()[-6:] == ["134", "(84)", "149", "(165)", "175", "(202)"]
 
 
 @pytest.mark.bundled
@@ -421,3 +426,6 @@ def test_a_line_structures_asked_row_carries_its_own_shapes_beside_its_phantoms(
     assert real["junctions_per_100px"] < asked["lines_real"]["junctions_per_100px"]
     assert set(asked["structure_lines"]) == set(real)
     assert result["vae_round_trip"]["bundled"]["psnr_db"] > 20
+    for row in result["rows"]:                            # mean intensity, samples beside the fitting phantoms
+        assert 0 < row["tone"]["p10"] <= row["tone"]["p50"] <= row["tone"]["p90"] < 255
+        assert row["tone_real"]["p10"] < row["tone_real"]["p90"]
