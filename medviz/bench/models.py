@@ -312,7 +312,7 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
     rows = {name: [] for name in decoders}
     decoded_samples: dict[str, np.ndarray] = {}      # prompt -> the pipeline's own decode, for the contact sheet
     generated_features = {name: [] for name in decoders}
-    real_lines: dict[tuple, dict] = {}               # fitting attributes -> their phantoms' line shapes
+    references: dict[tuple, dict] = {}               # fitting attributes -> their phantoms' line shapes and tones
     bright = vocabulary.thin_lines == "bright"       # catheters are bright on an X-ray; hair and ink dark on skin
     seconds = 0.0
     structure_reference: dict[str, dict] = {}        # line structure -> its phantoms' lines less their twins'
@@ -331,8 +331,10 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
             # Several prompts fix the same attributes ("benign nevus", "... with no hair"): measure each
             # set of fitting phantoms once.
             fitting = tuple(sorted(conditional.items()))
-            if fitting not in real_lines:
-                real_lines[fitting] = thin_line_shapes(pool[np.flatnonzero(matching)[:LINE_REFERENCE]], bright=bright)
+            if fitting not in references:
+                references[fitting] = {"lines_real": thin_line_shapes(pool[np.flatnonzero(matching)[:LINE_REFERENCE]],
+                                                                       bright=bright),
+                                       "tone_real": tone_spread(pool[matching])}
             if wanted and attribute in vocabulary.line_structures:
                 structure_reference[attribute] = structure_lines_of_phantoms(config.domain, attribute, pool, matching,
                                                                              size)
@@ -352,8 +354,8 @@ def run(config: ModelsBenchConfig, progress: Callable[[str], None] | None = None
                                    "diversity_ratio": spread / mean_pairwise_distance(pool_feat[matching]),
                                    "n_matching": int(matching.sum()), "fits_all": float(fits.mean()),
                                    "diversity_ratio_named_only": spread / mean_pairwise_distance(pool_feat[named_only]),
-                                   "lines": thin_line_shapes(images, bright=bright), "lines_real": real_lines[fitting],
-                                   "tone": tone_spread(images), "tone_real": tone_spread(pool[matching])})
+                                   "lines": thin_line_shapes(images, bright=bright), "tone": tone_spread(images),
+                                   **references[fitting]})
         if attribute in vocabulary.line_structures:       # the asked row: the structure's own lines, both decoders
             for name in decoders:
                 rows[name][-2].update(structure_lines=thin_line_shapes(asked_images[name, True], bright=bright,
